@@ -1,0 +1,115 @@
+package gateway
+
+import (
+	"context"
+	_ "embed"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/improbable-eng/grpc-web/go/grpcweb"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
+)
+
+//go:embed openapi/notify.swagger.json
+var openAPI []byte
+
+// Config configures the HTTP front door.
+type Config struct {
+	// AllowedOrigins lists the browser origins allowed to call grpc-web and
+	// REST ("*" allows any). Empty: same-origin requests only.
+	AllowedOrigins []string
+}
+
+// Readiness reports whether the node can serve (broker and store reachable).
+type Readiness func(ctx context.Context) error
+
+// New returns the HTTP handler. srv is the gRPC server that grpc-web
+// requests are handed to; conn is a client connection to that same server
+// used by the REST gateway.
+func New(ctx context.Context, cfg Config, srv *grpc.Server, conn *grpc.ClientConn, ready Readiness) (http.Handler, error) {
+	allowed := originChecker(cfg.AllowedOrigins)
+	web := grpcweb.WrapServer(srv,
+		grpcweb.WithOriginFunc(allowed),
+		grpcweb.WithWebsockets(true),
+		grpcweb.WithWebsocketOriginFunc(func(r *http.Request) bool {
+			o := r.Header.Get("Origin")
+			return o == "" || allowed(o) || sameOrigin(r, o)
+		}),
+		grpcweb.WithAllowedRequestHeaders([]string{"authorization", "x-grpc-web", "content-type", "x-user-agent", "grpc-timeout"}),
+	)
+
+	mux := runtime.NewServeMux(
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+			MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: false},
+			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+		}),
+	)
+	if err := notifyv1.RegisterNotificationServiceHandler(ctx, mux, conn); err != nil {
+		return nil, err
+	}
+
+	root := http.NewServeMux()
+	root.Handle("/v1/", cors(allowed, mux))
+	root.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(openAPI)
+	})
+	root.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	root.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if ready != nil {
+			if err := ready(r.Context()); err != nil {
+				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if web.IsGrpcWebRequest(r) || web.IsAcceptableGrpcCorsRequest(r) || web.IsGrpcWebSocketRequest(r) {
+			web.ServeHTTP(w, r)
+			return
+		}
+		root.ServeHTTP(w, r)
+	}), nil
+}
+
+// originChecker returns whether an Origin header value is allowed.
+func originChecker(origins []string) func(string) bool {
+	any := slices.Contains(origins, "*")
+	return func(o string) bool {
+		return any || slices.Contains(origins, o)
+	}
+}
+
+func sameOrigin(r *http.Request, origin string) bool {
+	o := strings.TrimPrefix(strings.TrimPrefix(origin, "http://"), "https://")
+	return o == r.Host
+}
+
+// cors answers preflight requests and sets CORS headers for allowed origins.
+func cors(allowed func(string) bool, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		o := r.Header.Get("Origin")
+		if o != "" && allowed(o) {
+			h := w.Header()
+			h.Set("Access-Control-Allow-Origin", o)
+			h.Add("Vary", "Origin")
+			if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+				h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+				h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Idempotency-Key")
+				h.Set("Access-Control-Max-Age", "600")
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,96 @@
+package access
+
+import (
+	"errors"
+	"fmt"
+
+	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
+	"github.com/maxloyalty/notify/server/auth"
+	"github.com/maxloyalty/notify/server/room"
+)
+
+// ErrDenied is wrapped by every refusal.
+var ErrDenied = errors.New("permission denied")
+
+// CanSubscribe reports whether the bearer of c may subscribe to r:
+// admins and services to any room; guests to guest:{sub} and user:{sub};
+// restaurant and cashier users to their restaurant's rooms and user:{sub}.
+func CanSubscribe(c auth.Claims, r room.Room) error {
+	switch c.Role {
+	case notifyv1.Role_ROLE_ADMIN, notifyv1.Role_ROLE_SERVICE:
+		return nil
+	case notifyv1.Role_ROLE_GUEST:
+		if (r.Kind() == room.KindGuest || r.Kind() == room.KindUser) && r.ID() == c.Subject {
+			return nil
+		}
+	case notifyv1.Role_ROLE_RESTAURANT, notifyv1.Role_ROLE_CASHIER:
+		switch r.Kind() {
+		case room.KindRestaurant, room.KindRestaurantPoints, room.KindRestaurantTransactions:
+			if r.ID() == c.RestaurantID {
+				return nil
+			}
+		case room.KindUser:
+			if r.ID() == c.Subject {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("%w: %s %q may not subscribe to %s", ErrDenied, auth.RoleName(c.Role), c.Subject, r)
+}
+
+// CanPublish reports whether the bearer of c may publish payload in r.
+// Services publish anything anywhere; admins publish system alerts and admin
+// notifications; nobody else publishes (guests confirm actions through
+// ConfirmAction instead).
+func CanPublish(c auth.Claims, r room.Room, payload any) error {
+	switch c.Role {
+	case notifyv1.Role_ROLE_SERVICE:
+		return nil
+	case notifyv1.Role_ROLE_ADMIN:
+		switch payload.(type) {
+		case *notifyv1.SystemAlert, *notifyv1.AdminNotification:
+			return nil
+		}
+		return fmt.Errorf("%w: admins publish only system alerts and admin notifications", ErrDenied)
+	}
+	return fmt.Errorf("%w: %s tokens may not publish in %s", ErrDenied, auth.RoleName(c.Role), r)
+}
+
+// CanConfirm reports whether the bearer of c may confirm actions.
+func CanConfirm(c auth.Claims) error {
+	if c.Role == notifyv1.Role_ROLE_GUEST {
+		return nil
+	}
+	return fmt.Errorf("%w: only guests confirm actions", ErrDenied)
+}
+
+// DefaultRooms returns the rooms of a stream that names none: every user's
+// own user:{sub}, plus guest:{sub} for guests, the restaurant's three rooms
+// for restaurant and cashier users, and admin for admins. Services have no
+// default rooms and must name them.
+func DefaultRooms(c auth.Claims) ([]room.Room, error) {
+	if c.Role == notifyv1.Role_ROLE_SERVICE {
+		return nil, errors.New("service tokens have no default rooms: name the rooms to subscribe to")
+	}
+	user := room.User(c.Subject)
+	if err := room.ValidID(c.Subject); err != nil {
+		return nil, fmt.Errorf("token subject cannot name a room: %w", err)
+	}
+	switch c.Role {
+	case notifyv1.Role_ROLE_GUEST:
+		return []room.Room{room.Guest(c.Subject), user}, nil
+	case notifyv1.Role_ROLE_RESTAURANT, notifyv1.Role_ROLE_CASHIER:
+		if err := room.ValidID(c.RestaurantID); err != nil {
+			return nil, fmt.Errorf("token restaurant_id cannot name a room: %w", err)
+		}
+		return []room.Room{
+			room.Restaurant(c.RestaurantID),
+			room.RestaurantPoints(c.RestaurantID),
+			room.RestaurantTransactions(c.RestaurantID),
+			user,
+		}, nil
+	case notifyv1.Role_ROLE_ADMIN:
+		return []room.Room{room.Admin, user}, nil
+	}
+	return nil, fmt.Errorf("%w: unknown role", ErrDenied)
+}

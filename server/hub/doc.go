@@ -1,0 +1,13 @@
+// Package hub fans each event out to the subscribers of its room.
+//
+// The broker hands the hub every message once per room; the hub encodes it
+// once into a Frame and pushes that same Frame onto the queue of every
+// subscriber of the room. Pushing never blocks: a subscriber whose queue
+// would exceed its byte bound is closed with ErrSlowConsumer and its queue
+// released, and everyone else carries on.
+//
+// Concurrency: Hub and Subscriber are safe for concurrent use. Lock order:
+// a hub shard's lock is taken before a subscriber's lock, never the reverse.
+// Deliver may be called with the broker's room lock held (broker room lock ->
+// hub shard lock -> subscriber lock).
+package hub

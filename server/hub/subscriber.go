@@ -1,0 +1,115 @@
+package hub
+
+import (
+	"errors"
+	"sync"
+)
+
+// Reasons a subscriber is closed by the server.
+var (
+	// ErrSlowConsumer: the subscriber's queue overflowed its byte bound.
+	ErrSlowConsumer = errors.New("subscriber queue overflowed")
+	// ErrShutdown: the node is shutting down.
+	ErrShutdown = errors.New("server shutting down")
+)
+
+// frameOverhead approximates what a queued frame costs beyond its bytes.
+const frameOverhead = 16
+
+// Subscriber is one stream's view of the hub: a bounded queue of frames
+// from the rooms it joined.
+type Subscriber struct {
+	maxBytes int
+	ready    chan struct{} // signalled when frames arrive or the subscriber closes
+	done     chan struct{} // closed when the subscriber is closed
+
+	mu     sync.Mutex
+	queue  []*Frame
+	bytes  int
+	err    error
+	rooms  []string
+	joined bool
+}
+
+// NewSubscriber returns a subscriber whose queue holds at most maxBytes of
+// frames.
+func NewSubscriber(maxBytes int) *Subscriber {
+	return &Subscriber{
+		maxBytes: maxBytes,
+		ready:    make(chan struct{}, 1),
+		done:     make(chan struct{}),
+	}
+}
+
+// Ready is signalled when frames are queued or the subscriber is closed.
+func (s *Subscriber) Ready() <-chan struct{} { return s.ready }
+
+// Done is closed when the subscriber is closed.
+func (s *Subscriber) Done() <-chan struct{} { return s.done }
+
+// push queues f, or closes the subscriber if f would overflow its bound.
+func (s *Subscriber) push(f *Frame) {
+	s.mu.Lock()
+	if s.err != nil {
+		s.mu.Unlock()
+		return
+	}
+	size := len(f.Bytes) + frameOverhead
+	if s.bytes+size > s.maxBytes {
+		s.closeLocked(ErrSlowConsumer)
+		s.mu.Unlock()
+		return
+	}
+	s.queue = append(s.queue, f)
+	s.bytes += size
+	s.mu.Unlock()
+	s.signal()
+}
+
+func (s *Subscriber) signal() {
+	select {
+	case s.ready <- struct{}{}:
+	default:
+	}
+}
+
+// Take moves the queued frames onto buf and returns it with the reason the
+// subscriber was closed, if it was. After ErrSlowConsumer nothing is
+// returned: the overflowed queue was dropped and the client must resume.
+func (s *Subscriber) Take(buf []*Frame) ([]*Frame, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	buf = append(buf, s.queue...)
+	clear(s.queue)
+	s.queue = s.queue[:0]
+	s.bytes = 0
+	return buf, s.err
+}
+
+// Close ends the subscriber with err; the first reason wins.
+func (s *Subscriber) Close(err error) {
+	s.mu.Lock()
+	s.closeLocked(err)
+	s.mu.Unlock()
+}
+
+func (s *Subscriber) closeLocked(err error) {
+	if s.err != nil {
+		return
+	}
+	s.err = err
+	if errors.Is(err, ErrSlowConsumer) {
+		clear(s.queue)
+		s.queue = nil
+		s.bytes = 0
+	}
+	close(s.done)
+	s.signal()
+}
+
+// Err returns why the subscriber was closed, or nil.
+func (s *Subscriber) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}

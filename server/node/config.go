@@ -1,0 +1,154 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+// DevSecret is the HS256 secret used in dev mode when no key is configured.
+// Dev mode is for a laptop: never expose a dev-mode node.
+const DevSecret = "notify-dev-secret-do-not-use-in-production"
+
+// Config is every setting of a node. Zero values take the defaults given
+// in each comment (Defaults returns them filled in).
+type Config struct {
+	// GRPCAddr is the native gRPC listen address. Default 127.0.0.1:9090.
+	GRPCAddr string
+	// HTTPAddr is the grpc-web, REST and OpenAPI listen address. Default 127.0.0.1:8080.
+	HTTPAddr string
+	// ServerID names the node in Connected messages. Default: the host name.
+	ServerID string
+	// Dev enables dev mode: the DevSecret is accepted when no key is set.
+	Dev bool
+
+	// JWTSecret enables HS256 tokens signed with this secret.
+	JWTSecret string
+	// JWTPublicKeyFile is a PEM file of RSA/EC public keys (RS256/ES256).
+	JWTPublicKeyFile string
+	// JWTJWKSFile is a JWKS file of RSA/EC public keys (RS256/ES256).
+	JWTJWKSFile string
+	// JWTIssuer, when set, must match the tokens' iss.
+	JWTIssuer string
+	// JWTAudience, when set, must be among the tokens' aud.
+	JWTAudience string
+
+	// HeartbeatInterval: idle time before a stream gets a heartbeat. Default 25s.
+	HeartbeatInterval time.Duration
+	// QueueBytes bounds each stream's queue, in bytes. Default 1 MiB.
+	QueueBytes int
+	// MaxRoomsPerStream bounds the rooms of one stream. Default 32.
+	MaxRoomsPerStream int
+	// MaxBatch bounds the events of one PublishBatch. Default 500.
+	MaxBatch int
+	// MaxMessageBytes bounds one incoming message. Default 256 KiB.
+	MaxMessageBytes int
+
+	// HistorySize is how many events each room keeps for resume. Default 1000.
+	HistorySize int
+	// HistoryTTL is how long events are kept for resume. Default 10m.
+	HistoryTTL time.Duration
+	// IdempotencyWindow is how long idempotency keys are remembered. Default 5m.
+	IdempotencyWindow time.Duration
+
+	// ShutdownDrain bounds a graceful shutdown. Default 10s.
+	ShutdownDrain time.Duration
+	// ReconnectDelayMin and ReconnectDelayMax bound the jittered reconnect
+	// delay given to streams at shutdown. Defaults 500ms and 5s.
+	ReconnectDelayMin, ReconnectDelayMax time.Duration
+
+	// KeepaliveTime: idle time after which the server pings a connection. Default 30s.
+	KeepaliveTime time.Duration
+	// KeepaliveTimeout: how long a ping may go unanswered. Default 10s.
+	KeepaliveTimeout time.Duration
+	// MinPingInterval: clients pinging more often are disconnected. Default 10s.
+	MinPingInterval time.Duration
+
+	// AllowedOrigins lists browser origins allowed for grpc-web and REST,
+	// comma-separated in flags ("*": any). Default: none (same origin only).
+	AllowedOrigins []string
+
+	// LogFormat is "text" or "json". Default text.
+	LogFormat string
+	// LogLevel is debug, info, warn or error. Default info.
+	LogLevel string
+}
+
+// Defaults returns c with every zero field set to its default.
+func (c Config) Defaults() Config {
+	setStr(&c.GRPCAddr, "127.0.0.1:9090")
+	setStr(&c.HTTPAddr, "127.0.0.1:8080")
+	if c.ServerID == "" {
+		h, _ := os.Hostname()
+		setStr(&h, "notifyd")
+		c.ServerID = h
+	}
+	setDur(&c.HeartbeatInterval, 25*time.Second)
+	setInt(&c.QueueBytes, 1<<20)
+	setInt(&c.MaxRoomsPerStream, 32)
+	setInt(&c.MaxBatch, 500)
+	setInt(&c.MaxMessageBytes, 256<<10)
+	setInt(&c.HistorySize, 1000)
+	setDur(&c.HistoryTTL, 10*time.Minute)
+	setDur(&c.IdempotencyWindow, 5*time.Minute)
+	setDur(&c.ShutdownDrain, 10*time.Second)
+	setDur(&c.ReconnectDelayMin, 500*time.Millisecond)
+	setDur(&c.ReconnectDelayMax, 5*time.Second)
+	setDur(&c.KeepaliveTime, 30*time.Second)
+	setDur(&c.KeepaliveTimeout, 10*time.Second)
+	setDur(&c.MinPingInterval, 10*time.Second)
+	setStr(&c.LogFormat, "text")
+	setStr(&c.LogLevel, "info")
+	return c
+}
+
+// Validate reports the first bad field by name.
+func (c Config) Validate() error {
+	var errs []error
+	if c.JWTSecret == "" && c.JWTPublicKeyFile == "" && c.JWTJWKSFile == "" && !c.Dev {
+		errs = append(errs, errors.New("jwt: one of jwt-secret, jwt-public-key-file, jwt-jwks-file is required (or dev mode)"))
+	}
+	if c.JWTSecret != "" && len(c.JWTSecret) < 32 {
+		errs = append(errs, errors.New("jwt-secret: must be at least 32 bytes"))
+	}
+	if c.ReconnectDelayMax < c.ReconnectDelayMin {
+		errs = append(errs, errors.New("reconnect-delay-max: must not be below reconnect-delay-min"))
+	}
+	if c.MinPingInterval > c.KeepaliveTime {
+		errs = append(errs, errors.New("min-ping-interval: must not exceed keepalive-time"))
+	}
+	if c.QueueBytes < 4<<10 {
+		errs = append(errs, errors.New("queue-bytes: must be at least 4096"))
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log-format: %q is not text or json", c.LogFormat))
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log-level: %q is not debug, info, warn or error", c.LogLevel))
+	}
+	return errors.Join(errs...)
+}
+
+func setStr(p *string, v string) {
+	if *p == "" {
+		*p = v
+	}
+}
+
+func setInt(p *int, v int) {
+	if *p <= 0 {
+		*p = v
+	}
+}
+
+func setDur(p *time.Duration, v time.Duration) {
+	if *p <= 0 {
+		*p = v
+	}
+}

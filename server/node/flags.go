@@ -1,0 +1,125 @@
+package node
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// BindFlags registers every Config field on fs as a flag whose default
+// comes from the NOTIFY_* environment variable of the same name (for
+// example --grpc-addr and NOTIFY_GRPC_ADDR). Flags win over the environment.
+// It returns the environment variables that did not parse.
+func (c *Config) BindFlags(fs *flag.FlagSet) error {
+	d := Config{}.Defaults()
+	b := &binder{fs: fs}
+	str, boolean, integer, dur, list := b.str, b.boolean, b.integer, b.dur, b.list
+	str(&c.GRPCAddr, "grpc-addr", d.GRPCAddr, "native gRPC listen address")
+	str(&c.HTTPAddr, "http-addr", d.HTTPAddr, "grpc-web, REST and OpenAPI listen address")
+	str(&c.ServerID, "server-id", d.ServerID, "node name reported to clients")
+	boolean(&c.Dev, "dev", false, "dev mode: accept tokens signed with the built-in dev secret (never in production)")
+	str(&c.JWTSecret, "jwt-secret", "", "HS256 secret (at least 32 bytes)")
+	str(&c.JWTPublicKeyFile, "jwt-public-key-file", "", "PEM file of RSA/EC public keys for RS256/ES256")
+	str(&c.JWTJWKSFile, "jwt-jwks-file", "", "JWKS file of RSA/EC public keys for RS256/ES256")
+	str(&c.JWTIssuer, "jwt-issuer", "", "required token issuer (iss)")
+	str(&c.JWTAudience, "jwt-audience", "", "required token audience (aud)")
+	dur(&c.HeartbeatInterval, "heartbeat-interval", d.HeartbeatInterval, "idle time before a stream heartbeat")
+	integer(&c.QueueBytes, "queue-bytes", d.QueueBytes, "bytes a slow stream may have queued before it is cut")
+	integer(&c.MaxRoomsPerStream, "max-rooms-per-stream", d.MaxRoomsPerStream, "rooms one stream may join")
+	integer(&c.MaxBatch, "max-batch", d.MaxBatch, "events in one PublishBatch")
+	integer(&c.MaxMessageBytes, "max-message-bytes", d.MaxMessageBytes, "largest incoming message")
+	integer(&c.HistorySize, "history-size", d.HistorySize, "events kept per room for resume")
+	dur(&c.HistoryTTL, "history-ttl", d.HistoryTTL, "how long events are kept for resume")
+	dur(&c.IdempotencyWindow, "idempotency-window", d.IdempotencyWindow, "how long idempotency keys are remembered")
+	dur(&c.ShutdownDrain, "shutdown-drain", d.ShutdownDrain, "longest graceful shutdown")
+	dur(&c.ReconnectDelayMin, "reconnect-delay-min", d.ReconnectDelayMin, "shortest reconnect delay given at shutdown")
+	dur(&c.ReconnectDelayMax, "reconnect-delay-max", d.ReconnectDelayMax, "longest reconnect delay given at shutdown")
+	dur(&c.KeepaliveTime, "keepalive-time", d.KeepaliveTime, "idle time before the server pings a connection")
+	dur(&c.KeepaliveTimeout, "keepalive-timeout", d.KeepaliveTimeout, "how long a ping may go unanswered")
+	dur(&c.MinPingInterval, "min-ping-interval", d.MinPingInterval, "clients pinging more often are disconnected")
+	list(&c.AllowedOrigins, "allowed-origins", "comma-separated browser origins allowed for grpc-web and REST (* for any)")
+	str(&c.LogFormat, "log-format", d.LogFormat, "text or json")
+	str(&c.LogLevel, "log-level", d.LogLevel, "debug, info, warn or error")
+	return errors.Join(b.errs...)
+}
+
+// binder registers flags with environment defaults, collecting bad values.
+type binder struct {
+	fs   *flag.FlagSet
+	errs []error
+}
+
+func envName(flagName string) string {
+	return "NOTIFY_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// badEnv is an environment value that does not parse.
+type badEnv struct{ name, value, want string }
+
+func (b badEnv) Error() string {
+	return fmt.Sprintf("%s=%q: not a valid %s", b.name, b.value, b.want)
+}
+
+func (b *binder) str(p *string, name, def, usage string) {
+	if v, ok := os.LookupEnv(envName(name)); ok {
+		def = v
+	}
+	b.fs.StringVar(p, name, def, usage+" ("+envName(name)+")")
+}
+
+func (b *binder) boolean(p *bool, name string, def bool, usage string) {
+	if v, ok := os.LookupEnv(envName(name)); ok {
+		parsed, err := strconv.ParseBool(v)
+		if err != nil {
+			b.errs = append(b.errs, badEnv{envName(name), v, "boolean"})
+		}
+		def = parsed
+	}
+	b.fs.BoolVar(p, name, def, usage+" ("+envName(name)+")")
+}
+
+func (b *binder) integer(p *int, name string, def int, usage string) {
+	if v, ok := os.LookupEnv(envName(name)); ok {
+		i, err := strconv.Atoi(v)
+		if err != nil {
+			b.errs = append(b.errs, badEnv{envName(name), v, "integer"})
+		}
+		def = i
+	}
+	b.fs.IntVar(p, name, def, usage+" ("+envName(name)+")")
+}
+
+func (b *binder) dur(p *time.Duration, name string, def time.Duration, usage string) {
+	if v, ok := os.LookupEnv(envName(name)); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			b.errs = append(b.errs, badEnv{envName(name), v, "duration (e.g. 30s)"})
+		}
+		def = d
+	}
+	b.fs.DurationVar(p, name, def, usage+" ("+envName(name)+")")
+}
+
+func (b *binder) list(p *[]string, name, usage string) {
+	if v, ok := os.LookupEnv(envName(name)); ok {
+		*p = splitList(v)
+	}
+	b.fs.Func(name, usage+" ("+envName(name)+")", func(s string) error {
+		*p = splitList(s)
+		return nil
+	})
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}

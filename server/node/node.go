@@ -1,0 +1,221 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/test/bufconn"
+
+	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
+	"github.com/maxloyalty/notify/gateway"
+	"github.com/maxloyalty/notify/server/auth"
+	"github.com/maxloyalty/notify/server/broker"
+	"github.com/maxloyalty/notify/server/hub"
+	"github.com/maxloyalty/notify/server/service"
+)
+
+// Node is one running notifyd.
+type Node struct {
+	cfg    Config
+	log    *slog.Logger
+	grpcLn net.Listener
+	httpLn net.Listener
+	inner  *bufconn.Listener
+	grpc   *grpc.Server
+	http   *http.Server
+	conn   *grpc.ClientConn
+	health *health.Server
+	hub    *hub.Hub
+	broker *broker.Memory
+}
+
+// New validates cfg, builds a node and binds its listeners.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
+	cfg = cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	vcfg := auth.Config{
+		HMACSecret:    []byte(cfg.JWTSecret),
+		PublicKeyFile: cfg.JWTPublicKeyFile,
+		JWKSFile:      cfg.JWTJWKSFile,
+		Issuer:        cfg.JWTIssuer,
+		Audience:      cfg.JWTAudience,
+		Leeway:        5 * time.Second,
+	}
+	if cfg.JWTSecret == "" {
+		vcfg.HMACSecret = nil
+		if cfg.Dev && cfg.JWTPublicKeyFile == "" && cfg.JWTJWKSFile == "" {
+			vcfg.HMACSecret = []byte(DevSecret)
+		}
+	}
+	verifier, err := auth.NewVerifier(vcfg)
+	if err != nil {
+		return nil, fmt.Errorf("config: jwt: %w", err)
+	}
+
+	n := &Node{cfg: cfg, log: log, hub: hub.New(), health: health.NewServer()}
+	n.broker = broker.NewMemory(broker.MemoryConfig{
+		Limits:            func(string) broker.Limits { return broker.Limits{Size: cfg.HistorySize, TTL: cfg.HistoryTTL} },
+		IdempotencyWindow: cfg.IdempotencyWindow,
+	}, n.hub.Deliver)
+
+	skip := func(method string) bool {
+		return strings.HasPrefix(method, "/grpc.health.v1.") || strings.HasPrefix(method, "/grpc.reflection.")
+	}
+	n.grpc = grpc.NewServer(
+		grpc.ForceServerCodecV2(service.NewCodec()),
+		grpc.ChainUnaryInterceptor(verifier.UnaryInterceptor(skip)),
+		grpc.ChainStreamInterceptor(verifier.StreamInterceptor(skip)),
+		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: cfg.KeepaliveTime, Timeout: cfg.KeepaliveTimeout}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cfg.MinPingInterval, PermitWithoutStream: true}),
+		grpc.SharedWriteBuffer(true),
+	)
+	svc := service.New(service.Config{
+		ServerID:          cfg.ServerID,
+		HeartbeatInterval: cfg.HeartbeatInterval,
+		QueueBytes:        cfg.QueueBytes,
+		MaxRoomsPerStream: cfg.MaxRoomsPerStream,
+		MaxBatch:          cfg.MaxBatch,
+		ReconnectDelayMin: cfg.ReconnectDelayMin,
+		ReconnectDelayMax: cfg.ReconnectDelayMax,
+	}, n.broker, n.hub, log)
+	notifyv1.RegisterNotificationServiceServer(n.grpc, svc)
+	healthpb.RegisterHealthServer(n.grpc, n.health)
+	reflection.Register(n.grpc)
+
+	// The REST gateway reaches the gRPC server in process.
+	n.inner = bufconn.Listen(1 << 20)
+	n.conn, err = grpc.NewClient("passthrough:///notifyd",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return n.inner.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	)
+	if err != nil {
+		n.broker.Close()
+		return nil, err
+	}
+	handler, err := gateway.New(ctx, gateway.Config{AllowedOrigins: cfg.AllowedOrigins}, n.grpc, n.conn, n.ready)
+	if err != nil {
+		n.close()
+		return nil, err
+	}
+	n.http = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	if n.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+		n.close()
+		return nil, fmt.Errorf("grpc-addr: %w", err)
+	}
+	if n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		n.grpcLn.Close()
+		n.close()
+		return nil, fmt.Errorf("http-addr: %w", err)
+	}
+	return n, nil
+}
+
+func (n *Node) close() {
+	if n.conn != nil {
+		n.conn.Close()
+	}
+	n.broker.Close()
+}
+
+// GRPCAddr is the bound native gRPC address.
+func (n *Node) GRPCAddr() string { return n.grpcLn.Addr().String() }
+
+// HTTPAddr is the bound HTTP address.
+func (n *Node) HTTPAddr() string { return n.httpLn.Addr().String() }
+
+// Hub exposes the node's hub, for statistics.
+func (n *Node) Hub() *hub.Hub { return n.hub }
+
+func (n *Node) ready(ctx context.Context) error {
+	resp, err := n.health.Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		return err
+	}
+	if resp.Status != healthpb.HealthCheckResponse_SERVING {
+		return errors.New(resp.Status.String())
+	}
+	return nil
+}
+
+// Run serves until ctx ends, then shuts down within the drain time.
+func (n *Node) Run(ctx context.Context) error {
+	errc := make(chan error, 3)
+	go func() { errc <- n.grpc.Serve(n.grpcLn) }()
+	go func() { errc <- n.grpc.Serve(n.inner) }()
+	go func() {
+		if err := n.http.Serve(n.httpLn); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}()
+	n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	n.health.SetServingStatus(notifyv1.NotificationService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	n.log.Info("notifyd serving", "grpc", n.GRPCAddr(), "http", n.HTTPAddr(), "server_id", n.cfg.ServerID, "dev", n.cfg.Dev)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	n.shutdown()
+	return runErr
+}
+
+// shutdown: health NOT_SERVING, every stream told to reconnect after a
+// jittered delay, GracefulStop bounded by the drain time, then Stop.
+func (n *Node) shutdown() {
+	start := time.Now()
+	n.health.Shutdown()
+	n.hub.CloseAll(hub.ErrShutdown)
+
+	drain, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownDrain)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		n.grpc.GracefulStop()
+		close(done)
+	}()
+	_ = n.http.Shutdown(drain)
+	select {
+	case <-done:
+	case <-drain.Done():
+		n.log.Warn("drain time exceeded, stopping", "drain", n.cfg.ShutdownDrain)
+		n.grpc.Stop()
+		<-done
+	}
+	n.close()
+	n.log.Info("notifyd stopped", "took", time.Since(start).Round(time.Millisecond))
+}
+
+// NewLogger builds the node's logger from its config.
+func NewLogger(cfg Config) *slog.Logger {
+	cfg = cfg.Defaults()
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}

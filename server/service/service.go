@@ -1,0 +1,285 @@
+package service
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
+	"github.com/maxloyalty/notify/server/access"
+	"github.com/maxloyalty/notify/server/auth"
+	"github.com/maxloyalty/notify/server/broker"
+	"github.com/maxloyalty/notify/server/hub"
+	"github.com/maxloyalty/notify/server/room"
+)
+
+// Broker is what the service needs from a broker.
+type Broker interface {
+	Publish(ctx context.Context, p broker.Publication) (broker.Result, error)
+	History(ctx context.Context, room string, since broker.Position) (broker.History, error)
+}
+
+// Config tunes the service. Zero values take the documented defaults.
+type Config struct {
+	// ServerID names this node in Connected messages. Default: "notifyd".
+	ServerID string
+	// HeartbeatInterval is how long a stream may be idle before a heartbeat.
+	// Default: 25s.
+	HeartbeatInterval time.Duration
+	// QueueBytes bounds each subscriber's queue. Default: 1 MiB.
+	QueueBytes int
+	// MaxWriteBytes bounds one coalesced stream write. Default: 64 KiB.
+	MaxWriteBytes int
+	// MaxRoomsPerStream bounds the rooms of one stream. Default: 32.
+	MaxRoomsPerStream int
+	// MaxBatch bounds the requests of one PublishBatch. Default: 500.
+	MaxBatch int
+	// ReconnectDelayMin and ReconnectDelayMax bound the jittered delay given
+	// to streams ended by shutdown. Defaults: 500ms and 5s.
+	ReconnectDelayMin, ReconnectDelayMax time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.ServerID == "" {
+		c.ServerID = "notifyd"
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = 25 * time.Second
+	}
+	if c.QueueBytes <= 0 {
+		c.QueueBytes = 1 << 20
+	}
+	if c.MaxWriteBytes <= 0 {
+		c.MaxWriteBytes = 64 << 10
+	}
+	if c.MaxRoomsPerStream <= 0 {
+		c.MaxRoomsPerStream = 32
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 500
+	}
+	if c.ReconnectDelayMin <= 0 {
+		c.ReconnectDelayMin = 500 * time.Millisecond
+	}
+	if c.ReconnectDelayMax < c.ReconnectDelayMin {
+		c.ReconnectDelayMax = max(5*time.Second, c.ReconnectDelayMin)
+	}
+}
+
+// Service implements notify.v1.NotificationService.
+type Service struct {
+	notifyv1.UnimplementedNotificationServiceServer
+
+	cfg    Config
+	broker Broker
+	hub    *hub.Hub
+	log    *slog.Logger
+	now    func() time.Time
+}
+
+// New returns a service publishing through b and delivering through h.
+func New(cfg Config, b Broker, h *hub.Hub, log *slog.Logger) *Service {
+	cfg.setDefaults()
+	return &Service{cfg: cfg, broker: b, hub: h, log: log, now: time.Now}
+}
+
+// MaxIdempotencyKeyLen bounds idempotency keys.
+const MaxIdempotencyKeyLen = 128
+
+var payloadOneof = (&notifyv1.PublishRequest{}).ProtoReflect().Descriptor().Oneofs().ByName("payload")
+
+// prepare validates one publish request and turns it into a publication.
+func (s *Service) prepare(c auth.Claims, req *notifyv1.PublishRequest) (broker.Publication, error) {
+	src := req.ProtoReflect()
+	fd := src.WhichOneof(payloadOneof)
+	if fd == nil {
+		return broker.Publication{}, invalid("payload: exactly one event (e.g. pointsAdded) is required")
+	}
+	payload := src.Get(fd).Message().Interface()
+	if len(req.IdempotencyKey) > MaxIdempotencyKeyLen {
+		return broker.Publication{}, invalid("idempotency_key: longer than %d bytes", MaxIdempotencyKeyLen)
+	}
+	names := req.Rooms
+	if req.Room != "" {
+		names = append(names[:len(names):len(names)], req.Room)
+	}
+	var rooms []room.Room
+	if len(names) == 0 {
+		r, err := room.Route(payload)
+		if err != nil {
+			return broker.Publication{}, err
+		}
+		rooms = r
+	} else {
+		if len(names) > s.cfg.MaxRoomsPerStream {
+			return broker.Publication{}, invalid("rooms: %d rooms, at most %d", len(names), s.cfg.MaxRoomsPerStream)
+		}
+		r, err := parseRooms(names)
+		if err != nil {
+			return broker.Publication{}, err
+		}
+		rooms = r
+	}
+	for _, r := range rooms {
+		if err := access.CanPublish(c, r, payload); err != nil {
+			return broker.Publication{}, err
+		}
+	}
+	ev := &notifyv1.Event{
+		Id:             uuid.Must(uuid.NewV7()).String(),
+		PublishTime:    timestamppb.New(s.now()),
+		IdempotencyKey: req.IdempotencyKey,
+	}
+	setPayload(ev.ProtoReflect(), fd, src.Get(fd))
+	data, err := proto.Marshal(ev)
+	if err != nil {
+		return broker.Publication{}, invalid("event cannot be encoded: %v", err)
+	}
+	p := broker.Publication{EventID: ev.Id, Rooms: make([]string, len(rooms)), Data: data}
+	for i, r := range rooms {
+		p.Rooms[i] = r.String()
+	}
+	if req.IdempotencyKey != "" {
+		// Keys are scoped to the publisher so tenants cannot collide.
+		p.IdempotencyKey = c.Subject + "\x00" + req.IdempotencyKey
+	}
+	return p, nil
+}
+
+// setPayload copies the payload field of a PublishRequest into the Event
+// field of the same name.
+func setPayload(ev protoreflect.Message, fd protoreflect.FieldDescriptor, v protoreflect.Value) {
+	ev.Set(ev.Descriptor().Fields().ByName(fd.Name()), v)
+}
+
+// parseRooms parses names, dropping repeats.
+func parseRooms(names []string) ([]room.Room, error) {
+	rooms := make([]room.Room, 0, len(names))
+	seen := make(map[string]bool, len(names))
+	for _, n := range names {
+		r, err := room.Parse(n)
+		if err != nil {
+			return nil, err
+		}
+		if !seen[r.String()] {
+			seen[r.String()] = true
+			rooms = append(rooms, r)
+		}
+	}
+	return rooms, nil
+}
+
+func toResponse(r broker.Result) *notifyv1.PublishResponse {
+	out := &notifyv1.PublishResponse{
+		EventId:   r.EventID,
+		Duplicate: r.Duplicate,
+		Positions: make([]*notifyv1.StreamPosition, len(r.Positions)),
+	}
+	for i, p := range r.Positions {
+		out.Positions[i] = &notifyv1.StreamPosition{Room: p.Room, Offset: p.Offset, Epoch: p.Epoch}
+	}
+	return out
+}
+
+func claims(ctx context.Context) (auth.Claims, error) {
+	c, ok := auth.FromContext(ctx)
+	if !ok {
+		return auth.Claims{}, auth.ErrMissingToken
+	}
+	return c, nil
+}
+
+// Publish implements NotificationService.Publish.
+func (s *Service) Publish(ctx context.Context, req *notifyv1.PublishRequest) (*notifyv1.PublishResponse, error) {
+	c, err := claims(ctx)
+	if err != nil {
+		return nil, toStatusErr(err)
+	}
+	p, err := s.prepare(c, req)
+	if err != nil {
+		return nil, toStatusErr(err)
+	}
+	res, err := s.broker.Publish(ctx, p)
+	if err != nil {
+		return nil, toStatusErr(err)
+	}
+	return toResponse(res), nil
+}
+
+// PublishBatch implements NotificationService.PublishBatch. Every request is
+// validated before any is published; they are then published in order. If
+// publishing fails part-way, the status says how many were published.
+func (s *Service) PublishBatch(ctx context.Context, req *notifyv1.PublishBatchRequest) (*notifyv1.PublishBatchResponse, error) {
+	c, err := claims(ctx)
+	if err != nil {
+		return nil, toStatusErr(err)
+	}
+	if len(req.Requests) == 0 {
+		return nil, toStatusErr(invalid("requests: at least one request is required"))
+	}
+	if len(req.Requests) > s.cfg.MaxBatch {
+		return nil, toStatusErr(invalid("requests: %d requests, at most %d", len(req.Requests), s.cfg.MaxBatch))
+	}
+	pubs := make([]broker.Publication, len(req.Requests))
+	for i, r := range req.Requests {
+		p, err := s.prepare(c, r)
+		if err != nil {
+			return nil, Status(wrapIndex(i, err), nil).Err()
+		}
+		pubs[i] = p
+	}
+	out := &notifyv1.PublishBatchResponse{Results: make([]*notifyv1.PublishResponse, len(pubs))}
+	for i, p := range pubs {
+		res, err := s.broker.Publish(ctx, p)
+		if err != nil {
+			return nil, Status(wrapIndex(i, err), map[string]string{"published": itoa(i)}).Err()
+		}
+		out.Results[i] = toResponse(res)
+	}
+	return out, nil
+}
+
+// ConfirmAction implements NotificationService.ConfirmAction.
+func (s *Service) ConfirmAction(ctx context.Context, req *notifyv1.ConfirmActionRequest) (*notifyv1.ConfirmActionResponse, error) {
+	c, err := claims(ctx)
+	if err != nil {
+		return nil, toStatusErr(err)
+	}
+	if err := access.CanConfirm(c); err != nil {
+		return nil, toStatusErr(err)
+	}
+	switch {
+	case room.ValidID(req.ActionId) != nil:
+		return nil, toStatusErr(invalid("action_id: %v", room.ValidID(req.ActionId)))
+	case req.Action == notifyv1.ActionType_ACTION_TYPE_UNSPECIFIED || notifyv1.ActionType_name[int32(req.Action)] == "":
+		return nil, toStatusErr(invalid("action: a known action type is required"))
+	case req.Amount < 0:
+		return nil, toStatusErr(invalid("amount: must not be negative"))
+	}
+	ev := &notifyv1.ActionConfirmed{
+		ActionId:     req.ActionId,
+		Action:       req.Action,
+		Amount:       req.Amount,
+		GuestId:      c.Subject,
+		RestaurantId: req.RestaurantId,
+		OccurredAt:   timestamppb.New(s.now()),
+	}
+	// The confirmation is the guest's own publish into the restaurant room,
+	// allowed here and nowhere else.
+	p, err := s.prepare(auth.Claims{Subject: c.Subject, Role: notifyv1.Role_ROLE_SERVICE},
+		&notifyv1.PublishRequest{Payload: &notifyv1.PublishRequest_ActionConfirmed{ActionConfirmed: ev}, IdempotencyKey: "action:" + req.ActionId})
+	if err != nil {
+		return nil, toStatusErr(err)
+	}
+	res, err := s.broker.Publish(ctx, p)
+	if err != nil {
+		return nil, toStatusErr(err)
+	}
+	resp := toResponse(res)
+	return &notifyv1.ConfirmActionResponse{EventId: resp.EventId, Position: resp.Positions[0]}, nil
+}

@@ -1,0 +1,300 @@
+package service
+
+import (
+	"errors"
+	"math/rand/v2"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
+	"github.com/maxloyalty/notify/server/access"
+	"github.com/maxloyalty/notify/server/auth"
+	"github.com/maxloyalty/notify/server/broker"
+	"github.com/maxloyalty/notify/server/hub"
+	"github.com/maxloyalty/notify/server/room"
+)
+
+// subscriptionRooms resolves the rooms a stream asks for, or the caller's
+// defaults, and checks the caller may join each.
+func (s *Service) subscriptionRooms(c auth.Claims, req *notifyv1.SubscribeRequest) ([]room.Room, error) {
+	var rooms []room.Room
+	if len(req.Rooms) == 0 {
+		r, err := access.DefaultRooms(c)
+		if err != nil {
+			return nil, invalid("%v", err)
+		}
+		rooms = r
+	} else {
+		if len(req.Rooms) > s.cfg.MaxRoomsPerStream {
+			return nil, invalid("rooms: %d rooms, at most %d per stream", len(req.Rooms), s.cfg.MaxRoomsPerStream)
+		}
+		r, err := parseRooms(req.Rooms)
+		if err != nil {
+			return nil, err
+		}
+		rooms = r
+	}
+	for _, r := range rooms {
+		if err := access.CanSubscribe(c, r); err != nil {
+			return nil, err
+		}
+	}
+	return rooms, nil
+}
+
+// positions indexes the client's resume positions by room, checking that
+// each names a room of the stream.
+func positions(rooms []room.Room, ps []*notifyv1.StreamPosition) (map[string]broker.Position, error) {
+	if len(ps) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]broker.Position, len(ps))
+	for _, p := range ps {
+		found := false
+		for _, r := range rooms {
+			if r.String() == p.Room {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return nil, invalid("positions: room %q is not one of the stream's rooms", truncate(p.Room, 80))
+		}
+		if len(p.Epoch) > 64 {
+			return nil, invalid("positions: epoch of %q longer than 64 bytes", p.Room)
+		}
+		if _, dup := out[p.Room]; dup {
+			return nil, invalid("positions: room %q given twice", p.Room)
+		}
+		out[p.Room] = broker.Position{Offset: p.Offset, Epoch: p.Epoch}
+	}
+	return out, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
+
+// Subscribe implements NotificationService.Subscribe.
+//
+// The stream joins the hub before reading history, so an event published
+// during the replay is both in the replay and in the queue; the per-room
+// offset filter in the stream's writer drops the second copy. Hence no gap
+// and no duplicate at the seam.
+func (s *Service) Subscribe(req *notifyv1.SubscribeRequest, stream grpc.ServerStreamingServer[notifyv1.SubscribeResponse]) error {
+	ctx := stream.Context()
+	c, err := claims(ctx)
+	if err != nil {
+		return toStatusErr(err)
+	}
+	rooms, err := s.subscriptionRooms(c, req)
+	if err != nil {
+		return toStatusErr(err)
+	}
+	pos, err := positions(rooms, req.Positions)
+	if err != nil {
+		return toStatusErr(err)
+	}
+
+	sub := hub.NewSubscriber(s.cfg.QueueBytes)
+	names := make([]string, len(rooms))
+	for i, r := range rooms {
+		names[i] = r.String()
+	}
+	s.hub.Join(sub, names)
+	defer s.hub.Leave(sub)
+
+	w := &writer{
+		stream: stream,
+		max:    s.cfg.MaxWriteBytes,
+		last:   make(map[string]broker.Position, len(rooms)),
+	}
+	connected := &notifyv1.Connected{
+		UserId:            c.Subject,
+		Role:              c.Role,
+		ServerId:          s.cfg.ServerID,
+		HeartbeatInterval: durationpb.New(s.cfg.HeartbeatInterval),
+		Rooms:             make([]*notifyv1.RoomState, len(rooms)),
+	}
+	var backlog []*hub.Frame
+	for i, name := range names {
+		p, resume := pos[name]
+		h, err := s.broker.History(ctx, name, p)
+		if err != nil {
+			return toStatusErr(err)
+		}
+		st := &notifyv1.RoomState{Room: name, Epoch: h.Top.Epoch, Offset: h.Top.Offset}
+		if resume && h.Complete {
+			st.Recovered = true
+			w.last[name] = broker.Position{Offset: p.Offset, Epoch: h.Top.Epoch}
+			for _, m := range h.Messages {
+				backlog = append(backlog, hub.NewFrame(m))
+			}
+		} else {
+			// Live from the room's current top: what came before is either
+			// not wanted (no position) or lost to this stream (recovered=false).
+			w.last[name] = h.Top
+		}
+		connected.Rooms[i] = st
+	}
+	if err := stream.Send(&notifyv1.SubscribeResponse{Control: &notifyv1.SubscribeResponse_Connected{Connected: connected}}); err != nil {
+		return err
+	}
+	if err := w.write(backlog); err != nil {
+		return err
+	}
+	return s.run(c, sub, w)
+}
+
+// run is the stream's send loop: the only place that sends on the stream
+// after the replay.
+func (s *Service) run(c auth.Claims, sub *hub.Subscriber, w *writer) error {
+	ctx := w.stream.Context()
+	heartbeat := time.NewTimer(s.cfg.HeartbeatInterval)
+	defer heartbeat.Stop()
+	var expired <-chan time.Time
+	if !c.ExpiresAt.IsZero() {
+		t := time.NewTimer(time.Until(c.ExpiresAt))
+		defer t.Stop()
+		expired = t.C
+	}
+	var frames []*hub.Frame
+	for {
+		select {
+		case <-ctx.Done():
+			return toStatusErr(ctx.Err())
+		case <-expired:
+			_ = w.control(&notifyv1.SubscribeResponse_Disconnected{Disconnected: &notifyv1.Disconnected{
+				Reason:    notifyv1.DisconnectReason_DISCONNECT_REASON_TOKEN_EXPIRED,
+				Positions: w.positions(),
+			}})
+			return Status(errTokenExpired, nil).Err()
+		case <-heartbeat.C:
+			if err := w.control(&notifyv1.SubscribeResponse_Heartbeat{Heartbeat: &notifyv1.Heartbeat{Time: timestamppb.Now()}}); err != nil {
+				return err
+			}
+			heartbeat.Reset(s.cfg.HeartbeatInterval)
+			continue
+		case <-sub.Ready():
+		}
+		var closed error
+		frames, closed = sub.Take(frames[:0])
+		if len(frames) > 0 {
+			if err := w.write(frames); err != nil {
+				return err
+			}
+			clear(frames)
+			heartbeat.Reset(s.cfg.HeartbeatInterval)
+		}
+		if closed != nil {
+			return s.end(w, closed)
+		}
+	}
+}
+
+// end tells the client why its stream ends and returns the final status.
+func (s *Service) end(w *writer, reason error) error {
+	d := &notifyv1.Disconnected{Positions: w.positions()}
+	switch {
+	case errors.Is(reason, hub.ErrShutdown):
+		d.Reason = notifyv1.DisconnectReason_DISCONNECT_REASON_SERVER_RESTART
+		d.ReconnectDelay = durationpb.New(s.jitter())
+	case errors.Is(reason, hub.ErrSlowConsumer):
+		d.Reason = notifyv1.DisconnectReason_DISCONNECT_REASON_SLOW_CONSUMER
+	}
+	_ = w.control(&notifyv1.SubscribeResponse_Disconnected{Disconnected: d})
+	meta := make(map[string]string, len(d.Positions))
+	for _, p := range d.Positions {
+		meta[metaKey(p.Room)] = p.Epoch + "/" + itoa64(p.Offset)
+	}
+	return Status(reason, meta).Err()
+}
+
+// jitter picks a reconnect delay in [ReconnectDelayMin, ReconnectDelayMax]
+// so that clients of a stopping node do not all return at once.
+func (s *Service) jitter() time.Duration {
+	span := s.cfg.ReconnectDelayMax - s.cfg.ReconnectDelayMin
+	if span <= 0 {
+		return s.cfg.ReconnectDelayMin
+	}
+	return s.cfg.ReconnectDelayMin + rand.N(span)
+}
+
+// writer sends frames on one stream, dropping anything at or before the
+// last offset already sent in its room and coalescing the rest into writes
+// of at most max bytes.
+type writer struct {
+	stream grpc.ServerStreamingServer[notifyv1.SubscribeResponse]
+	max    int
+	last   map[string]broker.Position
+	batch  []*hub.Frame
+}
+
+func (w *writer) write(frames []*hub.Frame) error {
+	w.batch = w.batch[:0]
+	size := 0
+	for _, f := range frames {
+		l, ok := w.last[f.Room]
+		if ok && f.Epoch == l.Epoch && f.Offset <= l.Offset {
+			continue // already sent (the replay/live seam)
+		}
+		w.last[f.Room] = broker.Position{Offset: f.Offset, Epoch: f.Epoch}
+		if size > 0 && size+len(f.Bytes) > w.max {
+			if err := w.flush(size); err != nil {
+				return err
+			}
+			size = 0
+		}
+		w.batch = append(w.batch, f)
+		size += len(f.Bytes)
+	}
+	if size > 0 {
+		return w.flush(size)
+	}
+	return nil
+}
+
+func (w *writer) flush(size int) error {
+	var buf mem.Buffer
+	if len(w.batch) == 1 {
+		// The frame is immutable and shared: hand it over as it is.
+		buf = mem.SliceBuffer(w.batch[0].Bytes)
+	} else {
+		pool := mem.DefaultBufferPool()
+		b := pool.Get(size)
+		n := 0
+		for _, f := range w.batch {
+			n += copy((*b)[n:], f.Bytes)
+		}
+		buf = mem.NewBuffer(b, pool)
+	}
+	clear(w.batch)
+	w.batch = w.batch[:0]
+	return w.stream.SendMsg(&rawResponse{buf: buf})
+}
+
+func (w *writer) control(c any) error {
+	msg := &notifyv1.SubscribeResponse{}
+	switch v := c.(type) {
+	case *notifyv1.SubscribeResponse_Heartbeat:
+		msg.Control = v
+	case *notifyv1.SubscribeResponse_Disconnected:
+		msg.Control = v
+	}
+	return w.stream.Send(msg)
+}
+
+func (w *writer) positions() []*notifyv1.StreamPosition {
+	out := make([]*notifyv1.StreamPosition, 0, len(w.last))
+	for r, p := range w.last {
+		out = append(out, &notifyv1.StreamPosition{Room: r, Offset: p.Offset, Epoch: p.Epoch})
+	}
+	return out
+}
