@@ -1,0 +1,23 @@
+// Package auth authenticates callers of the notification server with JSON
+// Web Tokens.
+//
+// A [Verifier] checks bearer tokens signed with HS256 (shared secret),
+// RS256 (RSA public keys) or ES256 (P-256 public keys). Each algorithm is
+// pinned to its own key type, so a token can never choose how it is
+// verified: "none" is always refused and an HS256 token is never checked
+// against public-key bytes. A verified token yields [Claims], which the
+// gRPC interceptors ([Verifier.UnaryInterceptor],
+// [Verifier.StreamInterceptor]) place in the request context for
+// [FromContext]. A [Signer] mints HS256 tokens for tools and tests.
+//
+// Errors are plain values: [ErrMissingToken], [ErrTokenExpired] and
+// [ErrInvalidToken] (wrapped with a short reason) from verification, and
+// [StatusFromError] turns them into Unauthenticated gRPC statuses. Error
+// messages never contain the token or key material. The package logs
+// nothing.
+//
+// Concurrency: a [Verifier] and a [Signer] are immutable once constructed
+// and safe for concurrent use by any number of goroutines; keys are read
+// once, by [NewVerifier], and never reloaded. [Claims] are plain values.
+// All functions of the package are safe for concurrent use.
+package auth

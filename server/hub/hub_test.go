@@ -1,0 +1,166 @@
+package hub
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
+	"github.com/maxloyalty/notify/server/broker"
+)
+
+func message(t testing.TB, room string, offset uint64) broker.Message {
+	t.Helper()
+	ev := &notifyv1.Event{
+		Id:          fmt.Sprintf("ev-%d", offset),
+		PublishTime: timestamppb.Now(),
+		Payload:     &notifyv1.Event_PointsAdded{PointsAdded: &notifyv1.PointsAdded{GuestId: "g1", Amount: int64(offset)}},
+	}
+	data, err := proto.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return broker.Message{Room: room, Offset: offset, Epoch: "e1", Data: data}
+}
+
+func TestFrameDecodesAsEvents(t *testing.T) {
+	a, b := NewFrame(message(t, "guest:g1", 7)), NewFrame(message(t, "guest:g1", 8))
+	var resp notifyv1.SubscribeResponse
+	if err := proto.Unmarshal(append(append([]byte{}, a.Bytes...), b.Bytes...), &resp); err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Events) != 2 {
+		t.Fatalf("decoded %d events from two frames, want 2", len(resp.Events))
+	}
+	for i, ev := range resp.Events {
+		want := uint64(7 + i)
+		if ev.Room != "guest:g1" || ev.Offset != want || ev.Epoch != "e1" || ev.Id != fmt.Sprintf("ev-%d", want) || ev.GetPointsAdded().GetAmount() != int64(want) {
+			t.Errorf("event %d = %v", i, ev)
+		}
+	}
+}
+
+func TestDeliverFansOutToRoomOnly(t *testing.T) {
+	h := New()
+	in, out, both := NewSubscriber(1<<20), NewSubscriber(1<<20), NewSubscriber(1<<20)
+	h.Join(in, []string{"r1"})
+	h.Join(out, []string{"r2"})
+	h.Join(both, []string{"r1", "r2"})
+	h.Deliver(message(t, "r1", 1))
+	h.Deliver(message(t, "r2", 1))
+	h.Deliver(message(t, "r1", 2))
+
+	count := func(s *Subscriber) string {
+		frames, err := s.Take(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, f := range frames {
+			got = append(got, fmt.Sprintf("%s@%d", f.Room, f.Offset))
+		}
+		return fmt.Sprint(got)
+	}
+	if got := count(in); got != "[r1@1 r1@2]" {
+		t.Errorf("r1 subscriber got %s", got)
+	}
+	if got := count(out); got != "[r2@1]" {
+		t.Errorf("r2 subscriber got %s", got)
+	}
+	if got := count(both); got != "[r1@1 r2@1 r1@2]" {
+		t.Errorf("two-room subscriber got %s", got)
+	}
+	if st := h.Stats(); st.Subscribers != 3 || st.Rooms != 2 || st.Delivered != 6 {
+		t.Errorf("stats = %+v", st)
+	}
+	h.Leave(in)
+	h.Leave(both)
+	h.Leave(out)
+	if st := h.Stats(); st.Subscribers != 0 || st.Rooms != 0 {
+		t.Errorf("after leave, stats = %+v", st)
+	}
+}
+
+func TestSlowSubscriberIsClosedOthersUnaffected(t *testing.T) {
+	h := New()
+	msg := message(t, "r", 1)
+	frameSize := len(NewFrame(msg).Bytes) + frameOverhead
+	slow, fast := NewSubscriber(3*frameSize), NewSubscriber(1<<20)
+	h.Join(slow, []string{"r"})
+	h.Join(fast, []string{"r"})
+	for i := range 10 {
+		h.Deliver(message(t, "r", uint64(i+1)))
+	}
+	select {
+	case <-slow.Done():
+	default:
+		t.Fatal("slow subscriber not closed after overflowing")
+	}
+	frames, err := slow.Take(nil)
+	if !errors.Is(err, ErrSlowConsumer) || len(frames) != 0 {
+		t.Fatalf("slow Take = %d frames, %v; want none and ErrSlowConsumer", len(frames), err)
+	}
+	frames, err = fast.Take(nil)
+	if err != nil || len(frames) != 10 {
+		t.Fatalf("fast Take = %d frames, %v; want 10", len(frames), err)
+	}
+}
+
+func TestCloseAllKeepsQueuedFrames(t *testing.T) {
+	h := New()
+	s := NewSubscriber(1 << 20)
+	h.Join(s, []string{"r"})
+	h.Deliver(message(t, "r", 1))
+	h.CloseAll(ErrShutdown)
+	frames, err := s.Take(nil)
+	if !errors.Is(err, ErrShutdown) || len(frames) != 1 {
+		t.Fatalf("Take after shutdown = %d frames, %v; want the queued frame and ErrShutdown", len(frames), err)
+	}
+	h.Deliver(message(t, "r", 2))
+	if frames, _ := s.Take(nil); len(frames) != 0 {
+		t.Fatal("a closed subscriber still receives frames")
+	}
+}
+
+// BenchmarkDeliver measures the fan-out path: one message delivered to every
+// subscriber of a room, with each subscriber's queue drained as a stream
+// writer would. Allocations per op are per message, not per delivery.
+func BenchmarkDeliver(b *testing.B) {
+	for _, n := range []int{1, 100, 10_000} {
+		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) {
+			h := New()
+			subs := make([]*Subscriber, n)
+			for i := range subs {
+				subs[i] = NewSubscriber(1 << 20)
+				h.Join(subs[i], []string{"room"})
+			}
+			msg := message(b, "room", 1)
+			bufs := make([][]*Frame, n)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				msg.Offset = uint64(i + 1)
+				h.Deliver(msg)
+				if i%64 == 63 {
+					for j, s := range subs {
+						bufs[j], _ = s.Take(bufs[j][:0])
+					}
+				}
+			}
+			b.ReportMetric(float64(b.N)*float64(n)/b.Elapsed().Seconds(), "deliveries/s")
+		})
+	}
+}
+
+// BenchmarkNewFrame measures encoding one event for a room.
+func BenchmarkNewFrame(b *testing.B) {
+	msg := message(b, "guest:6f1c9a", 1)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		msg.Offset = uint64(i)
+		_ = NewFrame(msg)
+	}
+}
