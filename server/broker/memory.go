@@ -43,6 +43,7 @@ type memShard struct {
 type memRoom struct {
 	epoch  string
 	offset uint64
+	limits Limits // looked up once, when the room is created
 	// ring of retained messages, oldest at head.
 	buf   []Message
 	head  int
@@ -123,12 +124,12 @@ func (m *Memory) publishOne(room string, data []byte, now time.Time) RoomPositio
 	defer s.mu.Unlock()
 	r := s.rooms[room]
 	if r == nil {
-		r = &memRoom{epoch: newEpoch()}
+		r = &memRoom{epoch: newEpoch(), limits: m.cfg.Limits(room)}
 		s.rooms[room] = r
 	}
 	r.offset++
 	msg := Message{Room: room, Offset: r.offset, Epoch: r.epoch, Data: data, Time: now}
-	r.append(msg, m.cfg.Limits(room), now)
+	r.append(msg, r.limits, now)
 	m.handler(msg)
 	return RoomPosition{Room: room, Position: Position{Offset: r.offset, Epoch: r.epoch}}
 }
@@ -180,7 +181,6 @@ func (m *Memory) History(ctx context.Context, room string, since Position) (Hist
 		return History{}, err
 	}
 	now := m.cfg.Now()
-	l := m.cfg.Limits(room)
 	s := m.shard(room)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -190,7 +190,7 @@ func (m *Memory) History(ctx context.Context, room string, since Position) (Hist
 		return History{Complete: since.Offset == 0}, nil
 	}
 	if r.count > 0 {
-		r.expire(now, l.TTL)
+		r.expire(now, r.limits.TTL)
 	}
 	h := History{Top: Position{Offset: r.offset, Epoch: r.epoch}}
 	if since.Epoch != r.epoch && since.Offset != 0 {
@@ -230,7 +230,7 @@ func (m *Memory) sweep() {
 			s := &m.shards[i]
 			s.mu.Lock()
 			for name, r := range s.rooms {
-				r.expire(now, m.cfg.Limits(name).TTL)
+				r.expire(now, r.limits.TTL)
 				if r.count == 0 {
 					// The room's offsets restart with a new epoch on next use,
 					// so clients holding old positions learn they were lost.

@@ -17,6 +17,7 @@ type Hub struct {
 
 	subscribers atomic.Int64
 	delivered   atomic.Int64
+	slow        atomic.Int64
 }
 
 type shard struct {
@@ -109,12 +110,18 @@ func (h *Hub) Deliver(msg broker.Message) {
 		return
 	}
 	f := NewFrame(msg)
+	var slow int64
 	for _, s := range m.list {
-		s.push(f)
+		if s.push(f) {
+			slow++
+		}
 	}
 	n := len(m.list)
 	sh.mu.RUnlock()
 	h.delivered.Add(int64(n))
+	if slow > 0 {
+		h.slow.Add(slow)
+	}
 }
 
 // CloseAll closes every subscriber with err (for example ErrShutdown).
@@ -139,11 +146,13 @@ type Stats struct {
 	Rooms int
 	// Delivered counts frames queued to subscribers since start.
 	Delivered int64
+	// SlowConsumers counts subscribers closed for overflowing their queue.
+	SlowConsumers int64
 }
 
 // Stats returns a snapshot of the hub's counters.
 func (h *Hub) Stats() Stats {
-	st := Stats{Subscribers: h.subscribers.Load(), Delivered: h.delivered.Load()}
+	st := Stats{Subscribers: h.subscribers.Load(), Delivered: h.delivered.Load(), SlowConsumers: h.slow.Load()}
 	for i := range h.shards {
 		sh := &h.shards[i]
 		sh.mu.RLock()

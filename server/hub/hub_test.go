@@ -107,6 +107,9 @@ func TestSlowSubscriberIsClosedOthersUnaffected(t *testing.T) {
 	if err != nil || len(frames) != 10 {
 		t.Fatalf("fast Take = %d frames, %v; want 10", len(frames), err)
 	}
+	if st := h.Stats(); st.SlowConsumers != 1 {
+		t.Fatalf("SlowConsumers = %d, want 1", st.SlowConsumers)
+	}
 }
 
 func TestCloseAllKeepsQueuedFrames(t *testing.T) {

@@ -47,23 +47,25 @@ func (s *Subscriber) Ready() <-chan struct{} { return s.ready }
 // Done is closed when the subscriber is closed.
 func (s *Subscriber) Done() <-chan struct{} { return s.done }
 
-// push queues f, or closes the subscriber if f would overflow its bound.
-func (s *Subscriber) push(f *Frame) {
+// push queues f, or closes the subscriber if f would overflow its bound;
+// it reports whether this push closed it.
+func (s *Subscriber) push(f *Frame) (overflowed bool) {
 	s.mu.Lock()
 	if s.err != nil {
 		s.mu.Unlock()
-		return
+		return false
 	}
 	size := len(f.Bytes) + frameOverhead
 	if s.bytes+size > s.maxBytes {
 		s.closeLocked(ErrSlowConsumer)
 		s.mu.Unlock()
-		return
+		return true
 	}
 	s.queue = append(s.queue, f)
 	s.bytes += size
 	s.mu.Unlock()
 	s.signal()
+	return false
 }
 
 func (s *Subscriber) signal() {

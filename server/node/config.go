@@ -4,8 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/maxloyalty/notify/server/broker"
+	"github.com/maxloyalty/notify/server/room"
 )
 
 // DevSecret is the HS256 secret used in dev mode when no key is configured.
@@ -46,10 +50,10 @@ type Config struct {
 	// MaxMessageBytes bounds one incoming message. Default 256 KiB.
 	MaxMessageBytes int
 
-	// HistorySize is how many events each room keeps for resume. Default 1000.
-	HistorySize int
-	// HistoryTTL is how long events are kept for resume. Default 10m.
-	HistoryTTL time.Duration
+	// History bounds each room's resume history by room kind. Missing kinds
+	// take DefaultHistory's bounds: personal rooms (guest, user) 100 events,
+	// restaurant and admin rooms 1000 events, all for at most 10 minutes.
+	History map[room.Kind]broker.Limits
 	// IdempotencyWindow is how long idempotency keys are remembered. Default 5m.
 	IdempotencyWindow time.Duration
 
@@ -90,8 +94,11 @@ func (c Config) Defaults() Config {
 	setInt(&c.MaxRoomsPerStream, 32)
 	setInt(&c.MaxBatch, 500)
 	setInt(&c.MaxMessageBytes, 256<<10)
-	setInt(&c.HistorySize, 1000)
-	setDur(&c.HistoryTTL, 10*time.Minute)
+	h := DefaultHistory()
+	for k, l := range c.History {
+		h[k] = l
+	}
+	c.History = h
 	setDur(&c.IdempotencyWindow, 5*time.Minute)
 	setDur(&c.ShutdownDrain, 10*time.Second)
 	setDur(&c.ReconnectDelayMin, 500*time.Millisecond)
@@ -133,6 +140,58 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("log-level: %q is not debug, info, warn or error", c.LogLevel))
 	}
 	return errors.Join(errs...)
+}
+
+// DefaultHistory returns the default history bounds per room kind.
+func DefaultHistory() map[room.Kind]broker.Limits {
+	personal := broker.Limits{Size: 100, TTL: 10 * time.Minute}
+	shared := broker.Limits{Size: 1000, TTL: 10 * time.Minute}
+	return map[room.Kind]broker.Limits{
+		room.KindGuest:                  personal,
+		room.KindUser:                   personal,
+		room.KindRestaurant:             shared,
+		room.KindRestaurantPoints:       shared,
+		room.KindRestaurantTransactions: shared,
+		room.KindAdmin:                  shared,
+	}
+}
+
+// historyLimits returns the broker's per-room bounds from the per-kind table.
+func (c Config) historyLimits() func(string) broker.Limits {
+	return func(name string) broker.Limits {
+		r, err := room.Parse(name)
+		if err != nil {
+			return broker.Limits{}
+		}
+		return c.History[r.Kind()]
+	}
+}
+
+// ParseHistory reads per-kind bounds written kind=size/ttl, comma-separated,
+// for example "guest=50/5m,admin=5000/1h".
+func ParseHistory(s string) (map[room.Kind]broker.Limits, error) {
+	out := map[room.Kind]broker.Limits{}
+	for _, part := range splitList(s) {
+		name, spec, ok := strings.Cut(part, "=")
+		size, ttl, ok2 := strings.Cut(spec, "/")
+		if !ok || !ok2 {
+			return nil, fmt.Errorf("history: %q: want kind=size/ttl", part)
+		}
+		k, found := room.KindByName(name)
+		if !found {
+			return nil, fmt.Errorf("history: unknown room kind %q", name)
+		}
+		n, err := strconv.Atoi(size)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("history: %q: size must be a whole number", part)
+		}
+		d, err := time.ParseDuration(ttl)
+		if err != nil || d < 0 {
+			return nil, fmt.Errorf("history: %q: ttl must be a duration such as 10m", part)
+		}
+		out[k] = broker.Limits{Size: n, TTL: d}
+	}
+	return out, nil
 }
 
 func setStr(p *string, v string) {

@@ -8,6 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/maxloyalty/notify/server/broker"
+	"github.com/maxloyalty/notify/server/room"
 )
 
 // BindFlags registers every Config field on fs as a flag whose default
@@ -32,8 +35,7 @@ func (c *Config) BindFlags(fs *flag.FlagSet) error {
 	integer(&c.MaxRoomsPerStream, "max-rooms-per-stream", d.MaxRoomsPerStream, "rooms one stream may join")
 	integer(&c.MaxBatch, "max-batch", d.MaxBatch, "events in one PublishBatch")
 	integer(&c.MaxMessageBytes, "max-message-bytes", d.MaxMessageBytes, "largest incoming message")
-	integer(&c.HistorySize, "history-size", d.HistorySize, "events kept per room for resume")
-	dur(&c.HistoryTTL, "history-ttl", d.HistoryTTL, "how long events are kept for resume")
+	b.history(&c.History, "history", "resume history per room kind, kind=size/ttl,... (kinds: guest, user, restaurant, restaurant_points, restaurant_transactions, admin; defaults 100/10m personal, 1000/10m shared)")
 	dur(&c.IdempotencyWindow, "idempotency-window", d.IdempotencyWindow, "how long idempotency keys are remembered")
 	dur(&c.ShutdownDrain, "shutdown-drain", d.ShutdownDrain, "longest graceful shutdown")
 	dur(&c.ReconnectDelayMin, "reconnect-delay-min", d.ReconnectDelayMin, "shortest reconnect delay given at shutdown")
@@ -112,6 +114,23 @@ func (b *binder) list(p *[]string, name, usage string) {
 		*p = splitList(s)
 		return nil
 	})
+}
+
+func (b *binder) history(p *map[room.Kind]broker.Limits, name, usage string) {
+	set := func(s string) error {
+		h, err := ParseHistory(s)
+		if err != nil {
+			return err
+		}
+		*p = h
+		return nil
+	}
+	if v, ok := os.LookupEnv(envName(name)); ok {
+		if err := set(v); err != nil {
+			b.errs = append(b.errs, fmt.Errorf("%s: %w", envName(name), err))
+		}
+	}
+	b.fs.Func(name, usage+" ("+envName(name)+")", set)
 }
 
 func splitList(s string) []string {

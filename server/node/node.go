@@ -19,8 +19,8 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/test/bufconn"
 
-	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
 	"github.com/maxloyalty/notify/gateway"
+	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
 	"github.com/maxloyalty/notify/server/auth"
 	"github.com/maxloyalty/notify/server/broker"
 	"github.com/maxloyalty/notify/server/hub"
@@ -69,7 +69,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 
 	n := &Node{cfg: cfg, log: log, hub: hub.New(), health: health.NewServer()}
 	n.broker = broker.NewMemory(broker.MemoryConfig{
-		Limits:            func(string) broker.Limits { return broker.Limits{Size: cfg.HistorySize, TTL: cfg.HistoryTTL} },
+		Limits:            cfg.historyLimits(),
 		IdempotencyWindow: cfg.IdempotencyWindow,
 	}, n.hub.Deliver)
 

@@ -42,6 +42,16 @@ func (k Kind) String() string {
 	return "unknown"
 }
 
+// KindByName returns the kind String names.
+func KindByName(name string) (Kind, bool) {
+	for k, n := range kindNames {
+		if n != "" && n == name {
+			return Kind(k), true
+		}
+	}
+	return 0, false
+}
+
 // Room is a parsed, valid room name.
 type Room struct {
 	kind Kind
