@@ -45,12 +45,14 @@ tools: .bin/buf .bin/protoc-gen-go .bin/protoc-gen-go-grpc .bin/protoc-gen-grpc-
 ## generate: regenerate gen/ and the OpenAPI document from proto/ (offline)
 generate: tools
 	buf format -w
+	rm -rf gen/notify gateway/openapi
 	buf generate
+	cd gen && go mod tidy
 
 ## check-generated: fail when `make generate` would change anything
 check-generated: tools
 	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
-	cp -r proto buf.yaml buf.gen.yaml $$tmp/ && mkdir -p $$tmp/gateway && \
+	cp -r proto buf.yaml buf.gen.yaml $$tmp/ && mkdir -p $$tmp/gateway $$tmp/gen && cp gen/go.mod gen/go.sum $$tmp/gen/ && \
 	(cd $$tmp && buf generate) && \
 	diff -r $$tmp/gen gen && diff -r $$tmp/gateway/openapi gateway/openapi && \
 	echo "generated code is up to date" || \
