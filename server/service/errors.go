@@ -54,8 +54,7 @@ func Status(err error, meta map[string]string) *status.Status {
 	if err == nil {
 		return status.New(codes.OK, "")
 	}
-	if _, ok := status.FromError(err); ok {
-		st, _ := status.FromError(err)
+	if st, ok := status.FromError(err); ok {
 		return st
 	}
 	if errors.Is(err, auth.ErrMissingToken) || errors.Is(err, auth.ErrTokenExpired) || errors.Is(err, auth.ErrInvalidToken) {
@@ -69,16 +68,17 @@ func Status(err error, meta map[string]string) *status.Status {
 	return withInfo(status.New(codes.Internal, "internal error"), "INTERNAL", meta)
 }
 
-// withInfo attaches an ErrorInfo with reason (kept from st if empty) and meta.
+// withInfo attaches an ErrorInfo with reason and meta; an empty reason keeps
+// the one st already carries.
 func withInfo(st *status.Status, reason string, meta map[string]string) *status.Status {
 	if reason == "" {
 		for _, d := range st.Details() {
 			if info, ok := d.(*errdetails.ErrorInfo); ok {
-				if len(meta) == 0 {
-					return st
-				}
 				reason = info.Reason
 			}
+		}
+		if len(meta) == 0 {
+			return st
 		}
 		st = status.New(st.Code(), st.Message())
 	}

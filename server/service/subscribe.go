@@ -171,13 +171,13 @@ func (s *Service) run(c auth.Claims, sub *hub.Subscriber, w *writer) error {
 		case <-ctx.Done():
 			return toStatusErr(ctx.Err())
 		case <-expired:
-			_ = w.control(&notifyv1.SubscribeResponse_Disconnected{Disconnected: &notifyv1.Disconnected{
+			_ = w.disconnected(&notifyv1.Disconnected{
 				Reason:    notifyv1.DisconnectReason_DISCONNECT_REASON_TOKEN_EXPIRED,
 				Positions: w.positions(),
-			}})
+			})
 			return Status(errTokenExpired, nil).Err()
 		case <-heartbeat.C:
-			if err := w.control(&notifyv1.SubscribeResponse_Heartbeat{Heartbeat: &notifyv1.Heartbeat{Time: timestamppb.Now()}}); err != nil {
+			if err := w.heartbeat(); err != nil {
 				return err
 			}
 			heartbeat.Reset(s.cfg.HeartbeatInterval)
@@ -209,7 +209,7 @@ func (s *Service) end(w *writer, reason error) error {
 	case errors.Is(reason, hub.ErrSlowConsumer):
 		d.Reason = notifyv1.DisconnectReason_DISCONNECT_REASON_SLOW_CONSUMER
 	}
-	_ = w.control(&notifyv1.SubscribeResponse_Disconnected{Disconnected: d})
+	_ = w.disconnected(d)
 	meta := make(map[string]string, len(d.Positions))
 	for _, p := range d.Positions {
 		meta[metaKey(p.Room)] = p.Epoch + "/" + itoa64(p.Offset)
@@ -280,15 +280,16 @@ func (w *writer) flush(size int) error {
 	return w.stream.SendMsg(&rawResponse{buf: buf})
 }
 
-func (w *writer) control(c any) error {
-	msg := &notifyv1.SubscribeResponse{}
-	switch v := c.(type) {
-	case *notifyv1.SubscribeResponse_Heartbeat:
-		msg.Control = v
-	case *notifyv1.SubscribeResponse_Disconnected:
-		msg.Control = v
-	}
-	return w.stream.Send(msg)
+// heartbeat sends a Heartbeat.
+func (w *writer) heartbeat() error {
+	return w.stream.Send(&notifyv1.SubscribeResponse{Control: &notifyv1.SubscribeResponse_Heartbeat{
+		Heartbeat: &notifyv1.Heartbeat{Time: timestamppb.Now()},
+	}})
+}
+
+// disconnected sends d, the stream's last message.
+func (w *writer) disconnected(d *notifyv1.Disconnected) error {
+	return w.stream.Send(&notifyv1.SubscribeResponse{Control: &notifyv1.SubscribeResponse_Disconnected{Disconnected: d}})
 }
 
 func (w *writer) positions() []*notifyv1.StreamPosition {
