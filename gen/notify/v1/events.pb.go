@@ -571,6 +571,86 @@ func (ActionType) EnumDescriptor() ([]byte, []int) {
 	return file_notify_v1_events_proto_rawDescGZIP(), []int{9}
 }
 
+// EventType names the kinds of domain event, for inbox filters and muting.
+type EventType int32
+
+const (
+	EventType_EVENT_TYPE_UNSPECIFIED               EventType = 0
+	EventType_EVENT_TYPE_POINTS_ADDED              EventType = 1
+	EventType_EVENT_TYPE_POINTS_REDEEMED           EventType = 2
+	EventType_EVENT_TYPE_POINTS_EXPIRED            EventType = 3
+	EventType_EVENT_TYPE_CARD_CREATED              EventType = 4
+	EventType_EVENT_TYPE_GUEST_CARD_UPDATED        EventType = 5
+	EventType_EVENT_TYPE_GUEST_REGISTERED          EventType = 6
+	EventType_EVENT_TYPE_RESTAURANT_GUEST_JOINED   EventType = 7
+	EventType_EVENT_TYPE_RESTAURANT_STATUS_CHANGED EventType = 8
+	EventType_EVENT_TYPE_RESTAURANT_TRANSACTION    EventType = 9
+	EventType_EVENT_TYPE_SYSTEM_ALERT              EventType = 10
+	EventType_EVENT_TYPE_ADMIN_NOTIFICATION        EventType = 11
+	EventType_EVENT_TYPE_ACTION_CONFIRMED          EventType = 12
+)
+
+// Enum value maps for EventType.
+var (
+	EventType_name = map[int32]string{
+		0:  "EVENT_TYPE_UNSPECIFIED",
+		1:  "EVENT_TYPE_POINTS_ADDED",
+		2:  "EVENT_TYPE_POINTS_REDEEMED",
+		3:  "EVENT_TYPE_POINTS_EXPIRED",
+		4:  "EVENT_TYPE_CARD_CREATED",
+		5:  "EVENT_TYPE_GUEST_CARD_UPDATED",
+		6:  "EVENT_TYPE_GUEST_REGISTERED",
+		7:  "EVENT_TYPE_RESTAURANT_GUEST_JOINED",
+		8:  "EVENT_TYPE_RESTAURANT_STATUS_CHANGED",
+		9:  "EVENT_TYPE_RESTAURANT_TRANSACTION",
+		10: "EVENT_TYPE_SYSTEM_ALERT",
+		11: "EVENT_TYPE_ADMIN_NOTIFICATION",
+		12: "EVENT_TYPE_ACTION_CONFIRMED",
+	}
+	EventType_value = map[string]int32{
+		"EVENT_TYPE_UNSPECIFIED":               0,
+		"EVENT_TYPE_POINTS_ADDED":              1,
+		"EVENT_TYPE_POINTS_REDEEMED":           2,
+		"EVENT_TYPE_POINTS_EXPIRED":            3,
+		"EVENT_TYPE_CARD_CREATED":              4,
+		"EVENT_TYPE_GUEST_CARD_UPDATED":        5,
+		"EVENT_TYPE_GUEST_REGISTERED":          6,
+		"EVENT_TYPE_RESTAURANT_GUEST_JOINED":   7,
+		"EVENT_TYPE_RESTAURANT_STATUS_CHANGED": 8,
+		"EVENT_TYPE_RESTAURANT_TRANSACTION":    9,
+		"EVENT_TYPE_SYSTEM_ALERT":              10,
+		"EVENT_TYPE_ADMIN_NOTIFICATION":        11,
+		"EVENT_TYPE_ACTION_CONFIRMED":          12,
+	}
+)
+
+func (x EventType) Enum() *EventType {
+	p := new(EventType)
+	*p = x
+	return p
+}
+
+func (x EventType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (EventType) Descriptor() protoreflect.EnumDescriptor {
+	return file_notify_v1_events_proto_enumTypes[10].Descriptor()
+}
+
+func (EventType) Type() protoreflect.EnumType {
+	return &file_notify_v1_events_proto_enumTypes[10]
+}
+
+func (x EventType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use EventType.Descriptor instead.
+func (EventType) EnumDescriptor() ([]byte, []int) {
+	return file_notify_v1_events_proto_rawDescGZIP(), []int{10}
+}
+
 // PointsAdded: points were added to a guest's card.
 // Routed to restaurant:{restaurant_id}:points and guest:{guest_id}.
 type PointsAdded struct {
@@ -1847,7 +1927,22 @@ const file_notify_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"ActionType\x12\x1b\n" +
 	"\x17ACTION_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n" +
-	"\x19ACTION_TYPE_POINTS_REDEEM\x10\x01B5Z3github.com/maxloyalty/notify/gen/notify/v1;notifyv1b\x06proto3"
+	"\x19ACTION_TYPE_POINTS_REDEEM\x10\x01*\xbe\x03\n" +
+	"\tEventType\x12\x1a\n" +
+	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17EVENT_TYPE_POINTS_ADDED\x10\x01\x12\x1e\n" +
+	"\x1aEVENT_TYPE_POINTS_REDEEMED\x10\x02\x12\x1d\n" +
+	"\x19EVENT_TYPE_POINTS_EXPIRED\x10\x03\x12\x1b\n" +
+	"\x17EVENT_TYPE_CARD_CREATED\x10\x04\x12!\n" +
+	"\x1dEVENT_TYPE_GUEST_CARD_UPDATED\x10\x05\x12\x1f\n" +
+	"\x1bEVENT_TYPE_GUEST_REGISTERED\x10\x06\x12&\n" +
+	"\"EVENT_TYPE_RESTAURANT_GUEST_JOINED\x10\a\x12(\n" +
+	"$EVENT_TYPE_RESTAURANT_STATUS_CHANGED\x10\b\x12%\n" +
+	"!EVENT_TYPE_RESTAURANT_TRANSACTION\x10\t\x12\x1b\n" +
+	"\x17EVENT_TYPE_SYSTEM_ALERT\x10\n" +
+	"\x12!\n" +
+	"\x1dEVENT_TYPE_ADMIN_NOTIFICATION\x10\v\x12\x1f\n" +
+	"\x1bEVENT_TYPE_ACTION_CONFIRMED\x10\fB5Z3github.com/maxloyalty/notify/gen/notify/v1;notifyv1b\x06proto3"
 
 var (
 	file_notify_v1_events_proto_rawDescOnce sync.Once
@@ -1861,7 +1956,7 @@ func file_notify_v1_events_proto_rawDescGZIP() []byte {
 	return file_notify_v1_events_proto_rawDescData
 }
 
-var file_notify_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
+var file_notify_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 11)
 var file_notify_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_notify_v1_events_proto_goTypes = []any{
 	(Role)(0),                       // 0: notify.v1.Role
@@ -1874,43 +1969,44 @@ var file_notify_v1_events_proto_goTypes = []any{
 	(TransactionType)(0),            // 7: notify.v1.TransactionType
 	(AdminNotificationType)(0),      // 8: notify.v1.AdminNotificationType
 	(ActionType)(0),                 // 9: notify.v1.ActionType
-	(*PointsAdded)(nil),             // 10: notify.v1.PointsAdded
-	(*PointsRedeemed)(nil),          // 11: notify.v1.PointsRedeemed
-	(*PointsExpired)(nil),           // 12: notify.v1.PointsExpired
-	(*CardCreated)(nil),             // 13: notify.v1.CardCreated
-	(*GuestCardUpdated)(nil),        // 14: notify.v1.GuestCardUpdated
-	(*GuestRegistered)(nil),         // 15: notify.v1.GuestRegistered
-	(*RestaurantGuestJoined)(nil),   // 16: notify.v1.RestaurantGuestJoined
-	(*RestaurantStatusChanged)(nil), // 17: notify.v1.RestaurantStatusChanged
-	(*RestaurantTransaction)(nil),   // 18: notify.v1.RestaurantTransaction
-	(*SystemAlert)(nil),             // 19: notify.v1.SystemAlert
-	(*AdminNotification)(nil),       // 20: notify.v1.AdminNotification
-	(*ActionConfirmed)(nil),         // 21: notify.v1.ActionConfirmed
-	(*timestamppb.Timestamp)(nil),   // 22: google.protobuf.Timestamp
+	(EventType)(0),                  // 10: notify.v1.EventType
+	(*PointsAdded)(nil),             // 11: notify.v1.PointsAdded
+	(*PointsRedeemed)(nil),          // 12: notify.v1.PointsRedeemed
+	(*PointsExpired)(nil),           // 13: notify.v1.PointsExpired
+	(*CardCreated)(nil),             // 14: notify.v1.CardCreated
+	(*GuestCardUpdated)(nil),        // 15: notify.v1.GuestCardUpdated
+	(*GuestRegistered)(nil),         // 16: notify.v1.GuestRegistered
+	(*RestaurantGuestJoined)(nil),   // 17: notify.v1.RestaurantGuestJoined
+	(*RestaurantStatusChanged)(nil), // 18: notify.v1.RestaurantStatusChanged
+	(*RestaurantTransaction)(nil),   // 19: notify.v1.RestaurantTransaction
+	(*SystemAlert)(nil),             // 20: notify.v1.SystemAlert
+	(*AdminNotification)(nil),       // 21: notify.v1.AdminNotification
+	(*ActionConfirmed)(nil),         // 22: notify.v1.ActionConfirmed
+	(*timestamppb.Timestamp)(nil),   // 23: google.protobuf.Timestamp
 }
 var file_notify_v1_events_proto_depIdxs = []int32{
-	22, // 0: notify.v1.PointsAdded.occurred_at:type_name -> google.protobuf.Timestamp
-	22, // 1: notify.v1.PointsRedeemed.occurred_at:type_name -> google.protobuf.Timestamp
-	22, // 2: notify.v1.PointsExpired.occurred_at:type_name -> google.protobuf.Timestamp
-	22, // 3: notify.v1.CardCreated.occurred_at:type_name -> google.protobuf.Timestamp
+	23, // 0: notify.v1.PointsAdded.occurred_at:type_name -> google.protobuf.Timestamp
+	23, // 1: notify.v1.PointsRedeemed.occurred_at:type_name -> google.protobuf.Timestamp
+	23, // 2: notify.v1.PointsExpired.occurred_at:type_name -> google.protobuf.Timestamp
+	23, // 3: notify.v1.CardCreated.occurred_at:type_name -> google.protobuf.Timestamp
 	1,  // 4: notify.v1.GuestCardUpdated.status:type_name -> notify.v1.CardStatus
 	2,  // 5: notify.v1.GuestCardUpdated.tier:type_name -> notify.v1.Tier
-	22, // 6: notify.v1.GuestCardUpdated.occurred_at:type_name -> google.protobuf.Timestamp
-	22, // 7: notify.v1.GuestRegistered.occurred_at:type_name -> google.protobuf.Timestamp
-	22, // 8: notify.v1.RestaurantGuestJoined.occurred_at:type_name -> google.protobuf.Timestamp
+	23, // 6: notify.v1.GuestCardUpdated.occurred_at:type_name -> google.protobuf.Timestamp
+	23, // 7: notify.v1.GuestRegistered.occurred_at:type_name -> google.protobuf.Timestamp
+	23, // 8: notify.v1.RestaurantGuestJoined.occurred_at:type_name -> google.protobuf.Timestamp
 	3,  // 9: notify.v1.RestaurantStatusChanged.status:type_name -> notify.v1.RestaurantStatus
-	22, // 10: notify.v1.RestaurantStatusChanged.estimated_restore:type_name -> google.protobuf.Timestamp
-	22, // 11: notify.v1.RestaurantStatusChanged.occurred_at:type_name -> google.protobuf.Timestamp
+	23, // 10: notify.v1.RestaurantStatusChanged.estimated_restore:type_name -> google.protobuf.Timestamp
+	23, // 11: notify.v1.RestaurantStatusChanged.occurred_at:type_name -> google.protobuf.Timestamp
 	7,  // 12: notify.v1.RestaurantTransaction.type:type_name -> notify.v1.TransactionType
-	22, // 13: notify.v1.RestaurantTransaction.occurred_at:type_name -> google.protobuf.Timestamp
+	23, // 13: notify.v1.RestaurantTransaction.occurred_at:type_name -> google.protobuf.Timestamp
 	4,  // 14: notify.v1.SystemAlert.level:type_name -> notify.v1.AlertLevel
 	5,  // 15: notify.v1.SystemAlert.source:type_name -> notify.v1.AlertSource
-	22, // 16: notify.v1.SystemAlert.occurred_at:type_name -> google.protobuf.Timestamp
+	23, // 16: notify.v1.SystemAlert.occurred_at:type_name -> google.protobuf.Timestamp
 	8,  // 17: notify.v1.AdminNotification.type:type_name -> notify.v1.AdminNotificationType
 	6,  // 18: notify.v1.AdminNotification.priority:type_name -> notify.v1.Priority
-	22, // 19: notify.v1.AdminNotification.occurred_at:type_name -> google.protobuf.Timestamp
+	23, // 19: notify.v1.AdminNotification.occurred_at:type_name -> google.protobuf.Timestamp
 	9,  // 20: notify.v1.ActionConfirmed.action:type_name -> notify.v1.ActionType
-	22, // 21: notify.v1.ActionConfirmed.occurred_at:type_name -> google.protobuf.Timestamp
+	23, // 21: notify.v1.ActionConfirmed.occurred_at:type_name -> google.protobuf.Timestamp
 	22, // [22:22] is the sub-list for method output_type
 	22, // [22:22] is the sub-list for method input_type
 	22, // [22:22] is the sub-list for extension type_name
@@ -1928,7 +2024,7 @@ func file_notify_v1_events_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_notify_v1_events_proto_rawDesc), len(file_notify_v1_events_proto_rawDesc)),
-			NumEnums:      10,
+			NumEnums:      11,
 			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,

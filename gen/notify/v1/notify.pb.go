@@ -512,6 +512,7 @@ type SubscribeResponse struct {
 	//	*SubscribeResponse_Connected
 	//	*SubscribeResponse_Heartbeat
 	//	*SubscribeResponse_Disconnected
+	//	*SubscribeResponse_Unread
 	Control       isSubscribeResponse_Control `protobuf_oneof:"control"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -588,6 +589,15 @@ func (x *SubscribeResponse) GetDisconnected() *Disconnected {
 	return nil
 }
 
+func (x *SubscribeResponse) GetUnread() *UnreadCount {
+	if x != nil {
+		if x, ok := x.Control.(*SubscribeResponse_Unread); ok {
+			return x.Unread
+		}
+	}
+	return nil
+}
+
 type isSubscribeResponse_Control interface {
 	isSubscribeResponse_Control()
 }
@@ -604,11 +614,63 @@ type SubscribeResponse_Disconnected struct {
 	Disconnected *Disconnected `protobuf:"bytes,4,opt,name=disconnected,proto3,oneof"`
 }
 
+type SubscribeResponse_Unread struct {
+	Unread *UnreadCount `protobuf:"bytes,5,opt,name=unread,proto3,oneof"`
+}
+
 func (*SubscribeResponse_Connected) isSubscribeResponse_Control() {}
 
 func (*SubscribeResponse_Heartbeat) isSubscribeResponse_Control() {}
 
 func (*SubscribeResponse_Disconnected) isSubscribeResponse_Control() {}
+
+func (*SubscribeResponse_Unread) isSubscribeResponse_Control() {}
+
+// UnreadCount is the caller's inbox unread count, sent after Connected and
+// whenever it changes, so a badge never needs polling.
+type UnreadCount struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Count         int64                  `protobuf:"varint,1,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnreadCount) Reset() {
+	*x = UnreadCount{}
+	mi := &file_notify_v1_notify_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnreadCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnreadCount) ProtoMessage() {}
+
+func (x *UnreadCount) ProtoReflect() protoreflect.Message {
+	mi := &file_notify_v1_notify_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnreadCount.ProtoReflect.Descriptor instead.
+func (*UnreadCount) Descriptor() ([]byte, []int) {
+	return file_notify_v1_notify_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *UnreadCount) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
 
 // Connected is the first message of every stream.
 type Connected struct {
@@ -627,7 +689,7 @@ type Connected struct {
 
 func (x *Connected) Reset() {
 	*x = Connected{}
-	mi := &file_notify_v1_notify_proto_msgTypes[4]
+	mi := &file_notify_v1_notify_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -639,7 +701,7 @@ func (x *Connected) String() string {
 func (*Connected) ProtoMessage() {}
 
 func (x *Connected) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_notify_proto_msgTypes[4]
+	mi := &file_notify_v1_notify_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -652,7 +714,7 @@ func (x *Connected) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Connected.ProtoReflect.Descriptor instead.
 func (*Connected) Descriptor() ([]byte, []int) {
-	return file_notify_v1_notify_proto_rawDescGZIP(), []int{4}
+	return file_notify_v1_notify_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Connected) GetUserId() string {
@@ -708,7 +770,7 @@ type RoomState struct {
 
 func (x *RoomState) Reset() {
 	*x = RoomState{}
-	mi := &file_notify_v1_notify_proto_msgTypes[5]
+	mi := &file_notify_v1_notify_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -720,7 +782,7 @@ func (x *RoomState) String() string {
 func (*RoomState) ProtoMessage() {}
 
 func (x *RoomState) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_notify_proto_msgTypes[5]
+	mi := &file_notify_v1_notify_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -733,7 +795,7 @@ func (x *RoomState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomState.ProtoReflect.Descriptor instead.
 func (*RoomState) Descriptor() ([]byte, []int) {
-	return file_notify_v1_notify_proto_rawDescGZIP(), []int{5}
+	return file_notify_v1_notify_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RoomState) GetRoom() string {
@@ -774,7 +836,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_notify_v1_notify_proto_msgTypes[6]
+	mi := &file_notify_v1_notify_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -786,7 +848,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_notify_proto_msgTypes[6]
+	mi := &file_notify_v1_notify_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -799,7 +861,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_notify_v1_notify_proto_rawDescGZIP(), []int{6}
+	return file_notify_v1_notify_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Heartbeat) GetTime() *timestamppb.Timestamp {
@@ -823,7 +885,7 @@ type Disconnected struct {
 
 func (x *Disconnected) Reset() {
 	*x = Disconnected{}
-	mi := &file_notify_v1_notify_proto_msgTypes[7]
+	mi := &file_notify_v1_notify_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -835,7 +897,7 @@ func (x *Disconnected) String() string {
 func (*Disconnected) ProtoMessage() {}
 
 func (x *Disconnected) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_notify_proto_msgTypes[7]
+	mi := &file_notify_v1_notify_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -848,7 +910,7 @@ func (x *Disconnected) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Disconnected.ProtoReflect.Descriptor instead.
 func (*Disconnected) Descriptor() ([]byte, []int) {
-	return file_notify_v1_notify_proto_rawDescGZIP(), []int{7}
+	return file_notify_v1_notify_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Disconnected) GetReason() DisconnectReason {
@@ -905,7 +967,7 @@ type PublishRequest struct {
 
 func (x *PublishRequest) Reset() {
 	*x = PublishRequest{}
-	mi := &file_notify_v1_notify_proto_msgTypes[8]
+	mi := &file_notify_v1_notify_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -917,7 +979,7 @@ func (x *PublishRequest) String() string {
 func (*PublishRequest) ProtoMessage() {}
 
 func (x *PublishRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_notify_proto_msgTypes[8]
+	mi := &file_notify_v1_notify_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -930,7 +992,7 @@ func (x *PublishRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishRequest.ProtoReflect.Descriptor instead.
 func (*PublishRequest) Descriptor() ([]byte, []int) {
-	return file_notify_v1_notify_proto_rawDescGZIP(), []int{8}
+	return file_notify_v1_notify_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PublishRequest) GetRooms() []string {
@@ -1160,7 +1222,7 @@ type PublishResponse struct {
 
 func (x *PublishResponse) Reset() {
 	*x = PublishResponse{}
-	mi := &file_notify_v1_notify_proto_msgTypes[9]
+	mi := &file_notify_v1_notify_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1172,7 +1234,7 @@ func (x *PublishResponse) String() string {
 func (*PublishResponse) ProtoMessage() {}
 
 func (x *PublishResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_notify_proto_msgTypes[9]
+	mi := &file_notify_v1_notify_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1185,7 +1247,7 @@ func (x *PublishResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishResponse.ProtoReflect.Descriptor instead.
 func (*PublishResponse) Descriptor() ([]byte, []int) {
-	return file_notify_v1_notify_proto_rawDescGZIP(), []int{9}
+	return file_notify_v1_notify_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PublishResponse) GetEventId() string {
@@ -1219,7 +1281,7 @@ type PublishBatchRequest struct {
 
 func (x *PublishBatchRequest) Reset() {
 	*x = PublishBatchRequest{}
-	mi := &file_notify_v1_notify_proto_msgTypes[10]
+	mi := &file_notify_v1_notify_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1231,7 +1293,7 @@ func (x *PublishBatchRequest) String() string {
 func (*PublishBatchRequest) ProtoMessage() {}
 
 func (x *PublishBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_notify_proto_msgTypes[10]
+	mi := &file_notify_v1_notify_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1244,7 +1306,7 @@ func (x *PublishBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishBatchRequest.ProtoReflect.Descriptor instead.
 func (*PublishBatchRequest) Descriptor() ([]byte, []int) {
-	return file_notify_v1_notify_proto_rawDescGZIP(), []int{10}
+	return file_notify_v1_notify_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PublishBatchRequest) GetRequests() []*PublishRequest {
@@ -1264,7 +1326,7 @@ type PublishBatchResponse struct {
 
 func (x *PublishBatchResponse) Reset() {
 	*x = PublishBatchResponse{}
-	mi := &file_notify_v1_notify_proto_msgTypes[11]
+	mi := &file_notify_v1_notify_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1276,7 +1338,7 @@ func (x *PublishBatchResponse) String() string {
 func (*PublishBatchResponse) ProtoMessage() {}
 
 func (x *PublishBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_notify_proto_msgTypes[11]
+	mi := &file_notify_v1_notify_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1289,7 +1351,7 @@ func (x *PublishBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishBatchResponse.ProtoReflect.Descriptor instead.
 func (*PublishBatchResponse) Descriptor() ([]byte, []int) {
-	return file_notify_v1_notify_proto_rawDescGZIP(), []int{11}
+	return file_notify_v1_notify_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PublishBatchResponse) GetResults() []*PublishResponse {
@@ -1313,7 +1375,7 @@ type ConfirmActionRequest struct {
 
 func (x *ConfirmActionRequest) Reset() {
 	*x = ConfirmActionRequest{}
-	mi := &file_notify_v1_notify_proto_msgTypes[12]
+	mi := &file_notify_v1_notify_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1325,7 +1387,7 @@ func (x *ConfirmActionRequest) String() string {
 func (*ConfirmActionRequest) ProtoMessage() {}
 
 func (x *ConfirmActionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_notify_proto_msgTypes[12]
+	mi := &file_notify_v1_notify_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1338,7 +1400,7 @@ func (x *ConfirmActionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmActionRequest.ProtoReflect.Descriptor instead.
 func (*ConfirmActionRequest) Descriptor() ([]byte, []int) {
-	return file_notify_v1_notify_proto_rawDescGZIP(), []int{12}
+	return file_notify_v1_notify_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ConfirmActionRequest) GetActionId() string {
@@ -1380,7 +1442,7 @@ type ConfirmActionResponse struct {
 
 func (x *ConfirmActionResponse) Reset() {
 	*x = ConfirmActionResponse{}
-	mi := &file_notify_v1_notify_proto_msgTypes[13]
+	mi := &file_notify_v1_notify_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1392,7 +1454,7 @@ func (x *ConfirmActionResponse) String() string {
 func (*ConfirmActionResponse) ProtoMessage() {}
 
 func (x *ConfirmActionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_notify_proto_msgTypes[13]
+	mi := &file_notify_v1_notify_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1405,7 +1467,7 @@ func (x *ConfirmActionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmActionResponse.ProtoReflect.Descriptor instead.
 func (*ConfirmActionResponse) Descriptor() ([]byte, []int) {
-	return file_notify_v1_notify_proto_rawDescGZIP(), []int{13}
+	return file_notify_v1_notify_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ConfirmActionResponse) GetEventId() string {
@@ -1454,13 +1516,16 @@ const file_notify_v1_notify_proto_rawDesc = "" +
 	"\x05epoch\x18\x03 \x01(\tR\x05epoch\"a\n" +
 	"\x10SubscribeRequest\x12\x14\n" +
 	"\x05rooms\x18\x01 \x03(\tR\x05rooms\x127\n" +
-	"\tpositions\x18\x02 \x03(\v2\x19.notify.v1.StreamPositionR\tpositions\"\xf3\x01\n" +
+	"\tpositions\x18\x02 \x03(\v2\x19.notify.v1.StreamPositionR\tpositions\"\xa5\x02\n" +
 	"\x11SubscribeResponse\x12(\n" +
 	"\x06events\x18\x01 \x03(\v2\x10.notify.v1.EventR\x06events\x124\n" +
 	"\tconnected\x18\x02 \x01(\v2\x14.notify.v1.ConnectedH\x00R\tconnected\x124\n" +
 	"\theartbeat\x18\x03 \x01(\v2\x14.notify.v1.HeartbeatH\x00R\theartbeat\x12=\n" +
-	"\fdisconnected\x18\x04 \x01(\v2\x17.notify.v1.DisconnectedH\x00R\fdisconnectedB\t\n" +
-	"\acontrol\"\xdc\x01\n" +
+	"\fdisconnected\x18\x04 \x01(\v2\x17.notify.v1.DisconnectedH\x00R\fdisconnected\x120\n" +
+	"\x06unread\x18\x05 \x01(\v2\x16.notify.v1.UnreadCountH\x00R\x06unreadB\t\n" +
+	"\acontrol\"#\n" +
+	"\vUnreadCount\x12\x14\n" +
+	"\x05count\x18\x01 \x01(\x03R\x05count\"\xdc\x01\n" +
 	"\tConnected\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12#\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x0f.notify.v1.RoleR\x04role\x12\x1b\n" +
@@ -1536,96 +1601,98 @@ func file_notify_v1_notify_proto_rawDescGZIP() []byte {
 }
 
 var file_notify_v1_notify_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_notify_v1_notify_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_notify_v1_notify_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_notify_v1_notify_proto_goTypes = []any{
 	(DisconnectReason)(0),           // 0: notify.v1.DisconnectReason
 	(*Event)(nil),                   // 1: notify.v1.Event
 	(*StreamPosition)(nil),          // 2: notify.v1.StreamPosition
 	(*SubscribeRequest)(nil),        // 3: notify.v1.SubscribeRequest
 	(*SubscribeResponse)(nil),       // 4: notify.v1.SubscribeResponse
-	(*Connected)(nil),               // 5: notify.v1.Connected
-	(*RoomState)(nil),               // 6: notify.v1.RoomState
-	(*Heartbeat)(nil),               // 7: notify.v1.Heartbeat
-	(*Disconnected)(nil),            // 8: notify.v1.Disconnected
-	(*PublishRequest)(nil),          // 9: notify.v1.PublishRequest
-	(*PublishResponse)(nil),         // 10: notify.v1.PublishResponse
-	(*PublishBatchRequest)(nil),     // 11: notify.v1.PublishBatchRequest
-	(*PublishBatchResponse)(nil),    // 12: notify.v1.PublishBatchResponse
-	(*ConfirmActionRequest)(nil),    // 13: notify.v1.ConfirmActionRequest
-	(*ConfirmActionResponse)(nil),   // 14: notify.v1.ConfirmActionResponse
-	(*timestamppb.Timestamp)(nil),   // 15: google.protobuf.Timestamp
-	(*PointsAdded)(nil),             // 16: notify.v1.PointsAdded
-	(*PointsRedeemed)(nil),          // 17: notify.v1.PointsRedeemed
-	(*PointsExpired)(nil),           // 18: notify.v1.PointsExpired
-	(*CardCreated)(nil),             // 19: notify.v1.CardCreated
-	(*GuestCardUpdated)(nil),        // 20: notify.v1.GuestCardUpdated
-	(*GuestRegistered)(nil),         // 21: notify.v1.GuestRegistered
-	(*RestaurantGuestJoined)(nil),   // 22: notify.v1.RestaurantGuestJoined
-	(*RestaurantStatusChanged)(nil), // 23: notify.v1.RestaurantStatusChanged
-	(*RestaurantTransaction)(nil),   // 24: notify.v1.RestaurantTransaction
-	(*SystemAlert)(nil),             // 25: notify.v1.SystemAlert
-	(*AdminNotification)(nil),       // 26: notify.v1.AdminNotification
-	(*ActionConfirmed)(nil),         // 27: notify.v1.ActionConfirmed
-	(Role)(0),                       // 28: notify.v1.Role
-	(*durationpb.Duration)(nil),     // 29: google.protobuf.Duration
-	(ActionType)(0),                 // 30: notify.v1.ActionType
+	(*UnreadCount)(nil),             // 5: notify.v1.UnreadCount
+	(*Connected)(nil),               // 6: notify.v1.Connected
+	(*RoomState)(nil),               // 7: notify.v1.RoomState
+	(*Heartbeat)(nil),               // 8: notify.v1.Heartbeat
+	(*Disconnected)(nil),            // 9: notify.v1.Disconnected
+	(*PublishRequest)(nil),          // 10: notify.v1.PublishRequest
+	(*PublishResponse)(nil),         // 11: notify.v1.PublishResponse
+	(*PublishBatchRequest)(nil),     // 12: notify.v1.PublishBatchRequest
+	(*PublishBatchResponse)(nil),    // 13: notify.v1.PublishBatchResponse
+	(*ConfirmActionRequest)(nil),    // 14: notify.v1.ConfirmActionRequest
+	(*ConfirmActionResponse)(nil),   // 15: notify.v1.ConfirmActionResponse
+	(*timestamppb.Timestamp)(nil),   // 16: google.protobuf.Timestamp
+	(*PointsAdded)(nil),             // 17: notify.v1.PointsAdded
+	(*PointsRedeemed)(nil),          // 18: notify.v1.PointsRedeemed
+	(*PointsExpired)(nil),           // 19: notify.v1.PointsExpired
+	(*CardCreated)(nil),             // 20: notify.v1.CardCreated
+	(*GuestCardUpdated)(nil),        // 21: notify.v1.GuestCardUpdated
+	(*GuestRegistered)(nil),         // 22: notify.v1.GuestRegistered
+	(*RestaurantGuestJoined)(nil),   // 23: notify.v1.RestaurantGuestJoined
+	(*RestaurantStatusChanged)(nil), // 24: notify.v1.RestaurantStatusChanged
+	(*RestaurantTransaction)(nil),   // 25: notify.v1.RestaurantTransaction
+	(*SystemAlert)(nil),             // 26: notify.v1.SystemAlert
+	(*AdminNotification)(nil),       // 27: notify.v1.AdminNotification
+	(*ActionConfirmed)(nil),         // 28: notify.v1.ActionConfirmed
+	(Role)(0),                       // 29: notify.v1.Role
+	(*durationpb.Duration)(nil),     // 30: google.protobuf.Duration
+	(ActionType)(0),                 // 31: notify.v1.ActionType
 }
 var file_notify_v1_notify_proto_depIdxs = []int32{
-	15, // 0: notify.v1.Event.publish_time:type_name -> google.protobuf.Timestamp
-	16, // 1: notify.v1.Event.points_added:type_name -> notify.v1.PointsAdded
-	17, // 2: notify.v1.Event.points_redeemed:type_name -> notify.v1.PointsRedeemed
-	18, // 3: notify.v1.Event.points_expired:type_name -> notify.v1.PointsExpired
-	19, // 4: notify.v1.Event.card_created:type_name -> notify.v1.CardCreated
-	20, // 5: notify.v1.Event.guest_card_updated:type_name -> notify.v1.GuestCardUpdated
-	21, // 6: notify.v1.Event.guest_registered:type_name -> notify.v1.GuestRegistered
-	22, // 7: notify.v1.Event.restaurant_guest_joined:type_name -> notify.v1.RestaurantGuestJoined
-	23, // 8: notify.v1.Event.restaurant_status_changed:type_name -> notify.v1.RestaurantStatusChanged
-	24, // 9: notify.v1.Event.restaurant_transaction:type_name -> notify.v1.RestaurantTransaction
-	25, // 10: notify.v1.Event.system_alert:type_name -> notify.v1.SystemAlert
-	26, // 11: notify.v1.Event.admin_notification:type_name -> notify.v1.AdminNotification
-	27, // 12: notify.v1.Event.action_confirmed:type_name -> notify.v1.ActionConfirmed
+	16, // 0: notify.v1.Event.publish_time:type_name -> google.protobuf.Timestamp
+	17, // 1: notify.v1.Event.points_added:type_name -> notify.v1.PointsAdded
+	18, // 2: notify.v1.Event.points_redeemed:type_name -> notify.v1.PointsRedeemed
+	19, // 3: notify.v1.Event.points_expired:type_name -> notify.v1.PointsExpired
+	20, // 4: notify.v1.Event.card_created:type_name -> notify.v1.CardCreated
+	21, // 5: notify.v1.Event.guest_card_updated:type_name -> notify.v1.GuestCardUpdated
+	22, // 6: notify.v1.Event.guest_registered:type_name -> notify.v1.GuestRegistered
+	23, // 7: notify.v1.Event.restaurant_guest_joined:type_name -> notify.v1.RestaurantGuestJoined
+	24, // 8: notify.v1.Event.restaurant_status_changed:type_name -> notify.v1.RestaurantStatusChanged
+	25, // 9: notify.v1.Event.restaurant_transaction:type_name -> notify.v1.RestaurantTransaction
+	26, // 10: notify.v1.Event.system_alert:type_name -> notify.v1.SystemAlert
+	27, // 11: notify.v1.Event.admin_notification:type_name -> notify.v1.AdminNotification
+	28, // 12: notify.v1.Event.action_confirmed:type_name -> notify.v1.ActionConfirmed
 	2,  // 13: notify.v1.SubscribeRequest.positions:type_name -> notify.v1.StreamPosition
 	1,  // 14: notify.v1.SubscribeResponse.events:type_name -> notify.v1.Event
-	5,  // 15: notify.v1.SubscribeResponse.connected:type_name -> notify.v1.Connected
-	7,  // 16: notify.v1.SubscribeResponse.heartbeat:type_name -> notify.v1.Heartbeat
-	8,  // 17: notify.v1.SubscribeResponse.disconnected:type_name -> notify.v1.Disconnected
-	28, // 18: notify.v1.Connected.role:type_name -> notify.v1.Role
-	29, // 19: notify.v1.Connected.heartbeat_interval:type_name -> google.protobuf.Duration
-	6,  // 20: notify.v1.Connected.rooms:type_name -> notify.v1.RoomState
-	15, // 21: notify.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
-	0,  // 22: notify.v1.Disconnected.reason:type_name -> notify.v1.DisconnectReason
-	29, // 23: notify.v1.Disconnected.reconnect_delay:type_name -> google.protobuf.Duration
-	2,  // 24: notify.v1.Disconnected.positions:type_name -> notify.v1.StreamPosition
-	16, // 25: notify.v1.PublishRequest.points_added:type_name -> notify.v1.PointsAdded
-	17, // 26: notify.v1.PublishRequest.points_redeemed:type_name -> notify.v1.PointsRedeemed
-	18, // 27: notify.v1.PublishRequest.points_expired:type_name -> notify.v1.PointsExpired
-	19, // 28: notify.v1.PublishRequest.card_created:type_name -> notify.v1.CardCreated
-	20, // 29: notify.v1.PublishRequest.guest_card_updated:type_name -> notify.v1.GuestCardUpdated
-	21, // 30: notify.v1.PublishRequest.guest_registered:type_name -> notify.v1.GuestRegistered
-	22, // 31: notify.v1.PublishRequest.restaurant_guest_joined:type_name -> notify.v1.RestaurantGuestJoined
-	23, // 32: notify.v1.PublishRequest.restaurant_status_changed:type_name -> notify.v1.RestaurantStatusChanged
-	24, // 33: notify.v1.PublishRequest.restaurant_transaction:type_name -> notify.v1.RestaurantTransaction
-	25, // 34: notify.v1.PublishRequest.system_alert:type_name -> notify.v1.SystemAlert
-	26, // 35: notify.v1.PublishRequest.admin_notification:type_name -> notify.v1.AdminNotification
-	27, // 36: notify.v1.PublishRequest.action_confirmed:type_name -> notify.v1.ActionConfirmed
-	2,  // 37: notify.v1.PublishResponse.positions:type_name -> notify.v1.StreamPosition
-	9,  // 38: notify.v1.PublishBatchRequest.requests:type_name -> notify.v1.PublishRequest
-	10, // 39: notify.v1.PublishBatchResponse.results:type_name -> notify.v1.PublishResponse
-	30, // 40: notify.v1.ConfirmActionRequest.action:type_name -> notify.v1.ActionType
-	2,  // 41: notify.v1.ConfirmActionResponse.position:type_name -> notify.v1.StreamPosition
-	3,  // 42: notify.v1.NotificationService.Subscribe:input_type -> notify.v1.SubscribeRequest
-	9,  // 43: notify.v1.NotificationService.Publish:input_type -> notify.v1.PublishRequest
-	11, // 44: notify.v1.NotificationService.PublishBatch:input_type -> notify.v1.PublishBatchRequest
-	13, // 45: notify.v1.NotificationService.ConfirmAction:input_type -> notify.v1.ConfirmActionRequest
-	4,  // 46: notify.v1.NotificationService.Subscribe:output_type -> notify.v1.SubscribeResponse
-	10, // 47: notify.v1.NotificationService.Publish:output_type -> notify.v1.PublishResponse
-	12, // 48: notify.v1.NotificationService.PublishBatch:output_type -> notify.v1.PublishBatchResponse
-	14, // 49: notify.v1.NotificationService.ConfirmAction:output_type -> notify.v1.ConfirmActionResponse
-	46, // [46:50] is the sub-list for method output_type
-	42, // [42:46] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	6,  // 15: notify.v1.SubscribeResponse.connected:type_name -> notify.v1.Connected
+	8,  // 16: notify.v1.SubscribeResponse.heartbeat:type_name -> notify.v1.Heartbeat
+	9,  // 17: notify.v1.SubscribeResponse.disconnected:type_name -> notify.v1.Disconnected
+	5,  // 18: notify.v1.SubscribeResponse.unread:type_name -> notify.v1.UnreadCount
+	29, // 19: notify.v1.Connected.role:type_name -> notify.v1.Role
+	30, // 20: notify.v1.Connected.heartbeat_interval:type_name -> google.protobuf.Duration
+	7,  // 21: notify.v1.Connected.rooms:type_name -> notify.v1.RoomState
+	16, // 22: notify.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
+	0,  // 23: notify.v1.Disconnected.reason:type_name -> notify.v1.DisconnectReason
+	30, // 24: notify.v1.Disconnected.reconnect_delay:type_name -> google.protobuf.Duration
+	2,  // 25: notify.v1.Disconnected.positions:type_name -> notify.v1.StreamPosition
+	17, // 26: notify.v1.PublishRequest.points_added:type_name -> notify.v1.PointsAdded
+	18, // 27: notify.v1.PublishRequest.points_redeemed:type_name -> notify.v1.PointsRedeemed
+	19, // 28: notify.v1.PublishRequest.points_expired:type_name -> notify.v1.PointsExpired
+	20, // 29: notify.v1.PublishRequest.card_created:type_name -> notify.v1.CardCreated
+	21, // 30: notify.v1.PublishRequest.guest_card_updated:type_name -> notify.v1.GuestCardUpdated
+	22, // 31: notify.v1.PublishRequest.guest_registered:type_name -> notify.v1.GuestRegistered
+	23, // 32: notify.v1.PublishRequest.restaurant_guest_joined:type_name -> notify.v1.RestaurantGuestJoined
+	24, // 33: notify.v1.PublishRequest.restaurant_status_changed:type_name -> notify.v1.RestaurantStatusChanged
+	25, // 34: notify.v1.PublishRequest.restaurant_transaction:type_name -> notify.v1.RestaurantTransaction
+	26, // 35: notify.v1.PublishRequest.system_alert:type_name -> notify.v1.SystemAlert
+	27, // 36: notify.v1.PublishRequest.admin_notification:type_name -> notify.v1.AdminNotification
+	28, // 37: notify.v1.PublishRequest.action_confirmed:type_name -> notify.v1.ActionConfirmed
+	2,  // 38: notify.v1.PublishResponse.positions:type_name -> notify.v1.StreamPosition
+	10, // 39: notify.v1.PublishBatchRequest.requests:type_name -> notify.v1.PublishRequest
+	11, // 40: notify.v1.PublishBatchResponse.results:type_name -> notify.v1.PublishResponse
+	31, // 41: notify.v1.ConfirmActionRequest.action:type_name -> notify.v1.ActionType
+	2,  // 42: notify.v1.ConfirmActionResponse.position:type_name -> notify.v1.StreamPosition
+	3,  // 43: notify.v1.NotificationService.Subscribe:input_type -> notify.v1.SubscribeRequest
+	10, // 44: notify.v1.NotificationService.Publish:input_type -> notify.v1.PublishRequest
+	12, // 45: notify.v1.NotificationService.PublishBatch:input_type -> notify.v1.PublishBatchRequest
+	14, // 46: notify.v1.NotificationService.ConfirmAction:input_type -> notify.v1.ConfirmActionRequest
+	4,  // 47: notify.v1.NotificationService.Subscribe:output_type -> notify.v1.SubscribeResponse
+	11, // 48: notify.v1.NotificationService.Publish:output_type -> notify.v1.PublishResponse
+	13, // 49: notify.v1.NotificationService.PublishBatch:output_type -> notify.v1.PublishBatchResponse
+	15, // 50: notify.v1.NotificationService.ConfirmAction:output_type -> notify.v1.ConfirmActionResponse
+	47, // [47:51] is the sub-list for method output_type
+	43, // [43:47] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_notify_v1_notify_proto_init() }
@@ -1652,8 +1719,9 @@ func file_notify_v1_notify_proto_init() {
 		(*SubscribeResponse_Connected)(nil),
 		(*SubscribeResponse_Heartbeat)(nil),
 		(*SubscribeResponse_Disconnected)(nil),
+		(*SubscribeResponse_Unread)(nil),
 	}
-	file_notify_v1_notify_proto_msgTypes[8].OneofWrappers = []any{
+	file_notify_v1_notify_proto_msgTypes[9].OneofWrappers = []any{
 		(*PublishRequest_PointsAdded)(nil),
 		(*PublishRequest_PointsRedeemed)(nil),
 		(*PublishRequest_PointsExpired)(nil),
@@ -1673,7 +1741,7 @@ func file_notify_v1_notify_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_notify_v1_notify_proto_rawDesc), len(file_notify_v1_notify_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
