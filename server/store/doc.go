@@ -1,0 +1,52 @@
+// Package store is the durable notification inbox: one row per notification
+// per owner, per-viewer read and deleted state for rows shared by a group,
+// and per-user notification preferences.
+//
+// Two implementations have the same method set: SQLite (a single file, pure
+// Go driver) and Postgres (a pgx connection pool). Open picks one from a DSN
+// or path; both satisfy Store. Each applies its embedded, versioned schema
+// migrations when opened.
+//
+// # Owners and viewers
+//
+// A row's owner is either a user id (a personal notification) or a group name
+// such as "group:admin" (a shared notification). A Viewer is a user id plus
+// the groups whose rows that user sees. Personal rows carry their own read and
+// deleted flags; shared rows keep read and deleted state per viewer, so one
+// member marking a shared row read, or deleting it, does not affect another
+// member. The store trusts the Viewer it is given: checking that a user really
+// belongs to the groups named is the caller's job.
+//
+// A deleted personal row is kept as a hidden tombstone until Prune removes it,
+// so that a redelivered event (same owner and event id) stays deduplicated
+// and does not reappear.
+//
+// # Concurrency contract
+//
+// Every method of *SQLite and *Postgres is safe for concurrent use by any
+// number of goroutines. Each method that writes runs in a single transaction:
+// it either takes full effect or none (Insert of a batch, MarkRead of many
+// ids, Prune). Reads see only committed data. SQLite serialises all writes
+// through one connection, waiting up to its busy timeout for other processes,
+// and serves reads from a separate pool of read-only connections (WAL mode),
+// so reads do not wait for writes; each committed SQLite write is synced to
+// disk (synchronous=FULL) before the method returns, so it survives a crash.
+//
+// Item ids increase with insertion, and List pages by id (keyset paging), so
+// a cursor stays valid while new rows arrive: they appear before the first
+// page, never in a later one. (On PostgreSQL two concurrent Insert
+// transactions may commit out of id order; a page read between the two
+// commits can then miss the row that commits last.) Close should be called
+// after all other calls have returned; calls after Close fail, and a second
+// Close does nothing.
+//
+// # Errors
+//
+// Errors wrap one of the sentinels where one applies, for errors.Is:
+// ErrInvalid for bad arguments (including malformed cursors and ids),
+// ErrNotFound for ids that do not exist or are not visible to the viewer, and
+// ErrUnavailable, together with the driver's own error, when the database
+// cannot be reached (or, for SQLite, stays locked by another process past the
+// busy timeout). A cancelled or expired context yields an error wrapping the
+// context's error; it is ErrUnavailable only if it struck while connecting.
+package store
