@@ -23,6 +23,9 @@ type Hub struct {
 type shard struct {
 	mu    sync.RWMutex
 	rooms map[string]*members
+	// keys maps a user id or group to its subscribers, for per-user
+	// control frames such as unread counts.
+	keys map[string]*members
 }
 
 // members is the set of a room's subscribers, kept as a slice for fast
@@ -37,6 +40,7 @@ func New() *Hub {
 	h := &Hub{seed: maphash.MakeSeed()}
 	for i := range h.shards {
 		h.shards[i].rooms = make(map[string]*members)
+		h.shards[i].keys = make(map[string]*members)
 	}
 	return h
 }
@@ -45,35 +49,65 @@ func (h *Hub) shard(room string) *shard {
 	return &h.shards[maphash.String(h.seed, room)%shards]
 }
 
-// Join adds s to rooms. A subscriber joins once, before it reads history,
-// so that nothing published after that read can be missed.
-func (h *Hub) Join(s *Subscriber, rooms []string) {
+// Join adds s to rooms, and indexes it under keys (its user id and groups)
+// for Notify. A subscriber joins once, before it reads history, so that
+// nothing published after that read can be missed.
+func (h *Hub) Join(s *Subscriber, rooms, keys []string) {
 	s.mu.Lock()
 	s.rooms = append(s.rooms[:0], rooms...)
+	s.keys = append(s.keys[:0], keys...)
 	s.joined = true
 	s.mu.Unlock()
 	for _, room := range rooms {
 		sh := h.shard(room)
 		sh.mu.Lock()
-		m := sh.rooms[room]
-		if m == nil {
-			m = &members{idx: make(map[*Subscriber]int)}
-			sh.rooms[room] = m
-		}
-		if _, ok := m.idx[s]; !ok {
-			m.idx[s] = len(m.list)
-			m.list = append(m.list, s)
-		}
+		add(sh.rooms, room, s)
+		sh.mu.Unlock()
+	}
+	for _, key := range keys {
+		sh := h.shard(key)
+		sh.mu.Lock()
+		add(sh.keys, key, s)
 		sh.mu.Unlock()
 	}
 	h.subscribers.Add(1)
 }
 
-// Leave removes s from every room it joined.
+func add(set map[string]*members, name string, s *Subscriber) {
+	m := set[name]
+	if m == nil {
+		m = &members{idx: make(map[*Subscriber]int)}
+		set[name] = m
+	}
+	if _, ok := m.idx[s]; !ok {
+		m.idx[s] = len(m.list)
+		m.list = append(m.list, s)
+	}
+}
+
+func remove(set map[string]*members, name string, s *Subscriber) {
+	m := set[name]
+	if m == nil {
+		return
+	}
+	if i, ok := m.idx[s]; ok {
+		last := len(m.list) - 1
+		m.list[i] = m.list[last]
+		m.idx[m.list[i]] = i
+		m.list[last] = nil
+		m.list = m.list[:last]
+		delete(m.idx, s)
+	}
+	if len(m.list) == 0 {
+		delete(set, name)
+	}
+}
+
+// Leave removes s from every room and key it joined.
 func (h *Hub) Leave(s *Subscriber) {
 	s.mu.Lock()
-	rooms, joined := s.rooms, s.joined
-	s.rooms, s.joined = nil, false
+	rooms, keys, joined := s.rooms, s.keys, s.joined
+	s.rooms, s.keys, s.joined = nil, nil, false
 	s.mu.Unlock()
 	if !joined {
 		return
@@ -81,22 +115,58 @@ func (h *Hub) Leave(s *Subscriber) {
 	for _, room := range rooms {
 		sh := h.shard(room)
 		sh.mu.Lock()
-		if m := sh.rooms[room]; m != nil {
-			if i, ok := m.idx[s]; ok {
-				last := len(m.list) - 1
-				m.list[i] = m.list[last]
-				m.idx[m.list[i]] = i
-				m.list[last] = nil
-				m.list = m.list[:last]
-				delete(m.idx, s)
-			}
-			if len(m.list) == 0 {
-				delete(sh.rooms, room)
-			}
-		}
+		remove(sh.rooms, room, s)
+		sh.mu.Unlock()
+	}
+	for _, key := range keys {
+		sh := h.shard(key)
+		sh.mu.Lock()
+		remove(sh.keys, key, s)
 		sh.mu.Unlock()
 	}
 	h.subscribers.Add(-1)
+}
+
+// Keys returns the key sets (user id first, then groups) of the distinct
+// users with a subscriber indexed under key, for example the admins
+// connected under "group:admin".
+func (h *Hub) Keys(key string) [][]string {
+	var out [][]string
+	seen := map[string]bool{}
+	h.Each(key, func(s *Subscriber) {
+		s.mu.Lock()
+		if len(s.keys) > 0 && !seen[s.keys[0]] {
+			seen[s.keys[0]] = true
+			out = append(out, append([]string(nil), s.keys...))
+		}
+		s.mu.Unlock()
+	})
+	return out
+}
+
+// Each calls fn for every subscriber indexed under key. fn must not call
+// back into the hub.
+func (h *Hub) Each(key string, fn func(*Subscriber)) {
+	sh := h.shard(key)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	if m := sh.keys[key]; m != nil {
+		for _, s := range m.list {
+			fn(s)
+		}
+	}
+}
+
+// Notify queues a control frame for every subscriber indexed under key.
+func (h *Hub) Notify(key string, f *Frame) {
+	sh := h.shard(key)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	if m := sh.keys[key]; m != nil {
+		for _, s := range m.list {
+			s.push(f)
+		}
+	}
 }
 
 // Deliver encodes msg once and queues it for every subscriber of its room.

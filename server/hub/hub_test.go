@@ -46,9 +46,9 @@ func TestFrameDecodesAsEvents(t *testing.T) {
 func TestDeliverFansOutToRoomOnly(t *testing.T) {
 	h := New()
 	in, out, both := NewSubscriber(1<<20), NewSubscriber(1<<20), NewSubscriber(1<<20)
-	h.Join(in, []string{"r1"})
-	h.Join(out, []string{"r2"})
-	h.Join(both, []string{"r1", "r2"})
+	h.Join(in, []string{"r1"}, []string{"u1"})
+	h.Join(out, []string{"r2"}, nil)
+	h.Join(both, []string{"r1", "r2"}, nil)
 	h.Deliver(message(t, "r1", 1))
 	h.Deliver(message(t, "r2", 1))
 	h.Deliver(message(t, "r1", 2))
@@ -89,8 +89,8 @@ func TestSlowSubscriberIsClosedOthersUnaffected(t *testing.T) {
 	msg := message(t, "r", 1)
 	frameSize := len(NewFrame(msg).Bytes) + frameOverhead
 	slow, fast := NewSubscriber(3*frameSize), NewSubscriber(1<<20)
-	h.Join(slow, []string{"r"})
-	h.Join(fast, []string{"r"})
+	h.Join(slow, []string{"r"}, nil)
+	h.Join(fast, []string{"r"}, nil)
 	for i := range 10 {
 		h.Deliver(message(t, "r", uint64(i+1)))
 	}
@@ -115,7 +115,7 @@ func TestSlowSubscriberIsClosedOthersUnaffected(t *testing.T) {
 func TestCloseAllKeepsQueuedFrames(t *testing.T) {
 	h := New()
 	s := NewSubscriber(1 << 20)
-	h.Join(s, []string{"r"})
+	h.Join(s, []string{"r"}, nil)
 	h.Deliver(message(t, "r", 1))
 	h.CloseAll(ErrShutdown)
 	frames, err := s.Take(nil)
@@ -138,7 +138,7 @@ func BenchmarkDeliver(b *testing.B) {
 			subs := make([]*Subscriber, n)
 			for i := range subs {
 				subs[i] = NewSubscriber(1 << 20)
-				h.Join(subs[i], []string{"room"})
+				h.Join(subs[i], []string{"room"}, nil)
 			}
 			msg := message(b, "room", 1)
 			bufs := make([][]*Frame, n)
@@ -165,5 +165,52 @@ func BenchmarkNewFrame(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		msg.Offset = uint64(i)
 		_ = NewFrame(msg)
+	}
+}
+
+func TestMuteAndNotify(t *testing.T) {
+	h := New()
+	admin1, admin2, guest := NewSubscriber(1<<20), NewSubscriber(1<<20), NewSubscriber(1<<20)
+	h.Join(admin1, []string{"admin"}, []string{"a1", "group:admin"})
+	h.Join(admin2, []string{"admin"}, []string{"a2", "group:admin"})
+	h.Join(guest, []string{"guest:g1"}, []string{"g1"})
+	admin2.Mute([]int32{int32(notifyv1.EventType_EVENT_TYPE_POINTS_ADDED)}, false)
+
+	h.Deliver(message(t, "admin", 1)) // a PointsAdded: muted for admin2
+	h.Notify("g1", NewUnreadFrame(3))
+	h.Notify("group:admin", NewUnreadFrame(9))
+
+	if got := fmt.Sprint(h.Keys("group:admin")); got != "[[a1 group:admin] [a2 group:admin]]" && got != "[[a2 group:admin] [a1 group:admin]]" {
+		t.Errorf("Keys(group:admin) = %s", got)
+	}
+	take := func(s *Subscriber) *notifyv1.SubscribeResponse {
+		frames, _ := s.Take(nil)
+		var b []byte
+		for _, f := range frames {
+			b = append(b, f.Bytes...)
+		}
+		var resp notifyv1.SubscribeResponse
+		if err := proto.Unmarshal(b, &resp); err != nil {
+			t.Fatal(err)
+		}
+		return &resp
+	}
+	if r := take(admin1); len(r.Events) != 1 || r.GetUnread().GetCount() != 9 {
+		t.Errorf("admin1 got %v", r)
+	}
+	if r := take(admin2); len(r.Events) != 0 || r.GetUnread().GetCount() != 9 {
+		t.Errorf("admin2 (PointsAdded muted) got %v", r)
+	}
+	if r := take(guest); len(r.Events) != 0 || r.GetUnread().GetCount() != 3 {
+		t.Errorf("guest got %v", r)
+	}
+	guest.Mute(nil, true)
+	h.Deliver(message(t, "guest:g1", 1))
+	if r := take(guest); len(r.Events) != 0 {
+		t.Errorf("a subscriber with everything muted got %v", r)
+	}
+	h.Leave(admin1)
+	if got := fmt.Sprint(h.Keys("group:admin")); got != "[[a2 group:admin]]" {
+		t.Errorf("after leave, Keys = %s", got)
 	}
 }

@@ -3,6 +3,7 @@ package hub
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 )
 
 // Reasons a subscriber is closed by the server.
@@ -20,15 +21,42 @@ const frameOverhead = 16
 // from the rooms it joined.
 type Subscriber struct {
 	maxBytes int
-	ready    chan struct{} // signalled when frames arrive or the subscriber closes
-	done     chan struct{} // closed when the subscriber is closed
+	// muted holds a bit per EventType not to deliver; bit 0 mutes everything.
+	muted atomic.Uint64
+	ready chan struct{} // signalled when frames arrive or the subscriber closes
+	done  chan struct{} // closed when the subscriber is closed
 
 	mu     sync.Mutex
 	queue  []*Frame
 	bytes  int
 	err    error
 	rooms  []string
+	keys   []string
 	joined bool
+}
+
+// Mute sets the event types not delivered to this subscriber; all mutes
+// every event. Control frames are always delivered.
+func (s *Subscriber) Mute(types []int32, all bool) {
+	var bits uint64
+	if all {
+		bits = 1
+	}
+	for _, t := range types {
+		if t > 0 && t < 64 {
+			bits |= 1 << t
+		}
+	}
+	s.muted.Store(bits)
+}
+
+// wants reports whether f passes the subscriber's mutes.
+func (s *Subscriber) wants(f *Frame) bool {
+	bits := s.muted.Load()
+	if bits == 0 || f.Room == "" {
+		return true
+	}
+	return bits&1 == 0 && bits&(1<<f.Type) == 0
 }
 
 // NewSubscriber returns a subscriber whose queue holds at most maxBytes of
@@ -50,6 +78,9 @@ func (s *Subscriber) Done() <-chan struct{} { return s.done }
 // push queues f, or closes the subscriber if f would overflow its bound;
 // it reports whether this push closed it.
 func (s *Subscriber) push(f *Frame) (overflowed bool) {
+	if !s.wants(f) {
+		return false
+	}
 	s.mu.Lock()
 	if s.err != nil {
 		s.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -57,6 +58,17 @@ type Config struct {
 	// IdempotencyWindow is how long idempotency keys are remembered. Default 5m.
 	IdempotencyWindow time.Duration
 
+	// DataDir holds the embedded SQLite inbox. Default "data".
+	DataDir string
+	// Store is the inbox database: a postgres:// DSN, or a SQLite file path.
+	// Default: notify.db in DataDir.
+	Store string
+	// InboxMaxPerUser keeps at most this many notifications per inbox
+	// owner, pruned in the background. Default 1000.
+	InboxMaxPerUser int
+	// InboxMaxAge prunes notifications older than this. Default 720h (30 days).
+	InboxMaxAge time.Duration
+
 	// ShutdownDrain bounds a graceful shutdown. Default 10s.
 	ShutdownDrain time.Duration
 	// ReconnectDelayMin and ReconnectDelayMax bound the jittered reconnect
@@ -100,6 +112,12 @@ func (c Config) Defaults() Config {
 	}
 	c.History = h
 	setDur(&c.IdempotencyWindow, 5*time.Minute)
+	setStr(&c.DataDir, "data")
+	if c.Store == "" {
+		c.Store = filepath.Join(c.DataDir, "notify.db")
+	}
+	setInt(&c.InboxMaxPerUser, 1000)
+	setDur(&c.InboxMaxAge, 720*time.Hour)
 	setDur(&c.ShutdownDrain, 10*time.Second)
 	setDur(&c.ReconnectDelayMin, 500*time.Millisecond)
 	setDur(&c.ReconnectDelayMax, 5*time.Second)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -25,7 +26,11 @@ import (
 	"github.com/maxloyalty/notify/server/broker"
 	"github.com/maxloyalty/notify/server/hub"
 	"github.com/maxloyalty/notify/server/service"
+	"github.com/maxloyalty/notify/server/store"
 )
+
+// tokenLeeway is the clock skew allowed on token exp and nbf.
+const tokenLeeway = 5 * time.Second
 
 // Node is one running notifyd.
 type Node struct {
@@ -40,6 +45,8 @@ type Node struct {
 	health *health.Server
 	hub    *hub.Hub
 	broker *broker.Memory
+	store  store.Store
+	svc    *service.Service
 }
 
 // New validates cfg, builds a node and binds its listeners.
@@ -54,7 +61,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		JWKSFile:      cfg.JWTJWKSFile,
 		Issuer:        cfg.JWTIssuer,
 		Audience:      cfg.JWTAudience,
-		Leeway:        5 * time.Second,
+		Leeway:        tokenLeeway,
 	}
 	if cfg.JWTSecret == "" {
 		vcfg.HMACSecret = nil
@@ -68,6 +75,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	}
 
 	n := &Node{cfg: cfg, log: log, hub: hub.New(), health: health.NewServer()}
+	if n.store, err = store.Open(ctx, cfg.Store); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
 	n.broker = broker.NewMemory(broker.MemoryConfig{
 		Limits:            cfg.historyLimits(),
 		IdempotencyWindow: cfg.IdempotencyWindow,
@@ -85,7 +95,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cfg.MinPingInterval, PermitWithoutStream: true}),
 		grpc.SharedWriteBuffer(true),
 	)
-	svc := service.New(service.Config{
+	n.svc = service.New(service.Config{
 		ServerID:          cfg.ServerID,
 		HeartbeatInterval: cfg.HeartbeatInterval,
 		QueueBytes:        cfg.QueueBytes,
@@ -93,8 +103,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		MaxBatch:          cfg.MaxBatch,
 		ReconnectDelayMin: cfg.ReconnectDelayMin,
 		ReconnectDelayMax: cfg.ReconnectDelayMax,
-	}, n.broker, n.hub, log)
-	notifyv1.RegisterNotificationServiceServer(n.grpc, svc)
+		TokenLeeway:       tokenLeeway,
+	}, n.broker, n.hub, n.store, log)
+	notifyv1.RegisterNotificationServiceServer(n.grpc, n.svc)
+	notifyv1.RegisterInboxServiceServer(n.grpc, n.svc.Inbox())
 	healthpb.RegisterHealthServer(n.grpc, n.health)
 	reflection.Register(n.grpc)
 
@@ -106,6 +118,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	)
 	if err != nil {
 		n.broker.Close()
+		n.store.Close()
 		return nil, err
 	}
 	handler, err := gateway.New(ctx, gateway.Config{AllowedOrigins: cfg.AllowedOrigins}, n.grpc, n.conn, n.ready)
@@ -137,6 +150,7 @@ func (n *Node) close() {
 		n.conn.Close()
 	}
 	n.broker.Close()
+	n.store.Close()
 }
 
 // GRPCAddr is the bound native gRPC address.
@@ -149,6 +163,9 @@ func (n *Node) HTTPAddr() string { return n.httpLn.Addr().String() }
 func (n *Node) Hub() *hub.Hub { return n.hub }
 
 func (n *Node) ready(ctx context.Context) error {
+	if err := n.store.Ping(ctx); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
 	resp, err := n.health.Check(ctx, &healthpb.HealthCheckRequest{})
 	if err != nil {
 		return err
@@ -169,6 +186,11 @@ func (n *Node) Run(ctx context.Context) error {
 			errc <- err
 		}
 	}()
+	bg, stopBG := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { n.svc.Run(bg) })
+	wg.Go(func() { n.prune(bg) })
+
 	n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	n.health.SetServingStatus(notifyv1.NotificationService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	n.log.Info("notifyd serving", "grpc", n.GRPCAddr(), "http", n.HTTPAddr(), "server_id", n.cfg.ServerID, "dev", n.cfg.Dev)
@@ -178,6 +200,8 @@ func (n *Node) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case runErr = <-errc:
 	}
+	stopBG()
+	wg.Wait()
 	n.shutdown()
 	return runErr
 }
@@ -206,6 +230,26 @@ func (n *Node) shutdown() {
 	}
 	n.close()
 	n.log.Info("notifyd stopped", "took", time.Since(start).Round(time.Millisecond))
+}
+
+// prune applies the inbox retention every minute until ctx ends.
+func (n *Node) prune(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		removed, err := n.store.Prune(ctx, n.cfg.InboxMaxPerUser, n.cfg.InboxMaxAge, time.Now())
+		switch {
+		case err != nil && ctx.Err() == nil:
+			n.log.Warn("inbox prune failed", "err", err)
+		case removed > 0:
+			n.log.Info("inbox pruned", "removed", removed)
+		}
+	}
 }
 
 // NewLogger builds the node's logger from its config.

@@ -16,10 +16,14 @@ import (
 	"github.com/maxloyalty/notify/server/broker"
 	"github.com/maxloyalty/notify/server/hub"
 	"github.com/maxloyalty/notify/server/room"
+	"github.com/maxloyalty/notify/server/store"
 )
 
 // ErrInvalid is wrapped by every error about a caller's bad input.
 var ErrInvalid = errors.New("invalid argument")
+
+// ErrNotFound is wrapped when the caller names something it cannot see.
+var ErrNotFound = errors.New("not found")
 
 // errTokenExpired ends a stream whose token expired.
 var errTokenExpired = fmt.Errorf("%w: stream token expired", auth.ErrTokenExpired)
@@ -37,9 +41,14 @@ var mapping = []struct {
 	code   codes.Code
 	reason string
 }{
+	{ErrInboxWrite, codes.Unavailable, "INBOX_WRITE_FAILED"},
 	{ErrInvalid, codes.InvalidArgument, "INVALID_ARGUMENT"},
 	{room.ErrInvalid, codes.InvalidArgument, "INVALID_ROOM"},
 	{access.ErrDenied, codes.PermissionDenied, "PERMISSION_DENIED"},
+	{ErrNotFound, codes.NotFound, "NOT_FOUND"},
+	{store.ErrNotFound, codes.NotFound, "NOT_FOUND"},
+	{store.ErrInvalid, codes.InvalidArgument, "INVALID_ARGUMENT"},
+	{store.ErrUnavailable, codes.Unavailable, "STORE_UNAVAILABLE"},
 	{hub.ErrSlowConsumer, codes.ResourceExhausted, "SLOW_CONSUMER"},
 	{hub.ErrShutdown, codes.Unavailable, "SERVER_RESTART"},
 	{broker.ErrUnavailable, codes.Unavailable, "BROKER_UNAVAILABLE"},

@@ -42,6 +42,9 @@ type Config struct {
 	// ReconnectDelayMin and ReconnectDelayMax bound the jittered delay given
 	// to streams ended by shutdown. Defaults: 500ms and 5s.
 	ReconnectDelayMin, ReconnectDelayMax time.Duration
+	// TokenLeeway is the clock skew the token verifier allows past exp; a
+	// stream ends that long after its token's exp. Default 0.
+	TokenLeeway time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -78,14 +81,28 @@ type Service struct {
 	cfg    Config
 	broker Broker
 	hub    *hub.Hub
+	inbox  Inbox // nil: no inbox
+	unread *unreadNotifier
 	log    *slog.Logger
 	now    func() time.Time
 }
 
-// New returns a service publishing through b and delivering through h.
-func New(cfg Config, b Broker, h *hub.Hub, log *slog.Logger) *Service {
+// New returns a service publishing through b, delivering through h and
+// keeping inboxes in in (nil: none). Call Run for its background work.
+func New(cfg Config, b Broker, h *hub.Hub, in Inbox, log *slog.Logger) *Service {
 	cfg.setDefaults()
-	return &Service{cfg: cfg, broker: b, hub: h, log: log, now: time.Now}
+	s := &Service{cfg: cfg, broker: b, hub: h, inbox: in, log: log, now: time.Now}
+	if in != nil {
+		s.unread = newUnreadNotifier(in, h, log)
+	}
+	return s
+}
+
+// prepared is a validated publish request.
+type prepared struct {
+	pub  broker.Publication
+	typ  notifyv1.EventType
+	time time.Time
 }
 
 // MaxIdempotencyKeyLen bounds idempotency keys.
@@ -94,15 +111,15 @@ const MaxIdempotencyKeyLen = 128
 var payloadOneof = (&notifyv1.PublishRequest{}).ProtoReflect().Descriptor().Oneofs().ByName("payload")
 
 // prepare validates one publish request and turns it into a publication.
-func (s *Service) prepare(c auth.Claims, req *notifyv1.PublishRequest) (broker.Publication, error) {
+func (s *Service) prepare(c auth.Claims, req *notifyv1.PublishRequest) (out prepared, err error) {
 	src := req.ProtoReflect()
 	fd := src.WhichOneof(payloadOneof)
 	if fd == nil {
-		return broker.Publication{}, invalid("payload: exactly one event (e.g. pointsAdded) is required")
+		return out, invalid("payload: exactly one event (e.g. pointsAdded) is required")
 	}
 	payload := src.Get(fd).Message().Interface()
 	if len(req.IdempotencyKey) > MaxIdempotencyKeyLen {
-		return broker.Publication{}, invalid("idempotency_key: longer than %d bytes", MaxIdempotencyKeyLen)
+		return out, invalid("idempotency_key: longer than %d bytes", MaxIdempotencyKeyLen)
 	}
 	names := req.Rooms
 	if req.Room != "" {
@@ -112,33 +129,34 @@ func (s *Service) prepare(c auth.Claims, req *notifyv1.PublishRequest) (broker.P
 	if len(names) == 0 {
 		r, err := room.Route(payload)
 		if err != nil {
-			return broker.Publication{}, err
+			return out, err
 		}
 		rooms = r
 	} else {
 		if len(names) > s.cfg.MaxRoomsPerStream {
-			return broker.Publication{}, invalid("rooms: %d rooms, at most %d", len(names), s.cfg.MaxRoomsPerStream)
+			return out, invalid("rooms: %d rooms, at most %d", len(names), s.cfg.MaxRoomsPerStream)
 		}
 		r, err := parseRooms(names)
 		if err != nil {
-			return broker.Publication{}, err
+			return out, err
 		}
 		rooms = r
 	}
 	for _, r := range rooms {
 		if err := access.CanPublish(c, r, payload); err != nil {
-			return broker.Publication{}, err
+			return out, err
 		}
 	}
+	now := s.now()
 	ev := &notifyv1.Event{
 		Id:             uuid.Must(uuid.NewV7()).String(),
-		PublishTime:    timestamppb.New(s.now()),
+		PublishTime:    timestamppb.New(now),
 		IdempotencyKey: req.IdempotencyKey,
 	}
 	setPayload(ev.ProtoReflect(), fd, src.Get(fd))
 	data, err := proto.Marshal(ev)
 	if err != nil {
-		return broker.Publication{}, invalid("event cannot be encoded: %v", err)
+		return out, invalid("event cannot be encoded: %v", err)
 	}
 	p := broker.Publication{EventID: ev.Id, Rooms: make([]string, len(rooms)), Data: data}
 	for i, r := range rooms {
@@ -148,7 +166,23 @@ func (s *Service) prepare(c auth.Claims, req *notifyv1.PublishRequest) (broker.P
 		// Keys are scoped to the publisher so tenants cannot collide.
 		p.IdempotencyKey = c.Subject + "\x00" + req.IdempotencyKey
 	}
-	return p, nil
+	return prepared{pub: p, typ: notifyv1.EventType(fd.Number() - payloadFieldOffset), time: now}, nil
+}
+
+// payloadFieldOffset maps payload field numbers to EventType values
+// (points_added = 10 is EVENT_TYPE_POINTS_ADDED = 1).
+const payloadFieldOffset = 9
+
+// publish publishes one prepared request and records it in the inboxes.
+func (s *Service) publish(ctx context.Context, p prepared) (*notifyv1.PublishResponse, error) {
+	res, err := s.broker.Publish(ctx, p.pub)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.record(ctx, p.pub, res, p.typ, p.time); err != nil {
+		return nil, err
+	}
+	return toResponse(res), nil
 }
 
 // setPayload copies the payload field of a PublishRequest into the Event
@@ -204,11 +238,8 @@ func (s *Service) Publish(ctx context.Context, req *notifyv1.PublishRequest) (*n
 	if err != nil {
 		return nil, toStatusErr(err)
 	}
-	res, err := s.broker.Publish(ctx, p)
-	if err != nil {
-		return nil, toStatusErr(err)
-	}
-	return toResponse(res), nil
+	resp, err := s.publish(ctx, p)
+	return resp, toStatusErr(err)
 }
 
 // PublishBatch implements NotificationService.PublishBatch. Every request is
@@ -225,7 +256,7 @@ func (s *Service) PublishBatch(ctx context.Context, req *notifyv1.PublishBatchRe
 	if len(req.Requests) > s.cfg.MaxBatch {
 		return nil, toStatusErr(invalid("requests: %d requests, at most %d", len(req.Requests), s.cfg.MaxBatch))
 	}
-	pubs := make([]broker.Publication, len(req.Requests))
+	pubs := make([]prepared, len(req.Requests))
 	for i, r := range req.Requests {
 		p, err := s.prepare(c, r)
 		if err != nil {
@@ -235,11 +266,11 @@ func (s *Service) PublishBatch(ctx context.Context, req *notifyv1.PublishBatchRe
 	}
 	out := &notifyv1.PublishBatchResponse{Results: make([]*notifyv1.PublishResponse, len(pubs))}
 	for i, p := range pubs {
-		res, err := s.broker.Publish(ctx, p)
+		resp, err := s.publish(ctx, p)
 		if err != nil {
 			return nil, Status(wrapIndex(i, err), map[string]string{"published": itoa(i)}).Err()
 		}
-		out.Results[i] = toResponse(res)
+		out.Results[i] = resp
 	}
 	return out, nil
 }
@@ -276,10 +307,9 @@ func (s *Service) ConfirmAction(ctx context.Context, req *notifyv1.ConfirmAction
 	if err != nil {
 		return nil, toStatusErr(err)
 	}
-	res, err := s.broker.Publish(ctx, p)
+	resp, err := s.publish(ctx, p)
 	if err != nil {
 		return nil, toStatusErr(err)
 	}
-	resp := toResponse(res)
 	return &notifyv1.ConfirmActionResponse{EventId: resp.EventId, Position: resp.Positions[0]}, nil
 }
