@@ -64,7 +64,9 @@ type RoomPosition struct {
 
 // History is a window of a room's history.
 type History struct {
-	// Messages after the requested offset, oldest first.
+	// Messages after the requested offset, oldest first. When the requested
+	// epoch is not the room's, Messages is what the room's current epoch
+	// still holds, from its oldest retained message.
 	Messages []Message
 	// Top is the room's latest position (offset 0 if nothing was published).
 	Top Position

@@ -194,24 +194,35 @@ func (m *Memory) History(ctx context.Context, room string, since Position) (Hist
 	}
 	h := History{Top: Position{Offset: r.offset, Epoch: r.epoch}}
 	if since.Epoch != r.epoch && since.Offset != 0 {
+		// The client's epoch is gone: offer what this epoch still holds,
+		// marked incomplete.
+		h.Messages = r.since(0)
 		return h, nil
 	}
 	if since.Offset >= r.offset {
 		h.Complete = since.Offset == r.offset
 		return h, nil
 	}
-	oldest := r.offset - uint64(r.count) + 1 // first offset still retained
-	h.Complete = since.Offset+1 >= oldest
-	from := since.Offset + 1
-	if from < oldest {
-		from = oldest
+	h.Complete = since.Offset+1 >= r.oldest()
+	h.Messages = r.since(since.Offset)
+	return h, nil
+}
+
+// oldest is the first offset still retained (offset+1 when none is).
+func (r *memRoom) oldest() uint64 { return r.offset - uint64(r.count) + 1 }
+
+// since copies the retained messages after offset.
+func (r *memRoom) since(offset uint64) []Message {
+	from := max(offset+1, r.oldest())
+	if from > r.offset {
+		return nil
 	}
 	n := int(r.offset - from + 1)
-	h.Messages = make([]Message, n)
+	out := make([]Message, n)
 	for i := 0; i < n; i++ {
-		h.Messages[i] = r.buf[(r.head+r.count-n+i)%len(r.buf)]
+		out[i] = r.buf[(r.head+r.count-n+i)%len(r.buf)]
 	}
-	return h, nil
+	return out
 }
 
 // sweep drops expired history, idle rooms and old idempotency keys.

@@ -89,7 +89,7 @@ func TestMemoryHistory(t *testing.T) {
 		{"older than window", Position{Offset: 1, Epoch: epoch}, []uint64{3, 4, 5}, false},
 		{"up to date", Position{Offset: 5, Epoch: epoch}, nil, true},
 		{"ahead of the room", Position{Offset: 9, Epoch: epoch}, nil, false},
-		{"other epoch", Position{Offset: 3, Epoch: "zzz"}, nil, false},
+		{"other epoch", Position{Offset: 3, Epoch: "zzz"}, []uint64{3, 4, 5}, false},
 		{"from the start", Position{}, []uint64{3, 4, 5}, false},
 	}
 	for _, tt := range tests {

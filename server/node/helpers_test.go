@@ -67,6 +67,7 @@ func startNode(t *testing.T, mutate func(*node.Config)) *testNode {
 		ServerID:  "test-node",
 		JWTSecret: testSecret,
 		LogLevel:  "error",
+		DataDir:   t.TempDir(),
 	}
 	if mutate != nil {
 		mutate(&cfg)
@@ -187,6 +188,34 @@ type stream struct {
 	pending []*notifyv1.Event
 	// heartbeats counts the heartbeats skipped while reading events.
 	heartbeats int
+	// unread is the last unread count the stream carried.
+	unread int64
+}
+
+// Recv returns the next message, with inbox unread counts taken off it
+// (recorded in s.unread); messages that carried only a count are skipped.
+func (s *stream) Recv() (*notifyv1.SubscribeResponse, error) {
+	for {
+		m, err := s.ServerStreamingClient.Recv()
+		if err != nil {
+			return nil, err
+		}
+		if !stripUnread(m, &s.unread) {
+			return m, nil
+		}
+	}
+}
+
+// stripUnread records and removes an unread count from m and reports
+// whether nothing else is left in it.
+func stripUnread(m *notifyv1.SubscribeResponse, into *int64) (empty bool) {
+	u := m.GetUnread()
+	if u == nil {
+		return false
+	}
+	*into = u.Count
+	m.Control = nil
+	return len(m.Events) == 0
 }
 
 // subscribe opens a stream with tok and requires Connected as its first message.
@@ -347,13 +376,21 @@ type restError struct {
 	Message string `json:"message"`
 }
 
+// parseRestError decodes an error body: a status object for unary calls, or
+// {"error": status} for a streaming call that failed.
 func parseRestError(t *testing.T, b []byte) restError {
 	t.Helper()
-	var e restError
+	var e struct {
+		restError
+		Error *restError `json:"error"`
+	}
 	if err := json.Unmarshal(b, &e); err != nil {
 		t.Fatalf("error body %q: %v", b, err)
 	}
-	return e
+	if e.Error != nil {
+		return *e.Error
+	}
+	return e.restError
 }
 
 // unmarshalJSON decodes protojson b into m.
@@ -407,6 +444,10 @@ func (s *restStream) next(t *testing.T) *notifyv1.SubscribeResponse {
 	}
 	var m notifyv1.SubscribeResponse
 	unmarshalJSON(t, env.Result, &m)
+	var unread int64
+	if stripUnread(&m, &unread) {
+		return s.next(t)
+	}
 	return &m
 }
 
@@ -499,6 +540,10 @@ func (s *webStream) next(t *testing.T) *notifyv1.SubscribeResponse {
 	var m notifyv1.SubscribeResponse
 	if err := proto.Unmarshal(f.data, &m); err != nil {
 		t.Fatalf("grpc-web frame: %v", err)
+	}
+	var unread int64
+	if stripUnread(&m, &unread) {
+		return s.next(t)
 	}
 	return &m
 }

@@ -108,7 +108,14 @@ func (s *Service) Subscribe(req *notifyv1.SubscribeRequest, stream grpc.ServerSt
 	for i, r := range rooms {
 		names[i] = r.String()
 	}
-	s.hub.Join(sub, names)
+	if s.inbox != nil {
+		prefs, err := s.inbox.Preferences(ctx, c.Subject)
+		if err != nil {
+			return toStatusErr(err)
+		}
+		applyPreferences(sub, prefs)
+	}
+	s.hub.Join(sub, names, keys(c))
 	defer s.hub.Leave(sub)
 
 	w := &writer{
@@ -131,13 +138,18 @@ func (s *Service) Subscribe(req *notifyv1.SubscribeRequest, stream grpc.ServerSt
 			return toStatusErr(err)
 		}
 		st := &notifyv1.RoomState{Room: name, Epoch: h.Top.Epoch, Offset: h.Top.Offset}
-		if resume && h.Complete {
+		switch {
+		case resume && h.Complete:
 			st.Recovered = true
 			w.last[name] = broker.Position{Offset: p.Offset, Epoch: h.Top.Epoch}
-			for _, m := range h.Messages {
-				backlog = append(backlog, hub.NewFrame(m))
-			}
-		} else {
+			backlog = appendFrames(backlog, h.Messages)
+		case resume && p.Epoch != h.Top.Epoch && len(h.Messages) > 0 && h.Messages[0].Offset == 1:
+			// The client's epoch is lost (recovered=false), but the room's
+			// new epoch is whole from its first event: replay it, so that
+			// nothing published since a restart is missed.
+			w.last[name] = broker.Position{Epoch: h.Top.Epoch}
+			backlog = appendFrames(backlog, h.Messages)
+		default:
 			// Live from the room's current top: what came before is either
 			// not wanted (no position) or lost to this stream (recovered=false).
 			w.last[name] = h.Top
@@ -150,7 +162,24 @@ func (s *Service) Subscribe(req *notifyv1.SubscribeRequest, stream grpc.ServerSt
 	if err := w.write(backlog); err != nil {
 		return err
 	}
+	if s.inbox != nil {
+		// The badge starts right; later changes arrive as they happen.
+		n, err := s.inbox.UnreadCount(ctx, viewer(c))
+		if err != nil {
+			return toStatusErr(err)
+		}
+		if err := w.write([]*hub.Frame{hub.NewUnreadFrame(n)}); err != nil {
+			return err
+		}
+	}
 	return s.run(c, sub, w)
+}
+
+func appendFrames(frames []*hub.Frame, msgs []broker.Message) []*hub.Frame {
+	for _, m := range msgs {
+		frames = append(frames, hub.NewFrame(m))
+	}
+	return frames
 }
 
 // run is the stream's send loop: the only place that sends on the stream
@@ -161,7 +190,9 @@ func (s *Service) run(c auth.Claims, sub *hub.Subscriber, w *writer) error {
 	defer heartbeat.Stop()
 	var expired <-chan time.Time
 	if !c.ExpiresAt.IsZero() {
-		t := time.NewTimer(time.Until(c.ExpiresAt))
+		// The verifier accepts a token up to the leeway past exp; the
+		// stream lives as long as a new call with the token would.
+		t := time.NewTimer(time.Until(c.ExpiresAt.Add(s.cfg.TokenLeeway)))
 		defer t.Stop()
 		expired = t.C
 	}
@@ -241,11 +272,13 @@ func (w *writer) write(frames []*hub.Frame) error {
 	w.batch = w.batch[:0]
 	size := 0
 	for _, f := range frames {
-		l, ok := w.last[f.Room]
-		if ok && f.Epoch == l.Epoch && f.Offset <= l.Offset {
-			continue // already sent (the replay/live seam)
+		if f.Room != "" {
+			l, ok := w.last[f.Room]
+			if ok && f.Epoch == l.Epoch && f.Offset <= l.Offset {
+				continue // already sent (the replay/live seam)
+			}
+			w.last[f.Room] = broker.Position{Offset: f.Offset, Epoch: f.Epoch}
 		}
-		w.last[f.Room] = broker.Position{Offset: f.Offset, Epoch: f.Epoch}
 		if size > 0 && size+len(f.Bytes) > w.max {
 			if err := w.flush(size); err != nil {
 				return err
