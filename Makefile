@@ -62,9 +62,10 @@ check-generated: tools
 lint: tools
 	buf lint
 	buf format -d --exit-code
-	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/')); \
+	@out=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go' | grep -v '^gen/')); \
 	if [ -n "$$out" ]; then echo "gofmt needed: $$out" >&2; exit 1; fi
 	go vet ./...
+	cd clients/go && go vet ./...
 
 ## breaking: buf breaking (WIRE_JSON) against the previous commit of main
 breaking: tools
@@ -81,6 +82,7 @@ test: tools check-generated lint breaking services test-go
 
 test-go:
 	go test $(GO_TEST_FLAGS) ./...
+	cd clients/go && go test $(GO_TEST_FLAGS) ./...
 
 clean:
 	rm -rf bin

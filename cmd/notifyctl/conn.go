@@ -1,20 +1,19 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
+	notify "github.com/maxloyalty/notify/clients/go"
 )
 
 // connFlags are the flags every networked command shares.
 type connFlags struct {
 	addr  *string
 	token *string
+	tls   *bool
 }
 
 func bindConn(fs *flag.FlagSet) connFlags {
@@ -25,16 +24,22 @@ func bindConn(fs *flag.FlagSet) connFlags {
 	return connFlags{
 		addr:  fs.String("addr", addr, "notifyd gRPC address (NOTIFY_ADDR)"),
 		token: fs.String("token", os.Getenv("NOTIFY_TOKEN"), "bearer token (NOTIFY_TOKEN)"),
+		tls:   fs.Bool("tls", os.Getenv("NOTIFY_TLS") == "true", "connect with TLS and the system's roots instead of plaintext (NOTIFY_TLS=true)"),
 	}
 }
 
-func (c connFlags) dial(ctx context.Context) (*grpc.ClientConn, context.Context, error) {
+// dial returns an SDK client of the address, sending the token with every
+// call; log receives its reconnection messages (nil: none).
+func (c connFlags) dial(log *slog.Logger) (*notify.Client, error) {
 	if *c.token == "" {
-		return nil, nil, fmt.Errorf("--token is required (mint one with: notifyctl token)")
+		return nil, fmt.Errorf("--token is required (mint one with: notifyctl token)")
 	}
-	conn, err := grpc.NewClient(*c.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return nil, nil, err
+	opts := []notify.Option{notify.WithToken(*c.token)}
+	if !*c.tls {
+		opts = append(opts, notify.WithInsecure())
 	}
-	return conn, metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+*c.token), nil
+	if log != nil {
+		opts = append(opts, notify.WithLogger(log))
+	}
+	return notify.Dial(*c.addr, opts...)
 }

@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 
+	notify "github.com/maxloyalty/notify/clients/go"
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
 )
 
@@ -18,7 +19,7 @@ func publishCmd(ctx context.Context, args []string, out io.Writer) error {
 	cf := bindConn(fs)
 	var rooms multi
 	fs.Var(&rooms, "room", "room to publish in (repeatable; none: derived from the event)")
-	key := fs.String("key", "", "idempotency key")
+	key := fs.String("key", "", "idempotency key (default: a random one, kept across the call's retries)")
 	raw := fs.String("json", "", "the whole PublishRequest as JSON instead of an event and fields")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: notifyctl publish [flags] <eventType> field=value...\n  e.g. notifyctl publish pointsAdded guestId=g1 restaurantId=r1 amount=100 newBalance=600")
@@ -31,16 +32,21 @@ func publishCmd(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	req.Rooms = append(req.Rooms, rooms...)
-	if *key != "" {
-		req.IdempotencyKey = *key
-	}
-	conn, ctx, err := cf.dial(ctx)
+	payload, err := payloadOf(req)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	resp, err := notifyv1.NewNotificationServiceClient(conn).Publish(ctx, req)
+	opts := []notify.PublishOption{notify.Rooms(req.Rooms...), notify.Rooms(rooms...)}
+	if req.Room != "" {
+		opts = append(opts, notify.Rooms(req.Room))
+	}
+	opts = append(opts, notify.IdempotencyKey(req.IdempotencyKey), notify.IdempotencyKey(*key))
+	c, err := cf.dial(nil)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	resp, err := c.Publish(ctx, payload, opts...)
 	if err != nil {
 		return err
 	}
@@ -50,6 +56,18 @@ func publishCmd(ctx context.Context, args []string, out io.Writer) error {
 	}
 	_, err = fmt.Fprintln(out, string(b))
 	return err
+}
+
+var payloadOneof = (&notifyv1.PublishRequest{}).ProtoReflect().Descriptor().Oneofs().ByName("payload")
+
+// payloadOf returns the event a PublishRequest carries.
+func payloadOf(req *notifyv1.PublishRequest) (notify.Payload, error) {
+	m := req.ProtoReflect()
+	fd := m.WhichOneof(payloadOneof)
+	if fd == nil {
+		return nil, fmt.Errorf("an event is required, e.g. pointsAdded")
+	}
+	return m.Get(fd).Message().Interface(), nil
 }
 
 // buildPublish makes a PublishRequest from --json, or from an event type

@@ -1,0 +1,164 @@
+package notify_test
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	notify "github.com/maxloyalty/notify/clients/go"
+	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
+)
+
+// A service publishes a PointsAdded; the server derives its rooms from it.
+func ExampleClient_Publish() {
+	addr, stop := exampleServer() // a local notifyd --dev, for the example
+	defer stop()
+
+	c, err := notify.Dial(addr, notify.WithInsecure(), notify.WithToken(exampleToken("loyalty-backend", "service")))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := c.Publish(ctx, &notifyv1.PointsAdded{
+		GuestId:      "g1",
+		CardId:       "c1",
+		RestaurantId: "r1",
+		Amount:       100,
+		NewBalance:   600,
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, p := range resp.Positions {
+		fmt.Println(p.Room, p.Offset)
+	}
+
+	// The same publish again, with the same key, is not delivered twice.
+	key := notify.NewIdempotencyKey()
+	first, _ := c.Publish(ctx, &notifyv1.SystemAlert{Title: "disk full"}, notify.IdempotencyKey(key))
+	again, _ := c.Publish(ctx, &notifyv1.SystemAlert{Title: "disk full"}, notify.IdempotencyKey(key))
+	fmt.Println(first.Positions[0].Room, first.Positions[0].Offset, first.Duplicate)
+	fmt.Println(again.Positions[0].Room, again.Positions[0].Offset, again.Duplicate)
+	// Output:
+	// restaurant:r1:points 1
+	// guest:g1 1
+	// admin 1 false
+	// admin 1 true
+}
+
+// A guest watches its room; events come in order with their room, offset
+// and epoch.
+func ExampleClient_Subscribe() {
+	addr, stop := exampleServer()
+	defer stop()
+	guest, err := notify.Dial(addr, notify.WithInsecure(), notify.WithToken(exampleToken("g1", "guest")))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer guest.Close()
+	service, err := notify.Dial(addr, notify.WithInsecure(), notify.WithToken(exampleToken("loyalty-backend", "service")))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer service.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	connected := make(chan *notifyv1.Connected, 1)
+	sub := guest.Subscribe(ctx, notify.SubscribeOptions{
+		// No Rooms: the guest's default rooms, guest:g1 and user:g1.
+		OnConnected: func(c *notifyv1.Connected) {
+			select {
+			case connected <- c:
+			default:
+			}
+		},
+		OnGap: func(room string, st *notifyv1.RoomState) {
+			fmt.Println("reload", room, "from the inbox")
+		},
+	})
+	defer sub.Close()
+	for _, r := range (<-connected).Rooms {
+		fmt.Println("joined", r.Room)
+	}
+
+	for i := int64(1); i <= 2; i++ {
+		if _, err := service.Publish(ctx, &notifyv1.PointsAdded{GuestId: "g1", RestaurantId: "r1", Amount: 50 * i, NewBalance: 500 + 50*i}); err != nil {
+			fmt.Println(err)
+			return
+		}
+	}
+	for range 2 {
+		select {
+		case ev := <-sub.Events():
+			fmt.Println(ev.Room, ev.Offset, ev.GetPointsAdded().GetAmount())
+		case <-ctx.Done():
+			fmt.Println(ctx.Err())
+			return
+		}
+	}
+	fmt.Println("saved position:", sub.Positions()["guest:g1"].Offset)
+	sub.Close()
+	fmt.Println("stopped:", sub.Err())
+	// Output:
+	// joined guest:g1
+	// joined user:g1
+	// guest:g1 1 50
+	// guest:g1 2 100
+	// saved position: 2
+	// stopped: <nil>
+}
+
+// A subscription resumes from positions saved by an earlier one: what was
+// published in between is replayed, nothing twice.
+func ExampleSubscribeOptions_positions() {
+	addr, stop := exampleServer()
+	defer stop()
+	guest, _ := notify.Dial(addr, notify.WithInsecure(), notify.WithToken(exampleToken("g1", "guest")))
+	defer guest.Close()
+	service, _ := notify.Dial(addr, notify.WithInsecure(), notify.WithToken(exampleToken("loyalty-backend", "service")))
+	defer service.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	publish := func(amount int64) {
+		if _, err := service.Publish(ctx, &notifyv1.PointsAdded{GuestId: "g1", RestaurantId: "r1", Amount: amount}, notify.Rooms("guest:g1")); err != nil {
+			fmt.Println(err)
+		}
+	}
+	publish(10)
+
+	// Saved earlier: the guest had seen offset 1 of the room's epoch.
+	probe, _ := service.Publish(ctx, &notifyv1.PointsAdded{GuestId: "g1", RestaurantId: "r1", Amount: 20}, notify.Rooms("guest:g1"))
+	saved := map[string]notify.Position{"guest:g1": {Offset: 1, Epoch: probe.Positions[0].Epoch}}
+	publish(30)
+
+	sub := guest.Subscribe(ctx, notify.SubscribeOptions{
+		Rooms:     []string{"guest:g1"},
+		Positions: saved,
+		OnConnected: func(c *notifyv1.Connected) {
+			fmt.Println("recovered:", c.Rooms[0].Recovered)
+		},
+	})
+	defer sub.Close()
+	for range 2 {
+		select {
+		case ev := <-sub.Events():
+			fmt.Println(ev.Offset, ev.GetPointsAdded().GetAmount())
+		case <-ctx.Done():
+			fmt.Println(ctx.Err())
+			return
+		}
+	}
+	// Output:
+	// recovered: true
+	// 2 20
+	// 3 30
+}
