@@ -1484,6 +1484,187 @@ func (x *ConfirmActionResponse) GetPosition() *StreamPosition {
 	return nil
 }
 
+// GetStatsRequest has no fields.
+type GetStatsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetStatsRequest) Reset() {
+	*x = GetStatsRequest{}
+	mi := &file_notify_v1_notify_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetStatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetStatsRequest) ProtoMessage() {}
+
+func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_notify_v1_notify_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetStatsRequest.ProtoReflect.Descriptor instead.
+func (*GetStatsRequest) Descriptor() ([]byte, []int) {
+	return file_notify_v1_notify_proto_rawDescGZIP(), []int{15}
+}
+
+// NodeStats describes one node.
+type NodeStats struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	ServerId string                 `protobuf:"bytes,1,opt,name=server_id,json=serverId,proto3" json:"server_id,omitempty"`
+	// Distinct users with at least one open stream.
+	ConnectedUsers int64 `protobuf:"varint,2,opt,name=connected_users,json=connectedUsers,proto3" json:"connected_users,omitempty"`
+	// Open subscription streams.
+	Streams int64 `protobuf:"varint,3,opt,name=streams,proto3" json:"streams,omitempty"`
+	// Rooms with at least one subscriber on the node.
+	Rooms int64 `protobuf:"varint,4,opt,name=rooms,proto3" json:"rooms,omitempty"`
+	// When the node last reported (for cluster entries).
+	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeStats) Reset() {
+	*x = NodeStats{}
+	mi := &file_notify_v1_notify_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeStats) ProtoMessage() {}
+
+func (x *NodeStats) ProtoReflect() protoreflect.Message {
+	mi := &file_notify_v1_notify_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeStats.ProtoReflect.Descriptor instead.
+func (*NodeStats) Descriptor() ([]byte, []int) {
+	return file_notify_v1_notify_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *NodeStats) GetServerId() string {
+	if x != nil {
+		return x.ServerId
+	}
+	return ""
+}
+
+func (x *NodeStats) GetConnectedUsers() int64 {
+	if x != nil {
+		return x.ConnectedUsers
+	}
+	return 0
+}
+
+func (x *NodeStats) GetStreams() int64 {
+	if x != nil {
+		return x.Streams
+	}
+	return 0
+}
+
+func (x *NodeStats) GetRooms() int64 {
+	if x != nil {
+		return x.Rooms
+	}
+	return 0
+}
+
+func (x *NodeStats) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
+// GetStatsResponse has the answering node's stats, every live node's (the
+// answering one included), and their sum. Users connected to two nodes are
+// counted on each.
+type GetStatsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          *NodeStats             `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Nodes         []*NodeStats           `protobuf:"bytes,2,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	Cluster       *NodeStats             `protobuf:"bytes,3,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetStatsResponse) Reset() {
+	*x = GetStatsResponse{}
+	mi := &file_notify_v1_notify_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetStatsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetStatsResponse) ProtoMessage() {}
+
+func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_notify_v1_notify_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetStatsResponse.ProtoReflect.Descriptor instead.
+func (*GetStatsResponse) Descriptor() ([]byte, []int) {
+	return file_notify_v1_notify_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *GetStatsResponse) GetNode() *NodeStats {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
+func (x *GetStatsResponse) GetNodes() []*NodeStats {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *GetStatsResponse) GetCluster() *NodeStats {
+	if x != nil {
+		return x.Cluster
+	}
+	return nil
+}
+
 var File_notify_v1_notify_proto protoreflect.FileDescriptor
 
 const file_notify_v1_notify_proto_rawDesc = "" +
@@ -1576,17 +1757,30 @@ const file_notify_v1_notify_proto_rawDesc = "" +
 	"\rrestaurant_id\x18\x04 \x01(\tR\frestaurantId\"i\n" +
 	"\x15ConfirmActionResponse\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x125\n" +
-	"\bposition\x18\x02 \x01(\v2\x19.notify.v1.StreamPositionR\bposition*\xa5\x01\n" +
+	"\bposition\x18\x02 \x01(\v2\x19.notify.v1.StreamPositionR\bposition\"\x11\n" +
+	"\x0fGetStatsRequest\"\xbe\x01\n" +
+	"\tNodeStats\x12\x1b\n" +
+	"\tserver_id\x18\x01 \x01(\tR\bserverId\x12'\n" +
+	"\x0fconnected_users\x18\x02 \x01(\x03R\x0econnectedUsers\x12\x18\n" +
+	"\astreams\x18\x03 \x01(\x03R\astreams\x12\x14\n" +
+	"\x05rooms\x18\x04 \x01(\x03R\x05rooms\x12;\n" +
+	"\vupdate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime\"\x98\x01\n" +
+	"\x10GetStatsResponse\x12(\n" +
+	"\x04node\x18\x01 \x01(\v2\x14.notify.v1.NodeStatsR\x04node\x12*\n" +
+	"\x05nodes\x18\x02 \x03(\v2\x14.notify.v1.NodeStatsR\x05nodes\x12.\n" +
+	"\acluster\x18\x03 \x01(\v2\x14.notify.v1.NodeStatsR\acluster*\xa5\x01\n" +
 	"\x10DisconnectReason\x12!\n" +
 	"\x1dDISCONNECT_REASON_UNSPECIFIED\x10\x00\x12$\n" +
 	" DISCONNECT_REASON_SERVER_RESTART\x10\x01\x12#\n" +
 	"\x1fDISCONNECT_REASON_TOKEN_EXPIRED\x10\x02\x12#\n" +
-	"\x1fDISCONNECT_REASON_SLOW_CONSUMER\x10\x032\xc6\x02\n" +
+	"\x1fDISCONNECT_REASON_SLOW_CONSUMER\x10\x032\x8b\x03\n" +
 	"\x13NotificationService\x12H\n" +
 	"\tSubscribe\x12\x1b.notify.v1.SubscribeRequest\x1a\x1c.notify.v1.SubscribeResponse0\x01\x12@\n" +
 	"\aPublish\x12\x19.notify.v1.PublishRequest\x1a\x1a.notify.v1.PublishResponse\x12O\n" +
 	"\fPublishBatch\x12\x1e.notify.v1.PublishBatchRequest\x1a\x1f.notify.v1.PublishBatchResponse\x12R\n" +
-	"\rConfirmAction\x12\x1f.notify.v1.ConfirmActionRequest\x1a .notify.v1.ConfirmActionResponseB5Z3github.com/maxloyalty/notify/gen/notify/v1;notifyv1b\x06proto3"
+	"\rConfirmAction\x12\x1f.notify.v1.ConfirmActionRequest\x1a .notify.v1.ConfirmActionResponse\x12C\n" +
+	"\bGetStats\x12\x1a.notify.v1.GetStatsRequest\x1a\x1b.notify.v1.GetStatsResponseB5Z3github.com/maxloyalty/notify/gen/notify/v1;notifyv1b\x06proto3"
 
 var (
 	file_notify_v1_notify_proto_rawDescOnce sync.Once
@@ -1601,7 +1795,7 @@ func file_notify_v1_notify_proto_rawDescGZIP() []byte {
 }
 
 var file_notify_v1_notify_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_notify_v1_notify_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_notify_v1_notify_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_notify_v1_notify_proto_goTypes = []any{
 	(DisconnectReason)(0),           // 0: notify.v1.DisconnectReason
 	(*Event)(nil),                   // 1: notify.v1.Event
@@ -1619,80 +1813,89 @@ var file_notify_v1_notify_proto_goTypes = []any{
 	(*PublishBatchResponse)(nil),    // 13: notify.v1.PublishBatchResponse
 	(*ConfirmActionRequest)(nil),    // 14: notify.v1.ConfirmActionRequest
 	(*ConfirmActionResponse)(nil),   // 15: notify.v1.ConfirmActionResponse
-	(*timestamppb.Timestamp)(nil),   // 16: google.protobuf.Timestamp
-	(*PointsAdded)(nil),             // 17: notify.v1.PointsAdded
-	(*PointsRedeemed)(nil),          // 18: notify.v1.PointsRedeemed
-	(*PointsExpired)(nil),           // 19: notify.v1.PointsExpired
-	(*CardCreated)(nil),             // 20: notify.v1.CardCreated
-	(*GuestCardUpdated)(nil),        // 21: notify.v1.GuestCardUpdated
-	(*GuestRegistered)(nil),         // 22: notify.v1.GuestRegistered
-	(*RestaurantGuestJoined)(nil),   // 23: notify.v1.RestaurantGuestJoined
-	(*RestaurantStatusChanged)(nil), // 24: notify.v1.RestaurantStatusChanged
-	(*RestaurantTransaction)(nil),   // 25: notify.v1.RestaurantTransaction
-	(*SystemAlert)(nil),             // 26: notify.v1.SystemAlert
-	(*AdminNotification)(nil),       // 27: notify.v1.AdminNotification
-	(*ActionConfirmed)(nil),         // 28: notify.v1.ActionConfirmed
-	(Role)(0),                       // 29: notify.v1.Role
-	(*durationpb.Duration)(nil),     // 30: google.protobuf.Duration
-	(ActionType)(0),                 // 31: notify.v1.ActionType
+	(*GetStatsRequest)(nil),         // 16: notify.v1.GetStatsRequest
+	(*NodeStats)(nil),               // 17: notify.v1.NodeStats
+	(*GetStatsResponse)(nil),        // 18: notify.v1.GetStatsResponse
+	(*timestamppb.Timestamp)(nil),   // 19: google.protobuf.Timestamp
+	(*PointsAdded)(nil),             // 20: notify.v1.PointsAdded
+	(*PointsRedeemed)(nil),          // 21: notify.v1.PointsRedeemed
+	(*PointsExpired)(nil),           // 22: notify.v1.PointsExpired
+	(*CardCreated)(nil),             // 23: notify.v1.CardCreated
+	(*GuestCardUpdated)(nil),        // 24: notify.v1.GuestCardUpdated
+	(*GuestRegistered)(nil),         // 25: notify.v1.GuestRegistered
+	(*RestaurantGuestJoined)(nil),   // 26: notify.v1.RestaurantGuestJoined
+	(*RestaurantStatusChanged)(nil), // 27: notify.v1.RestaurantStatusChanged
+	(*RestaurantTransaction)(nil),   // 28: notify.v1.RestaurantTransaction
+	(*SystemAlert)(nil),             // 29: notify.v1.SystemAlert
+	(*AdminNotification)(nil),       // 30: notify.v1.AdminNotification
+	(*ActionConfirmed)(nil),         // 31: notify.v1.ActionConfirmed
+	(Role)(0),                       // 32: notify.v1.Role
+	(*durationpb.Duration)(nil),     // 33: google.protobuf.Duration
+	(ActionType)(0),                 // 34: notify.v1.ActionType
 }
 var file_notify_v1_notify_proto_depIdxs = []int32{
-	16, // 0: notify.v1.Event.publish_time:type_name -> google.protobuf.Timestamp
-	17, // 1: notify.v1.Event.points_added:type_name -> notify.v1.PointsAdded
-	18, // 2: notify.v1.Event.points_redeemed:type_name -> notify.v1.PointsRedeemed
-	19, // 3: notify.v1.Event.points_expired:type_name -> notify.v1.PointsExpired
-	20, // 4: notify.v1.Event.card_created:type_name -> notify.v1.CardCreated
-	21, // 5: notify.v1.Event.guest_card_updated:type_name -> notify.v1.GuestCardUpdated
-	22, // 6: notify.v1.Event.guest_registered:type_name -> notify.v1.GuestRegistered
-	23, // 7: notify.v1.Event.restaurant_guest_joined:type_name -> notify.v1.RestaurantGuestJoined
-	24, // 8: notify.v1.Event.restaurant_status_changed:type_name -> notify.v1.RestaurantStatusChanged
-	25, // 9: notify.v1.Event.restaurant_transaction:type_name -> notify.v1.RestaurantTransaction
-	26, // 10: notify.v1.Event.system_alert:type_name -> notify.v1.SystemAlert
-	27, // 11: notify.v1.Event.admin_notification:type_name -> notify.v1.AdminNotification
-	28, // 12: notify.v1.Event.action_confirmed:type_name -> notify.v1.ActionConfirmed
+	19, // 0: notify.v1.Event.publish_time:type_name -> google.protobuf.Timestamp
+	20, // 1: notify.v1.Event.points_added:type_name -> notify.v1.PointsAdded
+	21, // 2: notify.v1.Event.points_redeemed:type_name -> notify.v1.PointsRedeemed
+	22, // 3: notify.v1.Event.points_expired:type_name -> notify.v1.PointsExpired
+	23, // 4: notify.v1.Event.card_created:type_name -> notify.v1.CardCreated
+	24, // 5: notify.v1.Event.guest_card_updated:type_name -> notify.v1.GuestCardUpdated
+	25, // 6: notify.v1.Event.guest_registered:type_name -> notify.v1.GuestRegistered
+	26, // 7: notify.v1.Event.restaurant_guest_joined:type_name -> notify.v1.RestaurantGuestJoined
+	27, // 8: notify.v1.Event.restaurant_status_changed:type_name -> notify.v1.RestaurantStatusChanged
+	28, // 9: notify.v1.Event.restaurant_transaction:type_name -> notify.v1.RestaurantTransaction
+	29, // 10: notify.v1.Event.system_alert:type_name -> notify.v1.SystemAlert
+	30, // 11: notify.v1.Event.admin_notification:type_name -> notify.v1.AdminNotification
+	31, // 12: notify.v1.Event.action_confirmed:type_name -> notify.v1.ActionConfirmed
 	2,  // 13: notify.v1.SubscribeRequest.positions:type_name -> notify.v1.StreamPosition
 	1,  // 14: notify.v1.SubscribeResponse.events:type_name -> notify.v1.Event
 	6,  // 15: notify.v1.SubscribeResponse.connected:type_name -> notify.v1.Connected
 	8,  // 16: notify.v1.SubscribeResponse.heartbeat:type_name -> notify.v1.Heartbeat
 	9,  // 17: notify.v1.SubscribeResponse.disconnected:type_name -> notify.v1.Disconnected
 	5,  // 18: notify.v1.SubscribeResponse.unread:type_name -> notify.v1.UnreadCount
-	29, // 19: notify.v1.Connected.role:type_name -> notify.v1.Role
-	30, // 20: notify.v1.Connected.heartbeat_interval:type_name -> google.protobuf.Duration
+	32, // 19: notify.v1.Connected.role:type_name -> notify.v1.Role
+	33, // 20: notify.v1.Connected.heartbeat_interval:type_name -> google.protobuf.Duration
 	7,  // 21: notify.v1.Connected.rooms:type_name -> notify.v1.RoomState
-	16, // 22: notify.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
+	19, // 22: notify.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
 	0,  // 23: notify.v1.Disconnected.reason:type_name -> notify.v1.DisconnectReason
-	30, // 24: notify.v1.Disconnected.reconnect_delay:type_name -> google.protobuf.Duration
+	33, // 24: notify.v1.Disconnected.reconnect_delay:type_name -> google.protobuf.Duration
 	2,  // 25: notify.v1.Disconnected.positions:type_name -> notify.v1.StreamPosition
-	17, // 26: notify.v1.PublishRequest.points_added:type_name -> notify.v1.PointsAdded
-	18, // 27: notify.v1.PublishRequest.points_redeemed:type_name -> notify.v1.PointsRedeemed
-	19, // 28: notify.v1.PublishRequest.points_expired:type_name -> notify.v1.PointsExpired
-	20, // 29: notify.v1.PublishRequest.card_created:type_name -> notify.v1.CardCreated
-	21, // 30: notify.v1.PublishRequest.guest_card_updated:type_name -> notify.v1.GuestCardUpdated
-	22, // 31: notify.v1.PublishRequest.guest_registered:type_name -> notify.v1.GuestRegistered
-	23, // 32: notify.v1.PublishRequest.restaurant_guest_joined:type_name -> notify.v1.RestaurantGuestJoined
-	24, // 33: notify.v1.PublishRequest.restaurant_status_changed:type_name -> notify.v1.RestaurantStatusChanged
-	25, // 34: notify.v1.PublishRequest.restaurant_transaction:type_name -> notify.v1.RestaurantTransaction
-	26, // 35: notify.v1.PublishRequest.system_alert:type_name -> notify.v1.SystemAlert
-	27, // 36: notify.v1.PublishRequest.admin_notification:type_name -> notify.v1.AdminNotification
-	28, // 37: notify.v1.PublishRequest.action_confirmed:type_name -> notify.v1.ActionConfirmed
+	20, // 26: notify.v1.PublishRequest.points_added:type_name -> notify.v1.PointsAdded
+	21, // 27: notify.v1.PublishRequest.points_redeemed:type_name -> notify.v1.PointsRedeemed
+	22, // 28: notify.v1.PublishRequest.points_expired:type_name -> notify.v1.PointsExpired
+	23, // 29: notify.v1.PublishRequest.card_created:type_name -> notify.v1.CardCreated
+	24, // 30: notify.v1.PublishRequest.guest_card_updated:type_name -> notify.v1.GuestCardUpdated
+	25, // 31: notify.v1.PublishRequest.guest_registered:type_name -> notify.v1.GuestRegistered
+	26, // 32: notify.v1.PublishRequest.restaurant_guest_joined:type_name -> notify.v1.RestaurantGuestJoined
+	27, // 33: notify.v1.PublishRequest.restaurant_status_changed:type_name -> notify.v1.RestaurantStatusChanged
+	28, // 34: notify.v1.PublishRequest.restaurant_transaction:type_name -> notify.v1.RestaurantTransaction
+	29, // 35: notify.v1.PublishRequest.system_alert:type_name -> notify.v1.SystemAlert
+	30, // 36: notify.v1.PublishRequest.admin_notification:type_name -> notify.v1.AdminNotification
+	31, // 37: notify.v1.PublishRequest.action_confirmed:type_name -> notify.v1.ActionConfirmed
 	2,  // 38: notify.v1.PublishResponse.positions:type_name -> notify.v1.StreamPosition
 	10, // 39: notify.v1.PublishBatchRequest.requests:type_name -> notify.v1.PublishRequest
 	11, // 40: notify.v1.PublishBatchResponse.results:type_name -> notify.v1.PublishResponse
-	31, // 41: notify.v1.ConfirmActionRequest.action:type_name -> notify.v1.ActionType
+	34, // 41: notify.v1.ConfirmActionRequest.action:type_name -> notify.v1.ActionType
 	2,  // 42: notify.v1.ConfirmActionResponse.position:type_name -> notify.v1.StreamPosition
-	3,  // 43: notify.v1.NotificationService.Subscribe:input_type -> notify.v1.SubscribeRequest
-	10, // 44: notify.v1.NotificationService.Publish:input_type -> notify.v1.PublishRequest
-	12, // 45: notify.v1.NotificationService.PublishBatch:input_type -> notify.v1.PublishBatchRequest
-	14, // 46: notify.v1.NotificationService.ConfirmAction:input_type -> notify.v1.ConfirmActionRequest
-	4,  // 47: notify.v1.NotificationService.Subscribe:output_type -> notify.v1.SubscribeResponse
-	11, // 48: notify.v1.NotificationService.Publish:output_type -> notify.v1.PublishResponse
-	13, // 49: notify.v1.NotificationService.PublishBatch:output_type -> notify.v1.PublishBatchResponse
-	15, // 50: notify.v1.NotificationService.ConfirmAction:output_type -> notify.v1.ConfirmActionResponse
-	47, // [47:51] is the sub-list for method output_type
-	43, // [43:47] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	19, // 43: notify.v1.NodeStats.update_time:type_name -> google.protobuf.Timestamp
+	17, // 44: notify.v1.GetStatsResponse.node:type_name -> notify.v1.NodeStats
+	17, // 45: notify.v1.GetStatsResponse.nodes:type_name -> notify.v1.NodeStats
+	17, // 46: notify.v1.GetStatsResponse.cluster:type_name -> notify.v1.NodeStats
+	3,  // 47: notify.v1.NotificationService.Subscribe:input_type -> notify.v1.SubscribeRequest
+	10, // 48: notify.v1.NotificationService.Publish:input_type -> notify.v1.PublishRequest
+	12, // 49: notify.v1.NotificationService.PublishBatch:input_type -> notify.v1.PublishBatchRequest
+	14, // 50: notify.v1.NotificationService.ConfirmAction:input_type -> notify.v1.ConfirmActionRequest
+	16, // 51: notify.v1.NotificationService.GetStats:input_type -> notify.v1.GetStatsRequest
+	4,  // 52: notify.v1.NotificationService.Subscribe:output_type -> notify.v1.SubscribeResponse
+	11, // 53: notify.v1.NotificationService.Publish:output_type -> notify.v1.PublishResponse
+	13, // 54: notify.v1.NotificationService.PublishBatch:output_type -> notify.v1.PublishBatchResponse
+	15, // 55: notify.v1.NotificationService.ConfirmAction:output_type -> notify.v1.ConfirmActionResponse
+	18, // 56: notify.v1.NotificationService.GetStats:output_type -> notify.v1.GetStatsResponse
+	52, // [52:57] is the sub-list for method output_type
+	47, // [47:52] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_notify_v1_notify_proto_init() }
@@ -1741,7 +1944,7 @@ func file_notify_v1_notify_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_notify_v1_notify_proto_rawDesc), len(file_notify_v1_notify_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   15,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

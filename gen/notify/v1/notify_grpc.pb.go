@@ -23,6 +23,7 @@ const (
 	NotificationService_Publish_FullMethodName       = "/notify.v1.NotificationService/Publish"
 	NotificationService_PublishBatch_FullMethodName  = "/notify.v1.NotificationService/PublishBatch"
 	NotificationService_ConfirmAction_FullMethodName = "/notify.v1.NotificationService/ConfirmAction"
+	NotificationService_GetStats_FullMethodName      = "/notify.v1.NotificationService/GetStats"
 )
 
 // NotificationServiceClient is the client API for NotificationService service.
@@ -50,6 +51,9 @@ type NotificationServiceClient interface {
 	// ConfirmAction lets a guest confirm an action, such as a redemption. The
 	// resulting ActionConfirmed event goes to the restaurant's room.
 	ConfirmAction(ctx context.Context, in *ConfirmActionRequest, opts ...grpc.CallOption) (*ConfirmActionResponse, error)
+	// GetStats reports connected users, streams and rooms of the node that
+	// answers and of every live node of the cluster. Admins and services only.
+	GetStats(ctx context.Context, in *GetStatsRequest, opts ...grpc.CallOption) (*GetStatsResponse, error)
 }
 
 type notificationServiceClient struct {
@@ -109,6 +113,16 @@ func (c *notificationServiceClient) ConfirmAction(ctx context.Context, in *Confi
 	return out, nil
 }
 
+func (c *notificationServiceClient) GetStats(ctx context.Context, in *GetStatsRequest, opts ...grpc.CallOption) (*GetStatsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetStatsResponse)
+	err := c.cc.Invoke(ctx, NotificationService_GetStats_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // NotificationServiceServer is the server API for NotificationService service.
 // All implementations must embed UnimplementedNotificationServiceServer
 // for forward compatibility.
@@ -134,6 +148,9 @@ type NotificationServiceServer interface {
 	// ConfirmAction lets a guest confirm an action, such as a redemption. The
 	// resulting ActionConfirmed event goes to the restaurant's room.
 	ConfirmAction(context.Context, *ConfirmActionRequest) (*ConfirmActionResponse, error)
+	// GetStats reports connected users, streams and rooms of the node that
+	// answers and of every live node of the cluster. Admins and services only.
+	GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error)
 	mustEmbedUnimplementedNotificationServiceServer()
 }
 
@@ -155,6 +172,9 @@ func (UnimplementedNotificationServiceServer) PublishBatch(context.Context, *Pub
 }
 func (UnimplementedNotificationServiceServer) ConfirmAction(context.Context, *ConfirmActionRequest) (*ConfirmActionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ConfirmAction not implemented")
+}
+func (UnimplementedNotificationServiceServer) GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetStats not implemented")
 }
 func (UnimplementedNotificationServiceServer) mustEmbedUnimplementedNotificationServiceServer() {}
 func (UnimplementedNotificationServiceServer) testEmbeddedByValue()                             {}
@@ -242,6 +262,24 @@ func _NotificationService_ConfirmAction_Handler(srv interface{}, ctx context.Con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _NotificationService_GetStats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetStatsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NotificationServiceServer).GetStats(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NotificationService_GetStats_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NotificationServiceServer).GetStats(ctx, req.(*GetStatsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // NotificationService_ServiceDesc is the grpc.ServiceDesc for NotificationService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -260,6 +298,10 @@ var NotificationService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ConfirmAction",
 			Handler:    _NotificationService_ConfirmAction_Handler,
+		},
+		{
+			MethodName: "GetStats",
+			Handler:    _NotificationService_GetStats_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
