@@ -94,3 +94,12 @@ func DefaultRooms(c auth.Claims) ([]room.Room, error) {
 	}
 	return nil, fmt.Errorf("%w: unknown role", ErrDenied)
 }
+
+// CanViewStats reports whether the bearer of c may read node statistics:
+// admins and services.
+func CanViewStats(c auth.Claims) error {
+	if c.Role == notifyv1.Role_ROLE_ADMIN || c.Role == notifyv1.Role_ROLE_SERVICE {
+		return nil
+	}
+	return fmt.Errorf("%w: only admins and services read statistics", ErrDenied)
+}

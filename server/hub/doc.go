@@ -7,7 +7,9 @@
 // released, and everyone else carries on.
 //
 // Concurrency: Hub and Subscriber are safe for concurrent use. Lock order:
-// a hub shard's lock is taken before a subscriber's lock, never the reverse.
+// the hub's close lock (Join, CloseAll, CloseCurrent) before a hub shard's
+// lock, and a shard's lock before a subscriber's lock, never the reverse;
+// the users lock is taken alone.
 // Deliver may be called with the broker's room lock held (broker room lock ->
 // hub shard lock -> subscriber lock).
 package hub

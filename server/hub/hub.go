@@ -18,6 +18,12 @@ type Hub struct {
 	subscribers atomic.Int64
 	delivered   atomic.Int64
 	slow        atomic.Int64
+
+	usersMu sync.Mutex
+	users   map[string]int // user id (first key) -> subscribers
+
+	closeMu  sync.Mutex
+	closeErr error // set by CloseAll; later joiners are closed at once
 }
 
 type shard struct {
@@ -37,7 +43,7 @@ type members struct {
 
 // New returns an empty hub.
 func New() *Hub {
-	h := &Hub{seed: maphash.MakeSeed()}
+	h := &Hub{seed: maphash.MakeSeed(), users: make(map[string]int)}
 	for i := range h.shards {
 		h.shards[i].rooms = make(map[string]*members)
 		h.shards[i].keys = make(map[string]*members)
@@ -53,6 +59,11 @@ func (h *Hub) shard(room string) *shard {
 // for Notify. A subscriber joins once, before it reads history, so that
 // nothing published after that read can be missed.
 func (h *Hub) Join(s *Subscriber, rooms, keys []string) {
+	h.closeMu.Lock()
+	defer h.closeMu.Unlock()
+	if h.closeErr != nil {
+		s.Close(h.closeErr)
+	}
 	s.mu.Lock()
 	s.rooms = append(s.rooms[:0], rooms...)
 	s.keys = append(s.keys[:0], keys...)
@@ -69,6 +80,11 @@ func (h *Hub) Join(s *Subscriber, rooms, keys []string) {
 		sh.mu.Lock()
 		add(sh.keys, key, s)
 		sh.mu.Unlock()
+	}
+	if len(keys) > 0 {
+		h.usersMu.Lock()
+		h.users[keys[0]]++
+		h.usersMu.Unlock()
 	}
 	h.subscribers.Add(1)
 }
@@ -123,6 +139,13 @@ func (h *Hub) Leave(s *Subscriber) {
 		sh.mu.Lock()
 		remove(sh.keys, key, s)
 		sh.mu.Unlock()
+	}
+	if len(keys) > 0 {
+		h.usersMu.Lock()
+		if h.users[keys[0]]--; h.users[keys[0]] <= 0 {
+			delete(h.users, keys[0])
+		}
+		h.usersMu.Unlock()
 	}
 	h.subscribers.Add(-1)
 }
@@ -194,8 +217,24 @@ func (h *Hub) Deliver(msg broker.Message) {
 	}
 }
 
-// CloseAll closes every subscriber with err (for example ErrShutdown).
+// CloseAll closes every subscriber with err (for example ErrShutdown),
+// and every subscriber that joins afterwards.
 func (h *Hub) CloseAll(err error) {
+	h.closeMu.Lock()
+	defer h.closeMu.Unlock()
+	h.closeErr = err
+	h.closeCurrent(err)
+}
+
+// CloseCurrent closes every subscriber joined now with err; later joiners
+// are not affected (for example after the broker may have lost messages).
+func (h *Hub) CloseCurrent(err error) {
+	h.closeMu.Lock()
+	defer h.closeMu.Unlock()
+	h.closeCurrent(err)
+}
+
+func (h *Hub) closeCurrent(err error) {
 	for i := range h.shards {
 		sh := &h.shards[i]
 		sh.mu.RLock()
@@ -212,6 +251,8 @@ func (h *Hub) CloseAll(err error) {
 type Stats struct {
 	// Subscribers currently joined.
 	Subscribers int64
+	// Users with at least one subscriber.
+	Users int
 	// Rooms with at least one subscriber on this node.
 	Rooms int
 	// Delivered counts frames queued to subscribers since start.
@@ -223,6 +264,9 @@ type Stats struct {
 // Stats returns a snapshot of the hub's counters.
 func (h *Hub) Stats() Stats {
 	st := Stats{Subscribers: h.subscribers.Load(), Delivered: h.delivered.Load(), SlowConsumers: h.slow.Load()}
+	h.usersMu.Lock()
+	st.Users = len(h.users)
+	h.usersMu.Unlock()
 	for i := range h.shards {
 		sh := &h.shards[i]
 		sh.mu.RLock()

@@ -58,6 +58,12 @@ type Config struct {
 	// IdempotencyWindow is how long idempotency keys are remembered. Default 5m.
 	IdempotencyWindow time.Duration
 
+	// Broker is "memory" (one node, the default) or "redis" (several nodes
+	// sharing rooms, offsets and history through Redis).
+	Broker string
+	// RedisURL locates Redis for the redis broker. Default redis://127.0.0.1:6379/0.
+	RedisURL string
+
 	// DataDir holds the embedded SQLite inbox. Default "data".
 	DataDir string
 	// Store is the inbox database: a postgres:// DSN, or a SQLite file path.
@@ -112,6 +118,8 @@ func (c Config) Defaults() Config {
 	}
 	c.History = h
 	setDur(&c.IdempotencyWindow, 5*time.Minute)
+	setStr(&c.Broker, "memory")
+	setStr(&c.RedisURL, "redis://127.0.0.1:6379/0")
 	setStr(&c.DataDir, "data")
 	if c.Store == "" {
 		c.Store = filepath.Join(c.DataDir, "notify.db")
@@ -146,6 +154,11 @@ func (c Config) Validate() error {
 	}
 	if c.QueueBytes < 4<<10 {
 		errs = append(errs, errors.New("queue-bytes: must be at least 4096"))
+	}
+	switch c.Broker {
+	case "memory", "redis":
+	default:
+		errs = append(errs, fmt.Errorf("broker: %q is not memory or redis", c.Broker))
 	}
 	switch c.LogFormat {
 	case "text", "json":

@@ -37,6 +37,8 @@ func (c *Config) BindFlags(fs *flag.FlagSet) error {
 	integer(&c.MaxMessageBytes, "max-message-bytes", d.MaxMessageBytes, "largest incoming message")
 	b.history(&c.History, "history", "resume history per room kind, kind=size/ttl,... (kinds: guest, user, restaurant, restaurant_points, restaurant_transactions, admin; defaults 100/10m personal, 1000/10m shared)")
 	dur(&c.IdempotencyWindow, "idempotency-window", d.IdempotencyWindow, "how long idempotency keys are remembered")
+	str(&c.Broker, "broker", d.Broker, "memory (single node) or redis (several nodes)")
+	str(&c.RedisURL, "redis-url", d.RedisURL, "Redis URL for --broker=redis")
 	str(&c.DataDir, "data-dir", d.DataDir, "directory of the embedded SQLite inbox")
 	str(&c.Store, "store", "", "inbox database: postgres://... DSN or SQLite file (default: notify.db in --data-dir)")
 	integer(&c.InboxMaxPerUser, "inbox-max-per-user", d.InboxMaxPerUser, "notifications kept per inbox")

@@ -2,7 +2,6 @@ package node_test
 
 import (
 	"context"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -379,14 +378,10 @@ func TestStreamTokenExpiry(t *testing.T) {
 // TestShutdownGRPCWeb: a grpc-web stream is told to reconnect at shutdown
 // like a native one, and its trailer frame carries grpc-status 14.
 //
-// Known bug (see node.go shutdown): GracefulStop closes ServeHTTP
-// transports at once, racing the stream's Disconnected; in about a third of
-// runs the client gets an empty trailer frame and nothing else. The test
-// repeats the scenario to catch the race; set NOTIFY_TEST_KNOWN_BUGS=1 to run it.
+// TestShutdownGRPCWeb: grpc-web streams ride on HTTP requests, which the
+// node drains before GracefulStop; each gets its Disconnected and status.
+// The scenario repeats to catch a race.
 func TestShutdownGRPCWeb(t *testing.T) {
-	if os.Getenv("NOTIFY_TEST_KNOWN_BUGS") == "" {
-		t.Skip("known bug: grpc-web streams lose Disconnected and grpc-status at shutdown; set NOTIFY_TEST_KNOWN_BUGS=1")
-	}
 	t.Parallel()
 	for i := range 20 {
 		n := startNode(t, func(c *node.Config) {

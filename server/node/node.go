@@ -32,6 +32,17 @@ import (
 // tokenLeeway is the clock skew allowed on token exp and nbf.
 const tokenLeeway = 5 * time.Second
 
+// nodeBroker is what a node needs of its broker.
+type nodeBroker interface {
+	service.Broker
+	Close() error
+}
+
+// pinger is a broker whose reachability readiness checks.
+type pinger interface {
+	Ping(ctx context.Context) error
+}
+
 // Node is one running notifyd.
 type Node struct {
 	cfg    Config
@@ -44,7 +55,7 @@ type Node struct {
 	conn   *grpc.ClientConn
 	health *health.Server
 	hub    *hub.Hub
-	broker *broker.Memory
+	broker nodeBroker
 	store  store.Store
 	svc    *service.Service
 }
@@ -78,10 +89,28 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	if n.store, err = store.Open(ctx, cfg.Store); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	n.broker = broker.NewMemory(broker.MemoryConfig{
-		Limits:            cfg.historyLimits(),
-		IdempotencyWindow: cfg.IdempotencyWindow,
-	}, n.hub.Deliver)
+	switch cfg.Broker {
+	case "redis":
+		n.broker, err = broker.NewRedis(ctx, broker.RedisConfig{
+			URL:               cfg.RedisURL,
+			Limits:            cfg.historyLimits(),
+			IdempotencyWindow: cfg.IdempotencyWindow,
+			Log:               log,
+		}, n.hub.Deliver, func(err error) {
+			// Messages may have been missed: streams end and resume from
+			// the shared history.
+			n.hub.CloseCurrent(err)
+		})
+		if err != nil {
+			n.store.Close()
+			return nil, fmt.Errorf("broker: %w", err)
+		}
+	default:
+		n.broker = broker.NewMemory(broker.MemoryConfig{
+			Limits:            cfg.historyLimits(),
+			IdempotencyWindow: cfg.IdempotencyWindow,
+		}, n.hub.Deliver)
+	}
 
 	skip := func(method string) bool {
 		return strings.HasPrefix(method, "/grpc.health.v1.") || strings.HasPrefix(method, "/grpc.reflection.")
@@ -166,6 +195,11 @@ func (n *Node) ready(ctx context.Context) error {
 	if err := n.store.Ping(ctx); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
+	if p, ok := n.broker.(pinger); ok {
+		if err := p.Ping(ctx); err != nil {
+			return fmt.Errorf("broker: %w", err)
+		}
+	}
 	resp, err := n.health.Check(ctx, &healthpb.HealthCheckRequest{})
 	if err != nil {
 		return err
@@ -190,6 +224,7 @@ func (n *Node) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { n.svc.Run(bg) })
 	wg.Go(func() { n.prune(bg) })
+	wg.Go(func() { n.announce(bg) })
 
 	n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	n.health.SetServingStatus(notifyv1.NotificationService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
@@ -207,7 +242,8 @@ func (n *Node) Run(ctx context.Context) error {
 }
 
 // shutdown: health NOT_SERVING, every stream told to reconnect after a
-// jittered delay, GracefulStop bounded by the drain time, then Stop.
+// jittered delay, the HTTP port drained (grpc-web and REST streams finish
+// their goodbyes), GracefulStop, all bounded by the drain time, then Stop.
 func (n *Node) shutdown() {
 	start := time.Now()
 	n.health.Shutdown()
@@ -215,12 +251,14 @@ func (n *Node) shutdown() {
 
 	drain, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownDrain)
 	defer cancel()
+	// grpc-web streams ride on HTTP requests that GracefulStop would close
+	// at once; let them end by themselves first.
+	_ = n.http.Shutdown(drain)
 	done := make(chan struct{})
 	go func() {
 		n.grpc.GracefulStop()
 		close(done)
 	}()
-	_ = n.http.Shutdown(drain)
 	select {
 	case <-done:
 	case <-drain.Done():
@@ -230,6 +268,23 @@ func (n *Node) shutdown() {
 	}
 	n.close()
 	n.log.Info("notifyd stopped", "took", time.Since(start).Round(time.Millisecond))
+}
+
+// announce reports this node's stats to the cluster every few seconds.
+func (n *Node) announce(ctx context.Context) {
+	const period = 5 * time.Second
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		if err := n.svc.Announce(ctx, 3*period); err != nil && ctx.Err() == nil {
+			n.log.Debug("announce failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // prune applies the inbox retention every minute until ctx ends.

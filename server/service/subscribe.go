@@ -1,6 +1,7 @@
 package service
 
 import (
+	"context"
 	"errors"
 	"math/rand/v2"
 	"time"
@@ -17,6 +18,13 @@ import (
 	"github.com/maxloyalty/notify/server/hub"
 	"github.com/maxloyalty/notify/server/room"
 )
+
+// listener is a broker that must be told which rooms this node wants
+// before their messages reach it (a shared broker such as Redis).
+type listener interface {
+	Listen(ctx context.Context, room string) error
+	Unlisten(room string)
+}
 
 // subscriptionRooms resolves the rooms a stream asks for, or the caller's
 // defaults, and checks the caller may join each.
@@ -117,6 +125,16 @@ func (s *Service) Subscribe(req *notifyv1.SubscribeRequest, stream grpc.ServerSt
 	}
 	s.hub.Join(sub, names, keys(c))
 	defer s.hub.Leave(sub)
+	if l, ok := s.broker.(listener); ok {
+		// A shared broker must confirm the node receives a room's messages
+		// before its history is read, or the seam could lose events.
+		for _, name := range names {
+			if err := l.Listen(ctx, name); err != nil {
+				return toStatusErr(err)
+			}
+			defer l.Unlisten(name)
+		}
+	}
 
 	w := &writer{
 		stream: stream,
@@ -239,6 +257,9 @@ func (s *Service) end(w *writer, reason error) error {
 		d.ReconnectDelay = durationpb.New(s.jitter())
 	case errors.Is(reason, hub.ErrSlowConsumer):
 		d.Reason = notifyv1.DisconnectReason_DISCONNECT_REASON_SLOW_CONSUMER
+	case errors.Is(reason, broker.ErrUnavailable):
+		d.Reason = notifyv1.DisconnectReason_DISCONNECT_REASON_BROKER_UNAVAILABLE
+		d.ReconnectDelay = durationpb.New(s.jitter())
 	}
 	_ = w.disconnected(d)
 	meta := make(map[string]string, len(d.Positions))

@@ -35,6 +35,9 @@ const (
 	// The client read too slowly and its queue overflowed; resume from the
 	// positions given.
 	DisconnectReason_DISCONNECT_REASON_SLOW_CONSUMER DisconnectReason = 3
+	// The node lost its connection to the shared broker and may have missed
+	// events; reconnect (to any node) after the delay and resume.
+	DisconnectReason_DISCONNECT_REASON_BROKER_UNAVAILABLE DisconnectReason = 4
 )
 
 // Enum value maps for DisconnectReason.
@@ -44,12 +47,14 @@ var (
 		1: "DISCONNECT_REASON_SERVER_RESTART",
 		2: "DISCONNECT_REASON_TOKEN_EXPIRED",
 		3: "DISCONNECT_REASON_SLOW_CONSUMER",
+		4: "DISCONNECT_REASON_BROKER_UNAVAILABLE",
 	}
 	DisconnectReason_value = map[string]int32{
-		"DISCONNECT_REASON_UNSPECIFIED":    0,
-		"DISCONNECT_REASON_SERVER_RESTART": 1,
-		"DISCONNECT_REASON_TOKEN_EXPIRED":  2,
-		"DISCONNECT_REASON_SLOW_CONSUMER":  3,
+		"DISCONNECT_REASON_UNSPECIFIED":        0,
+		"DISCONNECT_REASON_SERVER_RESTART":     1,
+		"DISCONNECT_REASON_TOKEN_EXPIRED":      2,
+		"DISCONNECT_REASON_SLOW_CONSUMER":      3,
+		"DISCONNECT_REASON_BROKER_UNAVAILABLE": 4,
 	}
 )
 
@@ -1769,12 +1774,13 @@ const file_notify_v1_notify_proto_rawDesc = "" +
 	"\x10GetStatsResponse\x12(\n" +
 	"\x04node\x18\x01 \x01(\v2\x14.notify.v1.NodeStatsR\x04node\x12*\n" +
 	"\x05nodes\x18\x02 \x03(\v2\x14.notify.v1.NodeStatsR\x05nodes\x12.\n" +
-	"\acluster\x18\x03 \x01(\v2\x14.notify.v1.NodeStatsR\acluster*\xa5\x01\n" +
+	"\acluster\x18\x03 \x01(\v2\x14.notify.v1.NodeStatsR\acluster*\xcf\x01\n" +
 	"\x10DisconnectReason\x12!\n" +
 	"\x1dDISCONNECT_REASON_UNSPECIFIED\x10\x00\x12$\n" +
 	" DISCONNECT_REASON_SERVER_RESTART\x10\x01\x12#\n" +
 	"\x1fDISCONNECT_REASON_TOKEN_EXPIRED\x10\x02\x12#\n" +
-	"\x1fDISCONNECT_REASON_SLOW_CONSUMER\x10\x032\x8b\x03\n" +
+	"\x1fDISCONNECT_REASON_SLOW_CONSUMER\x10\x03\x12(\n" +
+	"$DISCONNECT_REASON_BROKER_UNAVAILABLE\x10\x042\x8b\x03\n" +
 	"\x13NotificationService\x12H\n" +
 	"\tSubscribe\x12\x1b.notify.v1.SubscribeRequest\x1a\x1c.notify.v1.SubscribeResponse0\x01\x12@\n" +
 	"\aPublish\x12\x19.notify.v1.PublishRequest\x1a\x1a.notify.v1.PublishResponse\x12O\n" +
