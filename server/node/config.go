@@ -63,6 +63,9 @@ type Config struct {
 	Broker string
 	// RedisURL locates Redis for the redis broker. Default redis://127.0.0.1:6379/0.
 	RedisURL string
+	// RedisPrefix starts every Redis key and channel, so that several
+	// clusters can share one Redis. Default "notify".
+	RedisPrefix string
 
 	// DataDir holds the embedded SQLite inbox. Default "data".
 	DataDir string
@@ -91,6 +94,10 @@ type Config struct {
 	// AllowedOrigins lists browser origins allowed for grpc-web and REST,
 	// comma-separated in flags ("*": any). Default: none (same origin only).
 	AllowedOrigins []string
+	// WebDir is the built web app (clients/web/dist) served at "/" of the
+	// HTTP port; when it has no index.html, "/" says how to build it.
+	// Default "clients/web/dist".
+	WebDir string
 
 	// LogFormat is "text" or "json". Default text.
 	LogFormat string
@@ -120,7 +127,9 @@ func (c Config) Defaults() Config {
 	setDur(&c.IdempotencyWindow, 5*time.Minute)
 	setStr(&c.Broker, "memory")
 	setStr(&c.RedisURL, "redis://127.0.0.1:6379/0")
+	setStr(&c.RedisPrefix, "notify")
 	setStr(&c.DataDir, "data")
+	setStr(&c.WebDir, "clients/web/dist")
 	if c.Store == "" {
 		c.Store = filepath.Join(c.DataDir, "notify.db")
 	}

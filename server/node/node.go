@@ -93,6 +93,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	case "redis":
 		n.broker, err = broker.NewRedis(ctx, broker.RedisConfig{
 			URL:               cfg.RedisURL,
+			Prefix:            cfg.RedisPrefix,
 			Limits:            cfg.historyLimits(),
 			IdempotencyWindow: cfg.IdempotencyWindow,
 			Log:               log,
@@ -150,7 +151,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		n.store.Close()
 		return nil, err
 	}
-	handler, err := gateway.New(ctx, gateway.Config{AllowedOrigins: cfg.AllowedOrigins}, n.grpc, n.conn, n.ready)
+	gwcfg := gateway.Config{AllowedOrigins: cfg.AllowedOrigins, WebDir: cfg.WebDir}
+	if cfg.Dev && len(vcfg.HMACSecret) > 0 {
+		// POST /dev/token for the demo app, signed with the secret verified.
+		gwcfg.DevToken = devTokenMinter(vcfg.HMACSecret)
+	}
+	handler, err := gateway.New(ctx, gwcfg, n.grpc, n.conn, n.ready)
 	if err != nil {
 		n.close()
 		return nil, err
