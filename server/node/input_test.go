@@ -110,9 +110,10 @@ func TestOversizedMessage(t *testing.T) {
 	wantCode(t, err, codes.ResourceExhausted, "gRPC oversized Publish")
 
 	// Just under the bound still works.
-	p.Description = strings.Repeat("x", 3000)
+	p.Description = strings.Repeat("x", 1900)
+	p.RestaurantName = strings.Repeat("n", 190)
 	if _, err := c.Publish(withToken(ctx, svc), pointsReq(p)); err != nil {
-		t.Errorf("gRPC Publish of ~3 KB: %v", err)
+		t.Errorf("gRPC Publish of ~2 KB: %v", err)
 	}
 
 	body := `{"pointsAdded":{"guestId":"g1","restaurantId":"r1","amount":"1","description":"` + strings.Repeat("y", 8000) + `"}}`

@@ -17,6 +17,7 @@ import (
 	"github.com/maxloyalty/notify/server/hub"
 	"github.com/maxloyalty/notify/server/room"
 	"github.com/maxloyalty/notify/server/store"
+	"github.com/maxloyalty/notify/server/validate"
 )
 
 // ErrInvalid is wrapped by every error about a caller's bad input.
@@ -44,6 +45,7 @@ var mapping = []struct {
 	{ErrInboxWrite, codes.Unavailable, "INBOX_WRITE_FAILED"},
 	{ErrInvalid, codes.InvalidArgument, "INVALID_ARGUMENT"},
 	{room.ErrInvalid, codes.InvalidArgument, "INVALID_ROOM"},
+	{validate.ErrInvalid, codes.InvalidArgument, "INVALID_ARGUMENT"},
 	{access.ErrDenied, codes.PermissionDenied, "PERMISSION_DENIED"},
 	{ErrNotFound, codes.NotFound, "NOT_FOUND"},
 	{store.ErrNotFound, codes.NotFound, "NOT_FOUND"},

@@ -16,6 +16,7 @@ import (
 	"github.com/maxloyalty/notify/server/broker"
 	"github.com/maxloyalty/notify/server/hub"
 	"github.com/maxloyalty/notify/server/room"
+	"github.com/maxloyalty/notify/server/validate"
 )
 
 // Broker is what the service needs from a broker.
@@ -118,6 +119,10 @@ func (s *Service) prepare(c auth.Claims, req *notifyv1.PublishRequest) (out prep
 		return out, invalid("payload: exactly one event (e.g. pointsAdded) is required")
 	}
 	payload := src.Get(fd).Message().Interface()
+	now := s.now()
+	if err := validate.Event(payload, string(fd.Name()), now); err != nil {
+		return out, err
+	}
 	if len(req.IdempotencyKey) > MaxIdempotencyKeyLen {
 		return out, invalid("idempotency_key: longer than %d bytes", MaxIdempotencyKeyLen)
 	}
@@ -147,7 +152,6 @@ func (s *Service) prepare(c auth.Claims, req *notifyv1.PublishRequest) (out prep
 			return out, err
 		}
 	}
-	now := s.now()
 	ev := &notifyv1.Event{
 		Id:             uuid.Must(uuid.NewV7()).String(),
 		PublishTime:    timestamppb.New(now),
