@@ -27,6 +27,8 @@ type Frame struct {
 	Epoch  string
 	// Type is the event's notify.v1.EventType (0 for control frames).
 	Type int32
+	// Time is when the broker accepted the event, in Unix nanoseconds.
+	Time int64
 	// Bytes is field 1 (tag, length, Event) of a SubscribeResponse, or a
 	// whole control field.
 	Bytes []byte
@@ -103,5 +105,5 @@ func NewFrame(msg broker.Message) *Frame {
 	b = protowire.AppendTag(b, responseEventField, protowire.BytesType)
 	b = protowire.AppendVarint(b, uint64(n))
 	b = appendPosition(append(b, msg.Data...), msg)
-	return &Frame{Room: msg.Room, Offset: msg.Offset, Epoch: msg.Epoch, Type: eventType(msg.Data), Bytes: b}
+	return &Frame{Room: msg.Room, Offset: msg.Offset, Epoch: msg.Epoch, Type: eventType(msg.Data), Time: msg.Time.UnixNano(), Bytes: b}
 }

@@ -26,13 +26,14 @@ type Subscriber struct {
 	ready chan struct{} // signalled when frames arrive or the subscriber closes
 	done  chan struct{} // closed when the subscriber is closed
 
-	mu     sync.Mutex
-	queue  []*Frame
-	bytes  int
-	err    error
-	rooms  []string
-	keys   []string
-	joined bool
+	mu      sync.Mutex
+	queue   []*Frame
+	bytes   int
+	dropped int // frames dropped when the queue overflowed
+	err     error
+	rooms   []string
+	keys    []string
+	joined  bool
 }
 
 // Mute sets the event types not delivered to this subscriber; all mutes
@@ -88,6 +89,7 @@ func (s *Subscriber) push(f *Frame) (overflowed bool) {
 	}
 	size := len(f.Bytes) + frameOverhead
 	if s.bytes+size > s.maxBytes {
+		s.dropped = len(s.queue) + 1
 		s.closeLocked(ErrSlowConsumer)
 		s.mu.Unlock()
 		return true
@@ -138,6 +140,14 @@ func (s *Subscriber) closeLocked(err error) {
 	}
 	close(s.done)
 	s.signal()
+}
+
+// Dropped returns how many queued frames were dropped when the queue
+// overflowed (0 if it never did).
+func (s *Subscriber) Dropped() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dropped
 }
 
 // Err returns why the subscriber was closed, or nil.

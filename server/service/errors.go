@@ -15,6 +15,7 @@ import (
 	"github.com/maxloyalty/notify/server/auth"
 	"github.com/maxloyalty/notify/server/broker"
 	"github.com/maxloyalty/notify/server/hub"
+	"github.com/maxloyalty/notify/server/limit"
 	"github.com/maxloyalty/notify/server/room"
 	"github.com/maxloyalty/notify/server/store"
 	"github.com/maxloyalty/notify/server/validate"
@@ -25,6 +26,12 @@ var ErrInvalid = errors.New("invalid argument")
 
 // ErrNotFound is wrapped when the caller names something it cannot see.
 var ErrNotFound = errors.New("not found")
+
+// Limits on one request, answered with RESOURCE_EXHAUSTED.
+var (
+	errBatchTooLarge = errors.New("batch too large")
+	errTooManyRooms  = errors.New("too many rooms")
+)
 
 // errTokenExpired ends a stream whose token expired.
 var errTokenExpired = fmt.Errorf("%w: stream token expired", auth.ErrTokenExpired)
@@ -44,6 +51,11 @@ var mapping = []struct {
 }{
 	{ErrInboxWrite, codes.Unavailable, "INBOX_WRITE_FAILED"},
 	{ErrInvalid, codes.InvalidArgument, "INVALID_ARGUMENT"},
+	{errBatchTooLarge, codes.ResourceExhausted, "BATCH_TOO_LARGE"},
+	{errTooManyRooms, codes.ResourceExhausted, "TOO_MANY_ROOMS"},
+	{limit.ErrRateLimited, codes.ResourceExhausted, limit.ReasonRateLimited},
+	{limit.ErrTooManyStreams, codes.ResourceExhausted, limit.ReasonTooManyStreams},
+	{limit.ErrTooManyConnections, codes.ResourceExhausted, limit.ReasonTooManyConnections},
 	{room.ErrInvalid, codes.InvalidArgument, "INVALID_ROOM"},
 	{validate.ErrInvalid, codes.InvalidArgument, "INVALID_ARGUMENT"},
 	{access.ErrDenied, codes.PermissionDenied, "PERMISSION_DENIED"},

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -46,6 +47,10 @@ type Config struct {
 	// TokenLeeway is the clock skew the token verifier allows past exp; a
 	// stream ends that long after its token's exp. Default 0.
 	TokenLeeway time.Duration
+	// Metrics receives observations. Default: none.
+	Metrics Metrics
+	// Limits bound publishers and streams. Default: none.
+	Limits Limits
 }
 
 func (c *Config) setDefaults() {
@@ -72,6 +77,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ReconnectDelayMax < c.ReconnectDelayMin {
 		c.ReconnectDelayMax = max(5*time.Second, c.ReconnectDelayMin)
+	}
+	if c.Metrics == nil {
+		c.Metrics = noMetrics{}
 	}
 }
 
@@ -139,7 +147,8 @@ func (s *Service) prepare(c auth.Claims, req *notifyv1.PublishRequest) (out prep
 		rooms = r
 	} else {
 		if len(names) > s.cfg.MaxRoomsPerStream {
-			return out, invalid("rooms: %d rooms, at most %d", len(names), s.cfg.MaxRoomsPerStream)
+			s.cfg.Metrics.LimitRejected("rooms")
+			return out, fmt.Errorf("%w: rooms: %d rooms, at most %d", errTooManyRooms, len(names), s.cfg.MaxRoomsPerStream)
 		}
 		r, err := parseRooms(names)
 		if err != nil {
@@ -181,12 +190,40 @@ const payloadFieldOffset = 9
 func (s *Service) publish(ctx context.Context, p prepared) (*notifyv1.PublishResponse, error) {
 	res, err := s.broker.Publish(ctx, p.pub)
 	if err != nil {
+		s.cfg.Metrics.BrokerError("publish")
 		return nil, err
 	}
 	if err := s.record(ctx, p.pub, res, p.typ, p.time); err != nil {
+		s.cfg.Metrics.StoreError("insert")
 		return nil, err
 	}
+	if !res.Duplicate {
+		for _, pos := range res.Positions {
+			s.cfg.Metrics.EventPublished(roomKind(pos.Room))
+		}
+	}
 	return toResponse(res), nil
+}
+
+// allowPublish applies the publisher's rate limit to n events.
+func (s *Service) allowPublish(c auth.Claims, n int) error {
+	if s.cfg.Limits.Publish == nil {
+		return nil
+	}
+	if err := s.cfg.Limits.Publish.Allow(c.Subject, n); err != nil {
+		s.cfg.Metrics.LimitRejected("publish_rate")
+		return err
+	}
+	return nil
+}
+
+// roomKind names a room's kind for metrics.
+func roomKind(name string) string {
+	r, err := room.Parse(name)
+	if err != nil {
+		return "unknown"
+	}
+	return r.Kind().String()
 }
 
 // setPayload copies the payload field of a PublishRequest into the Event
@@ -242,6 +279,9 @@ func (s *Service) Publish(ctx context.Context, req *notifyv1.PublishRequest) (*n
 	if err != nil {
 		return nil, toStatusErr(err)
 	}
+	if err := s.allowPublish(c, 1); err != nil {
+		return nil, toStatusErr(err)
+	}
 	resp, err := s.publish(ctx, p)
 	return resp, toStatusErr(err)
 }
@@ -258,7 +298,8 @@ func (s *Service) PublishBatch(ctx context.Context, req *notifyv1.PublishBatchRe
 		return nil, toStatusErr(invalid("requests: at least one request is required"))
 	}
 	if len(req.Requests) > s.cfg.MaxBatch {
-		return nil, toStatusErr(invalid("requests: %d requests, at most %d", len(req.Requests), s.cfg.MaxBatch))
+		s.cfg.Metrics.LimitRejected("batch_size")
+		return nil, toStatusErr(fmt.Errorf("%w: requests: %d requests, at most %d per batch", errBatchTooLarge, len(req.Requests), s.cfg.MaxBatch))
 	}
 	pubs := make([]prepared, len(req.Requests))
 	for i, r := range req.Requests {
@@ -267,6 +308,9 @@ func (s *Service) PublishBatch(ctx context.Context, req *notifyv1.PublishBatchRe
 			return nil, Status(wrapIndex(i, err), nil).Err()
 		}
 		pubs[i] = p
+	}
+	if err := s.allowPublish(c, len(pubs)); err != nil {
+		return nil, toStatusErr(err)
 	}
 	out := &notifyv1.PublishBatchResponse{Results: make([]*notifyv1.PublishResponse, len(pubs))}
 	for i, p := range pubs {

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"time"
 
@@ -38,7 +39,8 @@ func (s *Service) subscriptionRooms(c auth.Claims, req *notifyv1.SubscribeReques
 		rooms = r
 	} else {
 		if len(req.Rooms) > s.cfg.MaxRoomsPerStream {
-			return nil, invalid("rooms: %d rooms, at most %d per stream", len(req.Rooms), s.cfg.MaxRoomsPerStream)
+			s.cfg.Metrics.LimitRejected("rooms")
+			return nil, fmt.Errorf("%w: rooms: %d rooms, at most %d per stream", errTooManyRooms, len(req.Rooms), s.cfg.MaxRoomsPerStream)
 		}
 		r, err := parseRooms(req.Rooms)
 		if err != nil {
@@ -111,6 +113,15 @@ func (s *Service) Subscribe(req *notifyv1.SubscribeRequest, stream grpc.ServerSt
 		return toStatusErr(err)
 	}
 
+	if s.cfg.Limits.Streams != nil {
+		release, err := s.cfg.Limits.Streams.Acquire(c.Subject)
+		if err != nil {
+			s.cfg.Metrics.LimitRejected("streams")
+			return toStatusErr(err)
+		}
+		defer release()
+	}
+
 	sub := hub.NewSubscriber(s.cfg.QueueBytes)
 	names := make([]string, len(rooms))
 	for i, r := range rooms {
@@ -125,11 +136,16 @@ func (s *Service) Subscribe(req *notifyv1.SubscribeRequest, stream grpc.ServerSt
 	}
 	s.hub.Join(sub, names, keys(c))
 	defer s.hub.Leave(sub)
+	for _, r := range rooms {
+		s.cfg.Metrics.SubscriberJoined(r.Kind().String())
+		defer s.cfg.Metrics.SubscriberLeft(r.Kind().String())
+	}
 	if l, ok := s.broker.(listener); ok {
 		// A shared broker must confirm the node receives a room's messages
 		// before its history is read, or the seam could lose events.
 		for _, name := range names {
 			if err := l.Listen(ctx, name); err != nil {
+				s.cfg.Metrics.BrokerError("listen")
 				return toStatusErr(err)
 			}
 			defer l.Unlisten(name)
@@ -137,9 +153,10 @@ func (s *Service) Subscribe(req *notifyv1.SubscribeRequest, stream grpc.ServerSt
 	}
 
 	w := &writer{
-		stream: stream,
-		max:    s.cfg.MaxWriteBytes,
-		last:   make(map[string]broker.Position, len(rooms)),
+		stream:  stream,
+		max:     s.cfg.MaxWriteBytes,
+		last:    make(map[string]broker.Position, len(rooms)),
+		metrics: s.cfg.Metrics,
 	}
 	connected := &notifyv1.Connected{
 		UserId:            c.Subject,
@@ -153,6 +170,7 @@ func (s *Service) Subscribe(req *notifyv1.SubscribeRequest, stream grpc.ServerSt
 		p, resume := pos[name]
 		h, err := s.broker.History(ctx, name, p)
 		if err != nil {
+			s.cfg.Metrics.BrokerError("history")
 			return toStatusErr(err)
 		}
 		st := &notifyv1.RoomState{Room: name, Epoch: h.Top.Epoch, Offset: h.Top.Offset}
@@ -177,7 +195,7 @@ func (s *Service) Subscribe(req *notifyv1.SubscribeRequest, stream grpc.ServerSt
 	if err := stream.Send(&notifyv1.SubscribeResponse{Control: &notifyv1.SubscribeResponse_Connected{Connected: connected}}); err != nil {
 		return err
 	}
-	if err := w.write(backlog); err != nil {
+	if err := w.write(backlog, false); err != nil {
 		return err
 	}
 	if s.inbox != nil {
@@ -186,7 +204,7 @@ func (s *Service) Subscribe(req *notifyv1.SubscribeRequest, stream grpc.ServerSt
 		if err != nil {
 			return toStatusErr(err)
 		}
-		if err := w.write([]*hub.Frame{hub.NewUnreadFrame(n)}); err != nil {
+		if err := w.write([]*hub.Frame{hub.NewUnreadFrame(n)}, false); err != nil {
 			return err
 		}
 	}
@@ -236,13 +254,16 @@ func (s *Service) run(c auth.Claims, sub *hub.Subscriber, w *writer) error {
 		var closed error
 		frames, closed = sub.Take(frames[:0])
 		if len(frames) > 0 {
-			if err := w.write(frames); err != nil {
+			if err := w.write(frames, true); err != nil {
 				return err
 			}
 			clear(frames)
 			heartbeat.Reset(s.cfg.HeartbeatInterval)
 		}
 		if closed != nil {
+			if n := sub.Dropped(); n > 0 {
+				s.cfg.Metrics.QueueDropped(n)
+			}
 			return s.end(w, closed)
 		}
 	}
@@ -257,6 +278,7 @@ func (s *Service) end(w *writer, reason error) error {
 		d.ReconnectDelay = durationpb.New(s.jitter())
 	case errors.Is(reason, hub.ErrSlowConsumer):
 		d.Reason = notifyv1.DisconnectReason_DISCONNECT_REASON_SLOW_CONSUMER
+		s.cfg.Metrics.SlowConsumer()
 	case errors.Is(reason, broker.ErrUnavailable):
 		d.Reason = notifyv1.DisconnectReason_DISCONNECT_REASON_BROKER_UNAVAILABLE
 		d.ReconnectDelay = durationpb.New(s.jitter())
@@ -283,15 +305,22 @@ func (s *Service) jitter() time.Duration {
 // last offset already sent in its room and coalescing the rest into writes
 // of at most max bytes.
 type writer struct {
-	stream grpc.ServerStreamingServer[notifyv1.SubscribeResponse]
-	max    int
-	last   map[string]broker.Position
-	batch  []*hub.Frame
+	stream  grpc.ServerStreamingServer[notifyv1.SubscribeResponse]
+	max     int
+	last    map[string]broker.Position
+	batch   []*hub.Frame
+	metrics Metrics
 }
 
-func (w *writer) write(frames []*hub.Frame) error {
+// write sends frames; live frames count as deliveries, with their latency
+// from publish to this write.
+func (w *writer) write(frames []*hub.Frame, live bool) error {
 	w.batch = w.batch[:0]
 	size := 0
+	var now int64
+	if live {
+		now = time.Now().UnixNano()
+	}
 	for _, f := range frames {
 		if f.Room != "" {
 			l, ok := w.last[f.Room]
@@ -299,6 +328,9 @@ func (w *writer) write(frames []*hub.Frame) error {
 				continue // already sent (the replay/live seam)
 			}
 			w.last[f.Room] = broker.Position{Offset: f.Offset, Epoch: f.Epoch}
+			if live {
+				w.metrics.Delivered(1, time.Duration(now-f.Time))
+			}
 		}
 		if size > 0 && size+len(f.Bytes) > w.max {
 			if err := w.flush(size); err != nil {

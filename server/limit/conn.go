@@ -1,0 +1,112 @@
+package limit
+
+import (
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ConnRate limits how fast the listeners it wraps admit new connections
+// and, with MaxConns, how many of their connections are open at once. Every
+// listener it wraps shares one budget; wrap listeners with separate
+// ConnRates for separate budgets.
+type ConnRate struct {
+	rate, burst float64
+	max         int
+	now         func() time.Time
+	onReject    func(reason string)
+
+	mu     sync.Mutex
+	bucket bucket
+	open   int
+}
+
+// NewConnRate admits perSecond new connections per second on average and
+// burst at once (a burst below 1 is 1); perSecond <= 0 disables the rate
+// limit. Options: MaxConns, OnReject, WithClock.
+func NewConnRate(perSecond float64, burst int, opts ...Option) *ConnRate {
+	o := buildOptions(opts)
+	c := &ConnRate{max: o.maxConns, now: o.now, onReject: o.onReject}
+	c.rate, c.burst = rateParams(perSecond, burst)
+	c.bucket = newBucket(c.now(), c.burst)
+	return c
+}
+
+// WrapListener returns l admitting connections within c's limits. A
+// connection beyond them is accepted and closed at once, reported to
+// OnReject, and Accept waits for the next one; so the caller's server only
+// ever sees admitted connections. An admitted connection counts as open
+// until its first Close.
+func (c *ConnRate) WrapListener(l net.Listener) net.Listener {
+	return &listener{Listener: l, c: c}
+}
+
+// Open returns the admitted connections not yet closed.
+func (c *ConnRate) Open() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.open
+}
+
+// admit counts a new connection, or returns the reason to refuse it.
+func (c *ConnRate) admit() string {
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.max > 0 && c.open >= c.max {
+		return ReasonTooManyConnections
+	}
+	if c.rate > 0 {
+		if ok, _ := c.bucket.take(now, c.rate, c.burst, 1); !ok {
+			return ReasonRateLimited
+		}
+	}
+	c.open++
+	return ""
+}
+
+func (c *ConnRate) release() {
+	c.mu.Lock()
+	c.open--
+	c.mu.Unlock()
+}
+
+type listener struct {
+	net.Listener
+	c *ConnRate
+}
+
+// Accept returns the next admitted connection.
+func (l *listener) Accept() (net.Conn, error) {
+	for {
+		nc, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		reason := l.c.admit()
+		if reason == "" {
+			return &conn{Conn: nc, c: l.c}, nil
+		}
+		if l.c.onReject != nil {
+			l.c.onReject(reason)
+		}
+		nc.Close()
+	}
+}
+
+// conn releases its place in its ConnRate on its first Close.
+type conn struct {
+	net.Conn
+	c      *ConnRate
+	closed atomic.Bool
+}
+
+// Close closes the connection and releases its place.
+func (c *conn) Close() error {
+	err := c.Conn.Close()
+	if c.closed.CompareAndSwap(false, true) {
+		c.c.release()
+	}
+	return err
+}

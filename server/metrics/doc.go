@@ -1,0 +1,30 @@
+// Package metrics holds notifyd's Prometheus instruments and serves them.
+//
+// A Metrics owns its own prometheus.Registry (never the global default one),
+// holding the Go and process collectors, the build info and every notify_*
+// instrument. Handler serves that registry in the text exposition format.
+//
+// Sources of the numbers:
+//
+//   - gRPC calls: UnaryServerInterceptor and StreamServerInterceptor count
+//     every call by full method name and status code, and time it; a stream
+//     is recorded when it ends, and notify_grpc_streams_open counts the
+//     streams in progress.
+//   - Connections: ConnHandler (a grpc stats.Handler) counts open gRPC
+//     connections, HTTPConnState an http.Server's.
+//   - The fan-out path reports through typed methods: EventPublished,
+//     SubscriberJoined/SubscriberLeft, Delivered, QueueDropped, SlowConsumer,
+//     BrokerError, StoreError, LimitRejected.
+//   - Values that already live elsewhere (hub statistics, for example) are
+//     read on scrape through Observe.
+//
+// Label sets are bounded: room kinds are the six of package room (anything
+// else is counted as "unknown"), gRPC methods are the registered ones (see
+// InitGRPC), codes are gRPC's seventeen, and op, limit and transport labels
+// must be constants chosen by the caller, never request data.
+//
+// Concurrency: every method of Metrics and ConnHandler is safe for
+// concurrent use. The hot-path methods (EventPublished, SubscriberJoined,
+// SubscriberLeft, Delivered, QueueDropped, SlowConsumer) take no lock and do
+// not allocate: their label children are resolved once, in New.
+package metrics

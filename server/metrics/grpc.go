@@ -1,0 +1,143 @@
+package metrics
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/stats"
+	"google.golang.org/grpc/status"
+)
+
+// unknownMethod labels a call to a method InitGRPC did not find.
+const unknownMethod = "unknown"
+
+// maxCode is the highest gRPC code; anything above is counted as Unknown.
+const maxCode = codes.Unauthenticated
+
+// methodSet holds the full method names InitGRPC found; nil until then,
+// when every method name is used as is.
+type methodSet struct {
+	known atomic.Pointer[map[string]struct{}]
+}
+
+func (s *methodSet) label(method string) string {
+	known := s.known.Load()
+	if known == nil {
+		return method
+	}
+	if _, ok := (*known)[method]; ok {
+		return method
+	}
+	return unknownMethod
+}
+
+// serviceInfoProvider is what InitGRPC reads: a *grpc.Server.
+type serviceInfoProvider interface {
+	GetServiceInfo() map[string]grpc.ServiceInfo
+}
+
+// InitGRPC records the methods registered on srv: each gets its
+// notify_grpc_requests_total{code="OK"} series at zero, so rates exist
+// before the first call, and from then on a method srv does not know is
+// counted as "unknown". Call it after registering every service. Without
+// it, interceptors label calls with their method as is, which stays
+// bounded as long as the server has no UnknownServiceHandler (grpc-go only
+// runs interceptors for registered methods then).
+func (m *Metrics) InitGRPC(srv serviceInfoProvider) {
+	known := make(map[string]struct{})
+	for svc, info := range srv.GetServiceInfo() {
+		for _, mi := range info.Methods {
+			method := "/" + svc + "/" + mi.Name
+			known[method] = struct{}{}
+			m.grpcRequests.WithLabelValues(method, codes.OK.String())
+			m.grpcDuration.WithLabelValues(method, codes.OK.String())
+		}
+	}
+	m.methods.known.Store(&known)
+}
+
+// UnaryServerInterceptor counts and times unary calls. Put it first in the
+// chain, so calls refused by later interceptors (authentication) count too.
+func (m *Metrics) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		start := time.Now()
+		resp, err := handler(ctx, req)
+		m.record(info.FullMethod, err, time.Since(start))
+		return resp, err
+	}
+}
+
+// StreamServerInterceptor counts streams in progress, and counts and times
+// each stream when it ends. Put it first in the chain.
+func (m *Metrics) StreamServerInterceptor() grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		start := time.Now()
+		m.streamsOpen.Inc()
+		defer m.streamsOpen.Dec()
+		err := handler(srv, ss)
+		m.record(info.FullMethod, err, time.Since(start))
+		return err
+	}
+}
+
+func (m *Metrics) record(method string, err error, took time.Duration) {
+	code := status.Code(err)
+	if code > maxCode {
+		code = codes.Unknown
+	}
+	method, c := m.methods.label(method), code.String()
+	m.grpcRequests.WithLabelValues(method, c).Inc()
+	m.grpcDuration.WithLabelValues(method, c).Observe(took.Seconds())
+}
+
+// ConnHandler is a grpc stats.Handler counting the server's open
+// connections in notify_connections_open{transport="grpc"}. Install it with
+// grpc.StatsHandler; it ignores RPC events.
+type ConnHandler struct {
+	open prometheus.Gauge
+}
+
+// ConnHandler returns the stats handler counting gRPC connections.
+func (m *Metrics) ConnHandler() *ConnHandler { return &ConnHandler{open: m.connGRPC} }
+
+// TagRPC returns ctx unchanged.
+func (h *ConnHandler) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
+
+// HandleRPC does nothing.
+func (h *ConnHandler) HandleRPC(context.Context, stats.RPCStats) {}
+
+// TagConn returns ctx unchanged.
+func (h *ConnHandler) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+
+// HandleConn counts a connection's begin and end.
+func (h *ConnHandler) HandleConn(_ context.Context, s stats.ConnStats) {
+	switch s.(type) {
+	case *stats.ConnBegin:
+		h.open.Inc()
+	case *stats.ConnEnd:
+		h.open.Dec()
+	}
+}
+
+// HTTPConnState returns an http.Server ConnState hook counting the server's
+// open connections in notify_connections_open{transport}. transport is a
+// constant, TransportHTTP for the HTTP port. A hijacked connection (a
+// websocket) leaves the count when it is hijacked, since the server no
+// longer sees it close.
+func (m *Metrics) HTTPConnState(transport string) func(net.Conn, http.ConnState) {
+	open := m.connections.WithLabelValues(transport)
+	return func(_ net.Conn, state http.ConnState) {
+		switch state {
+		case http.StateNew:
+			open.Inc()
+		case http.StateHijacked, http.StateClosed:
+			open.Dec()
+		}
+	}
+}
