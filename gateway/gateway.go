@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	_ "embed"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -23,6 +24,19 @@ type Config struct {
 	// AllowedOrigins lists the browser origins allowed to call grpc-web and
 	// REST ("*" allows any). Empty: same-origin requests only.
 	AllowedOrigins []string
+	// WebDir is the directory of the built web app (clients/web/dist),
+	// served at "/" with index.html for unknown paths. Empty, or without an
+	// index.html: "/" says the app is not built and how to build it.
+	WebDir string
+	// DevToken, when set, serves POST /dev/token, which mints tokens for the
+	// demo app's sign-in. Only dev-mode nodes set it; otherwise the path is
+	// 404.
+	DevToken DevTokenFunc
+	// Metrics, when set, is served at GET /metrics.
+	Metrics http.Handler
+	// MaxBodyBytes bounds a REST request body; larger ones get 413 before
+	// they are read in full. Zero: 1 MiB.
+	MaxBodyBytes int64
 }
 
 // Readiness reports whether the node can serve (broker and store reachable).
@@ -52,9 +66,19 @@ func New(ctx context.Context, cfg Config, srv *grpc.Server, conn *grpc.ClientCon
 	if err := notifyv1.RegisterNotificationServiceHandler(ctx, mux, conn); err != nil {
 		return nil, err
 	}
+	if err := notifyv1.RegisterInboxServiceHandler(ctx, mux, conn); err != nil {
+		return nil, err
+	}
 
 	root := http.NewServeMux()
-	root.Handle("/v1/", cors(allowed, mux))
+	maxBody := cfg.MaxBodyBytes
+	if maxBody <= 0 {
+		maxBody = 1 << 20
+	}
+	root.Handle("/v1/", cors(allowed, limitBody(maxBody, mux)))
+	if cfg.Metrics != nil {
+		root.Handle("GET /metrics", cfg.Metrics)
+	}
 	root.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openAPI)
@@ -71,6 +95,8 @@ func New(ctx context.Context, cfg Config, srv *grpc.Server, conn *grpc.ClientCon
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
+	root.Handle("/dev/token", devToken(cfg.DevToken))
+	root.Handle("/", webApp(cfg.WebDir))
 
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if web.IsGrpcWebRequest(r) || web.IsAcceptableGrpcCorsRequest(r) || web.IsGrpcWebSocketRequest(r) {
@@ -110,6 +136,21 @@ func cors(allowed func(string) bool, next http.Handler) http.Handler {
 				return
 			}
 		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// limitBody answers 413 to a request whose body is larger than max,
+// without reading past it.
+func limitBody(max int64, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > max {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusRequestEntityTooLarge)
+			fmt.Fprintf(w, `{"code":8,"message":"request body of %d bytes is larger than %d"}`+"\n", r.ContentLength, max)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, max)
 		next.ServeHTTP(w, r)
 	})
 }

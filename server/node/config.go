@@ -91,6 +91,28 @@ type Config struct {
 	// MinPingInterval: clients pinging more often are disconnected. Default 10s.
 	MinPingInterval time.Duration
 
+	// PublishRate bounds the events one publisher (token subject) may
+	// publish per second, batches counted per event; negative disables.
+	// Default 100000.
+	PublishRate float64
+	// PublishBurst is the publish rate's bucket size. Default 2 × PublishRate.
+	PublishBurst int
+	// MaxStreamsPerUser bounds one user's open streams on a node; negative
+	// disables. Default 20.
+	MaxStreamsPerUser int
+	// ConnRate bounds new connections per second on each port; negative
+	// disables. Default 2000.
+	ConnRate float64
+	// ConnBurst is the connection rate's bucket size. Default 2 × ConnRate.
+	ConnBurst int
+	// MaxConnections bounds open connections on each port; 0 disables.
+	// Default 0.
+	MaxConnections int
+
+	// TLSCertFile and TLSKeyFile, both set, serve TLS on both ports,
+	// reloading the pair when the files change. Default: plaintext.
+	TLSCertFile, TLSKeyFile string
+
 	// AllowedOrigins lists browser origins allowed for grpc-web and REST,
 	// comma-separated in flags ("*": any). Default: none (same origin only).
 	AllowedOrigins []string
@@ -141,6 +163,21 @@ func (c Config) Defaults() Config {
 	setDur(&c.KeepaliveTime, 30*time.Second)
 	setDur(&c.KeepaliveTimeout, 10*time.Second)
 	setDur(&c.MinPingInterval, 10*time.Second)
+	if c.PublishRate == 0 {
+		c.PublishRate = 100000
+	}
+	if c.PublishBurst <= 0 {
+		c.PublishBurst = int(2 * c.PublishRate)
+	}
+	if c.MaxStreamsPerUser == 0 {
+		c.MaxStreamsPerUser = 20
+	}
+	if c.ConnRate == 0 {
+		c.ConnRate = 2000
+	}
+	if c.ConnBurst <= 0 {
+		c.ConnBurst = int(2 * c.ConnRate)
+	}
 	setStr(&c.LogFormat, "text")
 	setStr(&c.LogLevel, "info")
 	return c
@@ -160,6 +197,9 @@ func (c Config) Validate() error {
 	}
 	if c.MinPingInterval > c.KeepaliveTime {
 		errs = append(errs, errors.New("min-ping-interval: must not exceed keepalive-time"))
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		errs = append(errs, errors.New("tls-cert-file, tls-key-file: give both or neither"))
 	}
 	if c.QueueBytes < 4<<10 {
 		errs = append(errs, errors.New("queue-bytes: must be at least 4096"))

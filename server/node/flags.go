@@ -50,6 +50,14 @@ func (c *Config) BindFlags(fs *flag.FlagSet) error {
 	dur(&c.KeepaliveTime, "keepalive-time", d.KeepaliveTime, "idle time before the server pings a connection")
 	dur(&c.KeepaliveTimeout, "keepalive-timeout", d.KeepaliveTimeout, "how long a ping may go unanswered")
 	dur(&c.MinPingInterval, "min-ping-interval", d.MinPingInterval, "clients pinging more often are disconnected")
+	b.float(&c.PublishRate, "publish-rate", d.PublishRate, "events per second one publisher may publish (negative: no bound)")
+	integer(&c.PublishBurst, "publish-burst", d.PublishBurst, "publish rate bucket size")
+	integer(&c.MaxStreamsPerUser, "max-streams-per-user", d.MaxStreamsPerUser, "open streams one user may hold on a node (negative: no bound)")
+	b.float(&c.ConnRate, "conn-rate", d.ConnRate, "new connections per second on each port (negative: no bound)")
+	integer(&c.ConnBurst, "conn-burst", d.ConnBurst, "connection rate bucket size")
+	integer(&c.MaxConnections, "max-connections", 0, "open connections on each port (0: no bound)")
+	str(&c.TLSCertFile, "tls-cert-file", "", "TLS certificate (PEM) for both ports, reloaded on change")
+	str(&c.TLSKeyFile, "tls-key-file", "", "TLS private key (PEM) for both ports")
 	list(&c.AllowedOrigins, "allowed-origins", "comma-separated browser origins allowed for grpc-web and REST (* for any)")
 	str(&c.WebDir, "web-dir", d.WebDir, "directory of the built web app served at / on the HTTP port")
 	str(&c.LogFormat, "log-format", d.LogFormat, "text or json")
@@ -122,6 +130,17 @@ func (b *binder) list(p *[]string, name, usage string) {
 		*p = splitList(s)
 		return nil
 	})
+}
+
+func (b *binder) float(p *float64, name string, def float64, usage string) {
+	if v, ok := os.LookupEnv(envName(name)); ok {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			b.errs = append(b.errs, badEnv{envName(name), v, "number"})
+		}
+		def = f
+	}
+	b.fs.Float64Var(p, name, def, usage+" ("+envName(name)+")")
 }
 
 func (b *binder) history(p *map[room.Kind]broker.Limits, name, usage string) {

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,7 +25,11 @@ import (
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
 	"github.com/maxloyalty/notify/server/auth"
 	"github.com/maxloyalty/notify/server/broker"
+	"github.com/maxloyalty/notify/server/certs"
 	"github.com/maxloyalty/notify/server/hub"
+	"github.com/maxloyalty/notify/server/limit"
+	"github.com/maxloyalty/notify/server/logging"
+	"github.com/maxloyalty/notify/server/metrics"
 	"github.com/maxloyalty/notify/server/service"
 	"github.com/maxloyalty/notify/server/store"
 )
@@ -45,20 +50,26 @@ type pinger interface {
 
 // Node is one running notifyd.
 type Node struct {
-	cfg    Config
-	log    *slog.Logger
-	grpcLn net.Listener
-	httpLn net.Listener
-	inner  *bufconn.Listener
-	grpc   *grpc.Server
-	http   *http.Server
-	conn   *grpc.ClientConn
-	health *health.Server
-	hub    *hub.Hub
-	broker nodeBroker
-	store  store.Store
-	svc    *service.Service
+	cfg     Config
+	log     *slog.Logger
+	grpcLn  net.Listener
+	httpLn  net.Listener
+	inner   *bufconn.Listener
+	grpc    *grpc.Server
+	http    *http.Server
+	conn    *grpc.ClientConn
+	health  *health.Server
+	hub     *hub.Hub
+	broker  nodeBroker
+	store   store.Store
+	svc     *service.Service
+	metrics *metrics.Metrics
+	certs   *certs.Reloader // nil: plaintext
 }
+
+// Version is notifyd's version, set at build time with
+// -ldflags "-X github.com/maxloyalty/notify/server/node.Version=...".
+var Version = "dev"
 
 // New validates cfg, builds a node and binds its listeners.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
@@ -85,7 +96,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		return nil, fmt.Errorf("config: jwt: %w", err)
 	}
 
-	n := &Node{cfg: cfg, log: log, hub: hub.New(), health: health.NewServer()}
+	n := &Node{cfg: cfg, log: log, hub: hub.New(), health: health.NewServer(), metrics: metrics.New(Version, "")}
+	if cfg.TLSCertFile != "" {
+		if n.certs, err = certs.New(cfg.TLSCertFile, cfg.TLSKeyFile, log); err != nil {
+			return nil, fmt.Errorf("config: tls: %w", err)
+		}
+	}
 	if n.store, err = store.Open(ctx, cfg.Store); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
@@ -116,15 +132,33 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	skip := func(method string) bool {
 		return strings.HasPrefix(method, "/grpc.health.v1.") || strings.HasPrefix(method, "/grpc.reflection.")
 	}
-	n.grpc = grpc.NewServer(
+	// Interceptors in the conventional order: metrics, logging, auth (health
+	// and reflection skipped), then panic recovery innermost so that a panic
+	// is counted and logged as the Internal it becomes. Per-caller limits
+	// are applied by the service, which knows the caller and the batch size.
+	opts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(service.NewCodec()),
-		grpc.ChainUnaryInterceptor(verifier.UnaryInterceptor(skip)),
-		grpc.ChainStreamInterceptor(verifier.StreamInterceptor(skip)),
+		grpc.StatsHandler(n.metrics.ConnHandler()),
+		grpc.ChainUnaryInterceptor(
+			n.metrics.UnaryServerInterceptor(),
+			logging.UnaryServerInterceptor(log),
+			verifier.UnaryInterceptor(skip),
+			logging.UnaryTag(),
+			logging.UnaryRecovery(log),
+		),
+		grpc.ChainStreamInterceptor(
+			n.metrics.StreamServerInterceptor(),
+			logging.StreamServerInterceptor(log),
+			verifier.StreamInterceptor(skip),
+			logging.StreamTag(),
+			logging.StreamRecovery(log),
+		),
 		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: cfg.KeepaliveTime, Timeout: cfg.KeepaliveTimeout}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cfg.MinPingInterval, PermitWithoutStream: true}),
 		grpc.SharedWriteBuffer(true),
-	)
+	}
+	n.grpc = grpc.NewServer(opts...)
 	n.svc = service.New(service.Config{
 		ServerID:          cfg.ServerID,
 		HeartbeatInterval: cfg.HeartbeatInterval,
@@ -134,11 +168,19 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		ReconnectDelayMin: cfg.ReconnectDelayMin,
 		ReconnectDelayMax: cfg.ReconnectDelayMax,
 		TokenLeeway:       tokenLeeway,
+		Metrics:           n.metrics,
+		Limits: service.Limits{
+			Publish: limit.NewPublishRate(cfg.PublishRate, cfg.PublishBurst),
+			Streams: limit.NewStreams(cfg.MaxStreamsPerUser),
+		},
 	}, n.broker, n.hub, n.store, log)
 	notifyv1.RegisterNotificationServiceServer(n.grpc, n.svc)
 	notifyv1.RegisterInboxServiceServer(n.grpc, n.svc.Inbox())
 	healthpb.RegisterHealthServer(n.grpc, n.health)
 	reflection.Register(n.grpc)
+	n.metrics.InitGRPC(n.grpc)
+	n.metrics.Observe("notify_hub_rooms", "Rooms with at least one subscriber on this node.", func() float64 { return float64(n.hub.Stats().Rooms) })
+	n.metrics.Observe("notify_connected_users", "Users with at least one open stream on this node.", func() float64 { return float64(n.hub.Stats().Users) })
 
 	// The REST gateway reaches the gRPC server in process.
 	n.inner = bufconn.Listen(1 << 20)
@@ -151,7 +193,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		n.store.Close()
 		return nil, err
 	}
-	gwcfg := gateway.Config{AllowedOrigins: cfg.AllowedOrigins, WebDir: cfg.WebDir}
+	gwcfg := gateway.Config{
+		AllowedOrigins: cfg.AllowedOrigins,
+		WebDir:         cfg.WebDir,
+		Metrics:        n.metrics.Handler(),
+		// REST JSON is wordier than protobuf: allow it twice the bytes.
+		MaxBodyBytes: 2 * int64(cfg.MaxMessageBytes),
+	}
 	if cfg.Dev && len(vcfg.HMACSecret) > 0 {
 		// POST /dev/token for the demo app, signed with the secret verified.
 		gwcfg.DevToken = devTokenMinter(vcfg.HMACSecret)
@@ -166,18 +214,37 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ConnState:         n.metrics.HTTPConnState(metrics.TransportHTTP),
 	}
 
-	if n.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+	if n.grpcLn, err = n.listen(cfg.GRPCAddr); err != nil {
 		n.close()
 		return nil, fmt.Errorf("grpc-addr: %w", err)
 	}
-	if n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+	if n.httpLn, err = n.listen(cfg.HTTPAddr); err != nil {
 		n.grpcLn.Close()
 		n.close()
 		return nil, fmt.Errorf("http-addr: %w", err)
 	}
 	return n, nil
+}
+
+// listen binds addr with the connection limits and, when configured, TLS.
+// Each port has limits of its own.
+func (n *Node) listen(addr string) (net.Listener, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	opts := []limit.Option{limit.OnReject(func(reason string) { n.metrics.LimitRejected(strings.ToLower(reason)) })}
+	if n.cfg.MaxConnections > 0 {
+		opts = append(opts, limit.MaxConns(n.cfg.MaxConnections))
+	}
+	l = limit.NewConnRate(n.cfg.ConnRate, n.cfg.ConnBurst, opts...).WrapListener(l)
+	if n.certs != nil {
+		l = tls.NewListener(l, n.certs.TLSConfig())
+	}
+	return l, nil
 }
 
 func (n *Node) close() {
@@ -231,6 +298,9 @@ func (n *Node) Run(ctx context.Context) error {
 	wg.Go(func() { n.svc.Run(bg) })
 	wg.Go(func() { n.prune(bg) })
 	wg.Go(func() { n.announce(bg) })
+	if n.certs != nil {
+		wg.Go(func() { n.certs.Run(bg) })
+	}
 
 	n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	n.health.SetServingStatus(notifyv1.NotificationService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)

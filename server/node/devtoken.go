@@ -1,0 +1,32 @@
+package node
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/maxloyalty/notify/gateway"
+	"github.com/maxloyalty/notify/server/auth"
+)
+
+// Dev tokens: the lifetime when the request names none, and the longest.
+const (
+	devTokenTTL    = time.Hour
+	devTokenMaxTTL = 24 * time.Hour
+)
+
+// devTokenMinter mints the demo app's tokens (POST /dev/token) with the
+// HS256 secret this node verifies. Dev mode only.
+func devTokenMinter(secret []byte) gateway.DevTokenFunc {
+	signer := auth.NewSigner(secret)
+	return func(req gateway.DevTokenRequest) (string, error) {
+		role, err := auth.ParseRole(req.Role)
+		if err != nil {
+			return "", fmt.Errorf("role: %w", err)
+		}
+		ttl := devTokenTTL
+		if req.TTLSeconds > 0 {
+			ttl = min(time.Duration(req.TTLSeconds)*time.Second, devTokenMaxTTL)
+		}
+		return signer.Mint(auth.Claims{Subject: req.Sub, Role: role, RestaurantID: req.RestaurantID}, ttl)
+	}
+}
