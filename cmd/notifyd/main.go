@@ -1,9 +1,14 @@
 // Command notifyd is the notify server: native gRPC on one port; grpc-web,
 // REST and the OpenAPI document on another.
+//
+//	notifyd [flags]              serve
+//	notifyd --version            print the version
+//	notifyd config print [flags] print the effective configuration, secrets masked
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -14,13 +19,37 @@ import (
 )
 
 func main() {
+	args := os.Args[1:]
+	printConfig := len(args) >= 2 && args[0] == "config" && args[1] == "print"
+	if printConfig {
+		args = args[2:]
+	}
 	var cfg node.Config
 	fs := flag.NewFlagSet("notifyd", flag.ExitOnError)
 	envErr := cfg.BindFlags(fs)
-	_ = fs.Parse(os.Args[1:])
-	if envErr != nil {
-		fmt.Fprintln(os.Stderr, "notifyd: config:", envErr)
-		os.Exit(2)
+	version := fs.Bool("version", false, "print the version and exit")
+	file := fs.String("config", os.Getenv("NOTIFY_CONFIG"), "config file of `name = value` lines (NOTIFY_CONFIG); flags win over it")
+	_ = fs.Parse(args)
+	if fs.NArg() > 0 {
+		fail(2, fmt.Errorf("unexpected argument %q (commands: config print)", fs.Arg(0)))
+	}
+	if *version {
+		fmt.Println("notifyd", node.Version)
+		return
+	}
+	err := envErr
+	if *file != "" {
+		err = errors.Join(err, node.ApplyFile(fs, *file))
+	}
+	if err != nil {
+		fail(2, fmt.Errorf("config: %w", err))
+	}
+	if printConfig {
+		node.PrintConfig(os.Stdout, fs)
+		if err := cfg.Defaults().Validate(); err != nil {
+			fail(2, fmt.Errorf("config: %w", err))
+		}
+		return
 	}
 	log := node.NewLogger(cfg)
 
@@ -28,11 +57,14 @@ func main() {
 	defer stop()
 	n, err := node.New(ctx, cfg, log)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "notifyd:", err)
-		os.Exit(2)
+		fail(2, err)
 	}
 	if err := n.Run(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "notifyd:", err)
-		os.Exit(1)
+		fail(1, err)
 	}
+}
+
+func fail(code int, err error) {
+	fmt.Fprintln(os.Stderr, "notifyd:", err)
+	os.Exit(code)
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -168,4 +170,72 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// ApplyFile sets, from a config file, every flag not given on the command
+// line. The file has one `name = value` per line, names as the flags'
+// (without dashes before them), `#` starting a comment. Unknown names and
+// bad values are errors naming the line.
+func ApplyFile(fs *flag.FlagSet, path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, value, ok := strings.Cut(line, "=")
+		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+		if !ok || name == "" {
+			return fmt.Errorf("config file %s:%d: want name = value", path, i+1)
+		}
+		value = strings.Trim(value, `"`)
+		if fs.Lookup(name) == nil || name == "config" {
+			return fmt.Errorf("config file %s:%d: unknown setting %q", path, i+1, name)
+		}
+		if given[name] {
+			continue // the command line wins
+		}
+		if err := fs.Set(name, value); err != nil {
+			return fmt.Errorf("config file %s:%d: %s: %w", path, i+1, name, err)
+		}
+	}
+	return nil
+}
+
+// secretFlags hold secrets, or URLs and DSNs that may embed a password.
+var secretFlags = map[string]bool{"jwt-secret": true}
+
+// PrintConfig writes the effective value of every flag, one `name = value`
+// per line (the config file format), with secrets masked.
+func PrintConfig(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		if f.Name == "config" {
+			return
+		}
+		v := f.Value.String()
+		switch {
+		case secretFlags[f.Name] && v != "":
+			v = "********"
+		case strings.Contains(v, "://"):
+			v = maskURL(v)
+		}
+		fmt.Fprintf(w, "%s = %s\n", f.Name, v)
+	})
+}
+
+// maskURL hides the password of a URL such as postgres://u:p@h/db.
+func maskURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
 }
