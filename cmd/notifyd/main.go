@@ -28,7 +28,7 @@ func main() {
 	fs := flag.NewFlagSet("notifyd", flag.ExitOnError)
 	envErr := cfg.BindFlags(fs)
 	version := fs.Bool("version", false, "print the version and exit")
-	file := fs.String("config", os.Getenv("NOTIFY_CONFIG"), "config file of `name = value` lines (NOTIFY_CONFIG); flags win over it")
+	file := fs.String("config", os.Getenv("NOTIFY_CONFIG"), "config file of name = value lines (NOTIFY_CONFIG); flags win over it")
 	_ = fs.Parse(args)
 	if fs.NArg() > 0 {
 		fail(2, fmt.Errorf("unexpected argument %q (commands: config print)", fs.Arg(0)))
