@@ -40,8 +40,8 @@ func ExampleClient_Publish() {
 
 	// The same publish again, with the same key, is not delivered twice.
 	key := notify.NewIdempotencyKey()
-	first, _ := c.Publish(ctx, &notifyv1.SystemAlert{Title: "disk full"}, notify.IdempotencyKey(key))
-	again, _ := c.Publish(ctx, &notifyv1.SystemAlert{Title: "disk full"}, notify.IdempotencyKey(key))
+	first, _ := c.Publish(ctx, &notifyv1.SystemAlert{Level: notifyv1.AlertLevel_ALERT_LEVEL_CRITICAL, Title: "disk full"}, notify.IdempotencyKey(key))
+	again, _ := c.Publish(ctx, &notifyv1.SystemAlert{Level: notifyv1.AlertLevel_ALERT_LEVEL_CRITICAL, Title: "disk full"}, notify.IdempotencyKey(key))
 	fmt.Println(first.Positions[0].Room, first.Positions[0].Offset, first.Duplicate)
 	fmt.Println(again.Positions[0].Room, again.Positions[0].Offset, again.Duplicate)
 	// Output:

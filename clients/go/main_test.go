@@ -133,6 +133,8 @@ func newNotifyd(extra ...string) (*notifyd, error) {
 		"--reconnect-delay-min", "50ms",
 		"--reconnect-delay-max", "200ms",
 		"--server-id", "sdk-test",
+		// Streams end at their token's exp, with no clock-skew leeway.
+		"--jwt-leeway", "-1s",
 		"--log-level", "warn",
 	}, extra...)
 	if err := n.start(); err != nil {

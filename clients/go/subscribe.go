@@ -323,10 +323,11 @@ func (s *Subscription) onConnected(c *notifyv1.Connected, sent map[string]bool) 
 		switch {
 		case !sent[st.Room]:
 			// Live from the room's top.
-			s.pos[st.Room] = Position{Offset: st.Offset, Epoch: st.Epoch}
+			s.pos[st.Room] = Position{Offset: st.StartOffset, Epoch: st.Epoch}
 		case !st.Recovered:
-			// Live from the top; what came between is lost to this stream.
-			s.pos[st.Room] = Position{Offset: st.Offset, Epoch: st.Epoch}
+			// From where the server starts (the top, or the first event of
+			// a new epoch it replays); what came between is lost.
+			s.pos[st.Room] = Position{Offset: st.StartOffset, Epoch: st.Epoch}
 			gaps = append(gaps, st)
 		}
 		// Recovered: the server replays from our position, which stands.

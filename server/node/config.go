@@ -39,6 +39,9 @@ type Config struct {
 	JWTIssuer string
 	// JWTAudience, when set, must be among the tokens' aud.
 	JWTAudience string
+	// JWTLeeway is the clock skew allowed on exp and nbf; a stream ends
+	// that long after its token's exp. Default 5s; negative: none.
+	JWTLeeway time.Duration
 
 	// HeartbeatInterval: idle time before a stream gets a heartbeat. Default 25s.
 	HeartbeatInterval time.Duration
@@ -136,6 +139,10 @@ func (c Config) Defaults() Config {
 		setStr(&h, "notifyd")
 		c.ServerID = h
 	}
+	if c.JWTLeeway == 0 {
+		c.JWTLeeway = 5 * time.Second
+	}
+	c.JWTLeeway = max(c.JWTLeeway, 0)
 	setDur(&c.HeartbeatInterval, 25*time.Second)
 	setInt(&c.QueueBytes, 1<<20)
 	setInt(&c.MaxRoomsPerStream, 32)

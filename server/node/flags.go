@@ -32,6 +32,7 @@ func (c *Config) BindFlags(fs *flag.FlagSet) error {
 	str(&c.JWTJWKSFile, "jwt-jwks-file", "", "JWKS file of RSA/EC public keys for RS256/ES256")
 	str(&c.JWTIssuer, "jwt-issuer", "", "required token issuer (iss)")
 	str(&c.JWTAudience, "jwt-audience", "", "required token audience (aud)")
+	dur(&c.JWTLeeway, "jwt-leeway", d.JWTLeeway, "clock skew allowed on exp and nbf (negative: none)")
 	dur(&c.HeartbeatInterval, "heartbeat-interval", d.HeartbeatInterval, "idle time before a stream heartbeat")
 	integer(&c.QueueBytes, "queue-bytes", d.QueueBytes, "bytes a slow stream may have queued before it is cut")
 	integer(&c.MaxRoomsPerStream, "max-rooms-per-stream", d.MaxRoomsPerStream, "rooms one stream may join")

@@ -373,8 +373,8 @@ func gtConnected(s *gtSub, c *notifyv1.Connected) {
 	for _, st := range c.Rooms {
 		last, had := s.pos[st.Room]
 		if !had {
-			if st.Recovered {
-				s.problem("%s recovered without a position", st.Room)
+			if st.Recovered || st.StartOffset != st.Offset {
+				s.problem("%s without a position: recovered=%v start %d, top %d", st.Room, st.Recovered, st.StartOffset, st.Offset)
 			}
 			s.expect[st.Room] = broker.Position{Offset: st.Offset, Epoch: st.Epoch}
 			continue
@@ -387,17 +387,21 @@ func gtConnected(s *gtSub, c *notifyv1.Connected) {
 			s.problem("%s recovered=%v, but from %d@%s to top %d@%s the history %s cover it",
 				st.Room, st.Recovered, last.Offset, last.Epoch, st.Offset, st.Epoch, map[bool]string{true: "could", false: "could not"}[coverable])
 		}
+		var want uint64
 		switch {
 		case st.Recovered:
-			s.expect[st.Room] = last
+			want = last.Offset
 		case last.Epoch != st.Epoch && st.Offset > 0 && st.Offset <= gtHistory:
 			// A lost epoch, but the new one is whole: it is replayed.
 			s.gaps++
-			s.expect[st.Room] = broker.Position{Epoch: st.Epoch}
 		default:
 			s.gaps++
-			s.expect[st.Room] = broker.Position{Offset: st.Offset, Epoch: st.Epoch}
+			want = st.Offset
 		}
+		if st.StartOffset != want {
+			s.problem("%s start_offset %d, want %d", st.Room, st.StartOffset, want)
+		}
+		s.expect[st.Room] = broker.Position{Offset: st.StartOffset, Epoch: st.Epoch}
 	}
 }
 

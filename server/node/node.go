@@ -34,9 +34,6 @@ import (
 	"github.com/maxloyalty/notify/server/store"
 )
 
-// tokenLeeway is the clock skew allowed on token exp and nbf.
-const tokenLeeway = 5 * time.Second
-
 // nodeBroker is what a node needs of its broker.
 type nodeBroker interface {
 	service.Broker
@@ -83,7 +80,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		JWKSFile:      cfg.JWTJWKSFile,
 		Issuer:        cfg.JWTIssuer,
 		Audience:      cfg.JWTAudience,
-		Leeway:        tokenLeeway,
+		Leeway:        cfg.JWTLeeway,
 	}
 	if cfg.JWTSecret == "" {
 		vcfg.HMACSecret = nil
@@ -167,7 +164,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		MaxBatch:          cfg.MaxBatch,
 		ReconnectDelayMin: cfg.ReconnectDelayMin,
 		ReconnectDelayMax: cfg.ReconnectDelayMax,
-		TokenLeeway:       tokenLeeway,
+		TokenLeeway:       cfg.JWTLeeway,
 		Metrics:           n.metrics,
 		Limits: service.Limits{
 			Publish: limit.NewPublishRate(cfg.PublishRate, cfg.PublishBurst),

@@ -177,6 +177,7 @@ func (s *Service) Subscribe(req *notifyv1.SubscribeRequest, stream grpc.ServerSt
 		switch {
 		case resume && h.Complete:
 			st.Recovered = true
+			st.StartOffset = p.Offset
 			w.last[name] = broker.Position{Offset: p.Offset, Epoch: h.Top.Epoch}
 			backlog = appendFrames(backlog, h.Messages)
 		case resume && p.Epoch != h.Top.Epoch && len(h.Messages) > 0 && h.Messages[0].Offset == 1:
@@ -189,6 +190,7 @@ func (s *Service) Subscribe(req *notifyv1.SubscribeRequest, stream grpc.ServerSt
 			// Live from the room's current top: what came before is either
 			// not wanted (no position) or lost to this stream (recovered=false).
 			w.last[name] = h.Top
+			st.StartOffset = h.Top.Offset
 		}
 		connected.Rooms[i] = st
 	}

@@ -768,7 +768,13 @@ type RoomState struct {
 	// True when the events after the client's position were replayed in full.
 	// False when a position was given but could not be honoured (its epoch
 	// differs or its events left the history): reload from the inbox.
-	Recovered     bool `protobuf:"varint,4,opt,name=recovered,proto3" json:"recovered,omitempty"`
+	Recovered bool `protobuf:"varint,4,opt,name=recovered,proto3" json:"recovered,omitempty"`
+	// The stream delivers this room's events after this offset, in epoch:
+	// the client's own position when recovered; otherwise 0 when the room's
+	// current epoch is replayed from its first event (the client's epoch was
+	// lost, the new one is whole), or the top offset. Set the room's position
+	// to (start_offset, epoch) on Connected.
+	StartOffset   uint64 `protobuf:"varint,5,opt,name=start_offset,json=startOffset,proto3" json:"start_offset,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -829,6 +835,13 @@ func (x *RoomState) GetRecovered() bool {
 		return x.Recovered
 	}
 	return false
+}
+
+func (x *RoomState) GetStartOffset() uint64 {
+	if x != nil {
+		return x.StartOffset
+	}
+	return 0
 }
 
 // Heartbeat is sent on a stream that has been idle for a heartbeat interval.
@@ -1717,12 +1730,13 @@ const file_notify_v1_notify_proto_rawDesc = "" +
 	"\x04role\x18\x02 \x01(\x0e2\x0f.notify.v1.RoleR\x04role\x12\x1b\n" +
 	"\tserver_id\x18\x03 \x01(\tR\bserverId\x12H\n" +
 	"\x12heartbeat_interval\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\x12*\n" +
-	"\x05rooms\x18\x05 \x03(\v2\x14.notify.v1.RoomStateR\x05rooms\"k\n" +
+	"\x05rooms\x18\x05 \x03(\v2\x14.notify.v1.RoomStateR\x05rooms\"\x8e\x01\n" +
 	"\tRoomState\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\tR\x05epoch\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x04R\x06offset\x12\x1c\n" +
-	"\trecovered\x18\x04 \x01(\bR\trecovered\";\n" +
+	"\trecovered\x18\x04 \x01(\bR\trecovered\x12!\n" +
+	"\fstart_offset\x18\x05 \x01(\x04R\vstartOffset\";\n" +
 	"\tHeartbeat\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xc0\x01\n" +
 	"\fDisconnected\x123\n" +
