@@ -50,9 +50,10 @@ type Redis struct {
 	handler Handler
 	lost    func(error)
 
-	mu      sync.Mutex
-	rooms   map[string]int             // room -> listeners on this node
-	waiters map[string][]chan struct{} // channel -> Listen calls awaiting confirmation
+	mu        sync.Mutex
+	rooms     map[string]int             // room -> listeners on this node
+	confirmed map[string]bool            // channel -> Redis confirmed the subscription on the current connection
+	waiters   map[string][]chan struct{} // channel -> Listen calls awaiting confirmation
 
 	stop chan struct{}
 	done chan struct{}
@@ -95,8 +96,9 @@ func NewRedis(ctx context.Context, cfg RedisConfig, h Handler, lost func(error))
 		client:  client,
 		handler: h,
 		lost:    lost,
-		rooms:   make(map[string]int),
-		waiters: make(map[string][]chan struct{}),
+		rooms:     make(map[string]int),
+		confirmed: make(map[string]bool),
+		waiters:   make(map[string][]chan struct{}),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
@@ -290,13 +292,16 @@ func parseEntry(room, epoch string, e any) (Message, bool) {
 }
 
 // Listen makes this node receive the room's messages; it returns once Redis
-// has confirmed the subscription, so that a history read afterwards leaves
-// no gap. Calls are counted; each must be paired with Unlisten.
+// has confirmed the subscription on the current Pub/Sub connection, so that
+// a history read afterwards leaves no gap (after a reconnection, the
+// resubscription must be confirmed again). Calls are counted; each must be
+// paired with Unlisten.
 func (r *Redis) Listen(ctx context.Context, room string) error {
 	ch := r.channel(room)
 	r.mu.Lock()
 	r.rooms[room]++
-	if r.rooms[room] > 1 {
+	first := r.rooms[room] == 1
+	if r.confirmed[ch] {
 		r.mu.Unlock()
 		return nil
 	}
@@ -304,9 +309,11 @@ func (r *Redis) Listen(ctx context.Context, room string) error {
 	r.waiters[ch] = append(r.waiters[ch], wait)
 	r.mu.Unlock()
 
-	if err := r.ps.Subscribe(ctx, ch); err != nil {
-		r.Unlisten(room)
-		return r.wrap(ctx, err)
+	if first {
+		if err := r.ps.Subscribe(ctx, ch); err != nil {
+			r.Unlisten(room)
+			return r.wrap(ctx, err)
+		}
 	}
 	t := time.NewTimer(r.cfg.ListenTimeout)
 	defer t.Stop()
@@ -329,6 +336,7 @@ func (r *Redis) Unlisten(room string) {
 	last := r.rooms[room] <= 0
 	if last {
 		delete(r.rooms, room)
+		delete(r.confirmed, r.channel(room))
 	}
 	r.mu.Unlock()
 	if last {
@@ -365,6 +373,11 @@ func (r *Redis) receive() {
 			if healthy {
 				healthy = false
 				r.cfg.Log.Warn("redis pub/sub connection lost", "err", err)
+				// Subscriptions must be confirmed again on the next
+				// connection before a Listen may trust them.
+				r.mu.Lock()
+				clear(r.confirmed)
+				r.mu.Unlock()
 				r.lost(fmt.Errorf("%w: %w", ErrUnavailable, err))
 			}
 			select {
@@ -380,14 +393,20 @@ func (r *Redis) receive() {
 		}
 		switch m := msg.(type) {
 		case *redis.Subscription:
-			if m.Kind == "subscribe" {
-				r.mu.Lock()
+			r.mu.Lock()
+			switch m.Kind {
+			case "subscribe":
+				if r.rooms[strings.TrimPrefix(m.Channel, r.cfg.Prefix+":ch:")] > 0 {
+					r.confirmed[m.Channel] = true
+				}
 				for _, w := range r.waiters[m.Channel] {
 					close(w)
 				}
 				delete(r.waiters, m.Channel)
-				r.mu.Unlock()
+			case "unsubscribe":
+				delete(r.confirmed, m.Channel)
 			}
+			r.mu.Unlock()
 		case *redis.Message:
 			if out, ok := r.decode(m); ok {
 				r.handler(out)
