@@ -51,8 +51,8 @@ func (s *Subscriber) Mute(types []int32, all bool) {
 	s.muted.Store(bits)
 }
 
-// wants reports whether f passes the subscriber's mutes.
-func (s *Subscriber) wants(f *Frame) bool {
+// Wants reports whether f passes the subscriber's mutes.
+func (s *Subscriber) Wants(f *Frame) bool {
 	bits := s.muted.Load()
 	if bits == 0 || f.Room == "" {
 		return true
@@ -79,7 +79,7 @@ func (s *Subscriber) Done() <-chan struct{} { return s.done }
 // push queues f, or closes the subscriber if f would overflow its bound;
 // it reports whether this push closed it.
 func (s *Subscriber) push(f *Frame) (overflowed bool) {
-	if !s.wants(f) {
+	if !s.Wants(f) {
 		return false
 	}
 	s.mu.Lock()

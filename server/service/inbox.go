@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
+	"github.com/maxloyalty/notify/server/access"
 	"github.com/maxloyalty/notify/server/auth"
 	"github.com/maxloyalty/notify/server/broker"
 	"github.com/maxloyalty/notify/server/hub"
@@ -44,18 +45,26 @@ const adminGroup = "group:admin"
 var ErrInboxWrite = errors.New("inbox write failed")
 
 // viewer is whose inbox a caller reads: their own, plus the admin group's
-// for admins.
-func viewer(c auth.Claims) store.Viewer {
+// for admins. Only a subject that is a valid id has an inbox: it can then
+// never be mistaken for a group such as "group:admin".
+func viewer(c auth.Claims) (store.Viewer, bool) {
+	if room.ValidID(c.Subject) != nil {
+		return store.Viewer{}, false
+	}
 	v := store.Viewer{UserID: c.Subject}
 	if c.Role == notifyv1.Role_ROLE_ADMIN {
 		v.Groups = []string{adminGroup}
 	}
-	return v
+	return v, true
 }
 
-// keys are the hub keys of a caller's streams: user id first, then groups.
+// keys are the hub keys of a caller's streams: user id first, then groups;
+// none for a subject that has no inbox.
 func keys(c auth.Claims) []string {
-	v := viewer(c)
+	v, ok := viewer(c)
+	if !ok {
+		return nil
+	}
 	return append([]string{v.UserID}, v.Groups...)
 }
 
@@ -213,7 +222,11 @@ func (x *InboxService) caller(ctx context.Context) (store.Viewer, error) {
 	if err != nil {
 		return store.Viewer{}, err
 	}
-	return viewer(c), nil
+	v, ok := viewer(c)
+	if !ok {
+		return store.Viewer{}, fmt.Errorf("%w: this token's subject has no inbox (a subject must be 1-64 characters of [A-Za-z0-9_-])", access.ErrDenied)
+	}
+	return v, nil
 }
 
 // ListNotifications implements InboxService.ListNotifications.
@@ -288,13 +301,15 @@ func (x *InboxService) mark(ctx context.Context, ids []string, read bool) (int64
 	return x.changed(ctx, v)
 }
 
-// changed pushes v's new unread count to its streams and returns it.
+// changed has v's new unread count pushed to its streams, by the one
+// goroutine that pushes counts (so pushes never overtake each other), and
+// returns it.
 func (x *InboxService) changed(ctx context.Context, v store.Viewer) (int64, error) {
+	x.svc.unread.mark(v.UserID)
 	n, err := x.svc.inbox.UnreadCount(ctx, v)
 	if err != nil {
 		return 0, inboxErr(err, "")
 	}
-	x.svc.hub.Notify(v.UserID, hub.NewUnreadFrame(n))
 	return n, nil
 }
 

@@ -127,15 +127,17 @@ func (s *Service) Subscribe(req *notifyv1.SubscribeRequest, stream grpc.ServerSt
 	for i, r := range rooms {
 		names[i] = r.String()
 	}
-	if s.inbox != nil {
-		prefs, err := s.inbox.Preferences(ctx, c.Subject)
+	s.hub.Join(sub, names, keys(c))
+	defer s.hub.Leave(sub)
+	if v, ok := viewer(c); ok && s.inbox != nil {
+		// After Join, so that an update made meanwhile reaches this stream;
+		// the writer applies the mutes too, to anything queued before.
+		prefs, err := s.inbox.Preferences(ctx, v.UserID)
 		if err != nil {
 			return toStatusErr(err)
 		}
 		applyPreferences(sub, prefs)
 	}
-	s.hub.Join(sub, names, keys(c))
-	defer s.hub.Leave(sub)
 	for _, r := range rooms {
 		s.cfg.Metrics.SubscriberJoined(r.Kind().String())
 		defer s.cfg.Metrics.SubscriberLeft(r.Kind().String())
@@ -153,6 +155,7 @@ func (s *Service) Subscribe(req *notifyv1.SubscribeRequest, stream grpc.ServerSt
 	}
 
 	w := &writer{
+		sub:     sub,
 		stream:  stream,
 		max:     s.cfg.MaxWriteBytes,
 		last:    make(map[string]broker.Position, len(rooms)),
@@ -200,9 +203,9 @@ func (s *Service) Subscribe(req *notifyv1.SubscribeRequest, stream grpc.ServerSt
 	if err := w.write(backlog, false); err != nil {
 		return err
 	}
-	if s.inbox != nil {
+	if v, ok := viewer(c); ok && s.inbox != nil {
 		// The badge starts right; later changes arrive as they happen.
-		n, err := s.inbox.UnreadCount(ctx, viewer(c))
+		n, err := s.inbox.UnreadCount(ctx, v)
 		if err != nil {
 			return toStatusErr(err)
 		}
@@ -307,6 +310,7 @@ func (s *Service) jitter() time.Duration {
 // last offset already sent in its room and coalescing the rest into writes
 // of at most max bytes.
 type writer struct {
+	sub     *hub.Subscriber
 	stream  grpc.ServerStreamingServer[notifyv1.SubscribeResponse]
 	max     int
 	last    map[string]broker.Position
@@ -324,6 +328,9 @@ func (w *writer) write(frames []*hub.Frame, live bool) error {
 		now = time.Now().UnixNano()
 	}
 	for _, f := range frames {
+		if !w.sub.Wants(f) {
+			continue // muted by the user's preferences
+		}
 		if f.Room != "" {
 			l, ok := w.last[f.Room]
 			if ok && f.Epoch == l.Epoch && f.Offset <= l.Offset {
