@@ -116,6 +116,10 @@ type Config struct {
 	// reloading the pair when the files change. Default: plaintext.
 	TLSCertFile, TLSKeyFile string
 
+	// HTTPReadHeaderTimeout bounds how long an HTTP client may take to send
+	// its request headers, so slow clients cannot hold sockets. Default 10s.
+	HTTPReadHeaderTimeout time.Duration
+
 	// AllowedOrigins lists browser origins allowed for grpc-web and REST,
 	// comma-separated in flags ("*": any). Default: none (same origin only).
 	AllowedOrigins []string
@@ -167,6 +171,7 @@ func (c Config) Defaults() Config {
 	setDur(&c.ShutdownDrain, 10*time.Second)
 	setDur(&c.ReconnectDelayMin, 500*time.Millisecond)
 	setDur(&c.ReconnectDelayMax, 5*time.Second)
+	setDur(&c.HTTPReadHeaderTimeout, 10*time.Second)
 	setDur(&c.KeepaliveTime, 30*time.Second)
 	setDur(&c.KeepaliveTimeout, 10*time.Second)
 	setDur(&c.MinPingInterval, 10*time.Second)

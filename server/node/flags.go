@@ -61,6 +61,7 @@ func (c *Config) BindFlags(fs *flag.FlagSet) error {
 	integer(&c.MaxConnections, "max-connections", 0, "open connections on each port (0: no bound)")
 	str(&c.TLSCertFile, "tls-cert-file", "", "TLS certificate (PEM) for both ports, reloaded on change")
 	str(&c.TLSKeyFile, "tls-key-file", "", "TLS private key (PEM) for both ports")
+	dur(&c.HTTPReadHeaderTimeout, "http-read-header-timeout", d.HTTPReadHeaderTimeout, "longest an HTTP client may take to send its headers")
 	list(&c.AllowedOrigins, "allowed-origins", "comma-separated browser origins allowed for grpc-web and REST (* for any)")
 	str(&c.WebDir, "web-dir", d.WebDir, "directory of the built web app served at / on the HTTP port")
 	str(&c.LogFormat, "log-format", d.LogFormat, "text or json")
