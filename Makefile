@@ -16,17 +16,35 @@ export NOTIFY_TEST_REDIS_URL NOTIFY_TEST_POSTGRES_DSN
 
 GO_TEST_FLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: all run build tools generate check-generated lint breaking test test-go services clean
+# The browser client (clients/web): npm packages pinned by its package-lock.json.
+WEB_DIR       := clients/web
+WEB_DEPS      := $(WEB_DIR)/node_modules/.deps-stamp
+WEB_SRC       := $(shell find $(WEB_DIR)/src $(WEB_DIR)/public -type f 2>/dev/null) \
+                 $(wildcard $(WEB_DIR)/index.html $(WEB_DIR)/vite.config.ts $(WEB_DIR)/tsconfig.json)
+# Absolute, so that check-generated can run buf in a temporary directory.
+PROTOC_GEN_ES := $(CURDIR)/$(WEB_DIR)/node_modules/.bin/protoc-gen-es
+
+.PHONY: all run build tools generate check-generated lint breaking test test-go services clean web-deps web test-web check-deploy
 
 all: build
 
-## run: start notifyd in dev mode (in-memory broker, dev token secret)
-run:
-	go run ./cmd/notifyd --dev
+## run: build the web app, then start notifyd in dev mode (in-memory broker,
+## dev token secret; the demo app at http://127.0.0.1:8080/)
+run: web
+	go run ./cmd/notifyd --dev --web-dir $(WEB_DIR)/dist
 
 ## build: build notifyd and notifyctl into bin/
 build:
 	go build -o bin/ ./cmd/...
+
+## bench: a short load run of every mode (a few seconds each, small sizes)
+## against a dev notifyd that notifybench starts on free ports and stops;
+## the full-size runs are in docs/PERFORMANCE.md
+.PHONY: bench
+bench:
+	@mkdir -p bin
+	go build -o bin/ ./cmd/notifyd ./cmd/notifybench
+	./bin/notifybench suite --spawn ./bin/notifyd --spawn-args "--queue-bytes 4194304"
 
 ## tools: build the pinned code generators into .bin/ when missing
 tools: .bin/buf .bin/protoc-gen-go .bin/protoc-gen-go-grpc .bin/protoc-gen-grpc-gateway .bin/protoc-gen-openapiv2
@@ -43,20 +61,22 @@ tools: .bin/buf .bin/protoc-gen-go .bin/protoc-gen-go-grpc .bin/protoc-gen-grpc-
 	go install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2@$(GRPC_GATEWAY_VERSION)
 
 ## generate: regenerate gen/ and the OpenAPI document from proto/ (offline)
-generate: tools
+generate: tools web-deps
 	buf format -w
-	rm -rf gen/notify gateway/openapi
+	rm -rf gen/notify gateway/openapi $(WEB_DIR)/src/gen
 	buf generate
 	cd gen && go mod tidy
 
 ## check-generated: fail when `make generate` would change anything
-check-generated: tools
+check-generated: tools web-deps
 	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
 	cp -r proto buf.yaml buf.gen.yaml $$tmp/ && mkdir -p $$tmp/gateway $$tmp/gen && cp gen/go.mod gen/go.sum $$tmp/gen/ && \
+	mkdir -p $$tmp/$(WEB_DIR)/node_modules/.bin && ln -s $(PROTOC_GEN_ES) $$tmp/$(WEB_DIR)/node_modules/.bin/protoc-gen-es && \
 	(cd $$tmp && buf generate) && \
 	diff -r $$tmp/gen gen && diff -r $$tmp/gateway/openapi gateway/openapi && \
+	diff -r $$tmp/$(WEB_DIR)/src/gen $(WEB_DIR)/src/gen && \
 	echo "generated code is up to date" || \
-	{ echo "gen/ is stale: run 'make generate' and commit the result" >&2; exit 1; }
+	{ echo "generated code (gen/, gateway/openapi, $(WEB_DIR)/src/gen) is stale: run 'make generate' and commit the result" >&2; exit 1; }
 
 ## lint: buf lint and format, gofmt, go vet
 lint: tools
@@ -73,16 +93,45 @@ breaking: tools
 		buf breaking --against '.git#ref=HEAD~1' && echo "no breaking change against HEAD~1"; \
 	else echo "breaking: no previous commit with a contract, nothing to compare"; fi
 
+## check-deploy: validate the nginx configuration for several nodes (nginx -t)
+check-deploy:
+	@command -v nginx >/dev/null || { [ "$${CI:-}" = true ] && apt-get update -qq && apt-get install -y -qq nginx-light >/dev/null; } || true
+	@if command -v nginx >/dev/null; then nginx -q -t -c $(CURDIR)/deploy/nginx/notify.conf && echo "deploy/nginx/notify.conf is valid"; \
+	else echo "check-deploy: nginx is not installed, skipped"; fi
+
 ## services: start Redis and PostgreSQL when they are not running
 services:
 	@bash .ci/services
 
 ## test: everything CI runs
-test: tools check-generated lint breaking services test-go
+test: tools check-generated lint breaking check-deploy services test-go test-web
 
 test-go:
 	go test $(GO_TEST_FLAGS) ./...
 	cd clients/go && go test $(GO_TEST_FLAGS) ./...
 
+## web-deps: npm ci in clients/web when node_modules is missing or the lockfile changed
+web-deps: $(WEB_DEPS)
+
+$(WEB_DEPS): $(WEB_DIR)/package-lock.json $(WEB_DIR)/package.json
+	cd $(WEB_DIR) && npm ci --no-audit --no-fund
+	touch $@
+
+## web: build the demo app into clients/web/dist when its sources changed
+web: $(WEB_DIR)/dist/index.html
+
+$(WEB_DIR)/dist/index.html: $(WEB_DEPS) $(WEB_SRC)
+	cd $(WEB_DIR) && npm run build
+
+## test-web: the web client's unit tests (vitest) and browser tests (playwright-core
+## with Debian's chromium, installed when missing) against a real notifyd
+test-web: web
+	@if [ ! -x /usr/bin/chromium ]; then \
+		echo "installing chromium (Debian package)"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	fi
+	cd $(WEB_DIR) && npm test
+	cd $(WEB_DIR) && npm run test:browser
+
 clean:
-	rm -rf bin
+	rm -rf bin $(WEB_DIR)/dist

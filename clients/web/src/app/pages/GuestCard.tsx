@@ -1,0 +1,135 @@
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { useMemo, useState } from "react";
+import { ActionType } from "../../gen/notify/v1/events_pb";
+import type { Event } from "../../gen/notify/v1/notify_pb";
+import { relativeTime } from "../../react/format";
+import { useNotifications, useNotifyEvent } from "../../react/useNotifications";
+import { now, publishAsService, randomId } from "../demo";
+import type { Session } from "../session";
+
+const pointsKinds = new Set(["pointsAdded", "pointsRedeemed", "pointsExpired"]);
+
+type Balance = { value: bigint; at: number; eventId: string };
+
+function balanceOf(ev: Event): Balance | undefined {
+  const p = ev.payload;
+  if (p.case !== "pointsAdded" && p.case !== "pointsRedeemed" && p.case !== "pointsExpired") return undefined;
+  const at = ev.publishTime ? timestampMs(ev.publishTime) : 0;
+  return { value: p.value.newBalance, at, eventId: ev.id };
+}
+
+export function GuestCard({ session }: { session: Session }) {
+  const n = useNotifications();
+  const [live, setLive] = useState<Balance>();
+  const [confirm, setConfirm] = useState("");
+  const [demoError, setDemoError] = useState("");
+
+  const onPoints = (_: unknown, env: Event) => {
+    const b = balanceOf(env);
+    if (b) setLive((cur) => (!cur || b.at >= cur.at ? b : cur));
+  };
+  useNotifyEvent("pointsAdded", onPoints);
+  useNotifyEvent("pointsRedeemed", onPoints);
+  useNotifyEvent("pointsExpired", onPoints);
+
+  const activity = useMemo(() => n.items.filter((i) => pointsKinds.has(i.kind)), [n.items]);
+  // The inbox is the source of truth after a reload or a gap; live events are newer.
+  const fromInbox = activity.length ? balanceOf(activity[0].event) : undefined;
+  const balance = live && (!fromInbox || live.at >= fromInbox.at) ? live : fromInbox;
+  const restaurantId = activity
+    .map((a) => (a.event.payload.case === "pointsAdded" ? a.event.payload.value.restaurantId : ""))
+    .find(Boolean);
+
+  const addPoints = async () => {
+    setDemoError("");
+    try {
+      const amount = 100n;
+      await publishAsService(n.client, {
+        idempotencyKey: randomId("demo-"),
+        payload: {
+          case: "pointsAdded",
+          value: {
+            guestId: session.sub,
+            cardId: `card-${session.sub}`,
+            restaurantId: restaurantId || "r1",
+            restaurantName: "Chez Max",
+            amount,
+            newBalance: (balance?.value ?? 0n) + amount,
+            transactionId: randomId("t"),
+            description: "Lunch",
+            occurredAt: now(),
+          },
+        },
+      });
+    } catch (err) {
+      setDemoError(err instanceof Error ? err.message : String(err));
+    }
+  };
+
+  const confirmRedemption = async () => {
+    const actionId = randomId("act-");
+    setConfirm(n.client.state === "connected" ? "Sending…" : "Queued: sent when back online");
+    try {
+      const res = await n.client.confirmAction({
+        actionId,
+        action: ActionType.POINTS_REDEEM,
+        amount: 50n,
+        restaurantId: restaurantId || "r1",
+      });
+      setConfirm(`Confirmed (${res.eventId.slice(0, 8)}…)`);
+    } catch (err) {
+      setConfirm(`Failed: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  };
+
+  return (
+    <div className="grid">
+      <section className="card loyalty-card" aria-labelledby="card-title">
+        <h1 id="card-title">My loyalty card</h1>
+        <p className="muted">Guest {session.sub}</p>
+        <div className="balance">
+          <span className="balance__value" data-testid="points-balance" data-event-id={balance?.eventId ?? ""}>
+            {balance ? Number(balance.value).toLocaleString("en-US") : "—"}
+          </span>
+          <span className="balance__unit">points</span>
+        </div>
+        <p className="muted small">{n.isConnected ? "Updates live." : n.connection === "disconnected" ? "Live updates are off." : "Waiting for the connection…"}</p>
+        <div className="actions">
+          <button type="button" className="btn" onClick={() => void confirmRedemption()} data-testid="confirm-redemption">
+            Confirm a 50-point redemption
+          </button>
+          <button type="button" className="btn btn--ghost" onClick={() => void addPoints()} data-testid="demo-add-points">
+            Demo: add 100 points
+          </button>
+        </div>
+        {confirm && (
+          <p className="small" data-testid="confirm-status" role="status">
+            {confirm}
+          </p>
+        )}
+        {demoError && (
+          <p className="error small" role="alert">
+            {demoError}
+          </p>
+        )}
+      </section>
+      <section className="card" aria-labelledby="activity-title">
+        <h2 id="activity-title">Recent activity</h2>
+        {activity.length === 0 ? (
+          <p className="muted" data-testid="activity-empty">
+            No points activity yet.
+          </p>
+        ) : (
+          <ul className="feed" data-testid="activity-list">
+            {activity.slice(0, 20).map((a) => (
+              <li key={a.id} data-testid="activity-item" data-event-id={a.eventId} className={`feed__item feed__item--${a.tone}`}>
+                <strong>{a.title}</strong> <span className="muted">{a.message}</span>
+                <time className="muted small">{relativeTime(a.time)}</time>
+              </li>
+            ))}
+          </ul>
+        )}
+      </section>
+    </div>
+  );
+}

@@ -1,0 +1,7 @@
+export { NotifyProvider, useNotify } from "./context";
+export { useConnectionState, useNotifications, useNotifyEvent, useNotifyGap } from "./useNotifications";
+export { NotificationCenter } from "./NotificationCenter";
+export type { NotificationCenterProps } from "./NotificationCenter";
+export { ToastContainer } from "./ToastContainer";
+export type { ToastContainerProps } from "./ToastContainer";
+export { badgeText, relativeTime } from "./format";

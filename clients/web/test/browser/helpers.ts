@@ -1,0 +1,227 @@
+// Browser tests run the built app (clients/web/dist) in Debian's Chromium,
+// through playwright-core, against a real notifyd built from this checkout.
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium, type Browser, type Page } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const webDir = resolve(here, "../..");
+export const repoRoot = resolve(webDir, "../..");
+export const distDir = join(webDir, "dist");
+export const artifacts = join(webDir, "test-artifacts");
+
+export const chromiumPath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const chromiumArgs = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--no-first-run",
+  "--disable-quic",
+];
+
+/** Resolves when check returns a truthy value; fails after timeoutMs with what. */
+export async function until<T>(what: string, check: () => T | Promise<T>, timeoutMs = 15_000, everyMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ""}`);
+    }
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** A free TCP port on 127.0.0.1. */
+export function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      srv.close(() => (addr && typeof addr === "object" ? resolvePort(addr.port) : reject(new Error("no port"))));
+    });
+  });
+}
+
+/** Builds notifyd from this checkout into a temporary directory. */
+export function buildNotifyd(): { bin: string; tmp: string } {
+  if (!existsSync(join(distDir, "index.html"))) {
+    throw new Error(`${distDir} has no index.html: build the app first (make web, or npm run build)`);
+  }
+  if (!existsSync(chromiumPath)) {
+    throw new Error(`no Chromium at ${chromiumPath}: apt-get install -y chromium (make test-web does it)`);
+  }
+  const tmp = mkdtempSync(join(tmpdir(), "notify-web-e2e-"));
+  const bin = join(tmp, "notifyd");
+  const res = spawnSync("go", ["build", "-o", bin, "./cmd/notifyd"], { cwd: repoRoot, stdio: "inherit", timeout: 600_000 });
+  if (res.status !== 0) throw new Error(`go build ./cmd/notifyd failed (${res.status ?? res.signal ?? res.error})`);
+  return { bin, tmp };
+}
+
+export function launchChromium(): Promise<Browser> {
+  return chromium.launch({ executablePath: chromiumPath, args: chromiumArgs, headless: true, timeout: 60_000 });
+}
+
+/** A notifyd process with fixed ports and data directory, so that it can be restarted. */
+export class Notifyd {
+  private proc?: ChildProcess;
+  private exited?: Promise<void>;
+  readonly base: string;
+  private starts = 0;
+
+  constructor(
+    private readonly bin: string,
+    readonly httpPort: number,
+    readonly grpcPort: number,
+    readonly dataDir: string,
+    private readonly name: string,
+  ) {
+    this.base = `http://127.0.0.1:${httpPort}`;
+  }
+
+  static async create(bin: string, tmp: string, name: string): Promise<Notifyd> {
+    const dataDir = join(tmp, `data-${name}`);
+    rmSync(dataDir, { recursive: true, force: true });
+    mkdirSync(dataDir, { recursive: true });
+    return new Notifyd(bin, await freePort(), await freePort(), dataDir, name);
+  }
+
+  async start(): Promise<void> {
+    mkdirSync(artifacts, { recursive: true });
+    const log = createWriteStream(join(artifacts, `notifyd-${this.name}.log`), { flags: this.starts++ ? "a" : "w" });
+    const args = [
+      "--dev",
+      "--grpc-addr",
+      `127.0.0.1:${this.grpcPort}`,
+      "--http-addr",
+      `127.0.0.1:${this.httpPort}`,
+      "--data-dir",
+      this.dataDir,
+      "--web-dir",
+      distDir,
+      "--reconnect-delay-min",
+      "100ms",
+      "--reconnect-delay-max",
+      "300ms",
+      "--shutdown-drain",
+      "5s",
+      "--log-level",
+      "debug",
+    ];
+    const p = spawn(this.bin, args, { stdio: ["ignore", "pipe", "pipe"] });
+    p.stdout!.pipe(log, { end: false });
+    p.stderr!.pipe(log, { end: false });
+    this.proc = p;
+    this.exited = new Promise((r) => p.once("exit", () => r()));
+    await until(
+      `notifyd ${this.name} ready on ${this.base}`,
+      async () => {
+        if (p.exitCode !== null) throw new Error(`notifyd exited with ${p.exitCode}: see test-artifacts/notifyd-${this.name}.log`);
+        const res = await fetch(`${this.base}/readyz`, { signal: AbortSignal.timeout(1000) });
+        return res.ok;
+      },
+      20_000,
+    );
+  }
+
+  /** SIGTERM, then wait for the exit (SIGKILL after timeoutMs). */
+  async stop(timeoutMs = 15_000): Promise<void> {
+    const p = this.proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    p.kill("SIGTERM");
+    const killed = await Promise.race([this.exited!.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), timeoutMs))]);
+    if (killed) {
+      p.kill("SIGKILL");
+      await this.exited;
+      throw new Error(`notifyd ${this.name} did not stop within ${timeoutMs}ms of SIGTERM`);
+    }
+  }
+
+  /** Kills without waiting for a graceful stop (cleanup). */
+  kill(): void {
+    if (this.proc && this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill("SIGKILL");
+  }
+
+  async token(body: { role: string; sub: string; restaurantId?: string }): Promise<string> {
+    const res = await fetch(`${this.base}/dev/token`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(5000),
+    });
+    if (!res.ok) throw new Error(`POST /dev/token: ${res.status} ${await res.text()}`);
+    return ((await res.json()) as { token: string }).token;
+  }
+
+  /** Publishes an event over REST (POST /v1/events) with a service token; returns the event id. */
+  async publish(event: Record<string, unknown>): Promise<string> {
+    const svc = await this.token({ role: "service", sub: "loyalty-backend" });
+    const res = await fetch(`${this.base}/v1/events`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${svc}`, "Content-Type": "application/json" },
+      body: JSON.stringify(event),
+      signal: AbortSignal.timeout(5000),
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`POST /v1/events: ${res.status} ${text}`);
+    return (JSON.parse(text) as { eventId: string }).eventId;
+  }
+}
+
+export function pointsAdded(guestId: string, amount: number, newBalance: number, description = "Lunch") {
+  return {
+    pointsAdded: {
+      guestId,
+      cardId: `card-${guestId}`,
+      restaurantId: "r1",
+      restaurantName: "Chez Max",
+      amount,
+      newBalance,
+      transactionId: `t-${guestId}-${newBalance}`,
+      description,
+    },
+  };
+}
+
+export async function screenshot(page: Page, name: string): Promise<void> {
+  mkdirSync(artifacts, { recursive: true });
+  await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true, timeout: 10_000 }).catch(() => {});
+}
+
+/** The data-state of the connection badge. */
+export function connectionState(page: Page): Promise<string | null> {
+  return page.getByTestId("connection-state").getAttribute("data-state", { timeout: 2000 });
+}
+
+export async function waitConnection(page: Page, state: string, timeoutMs = 20_000): Promise<void> {
+  await page.locator(`[data-testid="connection-state"][data-state="${state}"]`).waitFor({ timeout: timeoutMs });
+}
+
+/** The unread badge's text, or "" when it is not shown. */
+export async function badge(page: Page): Promise<string> {
+  const b = page.getByTestId("unread-badge");
+  return (await b.count()) ? ((await b.textContent({ timeout: 2000 })) ?? "") : "";
+}
+
+/** The event ids of the notification center's entries, opening it if needed. */
+export async function centerEventIds(page: Page): Promise<string[]> {
+  if ((await page.getByTestId("notification-panel").count()) === 0) {
+    await page.getByTestId("notification-bell").click({ timeout: 5000 });
+    await page.getByTestId("notification-panel").waitFor({ timeout: 5000 });
+  }
+  return page.getByTestId("notification-item").evaluateAll((els) => els.map((e) => e.getAttribute("data-event-id") ?? ""));
+}

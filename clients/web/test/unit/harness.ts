@@ -1,0 +1,214 @@
+// A scripted notify server on Connect's in-memory router transport: each
+// Subscribe call is a Stream the test feeds message by message.
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { Code, ConnectError, createRouterTransport, type HandlerContext } from "@connectrpc/connect";
+import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import {
+  InboxService,
+  NotificationSchema,
+  type Notification,
+} from "../../src/gen/notify/v1/inbox_pb";
+import {
+  EventSchema,
+  NotificationService,
+  SubscribeResponseSchema,
+  type ConfirmActionRequest,
+  type Event,
+  type SubscribeRequest,
+  type SubscribeResponse,
+} from "../../src/gen/notify/v1/notify_pb";
+import { ErrorInfoSchema } from "../../src/lib/errors";
+
+/** One Subscribe call, driven by the test. */
+export class Stream {
+  readonly req: SubscribeRequest;
+  readonly headers: Headers;
+  private items: (SubscribeResponse | ConnectError | null)[] = [];
+  private waiter?: () => void;
+  closedByClient = false;
+
+  constructor(req: SubscribeRequest, headers: Headers) {
+    this.req = req;
+    this.headers = headers;
+  }
+
+  send(msg: MessageInitShape<typeof SubscribeResponseSchema>): this {
+    this.push(create(SubscribeResponseSchema, msg));
+    return this;
+  }
+
+  connected(
+    rooms: { room: string; epoch: string; offset: bigint | number; recovered?: boolean; startOffset?: bigint | number }[],
+    heartbeatMs = 25_000,
+  ): this {
+    return this.send({
+      control: {
+        case: "connected",
+        value: {
+          userId: "g1",
+          serverId: "test",
+          heartbeatInterval: durationFromMs(heartbeatMs),
+          rooms: rooms.map((r) => ({ ...r, offset: BigInt(r.offset), recovered: r.recovered ?? false, startOffset: BigInt(r.startOffset ?? r.offset) })),
+        },
+      },
+    });
+  }
+
+  events(...evs: Event[]): this {
+    return this.send({ events: evs });
+  }
+
+  unread(count: number): this {
+    return this.send({ control: { case: "unread", value: { count: BigInt(count) } } });
+  }
+
+  disconnected(reconnectDelayMs: number): this {
+    return this.send({
+      control: { case: "disconnected", value: { reason: 1, reconnectDelay: durationFromMs(reconnectDelayMs) } },
+    });
+  }
+
+  /** Ends the stream: with an error, or cleanly. */
+  end(err?: ConnectError): void {
+    this.push(err ?? null);
+  }
+
+  private push(x: SubscribeResponse | ConnectError | null): void {
+    this.items.push(x);
+    this.waiter?.();
+  }
+
+  async *run(signal: AbortSignal): AsyncIterable<SubscribeResponse> {
+    const aborted = new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
+    for (;;) {
+      while (this.items.length === 0) {
+        if (signal.aborted) {
+          this.closedByClient = true;
+          return;
+        }
+        await Promise.race([new Promise<void>((r) => (this.waiter = r)), aborted]);
+      }
+      const x = this.items.shift()!;
+      if (x === null) return;
+      if (x instanceof ConnectError) throw x;
+      yield x;
+    }
+  }
+}
+
+/** A ConnectError with notify's ErrorInfo detail. */
+export function statusError(code: Code, reason: string, message = reason.toLowerCase()): ConnectError {
+  return new ConnectError(message, code, undefined, [{ desc: ErrorInfoSchema, value: { reason, domain: "notify" } as never }]);
+}
+
+export function pointsAdded(room: string, offset: number, epoch: string, id = `ev-${room}-${epoch}-${offset}`, amount = 10): Event {
+  return create(EventSchema, {
+    id,
+    room,
+    offset: BigInt(offset),
+    epoch,
+    publishTime: timestampFromMs(Date.now()),
+    payload: { case: "pointsAdded", value: { guestId: "g1", amount: BigInt(amount), newBalance: BigInt(100 + offset) } },
+  });
+}
+
+export type UnaryCall = { method: string; req: unknown; auth: string | null };
+
+/** The fake server: streams, unary calls, and an inbox. */
+export class FakeServer {
+  streams: Stream[] = [];
+  calls: UnaryCall[] = [];
+  inbox: Notification[] = [];
+  /** Errors to answer the next unary calls with, in order (undefined: answer normally). */
+  failNext: (ConnectError | undefined)[] = [];
+  private streamWaiters: (() => void)[] = [];
+
+  readonly transport = createRouterTransport(({ service }) => {
+    service(NotificationService, {
+      subscribe: (req: SubscribeRequest, ctx: HandlerContext) => {
+        const s = new Stream(req, ctx.requestHeader);
+        this.streams.push(s);
+        this.streamWaiters.splice(0).forEach((w) => w());
+        return s.run(ctx.signal);
+      },
+      confirmAction: async (req: ConfirmActionRequest, ctx: HandlerContext) => {
+        this.unary("confirmAction", req, ctx);
+        return { eventId: `confirm-${req.actionId}` };
+      },
+      publish: async (req, ctx) => {
+        this.unary("publish", req, ctx);
+        return { eventId: "p1" };
+      },
+    });
+    service(InboxService, {
+      markRead: async (req, ctx) => {
+        this.unary("markRead", req, ctx);
+        for (const n of this.inbox) if (req.ids.includes(n.id)) n.read = true;
+        return { unreadCount: this.unreadCount() };
+      },
+      markAllRead: async (req, ctx) => {
+        this.unary("markAllRead", req, ctx);
+        const marked = this.inbox.filter((n) => !n.read).length;
+        this.inbox.forEach((n) => (n.read = true));
+        return { marked: BigInt(marked), unreadCount: 0n };
+      },
+      deleteNotification: async (req, ctx) => {
+        this.unary("deleteNotification", req, ctx);
+        this.inbox = this.inbox.filter((n) => n.id !== req.id);
+        return { unreadCount: this.unreadCount() };
+      },
+      listNotifications: async (req, ctx) => {
+        this.unary("listNotifications", req, ctx);
+        const sorted = [...this.inbox].sort((a, b) => Number(b.id) - Number(a.id));
+        const start = req.pageToken ? Number(req.pageToken) : 0;
+        const size = req.pageSize || 50;
+        const page = sorted.slice(start, start + size);
+        const next = start + size < sorted.length ? String(start + size) : "";
+        return { notifications: page, nextPageToken: next, unreadCount: this.unreadCount() };
+      },
+      getPreferences: async (req, ctx) => {
+        this.unary("getPreferences", req, ctx);
+        return { preferences: { enabled: true, sound: true } };
+      },
+    });
+  });
+
+  private unary(method: string, req: unknown, ctx: HandlerContext): void {
+    this.calls.push({ method, req, auth: ctx.requestHeader.get("authorization") });
+    const err = this.failNext.shift();
+    if (err) throw err;
+  }
+
+  unreadCount(): bigint {
+    return BigInt(this.inbox.filter((n) => !n.read).length);
+  }
+
+  /** Adds an inbox row for ev (ids count up, like notifyd's). */
+  addToInbox(ev: Event): Notification {
+    const n = create(NotificationSchema, {
+      id: String(this.inbox.length + 1),
+      event: ev,
+      read: false,
+      createTime: ev.publishTime,
+      eventType: 1,
+    });
+    this.inbox.push(n);
+    return n;
+  }
+
+  /** Resolves when the n-th Subscribe call (1-based) has arrived. */
+  async waitStreams(n: number): Promise<Stream> {
+    while (this.streams.length < n) await new Promise<void>((r) => this.streamWaiters.push(r));
+    return this.streams[n - 1];
+  }
+
+  methods(): string[] {
+    return this.calls.map((c) => c.method);
+  }
+}
+
+/** Lets pending promise callbacks run (the router transport is all promises). */
+export async function settle(rounds = 20): Promise<void> {
+  for (let i = 0; i < rounds; i++) await Promise.resolve();
+  await new Promise<void>((r) => setImmediate(r));
+}
