@@ -15,6 +15,7 @@ NOTIFY_TEST_POSTGRES_DSN ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disa
 export NOTIFY_TEST_REDIS_URL NOTIFY_TEST_POSTGRES_DSN
 
 GO_TEST_FLAGS ?= -race -count=1 -timeout 15m
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
 # The browser client (clients/web): npm packages pinned by its package-lock.json.
 WEB_DIR       := clients/web
@@ -35,7 +36,7 @@ run: web
 
 ## build: build notifyd and notifyctl into bin/
 build:
-	go build -o bin/ ./cmd/...
+	go build -ldflags "-X github.com/maxloyalty/notify/server/node.Version=$(VERSION)" -o bin/ ./cmd/...
 
 ## bench: a short load run of every mode (a few seconds each, small sizes)
 ## against a dev notifyd that notifybench starts on free ports and stops;
