@@ -1,9 +1,11 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	_ "embed"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -149,6 +151,23 @@ func limitBody(max int64, next http.Handler) http.Handler {
 			w.WriteHeader(http.StatusRequestEntityTooLarge)
 			fmt.Fprintf(w, `{"code":8,"message":"request body of %d bytes is larger than %d"}`+"\n", r.ContentLength, max)
 			return
+		}
+		if r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody {
+			// Chunked: read up to the bound here, so an oversized body gets
+			// the same 413 as one that announced its length.
+			b, err := io.ReadAll(io.LimitReader(r.Body, max+1))
+			if err != nil {
+				http.Error(w, "reading the request body: "+err.Error(), http.StatusBadRequest)
+				return
+			}
+			if int64(len(b)) > max {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusRequestEntityTooLarge)
+				fmt.Fprintf(w, `{"code":8,"message":"request body larger than %d bytes"}`+"\n", max)
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(b))
+			r.ContentLength = int64(len(b))
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, max)
 		next.ServeHTTP(w, r)

@@ -230,5 +230,6 @@ func (m *Metrics) BrokerError(op string) { m.brokerErrors.WithLabelValues(op).In
 func (m *Metrics) StoreError(op string) { m.storeErrors.WithLabelValues(op).Inc() }
 
 // LimitRejected counts a refusal by a limit; limit is a constant such as
-// "publish_rate", "streams" or "connections".
+// "publish_rate", "streams", "rooms", "batch_size", "conn_rate" or
+// "max_connections".
 func (m *Metrics) LimitRejected(limit string) { m.limitRejections.WithLabelValues(limit).Inc() }

@@ -233,7 +233,13 @@ func (n *Node) listen(addr string) (net.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := []limit.Option{limit.OnReject(func(reason string) { n.metrics.LimitRejected(strings.ToLower(reason)) })}
+	opts := []limit.Option{limit.OnReject(func(reason string) {
+		if reason == limit.ReasonTooManyConnections {
+			n.metrics.LimitRejected("max_connections")
+		} else {
+			n.metrics.LimitRejected("conn_rate")
+		}
+	})}
 	if n.cfg.MaxConnections > 0 {
 		opts = append(opts, limit.MaxConns(n.cfg.MaxConnections))
 	}

@@ -213,6 +213,8 @@ func (s *Service) Subscribe(req *notifyv1.SubscribeRequest, stream grpc.ServerSt
 			return err
 		}
 	}
+	w.live = true
+	defer w.close()
 	return s.run(c, sub, w)
 }
 
@@ -250,6 +252,9 @@ func (s *Service) run(c auth.Claims, sub *hub.Subscriber, w *writer) error {
 			return Status(errTokenExpired, nil).Err()
 		case <-heartbeat.C:
 			if err := w.heartbeat(); err != nil {
+				if errors.Is(err, errAbandoned) {
+					return s.abandon(sub, w)
+				}
 				return err
 			}
 			heartbeat.Reset(s.cfg.HeartbeatInterval)
@@ -260,6 +265,9 @@ func (s *Service) run(c auth.Claims, sub *hub.Subscriber, w *writer) error {
 		frames, closed = sub.Take(frames[:0])
 		if len(frames) > 0 {
 			if err := w.write(frames, true); err != nil {
+				if errors.Is(err, errAbandoned) {
+					return s.abandon(sub, w)
+				}
 				return err
 			}
 			clear(frames)
@@ -272,6 +280,27 @@ func (s *Service) run(c auth.Claims, sub *hub.Subscriber, w *writer) error {
 			return s.end(w, closed)
 		}
 	}
+}
+
+// abandon ends a stream whose client stopped reading. No Disconnected can
+// be written (the stream is stuck on flow control): the status carries the
+// last positions delivered, and reaches the client after what it buffered.
+func (s *Service) abandon(sub *hub.Subscriber, w *writer) error {
+	s.cfg.Metrics.SlowConsumer()
+	if n := sub.Dropped(); n > 0 {
+		s.cfg.Metrics.QueueDropped(n)
+	}
+	return Status(hub.ErrSlowConsumer, positionsMeta(w.positions())).Err()
+}
+
+// positionsMeta carries positions in ErrorInfo metadata: room (with "." for
+// ":", which metadata keys cannot hold) -> "epoch/offset".
+func positionsMeta(ps []*notifyv1.StreamPosition) map[string]string {
+	meta := make(map[string]string, len(ps))
+	for _, p := range ps {
+		meta[metaKey(p.Room)] = p.Epoch + "/" + itoa64(p.Offset)
+	}
+	return meta
 }
 
 // end tells the client why its stream ends and returns the final status.
@@ -289,11 +318,7 @@ func (s *Service) end(w *writer, reason error) error {
 		d.ReconnectDelay = durationpb.New(s.jitter())
 	}
 	_ = w.disconnected(d)
-	meta := make(map[string]string, len(d.Positions))
-	for _, p := range d.Positions {
-		meta[metaKey(p.Room)] = p.Epoch + "/" + itoa64(p.Offset)
-	}
-	return Status(reason, meta).Err()
+	return Status(reason, positionsMeta(d.Positions)).Err()
 }
 
 // jitter picks a reconnect delay in [ReconnectDelayMin, ReconnectDelayMax]
@@ -316,6 +341,83 @@ type writer struct {
 	last    map[string]broker.Position
 	batch   []*hub.Frame
 	metrics Metrics
+	snd     *sender // nil until the first send, and again after it idles out
+	live    bool    // sends go through snd (set once the stream is replayed)
+}
+
+// errAbandoned ends a stream whose client stopped reading: its send is
+// blocked on flow control and the hub cut it for overflowing its queue.
+var errAbandoned = fmt.Errorf("%w: the client stopped reading", hub.ErrSlowConsumer)
+
+// senderIdle is how long a sender goroutine waits for work before it exits,
+// so that idle streams cost one goroutine, not two.
+const senderIdle = 30 * time.Second
+
+// sender makes a stream's SendMsg calls on a goroutine of its own, one at a
+// time, while the handler waits for each result or for the hub to cut the
+// stream: a client that stops reading blocks SendMsg on HTTP/2 flow control,
+// and the handler must still be able to end the stream.
+type sender struct {
+	work   chan any
+	result chan error
+	exited chan struct{} // closed when the goroutine has gone idle and exited
+	quit   chan struct{} // closed by the handler when the stream ends
+}
+
+func (s *sender) loop(stream grpc.ServerStream) {
+	idle := time.NewTimer(senderIdle)
+	defer idle.Stop()
+	for {
+		select {
+		case m := <-s.work:
+			s.result <- stream.SendMsg(m)
+			idle.Reset(senderIdle)
+		case <-idle.C:
+			close(s.exited)
+			return
+		case <-s.quit:
+			return
+		}
+	}
+}
+
+// send sends m. Before the stream goes live it sends directly; afterwards
+// through the sender goroutine, returning errAbandoned as soon as the hub
+// cuts a subscriber whose send is stuck.
+func (w *writer) send(m any) error {
+	if !w.live {
+		return w.stream.SendMsg(m)
+	}
+	for {
+		if w.snd == nil {
+			w.snd = &sender{work: make(chan any), result: make(chan error, 1), exited: make(chan struct{}), quit: make(chan struct{})}
+			go w.snd.loop(w.stream)
+		}
+		select {
+		case w.snd.work <- m:
+		case <-w.snd.exited:
+			w.snd = nil // it idled out just now: start another
+			continue
+		}
+		break
+	}
+	select {
+	case err := <-w.snd.result:
+		return err
+	case <-w.sub.Done():
+		if errors.Is(w.sub.Err(), hub.ErrSlowConsumer) {
+			return errAbandoned
+		}
+		return <-w.snd.result
+	}
+}
+
+// close stops the sender goroutine; a send still stuck in it fails once
+// the stream has ended.
+func (w *writer) close() {
+	if w.snd != nil {
+		close(w.snd.quit)
+	}
 }
 
 // write sends frames; live frames count as deliveries, with their latency
@@ -372,19 +474,19 @@ func (w *writer) flush(size int) error {
 	}
 	clear(w.batch)
 	w.batch = w.batch[:0]
-	return w.stream.SendMsg(&rawResponse{buf: buf})
+	return w.send(&rawResponse{buf: buf})
 }
 
 // heartbeat sends a Heartbeat.
 func (w *writer) heartbeat() error {
-	return w.stream.Send(&notifyv1.SubscribeResponse{Control: &notifyv1.SubscribeResponse_Heartbeat{
+	return w.send(&notifyv1.SubscribeResponse{Control: &notifyv1.SubscribeResponse_Heartbeat{
 		Heartbeat: &notifyv1.Heartbeat{Time: timestamppb.Now()},
 	}})
 }
 
 // disconnected sends d, the stream's last message.
 func (w *writer) disconnected(d *notifyv1.Disconnected) error {
-	return w.stream.Send(&notifyv1.SubscribeResponse{Control: &notifyv1.SubscribeResponse_Disconnected{Disconnected: d}})
+	return w.send(&notifyv1.SubscribeResponse{Control: &notifyv1.SubscribeResponse_Disconnected{Disconnected: d}})
 }
 
 func (w *writer) positions() []*notifyv1.StreamPosition {
