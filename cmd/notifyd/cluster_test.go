@@ -398,7 +398,7 @@ func startNginx(t *testing.T, nodes []*daemon) *balancer {
 		"127.0.0.1:9090": nodes[0].grpcAddr, "127.0.0.1:9091": nodes[1].grpcAddr,
 		"127.0.0.1:8080": nodes[0].httpAddr, "127.0.0.1:8081": nodes[1].httpAddr,
 		"127.0.0.1:9443": lb.grpcAddr, "127.0.0.1:8443": lb.httpAddr,
-		"/tmp/notify-nginx.pid": filepath.Join(dir, "nginx.pid"),
+		"/tmp/notify-nginx.pid":  filepath.Join(dir, "nginx.pid"),
 		"worker_processes auto;": "worker_processes 1;\ndaemon off;",
 	} {
 		if !strings.Contains(s, old) {

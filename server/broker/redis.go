@@ -92,15 +92,15 @@ func NewRedis(ctx context.Context, cfg RedisConfig, h Handler, lost func(error))
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	r := &Redis{
-		cfg:     cfg,
-		client:  client,
-		handler: h,
-		lost:    lost,
+		cfg:       cfg,
+		client:    client,
+		handler:   h,
+		lost:      lost,
 		rooms:     make(map[string]int),
 		confirmed: make(map[string]bool),
 		waiters:   make(map[string][]chan struct{}),
-		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
 	}
 	r.ps = client.Subscribe(context.Background())
 	go r.receive()

@@ -986,8 +986,8 @@ func TestLimitConnRate(t *testing.T) {
 	}
 
 	m := opsScrape(t, ctx, http.DefaultClient, base)
-	if v := m.must(t, "notify_limit_rejections_total", "limit", "rate_limited"); v < 1 {
-		t.Errorf(`limit_rejections_total{limit="rate_limited"} = %v, want >= 1`, v)
+	if v := m.must(t, "notify_limit_rejections_total", "limit", "conn_rate"); v < 1 {
+		t.Errorf(`limit_rejections_total{limit="conn_rate"} = %v, want >= 1`, v)
 	}
 
 	// The bucket refills: a new connection is admitted again, bounded.
@@ -1030,8 +1030,8 @@ func TestLimitMaxConnections(t *testing.T) {
 	wantCode(t, err, codes.Unavailable, "gRPC call over MaxConnections")
 
 	m := opsScrape(t, ctx, http.DefaultClient, base)
-	if v := m.must(t, "notify_limit_rejections_total", "limit", "too_many_connections"); v < 2 {
-		t.Errorf(`limit_rejections_total{limit="too_many_connections"} = %v, want >= 2`, v)
+	if v := m.must(t, "notify_limit_rejections_total", "limit", "max_connections"); v < 2 {
+		t.Errorf(`limit_rejections_total{limit="max_connections"} = %v, want >= 2`, v)
 	}
 
 	// Closing one gives its place back once the server has seen it close.
