@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"time"
 
@@ -159,6 +160,7 @@ func (s *Service) Subscribe(req *notifyv1.SubscribeRequest, stream grpc.ServerSt
 		stream:  stream,
 		max:     s.cfg.MaxWriteBytes,
 		last:    make(map[string]broker.Position, len(rooms)),
+		sent:    make(map[string]broker.Position, len(rooms)),
 		metrics: s.cfg.Metrics,
 	}
 	connected := &notifyv1.Connected{
@@ -197,6 +199,7 @@ func (s *Service) Subscribe(req *notifyv1.SubscribeRequest, stream grpc.ServerSt
 		}
 		connected.Rooms[i] = st
 	}
+	maps.Copy(w.sent, w.last)
 	if err := stream.Send(&notifyv1.SubscribeResponse{Control: &notifyv1.SubscribeResponse_Connected{Connected: connected}}); err != nil {
 		return err
 	}
@@ -338,7 +341,8 @@ type writer struct {
 	sub     *hub.Subscriber
 	stream  grpc.ServerStreamingServer[notifyv1.SubscribeResponse]
 	max     int
-	last    map[string]broker.Position
+	last    map[string]broker.Position // per room, the last frame taken for sending (dedupe)
+	sent    map[string]broker.Position // per room, the last frame gRPC accepted
 	batch   []*hub.Frame
 	metrics Metrics
 	snd     *sender // nil until the first send, and again after it idles out
@@ -472,9 +476,17 @@ func (w *writer) flush(size int) error {
 		}
 		buf = mem.NewBuffer(b, pool)
 	}
+	err := w.send(&rawResponse{buf: buf})
+	if err == nil {
+		for _, f := range w.batch {
+			if f.Room != "" {
+				w.sent[f.Room] = broker.Position{Offset: f.Offset, Epoch: f.Epoch}
+			}
+		}
+	}
 	clear(w.batch)
 	w.batch = w.batch[:0]
-	return w.send(&rawResponse{buf: buf})
+	return err
 }
 
 // heartbeat sends a Heartbeat.
@@ -489,9 +501,11 @@ func (w *writer) disconnected(d *notifyv1.Disconnected) error {
 	return w.send(&notifyv1.SubscribeResponse{Control: &notifyv1.SubscribeResponse_Disconnected{Disconnected: d}})
 }
 
+// positions are the last positions handed to gRPC without error, per room:
+// what the client resumes from if the stream ends now.
 func (w *writer) positions() []*notifyv1.StreamPosition {
-	out := make([]*notifyv1.StreamPosition, 0, len(w.last))
-	for r, p := range w.last {
+	out := make([]*notifyv1.StreamPosition, 0, len(w.sent))
+	for r, p := range w.sent {
 		out = append(out, &notifyv1.StreamPosition{Room: r, Offset: p.Offset, Epoch: p.Epoch})
 	}
 	return out
