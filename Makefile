@@ -45,7 +45,7 @@ build:
 bench:
 	@mkdir -p bin
 	go build -o bin/ ./cmd/notifyd ./cmd/notifybench
-	./bin/notifybench suite --spawn ./bin/notifyd --spawn-args "--queue-bytes 4194304"
+	./bin/notifybench suite --spawn ./bin/notifyd
 
 ## tools: build the pinned code generators into .bin/ when missing
 tools: .bin/buf .bin/protoc-gen-go .bin/protoc-gen-go-grpc .bin/protoc-gen-grpc-gateway .bin/protoc-gen-openapiv2
@@ -110,6 +110,26 @@ test: tools check-generated lint breaking check-deploy services test-go test-web
 test-go:
 	go test $(GO_TEST_FLAGS) ./...
 	cd clients/go && go test $(GO_TEST_FLAGS) ./...
+
+## fuzz: run every fuzz target for FUZZTIME each (default 10s), one after the
+## other, and fail at the end if any found a failure (the failing input is
+## written to the package's testdata/fuzz/<Target>/). Targets:
+##   server/room FuzzParse, server/auth FuzzVerify, server/store FuzzCursor,
+##   server/hub FuzzEventType, server/validate FuzzValidate,
+##   server/broker FuzzParseResult, server/node FuzzConfigFile,
+##   FuzzRESTBodies and FuzzResumePositions.
+## Their seed corpora (f.Add and testdata/fuzz) already run in `make test`.
+FUZZTIME ?= 10s
+FUZZ_TARGETS := ./server/room:FuzzParse ./server/auth:FuzzVerify ./server/store:FuzzCursor \
+                ./server/hub:FuzzEventType ./server/validate:FuzzValidate ./server/broker:FuzzParseResult \
+                ./server/node:FuzzConfigFile ./server/node:FuzzRESTBodies ./server/node:FuzzResumePositions
+.PHONY: fuzz
+fuzz:
+	@failed=; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "== $$name ($$pkg), $(FUZZTIME)"; \
+		go test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || failed="$$failed $$name"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: failures in:$$failed" >&2; exit 1; fi
 
 ## web-deps: npm ci in clients/web when node_modules is missing or the lockfile changed
 web-deps: $(WEB_DEPS)

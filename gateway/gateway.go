@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	_ "embed"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/improbable-eng/grpc-web/go/grpcweb"
@@ -64,6 +67,14 @@ func New(ctx context.Context, cfg Config, srv *grpc.Server, conn *grpc.ClientCon
 			MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: false},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 		}),
+		// A known path with the wrong method is 405, not the default 501.
+		runtime.WithRoutingErrorHandler(func(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, status int) {
+			if status == http.StatusMethodNotAllowed {
+				restError(w, status, 12, "method "+r.Method+" is not allowed on "+r.URL.Path)
+				return
+			}
+			runtime.DefaultRoutingErrorHandler(ctx, mux, m, w, r, status)
+		}),
 	)
 	if err := notifyv1.RegisterNotificationServiceHandler(ctx, mux, conn); err != nil {
 		return nil, err
@@ -77,7 +88,7 @@ func New(ctx context.Context, cfg Config, srv *grpc.Server, conn *grpc.ClientCon
 	if maxBody <= 0 {
 		maxBody = 1 << 20
 	}
-	root.Handle("/v1/", cors(allowed, limitBody(maxBody, mux)))
+	root.Handle("/v1/", cors(allowed, checkRequest(maxBody, mux)))
 	if cfg.Metrics != nil {
 		root.Handle("GET /metrics", cfg.Metrics)
 	}
@@ -142,34 +153,71 @@ func cors(allowed func(string) bool, next http.Handler) http.Handler {
 	})
 }
 
-// limitBody answers 413 to a request whose body is larger than max,
-// without reading past it.
-func limitBody(max int64, next http.Handler) http.Handler {
+// checkRequest guards the REST gateway: a body larger than max gets 413
+// (with or without a Content-Length) before it is read in full; a body that
+// is not exactly one JSON value (trailing data after it) and a path or
+// query that is not valid UTF-8 get 400, instead of being half-read or
+// failing inside the gRPC client.
+func checkRequest(max int64, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength > max {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusRequestEntityTooLarge)
-			fmt.Fprintf(w, `{"code":8,"message":"request body of %d bytes is larger than %d"}`+"\n", r.ContentLength, max)
+		if !utf8.ValidString(r.URL.Path) || !validQuery(r.URL.Query()) {
+			restError(w, http.StatusBadRequest, 3, "the path or query is not valid UTF-8")
 			return
 		}
-		if r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody {
-			// Chunked: read up to the bound here, so an oversized body gets
-			// the same 413 as one that announced its length.
-			b, err := io.ReadAll(io.LimitReader(r.Body, max+1))
-			if err != nil {
-				http.Error(w, "reading the request body: "+err.Error(), http.StatusBadRequest)
-				return
-			}
-			if int64(len(b)) > max {
-				w.Header().Set("Content-Type", "application/json")
-				w.WriteHeader(http.StatusRequestEntityTooLarge)
-				fmt.Fprintf(w, `{"code":8,"message":"request body larger than %d bytes"}`+"\n", max)
-				return
-			}
-			r.Body = io.NopCloser(bytes.NewReader(b))
-			r.ContentLength = int64(len(b))
+		if r.ContentLength > max {
+			restError(w, http.StatusRequestEntityTooLarge, 8, fmt.Sprintf("request body of %d bytes is larger than %d", r.ContentLength, max))
+			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, max)
+		if r.Body == nil || r.Body == http.NoBody {
+			next.ServeHTTP(w, r)
+			return
+		}
+		b, err := io.ReadAll(io.LimitReader(r.Body, max+1))
+		if err != nil {
+			restError(w, http.StatusBadRequest, 3, "reading the request body failed")
+			return
+		}
+		if int64(len(b)) > max {
+			restError(w, http.StatusRequestEntityTooLarge, 8, fmt.Sprintf("request body larger than %d bytes", max))
+			return
+		}
+		if len(bytes.TrimSpace(b)) > 0 {
+			dec := json.NewDecoder(bytes.NewReader(b))
+			var v json.RawMessage
+			if err := dec.Decode(&v); err == nil {
+				if _, err := dec.Token(); err != io.EOF {
+					restError(w, http.StatusBadRequest, 3, "request body has data after its JSON value")
+					return
+				}
+			}
+		}
+		r.Body = io.NopCloser(bytes.NewReader(b))
+		r.ContentLength = int64(len(b))
 		next.ServeHTTP(w, r)
 	})
+}
+
+func validQuery(q url.Values) bool {
+	for k, vs := range q {
+		if !utf8.ValidString(k) {
+			return false
+		}
+		for _, v := range vs {
+			if !utf8.ValidString(v) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// restError writes an error in the gateway's JSON shape.
+func restError(w http.ResponseWriter, status, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	b, _ := json.Marshal(struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	}{code, msg})
+	_, _ = w.Write(append(b, '\n'))
 }

@@ -45,7 +45,7 @@ func eventType(data []byte) int32 {
 		if n < 0 {
 			return 0
 		}
-		if num > payloadFieldBase && num <= payloadFieldBase+maxEventType {
+		if num > payloadFieldBase && num <= payloadFieldBase+maxEventType && typ == protowire.BytesType {
 			return int32(num) - payloadFieldBase
 		}
 		data = data[n:]
