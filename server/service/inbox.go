@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -99,6 +100,14 @@ func (s *Service) record(ctx context.Context, p broker.Publication, res broker.R
 	if s.inbox == nil {
 		return nil
 	}
+	// An inbox row is unique per owner and key: the publisher's idempotency
+	// key when it gave one, so that a publish retried after a crash (when
+	// the broker may have forgotten the key) is still stored once; else the
+	// event id.
+	key := res.EventID
+	if p.IdempotencyKey != "" {
+		key = "idem:" + base64.RawURLEncoding.EncodeToString([]byte(p.IdempotencyKey))
+	}
 	var items []store.NewItem
 	for _, pos := range res.Positions {
 		owner, ok := inboxOwner(pos.Room)
@@ -107,7 +116,7 @@ func (s *Service) record(ctx context.Context, p broker.Publication, res broker.R
 		}
 		items = append(items, store.NewItem{
 			Owner:     owner,
-			EventID:   res.EventID,
+			EventID:   key,
 			EventType: typeName(t),
 			Event:     hub.EncodeEvent(broker.Message{Room: pos.Room, Offset: pos.Offset, Epoch: pos.Epoch, Data: p.Data}),
 			CreatedAt: at,
