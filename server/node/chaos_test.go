@@ -167,3 +167,82 @@ func TestChaosPostgresStopped(t *testing.T) {
 		t.Fatalf("inbox holds %v, want exactly the %d acknowledged publishes %v (%d failed)", got, len(stored), stored, failed)
 	}
 }
+
+// tinyDisk mounts a small tmpfs of the test's own (root only), for a data
+// directory that can fill up.
+func tinyDisk(t *testing.T, size string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs here (%v: %s): the full-disk case needs it", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
+	return dir
+}
+
+// TestChaosSQLiteDiskFull: with the SQLite file's disk full, publishes to inbox rooms fail with a clear
+// UNAVAILABLE and nothing acknowledged is lost; when space returns,
+// publishing works again without a restart.
+func TestChaosSQLiteDiskFull(t *testing.T) {
+	disk := tinyDisk(t, "4m")
+	n := startNode(t, func(c *node.Config) { c.DataDir = disk })
+	ctx := testCtx(t)
+	c, ib := dialInbox(t, n.GRPCAddr())
+	svc, guest := mint(t, serviceClaims), mint(t, guestClaims)
+	var acked []string
+	pub := func(i int) error {
+		resp, err := c.Publish(withToken(ctx, svc), pointsReq(pointsAdded("g1", "r1", int64(i+1))))
+		if err == nil {
+			acked = append(acked, resp.EventId)
+		}
+		return err
+	}
+	for i := range 3 {
+		if err := pub(i); err != nil {
+			t.Fatalf("publish %d: %v", i, err)
+		}
+	}
+	listed := func() []string {
+		t.Helper()
+		resp, err := ib.ListNotifications(withToken(ctx, guest), &notifyv1.ListNotificationsRequest{PageSize: 200})
+		if err != nil {
+			t.Fatalf("list: %v", err)
+		}
+		var ids []string
+		for i := len(resp.Notifications) - 1; i >= 0; i-- {
+			ids = append(ids, resp.Notifications[i].Event.Id)
+		}
+		return ids
+	}
+
+	// Disk full: fill what is left.
+	filler := filepath.Join(disk, "filler")
+	_ = exec.Command("dd", "if=/dev/zero", "of="+filler, "bs=64k").Run() // stops at ENOSPC
+	full := 0
+	for i := 3; i < 40; i++ {
+		err := pub(i)
+		if err == nil {
+			continue // pages free inside the database file can still take a row
+		}
+		if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "not stored") {
+			t.Fatalf("publish on a full disk: %v, want Unavailable saying the event was not stored", err)
+		}
+		full++
+	}
+	if full == 0 {
+		t.Fatal("no publish failed on a full disk")
+	}
+	if got := listed(); strings.Join(got, ",") != strings.Join(acked, ",") {
+		t.Fatalf("on a full disk the inbox lists %v, want the acknowledged %v", got, acked)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub(100); err != nil {
+		t.Fatalf("publish after space came back: %v", err)
+	}
+
+	if got := listed(); strings.Join(got, ",") != strings.Join(acked, ",") {
+		t.Fatalf("at the end the inbox lists %v, want the acknowledged %v", got, acked)
+	}
+}
