@@ -59,6 +59,9 @@ func main() {
 	if err != nil {
 		fail(2, err)
 	}
+	if cfg.Dev {
+		fmt.Fprintf(os.Stderr, devHint, n.HTTPAddr(), n.GRPCAddr(), n.HTTPAddr())
+	}
 	if err := n.Run(ctx); err != nil {
 		fail(1, err)
 	}
@@ -68,3 +71,16 @@ func fail(code int, err error) {
 	fmt.Fprintln(os.Stderr, "notifyd:", err)
 	os.Exit(code)
 }
+
+// devHint tells a developer how to watch and publish (dev mode only).
+const devHint = `
+notifyd is running in dev mode. Open http://%s/ for the demo app, or in other terminals:
+
+  make build
+  GUEST=$(./bin/notifyctl token --role guest --sub g1)
+  SERVICE=$(./bin/notifyctl token --role service --sub backend)
+  ./bin/notifyctl subscribe --addr %s --token "$GUEST"
+  curl -s -X POST http://%s/v1/events -H "Authorization: Bearer $SERVICE" \
+    -d '{"pointsAdded":{"guestId":"g1","restaurantId":"r1","amount":100,"newBalance":600}}'
+
+`
