@@ -25,7 +25,7 @@ WEB_SRC       := $(shell find $(WEB_DIR)/src $(WEB_DIR)/public -type f 2>/dev/nu
 # Absolute, so that check-generated can run buf in a temporary directory.
 PROTOC_GEN_ES := $(CURDIR)/$(WEB_DIR)/node_modules/.bin/protoc-gen-es
 
-.PHONY: all run build tools generate check-generated lint breaking test test-go services clean web-deps web test-web check-deploy
+.PHONY: bench all run build tools generate check-generated lint breaking test test-go services clean web-deps web test-web check-deploy
 
 all: build
 
@@ -99,6 +99,17 @@ check-deploy:
 	@command -v nginx >/dev/null || { [ "$${CI:-}" = true ] && apt-get update -qq && apt-get install -y -qq nginx-light >/dev/null; } || true
 	@if command -v nginx >/dev/null; then nginx -q -t -c $(CURDIR)/deploy/nginx/notify.conf && echo "deploy/nginx/notify.conf is valid"; \
 	else echo "check-deploy: nginx is not installed, skipped"; fi
+
+## bench: the hub's Go benchmarks, then a short run of every bench mode
+## against a notifyd started here (loopback ports 19290/18290) and stopped after
+bench:
+	go test -run '^$$' -bench . -benchmem ./server/hub/
+	go build -o bin/ ./cmd/notifyd ./cmd/notifybench
+	@rm -rf bin/bench-data; ./bin/notifyd --dev --grpc-addr 127.0.0.1:19290 --http-addr 127.0.0.1:18290 \
+		--data-dir bin/bench-data --conn-rate -1 --publish-rate -1 --max-streams-per-user -1 --log-level warn & \
+	pid=$$!; trap 'kill $$pid' EXIT; \
+	for i in $$(seq 50); do curl -sf http://127.0.0.1:18290/healthz >/dev/null && break; sleep 0.1; done; \
+	./bin/notifybench suite --grpc 127.0.0.1:19290 --http 127.0.0.1:18290 --server-pid $$pid
 
 ## services: start Redis and PostgreSQL when they are not running
 services:

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+)
+
+const usage = `usage: notifybench <mode> [flags]
+
+modes:
+  fanout    one room, --subscribers streams over --conns connections, --rate events/s
+  personal  --subscribers rooms guest:<i> with one stream each, --rate events/s spread over them
+  idle      hold --subscribers streams over --conns connections; server RSS per stream
+  publish   publish only: gRPC unary, PublishBatch (--batch) and REST, --concurrency calls
+  suite     a few seconds of each mode with small sizes (make bench)
+  serve     run a node like notifyd, with --cpuprofile / --memprofile
+
+Run "notifybench <mode> -h" for the flags.
+`
+
+// run executes one command line and prints its results on stdout;
+// progress goes to stderr.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no mode given")
+	}
+	mode := args[0]
+	switch mode {
+	case "serve":
+		return serveCmd(ctx, args[1:], stderr)
+	case "fanout", "personal", "idle", "publish", "suite":
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown mode %q", mode)
+	}
+	o := defaultOptions()
+	fs := flag.NewFlagSet(mode, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o.bind(fs)
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	switch mode {
+	case "publish":
+		if !set["rate"] {
+			o.Rate = 0
+		}
+		if !set["batch"] {
+			o.Batch = 100
+		}
+	case "suite":
+		if !set["duration"] {
+			o.Duration = 3 * time.Second
+		}
+	}
+	if err := o.validate(); err != nil {
+		return err
+	}
+
+	b := &bench{opts: o, minter: newMinter(o.Secret), log: stderr}
+	srv, err := b.startServer(ctx)
+	if err != nil {
+		if srv != nil {
+			err = errors.Join(err, srv.stop())
+		}
+		return err
+	}
+	if srv != nil {
+		defer func() {
+			if err := srv.stop(); err != nil {
+				b.progress("stopping the server: %v", err)
+			}
+		}()
+	}
+	results, runErr := b.runMode(ctx, mode)
+	var printErr error
+	if len(results) > 0 {
+		if o.JSON {
+			printErr = printJSON(stdout, results)
+		} else {
+			printErr = printTable(stdout, results)
+		}
+	}
+	return errors.Join(runErr, printErr)
+}
+
+// startServer starts the node the flags ask for (--inprocess or --spawn)
+// and points the benchmark at it, or finds the running notifyd's process
+// for the RSS and CPU columns.
+func (b *bench) startServer(ctx context.Context) (*server, error) {
+	o := &b.opts
+	var srv *server
+	var err error
+	switch {
+	case o.InProcess:
+		srv, err = startInProcess(ctx, o.QueueBytes)
+	case o.Spawn != "":
+		srv, err = spawnNotifyd(ctx, o.Spawn, o.SpawnArgs, b.log)
+	}
+	if err != nil {
+		return nil, err
+	}
+	pid := o.ServerPID
+	if srv != nil {
+		o.GRPCAddr, o.HTTPAddr, pid = srv.grpcAddr, srv.httpAddr, srv.pid
+		b.progress("server at gRPC %s, HTTP %s (pid %d)", o.GRPCAddr, o.HTTPAddr, pid)
+	} else if pid == 0 {
+		if pid, err = findListener(o.GRPCAddr); err != nil {
+			b.progress("no server RSS/CPU figures: %v (use --server-pid)", err)
+		}
+	}
+	if o.ProfSignal {
+		// SIGUSR2 ends a process that does not handle it, such as notifyd.
+		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if pid == 0 || !bytes.Contains(cmd, []byte("cpuprofile-on-signal")) {
+			return srv, fmt.Errorf("--profile-signal: process %d is not a notifybench serve --cpuprofile-on-signal", pid)
+		}
+	}
+	b.server = &serverMeter{pid: pid, signal: o.ProfSignal}
+	return srv, nil
+}
+
+// runMode runs one mode (suite: all of them) and returns its rows.
+func (b *bench) runMode(ctx context.Context, mode string) ([]*Result, error) {
+	one := func(r *Result, err error) ([]*Result, error) {
+		if r == nil {
+			return nil, err
+		}
+		return []*Result{r}, err
+	}
+	switch mode {
+	case "fanout":
+		return one(b.runFanout(ctx))
+	case "personal":
+		if b.opts.Subscribers < 1 {
+			return nil, errors.New("personal: --subscribers must be at least 1")
+		}
+		return one(b.runPersonal(ctx))
+	case "idle":
+		return one(b.runIdle(ctx))
+	case "publish":
+		return b.runPublishModes(ctx)
+	case "suite":
+		return b.runSuite(ctx)
+	}
+	return nil, fmt.Errorf("unknown mode %q", mode)
+}

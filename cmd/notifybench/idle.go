@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// runIdle opens --subscribers streams, each in a room of its own, over
+// --conns connections (grpc-web: one each), holds them for --hold, and
+// reports the server's RSS growth per stream. The baseline is read before
+// the first stream opens, so it should be a freshly started notifyd.
+func (b *bench) runIdle(ctx context.Context) (*Result, error) {
+	o := b.opts
+	n := o.Subscribers
+	if n < 1 {
+		return nil, fmt.Errorf("idle: --subscribers must be at least 1")
+	}
+	conns := min(o.Conns, n)
+	if o.Transport == "grpcweb" {
+		conns = n
+	}
+	if err := b.checkFiles(conns); err != nil {
+		return nil, err
+	}
+	rooms := personalRooms(o.RoomPrefix, n)
+	tokens := make([]string, n)
+	for i, room := range rooms {
+		t, err := b.minter.subscriberToken(room, i)
+		if err != nil {
+			return nil, err
+		}
+		tokens[i] = t
+	}
+	before := b.server.rss()
+	b.progress("idle: server RSS %s MB before; opening %d streams over %d %s connections", mb(before), n, conns, o.Transport)
+	openCtx, cancelOpen := context.WithTimeout(ctx, o.ConnectTimeout)
+	opened := time.Now()
+	cfg := b.fleetConfig()
+	cfg.conns = conns
+	f, err := openFleet(openCtx, cfg, rooms, tokens, func(s string) { b.progress("idle: %s", s) })
+	cancelOpen()
+	if err != nil {
+		return nil, err
+	}
+	defer f.stop(stopTimeout)
+	openTime := time.Since(opened)
+	b.progress("idle: %d streams open in %v; holding %v", n, openTime.Round(time.Millisecond), o.Hold)
+
+	b.server.begin()
+	var after int64
+	hold := time.NewTimer(o.Hold)
+	defer hold.Stop()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var samples []string
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-tick.C:
+			after = b.server.rss()
+			samples = append(samples, mb(after))
+		case <-hold.C:
+			break wait
+		}
+	}
+	after = b.server.rss()
+	alive := 0
+	for _, s := range f.subs {
+		if !s.ended.Load() {
+			alive++
+		}
+	}
+	r := &Result{
+		Mode:        "idle",
+		Transport:   o.Transport,
+		Subscribers: n,
+		Connections: conns,
+		Rooms:       n,
+		Seconds:     seconds(o.Hold),
+		RSSBefore:   before,
+		RSSAfter:    after,
+	}
+	b.server.end(r)
+	if before > 0 && after > 0 {
+		r.BytesPerStream = round3(float64(after-before) / float64(n))
+	}
+	f.stop(stopTimeout)
+	t := f.totals(func(string) uint64 { return 0 })
+	r.Lost, r.Duplicated, r.Cut = t.Lost, t.Duplicated, t.Cut
+	r.StreamErrors, r.StreamError = t.Errors, t.FirstError
+	r.Notes = append(r.Notes,
+		fmt.Sprintf("%d streams opened in %v (%.0f/s); %d alive after the hold", n, openTime.Round(time.Millisecond), float64(n)/openTime.Seconds(), alive),
+		fmt.Sprintf("server RSS %s MB before, %s MB after (samples each second: %v)", mb(before), mb(after), samples))
+	if t.FirstError != "" {
+		r.Notes = append(r.Notes, fmt.Sprintf("%d streams ended early; first: %s", t.Errors, t.FirstError))
+	}
+	return r, nil
+}

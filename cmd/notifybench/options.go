@@ -1,0 +1,179 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/maxloyalty/notify/server/node"
+)
+
+// options are the flags of every mode.
+type options struct {
+	GRPCAddr   string
+	HTTPAddr   string
+	Secret     string
+	ServerPID  int
+	ProfSignal bool
+	JSON       bool
+	Quiet      bool
+
+	Duration    time.Duration
+	Subscribers int
+	Conns       int
+	Rate        float64
+	Payload     int
+	Batch       int
+	Publishers  int
+	PubConns    int
+	Transport   string
+	Decode      string
+	Room        string
+	RoomPrefix  string
+	Idempotency bool
+	MaxEvents   int64
+
+	Hold        time.Duration
+	Concurrency int
+	Publish     string
+
+	ConnectParallel int
+	ConnectTimeout  time.Duration
+	Drain           time.Duration
+	Window          int
+	ConnWindow      int
+
+	InProcess  bool
+	QueueBytes int
+	Spawn      string
+	SpawnArgs  string
+}
+
+func defaultOptions() options {
+	return options{
+		GRPCAddr:        "127.0.0.1:9090",
+		HTTPAddr:        "127.0.0.1:8080",
+		Secret:          node.DevSecret,
+		Duration:        10 * time.Second,
+		Subscribers:     1000,
+		Conns:           10,
+		Rate:            100,
+		Payload:         128,
+		Batch:           1,
+		Publishers:      4,
+		PubConns:        2,
+		Transport:       "grpc",
+		Decode:          "full",
+		Room:            "restaurant:r1:transactions",
+		Hold:            5 * time.Second,
+		Concurrency:     16,
+		Publish:         "unary,batch,rest",
+		ConnectParallel: 128,
+		ConnectTimeout:  3 * time.Minute,
+		Drain:           10 * time.Second,
+		Window:          1 << 20,
+		ConnWindow:      16 << 20,
+		MaxEvents:       50_000_000,
+		SpawnArgs:       "--queue-bytes 4194304 --publish-rate -1 --conn-rate -1",
+	}
+}
+
+// bind registers the flags on fs, with o's values as defaults.
+func (o *options) bind(fs *flag.FlagSet) {
+	fs.StringVar(&o.GRPCAddr, "grpc", o.GRPCAddr, "notifyd native gRPC address")
+	fs.StringVar(&o.HTTPAddr, "http", o.HTTPAddr, "notifyd HTTP address (grpc-web, REST)")
+	fs.StringVar(&o.Secret, "secret", o.Secret, "HS256 secret the tokens are minted with (default: the dev secret)")
+	fs.IntVar(&o.ServerPID, "server-pid", o.ServerPID, "notifyd's process id for RSS and CPU (default: found by the gRPC port)")
+	fs.BoolVar(&o.ProfSignal, "profile-signal", o.ProfSignal, "send SIGUSR2 to the server as the measured phase begins and ends (for notifybench serve --cpuprofile-on-signal)")
+	fs.BoolVar(&o.JSON, "json", o.JSON, "print the results as JSON instead of a table")
+	fs.BoolVar(&o.Quiet, "quiet", o.Quiet, "no progress lines on stderr")
+
+	fs.DurationVar(&o.Duration, "duration", o.Duration, "publishing time of fanout, personal and each publish variant")
+	fs.IntVar(&o.Subscribers, "subscribers", o.Subscribers, "streams (fanout: in one room; personal: one room each; idle: held)")
+	fs.IntVar(&o.Conns, "conns", o.Conns, "gRPC connections the streams are spread over (grpc-web: one per stream)")
+	fs.Float64Var(&o.Rate, "rate", o.Rate, "target events published per second (0: as fast as possible)")
+	fs.IntVar(&o.Payload, "payload", o.Payload, "encoded PointsAdded bytes per event (padded description)")
+	fs.IntVar(&o.Batch, "batch", o.Batch, "events per publish call (>1: PublishBatch)")
+	fs.IntVar(&o.Publishers, "publishers", o.Publishers, "concurrent publish calls in fanout and personal")
+	fs.IntVar(&o.PubConns, "pub-conns", o.PubConns, "gRPC connections of the publishers")
+	fs.StringVar(&o.Transport, "transport", o.Transport, "subscriber transport: grpc or grpcweb")
+	fs.StringVar(&o.Decode, "decode", o.Decode, "subscriber decoding: full (generated types) or wire (scan only the needed fields)")
+	fs.StringVar(&o.Room, "room", o.Room, "fanout and publish room")
+	fs.StringVar(&o.RoomPrefix, "room-prefix", o.RoomPrefix, "personal and idle rooms are <prefix><i> (default guest:nb<random>-)")
+	fs.BoolVar(&o.Idempotency, "idempotency", o.Idempotency, "give every published event a unique idempotency key (as the Go SDK does)")
+	fs.Int64Var(&o.MaxEvents, "max-events", o.MaxEvents, "upper bound on the events of one publishing run")
+
+	fs.DurationVar(&o.Hold, "hold", o.Hold, "idle: how long streams are held before RSS is read")
+	fs.IntVar(&o.Concurrency, "concurrency", o.Concurrency, "publish: concurrent calls")
+	fs.StringVar(&o.Publish, "variants", o.Publish, "publish: comma-separated variants among unary, batch, rest")
+
+	fs.IntVar(&o.ConnectParallel, "connect-parallel", o.ConnectParallel, "streams being opened at once")
+	fs.DurationVar(&o.ConnectTimeout, "connect-timeout", o.ConnectTimeout, "limit on opening every stream")
+	fs.DurationVar(&o.Drain, "drain", o.Drain, "limit on waiting for subscribers to catch up after publishing")
+	fs.IntVar(&o.Window, "window", o.Window, "client HTTP/2 stream receive window, bytes")
+	fs.IntVar(&o.ConnWindow, "conn-window", o.ConnWindow, "client HTTP/2 connection receive window, bytes")
+
+	fs.BoolVar(&o.InProcess, "inprocess", o.InProcess, "run a dev node inside this process (127.0.0.1, random ports) instead of using --grpc/--http")
+	fs.IntVar(&o.QueueBytes, "queue-bytes", o.QueueBytes, "--inprocess node: per-stream queue bound (0: default)")
+	fs.StringVar(&o.Spawn, "spawn", o.Spawn, "start this notifyd binary in dev mode on free ports for the run, and stop it afterwards")
+	fs.StringVar(&o.SpawnArgs, "spawn-args", o.SpawnArgs, "notifyd flags for --spawn besides --dev, addresses and data dir, space-separated (the default lifts the per-publisher and connection rate limits, which are policies, not capacity)")
+}
+
+func (o *options) validate() error {
+	switch {
+	case o.Duration <= 0 || o.Duration > 10*time.Minute:
+		return fmt.Errorf("--duration: %v is not in (0, 10m]", o.Duration)
+	case o.Subscribers < 0 || o.Subscribers > 1_000_000:
+		return fmt.Errorf("--subscribers: %d is not in [0, 1000000]", o.Subscribers)
+	case o.Conns < 1:
+		return fmt.Errorf("--conns: must be at least 1")
+	case o.Rate < 0:
+		return fmt.Errorf("--rate: must not be negative")
+	case o.Batch < 1 || o.Batch > 10_000:
+		return fmt.Errorf("--batch: %d is not in [1, 10000]", o.Batch)
+	case o.Publishers < 1 || o.Concurrency < 1 || o.PubConns < 1:
+		return fmt.Errorf("--publishers, --concurrency and --pub-conns must be at least 1")
+	case o.Window < 64<<10 || o.ConnWindow < 64<<10:
+		return fmt.Errorf("--window and --conn-window must be at least 65536")
+	case o.Transport != "grpc" && o.Transport != "grpcweb":
+		return fmt.Errorf("--transport: %q is not grpc or grpcweb", o.Transport)
+	}
+	if _, err := newDecoder(o.Decode); err != nil {
+		return err
+	}
+	if o.RoomPrefix == "" {
+		o.RoomPrefix = "guest:nb" + strconv.FormatUint(rand.Uint64()%(36*36*36*36), 36) + "-"
+	}
+	return nil
+}
+
+// bench is one invocation's shared state.
+type bench struct {
+	opts   options
+	minter minter
+	server *serverMeter
+	log    io.Writer // progress lines; nil: none
+}
+
+func (b *bench) progress(format string, args ...any) {
+	if b.log != nil && !b.opts.Quiet {
+		fmt.Fprintf(b.log, "notifybench: "+format+"\n", args...)
+	}
+}
+
+func (b *bench) fleetConfig() fleetConfig {
+	return fleetConfig{
+		transport:  b.opts.Transport,
+		grpcAddr:   b.opts.GRPCAddr,
+		httpAddr:   b.opts.HTTPAddr,
+		conns:      b.opts.Conns,
+		parallel:   b.opts.ConnectParallel,
+		window:     int32(b.opts.Window),
+		connWindow: int32(b.opts.ConnWindow),
+		decode:     b.opts.Decode,
+		shards:     64,
+	}
+}

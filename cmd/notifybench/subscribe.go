@@ -1,0 +1,441 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/textproto"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
+)
+
+// subscriber is one stream over one room. Its goroutine owns the tracker;
+// last, received and the end state are read by the coordinator.
+type subscriber struct {
+	id    int
+	room  string
+	token string
+	hist  *Histogram
+
+	tracker *Tracker
+	last    atomic.Uint64 // last offset received (or started from)
+	started atomic.Bool   // Connected received
+	ended   atomic.Bool   // the stream ended (for any reason)
+	cut     atomic.Bool   // ended by the server as a slow consumer
+	err     error         // why the stream ended early; read after done
+	done    chan struct{}
+	// stopping is set by the coordinator before it cancels the streams, so
+	// that their cancellation is not taken for a failure.
+	stopping *atomic.Bool
+	dec      *decoder
+}
+
+func (s *subscriber) connected(c *notifyv1.Connected) {
+	for _, r := range c.Rooms {
+		s.tracker.Start(r.Room, r.Epoch, r.Offset)
+		if r.Room == s.room {
+			s.last.Store(r.Offset)
+		}
+	}
+	s.started.Store(true)
+}
+
+func (s *subscriber) event(room, epoch string, offset uint64, sent int64) {
+	if !s.tracker.Observe(room, epoch, offset) {
+		return
+	}
+	if room == s.room {
+		s.last.Store(offset)
+	}
+	if sent > 0 {
+		s.hist.Record(time.Duration(time.Now().UnixNano() - sent))
+	}
+}
+
+func (s *subscriber) disconnected(d *notifyv1.Disconnected) {
+	if d.Reason == notifyv1.DisconnectReason_DISCONNECT_REASON_SLOW_CONSUMER {
+		s.tracker.Cut = true
+		s.cut.Store(true)
+	}
+}
+
+// finish records why the stream ended.
+func (s *subscriber) finish(err error) {
+	if st, ok := status.FromError(err); ok && st.Code() == codes.ResourceExhausted {
+		s.tracker.Cut = true
+		s.cut.Store(true)
+	}
+	if !s.stopping.Load() && !s.cut.Load() {
+		if err == nil {
+			err = errors.New("stream ended by the server")
+		}
+		s.err = err
+	}
+	s.ended.Store(true)
+	close(s.done)
+}
+
+// fleetConfig describes the streams to open.
+type fleetConfig struct {
+	transport  string // grpc or grpcweb
+	grpcAddr   string
+	httpAddr   string
+	conns      int // gRPC connections the streams are spread over
+	parallel   int // streams being opened at once
+	window     int32
+	connWindow int32
+	decode     string
+	shards     int // latency histogram shards
+}
+
+// fleet is a set of subscribers and the connections they use.
+type fleet struct {
+	cfg      fleetConfig
+	subs     []*subscriber
+	hist     *ShardedHistogram
+	conns    []*grpc.ClientConn
+	web      *http.Client
+	ctx      context.Context
+	cancel   context.CancelFunc
+	stopping atomic.Bool
+}
+
+// openFleet connects one subscriber per (room, token) pair and returns once
+// every stream has its Connected message, or fails when ctx ends first or
+// a stream cannot open. On error everything opened is closed.
+func openFleet(ctx context.Context, cfg fleetConfig, rooms, tokens []string, progress func(string)) (*fleet, error) {
+	f := &fleet{cfg: cfg, hist: NewShardedHistogram(cfg.shards)}
+	f.ctx, f.cancel = context.WithCancel(context.Background())
+	switch cfg.transport {
+	case "grpc":
+		for range max(1, cfg.conns) {
+			c, err := dialGRPC(cfg.grpcAddr, cfg.window, cfg.connWindow)
+			if err != nil {
+				f.close()
+				return nil, err
+			}
+			f.conns = append(f.conns, c)
+		}
+	case "grpcweb":
+		f.web = &http.Client{Transport: &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
+			MaxIdleConnsPerHost: 64,
+			DisableCompression:  true,
+			ReadBufferSize:      64 << 10,
+			WriteBufferSize:     4 << 10,
+		}}
+	default:
+		return nil, fmt.Errorf("--transport: %q is not grpc or grpcweb", cfg.transport)
+	}
+
+	sem := make(chan struct{}, max(1, cfg.parallel))
+	var opened sync.WaitGroup
+	failed := make(chan error, 1)
+	for i := range rooms {
+		dec, err := newDecoder(cfg.decode)
+		if err != nil {
+			f.close()
+			return nil, err
+		}
+		s := &subscriber{
+			id: i, room: rooms[i], token: tokens[i],
+			hist: f.hist.Shard(i), tracker: NewTracker(),
+			done: make(chan struct{}), stopping: &f.stopping, dec: dec,
+		}
+		f.subs = append(f.subs, s)
+		opened.Add(1)
+		go f.run(s, sem, &opened, failed)
+	}
+	all := make(chan struct{})
+	go func() { opened.Wait(); close(all) }()
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-all:
+			select {
+			case err := <-failed:
+				f.close()
+				return nil, err
+			default:
+			}
+			return f, nil
+		case err := <-failed:
+			f.close()
+			return nil, err
+		case <-ctx.Done():
+			f.close()
+			return nil, fmt.Errorf("opening %d streams: %w (%d connected)", len(rooms), ctx.Err(), f.startedCount())
+		case <-tick.C:
+			if progress != nil {
+				progress(fmt.Sprintf("%d/%d streams connected", f.startedCount(), len(rooms)))
+			}
+		}
+	}
+}
+
+func (f *fleet) startedCount() int {
+	n := 0
+	for _, s := range f.subs {
+		if s.started.Load() {
+			n++
+		}
+	}
+	return n
+}
+
+// run opens s's stream (holding a slot of sem while it does), reports it
+// open, then reads until the stream ends.
+func (f *fleet) run(s *subscriber, sem chan struct{}, opened *sync.WaitGroup, failed chan<- error) {
+	var once sync.Once
+	markOpen := func(err error) {
+		once.Do(func() {
+			<-sem
+			if err != nil {
+				select {
+				case failed <- fmt.Errorf("stream %d (%s): %w", s.id, s.room, err):
+				default:
+				}
+			}
+			opened.Done()
+		})
+	}
+	select {
+	case sem <- struct{}{}:
+	case <-f.ctx.Done():
+		opened.Done()
+		s.finish(f.ctx.Err())
+		return
+	}
+	var err error
+	if f.cfg.transport == "grpcweb" {
+		err = f.readWeb(s, markOpen)
+	} else {
+		err = f.readGRPC(s, markOpen)
+	}
+	markOpen(err) // a stream that ended before its Connected failed to open
+	s.finish(err)
+}
+
+func (f *fleet) readGRPC(s *subscriber, markOpen func(error)) error {
+	conn := f.conns[s.id%len(f.conns)]
+	ctx := withToken(f.ctx, s.token)
+	cs, err := conn.NewStream(ctx, &notifyv1.NotificationService_ServiceDesc.Streams[0], subscribeMethod,
+		grpc.ForceCodecV2(rawCodec{}))
+	if err != nil {
+		return err
+	}
+	if err := cs.SendMsg(&notifyv1.SubscribeRequest{Rooms: []string{s.room}}); err != nil {
+		return err
+	}
+	if err := cs.CloseSend(); err != nil {
+		return err
+	}
+	var msg rawMsg
+	for {
+		if err := cs.RecvMsg(&msg); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		if err := s.dec.decode(msg.b, s); err != nil {
+			return err
+		}
+		if s.started.Load() {
+			markOpen(nil)
+		}
+	}
+}
+
+// grpc-web frame flags.
+const (
+	webTrailerFlag = 0x80
+	webFrameHeader = 5
+)
+
+// webFrame returns msg as one grpc-web data frame.
+func webFrame(msg proto.Message) ([]byte, error) {
+	b, err := proto.Marshal(msg)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, webFrameHeader, webFrameHeader+len(b))
+	binary.BigEndian.PutUint32(out[1:], uint32(len(b)))
+	return append(out, b...), nil
+}
+
+// readWeb runs s over grpc-web: an HTTP/1.1 POST whose response body is a
+// sequence of frames (1 flag byte, 4 bytes big-endian length, message),
+// the last one a trailer frame (flag 0x80) holding the status as headers.
+func (f *fleet) readWeb(s *subscriber, markOpen func(error)) error {
+	body, err := webFrame(&notifyv1.SubscribeRequest{Rooms: []string{s.room}})
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(f.ctx, http.MethodPost, "http://"+f.cfg.httpAddr+subscribeMethod, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/grpc-web+proto")
+	req.Header.Set("Accept", "application/grpc-web+proto")
+	req.Header.Set("X-Grpc-Web", "1")
+	req.Header.Set("Authorization", "Bearer "+s.token)
+	resp, err := f.web.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("grpc-web: HTTP %s", resp.Status)
+	}
+	if err := webStatus(resp.Header); err != nil {
+		return err // trailers-only response
+	}
+	br := bufio.NewReaderSize(resp.Body, 64<<10)
+	var hdr [webFrameHeader]byte
+	var buf []byte
+	for {
+		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+			if errors.Is(err, io.EOF) {
+				return errors.New("grpc-web: stream ended without a trailer")
+			}
+			return err
+		}
+		n := binary.BigEndian.Uint32(hdr[1:])
+		if n > 64<<20 {
+			return fmt.Errorf("grpc-web: frame of %d bytes", n)
+		}
+		if cap(buf) < int(n) {
+			buf = make([]byte, n)
+		}
+		buf = buf[:n]
+		if _, err := io.ReadFull(br, buf); err != nil {
+			return err
+		}
+		if hdr[0]&webTrailerFlag != 0 {
+			h, err := textproto.NewReader(bufio.NewReader(bytes.NewReader(append(buf, "\r\n"...)))).ReadMIMEHeader()
+			if err != nil && !errors.Is(err, io.EOF) {
+				return fmt.Errorf("grpc-web trailer: %w", err)
+			}
+			return webStatus(http.Header(h))
+		}
+		if err := s.dec.decode(buf, s); err != nil {
+			return err
+		}
+		if s.started.Load() {
+			markOpen(nil)
+		}
+	}
+}
+
+// webStatus turns grpc-status / grpc-message headers into an error.
+func webStatus(h http.Header) error {
+	code := strings.TrimSpace(h.Get("Grpc-Status"))
+	if code == "" || code == "0" {
+		return nil
+	}
+	var c uint32
+	if _, err := fmt.Sscan(code, &c); err != nil {
+		return fmt.Errorf("grpc-web: bad grpc-status %q", code)
+	}
+	return status.Error(codes.Code(c), h.Get("Grpc-Message"))
+}
+
+// waitCaughtUp waits until every live subscriber has reached the top
+// offset of its room (top returns it), or until timeout. It returns how
+// many were still behind.
+func (f *fleet) waitCaughtUp(top func(room string) uint64, timeout time.Duration) int {
+	deadline := time.Now().Add(timeout)
+	for {
+		behind := 0
+		for _, s := range f.subs {
+			if !s.ended.Load() && s.last.Load() < top(s.room) {
+				behind++
+			}
+		}
+		if behind == 0 || time.Now().After(deadline) {
+			return behind
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop ends every stream and waits (at most timeout) for their goroutines.
+func (f *fleet) stop(timeout time.Duration) {
+	f.stopping.Store(true)
+	f.close()
+	deadline := time.After(timeout)
+	for _, s := range f.subs {
+		select {
+		case <-s.done:
+		case <-deadline:
+			return
+		}
+	}
+}
+
+func (f *fleet) close() {
+	f.cancel()
+	for _, c := range f.conns {
+		_ = c.Close()
+	}
+	if f.web != nil {
+		f.web.CloseIdleConnections()
+	}
+}
+
+// fleetTotals sums the subscribers' accounts once they have ended.
+type fleetTotals struct {
+	Delivered, Lost, Duplicated, Unknown, EpochChanges int64
+	Cut, CutMissed                                     int64
+	Errors                                             int
+	FirstError                                         string
+	Unfinished                                         int // goroutines that did not end in time
+}
+
+// totals finishes each subscriber's account against top and sums them.
+func (f *fleet) totals(top func(room string) uint64) fleetTotals {
+	var t fleetTotals
+	for _, s := range f.subs {
+		select {
+		case <-s.done:
+		default:
+			t.Unfinished++
+			continue
+		}
+		tr := s.tracker
+		tr.Finish(s.room, top(s.room))
+		t.Delivered += tr.Delivered
+		t.Lost += tr.Lost
+		t.Duplicated += tr.Duplicated
+		t.Unknown += tr.Unknown
+		t.EpochChanges += tr.EpochChanges
+		if tr.Cut {
+			t.Cut++
+			t.CutMissed += tr.Missed
+		}
+		if s.err != nil {
+			t.Errors++
+			if t.FirstError == "" {
+				t.FirstError = s.err.Error()
+			}
+		}
+	}
+	return t
+}
