@@ -38,11 +38,12 @@ run: web
 build:
 	go build -ldflags "-X github.com/maxloyalty/notify/server/node.Version=$(VERSION)" -o bin/ ./cmd/...
 
-## bench: a short load run of every mode (a few seconds each, small sizes)
-## against a dev notifyd that notifybench starts on free ports and stops;
-## the full-size runs are in docs/PERFORMANCE.md
+## bench: the hub's Go benchmarks, then a short load run of every mode (a few
+## seconds each, small sizes) against a dev notifyd that notifybench starts on
+## free ports and stops; the full-size runs are in docs/PERFORMANCE.md
 .PHONY: bench
 bench:
+	go test -run '^$$' -bench . -benchmem ./server/hub/
 	@mkdir -p bin
 	go build -o bin/ ./cmd/notifyd ./cmd/notifybench
 	./bin/notifybench suite --spawn ./bin/notifyd
@@ -99,17 +100,6 @@ check-deploy:
 	@command -v nginx >/dev/null || { [ "$${CI:-}" = true ] && apt-get update -qq && apt-get install -y -qq nginx-light >/dev/null; } || true
 	@if command -v nginx >/dev/null; then nginx -q -t -c $(CURDIR)/deploy/nginx/notify.conf && echo "deploy/nginx/notify.conf is valid"; \
 	else echo "check-deploy: nginx is not installed, skipped"; fi
-
-## bench: the hub's Go benchmarks, then a short run of every bench mode
-## against a notifyd started here (loopback ports 19290/18290) and stopped after
-bench:
-	go test -run '^$$' -bench . -benchmem ./server/hub/
-	go build -o bin/ ./cmd/notifyd ./cmd/notifybench
-	@rm -rf bin/bench-data; ./bin/notifyd --dev --grpc-addr 127.0.0.1:19290 --http-addr 127.0.0.1:18290 \
-		--data-dir bin/bench-data --conn-rate -1 --publish-rate -1 --max-streams-per-user -1 --log-level warn & \
-	pid=$$!; trap 'kill $$pid' EXIT; \
-	for i in $$(seq 50); do curl -sf http://127.0.0.1:18290/healthz >/dev/null && break; sleep 0.1; done; \
-	./bin/notifybench suite --grpc 127.0.0.1:19290 --http 127.0.0.1:18290 --server-pid $$pid
 
 ## services: start Redis and PostgreSQL when they are not running
 services:

@@ -77,7 +77,7 @@ func defaultOptions() options {
 		Window:          1 << 20,
 		ConnWindow:      16 << 20,
 		MaxEvents:       50_000_000,
-		SpawnArgs:       "--queue-bytes 4194304 --publish-rate -1 --conn-rate -1",
+		SpawnArgs:       "--queue-bytes 4194304 --publish-rate -1 --conn-rate -1 --max-streams-per-user -1",
 	}
 }
 
@@ -119,7 +119,7 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.BoolVar(&o.InProcess, "inprocess", o.InProcess, "run a dev node inside this process (127.0.0.1, random ports) instead of using --grpc/--http")
 	fs.IntVar(&o.QueueBytes, "queue-bytes", o.QueueBytes, "--inprocess node: per-stream queue bound (0: default)")
 	fs.StringVar(&o.Spawn, "spawn", o.Spawn, "start this notifyd binary in dev mode on free ports for the run, and stop it afterwards")
-	fs.StringVar(&o.SpawnArgs, "spawn-args", o.SpawnArgs, "notifyd flags for --spawn besides --dev, addresses and data dir, space-separated (the default lifts the per-publisher and connection rate limits, which are policies, not capacity)")
+	fs.StringVar(&o.SpawnArgs, "spawn-args", o.SpawnArgs, "notifyd flags for --spawn besides --dev, addresses and data dir, space-separated (the default lifts the per-publisher, connection-rate and streams-per-user limits, which are policies, not capacity)")
 }
 
 func (o *options) validate() error {

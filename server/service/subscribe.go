@@ -374,8 +374,9 @@ type writer struct {
 var errAbandoned = fmt.Errorf("%w: the client stopped reading", hub.ErrSlowConsumer)
 
 // senderIdle is how long a sender goroutine waits for work before it exits,
-// so that idle streams cost one goroutine, not two.
-const senderIdle = 30 * time.Second
+// so that idle streams cost one goroutine, not two. It must be well below
+// the heartbeat interval, or heartbeats alone would keep it alive.
+const senderIdle = 2 * time.Second
 
 // sender makes a stream's SendMsg calls on a goroutine of its own, one at a
 // time, while the handler waits for each result or for the hub to cut the
