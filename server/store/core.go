@@ -13,9 +13,13 @@ type core struct {
 	eng engine
 	d   dialect
 	now func() time.Time
+	// gc commits Insert calls in shared transactions; nil (while opening)
+	// writes each call in a transaction of its own.
+	gc *groupCommit
 	// afterInsert, when set (by tests), runs after the i-th item of an
-	// Insert batch is written, inside the transaction; an error aborts it.
-	afterInsert func(i int) error
+	// Insert call is written, inside the transaction, with the
+	// transaction's context; an error aborts the transaction.
+	afterInsert func(ctx context.Context, i int) error
 }
 
 func newCore(eng engine, d dialect) core {
@@ -48,6 +52,8 @@ func deletedExpr(u string) string {
 	return "(CASE WHEN i.owner = " + u + " THEN i.is_deleted ELSE COALESCE(s.is_deleted, FALSE) END)"
 }
 
+// insert validates items and has them written in one transaction, shared
+// with concurrent calls (see groupCommit).
 func (c *core) insert(ctx context.Context, items []NewItem) error {
 	items, err := checkNewItems(items, c.now())
 	if err != nil {
@@ -56,25 +62,33 @@ func (c *core) insert(ctx context.Context, items []NewItem) error {
 	if len(items) == 0 {
 		return nil
 	}
-	err = c.eng.inTx(ctx, func(tx dbtx) error {
-		for i, it := range items {
-			b := c.qb()
-			q := "INSERT INTO inbox_items (owner, event_id, event_type, event, created_at) VALUES (" +
-				b.arg(it.Owner) + ", " + b.arg(it.EventID) + ", " + b.arg(it.EventType) + ", " +
-				b.arg(it.Event) + ", " + b.arg(c.eng.timeArg(it.CreatedAt)) +
-				") ON CONFLICT (owner, event_id) DO NOTHING"
-			if _, err := tx.exec(ctx, q, b.args...); err != nil {
+	if c.gc == nil {
+		err = c.eng.inTx(ctx, func(tx dbtx) error { return c.writeItems(ctx, tx, items) })
+	} else {
+		err = c.gc.insert(ctx, items)
+	}
+	return c.wrap("insert", err)
+}
+
+// writeItems writes one Insert call's rows in tx, skipping rows whose owner
+// and event id are already stored (also by an earlier call in tx).
+func (c *core) writeItems(ctx context.Context, tx dbtx, items []NewItem) error {
+	for i, it := range items {
+		b := c.qb()
+		q := "INSERT INTO inbox_items (owner, event_id, event_type, event, created_at) VALUES (" +
+			b.arg(it.Owner) + ", " + b.arg(it.EventID) + ", " + b.arg(it.EventType) + ", " +
+			b.arg(it.Event) + ", " + b.arg(c.eng.timeArg(it.CreatedAt)) +
+			") ON CONFLICT (owner, event_id) DO NOTHING"
+		if _, err := tx.exec(ctx, q, b.args...); err != nil {
+			return fmt.Errorf("item %d: %w", i, err)
+		}
+		if c.afterInsert != nil {
+			if err := c.afterInsert(ctx, i); err != nil {
 				return fmt.Errorf("item %d: %w", i, err)
 			}
-			if c.afterInsert != nil {
-				if err := c.afterInsert(i); err != nil {
-					return fmt.Errorf("item %d: %w", i, err)
-				}
-			}
 		}
-		return nil
-	})
-	return c.wrap("insert", err)
+	}
+	return nil
 }
 
 func (c *core) list(ctx context.Context, v Viewer, q ListQuery) ([]Item, string, error) {

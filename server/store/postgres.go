@@ -18,6 +18,11 @@ import (
 // one database across processes.
 const pgMigrationLockKey = 0x6e6f74696679 // "notify"
 
+// pgCommitters is how many shared Insert transactions may run at once: one
+// can be written while another waits for its commit, and the rest of the
+// pool stays free for reads and other writes.
+const pgCommitters = 2
+
 // pgMigrationsTable creates the table recording applied migrations.
 const pgMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
     version    bigint      PRIMARY KEY,
@@ -51,6 +56,7 @@ func OpenPostgres(ctx context.Context, dsn string) (*Postgres, error) {
 		pool.Close()
 		return nil, fmt.Errorf("store: open postgres: %w", classifyConnect(err))
 	}
+	s.c.gc = newGroupCommit(eng, s.c.writeItems, pgCommitters)
 	return s, nil
 }
 
@@ -79,6 +85,11 @@ func classifyConnect(err error) error {
 // Insert stores items in one transaction: all or none. An item whose owner
 // and event id are already stored is skipped. An empty Owner, EventID or
 // EventType is ErrInvalid and nothing is stored.
+//
+// The transaction is shared with the Insert calls of other goroutines
+// waiting at the same time (group commit), as for SQLite.Insert: nil once
+// committed, an error when items were not stored, and on ctx's end ctx's
+// error, the items being stored or not.
 func (s *Postgres) Insert(ctx context.Context, items []NewItem) error {
 	return s.c.insert(ctx, items)
 }
@@ -148,7 +159,13 @@ func (s *Postgres) Ping(ctx context.Context) error {
 }
 
 // Close closes the pool, waiting for connections in use to be returned.
+// Insert calls already queued are committed first (for up to 5 s, after
+// which the transactions in progress are aborted and the calls left fail
+// with ErrUnavailable); Insert calls after Close fail with ErrUnavailable.
 func (s *Postgres) Close() error {
+	if s.c.gc != nil {
+		s.c.gc.close()
+	}
 	s.pool.Close()
 	return nil
 }

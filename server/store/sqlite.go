@@ -30,7 +30,9 @@ const sqliteMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
 
 // SQLite is a Store in one SQLite file, using the pure-Go modernc.org/sqlite
 // driver. Writes go through a single connection in WAL mode with
-// synchronous=FULL; reads use a pool of read-only connections.
+// synchronous=FULL; reads use a pool of read-only connections. Concurrent
+// Insert calls share transactions, so one fsync commits many of them (group
+// commit, see Insert).
 type SQLite struct {
 	c   core
 	eng *sqliteEngine
@@ -57,6 +59,8 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 		}
 		return nil, fmt.Errorf("store: open sqlite %s: %w", abs, eng.classify(err))
 	}
+	// One committer: there is one writer connection.
+	s.c.gc = newGroupCommit(eng, s.c.writeItems, 1)
 	return s, nil
 }
 
@@ -109,6 +113,14 @@ func sqliteDSN(abs string, writer bool) string {
 // Insert stores items in one transaction: all or none. An item whose owner
 // and event id are already stored is skipped. An empty Owner, EventID or
 // EventType is ErrInvalid and nothing is stored.
+//
+// The transaction is shared with the Insert calls of other goroutines
+// waiting at the same time (group commit): Insert returns nil once it is
+// committed and synced to disk, and an error when items were not stored;
+// another call's failure never fails this one. When ctx ends while the call
+// waits, Insert returns ctx's error at once, and the items are then either
+// not stored or stored by the shared transaction that was already under
+// way: repeat the call (duplicates are skipped) to know which.
 func (s *SQLite) Insert(ctx context.Context, items []NewItem) error {
 	return s.c.insert(ctx, items)
 }
@@ -177,8 +189,14 @@ func (s *SQLite) Ping(ctx context.Context) error {
 	return s.c.wrap("ping", s.eng.r.PingContext(ctx))
 }
 
-// Close closes the database.
+// Close closes the database. Insert calls already queued are committed
+// first (for up to 5 s, after which the transaction in progress is aborted
+// and the calls left fail with ErrUnavailable); Insert calls after Close
+// fail with ErrUnavailable.
 func (s *SQLite) Close() error {
+	if s.c.gc != nil {
+		s.c.gc.close()
+	}
 	if err := s.eng.close(); err != nil {
 		return fmt.Errorf("store: close: %w", err)
 	}

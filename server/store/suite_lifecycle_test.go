@@ -63,7 +63,7 @@ func testTransactionalInsert(t *testing.T, s Store) {
 	// leaves none of them.
 	_, c := rawDB(t, s)
 	boom := errors.New("boom")
-	c.afterInsert = func(i int) error {
+	c.afterInsert = func(_ context.Context, i int) error {
 		if i == 2 {
 			return boom
 		}
