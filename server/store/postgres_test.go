@@ -104,6 +104,15 @@ func TestPostgres(t *testing.T) {
 		testReopen(t, s, func(t *testing.T) Store { return openTestPostgres(t, dsn) })
 	})
 
+	for name, test := range map[string]func(*testing.T, Store, func(*testing.T) Store){
+		"GroupClose": testGroupClose, "GroupCloseAbort": testGroupCloseAbort,
+	} {
+		t.Run(name, func(t *testing.T) {
+			dsn := newPostgresSchema(t)
+			test(t, openTestPostgres(t, dsn), func(t *testing.T) Store { return openTestPostgres(t, dsn) })
+		})
+	}
+
 	t.Run("TablesInOwnSchema", func(t *testing.T) {
 		dsn := newPostgresSchema(t)
 		s := openTestPostgres(t, dsn)

@@ -34,6 +34,15 @@ func TestSQLite(t *testing.T) {
 		testReopen(t, s, func(t *testing.T) Store { return openTestSQLite(t, path) })
 	})
 
+	for name, test := range map[string]func(*testing.T, Store, func(*testing.T) Store){
+		"GroupClose": testGroupClose, "GroupCloseAbort": testGroupCloseAbort,
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "inbox.db")
+			test(t, openTestSQLite(t, path), func(t *testing.T) Store { return openTestSQLite(t, path) })
+		})
+	}
+
 	t.Run("Pragmas", func(t *testing.T) {
 		s := openTestSQLite(t, filepath.Join(t.TempDir(), "inbox.db"))
 		ctx := t.Context()

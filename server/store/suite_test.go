@@ -28,7 +28,7 @@ func runSuite(t *testing.T, open func(t *testing.T) Store) {
 }
 
 func suiteCases() []suiteCase {
-	return []suiteCase{
+	return append([]suiteCase{
 		{"InsertListNewestFirst", testInsertListNewestFirst},
 		{"Paging", testPaging},
 		{"UnreadFilter", testUnreadFilter},
@@ -54,7 +54,7 @@ func suiteCases() []suiteCase {
 		{"Concurrent", testConcurrent},
 		{"Ping", testPing},
 		{"CancelledContext", testCancelledContext},
-	}
+	}, groupCases()...)
 }
 
 // ---- helpers ----
