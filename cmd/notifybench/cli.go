@@ -19,6 +19,8 @@ modes:
   idle      hold --subscribers streams over --conns connections; server RSS per stream
   publish   publish only: gRPC unary, PublishBatch (--batch) and REST, --concurrency calls
   suite     a few seconds of each mode with small sizes (make bench)
+  soak      churn --subscribers (reconnect, resume, slow-consumer cuts) for --duration while
+            sampling the server's RSS, goroutines and open files; FAIL on growth or loss (make soak)
   serve     run a node like notifyd, with --cpuprofile / --memprofile
 
 Run "notifybench <mode> -h" for the flags.
@@ -35,7 +37,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch mode {
 	case "serve":
 		return serveCmd(ctx, args[1:], stderr)
-	case "fanout", "personal", "idle", "publish", "suite":
+	case "fanout", "personal", "idle", "publish", "suite", "soak":
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -67,6 +69,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if !set["duration"] {
 			o.Duration = 3 * time.Second
 		}
+	case "soak":
+		o.soakDefaults(set)
 	}
 	if err := o.validate(); err != nil {
 		return err
@@ -86,6 +90,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				b.progress("stopping the server: %v", err)
 			}
 		}()
+	}
+	if mode == "soak" {
+		return b.runSoakCmd(ctx, stdout)
 	}
 	results, runErr := b.runMode(ctx, mode)
 	var printErr error

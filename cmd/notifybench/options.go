@@ -50,6 +50,8 @@ type options struct {
 	QueueBytes int
 	Spawn      string
 	SpawnArgs  string
+
+	Soak soakOptions
 }
 
 func defaultOptions() options {
@@ -78,6 +80,7 @@ func defaultOptions() options {
 		ConnWindow:      16 << 20,
 		MaxEvents:       50_000_000,
 		SpawnArgs:       "--queue-bytes 4194304 --publish-rate -1 --conn-rate -1 --max-streams-per-user -1",
+		Soak:            defaultSoakOptions(),
 	}
 }
 
@@ -117,15 +120,16 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.IntVar(&o.ConnWindow, "conn-window", o.ConnWindow, "client HTTP/2 connection receive window, bytes")
 
 	fs.BoolVar(&o.InProcess, "inprocess", o.InProcess, "run a dev node inside this process (127.0.0.1, random ports) instead of using --grpc/--http")
-	fs.IntVar(&o.QueueBytes, "queue-bytes", o.QueueBytes, "--inprocess node: per-stream queue bound (0: default)")
+	fs.IntVar(&o.QueueBytes, "queue-bytes", o.QueueBytes, "--inprocess node (soak: also --spawn, and the size of a stall): per-stream queue bound (0: notifyd's default, 1 MiB)")
 	fs.StringVar(&o.Spawn, "spawn", o.Spawn, "start this notifyd binary in dev mode on free ports for the run, and stop it afterwards")
-	fs.StringVar(&o.SpawnArgs, "spawn-args", o.SpawnArgs, "notifyd flags for --spawn besides --dev, addresses and data dir, space-separated (the default lifts the per-publisher, connection-rate and streams-per-user limits, which are policies, not capacity)")
+	fs.StringVar(&o.SpawnArgs, "spawn-args", o.SpawnArgs, "notifyd flags for --spawn besides --dev, addresses and data dir, space-separated (the default lifts the per-publisher, connection-rate and streams-per-user limits, which are policies, not capacity; soak: notifyd's defaults)")
+	o.Soak.bind(fs)
 }
 
 func (o *options) validate() error {
 	switch {
-	case o.Duration <= 0 || o.Duration > 10*time.Minute:
-		return fmt.Errorf("--duration: %v is not in (0, 10m]", o.Duration)
+	case o.Duration <= 0 || o.Duration > o.maxDuration():
+		return fmt.Errorf("--duration: %v is not in (0, %v]", o.Duration, o.maxDuration())
 	case o.Subscribers < 0 || o.Subscribers > 1_000_000:
 		return fmt.Errorf("--subscribers: %d is not in [0, 1000000]", o.Subscribers)
 	case o.Conns < 1:
@@ -146,6 +150,9 @@ func (o *options) validate() error {
 	}
 	if o.RoomPrefix == "" {
 		o.RoomPrefix = "guest:nb" + strconv.FormatUint(rand.Uint64()%(36*36*36*36), 36) + "-"
+	}
+	if o.Soak.on {
+		return o.checkSoak()
 	}
 	return nil
 }
