@@ -48,6 +48,18 @@ bench:
 	go build -o bin/ ./cmd/notifyd ./cmd/notifybench
 	./bin/notifybench suite --spawn ./bin/notifyd
 
+## soak: SOAK_DURATION (default 2m) of subscriber churn against a dev notifyd
+## with its default settings that notifybench starts on free ports: streams
+## dropped and resumed, connections closed, slow consumers cut, publishing
+## throughout; fails when an event is lost or duplicated or when the server's
+## RSS, goroutines or open files keep growing (docs/PERFORMANCE.md, "Soak")
+SOAK_DURATION ?= 2m
+.PHONY: soak
+soak:
+	@mkdir -p bin
+	go build -o bin/ ./cmd/notifyd ./cmd/notifybench
+	./bin/notifybench soak --spawn ./bin/notifyd --duration $(SOAK_DURATION)
+
 ## tools: build the pinned code generators into .bin/ when missing
 tools: .bin/buf .bin/protoc-gen-go .bin/protoc-gen-go-grpc .bin/protoc-gen-grpc-gateway .bin/protoc-gen-openapiv2
 
