@@ -16,6 +16,8 @@ type core struct {
 	// gc commits Insert calls in shared transactions; nil (while opening)
 	// writes each call in a transaction of its own.
 	gc *groupCommit
+	// insertSQL inserts one row: owner, event id, type, event, created at.
+	insertSQL string
 	// afterInsert, when set (by tests), runs after the i-th item of an
 	// Insert call is written, inside the transaction, with the
 	// transaction's context; an error aborts the transaction.
@@ -23,7 +25,11 @@ type core struct {
 }
 
 func newCore(eng engine, d dialect) core {
-	return core{eng: eng, d: d, now: time.Now}
+	b := &qb{d: d}
+	insertSQL := "INSERT INTO inbox_items (owner, event_id, event_type, event, created_at) VALUES (" +
+		b.arg(nil) + ", " + b.arg(nil) + ", " + b.arg(nil) + ", " + b.arg(nil) + ", " + b.arg(nil) +
+		") ON CONFLICT (owner, event_id) DO NOTHING"
+	return core{eng: eng, d: d, now: time.Now, insertSQL: insertSQL}
 }
 
 // wrap prefixes err with the operation and classifies driver errors.
@@ -74,12 +80,9 @@ func (c *core) insert(ctx context.Context, items []NewItem) error {
 // and event id are already stored (also by an earlier call in tx).
 func (c *core) writeItems(ctx context.Context, tx dbtx, items []NewItem) error {
 	for i, it := range items {
-		b := c.qb()
-		q := "INSERT INTO inbox_items (owner, event_id, event_type, event, created_at) VALUES (" +
-			b.arg(it.Owner) + ", " + b.arg(it.EventID) + ", " + b.arg(it.EventType) + ", " +
-			b.arg(it.Event) + ", " + b.arg(c.eng.timeArg(it.CreatedAt)) +
-			") ON CONFLICT (owner, event_id) DO NOTHING"
-		if _, err := tx.exec(ctx, q, b.args...); err != nil {
+		// One statement text for every row: SQLite prepares it once (see
+		// sqliteEngine.stmts), pgx caches it per connection.
+		if _, err := tx.exec(ctx, c.insertSQL, it.Owner, it.EventID, it.EventType, it.Event, c.eng.timeArg(it.CreatedAt)); err != nil {
 			return fmt.Errorf("item %d: %w", i, err)
 		}
 		if c.afterInsert != nil {

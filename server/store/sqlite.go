@@ -84,6 +84,9 @@ func (s *SQLite) open(ctx context.Context, abs string) error {
 	if _, err := migrate(ctx, s.eng, s.c.d, sqliteMigrationsTable, ms); err != nil {
 		return err
 	}
+	if err := s.eng.prepare(ctx, s.c.insertSQL); err != nil {
+		return err
+	}
 	if s.eng.r, err = sql.Open("sqlite", sqliteDSN(abs, false)); err != nil {
 		return err
 	}
@@ -207,10 +210,32 @@ func (s *SQLite) Close() error {
 type sqliteEngine struct {
 	w *sql.DB // one connection, for every transaction
 	r *sql.DB // read-only connections
+	// stmts are prepared on the writer, by SQL text: a transaction running
+	// one of these texts uses the prepared statement instead of parsing the
+	// SQL again. Set while opening, read-only afterwards.
+	stmts map[string]*sql.Stmt
+}
+
+// prepare prepares queries on the writer for every later transaction.
+func (e *sqliteEngine) prepare(ctx context.Context, queries ...string) error {
+	if e.stmts == nil {
+		e.stmts = make(map[string]*sql.Stmt, len(queries))
+	}
+	for _, q := range queries {
+		st, err := e.w.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("prepare: %w", err)
+		}
+		e.stmts[q] = st
+	}
+	return nil
 }
 
 func (e *sqliteEngine) close() error {
 	var errs []error
+	for _, st := range e.stmts {
+		errs = append(errs, st.Close())
+	}
 	if e.r != nil {
 		errs = append(errs, e.r.Close())
 	}
@@ -227,7 +252,7 @@ func (e *sqliteEngine) inTx(ctx context.Context, fn func(tx dbtx) error) error {
 	if err != nil {
 		return err
 	}
-	if err := fn(sqlRunner{tx}); err != nil {
+	if err := fn(&sqlTxRunner{sqlRunner: sqlRunner{tx}, tx: tx, prepared: e.stmts}); err != nil {
 		if rerr := tx.Rollback(); rerr != nil && !errors.Is(rerr, sql.ErrTxDone) {
 			return errors.Join(err, fmt.Errorf("rollback: %w", rerr))
 		}
@@ -289,6 +314,35 @@ func (r sqlRunner) query(ctx context.Context, query string, args ...any) (rows, 
 		return nil, err
 	}
 	return sqlRows{rs}, nil
+}
+
+// sqlTxRunner runs a transaction's statements, using the engine's prepared
+// statements for the texts it has.
+type sqlTxRunner struct {
+	sqlRunner
+	tx       *sql.Tx
+	prepared map[string]*sql.Stmt // the engine's, shared
+	own      map[string]*sql.Stmt // prepared ones bound to tx, closed with it
+}
+
+func (r *sqlTxRunner) exec(ctx context.Context, query string, args ...any) (int64, error) {
+	st := r.own[query]
+	if st == nil {
+		p, ok := r.prepared[query]
+		if !ok {
+			return r.sqlRunner.exec(ctx, query, args...)
+		}
+		st = r.tx.StmtContext(ctx, p)
+		if r.own == nil {
+			r.own = make(map[string]*sql.Stmt, 1)
+		}
+		r.own[query] = st
+	}
+	res, err := st.ExecContext(ctx, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
 }
 
 // sqlRows adapts *sql.Rows to rows.
