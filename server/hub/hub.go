@@ -35,10 +35,31 @@ type shard struct {
 }
 
 // members is the set of a room's subscribers, kept as a slice for fast
-// iteration with an index for removal.
+// iteration, with an index for removal once the set is large. Most rooms
+// (a guest's, a user's key) hold one or two subscribers: a map each would
+// cost more than the rest of the subscription.
 type members struct {
 	list []*Subscriber
-	idx  map[*Subscriber]int
+	idx  map[*Subscriber]int // nil while len(list) <= smallMembers
+}
+
+// smallMembers is the largest set searched without an index.
+const smallMembers = 16
+
+// find returns s's position in the list, or -1.
+func (m *members) find(s *Subscriber) int {
+	if m.idx != nil {
+		if i, ok := m.idx[s]; ok {
+			return i
+		}
+		return -1
+	}
+	for i, x := range m.list {
+		if x == s {
+			return i
+		}
+	}
+	return -1
 }
 
 // New returns an empty hub.
@@ -92,12 +113,21 @@ func (h *Hub) Join(s *Subscriber, rooms, keys []string) {
 func add(set map[string]*members, name string, s *Subscriber) {
 	m := set[name]
 	if m == nil {
-		m = &members{idx: make(map[*Subscriber]int)}
+		m = &members{}
 		set[name] = m
 	}
-	if _, ok := m.idx[s]; !ok {
-		m.idx[s] = len(m.list)
-		m.list = append(m.list, s)
+	if m.find(s) >= 0 {
+		return
+	}
+	m.list = append(m.list, s)
+	switch {
+	case m.idx != nil:
+		m.idx[s] = len(m.list) - 1
+	case len(m.list) > smallMembers:
+		m.idx = make(map[*Subscriber]int, len(m.list))
+		for i, x := range m.list {
+			m.idx[x] = i
+		}
 	}
 }
 
@@ -106,13 +136,16 @@ func remove(set map[string]*members, name string, s *Subscriber) {
 	if m == nil {
 		return
 	}
-	if i, ok := m.idx[s]; ok {
+	if i := m.find(s); i >= 0 {
 		last := len(m.list) - 1
-		m.list[i] = m.list[last]
-		m.idx[m.list[i]] = i
+		moved := m.list[last]
+		m.list[i] = moved
 		m.list[last] = nil
 		m.list = m.list[:last]
-		delete(m.idx, s)
+		if m.idx != nil {
+			m.idx[moved] = i // when s was last, moved is s: deleted next
+			delete(m.idx, s)
+		}
 	}
 	if len(m.list) == 0 {
 		delete(set, name)

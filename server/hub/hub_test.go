@@ -3,6 +3,7 @@ package hub
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -212,5 +213,59 @@ func TestMuteAndNotify(t *testing.T) {
 	h.Leave(admin1)
 	if got := fmt.Sprint(h.Keys("group:admin")); got != "[[a2 group:admin]]" {
 		t.Errorf("after leave, Keys = %s", got)
+	}
+}
+
+// TestMembersAcrossIndexThreshold joins and leaves subscribers of one room
+// in a shuffled order, across the size at which the room's member set gains
+// an index, and checks after each step that a delivery reaches exactly the
+// subscribers still joined.
+func TestMembersAcrossIndexThreshold(t *testing.T) {
+	h := New()
+	const n = 3 * smallMembers
+	subs := make([]*Subscriber, n)
+	joined := make(map[*Subscriber]bool)
+	for i := range subs {
+		subs[i] = NewSubscriber(1 << 20)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	offset := uint64(0)
+	check := func(step string) {
+		t.Helper()
+		offset++
+		h.Deliver(message(t, "r", offset))
+		for i, s := range subs {
+			frames, err := s.Take(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := len(frames), map[bool]int{true: 1}[joined[s]]; got != want {
+				t.Fatalf("%s: subscriber %d got %d frames, want %d", step, i, got, want)
+			}
+		}
+	}
+	for round := range 3 {
+		for _, i := range rng.Perm(n) {
+			if joined[subs[i]] {
+				continue // a subscriber joins once
+			}
+			h.Join(subs[i], []string{"r"}, nil)
+			joined[subs[i]] = true
+			check(fmt.Sprintf("round %d: join %d", round, i))
+		}
+		for _, i := range rng.Perm(n)[:n-round] {
+			if !joined[subs[i]] {
+				continue
+			}
+			h.Leave(subs[i])
+			delete(joined, subs[i])
+			check(fmt.Sprintf("round %d: leave %d", round, i))
+		}
+	}
+	for s := range joined {
+		h.Leave(s)
+	}
+	if st := h.Stats(); st.Subscribers != 0 || st.Rooms != 0 {
+		t.Errorf("after leave, stats = %+v", st)
 	}
 }
