@@ -4,8 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"math/rand/v2"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -19,7 +20,6 @@ import (
 	"github.com/maxloyalty/notify/server/broker"
 	"github.com/maxloyalty/notify/server/hub"
 	"github.com/maxloyalty/notify/server/room"
-	"github.com/maxloyalty/notify/server/store"
 )
 
 // listener is a broker that must be told which rooms this node wants
@@ -100,28 +100,79 @@ func truncate(s string, n int) string {
 // during the replay is both in the replay and in the queue; the per-room
 // offset filter in the stream's writer drops the second copy. Hence no gap
 // and no duplicate at the seam.
+//
+// Everything up to the live phase runs on a short-lived goroutine. The
+// handler's goroutine lives as long as the stream, and a stack grown by a
+// deep call shrinks back only at a garbage collection, which an idle server
+// rarely runs: run here, the setup (store drivers, history reads, the
+// replay's encoding) would leave every idle stream holding a stack twice
+// the size it needs to wait.
 func (s *Service) Subscribe(req *notifyv1.SubscribeRequest, stream grpc.ServerStreamingServer[notifyv1.SubscribeResponse]) error {
+	var (
+		c auth.Claims
+		w *writer
+		u undo
+	)
+	defer u.run(s)
+	err := onSideStack(func() (err error) {
+		c, w, err = s.open(req, stream, &u)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	defer close(w.quit)
+	return s.run(c, w.sub, w)
+}
+
+// undo is what an opened subscription gives back when it ends.
+type undo struct {
+	release  func()          // the user's stream count
+	sub      *hub.Subscriber // joined to the hub
+	kinds    []room.Kind     // counted in the subscriber metrics
+	listener listener        // the shared broker listened to
+	listened []string        // rooms listened to
+}
+
+func (u *undo) run(s *Service) {
+	for _, name := range u.listened {
+		u.listener.Unlisten(name)
+	}
+	for _, k := range u.kinds {
+		s.cfg.Metrics.SubscriberLeft(k.String())
+	}
+	if u.sub != nil {
+		s.hub.Leave(u.sub)
+	}
+	if u.release != nil {
+		u.release()
+	}
+}
+
+// open checks and joins a subscription, and sends its Connected message
+// and replay; u collects what to give back when the stream ends.
+func (s *Service) open(req *notifyv1.SubscribeRequest, stream grpc.ServerStreamingServer[notifyv1.SubscribeResponse], u *undo) (auth.Claims, *writer, error) {
 	ctx := stream.Context()
 	c, err := claims(ctx)
 	if err != nil {
-		return toStatusErr(err)
+		return c, nil, toStatusErr(err)
 	}
 	rooms, err := s.subscriptionRooms(c, req)
 	if err != nil {
-		return toStatusErr(err)
+		return c, nil, toStatusErr(err)
 	}
 	pos, err := positions(rooms, req.Positions)
 	if err != nil {
-		return toStatusErr(err)
+		return c, nil, toStatusErr(err)
 	}
 
 	if s.cfg.Limits.Streams != nil {
 		release, err := s.cfg.Limits.Streams.Acquire(c.Subject)
 		if err != nil {
 			s.cfg.Metrics.LimitRejected("streams")
-			return toStatusErr(err)
+			return c, nil, toStatusErr(err)
 		}
-		defer release()
+		u.release = release
 	}
 
 	sub := hub.NewSubscriber(s.cfg.QueueBytes)
@@ -130,44 +181,34 @@ func (s *Service) Subscribe(req *notifyv1.SubscribeRequest, stream grpc.ServerSt
 		names[i] = r.String()
 	}
 	s.hub.Join(sub, names, keys(c))
-	defer s.hub.Leave(sub)
+	u.sub = sub
 	if v, ok := viewer(c); ok && s.inbox != nil {
 		// After Join, so that an update made meanwhile reaches this stream;
 		// the writer applies the mutes too, to anything queued before.
-		var prefs store.Preferences
-		err := onSideStack(func() (err error) {
-			prefs, err = s.inbox.Preferences(ctx, v.UserID)
-			return err
-		})
+		prefs, err := s.inbox.Preferences(ctx, v.UserID)
 		if err != nil {
-			return toStatusErr(err)
+			return c, nil, toStatusErr(err)
 		}
 		applyPreferences(sub, prefs)
 	}
 	for _, r := range rooms {
 		s.cfg.Metrics.SubscriberJoined(r.Kind().String())
-		defer s.cfg.Metrics.SubscriberLeft(r.Kind().String())
+		u.kinds = append(u.kinds, r.Kind())
 	}
 	if l, ok := s.broker.(listener); ok {
 		// A shared broker must confirm the node receives a room's messages
 		// before its history is read, or the seam could lose events.
+		u.listener = l
 		for _, name := range names {
 			if err := l.Listen(ctx, name); err != nil {
 				s.cfg.Metrics.BrokerError("listen")
-				return toStatusErr(err)
+				return c, nil, toStatusErr(err)
 			}
-			defer l.Unlisten(name)
+			u.listened = append(u.listened, name)
 		}
 	}
 
-	w := &writer{
-		sub:     sub,
-		stream:  stream,
-		max:     s.cfg.MaxWriteBytes,
-		last:    make(map[string]broker.Position, len(rooms)),
-		sent:    make(map[string]broker.Position, len(rooms)),
-		metrics: s.cfg.Metrics,
-	}
+	w := newWriter(s, sub, stream, names)
 	connected := &notifyv1.Connected{
 		UserId:            c.Subject,
 		Role:              c.Role,
@@ -181,60 +222,54 @@ func (s *Service) Subscribe(req *notifyv1.SubscribeRequest, stream grpc.ServerSt
 		h, err := s.broker.History(ctx, name, p)
 		if err != nil {
 			s.cfg.Metrics.BrokerError("history")
-			return toStatusErr(err)
+			return c, nil, toStatusErr(err)
 		}
 		st := &notifyv1.RoomState{Room: name, Epoch: h.Top.Epoch, Offset: h.Top.Offset}
 		switch {
 		case resume && h.Complete:
 			st.Recovered = true
 			st.StartOffset = p.Offset
-			w.last[name] = broker.Position{Offset: p.Offset, Epoch: h.Top.Epoch}
+			w.rooms[i].last = broker.Position{Offset: p.Offset, Epoch: h.Top.Epoch}
 			backlog = appendFrames(backlog, h.Messages)
 		case resume && p.Epoch != h.Top.Epoch && len(h.Messages) > 0 && h.Messages[0].Offset == 1:
 			// The client's epoch is lost (recovered=false), but the room's
 			// new epoch is whole from its first event: replay it, so that
 			// nothing published since a restart is missed.
-			w.last[name] = broker.Position{Epoch: h.Top.Epoch}
+			w.rooms[i].last = broker.Position{Epoch: h.Top.Epoch}
 			backlog = appendFrames(backlog, h.Messages)
 		default:
 			// Live from the room's current top: what came before is either
 			// not wanted (no position) or lost to this stream (recovered=false).
-			w.last[name] = h.Top
+			w.rooms[i].last = h.Top
 			st.StartOffset = h.Top.Offset
 		}
 		connected.Rooms[i] = st
 	}
-	maps.Copy(w.sent, w.last)
-	if err := stream.Send(&notifyv1.SubscribeResponse{Control: &notifyv1.SubscribeResponse_Connected{Connected: connected}}); err != nil {
-		return err
+	for i := range w.rooms {
+		w.rooms[i].sent = w.rooms[i].last
+	}
+	if err := w.send(&notifyv1.SubscribeResponse{Control: &notifyv1.SubscribeResponse_Connected{Connected: connected}}); err != nil {
+		return c, nil, err
 	}
 	if err := w.write(backlog, false); err != nil {
-		return err
+		return c, nil, err
 	}
 	if v, ok := viewer(c); ok && s.inbox != nil {
 		// The badge starts right; later changes arrive as they happen.
-		var n int64
-		err := onSideStack(func() (err error) {
-			n, err = s.inbox.UnreadCount(ctx, v)
-			return err
-		})
+		n, err := s.inbox.UnreadCount(ctx, v)
 		if err != nil {
-			return toStatusErr(err)
+			return c, nil, toStatusErr(err)
 		}
 		if err := w.write([]*hub.Frame{hub.NewUnreadFrame(n)}, false); err != nil {
-			return err
+			return c, nil, err
 		}
 	}
-	w.live = true
-	defer w.close()
-	return s.run(c, sub, w)
+	return c, w, nil
 }
 
-// onSideStack runs fn on a short-lived goroutine and waits for it. The
-// store's drivers (the pure-Go SQLite above all) run deep call stacks; run
-// on the stream's goroutine they would grow its stack for the stream's
-// whole life, and an idle server runs no garbage collection to shrink it
-// back. Measured: about 10 KB per idle stream.
+// onSideStack runs fn on a short-lived goroutine and waits for it, so that
+// fn's deep call stacks do not grow the caller's stack for its whole life
+// (an idle server runs no garbage collection to shrink it back).
 func onSideStack(fn func() error) error {
 	done := make(chan error, 1)
 	go func() { done <- fn() }()
@@ -248,59 +283,83 @@ func appendFrames(frames []*hub.Frame, msgs []broker.Message) []*hub.Frame {
 	return frames
 }
 
-// run is the stream's send loop: the only place that sends on the stream
-// after the replay.
+// run serves the live stream until it ends. After the replay every send
+// happens on a sender goroutine that the subscriber's Ready wakes directly,
+// one wake-up per write. The handler goroutine only starts senders, keeps
+// time (heartbeats, token expiry) and ends the stream, even while a send is
+// stuck on a client that stopped reading (HTTP/2 flow control blocks
+// SendMsg, and only the handler's return ends the stream). A sender exits
+// after senderIdle without work, so that an idle stream costs one goroutine.
 func (s *Service) run(c auth.Claims, sub *hub.Subscriber, w *writer) error {
 	ctx := w.stream.Context()
-	heartbeat := time.NewTimer(s.cfg.HeartbeatInterval)
-	defer heartbeat.Stop()
-	var expired <-chan time.Time
+	interval := int64(s.cfg.HeartbeatInterval)
+	var expiry int64 // when the token expires, in Unix nanoseconds; 0: never
 	if !c.ExpiresAt.IsZero() {
 		// The verifier accepts a token up to the leeway past exp; the
 		// stream lives as long as a new call with the token would.
-		t := time.NewTimer(time.Until(c.ExpiresAt.Add(s.cfg.TokenLeeway)))
-		defer t.Stop()
-		expired = t.C
+		expiry = c.ExpiresAt.Add(s.cfg.TokenLeeway).UnixNano()
 	}
-	var frames []*hub.Frame
+	// One timer serves the heartbeat and the expiry. Writes do not reset it
+	// (a timer reset per write costs more than the write's bookkeeping): it
+	// fires at the latest heartbeat time and is re-armed for what is left.
+	next := func(now int64) time.Duration {
+		d := w.lastWrite.Load() + interval - now
+		if d <= 0 || w.beat.Load() {
+			d = interval
+		}
+		if expiry != 0 && expiry-now < d {
+			d = max(expiry-now, 0)
+		}
+		return time.Duration(d)
+	}
+	timer := time.NewTimer(next(time.Now().UnixNano()))
+	defer timer.Stop()
+	var exited chan error // the running sender's result; nil while none runs
+	done := sub.Done()
 	for {
+		var ready <-chan struct{}
+		if exited == nil {
+			ready = sub.Ready() // a running sender waits on it itself
+		}
 		select {
 		case <-ctx.Done():
 			return toStatusErr(ctx.Err())
-		case <-expired:
-			_ = w.disconnected(&notifyv1.Disconnected{
-				Reason:    notifyv1.DisconnectReason_DISCONNECT_REASON_TOKEN_EXPIRED,
-				Positions: w.positions(),
-			})
-			return Status(errTokenExpired, nil).Err()
-		case <-heartbeat.C:
-			if err := w.heartbeat(); err != nil {
-				if errors.Is(err, errAbandoned) {
-					return s.abandon(sub, w)
+		case <-timer.C:
+			now := time.Now().UnixNano()
+			switch {
+			case expiry != 0 && now >= expiry:
+				// The sender writes what is queued, then Disconnected.
+				expiry = 0
+				sub.Close(errTokenExpired)
+			case now-w.lastWrite.Load() >= interval && !w.beat.Load():
+				w.beat.Store(true)
+				if exited == nil {
+					exited = w.start()
+				} else {
+					w.wake()
 				}
+			}
+			timer.Reset(next(now))
+		case <-ready:
+			exited = w.start()
+		case err := <-exited:
+			exited = nil
+			switch {
+			case errors.Is(err, errAbandoned):
+				return s.abandon(sub, w)
+			case err != nil:
 				return err
+			case w.beat.Load():
+				exited = w.start() // a heartbeat came due as the sender went idle
 			}
-			heartbeat.Reset(s.cfg.HeartbeatInterval)
-			continue
-		case <-sub.Ready():
-		}
-		var closed error
-		frames, closed = sub.Take(frames[:0])
-		if len(frames) > 0 {
-			if err := w.write(frames, true); err != nil {
-				if errors.Is(err, errAbandoned) {
-					return s.abandon(sub, w)
-				}
-				return err
+		case <-done:
+			done = nil
+			if errors.Is(sub.Err(), hub.ErrSlowConsumer) {
+				// Whether or not a send is stuck, the stream ends now.
+				return s.abandon(sub, w)
 			}
-			clear(frames)
-			heartbeat.Reset(s.cfg.HeartbeatInterval)
-		}
-		if closed != nil {
-			if n := sub.Dropped(); n > 0 {
-				s.cfg.Metrics.QueueDropped(n)
-			}
-			return s.end(w, closed)
+			// Otherwise Ready is signalled too: a sender writes what is
+			// queued and the reason, and ends the stream.
 		}
 	}
 }
@@ -333,12 +392,11 @@ func (s *Service) end(w *writer, reason error) error {
 	case errors.Is(reason, hub.ErrShutdown):
 		d.Reason = notifyv1.DisconnectReason_DISCONNECT_REASON_SERVER_RESTART
 		d.ReconnectDelay = durationpb.New(s.jitter())
-	case errors.Is(reason, hub.ErrSlowConsumer):
-		d.Reason = notifyv1.DisconnectReason_DISCONNECT_REASON_SLOW_CONSUMER
-		s.cfg.Metrics.SlowConsumer()
 	case errors.Is(reason, broker.ErrUnavailable):
 		d.Reason = notifyv1.DisconnectReason_DISCONNECT_REASON_BROKER_UNAVAILABLE
 		d.ReconnectDelay = durationpb.New(s.jitter())
+	case errors.Is(reason, errTokenExpired):
+		d.Reason = notifyv1.DisconnectReason_DISCONNECT_REASON_TOKEN_EXPIRED
 	}
 	_ = w.disconnected(d)
 	return Status(reason, positionsMeta(d.Positions)).Err()
@@ -356,21 +414,63 @@ func (s *Service) jitter() time.Duration {
 
 // writer sends frames on one stream, dropping anything at or before the
 // last offset already sent in its room and coalescing the rest into writes
-// of at most max bytes.
+// of at most max bytes. The handler goroutine uses it during the replay,
+// then one sender goroutine at a time (see run).
 type writer struct {
 	sub     *hub.Subscriber
 	stream  grpc.ServerStreamingServer[notifyv1.SubscribeResponse]
 	max     int
-	last    map[string]broker.Position // per room, the last frame taken for sending (dedupe)
-	sent    map[string]broker.Position // per room, the last frame gRPC accepted
+	rooms   []roomPos // a stream has few rooms: a slice costs less than maps
 	batch   []*hub.Frame
+	frames  []*hub.Frame
 	metrics Metrics
-	snd     *sender // nil until the first send, and again after it idles out
-	live    bool    // sends go through snd (set once the stream is replayed)
+	end     func(*writer, error) error // the final message and status of a closed subscriber
+
+	lastWrite atomic.Int64  // Unix nanoseconds of the last send
+	beat      atomic.Bool   // a heartbeat is due
+	kick      chan struct{} // wakes a running sender for a heartbeat
+	quit      chan struct{} // closed when the handler returns
+
+	mu sync.Mutex // guards roomPos.sent: the handler reads it while a send may be stuck
 }
 
-// errAbandoned ends a stream whose client stopped reading: its send is
-// blocked on flow control and the hub cut it for overflowing its queue.
+// roomPos is a stream's position in one of its rooms.
+type roomPos struct {
+	room string
+	last broker.Position // the last frame taken for sending (dedupe)
+	sent broker.Position // the last frame gRPC accepted
+}
+
+func newWriter(s *Service, sub *hub.Subscriber, stream grpc.ServerStreamingServer[notifyv1.SubscribeResponse], rooms []string) *writer {
+	w := &writer{
+		sub:     sub,
+		stream:  stream,
+		max:     s.cfg.MaxWriteBytes,
+		rooms:   make([]roomPos, len(rooms)),
+		metrics: s.cfg.Metrics,
+		end:     s.end,
+		kick:    make(chan struct{}, 1),
+		quit:    make(chan struct{}),
+	}
+	for i, r := range rooms {
+		w.rooms[i].room = r
+	}
+	return w
+}
+
+// pos returns the stream's position in room, or nil if room is not one of
+// its rooms.
+func (w *writer) pos(room string) *roomPos {
+	for i := range w.rooms {
+		if w.rooms[i].room == room {
+			return &w.rooms[i]
+		}
+	}
+	return nil
+}
+
+// errAbandoned ends a stream whose client stopped reading: the hub cut it
+// for overflowing its queue, and its send may be blocked on flow control.
 var errAbandoned = fmt.Errorf("%w: the client stopped reading", hub.ErrSlowConsumer)
 
 // senderIdle is how long a sender goroutine waits for work before it exits,
@@ -378,71 +478,83 @@ var errAbandoned = fmt.Errorf("%w: the client stopped reading", hub.ErrSlowConsu
 // the heartbeat interval, or heartbeats alone would keep it alive.
 const senderIdle = 2 * time.Second
 
-// sender makes a stream's SendMsg calls on a goroutine of its own, one at a
-// time, while the handler waits for each result or for the hub to cut the
-// stream: a client that stops reading blocks SendMsg on HTTP/2 flow control,
-// and the handler must still be able to end the stream.
-type sender struct {
-	work   chan any
-	result chan error
-	exited chan struct{} // closed when the goroutine has gone idle and exited
-	quit   chan struct{} // closed by the handler when the stream ends
+// start starts a sender goroutine and returns the channel of its result.
+func (w *writer) start() chan error {
+	exited := make(chan error, 1)
+	go w.loop(exited)
+	return exited
 }
 
-func (s *sender) loop(stream grpc.ServerStream) {
-	idle := time.NewTimer(senderIdle)
-	defer idle.Stop()
+// loop is a sender goroutine: it writes what the subscriber has queued and
+// any heartbeat due, until it has been idle for senderIdle (result nil), the
+// stream ends (its final status) or the handler returns.
+func (w *writer) loop(exit chan<- error) {
+	var idle *time.Timer
 	for {
+		if err := w.pump(); err != nil {
+			if idle != nil {
+				idle.Stop()
+			}
+			exit <- err
+			return
+		}
+		if idle == nil {
+			idle = time.NewTimer(senderIdle)
+		}
 		select {
-		case m := <-s.work:
-			s.result <- stream.SendMsg(m)
-			idle.Reset(senderIdle)
+		case <-w.sub.Ready():
+		case <-w.kick:
 		case <-idle.C:
-			close(s.exited)
+			// Like the heartbeat, the idle timer is not reset per write.
+			if d := time.Duration(time.Now().UnixNano() - w.lastWrite.Load()); d < senderIdle {
+				idle.Reset(senderIdle - d)
+				continue
+			}
+			exit <- nil
 			return
-		case <-s.quit:
+		case <-w.quit:
+			idle.Stop()
 			return
 		}
 	}
 }
 
-// send sends m. Before the stream goes live it sends directly; afterwards
-// through the sender goroutine, returning errAbandoned as soon as the hub
-// cuts a subscriber whose send is stuck.
-func (w *writer) send(m any) error {
-	if !w.live {
-		return w.stream.SendMsg(m)
-	}
-	for {
-		if w.snd == nil {
-			w.snd = &sender{work: make(chan any), result: make(chan error, 1), exited: make(chan struct{}), quit: make(chan struct{})}
-			go w.snd.loop(w.stream)
+// pump writes the queued frames, or a heartbeat if one is due and nothing
+// else was written, and ends the stream if the subscriber was closed.
+func (w *writer) pump() error {
+	frames, closed := w.sub.Take(w.frames[:0])
+	w.frames = frames
+	if len(frames) > 0 {
+		err := w.write(frames, true)
+		clear(frames)
+		if err != nil {
+			return err
 		}
-		select {
-		case w.snd.work <- m:
-		case <-w.snd.exited:
-			w.snd = nil // it idled out just now: start another
-			continue
-		}
-		break
 	}
+	switch {
+	case errors.Is(closed, hub.ErrSlowConsumer):
+		return errAbandoned // the handler ends the stream
+	case closed != nil:
+		return w.end(w, closed)
+	case w.beat.Swap(false) && len(frames) == 0:
+		return w.heartbeat()
+	}
+	return nil
+}
+
+// wake makes a running sender look for work.
+func (w *writer) wake() {
 	select {
-	case err := <-w.snd.result:
-		return err
-	case <-w.sub.Done():
-		if errors.Is(w.sub.Err(), hub.ErrSlowConsumer) {
-			return errAbandoned
-		}
-		return <-w.snd.result
+	case w.kick <- struct{}{}:
+	default:
 	}
 }
 
-// close stops the sender goroutine; a send still stuck in it fails once
-// the stream has ended.
-func (w *writer) close() {
-	if w.snd != nil {
-		close(w.snd.quit)
-	}
+// send sends m; only the goroutine that owns the writer at the time calls it.
+func (w *writer) send(m any) error {
+	err := w.stream.SendMsg(m)
+	w.lastWrite.Store(time.Now().UnixNano())
+	return err
 }
 
 // write sends frames; live frames count as deliveries, with their latency
@@ -459,11 +571,12 @@ func (w *writer) write(frames []*hub.Frame, live bool) error {
 			continue // muted by the user's preferences
 		}
 		if f.Room != "" {
-			l, ok := w.last[f.Room]
-			if ok && f.Epoch == l.Epoch && f.Offset <= l.Offset {
-				continue // already sent (the replay/live seam)
+			if p := w.pos(f.Room); p != nil {
+				if f.Epoch == p.last.Epoch && f.Offset <= p.last.Offset {
+					continue // already sent (the replay/live seam)
+				}
+				p.last = broker.Position{Offset: f.Offset, Epoch: f.Epoch}
 			}
-			w.last[f.Room] = broker.Position{Offset: f.Offset, Epoch: f.Epoch}
 			if live {
 				w.metrics.Delivered(1, time.Duration(now-f.Time))
 			}
@@ -499,11 +612,13 @@ func (w *writer) flush(size int) error {
 	}
 	err := w.send(&rawResponse{buf: buf})
 	if err == nil {
+		w.mu.Lock()
 		for _, f := range w.batch {
-			if f.Room != "" {
-				w.sent[f.Room] = broker.Position{Offset: f.Offset, Epoch: f.Epoch}
+			if p := w.pos(f.Room); p != nil {
+				p.sent = broker.Position{Offset: f.Offset, Epoch: f.Epoch}
 			}
 		}
+		w.mu.Unlock()
 	}
 	clear(w.batch)
 	w.batch = w.batch[:0]
@@ -525,9 +640,13 @@ func (w *writer) disconnected(d *notifyv1.Disconnected) error {
 // positions are the last positions handed to gRPC without error, per room:
 // what the client resumes from if the stream ends now.
 func (w *writer) positions() []*notifyv1.StreamPosition {
-	out := make([]*notifyv1.StreamPosition, 0, len(w.sent))
-	for r, p := range w.sent {
-		out = append(out, &notifyv1.StreamPosition{Room: r, Offset: p.Offset, Epoch: p.Epoch})
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]*notifyv1.StreamPosition, 0, len(w.rooms))
+	for i := range w.rooms {
+		// Field by field: a sender may be writing the entry's last.
+		p := &w.rooms[i]
+		out = append(out, &notifyv1.StreamPosition{Room: p.room, Offset: p.sent.Offset, Epoch: p.sent.Epoch})
 	}
 	return out
 }
