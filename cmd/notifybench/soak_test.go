@@ -7,10 +7,16 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
 	"github.com/maxloyalty/notify/server/node"
 )
 
@@ -248,5 +254,75 @@ func TestSoakCommandLine(t *testing.T) {
 	}
 	if w := o.Soak.warmup(10 * time.Minute); w != 2*time.Minute {
 		t.Errorf("warm-up of 10m: %v", w)
+	}
+}
+
+// TestSoakAccounting feeds one client's streams by hand: continuity across
+// a resume, duplicates, gaps, a resume the history covered but the server
+// did not recover (a failure) and one it could not cover (reported apart).
+func TestSoakAccounting(t *testing.T) {
+	c := &soakClient{rooms: []*soakRoom{{name: "restaurant:r1:transactions", hist: 1000}, {name: "guest:g1", hist: 100}}}
+	env := &soakEnv{}
+	feed := func(st *soakStream, msg *notifyv1.SubscribeResponse) {
+		t.Helper()
+		b, err := proto.Marshal(msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.handle(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	connected := func(states ...*notifyv1.RoomState) *notifyv1.SubscribeResponse {
+		return &notifyv1.SubscribeResponse{Control: &notifyv1.SubscribeResponse_Connected{Connected: &notifyv1.Connected{Rooms: states}}}
+	}
+	events := func(room string, offsets ...uint64) *notifyv1.SubscribeResponse {
+		m := &notifyv1.SubscribeResponse{}
+		for _, o := range offsets {
+			m.Events = append(m.Events, &notifyv1.Event{Room: room, Epoch: "e1", Offset: o})
+		}
+		return m
+	}
+	shared, guest := "restaurant:r1:transactions", "guest:g1"
+
+	// First stream: live from the tops (the guest room has no events yet).
+	st := &soakStream{c: c, env: env}
+	feed(st, connected(&notifyv1.RoomState{Room: shared, Epoch: "e1", Offset: 10}, &notifyv1.RoomState{Room: guest}))
+	feed(st, events(shared, 11, 12))
+	feed(st, events(guest, 1))
+	// Second stream resumes: recovered, replay continues exactly.
+	st = &soakStream{c: c, env: env, resumed: true}
+	if ps := c.positions(); ps[0].Offset != 12 || ps[0].Epoch != "e1" || ps[1].Offset != 1 || ps[1].Epoch != "e1" {
+		t.Fatalf("positions %v", ps)
+	}
+	feed(st, connected(&notifyv1.RoomState{Room: shared, Epoch: "e1", Offset: 20, Recovered: true, StartOffset: 12},
+		&notifyv1.RoomState{Room: guest, Epoch: "e1", Offset: 1, Recovered: true, StartOffset: 1}))
+	feed(st, events(shared, 13, 14, 14, 17)) // a duplicate, then 15 and 16 missing
+	feed(st, &notifyv1.SubscribeResponse{Control: &notifyv1.SubscribeResponse_Disconnected{Disconnected: &notifyv1.Disconnected{
+		Reason: notifyv1.DisconnectReason_DISCONNECT_REASON_SLOW_CONSUMER}}})
+	if !st.cut {
+		t.Error("Disconnected{SLOW_CONSUMER} not taken for a cut")
+	}
+	// Third: the server does not recover a gap of 33 the history holds
+	// (a failure: 33 lost), nor a guest gap of 150 beyond its 100 events.
+	st = &soakStream{c: c, env: env, resumed: true}
+	feed(st, connected(&notifyv1.RoomState{Room: shared, Epoch: "e1", Offset: 50, StartOffset: 50},
+		&notifyv1.RoomState{Room: guest, Epoch: "e1", Offset: 151, StartOffset: 151}))
+	feed(st, events(shared, 51))
+	feed(st, events("admin", 1))
+
+	n := &c.n
+	got := []int64{n.connects.Load(), n.reconnects.Load(), n.resumes.Load(), n.delivered.Load(), n.duplicated.Load(), n.lost.Load(),
+		n.unrecovered.Load(), n.beyond.Load(), n.beyondMissed.Load(), n.unknown.Load(), n.errors.Load()}
+	want := []int64{3, 2, 1, 7, 1, 2 + 33, 1, 1, 150, 1, 0}
+	if !slices.Equal(got, want) {
+		t.Errorf("connects, reconnects, resumes, delivered, duplicated, lost, unrecovered, beyond, beyond missed, unknown, errors = %v, want %v", got, want)
+	}
+	if c.rooms[0].lastA.Load() != 51 || c.rooms[1].last != 151 {
+		t.Errorf("positions %d %d", c.rooms[0].lastA.Load(), c.rooms[1].last)
+	}
+	if !isCut(status.Error(codes.ResourceExhausted, "subscriber queue overflowed: the client stopped reading")) ||
+		isCut(status.Error(codes.ResourceExhausted, "too many streams")) || isCut(status.Error(codes.Canceled, "queue overflowed")) {
+		t.Error("isCut")
 	}
 }
