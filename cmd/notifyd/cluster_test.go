@@ -21,6 +21,7 @@ import (
 	notify "github.com/maxloyalty/notify/clients/go"
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
 	"github.com/maxloyalty/notify/server/auth"
+	"github.com/maxloyalty/notify/server/testenv"
 )
 
 // These tests run several real notifyd processes sharing rooms through the
@@ -30,14 +31,7 @@ import (
 
 func clusterRedisURL(t *testing.T) string {
 	t.Helper()
-	u := os.Getenv("NOTIFY_TEST_REDIS_URL")
-	if u == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("NOTIFY_TEST_REDIS_URL is required in CI")
-		}
-		t.Skip("NOTIFY_TEST_REDIS_URL not set")
-	}
-	return u
+	return testenv.Service(t, testenv.RedisURL)
 }
 
 // startNodes starts n notifyd processes on one Redis, with a key prefix of

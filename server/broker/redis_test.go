@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/maxloyalty/notify/server/testenv"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -17,14 +18,7 @@ import (
 // redisURL returns the test Redis, skipping without one unless CI=true.
 func redisURL(t *testing.T) string {
 	t.Helper()
-	u := os.Getenv("NOTIFY_TEST_REDIS_URL")
-	if u == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("NOTIFY_TEST_REDIS_URL is required in CI")
-		}
-		t.Skip("NOTIFY_TEST_REDIS_URL not set")
-	}
-	return u
+	return testenv.Service(t, testenv.RedisURL)
 }
 
 // newTestRedis returns a Redis broker with keys under a prefix of its own.

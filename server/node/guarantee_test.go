@@ -25,6 +25,7 @@ import (
 	"github.com/maxloyalty/notify/server/broker"
 	"github.com/maxloyalty/notify/server/node"
 	"github.com/maxloyalty/notify/server/room"
+	"github.com/maxloyalty/notify/server/testenv"
 )
 
 // The guarantee test drives subscribers through random disconnects,
@@ -154,13 +155,7 @@ func TestGuaranteesRandomized(t *testing.T) {
 		gtRun(t, &gtServer{grpcAddr: gtFreeAddr(t), httpAddr: gtFreeAddr(t), dataDir: t.TempDir(), broker: "memory"})
 	})
 	t.Run("redis", func(t *testing.T) {
-		url := os.Getenv("NOTIFY_TEST_REDIS_URL")
-		if url == "" {
-			if os.Getenv("CI") == "true" {
-				t.Fatal("NOTIFY_TEST_REDIS_URL is required in CI")
-			}
-			t.Skip("NOTIFY_TEST_REDIS_URL not set")
-		}
+		url := testenv.Service(t, testenv.RedisURL)
 		gtRun(t, &gtServer{grpcAddr: gtFreeAddr(t), httpAddr: gtFreeAddr(t), dataDir: t.TempDir(),
 			broker: "redis", redisURL: url, redisPrefix: fmt.Sprintf("notify-gt-%d", time.Now().UnixNano())})
 	})

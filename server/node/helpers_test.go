@@ -61,6 +61,14 @@ type testNode struct {
 // mutate adjust the config; the node is stopped when the test ends.
 func startNode(t *testing.T, mutate func(*node.Config)) *testNode {
 	t.Helper()
+	tn := launchNode(t, mutate)
+	waitReady(t, tn)
+	return tn
+}
+
+// launchNode is startNode without waiting for the node to be ready.
+func launchNode(t *testing.T, mutate func(*node.Config)) *testNode {
+	t.Helper()
 	cfg := node.Config{
 		GRPCAddr:  "127.0.0.1:0",
 		HTTPAddr:  "127.0.0.1:0",
@@ -88,7 +96,6 @@ func startNode(t *testing.T, mutate func(*node.Config)) *testNode {
 			t.Errorf("stopping node: %v", err)
 		}
 	})
-	waitReady(t, tn)
 	return tn
 }
 
@@ -107,9 +114,16 @@ func (tn *testNode) stop() error {
 // waitReady polls /readyz until the node serves.
 func waitReady(t *testing.T, tn *testNode) {
 	t.Helper()
+	waitReadyWith(t, tn, http.DefaultClient, "http")
+}
+
+// waitReadyWith polls scheme://HTTPAddr/readyz with client until the node
+// serves.
+func waitReadyWith(t *testing.T, tn *testNode, client *http.Client, scheme string) {
+	t.Helper()
 	deadline := time.Now().Add(testTimeout)
 	for {
-		resp, err := http.Get("http://" + tn.HTTPAddr() + "/readyz")
+		resp, err := client.Get(scheme + "://" + tn.HTTPAddr() + "/readyz")
 		if err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/maxloyalty/notify/server/node"
+	"github.com/maxloyalty/notify/server/testenv"
 )
 
 // ---- PostgreSQL ----
@@ -26,13 +27,7 @@ import (
 // variable the test is skipped, except in CI (CI=true) where it fails.
 func postgresStore(t *testing.T) string {
 	t.Helper()
-	dsn := os.Getenv("NOTIFY_TEST_POSTGRES_DSN")
-	if dsn == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("NOTIFY_TEST_POSTGRES_DSN is required in CI")
-		}
-		t.Skip("NOTIFY_TEST_POSTGRES_DSN is not set")
-	}
+	dsn := testenv.Service(t, testenv.PostgresDSN)
 	var b [8]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		t.Fatal(err)

@@ -34,48 +34,9 @@ import (
 // client at scheme://HTTPAddr/readyz (startNode polls plain HTTP).
 func opsStartNode(t *testing.T, client *http.Client, scheme string, mutate func(*node.Config)) *testNode {
 	t.Helper()
-	cfg := node.Config{
-		GRPCAddr:  "127.0.0.1:0",
-		HTTPAddr:  "127.0.0.1:0",
-		ServerID:  "test-node",
-		JWTSecret: testSecret,
-		LogLevel:  "error",
-		DataDir:   t.TempDir(),
-	}
-	if mutate != nil {
-		mutate(&cfg)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	n, err := node.New(ctx, cfg, testLogger())
-	if err != nil {
-		cancel()
-		t.Fatalf("node.New: %v", err)
-	}
-	tn := &testNode{Node: n, cfg: cfg, cancel: cancel, done: make(chan struct{})}
-	go func() {
-		tn.runErr = n.Run(ctx)
-		close(tn.done)
-	}()
-	t.Cleanup(func() {
-		if err := tn.stop(); err != nil {
-			t.Errorf("stopping node: %v", err)
-		}
-	})
-	deadline := time.Now().Add(testTimeout)
-	for {
-		resp, err := client.Get(scheme + "://" + n.HTTPAddr() + "/readyz")
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return tn
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node not ready after %v (last error %v)", testTimeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	tn := launchNode(t, mutate)
+	waitReadyWith(t, tn, client, scheme)
+	return tn
 }
 
 // opsTLSClient returns an HTTPS client trusting pool, HTTP/2 preferred.
