@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/maxloyalty/notify/server/broker"
@@ -32,6 +33,17 @@ type Frame struct {
 	// Bytes is field 1 (tag, length, Event) of a SubscribeResponse, or a
 	// whole control field.
 	Bytes []byte
+	// buf is Bytes as a gRPC buffer, made once for every subscriber.
+	buf mem.Buffer
+}
+
+// Buffer returns the frame's bytes as a read-only gRPC buffer, shared by
+// every stream that sends the frame alone (freeing it does nothing).
+func (f *Frame) Buffer() mem.Buffer {
+	if f.buf == nil {
+		return mem.SliceBuffer(f.Bytes)
+	}
+	return f.buf
 }
 
 // payloadFieldBase maps Event payload field numbers to EventType values:
@@ -74,7 +86,7 @@ func NewUnreadFrame(count int64) *Frame {
 	inner = protowire.AppendVarint(inner, uint64(count))
 	b := protowire.AppendTag(make([]byte, 0, len(inner)+2), unreadField, protowire.BytesType)
 	b = protowire.AppendBytes(b, inner)
-	return &Frame{Bytes: b}
+	return &Frame{Bytes: b, buf: mem.SliceBuffer(b)}
 }
 
 // EncodeEvent returns the whole encoded Event of msg: its data with room,
@@ -105,5 +117,5 @@ func NewFrame(msg broker.Message) *Frame {
 	b = protowire.AppendTag(b, responseEventField, protowire.BytesType)
 	b = protowire.AppendVarint(b, uint64(n))
 	b = appendPosition(append(b, msg.Data...), msg)
-	return &Frame{Room: msg.Room, Offset: msg.Offset, Epoch: msg.Epoch, Type: eventType(msg.Data), Time: msg.Time.UnixNano(), Bytes: b}
+	return &Frame{Room: msg.Room, Offset: msg.Offset, Epoch: msg.Epoch, Type: eventType(msg.Data), Time: msg.Time.UnixNano(), Bytes: b, buf: mem.SliceBuffer(b)}
 }

@@ -10,8 +10,8 @@
 //     every call by full method name and status code, and time it; a stream
 //     is recorded when it ends, and notify_grpc_streams_open counts the
 //     streams in progress.
-//   - Connections: ConnHandler (a grpc stats.Handler) counts open gRPC
-//     connections, HTTPConnState an http.Server's.
+//   - Connections: CountConns wraps the gRPC listener to count its open
+//     connections, HTTPConnState counts an http.Server's.
 //   - The fan-out path reports through typed methods: EventPublished,
 //     SubscriberJoined/SubscriberLeft, Delivered, QueueDropped, SlowConsumer,
 //     BrokerError, StoreError, LimitRejected.
@@ -23,7 +23,7 @@
 // InitGRPC), codes are gRPC's seventeen, and op, limit and transport labels
 // must be constants chosen by the caller, never request data.
 //
-// Concurrency: every method of Metrics and ConnHandler is safe for
+// Concurrency: every method of Metrics is safe for
 // concurrent use. The hot-path methods (EventPublished, SubscriberJoined,
 // SubscriberLeft, Delivered, QueueDropped, SlowConsumer) take no lock and do
 // not allocate: their label children are resolved once, in New.

@@ -4,13 +4,13 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 )
 
@@ -96,33 +96,39 @@ func (m *Metrics) record(method string, err error, took time.Duration) {
 	m.grpcDuration.WithLabelValues(method, c).Observe(took.Seconds())
 }
 
-// ConnHandler is a grpc stats.Handler counting the server's open
-// connections in notify_connections_open{transport="grpc"}. Install it with
-// grpc.StatsHandler; it ignores RPC events.
-type ConnHandler struct {
+// CountConns returns l counting the connections it accepts in
+// notify_connections_open{transport="grpc"}, each from Accept to its first
+// Close. (A grpc stats.Handler could count them too, but installing one
+// makes gRPC build and report per-message statistics for every message
+// sent, a cost paid on each delivery.)
+func (m *Metrics) CountConns(l net.Listener) net.Listener {
+	return &countedListener{Listener: l, open: m.connGRPC}
+}
+
+type countedListener struct {
+	net.Listener
 	open prometheus.Gauge
 }
 
-// ConnHandler returns the stats handler counting gRPC connections.
-func (m *Metrics) ConnHandler() *ConnHandler { return &ConnHandler{open: m.connGRPC} }
-
-// TagRPC returns ctx unchanged.
-func (h *ConnHandler) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
-
-// HandleRPC does nothing.
-func (h *ConnHandler) HandleRPC(context.Context, stats.RPCStats) {}
-
-// TagConn returns ctx unchanged.
-func (h *ConnHandler) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
-
-// HandleConn counts a connection's begin and end.
-func (h *ConnHandler) HandleConn(_ context.Context, s stats.ConnStats) {
-	switch s.(type) {
-	case *stats.ConnBegin:
-		h.open.Inc()
-	case *stats.ConnEnd:
-		h.open.Dec()
+func (l *countedListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
 	}
+	l.open.Inc()
+	return &countedConn{Conn: c, open: l.open}, nil
+}
+
+type countedConn struct {
+	net.Conn
+	open prometheus.Gauge
+	once sync.Once
+}
+
+func (c *countedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.open.Dec)
+	return err
 }
 
 // HTTPConnState returns an http.Server ConnState hook counting the server's

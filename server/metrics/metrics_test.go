@@ -160,11 +160,10 @@ func is(name string, labels map[string]string, want float64) func(families) bool
 }
 
 // startHealth serves gRPC health with m's interceptors and connection
-// handler on a loopback port and returns a client connection to it.
+// count on a loopback port and returns a client connection to it.
 func startHealth(t *testing.T, m *metrics.Metrics) *grpc.ClientConn {
 	t.Helper()
 	srv := grpc.NewServer(
-		grpc.StatsHandler(m.ConnHandler()),
 		grpc.ChainUnaryInterceptor(m.UnaryServerInterceptor()),
 		grpc.ChainStreamInterceptor(m.StreamServerInterceptor()),
 	)
@@ -176,6 +175,7 @@ func startHealth(t *testing.T, m *metrics.Metrics) *grpc.ClientConn {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ln = m.CountConns(ln)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

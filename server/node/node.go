@@ -138,7 +138,6 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	// are applied by the service, which knows the caller and the batch size.
 	opts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(service.NewCodec()),
-		grpc.StatsHandler(n.metrics.ConnHandler()),
 		grpc.ChainUnaryInterceptor(
 			n.metrics.UnaryServerInterceptor(),
 			logging.UnaryServerInterceptor(log),
@@ -226,6 +225,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		n.close()
 		return nil, fmt.Errorf("grpc-addr: %w", err)
 	}
+	n.grpcLn = n.metrics.CountConns(n.grpcLn)
 	if n.httpLn, err = n.listen(cfg.HTTPAddr); err != nil {
 		n.grpcLn.Close()
 		n.close()

@@ -600,7 +600,7 @@ func (w *writer) flush(size int) error {
 	var buf mem.Buffer
 	if len(w.batch) == 1 {
 		// The frame is immutable and shared: hand it over as it is.
-		buf = mem.SliceBuffer(w.batch[0].Bytes)
+		buf = w.batch[0].Buffer()
 	} else {
 		pool := mem.DefaultBufferPool()
 		b := pool.Get(size)
