@@ -63,9 +63,14 @@ func TestModesEndToEnd(t *testing.T) {
 		{"fanout grpc", "fanout", func(o *options) { o.Subscribers, o.Conns, o.Rate = 40, 3, 100 }, 1},
 		{"fanout grpc wire batched", "fanout", func(o *options) { o.Subscribers, o.Conns, o.Rate, o.Batch, o.Decode = 20, 2, 200, 10, "wire" }, 1},
 		{"fanout grpcweb", "fanout", func(o *options) { o.Subscribers, o.Rate, o.Transport = 10, 100, "grpcweb" }, 1},
+		{"fanout h2", "fanout", func(o *options) { o.Subscribers, o.Conns, o.Rate, o.Transport = 40, 3, 100, "h2" }, 1},
+		{"fanout h2 wire batched", "fanout", func(o *options) {
+			o.Subscribers, o.Conns, o.Rate, o.Batch, o.Decode, o.Transport = 20, 2, 200, 10, "wire", "h2"
+		}, 1},
 		{"fanout as fast as possible", "fanout", func(o *options) { o.Subscribers, o.Conns, o.Rate, o.Publishers = 10, 2, 0, 2 }, 1},
 		{"personal grpc", "personal", func(o *options) { o.Subscribers, o.Conns, o.Rate = 30, 3, 150 }, 1},
 		{"personal grpcweb", "personal", func(o *options) { o.Subscribers, o.Rate, o.Transport = 10, 50, "grpcweb" }, 1},
+		{"personal h2", "personal", func(o *options) { o.Subscribers, o.Conns, o.Rate, o.Transport = 30, 3, 150, "h2" }, 1},
 		{"idle", "idle", func(o *options) { o.Subscribers, o.Conns = 50, 5 }, 1},
 		{"publish", "publish", func(o *options) { o.Rate, o.Batch, o.Concurrency = 0, 20, 4 }, 3},
 	}

@@ -92,7 +92,7 @@ func (s *subscriber) finish(err error) {
 
 // fleetConfig describes the streams to open.
 type fleetConfig struct {
-	transport  string // grpc or grpcweb
+	transport  string // grpc, grpcweb or h2
 	grpcAddr   string
 	httpAddr   string
 	conns      int // gRPC connections the streams are spread over
@@ -109,6 +109,7 @@ type fleet struct {
 	subs     []*subscriber
 	hist     *ShardedHistogram
 	conns    []*grpc.ClientConn
+	h2       []*h2conn
 	web      *http.Client
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -131,6 +132,15 @@ func openFleet(ctx context.Context, cfg fleetConfig, rooms, tokens []string, pro
 			}
 			f.conns = append(f.conns, c)
 		}
+	case "h2":
+		for range max(1, cfg.conns) {
+			c, err := dialH2(cfg.grpcAddr, cfg.window, cfg.connWindow)
+			if err != nil {
+				f.close()
+				return nil, err
+			}
+			f.h2 = append(f.h2, c)
+		}
 	case "grpcweb":
 		f.web = &http.Client{Transport: &http.Transport{
 			DialContext:         (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
@@ -140,7 +150,7 @@ func openFleet(ctx context.Context, cfg fleetConfig, rooms, tokens []string, pro
 			WriteBufferSize:     4 << 10,
 		}}
 	default:
-		return nil, fmt.Errorf("--transport: %q is not grpc or grpcweb", cfg.transport)
+		return nil, fmt.Errorf("--transport: %q is not grpc, grpcweb or h2", cfg.transport)
 	}
 
 	sem := make(chan struct{}, max(1, cfg.parallel))
@@ -223,9 +233,12 @@ func (f *fleet) run(s *subscriber, sem chan struct{}, opened *sync.WaitGroup, fa
 		return
 	}
 	var err error
-	if f.cfg.transport == "grpcweb" {
+	switch f.cfg.transport {
+	case "grpcweb":
 		err = f.readWeb(s, markOpen)
-	} else {
+	case "h2":
+		err = f.readH2(s, markOpen)
+	default:
 		err = f.readGRPC(s, markOpen)
 	}
 	markOpen(err) // a stream that ended before its Connected failed to open
@@ -261,6 +274,17 @@ func (f *fleet) readGRPC(s *subscriber, markOpen func(error)) error {
 			markOpen(nil)
 		}
 	}
+}
+
+// readH2 opens s's stream on its h2 connection and waits for its end; the
+// connection's reader goroutine decodes its messages meanwhile. Closing
+// the connection (f.close) ends every stream on it.
+func (f *fleet) readH2(s *subscriber, markOpen func(error)) error {
+	done, err := f.h2[s.id%len(f.h2)].open(s, markOpen)
+	if err != nil {
+		return err
+	}
+	return <-done
 }
 
 // grpc-web frame flags.
@@ -394,6 +418,9 @@ func (f *fleet) close() {
 	f.cancel()
 	for _, c := range f.conns {
 		_ = c.Close()
+	}
+	for _, c := range f.h2 {
+		_ = c.close()
 	}
 	if f.web != nil {
 		f.web.CloseIdleConnections()
