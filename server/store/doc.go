@@ -32,6 +32,32 @@
 // so reads do not wait for writes; each committed SQLite write is synced to
 // disk (synchronous=FULL) before the method returns, so it survives a crash.
 //
+// # Group commit
+//
+// Insert calls made at the same time share transactions, so that one commit
+// (and one fsync) serves many of them. A committer goroutine (one for
+// SQLite, two for PostgreSQL) takes every call waiting when it is free, up
+// to 256 rows (a larger call goes alone and is never split), writes each
+// call's rows, commits once and answers every caller. It never waits to
+// gather calls: on an idle store a call is committed at once, and under load
+// the calls that arrive during one commit form the next batch.
+//
+// Each call keeps its own outcome. Insert returns nil only once its rows are
+// committed, and an error only when they were not: if a shared transaction
+// fails, the call whose rows failed is retried alone and the others are
+// committed together without it (when the commit itself failed, every call
+// is retried alone); only an unavailable database or Close fails the whole
+// batch. Rows are unique per owner and event id, so two calls of one batch
+// with the same row store it once, as the first call wrote it. A caller whose
+// ctx ends while it waits returns ctx's error at once: if its transaction had
+// not begun, its rows are not written; if it had, they may be committed with
+// the other calls' rows. Repeating the call (the service's publisher retries
+// with the same idempotency key, hence the same row key) then stores nothing
+// twice. A shared transaction is abandoned only when all of its callers have
+// given up. Close commits the calls already queued (aborting after 5 s, when
+// the calls left fail with ErrUnavailable), and Insert calls after Close fail
+// with ErrUnavailable.
+//
 // Item ids increase with insertion, and List pages by id (keyset paging), so
 // a cursor stays valid while new rows arrive: they appear before the first
 // page, never in a later one. (On PostgreSQL two concurrent Insert
