@@ -442,9 +442,9 @@ type soakRoom struct {
 
 // soakCounts are one client's figures.
 type soakCounts struct {
-	connects, reconnects, resumes, unrecovered, beyond, beyondMissed   atomic.Int64
-	drops, connDrops, poolDrops, cuts, stalls, stallsUncut, stallNanos atomic.Int64
-	delivered, lost, duplicated, unknown, epochChanges, errors         atomic.Int64
+	connects, reconnects, resumes, unrecovered, beyond, beyondMissed                atomic.Int64
+	drops, connDrops, poolDrops, cuts, cutsReading, stalls, stallsUncut, stallNanos atomic.Int64
+	delivered, lost, duplicated, unknown, epochChanges, errors                      atomic.Int64
 }
 
 // soakClient is one subscriber that churns.
@@ -863,6 +863,9 @@ func (c *soakClient) cycle(ctx context.Context, env *soakEnv) (again, failed boo
 	switch {
 	case st.cut || isCut(err):
 		c.n.cuts.Add(1)
+		if !st.stalled {
+			c.n.cutsReading.Add(1) // a client that was reading fell behind
+		}
 		return true, false
 	case churned.Load():
 		c.n.drops.Add(1)
@@ -949,6 +952,7 @@ type SoakResult struct {
 	PoolDrops       int64          `json:"streams_on_replaced_connections"`
 	Stalls          int64          `json:"stalls"`
 	Cuts            int64          `json:"cuts"`
+	CutsReading     int64          `json:"cuts_not_stalled"`
 	StallsUncut     int64          `json:"stalls_not_cut"`
 	MeanStall       float64        `json:"mean_stall_seconds"`
 	Lost            int64          `json:"lost"`
@@ -1397,7 +1401,7 @@ func (r *SoakResult) account(t *soakTotals, clients []*soakClient, tops *roomTop
 	r.Delivered, r.Connects, r.Reconnects, r.Resumes = t.delivered, t.connects, t.reconnects, t.resumes
 	r.Unrecovered, r.BeyondHistory, r.BeyondMissed = t.unrecovered, t.beyond, t.beyondMissed
 	r.Drops, r.ConnDrops, r.PoolDrops = t.drops, t.connDrops, t.poolDrops
-	r.Stalls, r.Cuts, r.StallsUncut = t.stalls, t.cuts, t.stallsUncut
+	r.Stalls, r.Cuts, r.CutsReading, r.StallsUncut = t.stalls, t.cuts, t.cutsReading, t.stallsUncut
 	if t.stalls > 0 {
 		r.MeanStall = round3(time.Duration(t.stallNanos / t.stalls).Seconds())
 	}
@@ -1473,10 +1477,10 @@ func (r *SoakResult) judge(o options, sampled, interrupted bool, warmup, end tim
 
 // soakTotals sums the clients' counts.
 type soakTotals struct {
-	connects, reconnects, resumes, unrecovered, beyond, beyondMissed   int64
-	drops, connDrops, poolDrops, cuts, stalls, stallsUncut, stallNanos int64
-	delivered, lost, duplicated, unknown, epochChanges, errors         int64
-	firstErr                                                           string
+	connects, reconnects, resumes, unrecovered, beyond, beyondMissed                int64
+	drops, connDrops, poolDrops, cuts, cutsReading, stalls, stallsUncut, stallNanos int64
+	delivered, lost, duplicated, unknown, epochChanges, errors                      int64
+	firstErr                                                                        string
 }
 
 func sumSoak(clients []*soakClient) *soakTotals {
@@ -1493,6 +1497,7 @@ func sumSoak(clients []*soakClient) *soakTotals {
 		t.connDrops += n.connDrops.Load()
 		t.poolDrops += n.poolDrops.Load()
 		t.cuts += n.cuts.Load()
+		t.cutsReading += n.cutsReading.Load()
 		t.stalls += n.stalls.Load()
 		t.stallsUncut += n.stallsUncut.Load()
 		t.stallNanos += n.stallNanos.Load()
@@ -1544,7 +1549,8 @@ func printSoak(w io.Writer, r *SoakResult) error {
 		r.Connects, r.Reconnects, r.Resumes, r.Unrecovered, r.BeyondHistory)
 	p("churn      drops %d, own connections closed %d, shared connections replaced %d (streams on them %d)",
 		r.Drops, r.ConnDrops, r.PoolRotations, r.PoolDrops)
-	p("slow       stalls %d (mean %.1fs), cuts %d, stalls not cut %d", r.Stalls, r.MeanStall, r.Cuts, r.StallsUncut)
+	p("slow       stalls %d (mean %.1fs), cuts %d (%d of them of streams that had not stalled), stalls not cut %d",
+		r.Stalls, r.MeanStall, r.Cuts, r.CutsReading, r.StallsUncut)
 	p("checks     lost %d, duplicated %d, unknown %d, epoch changes %d, stream errors %d, behind after drain %d (drain %.1fs)",
 		r.Lost, r.Duplicated, r.Unknown, r.EpochChanges, r.StreamErrors, r.Behind, r.DrainSeconds)
 	for _, n := range r.Notes {
