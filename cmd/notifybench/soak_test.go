@@ -180,7 +180,7 @@ func TestSoakEndToEnd(t *testing.T) {
 	s.SharedRate, s.SharedPayload = 100, 1024
 	s.Warmup, s.SampleEvery, s.Settle = 4*time.Second, time.Second, 0
 	s.ChurnMin, s.ChurnMax, s.ReconnectMax = 300*time.Millisecond, 1500*time.Millisecond, 200*time.Millisecond
-	s.ConnDrop, s.StallFraction, s.WebFraction, s.PoolRotate = 0.3, 0.2, 0.1, 2*time.Second
+	s.ConnDrop, s.StallFraction, s.WebFraction, s.PoolRotate = 0.3, 0.2, 0.1, 4*time.Second
 	s.StallMax = 8 * time.Second
 	s.RSSGrowthPct, s.GoroutineGrowthPct, s.FDSlack = 1000, 1000, 1000 // sampled, not judged
 	if err := o.validate(); err != nil {
