@@ -16,8 +16,17 @@
 // messages never contain the token or key material. The package logs
 // nothing.
 //
-// Concurrency: a [Verifier] and a [Signer] are immutable once constructed
-// and safe for concurrent use by any number of goroutines; keys are read
-// once, by [NewVerifier], and never reloaded. [Claims] are plain values.
-// All functions of the package are safe for concurrent use.
+// The interceptors remember the Claims of tokens that verified, in a cache
+// bounded in entries ([Config.CacheSize]) and keyed by the raw token, so a
+// caller repeating its token skips the signature check and the JSON
+// decoding. An entry is used only while its token would still pass
+// [Verifier.Verify]'s expiry check (exp plus the leeway), and for at most
+// ten minutes; tokens that fail are never remembered. [Verifier.Verify]
+// itself always verifies.
+//
+// Concurrency: a [Verifier] and a [Signer] are safe for concurrent use by
+// any number of goroutines; a Verifier's keys are read once, by
+// [NewVerifier], and never reloaded, and its cache is sharded, each shard
+// behind its own lock. [Claims] are plain values. All functions of the
+// package are safe for concurrent use.
 package auth

@@ -103,7 +103,7 @@ func (v *Verifier) authenticate(ctx context.Context) (context.Context, error) {
 	if err != nil {
 		return ctx, err
 	}
-	c, err := v.Verify(token)
+	c, err := v.verifyCached(token)
 	if err != nil {
 		return ctx, err
 	}
@@ -111,10 +111,10 @@ func (v *Verifier) authenticate(ctx context.Context) (context.Context, error) {
 }
 
 // bearerToken extracts the token from a single "authorization: Bearer
-// <token>" metadata entry; the scheme is matched case-insensitively.
+// <token>" metadata entry; the scheme is matched case-insensitively. Only
+// that entry is read (copying the whole metadata would cost a map per call).
 func bearerToken(ctx context.Context) (string, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	vals := md.Get(authorizationKey)
+	vals := metadata.ValueFromIncomingContext(ctx, authorizationKey)
 	switch len(vals) {
 	case 0:
 		return "", ErrMissingToken

@@ -42,10 +42,16 @@ type Config struct {
 	// RequireExpiry rejects tokens without an "exp" claim.
 	// Default (false): tokens without exp never expire.
 	RequireExpiry bool
+	// CacheSize bounds how many verified tokens the interceptors remember
+	// (rounded up to a multiple of 16), so that a caller repeating a token
+	// is not verified again until it expires (or for at most 10 minutes).
+	// Tokens that fail are never remembered. Default (0):
+	// DefaultCacheSize; negative: no cache, every call is verified.
+	CacheSize int
 }
 
-// Verifier checks bearer tokens against the keys of a Config. It is
-// immutable and safe for concurrent use.
+// Verifier checks bearer tokens against the keys of a Config. Its keys and
+// checks never change; it is safe for concurrent use.
 type Verifier struct {
 	hmacSecret []byte
 	keys       keyRing
@@ -54,6 +60,8 @@ type Verifier struct {
 	audience   string
 	leeway     time.Duration
 	requireExp bool
+	// cache remembers verified tokens for the interceptors; nil: none.
+	cache *tokenCache
 	// now replaces time.Now in tests; nil means time.Now.
 	now func() time.Time
 }
@@ -93,6 +101,13 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 	}
 	if len(v.methods) == 0 {
 		return nil, fmt.Errorf("auth: %w: set HMACSecret, PublicKeyFile or JWKSFile", ErrNoKey)
+	}
+	size := cfg.CacheSize
+	if size == 0 {
+		size = DefaultCacheSize
+	}
+	if size > 0 {
+		v.cache = newTokenCache(size, v.leeway)
 	}
 	return v, nil
 }
@@ -159,6 +174,32 @@ func (v *Verifier) Verify(token string) (Claims, error) {
 		return Claims{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}
 	return c, nil
+}
+
+// verifyCached is Verify with the verification cache: a token that verified
+// before and would still pass Verify's time checks now yields the Claims it
+// gave then; any other token is verified, and remembered if it passes.
+func (v *Verifier) verifyCached(token string) (Claims, error) {
+	if v.cache == nil {
+		return v.Verify(token)
+	}
+	now := v.clock()
+	if c, ok := v.cache.get(token, now); ok {
+		return c, nil
+	}
+	c, err := v.Verify(token)
+	if err != nil {
+		return Claims{}, err
+	}
+	v.cache.put(token, c, now)
+	return c, nil
+}
+
+func (v *Verifier) clock() time.Time {
+	if v.now != nil {
+		return v.now()
+	}
+	return time.Now()
 }
 
 // invalid wraps ErrInvalidToken with a fixed reason.
