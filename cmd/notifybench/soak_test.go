@@ -246,8 +246,11 @@ func TestSoakCommandLine(t *testing.T) {
 	if o.Subscribers != 200 || o.Duration != 2*time.Minute || o.Rate != 200 || o.Window != 64<<10 || o.SpawnArgs != "--log-level error" {
 		t.Errorf("soak defaults: %d subscribers, %v, %v/s, window %d, spawn args %q", o.Subscribers, o.Duration, o.Rate, o.Window, o.SpawnArgs)
 	}
-	if w := o.Soak.warmup(2 * time.Minute); w != 24*time.Second {
+	if w := o.Soak.warmup(2 * time.Minute); w != time.Minute {
 		t.Errorf("warm-up of 2m: %v", w)
+	}
+	if w := o.Soak.warmup(8 * time.Minute); w != 96*time.Second {
+		t.Errorf("warm-up of 8m: %v", w)
 	}
 	if w := o.Soak.warmup(30 * time.Second); w != 15*time.Second {
 		t.Errorf("warm-up of 30s: %v", w)
