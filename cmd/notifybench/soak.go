@@ -1567,6 +1567,9 @@ func printSoak(w io.Writer, r *SoakResult) error {
 }
 
 func signed(name string, v float64) string {
+	if name != "rss_bytes" {
+		v = math.Round(v)
+	}
 	if v < 0 {
 		return "-" + fmtMetric(name, -v)
 	}
