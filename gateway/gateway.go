@@ -16,6 +16,7 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/improbable-eng/grpc-web/go/grpcweb"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
@@ -48,9 +49,10 @@ type Config struct {
 type Readiness func(ctx context.Context) error
 
 // New returns the HTTP handler. srv is the gRPC server that grpc-web
-// requests are handed to; conn is a client connection to that same server
-// used by the REST gateway.
-func New(ctx context.Context, cfg Config, srv *grpc.Server, conn *grpc.ClientConn, ready Readiness) (http.Handler, error) {
+// requests are handed to; conn is what the REST gateway calls the services
+// through: an InProcess over a client connection to that same server (or
+// the connection itself).
+func New(ctx context.Context, cfg Config, srv *grpc.Server, conn grpc.ClientConnInterface, ready Readiness) (http.Handler, error) {
 	allowed := originChecker(cfg.AllowedOrigins)
 	web := grpcweb.WrapServer(srv,
 		grpcweb.WithOriginFunc(allowed),
@@ -76,10 +78,10 @@ func New(ctx context.Context, cfg Config, srv *grpc.Server, conn *grpc.ClientCon
 			runtime.DefaultRoutingErrorHandler(ctx, mux, m, w, r, status)
 		}),
 	)
-	if err := notifyv1.RegisterNotificationServiceHandler(ctx, mux, conn); err != nil {
+	if err := notifyv1.RegisterNotificationServiceHandlerClient(ctx, mux, notifyv1.NewNotificationServiceClient(conn)); err != nil {
 		return nil, err
 	}
-	if err := notifyv1.RegisterInboxServiceHandler(ctx, mux, conn); err != nil {
+	if err := notifyv1.RegisterInboxServiceHandlerClient(ctx, mux, notifyv1.NewInboxServiceClient(conn)); err != nil {
 		return nil, err
 	}
 
@@ -88,7 +90,7 @@ func New(ctx context.Context, cfg Config, srv *grpc.Server, conn *grpc.ClientCon
 	if maxBody <= 0 {
 		maxBody = 1 << 20
 	}
-	root.Handle("/v1/", cors(allowed, checkRequest(maxBody, mux)))
+	root.Handle("/v1/", cors(allowed, checkRequest(maxBody, withPeer(mux))))
 	if cfg.Metrics != nil {
 		root.Handle("GET /metrics", cfg.Metrics)
 	}
@@ -196,6 +198,23 @@ func checkRequest(max int64, next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
+
+// withPeer gives a REST request's context the HTTP client's address as its
+// gRPC peer, which the log line of a call run in process reports.
+func withPeer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := peer.FromContext(r.Context()); !ok && r.RemoteAddr != "" {
+			r = r.WithContext(peer.NewContext(r.Context(), &peer.Peer{Addr: remoteAddr(r.RemoteAddr)}))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// remoteAddr is an HTTP request's RemoteAddr as a net.Addr.
+type remoteAddr string
+
+func (a remoteAddr) Network() string { return "tcp" }
+func (a remoteAddr) String() string  { return string(a) }
 
 func validQuery(q url.Values) bool {
 	for k, vs := range q {

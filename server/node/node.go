@@ -136,15 +136,17 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	// and reflection skipped), then panic recovery innermost so that a panic
 	// is counted and logged as the Internal it becomes. Per-caller limits
 	// are applied by the service, which knows the caller and the batch size.
+	// REST's unary calls run through the same unary chain (gateway.InProcess).
+	unary := []grpc.UnaryServerInterceptor{
+		n.metrics.UnaryServerInterceptor(),
+		logging.UnaryServerInterceptor(log),
+		verifier.UnaryInterceptor(skip),
+		logging.UnaryTag(),
+		logging.UnaryRecovery(log),
+	}
 	opts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(service.NewCodec()),
-		grpc.ChainUnaryInterceptor(
-			n.metrics.UnaryServerInterceptor(),
-			logging.UnaryServerInterceptor(log),
-			verifier.UnaryInterceptor(skip),
-			logging.UnaryTag(),
-			logging.UnaryRecovery(log),
-		),
+		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(
 			n.metrics.StreamServerInterceptor(),
 			logging.StreamServerInterceptor(log),
@@ -178,15 +180,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 			Streams: limit.NewStreams(cfg.MaxStreamsPerUser),
 		},
 	}, n.broker, n.hub, n.store, log)
-	notifyv1.RegisterNotificationServiceServer(n.grpc, n.svc)
-	notifyv1.RegisterInboxServiceServer(n.grpc, n.svc.Inbox())
-	healthpb.RegisterHealthServer(n.grpc, n.health)
-	reflection.Register(n.grpc)
-	n.metrics.InitGRPC(n.grpc)
-	n.metrics.Observe("notify_hub_rooms", "Rooms with at least one subscriber on this node.", func() float64 { return float64(n.hub.Stats().Rooms) })
-	n.metrics.Observe("notify_connected_users", "Users with at least one open stream on this node.", func() float64 { return float64(n.hub.Stats().Users) })
 
-	// The REST gateway reaches the gRPC server in process.
+	// The REST gateway runs unary calls in process, through the server's
+	// unary interceptors and message size bound; its streams (GET
+	// /v1/subscribe) reach the gRPC server over an in-process connection.
 	n.inner = bufconn.Listen(1 << 20)
 	n.conn, err = grpc.NewClient("passthrough:///notifyd",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return n.inner.DialContext(ctx) }),
@@ -197,6 +194,17 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		n.store.Close()
 		return nil, err
 	}
+	local := gateway.NewInProcess(n.conn, cfg.MaxMessageBytes, unary...)
+	for _, r := range []grpc.ServiceRegistrar{n.grpc, local} {
+		notifyv1.RegisterNotificationServiceServer(r, n.svc)
+		notifyv1.RegisterInboxServiceServer(r, n.svc.Inbox())
+	}
+	healthpb.RegisterHealthServer(n.grpc, n.health)
+	reflection.Register(n.grpc)
+	n.metrics.InitGRPC(n.grpc)
+	n.metrics.Observe("notify_hub_rooms", "Rooms with at least one subscriber on this node.", func() float64 { return float64(n.hub.Stats().Rooms) })
+	n.metrics.Observe("notify_connected_users", "Users with at least one open stream on this node.", func() float64 { return float64(n.hub.Stats().Users) })
+
 	gwcfg := gateway.Config{
 		AllowedOrigins: cfg.AllowedOrigins,
 		WebDir:         cfg.WebDir,
@@ -208,7 +216,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		// POST /dev/token for the demo app, signed with the secret verified.
 		gwcfg.DevToken = devTokenMinter(vcfg.HMACSecret)
 	}
-	handler, err := gateway.New(ctx, gwcfg, n.grpc, n.conn, n.ready)
+	handler, err := gateway.New(ctx, gwcfg, n.grpc, local, n.ready)
 	if err != nil {
 		n.close()
 		return nil, err
