@@ -2,7 +2,10 @@
 // transport) for browsers, the REST/JSON gateway for publishers, the OpenAPI
 // document, and health probes.
 //
-// The REST gateway reaches the gRPC server over an in-process connection, so
-// REST calls pass the same interceptors (authentication, limits) as native
-// gRPC ones. Handler is safe for concurrent use.
+// The REST gateway calls the services through an [InProcess] channel: unary
+// calls run the service's handler directly, through the same unary
+// interceptors (authentication, metrics, logging, recovery) and message size
+// bound as native gRPC calls, with no second HTTP/2 hop; streams (REST
+// subscribe) reach the gRPC server over an in-process connection and its
+// stream interceptors. Handler is safe for concurrent use.
 package gateway
