@@ -177,7 +177,9 @@ func TestSoakEndToEnd(t *testing.T) {
 	o.Duration, o.Drain = 12*time.Second, 20*time.Second
 	o.Rate, o.Payload = 150, 128
 	s := &o.Soak
-	s.SharedRate, s.SharedPayload = 100, 1024
+	// Large shared events, so that a stalled stream overflows its queue and
+	// window within its stall even when a loaded machine publishes slowly.
+	s.SharedRate, s.SharedPayload = 100, 1900
 	s.Warmup, s.SampleEvery, s.Settle = 4*time.Second, time.Second, 0
 	s.ChurnMin, s.ChurnMax, s.ReconnectMax = 300*time.Millisecond, 1500*time.Millisecond, 200*time.Millisecond
 	s.ConnDrop, s.StallFraction, s.WebFraction, s.PoolRotate = 0.3, 0.2, 0.1, 4*time.Second
