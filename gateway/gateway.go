@@ -65,10 +65,10 @@ func New(ctx context.Context, cfg Config, srv *grpc.Server, conn grpc.ClientConn
 	)
 
 	mux := runtime.NewServeMux(
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &jsonPb{runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: false},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-		}),
+		}}),
 		// A known path with the wrong method is 405, not the default 501.
 		runtime.WithRoutingErrorHandler(func(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, status int) {
 			if status == http.StatusMethodNotAllowed {
@@ -183,7 +183,10 @@ func checkRequest(max int64, next http.Handler) http.Handler {
 			restError(w, http.StatusRequestEntityTooLarge, 8, fmt.Sprintf("request body larger than %d bytes", max))
 			return
 		}
-		if len(bytes.TrimSpace(b)) > 0 {
+		// One valid JSON value passes at once; otherwise a decoder tells
+		// trailing data (400 here) from a syntax error, which is left to
+		// the gateway to report.
+		if len(bytes.TrimSpace(b)) > 0 && !json.Valid(b) {
 			dec := json.NewDecoder(bytes.NewReader(b))
 			var v json.RawMessage
 			if err := dec.Decode(&v); err == nil {

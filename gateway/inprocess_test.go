@@ -3,6 +3,8 @@ package gateway_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
@@ -10,6 +12,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -227,4 +230,53 @@ func TestInProcessRegisterChecksType(t *testing.T) {
 		}
 	}()
 	gateway.NewInProcess(&fakeConn{}, 1<<20).RegisterService(&notifyv1.InboxService_ServiceDesc, &fakeService{})
+}
+
+// TestRESTBodies: a REST body that is one JSON value (with any JSON
+// whitespace around it) reaches the service; data after the value is 400
+// from the gateway's check; a syntax error is the gateway's 400 with the
+// JSON decoder's message (protobuf's "proto:" prefix varies by build).
+func TestRESTBodies(t *testing.T) {
+	svc := &fakeService{publish: func(_ context.Context, req *notifyv1.PublishRequest) (*notifyv1.PublishResponse, error) {
+		return &notifyv1.PublishResponse{EventId: req.GetPointsAdded().GetDescription()}, nil
+	}}
+	conn, err := grpc.NewClient("passthrough:///unused", grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	local := gateway.NewInProcess(conn, 1<<20)
+	notifyv1.RegisterNotificationServiceServer(local, svc)
+	h, err := gateway.New(context.Background(), gateway.Config{}, grpc.NewServer(), local, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(h)
+	t.Cleanup(ts.Close)
+
+	const event = `{"pointsAdded":{"guestId":"g1","description":"d"}}`
+	for _, tc := range []struct {
+		name, body string
+		code       int
+		want       string // in the response body
+	}{
+		{"one value", event, http.StatusOK, `"eventId":"d"`},
+		{"JSON whitespace around", " \n\t" + event + "\r\n ", http.StatusOK, `"eventId":"d"`},
+		{"empty", "", http.StatusOK, `{}`},
+		{"two values", event + event, http.StatusBadRequest, "request body has data after its JSON value"},
+		{"garbage after", event + " x", http.StatusBadRequest, "request body has data after its JSON value"},
+		{"vertical tab after", event + "\v", http.StatusBadRequest, "request body has data after its JSON value"},
+		{"truncated", `{"pointsAdded":`, http.StatusBadRequest, "unexpected EOF"},
+		{"vertical tab before", "\v" + event, http.StatusBadRequest, "invalid character"},
+		{"not an object", "\n [1]", http.StatusBadRequest, `(line 1:1): unexpected token [`},
+		{"unknown field", "\n  {\"nope\":1}", http.StatusBadRequest, `(line 1:2): unknown field \"nope\"`},
+		{"wrong type", `{"pointsAdded":{"guestId":1}}`, http.StatusBadRequest, `(line 1:27): invalid value for string field guestId: 1`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := do(t, http.MethodPost, ts.URL+"/v1/events", strings.NewReader(tc.body), map[string]string{"Content-Type": "application/json"})
+			if a.code != tc.code || !strings.Contains(a.body, tc.want) {
+				t.Errorf("POST %q: %d %s, want %d with %q", tc.body, a.code, a.body, tc.code, tc.want)
+			}
+		})
+	}
 }
