@@ -69,6 +69,11 @@ func New(ctx context.Context, cfg Config, srv *grpc.Server, conn grpc.ClientConn
 			MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: false},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 		}}),
+		// The services read no request header but Authorization, which the
+		// gateway always passes as "authorization" metadata: copying the
+		// other standard headers into "grpcgateway-*" metadata on every
+		// call would be work for nothing.
+		runtime.WithIncomingHeaderMatcher(func(string) (string, bool) { return "", false }),
 		// A known path with the wrong method is 405, not the default 501.
 		runtime.WithRoutingErrorHandler(func(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, status int) {
 			if status == http.StatusMethodNotAllowed {
@@ -174,7 +179,12 @@ func checkRequest(max int64, next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		b, err := io.ReadAll(io.LimitReader(r.Body, max+1))
+		var buf bytes.Buffer
+		if r.ContentLength > 0 {
+			buf.Grow(int(r.ContentLength) + bytes.MinRead)
+		}
+		_, err := buf.ReadFrom(io.LimitReader(r.Body, max+1))
+		b := buf.Bytes()
 		if err != nil {
 			restError(w, http.StatusBadRequest, 3, "reading the request body failed")
 			return
