@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,9 +47,18 @@ var errClosed = fmt.Errorf("%w: store is closed", ErrUnavailable)
 
 // insertCall is one Insert waiting for a committer.
 type insertCall struct {
-	ctx   context.Context
-	items []NewItem
-	done  chan error // capacity 1: a committer never waits for the caller
+	ctx      context.Context
+	items    []NewItem
+	done     chan error // capacity 1: a committer never waits for the caller
+	answered bool       // by the committer that took the call, or by close
+}
+
+// answer gives the call its result; only the first answer counts.
+func (c *insertCall) answer(err error) {
+	if !c.answered {
+		c.answered = true
+		c.done <- err
+	}
 }
 
 // groupCommit runs Insert calls through shared transactions.
@@ -144,7 +154,7 @@ func (g *groupCommit) close() {
 			g.cancel()
 			g.mu.Lock()
 			for _, c := range g.queue {
-				c.done <- errClosed
+				c.answer(errClosed)
 			}
 			g.queue = nil
 			g.mu.Unlock()
@@ -213,12 +223,23 @@ func (g *groupCommit) next() []*insertCall {
 	return batch
 }
 
-// commit writes a batch and answers each of its calls exactly once.
+// commit writes a batch and answers each of its calls exactly once. A panic
+// (a driver's, say) fails the calls not answered yet instead of the process,
+// as it would have failed only its caller's RPC before calls were shared.
 func (g *groupCommit) commit(batch []*insertCall) {
+	all := slices.Clone(batch)
+	defer func() {
+		if p := recover(); p != nil {
+			err := fmt.Errorf("store: panic in a shared transaction: %v", p)
+			for _, c := range all {
+				c.answer(err)
+			}
+		}
+	}()
 	var alone []*insertCall // calls whose rows failed a shared transaction
 	defer func() {
 		for _, c := range alone {
-			c.done <- g.alone(c)
+			c.answer(g.alone(c))
 		}
 	}()
 	for {
@@ -227,7 +248,7 @@ func (g *groupCommit) commit(batch []*insertCall) {
 		live := batch[:0]
 		for _, c := range batch {
 			if err := c.ctx.Err(); err != nil {
-				c.done <- err
+				c.answer(err)
 				continue
 			}
 			live = append(live, c)
@@ -245,19 +266,19 @@ func (g *groupCommit) commit(batch []*insertCall) {
 			g.shared.Add(1)
 			g.committed.Add(int64(len(live)))
 			for _, c := range live {
-				c.done <- nil
+				c.answer(nil)
 			}
 			return
 		case g.ctx.Err() != nil:
 			for _, c := range live {
-				c.done <- errClosed
+				c.answer(errClosed)
 			}
 			return
 		case errors.Is(g.eng.classify(err), ErrUnavailable):
 			// Retrying each call would only wait for the database once
 			// per call.
 			for _, c := range live {
-				c.done <- err
+				c.answer(err)
 			}
 			return
 		case k < 0:

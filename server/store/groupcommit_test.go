@@ -25,6 +25,7 @@ func groupCases() []suiteCase {
 		{"GroupDuplicatesInBatch", testGroupDuplicatesInBatch},
 		{"GroupCancelWhileQueued", testGroupCancelWhileQueued},
 		{"GroupCancelDuringTx", testGroupCancelDuringTx},
+		{"GroupPanic", testGroupPanic},
 	}
 }
 
@@ -389,6 +390,32 @@ func testGroupCancelDuringTx(t *testing.T, s Store) {
 	// The committer is free again and the row was not written.
 	mustInsert(t, s, item("u1", "next"))
 	wantEvents(t, "u1 after the abandoned one", listAll(t, s, user("u1")), "next", "stayer", "quitter")
+}
+
+// testGroupPanic: a panic while writing a batch fails that batch's calls,
+// not the process; the committer and the writer connection go on.
+func testGroupPanic(t *testing.T, s Store) {
+	g, c := groupOf(t, s)
+	c.afterInsert = func(context.Context, int) error { panic("driver bug") }
+	g.setPaused(true)
+	var res []<-chan error
+	for i := range 3 {
+		res = append(res, goInsert(t.Context(), s, item("u1", "p"+strconv.Itoa(i))))
+		waitQueued(t, g, i+1)
+	}
+	g.setPaused(false)
+	for i, ch := range res {
+		if err := result(t, ch); err == nil {
+			t.Errorf("call %d succeeded through a panic", i)
+		}
+	}
+	c.afterInsert = nil
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := s.Insert(ctx, []NewItem{item("u1", "after")}); err != nil {
+		t.Fatalf("Insert after the panic: %v", err)
+	}
+	wantEvents(t, "u1", listAll(t, s, user("u1")), "after")
 }
 
 // testGroupClose: Close with calls queued commits them before it returns;

@@ -252,6 +252,14 @@ func (e *sqliteEngine) inTx(ctx context.Context, fn func(tx dbtx) error) error {
 	if err != nil {
 		return err
 	}
+	defer func() {
+		// A panic must not leave the one writer connection in the
+		// transaction (pgx.BeginFunc does the same).
+		if p := recover(); p != nil {
+			_ = tx.Rollback()
+			panic(p)
+		}
+	}()
 	if err := fn(&sqlTxRunner{sqlRunner: sqlRunner{tx}, tx: tx, prepared: e.stmts}); err != nil {
 		if rerr := tx.Rollback(); rerr != nil && !errors.Is(rerr, sql.ErrTxDone) {
 			return errors.Join(err, fmt.Errorf("rollback: %w", rerr))
