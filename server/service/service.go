@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -232,17 +233,27 @@ func setPayload(ev protoreflect.Message, fd protoreflect.FieldDescriptor, v prot
 	ev.Set(ev.Descriptor().Fields().ByName(fd.Name()), v)
 }
 
-// parseRooms parses names, dropping repeats.
+// parseRooms parses names, dropping repeats (found by a scan of the rooms
+// so far when there are few, sparing a map on every publish).
 func parseRooms(names []string) ([]room.Room, error) {
+	const scanUpTo = 8
 	rooms := make([]room.Room, 0, len(names))
-	seen := make(map[string]bool, len(names))
+	var seen map[string]bool
+	if len(names) > scanUpTo {
+		seen = make(map[string]bool, len(names))
+	}
 	for _, n := range names {
 		r, err := room.Parse(n)
 		if err != nil {
 			return nil, err
 		}
-		if !seen[r.String()] {
-			seen[r.String()] = true
+		switch {
+		case seen == nil && slices.Contains(rooms, r):
+		case seen != nil && seen[r.String()]:
+		default:
+			if seen != nil {
+				seen[r.String()] = true
+			}
 			rooms = append(rooms, r)
 		}
 	}
