@@ -28,8 +28,9 @@ type Memory struct {
 	seed    maphash.Seed
 	shards  [memoryShards]memShard
 
-	keysMu sync.Mutex
-	keys   map[string]keyEntry
+	// Idempotency records, sharded by key so that publishes with different
+	// keys do not wait for each other.
+	keys [memoryShards]keyShard
 
 	stop chan struct{}
 	done chan struct{}
@@ -48,6 +49,11 @@ type memRoom struct {
 	buf   []Message
 	head  int
 	count int
+}
+
+type keyShard struct {
+	mu      sync.Mutex
+	entries map[string]keyEntry
 }
 
 type keyEntry struct {
@@ -70,12 +76,12 @@ func NewMemory(cfg MemoryConfig, h Handler) *Memory {
 		cfg:     cfg,
 		handler: h,
 		seed:    maphash.MakeSeed(),
-		keys:    make(map[string]keyEntry),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
 	for i := range m.shards {
 		m.shards[i].rooms = make(map[string]*memRoom)
+		m.keys[i].entries = make(map[string]keyEntry)
 	}
 	go m.sweep()
 	return m
@@ -97,12 +103,15 @@ func (m *Memory) Publish(ctx context.Context, p Publication) (Result, error) {
 	default:
 	}
 	now := m.cfg.Now()
+	var ks *keyShard
 	if p.IdempotencyKey != "" {
-		// Holding keysMu across the publish makes a concurrent repeat of the
-		// same key wait for the first and see its result.
-		m.keysMu.Lock()
-		defer m.keysMu.Unlock()
-		if e, ok := m.keys[p.IdempotencyKey]; ok && now.Before(e.expires) {
+		// Holding the key's shard lock across the publish makes a
+		// concurrent repeat of the same key wait for the first and see its
+		// result.
+		ks = &m.keys[maphash.String(m.seed, p.IdempotencyKey)%memoryShards]
+		ks.mu.Lock()
+		defer ks.mu.Unlock()
+		if e, ok := ks.entries[p.IdempotencyKey]; ok && now.Before(e.expires) {
 			r := e.res
 			r.Duplicate = true
 			return r, nil
@@ -112,8 +121,8 @@ func (m *Memory) Publish(ctx context.Context, p Publication) (Result, error) {
 	for i, room := range p.Rooms {
 		res.Positions[i] = m.publishOne(room, p.Data, now)
 	}
-	if p.IdempotencyKey != "" {
-		m.keys[p.IdempotencyKey] = keyEntry{res: res, expires: now.Add(m.cfg.IdempotencyWindow)}
+	if ks != nil {
+		ks.entries[p.IdempotencyKey] = keyEntry{res: res, expires: now.Add(m.cfg.IdempotencyWindow)}
 	}
 	return res, nil
 }
@@ -250,13 +259,16 @@ func (m *Memory) sweep() {
 			}
 			s.mu.Unlock()
 		}
-		m.keysMu.Lock()
-		for k, e := range m.keys {
-			if !now.Before(e.expires) {
-				delete(m.keys, k)
+		for i := range m.keys {
+			ks := &m.keys[i]
+			ks.mu.Lock()
+			for k, e := range ks.entries {
+				if !now.Before(e.expires) {
+					delete(ks.entries, k)
+				}
 			}
+			ks.mu.Unlock()
 		}
-		m.keysMu.Unlock()
 	}
 }
 

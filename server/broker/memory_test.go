@@ -146,6 +146,55 @@ func TestMemoryIdempotency(t *testing.T) {
 	}
 }
 
+// TestMemoryIdempotencyConcurrent: concurrent publishes repeating a few keys
+// (spread over the key shards) publish each key once; every repeat gets the
+// first publish's positions, marked duplicate.
+func TestMemoryIdempotencyConcurrent(t *testing.T) {
+	m, rec, _ := newTestMemory(t, Limits{Size: 1000, TTL: time.Hour})
+	const keys, repeats = 40, 8
+	results := make([][]Result, keys)
+	for k := range results {
+		results[k] = make([]Result, repeats)
+	}
+	var wg sync.WaitGroup
+	for k := range keys {
+		for r := range repeats {
+			wg.Go(func() {
+				res, err := m.Publish(context.Background(), Publication{EventID: fmt.Sprintf("e%d-%d", k, r),
+					Rooms: []string{"r"}, Data: []byte("x"), IdempotencyKey: fmt.Sprintf("key-%d", k)})
+				if err != nil {
+					t.Error(err)
+				}
+				results[k][r] = res
+			})
+		}
+	}
+	wg.Wait()
+	if len(rec.msgs) != keys {
+		t.Fatalf("handler saw %d messages, want one per key (%d)", len(rec.msgs), keys)
+	}
+	seen := make(map[uint64]bool)
+	for k, rs := range results {
+		firsts := 0
+		for _, r := range rs {
+			if !r.Duplicate {
+				firsts++
+			}
+			if r.Positions[0] != rs[0].Positions[0] || r.EventID != rs[0].EventID {
+				t.Errorf("key %d: results %+v and %+v differ", k, r, rs[0])
+			}
+		}
+		if firsts != 1 {
+			t.Errorf("key %d: %d results not marked duplicate, want 1", k, firsts)
+		}
+		if off := rs[0].Positions[0].Offset; seen[off] {
+			t.Errorf("offset %d given to two keys", off)
+		} else {
+			seen[off] = true
+		}
+	}
+}
+
 func TestMemoryConcurrentPublishKeepsRoomOrder(t *testing.T) {
 	m, rec, _ := newTestMemory(t, Limits{Size: 1000, TTL: time.Hour})
 	var wg sync.WaitGroup
