@@ -28,6 +28,7 @@ type Inbox interface {
 	Insert(ctx context.Context, items []store.NewItem) error
 	List(ctx context.Context, v store.Viewer, q store.ListQuery) ([]store.Item, string, error)
 	UnreadCount(ctx context.Context, v store.Viewer) (int64, error)
+	UnreadCounts(ctx context.Context, users []string) (map[string]int64, error)
 	MarkRead(ctx context.Context, v store.Viewer, ids []string, read bool) error
 	MarkAllRead(ctx context.Context, v store.Viewer) (int64, error)
 	Delete(ctx context.Context, v store.Viewer, id string) error
@@ -179,21 +180,45 @@ func (u *unreadNotifier) run(ctx context.Context) {
 		owners := u.dirty
 		u.dirty = map[string]bool{}
 		u.mu.Unlock()
+		// Every connected user under owner (one user, or every admin) gets
+		// their own count. Users without groups (guests, staff) are counted
+		// together, MaxCountUsers per query; the others one by one.
+		var plain []string
 		for owner := range owners {
-			// Every connected user under owner (one user, or every admin)
-			// gets their own count.
 			for _, k := range u.hub.Keys(owner) {
+				if len(k) == 1 {
+					plain = append(plain, k[0])
+					continue
+				}
 				v := store.Viewer{UserID: k[0], Groups: k[1:]}
 				n, err := u.inbox.UnreadCount(ctx, v)
 				if err != nil {
-					if ctx.Err() == nil {
-						u.log.Warn("unread count", "user", v.UserID, "err", err)
-					}
+					u.warn(ctx, v.UserID, err)
 					continue
 				}
 				u.hub.Notify(v.UserID, hub.NewUnreadFrame(n))
 			}
 		}
+		slices.Sort(plain)
+		plain = slices.Compact(plain)
+		for len(plain) > 0 {
+			batch := plain[:min(len(plain), store.MaxCountUsers)]
+			plain = plain[len(batch):]
+			counts, err := u.inbox.UnreadCounts(ctx, batch)
+			if err != nil {
+				u.warn(ctx, batch[0], err)
+				continue
+			}
+			for _, user := range batch {
+				u.hub.Notify(user, hub.NewUnreadFrame(counts[user]))
+			}
+		}
+	}
+}
+
+func (u *unreadNotifier) warn(ctx context.Context, user string, err error) {
+	if ctx.Err() == nil {
+		u.log.Warn("unread count", "user", user, "err", err)
 	}
 }
 

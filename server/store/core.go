@@ -187,6 +187,41 @@ func (c *core) unreadCount(ctx context.Context, v Viewer) (int64, error) {
 	return n, c.wrap("unread count", err)
 }
 
+// MaxCountUsers bounds the users of one UnreadCounts call.
+const MaxCountUsers = 500
+
+// unreadCounts counts the unread, undeleted items of each of users (their
+// own items only: no groups) in one query. Users with none are absent from
+// the result.
+func (c *core) unreadCounts(ctx context.Context, users []string) (map[string]int64, error) {
+	switch {
+	case len(users) == 0:
+		return map[string]int64{}, nil
+	case len(users) > MaxCountUsers:
+		return nil, c.wrap("unread counts", fmt.Errorf("%w: %d users, at most %d", ErrInvalid, len(users), MaxCountUsers))
+	case slices.Contains(users, ""):
+		return nil, c.wrap("unread counts", fmt.Errorf("%w: empty user id", ErrInvalid))
+	}
+	b := c.qb()
+	sql := "SELECT owner, COUNT(*) FROM inbox_items WHERE " + b.inStrings("owner", users) +
+		" AND NOT is_read AND NOT is_deleted GROUP BY owner"
+	r, err := c.eng.reader().query(ctx, sql, b.args...)
+	if err != nil {
+		return nil, c.wrap("unread counts", err)
+	}
+	defer r.Close()
+	out := make(map[string]int64, len(users))
+	for r.Next() {
+		var owner string
+		var n int64
+		if err := r.Scan(&owner, &n); err != nil {
+			return nil, c.wrap("unread counts", err)
+		}
+		out[owner] = n
+	}
+	return out, c.wrap("unread counts", r.Err())
+}
+
 // visible locks and returns the items among ids the viewer sees, split into
 // the viewer's own items and shared ones.
 func (c *core) visible(ctx context.Context, tx dbtx, vw viewer, ids []int64) (own, shared []int64, err error) {

@@ -140,6 +140,11 @@ func (s *SQLite) UnreadCount(ctx context.Context, v Viewer) (int64, error) {
 	return s.c.unreadCount(ctx, v)
 }
 
+// UnreadCounts counts the unread items of several users in one query.
+func (s *SQLite) UnreadCounts(ctx context.Context, users []string) (map[string]int64, error) {
+	return s.c.unreadCounts(ctx, users)
+}
+
 // MarkRead sets the viewer's read state of 1..MaxMarkIDs items at once. If
 // any id is not an item the viewer sees, it returns ErrNotFound and changes
 // nothing; a malformed id is ErrInvalid.

@@ -104,6 +104,10 @@ type Store interface {
 	List(ctx context.Context, v Viewer, q ListQuery) (items []Item, next string, err error)
 	// UnreadCount counts the viewer's unread, undeleted items.
 	UnreadCount(ctx context.Context, v Viewer) (int64, error)
+	// UnreadCounts counts the unread, undeleted items of up to
+	// MaxCountUsers users, their own items only (viewers without groups),
+	// in one query; users with none are absent from the result.
+	UnreadCounts(ctx context.Context, users []string) (map[string]int64, error)
 	// MarkRead sets the viewer's read state of the items with these ids.
 	MarkRead(ctx context.Context, v Viewer, ids []string, read bool) error
 	// MarkAllRead marks every item the viewer sees as read.

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"fmt"
 	"slices"
 	"strconv"
 	"testing"
@@ -198,4 +199,38 @@ func testUnreadCount(t *testing.T, s Store) {
 	if got := mustCount(t, s, u1); got != 3 {
 		t.Errorf("after marking, own only: UnreadCount = %d, want 3", got)
 	}
+}
+
+func testUnreadCounts(t *testing.T, s Store) {
+	mustInsert(t, s, items("u1", "e", "t", 4)...)
+	mustInsert(t, s, items("u2", "e", "t", 2)...)
+	mustInsert(t, s, items("group:admin", "g", "t", 3)...)
+	u1 := user("u1")
+	if err := s.MarkRead(t.Context(), u1, []string{idOf(t, s, u1, "e0")}, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(t.Context(), u1, idOf(t, s, u1, "e1")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.UnreadCounts(t.Context(), []string{"u1", "u2", "nobody", "group:admin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// group:admin's own items count for it as an owner; u1 does not see them.
+	want := map[string]int64{"u1": 2, "u2": 2, "group:admin": 3}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("UnreadCounts = %v, want %v", got, want)
+	}
+	for _, u := range []string{"u1", "u2"} {
+		if n := mustCount(t, s, user(u)); n != got[u] {
+			t.Errorf("UnreadCount(%s) = %d, UnreadCounts says %d", u, n, got[u])
+		}
+	}
+	if got, err := s.UnreadCounts(t.Context(), nil); err != nil || len(got) != 0 {
+		t.Errorf("UnreadCounts(none) = %v, %v", got, err)
+	}
+	_, err = s.UnreadCounts(t.Context(), []string{"u1", ""})
+	wantErr(t, "empty user", err, ErrInvalid)
+	_, err = s.UnreadCounts(t.Context(), make([]string, MaxCountUsers+1))
+	wantErr(t, "too many users", err, ErrInvalid)
 }

@@ -34,6 +34,7 @@ func suiteCases() []suiteCase {
 		{"UnreadFilter", testUnreadFilter},
 		{"TypeFilter", testTypeFilter},
 		{"UnreadCount", testUnreadCount},
+		{"UnreadCounts", testUnreadCounts},
 		{"MarkReadUnread", testMarkReadUnread},
 		{"MarkReadOtherUser", testMarkReadOtherUser},
 		{"UnknownAndMalformedIDs", testUnknownAndMalformedIDs},
