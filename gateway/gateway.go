@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -95,7 +96,7 @@ func New(ctx context.Context, cfg Config, srv *grpc.Server, conn grpc.ClientConn
 	if maxBody <= 0 {
 		maxBody = 1 << 20
 	}
-	root.Handle("/v1/", cors(allowed, checkRequest(maxBody, withPeer(mux))))
+	root.Handle("/v1/", cors(allowed, checkRequest(maxBody, mux)))
 	if cfg.Metrics != nil {
 		root.Handle("GET /metrics", cfg.Metrics)
 	}
@@ -179,12 +180,7 @@ func checkRequest(max int64, next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		var buf bytes.Buffer
-		if r.ContentLength > 0 {
-			buf.Grow(int(r.ContentLength) + bytes.MinRead)
-		}
-		_, err := buf.ReadFrom(io.LimitReader(r.Body, max+1))
-		b := buf.Bytes()
+		b, err := readBody(r, max)
 		if err != nil {
 			restError(w, http.StatusBadRequest, 3, "reading the request body failed")
 			return
@@ -206,28 +202,49 @@ func checkRequest(max int64, next http.Handler) http.Handler {
 				}
 			}
 		}
-		r.Body = io.NopCloser(bytes.NewReader(b))
+		r.Body = &bodyBytes{Reader: bytes.NewReader(b), b: b}
 		r.ContentLength = int64(len(b))
 		next.ServeHTTP(w, r)
 	})
 }
 
-// withPeer gives a REST request's context the HTTP client's address as its
-// gRPC peer, which the log line of a call run in process reports.
-func withPeer(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, ok := peer.FromContext(r.Context()); !ok && r.RemoteAddr != "" {
-			r = r.WithContext(peer.NewContext(r.Context(), &peer.Peer{Addr: remoteAddr(r.RemoteAddr)}))
-		}
-		next.ServeHTTP(w, r)
-	})
+// ConnContext is the http.Server ConnContext hook of the HTTP port: the
+// requests of a connection carry its client's address as their gRPC peer,
+// which the log line of a REST call run in process reports (set once per
+// connection, not per request).
+func ConnContext(ctx context.Context, c net.Conn) context.Context {
+	return peer.NewContext(ctx, &peer.Peer{Addr: c.RemoteAddr(), LocalAddr: c.LocalAddr()})
 }
 
-// remoteAddr is an HTTP request's RemoteAddr as a net.Addr.
-type remoteAddr string
+// readBody reads r's body, up to max+1 bytes (as io.ReadAll over a
+// LimitReader), into a buffer of its Content-Length when it has one.
+func readBody(r *http.Request, max int64) ([]byte, error) {
+	body := io.LimitReader(r.Body, max+1)
+	if r.ContentLength <= 0 {
+		return io.ReadAll(body)
+	}
+	b := make([]byte, r.ContentLength+1)
+	n, err := io.ReadFull(body, b)
+	switch {
+	case err == nil:
+		// More than announced (net/http stops at the length, but the body
+		// reader may be another's): read on.
+		rest, err := io.ReadAll(body)
+		return append(b, rest...), err
+	case err == io.ErrUnexpectedEOF && int64(n) == r.ContentLength:
+		return b[:n], nil // the announced length, then EOF
+	}
+	return b[:n], err
+}
 
-func (a remoteAddr) Network() string { return "tcp" }
-func (a remoteAddr) String() string  { return string(a) }
+// bodyBytes is a REST request body read by checkRequest: the bytes, for
+// the JSON decoder to take without copying them, and a reader over them.
+type bodyBytes struct {
+	*bytes.Reader
+	b []byte
+}
+
+func (*bodyBytes) Close() error { return nil }
 
 func validQuery(q url.Values) bool {
 	for k, vs := range q {

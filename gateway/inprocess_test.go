@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -237,7 +239,11 @@ func TestInProcessRegisterChecksType(t *testing.T) {
 // from the gateway's check; a syntax error is the gateway's 400 with the
 // JSON decoder's message (protobuf's "proto:" prefix varies by build).
 func TestRESTBodies(t *testing.T) {
-	svc := &fakeService{publish: func(_ context.Context, req *notifyv1.PublishRequest) (*notifyv1.PublishResponse, error) {
+	var peers []string
+	svc := &fakeService{publish: func(ctx context.Context, req *notifyv1.PublishRequest) (*notifyv1.PublishResponse, error) {
+		if p, ok := peer.FromContext(ctx); ok {
+			peers = append(peers, p.Addr.String())
+		}
 		return &notifyv1.PublishResponse{EventId: req.GetPointsAdded().GetDescription()}, nil
 	}}
 	conn, err := grpc.NewClient("passthrough:///unused", grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -251,7 +257,9 @@ func TestRESTBodies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(h)
+	ts := httptest.NewUnstartedServer(h)
+	ts.Config.ConnContext = gateway.ConnContext
+	ts.Start()
 	t.Cleanup(ts.Close)
 
 	const event = `{"pointsAdded":{"guestId":"g1","description":"d"}}`
@@ -278,5 +286,57 @@ func TestRESTBodies(t *testing.T) {
 				t.Errorf("POST %q: %d %s, want %d with %q", tc.body, a.code, a.body, tc.code, tc.want)
 			}
 		})
+	}
+	// The calls that reached the service had the HTTP client as their peer.
+	if len(peers) != 3 {
+		t.Fatalf("service saw peers %v, want 3 calls", peers)
+	}
+	for _, p := range peers {
+		if !strings.HasPrefix(p, "127.0.0.1:") {
+			t.Errorf("peer %q, want the client's loopback address", p)
+		}
+	}
+}
+
+// TestRESTBodyLengths: the body checkRequest reads is what the decoder gets, for
+// bodies with and without a Content-Length.
+func TestRESTBodyLengths(t *testing.T) {
+	var got []string
+	svc := &fakeService{publish: func(_ context.Context, req *notifyv1.PublishRequest) (*notifyv1.PublishResponse, error) {
+		got = append(got, req.GetPointsAdded().GetDescription())
+		return &notifyv1.PublishResponse{}, nil
+	}}
+	local := gateway.NewInProcess(&fakeConn{}, 1<<20)
+	notifyv1.RegisterNotificationServiceServer(local, svc)
+	h, err := gateway.New(context.Background(), gateway.Config{MaxBodyBytes: 4096}, grpc.NewServer(), local, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(h)
+	t.Cleanup(ts.Close)
+	for _, n := range []int{0, 1, 100, 4000} {
+		body := `{"pointsAdded":{"description":"` + strings.Repeat("x", n) + `"}}`
+		for _, chunked := range []bool{false, true} {
+			req, err := http.NewRequest(http.MethodPost, ts.URL+"/v1/events", strings.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if chunked {
+				req.Body = io.NopCloser(strings.NewReader(body))
+				req.ContentLength = -1
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("%d bytes (chunked %v): %d %s", len(body), chunked, resp.StatusCode, b)
+			}
+			if last := got[len(got)-1]; last != strings.Repeat("x", n) {
+				t.Errorf("%d bytes (chunked %v): description of %d bytes arrived", len(body), chunked, len(last))
+			}
+		}
 	}
 }

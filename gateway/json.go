@@ -35,7 +35,7 @@ type bodyDecoder struct {
 func (d *bodyDecoder) Decode(v any) error {
 	if d.fallback == nil {
 		if m, ok := v.(proto.Message); ok {
-			b, err := io.ReadAll(d.r)
+			b, err := readAll(d.r)
 			switch {
 			case err != nil:
 				d.r = io.MultiReader(bytes.NewReader(b), errReader{err})
@@ -52,6 +52,16 @@ func (d *bodyDecoder) Decode(v any) error {
 		d.fallback = d.j.NewDecoder(d.r)
 	}
 	return d.fallback.Decode(v)
+}
+
+// readAll reads what is left of r, without a copy when r is a body that
+// checkRequest read and nothing has read from since.
+func readAll(r io.Reader) ([]byte, error) {
+	if bb, ok := r.(*bodyBytes); ok && bb.Len() == len(bb.b) {
+		bb.Reset(nil)
+		return bb.b, nil
+	}
+	return io.ReadAll(r)
 }
 
 // errReader returns err once the bytes before it are read.

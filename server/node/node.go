@@ -236,6 +236,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		ConnState:         n.metrics.HTTPConnState(metrics.TransportHTTP),
+		ConnContext:       gateway.ConnContext,
 	}
 
 	if n.grpcLn, err = n.listen(cfg.GRPCAddr); err != nil {
