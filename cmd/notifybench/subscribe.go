@@ -304,23 +304,39 @@ func webFrame(msg proto.Message) ([]byte, error) {
 	return append(out, b...), nil
 }
 
-// readWeb runs s over grpc-web: an HTTP/1.1 POST whose response body is a
-// sequence of frames (1 flag byte, 4 bytes big-endian length, message),
-// the last one a trailer frame (flag 0x80) holding the status as headers.
+// readWeb runs s over grpc-web.
 func (f *fleet) readWeb(s *subscriber, markOpen func(error)) error {
-	body, err := webFrame(&notifyv1.SubscribeRequest{Rooms: []string{s.room}})
+	req := &notifyv1.SubscribeRequest{Rooms: []string{s.room}}
+	return webSubscribe(f.ctx, f.web, f.cfg.httpAddr, s.token, req, func(msg []byte) error {
+		if err := s.dec.decode(msg, s); err != nil {
+			return err
+		}
+		if s.started.Load() {
+			markOpen(nil)
+		}
+		return nil
+	})
+}
+
+// webSubscribe runs a Subscribe call over grpc-web: an HTTP/1.1 POST whose
+// response body is a sequence of frames (1 flag byte, 4 bytes big-endian
+// length, message), the last one a trailer frame (flag 0x80) holding the
+// status as headers. It calls onMsg with each message (valid until it
+// returns) and returns the trailer's status, nil for OK.
+func webSubscribe(ctx context.Context, client *http.Client, httpAddr, token string, req *notifyv1.SubscribeRequest, onMsg func([]byte) error) error {
+	body, err := webFrame(req)
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(f.ctx, http.MethodPost, "http://"+f.cfg.httpAddr+subscribeMethod, bytes.NewReader(body))
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+httpAddr+subscribeMethod, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/grpc-web+proto")
-	req.Header.Set("Accept", "application/grpc-web+proto")
-	req.Header.Set("X-Grpc-Web", "1")
-	req.Header.Set("Authorization", "Bearer "+s.token)
-	resp, err := f.web.Do(req)
+	hreq.Header.Set("Content-Type", "application/grpc-web+proto")
+	hreq.Header.Set("Accept", "application/grpc-web+proto")
+	hreq.Header.Set("X-Grpc-Web", "1")
+	hreq.Header.Set("Authorization", "Bearer "+token)
+	resp, err := client.Do(hreq)
 	if err != nil {
 		return err
 	}
@@ -359,11 +375,8 @@ func (f *fleet) readWeb(s *subscriber, markOpen func(error)) error {
 			}
 			return webStatus(http.Header(h))
 		}
-		if err := s.dec.decode(buf, s); err != nil {
+		if err := onMsg(buf); err != nil {
 			return err
-		}
-		if s.started.Load() {
-			markOpen(nil)
 		}
 	}
 }
