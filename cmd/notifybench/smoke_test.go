@@ -19,9 +19,19 @@ import (
 // test ends.
 func startTestNode(t *testing.T) *node.Node {
 	t.Helper()
+	return startTestNodeWith(t, nil)
+}
+
+// startTestNodeWith is startTestNode with mutate applied to the config.
+func startTestNodeWith(t *testing.T, mutate func(*node.Config)) *node.Node {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	n, err := node.New(ctx, node.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Dev: true, DataDir: t.TempDir(), LogLevel: "error"}, log)
+	cfg := node.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Dev: true, DataDir: t.TempDir(), LogLevel: "error"}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	n, err := node.New(ctx, cfg, log)
 	if err != nil {
 		cancel()
 		t.Fatal(err)

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"os"
 	"slices"
 	"strings"
@@ -149,24 +147,7 @@ func TestParseGoGoroutines(t *testing.T) {
 func TestSoakEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	n, err := node.New(ctx, node.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Dev: true, DataDir: t.TempDir(),
-		LogLevel: "error", QueueBytes: 64 << 10}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	defer func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			t.Error("node did not stop")
-		}
-	}()
-	if err := waitReady(ctx, n.HTTPAddr(), nil); err != nil {
-		t.Fatal(err)
-	}
+	n := startTestNodeWith(t, func(c *node.Config) { c.QueueBytes = 64 << 10 })
 
 	o := defaultOptions()
 	o.soakDefaults(map[string]bool{})

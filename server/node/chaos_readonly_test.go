@@ -10,7 +10,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
 	"github.com/maxloyalty/notify/server/node"
 )
 
@@ -51,29 +50,8 @@ func immutable(t *testing.T, dir string, on bool) {
 func TestChaosSQLiteReadOnly(t *testing.T) {
 	dir := t.TempDir()
 	n := startNode(t, func(c *node.Config) { c.DataDir = dir })
-	ctx := testCtx(t)
-	c, ib := dialInbox(t, n.GRPCAddr())
-	svc, guest := mint(t, serviceClaims), mint(t, guestClaims)
-	var acked []string
-	pub := func(i int) error {
-		resp, err := c.Publish(withToken(ctx, svc), pointsReq(pointsAdded("g1", "r1", int64(i+1))))
-		if err == nil {
-			acked = append(acked, resp.EventId)
-		}
-		return err
-	}
-	listed := func() []string {
-		t.Helper()
-		resp, err := ib.ListNotifications(withToken(ctx, guest), &notifyv1.ListNotificationsRequest{PageSize: 200})
-		if err != nil {
-			t.Fatalf("list: %v", err)
-		}
-		var ids []string
-		for i := len(resp.Notifications) - 1; i >= 0; i-- {
-			ids = append(ids, resp.Notifications[i].Event.Id)
-		}
-		return ids
-	}
+	p := newInboxProbe(t, n)
+	pub, listed := p.pub, p.listed
 	for i := range 3 {
 		if err := pub(i); err != nil {
 			t.Fatalf("publish %d: %v", i, err)
@@ -88,8 +66,8 @@ func TestChaosSQLiteReadOnly(t *testing.T) {
 			t.Fatalf("publish %d with read-only files: %v, want Unavailable saying the event was not stored", i, err)
 		}
 	}
-	if got := listed(); strings.Join(got, ",") != strings.Join(acked, ",") {
-		t.Fatalf("with read-only files the inbox lists %v, want the acknowledged %v", got, acked)
+	if got := listed(); strings.Join(got, ",") != strings.Join(p.acked, ",") {
+		t.Fatalf("with read-only files the inbox lists %v, want the acknowledged %v", got, p.acked)
 	}
 
 	immutable(t, dir, false)
@@ -98,7 +76,7 @@ func TestChaosSQLiteReadOnly(t *testing.T) {
 			t.Fatalf("publish %d once the files are writable again: %v", i, err)
 		}
 	}
-	if got := listed(); strings.Join(got, ",") != strings.Join(acked, ",") || len(acked) != 6 {
-		t.Fatalf("at the end the inbox lists %v, want the 6 acknowledged %v", got, acked)
+	if got := listed(); strings.Join(got, ",") != strings.Join(p.acked, ",") || len(p.acked) != 6 {
+		t.Fatalf("at the end the inbox lists %v, want the 6 acknowledged %v", got, p.acked)
 	}
 }

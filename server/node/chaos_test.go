@@ -168,6 +168,45 @@ func TestChaosPostgresStopped(t *testing.T) {
 	}
 }
 
+// inboxProbe publishes PointsAdded events for guest g1 as a service and
+// lists g1's inbox, remembering the ids of the publishes acknowledged.
+type inboxProbe struct {
+	t          *testing.T
+	ctx        context.Context
+	c          notifyv1.NotificationServiceClient
+	ib         notifyv1.InboxServiceClient
+	svc, guest string
+	acked      []string
+}
+
+func newInboxProbe(t *testing.T, n *testNode) *inboxProbe {
+	c, ib := dialInbox(t, n.GRPCAddr())
+	return &inboxProbe{t: t, ctx: testCtx(t), c: c, ib: ib, svc: mint(t, serviceClaims), guest: mint(t, guestClaims)}
+}
+
+// pub publishes the i-th event.
+func (p *inboxProbe) pub(i int) error {
+	resp, err := p.c.Publish(withToken(p.ctx, p.svc), pointsReq(pointsAdded("g1", "r1", int64(i+1))))
+	if err == nil {
+		p.acked = append(p.acked, resp.EventId)
+	}
+	return err
+}
+
+// listed returns the event ids in g1's inbox, oldest first.
+func (p *inboxProbe) listed() []string {
+	p.t.Helper()
+	resp, err := p.ib.ListNotifications(withToken(p.ctx, p.guest), &notifyv1.ListNotificationsRequest{PageSize: 200})
+	if err != nil {
+		p.t.Fatalf("list: %v", err)
+	}
+	var ids []string
+	for i := len(resp.Notifications) - 1; i >= 0; i-- {
+		ids = append(ids, resp.Notifications[i].Event.Id)
+	}
+	return ids
+}
+
 // tinyDisk mounts a small tmpfs of the test's own (root only), for a data
 // directory that can fill up.
 func tinyDisk(t *testing.T, size string) string {
@@ -186,33 +225,12 @@ func tinyDisk(t *testing.T, size string) string {
 func TestChaosSQLiteDiskFull(t *testing.T) {
 	disk := tinyDisk(t, "4m")
 	n := startNode(t, func(c *node.Config) { c.DataDir = disk })
-	ctx := testCtx(t)
-	c, ib := dialInbox(t, n.GRPCAddr())
-	svc, guest := mint(t, serviceClaims), mint(t, guestClaims)
-	var acked []string
-	pub := func(i int) error {
-		resp, err := c.Publish(withToken(ctx, svc), pointsReq(pointsAdded("g1", "r1", int64(i+1))))
-		if err == nil {
-			acked = append(acked, resp.EventId)
-		}
-		return err
-	}
+	p := newInboxProbe(t, n)
+	pub, listed := p.pub, p.listed
 	for i := range 3 {
 		if err := pub(i); err != nil {
 			t.Fatalf("publish %d: %v", i, err)
 		}
-	}
-	listed := func() []string {
-		t.Helper()
-		resp, err := ib.ListNotifications(withToken(ctx, guest), &notifyv1.ListNotificationsRequest{PageSize: 200})
-		if err != nil {
-			t.Fatalf("list: %v", err)
-		}
-		var ids []string
-		for i := len(resp.Notifications) - 1; i >= 0; i-- {
-			ids = append(ids, resp.Notifications[i].Event.Id)
-		}
-		return ids
 	}
 
 	// Disk full: fill what is left.
@@ -232,8 +250,8 @@ func TestChaosSQLiteDiskFull(t *testing.T) {
 	if full == 0 {
 		t.Fatal("no publish failed on a full disk")
 	}
-	if got := listed(); strings.Join(got, ",") != strings.Join(acked, ",") {
-		t.Fatalf("on a full disk the inbox lists %v, want the acknowledged %v", got, acked)
+	if got := listed(); strings.Join(got, ",") != strings.Join(p.acked, ",") {
+		t.Fatalf("on a full disk the inbox lists %v, want the acknowledged %v", got, p.acked)
 	}
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
@@ -242,7 +260,7 @@ func TestChaosSQLiteDiskFull(t *testing.T) {
 		t.Fatalf("publish after space came back: %v", err)
 	}
 
-	if got := listed(); strings.Join(got, ",") != strings.Join(acked, ",") {
-		t.Fatalf("at the end the inbox lists %v, want the acknowledged %v", got, acked)
+	if got := listed(); strings.Join(got, ",") != strings.Join(p.acked, ",") {
+		t.Fatalf("at the end the inbox lists %v, want the acknowledged %v", got, p.acked)
 	}
 }
