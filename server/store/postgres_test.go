@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/url"
-	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,20 +15,15 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/maxloyalty/notify/server/testenv"
 )
 
 // postgresDSN returns the test server's DSN from NOTIFY_TEST_POSTGRES_DSN,
 // skipping the test when it is unset, except in CI where it is required.
 func postgresDSN(t *testing.T) string {
 	t.Helper()
-	dsn := os.Getenv("NOTIFY_TEST_POSTGRES_DSN")
-	if dsn == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("NOTIFY_TEST_POSTGRES_DSN is required in CI")
-		}
-		t.Skip("NOTIFY_TEST_POSTGRES_DSN is not set")
-	}
-	return dsn
+	return testenv.Service(t, testenv.PostgresDSN)
 }
 
 // withSearchPath returns dsn with its search_path set to schema.
