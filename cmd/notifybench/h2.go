@@ -180,7 +180,7 @@ func (c *h2conn) read(connWindow uint32) {
 				c.headers(f)
 			case *http2.DataFrame:
 				if st := c.stream(f.StreamID); st != nil {
-					if err := c.data(f.StreamID, st, f.Data()); err != nil {
+					if err := c.data(f.StreamID, st, f.Data(), f.Length); err != nil {
 						return err
 					}
 				}
@@ -261,9 +261,10 @@ func (c *h2conn) headers(f *http2.MetaHeadersFrame) {
 }
 
 // data decodes the complete gRPC messages in a DATA frame and gives the
-// stream's window back once half of it is used.
-func (c *h2conn) data(id uint32, st *h2stream, b []byte) error {
-	st.unacked += uint32(len(b))
+// stream's window back once half of it is used; flow control counts the
+// frame's whole length, padding included.
+func (c *h2conn) data(id uint32, st *h2stream, b []byte, length uint32) error {
+	st.unacked += length
 	if len(st.buf) > 0 {
 		st.buf = append(st.buf, b...)
 		b = st.buf
