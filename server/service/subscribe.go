@@ -20,6 +20,7 @@ import (
 	"github.com/maxloyalty/notify/server/broker"
 	"github.com/maxloyalty/notify/server/hub"
 	"github.com/maxloyalty/notify/server/room"
+	"github.com/maxloyalty/notify/server/stack"
 )
 
 // listener is a broker that must be told which rooms this node wants
@@ -114,10 +115,8 @@ func (s *Service) Subscribe(req *notifyv1.SubscribeRequest, stream grpc.ServerSt
 		u undo
 	)
 	defer u.run(s)
-	err := onSideStack(func() (err error) {
-		c, w, err = s.open(req, stream, &u)
-		return err
-	})
+	var err error
+	stack.Aside(func() { c, w, err = s.open(req, stream, &u) })
 	if err != nil {
 		return err
 	}
@@ -265,15 +264,6 @@ func (s *Service) open(req *notifyv1.SubscribeRequest, stream grpc.ServerStreami
 		}
 	}
 	return c, w, nil
-}
-
-// onSideStack runs fn on a short-lived goroutine and waits for it, so that
-// fn's deep call stacks do not grow the caller's stack for its whole life
-// (an idle server runs no garbage collection to shrink it back).
-func onSideStack(fn func() error) error {
-	done := make(chan error, 1)
-	go func() { done <- fn() }()
-	return <-done
 }
 
 func appendFrames(frames []*hub.Frame, msgs []broker.Message) []*hub.Frame {
