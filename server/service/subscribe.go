@@ -215,7 +215,7 @@ func (s *Service) open(req *notifyv1.SubscribeRequest, stream grpc.ServerStreami
 		HeartbeatInterval: durationpb.New(s.cfg.HeartbeatInterval),
 		Rooms:             make([]*notifyv1.RoomState, len(rooms)),
 	}
-	var backlog []*hub.Frame
+	var replay [][]broker.Message // per room, what the stream replays
 	for i, name := range names {
 		p, resume := pos[name]
 		h, err := s.broker.History(ctx, name, p)
@@ -229,13 +229,13 @@ func (s *Service) open(req *notifyv1.SubscribeRequest, stream grpc.ServerStreami
 			st.Recovered = true
 			st.StartOffset = p.Offset
 			w.rooms[i].last = broker.Position{Offset: p.Offset, Epoch: h.Top.Epoch}
-			backlog = appendFrames(backlog, h.Messages)
+			replay = append(replay, h.Messages)
 		case resume && p.Epoch != h.Top.Epoch && len(h.Messages) > 0 && h.Messages[0].Offset == 1:
 			// The client's epoch is lost (recovered=false), but the room's
 			// new epoch is whole from its first event: replay it, so that
 			// nothing published since a restart is missed.
 			w.rooms[i].last = broker.Position{Epoch: h.Top.Epoch}
-			backlog = appendFrames(backlog, h.Messages)
+			replay = append(replay, h.Messages)
 		default:
 			// Live from the room's current top: what came before is either
 			// not wanted (no position) or lost to this stream (recovered=false).
@@ -250,7 +250,7 @@ func (s *Service) open(req *notifyv1.SubscribeRequest, stream grpc.ServerStreami
 	if err := w.send(&notifyv1.SubscribeResponse{Control: &notifyv1.SubscribeResponse_Connected{Connected: connected}}); err != nil {
 		return c, nil, err
 	}
-	if err := w.write(backlog, false); err != nil {
+	if err := w.replay(replay); err != nil {
 		return c, nil, err
 	}
 	if v, ok := viewer(c); ok && s.inbox != nil {
@@ -266,11 +266,29 @@ func (s *Service) open(req *notifyv1.SubscribeRequest, stream grpc.ServerStreami
 	return c, w, nil
 }
 
-func appendFrames(frames []*hub.Frame, msgs []broker.Message) []*hub.Frame {
-	for _, m := range msgs {
-		frames = append(frames, hub.NewFrame(m))
+// replay writes the rooms' missed messages in order. It frames them a
+// write's worth at a time, each chunk written before the next is built:
+// framing a whole history at once would hold a copy of every missed event
+// per resuming stream (a burst of resumes after a restart is many of them).
+func (w *writer) replay(rooms [][]broker.Message) error {
+	var frames []*hub.Frame
+	for _, msgs := range rooms {
+		for len(msgs) > 0 {
+			frames = frames[:0]
+			size := 0
+			for len(msgs) > 0 && (size == 0 || size+len(msgs[0].Data) <= w.max) {
+				f := hub.NewFrame(msgs[0])
+				frames = append(frames, f)
+				size += len(f.Bytes)
+				msgs = msgs[1:]
+			}
+			if err := w.write(frames, false); err != nil {
+				return err
+			}
+			clear(frames)
+		}
 	}
-	return frames
+	return nil
 }
 
 // run serves the live stream until it ends. After the replay every send
