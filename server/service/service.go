@@ -110,9 +110,10 @@ func New(cfg Config, b Broker, h *hub.Hub, in Inbox, log *slog.Logger) *Service 
 
 // prepared is a validated publish request.
 type prepared struct {
-	pub  broker.Publication
-	typ  notifyv1.EventType
-	time time.Time
+	pub   broker.Publication
+	kinds []room.Kind // of pub.Rooms, for the metrics
+	typ   notifyv1.EventType
+	time  time.Time
 }
 
 // MaxIdempotencyKeyLen bounds idempotency keys.
@@ -173,14 +174,16 @@ func (s *Service) prepare(c auth.Claims, req *notifyv1.PublishRequest) (out prep
 		return out, invalid("event cannot be encoded: %v", err)
 	}
 	p := broker.Publication{EventID: ev.Id, Rooms: make([]string, len(rooms)), Data: data}
+	kinds := make([]room.Kind, len(rooms))
 	for i, r := range rooms {
 		p.Rooms[i] = r.String()
+		kinds[i] = r.Kind()
 	}
 	if req.IdempotencyKey != "" {
 		// Keys are scoped to the publisher so tenants cannot collide.
 		p.IdempotencyKey = c.Subject + "\x00" + req.IdempotencyKey
 	}
-	return prepared{pub: p, typ: notifyv1.EventType(fd.Number() - payloadFieldOffset), time: now}, nil
+	return prepared{pub: p, kinds: kinds, typ: notifyv1.EventType(fd.Number() - payloadFieldOffset), time: now}, nil
 }
 
 // payloadFieldOffset maps payload field numbers to EventType values
@@ -199,8 +202,8 @@ func (s *Service) publish(ctx context.Context, p prepared) (*notifyv1.PublishRes
 		return nil, err
 	}
 	if !res.Duplicate {
-		for _, pos := range res.Positions {
-			s.cfg.Metrics.EventPublished(roomKind(pos.Room))
+		for _, k := range p.kinds {
+			s.cfg.Metrics.EventPublished(k.String())
 		}
 	}
 	return toResponse(res), nil
@@ -216,15 +219,6 @@ func (s *Service) allowPublish(c auth.Claims, n int) error {
 		return err
 	}
 	return nil
-}
-
-// roomKind names a room's kind for metrics.
-func roomKind(name string) string {
-	r, err := room.Parse(name)
-	if err != nil {
-		return "unknown"
-	}
-	return r.Kind().String()
 }
 
 // setPayload copies the payload field of a PublishRequest into the Event
