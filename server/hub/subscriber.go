@@ -24,6 +24,7 @@ type Subscriber struct {
 	// muted holds a bit per EventType not to deliver; bit 0 mutes everything.
 	muted atomic.Uint64
 	ready chan struct{} // signalled when frames arrive or the subscriber closes
+	notify atomic.Pointer[func()] // when set, called instead of signalling ready
 	done  chan struct{} // closed when the subscriber is closed
 
 	mu      sync.Mutex
@@ -70,6 +71,12 @@ func NewSubscriber(maxBytes int) *Subscriber {
 	}
 }
 
+// Notify makes fn be called, instead of Ready being signalled, whenever
+// frames are queued or the subscriber is closed. fn may run with the
+// subscriber's lock held: it must not call back into the subscriber, only
+// schedule work that will.
+func (s *Subscriber) Notify(fn func()) { s.notify.Store(&fn) }
+
 // Ready is signalled when frames are queued or the subscriber is closed.
 func (s *Subscriber) Ready() <-chan struct{} { return s.ready }
 
@@ -102,6 +109,10 @@ func (s *Subscriber) push(f *Frame) (overflowed bool) {
 }
 
 func (s *Subscriber) signal() {
+	if fn := s.notify.Load(); fn != nil {
+		(*fn)()
+		return
+	}
 	select {
 	case s.ready <- struct{}{}:
 	default:

@@ -61,6 +61,13 @@ type Config struct {
 	// IdempotencyWindow is how long idempotency keys are remembered. Default 5m.
 	IdempotencyWindow time.Duration
 
+	// GRPCTransport serves the native gRPC port: "wire" (the default: the
+	// server/wire transport, where a connection has one reader goroutine
+	// and its streams are written by one writer goroutine) or "grpc-go"
+	// (grpc-go's server: a goroutine per stream and per sender). grpc-web
+	// and REST are served by grpc-go's server in either case.
+	GRPCTransport string
+
 	// Broker is "memory" (one node, the default) or "redis" (several nodes
 	// sharing rooms, offsets and history through Redis).
 	Broker string
@@ -158,6 +165,7 @@ func (c Config) Defaults() Config {
 	}
 	c.History = h
 	setDur(&c.IdempotencyWindow, 5*time.Minute)
+	setStr(&c.GRPCTransport, "wire")
 	setStr(&c.Broker, "memory")
 	setStr(&c.RedisURL, "redis://127.0.0.1:6379/0")
 	setStr(&c.RedisPrefix, "notify")
@@ -215,6 +223,11 @@ func (c Config) Validate() error {
 	}
 	if c.QueueBytes < 4<<10 {
 		errs = append(errs, errors.New("queue-bytes: must be at least 4096"))
+	}
+	switch c.GRPCTransport {
+	case "wire", "grpc-go":
+	default:
+		errs = append(errs, fmt.Errorf("grpc-transport: %q is not wire or grpc-go", c.GRPCTransport))
 	}
 	switch c.Broker {
 	case "memory", "redis":

@@ -32,6 +32,7 @@ import (
 	"github.com/maxloyalty/notify/server/metrics"
 	"github.com/maxloyalty/notify/server/service"
 	"github.com/maxloyalty/notify/server/store"
+	"github.com/maxloyalty/notify/server/wire"
 )
 
 // nodeBroker is what a node needs of its broker.
@@ -64,6 +65,7 @@ type Node struct {
 	httpLn  net.Listener
 	inner   *bufconn.Listener
 	grpc    *grpc.Server
+	wire    *wire.Server // the native port's server; nil: grpc serves it
 	http    *http.Server
 	conn    *grpc.ClientConn
 	health  *health.Server
@@ -152,16 +154,17 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		logging.UnaryTag(),
 		logging.UnaryRecovery(log),
 	}
+	stream := []grpc.StreamServerInterceptor{
+		n.metrics.StreamServerInterceptor(),
+		logging.StreamServerInterceptor(log),
+		verifier.StreamInterceptor(skip),
+		logging.StreamTag(),
+		logging.StreamRecovery(log),
+	}
 	opts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(service.NewCodec()),
 		grpc.ChainUnaryInterceptor(unary...),
-		grpc.ChainStreamInterceptor(
-			n.metrics.StreamServerInterceptor(),
-			logging.StreamServerInterceptor(log),
-			verifier.StreamInterceptor(skip),
-			logging.StreamTag(),
-			logging.StreamRecovery(log),
-		),
+		grpc.ChainStreamInterceptor(stream...),
 		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: cfg.KeepaliveTime, Timeout: cfg.KeepaliveTimeout}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cfg.MinPingInterval, PermitWithoutStream: true}),
@@ -174,6 +177,21 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		grpc.NumStreamWorkers(grpcStreamWorkers),
 	}
 	n.grpc = grpc.NewServer(opts...)
+	registrars := []grpc.ServiceRegistrar{n.grpc}
+	if cfg.GRPCTransport == "wire" {
+		n.wire = wire.NewServer(wire.Config{
+			Codec:              service.NewCodec(),
+			UnaryInterceptors:  unary,
+			StreamInterceptors: stream,
+			MaxRecvMsgSize:     cfg.MaxMessageBytes,
+			KeepaliveTime:      cfg.KeepaliveTime,
+			KeepaliveTimeout:   cfg.KeepaliveTimeout,
+			MinPingInterval:    cfg.MinPingInterval,
+			Workers:            grpcStreamWorkers,
+			Log:                log,
+		})
+		registrars = append(registrars, n.wire)
+	}
 	n.svc = service.New(service.Config{
 		ServerID:          cfg.ServerID,
 		HeartbeatInterval: cfg.HeartbeatInterval,
@@ -204,12 +222,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		return nil, err
 	}
 	local := gateway.NewInProcess(n.conn, cfg.MaxMessageBytes, unary...)
-	for _, r := range []grpc.ServiceRegistrar{n.grpc, local} {
+	for _, r := range append(registrars, local) {
 		notifyv1.RegisterNotificationServiceServer(r, n.svc)
 		notifyv1.RegisterInboxServiceServer(r, n.svc.Inbox())
 	}
-	healthpb.RegisterHealthServer(n.grpc, n.health)
-	reflection.Register(n.grpc)
+	for _, r := range registrars {
+		healthpb.RegisterHealthServer(r, n.health)
+		reflection.Register(r.(reflection.GRPCServer))
+	}
 	n.metrics.InitGRPC(n.grpc)
 	n.metrics.Observe("notify_hub_rooms", "Rooms with at least one subscriber on this node.", func() float64 { return float64(n.hub.Stats().Rooms) })
 	n.metrics.Observe("notify_connected_users", "Users with at least one open stream on this node.", func() float64 { return float64(n.hub.Stats().Users) })
@@ -315,7 +335,15 @@ func (n *Node) ready(ctx context.Context) error {
 // Run serves until ctx ends, then shuts down within the drain time.
 func (n *Node) Run(ctx context.Context) error {
 	errc := make(chan error, 3)
-	go func() { errc <- n.grpc.Serve(n.grpcLn) }()
+	if n.wire != nil {
+		go func() {
+			if err := n.wire.Serve(n.grpcLn); !errors.Is(err, wire.ErrServerStopped) {
+				errc <- err
+			}
+		}()
+	} else {
+		go func() { errc <- n.grpc.Serve(n.grpcLn) }()
+	}
 	go func() { errc <- n.grpc.Serve(n.inner) }()
 	go func() {
 		if err := n.http.Serve(n.httpLn); !errors.Is(err, http.ErrServerClosed) {
@@ -361,6 +389,9 @@ func (n *Node) shutdown() {
 	_ = n.http.Shutdown(drain)
 	done := make(chan struct{})
 	go func() {
+		if n.wire != nil {
+			n.wire.GracefulStop()
+		}
 		n.grpc.GracefulStop()
 		close(done)
 	}()
@@ -368,6 +399,9 @@ func (n *Node) shutdown() {
 	case <-done:
 	case <-drain.Done():
 		n.log.Warn("drain time exceeded, stopping", "drain", n.cfg.ShutdownDrain)
+		if n.wire != nil {
+			n.wire.Stop()
+		}
 		n.grpc.Stop()
 		<-done
 	}

@@ -300,28 +300,12 @@ func (w *writer) replay(rooms [][]broker.Message) error {
 // after senderIdle without work, so that an idle stream costs one goroutine.
 func (s *Service) run(c auth.Claims, sub *hub.Subscriber, w *writer) error {
 	ctx := w.stream.Context()
-	interval := int64(s.cfg.HeartbeatInterval)
-	var expiry int64 // when the token expires, in Unix nanoseconds; 0: never
-	if !c.ExpiresAt.IsZero() {
-		// The verifier accepts a token up to the leeway past exp; the
-		// stream lives as long as a new call with the token would.
-		expiry = c.ExpiresAt.Add(s.cfg.TokenLeeway).UnixNano()
-	}
-	// One timer serves the heartbeat and the expiry. Writes do not reset it
-	// (a timer reset per write costs more than the write's bookkeeping): it
-	// fires at the latest heartbeat time and is re-armed for what is left.
-	next := func(now int64) time.Duration {
-		d := w.lastWrite.Load() + interval - now
-		if d <= 0 || w.beat.Load() {
-			d = interval
-		}
-		if expiry != 0 && expiry-now < d {
-			d = max(expiry-now, 0)
-		}
-		return time.Duration(d)
-	}
-	timer := time.NewTimer(next(time.Now().UnixNano()))
+	expiry := s.expiry(c)
+	timer := time.NewTimer(w.next(time.Now().UnixNano(), expiry))
 	defer timer.Stop()
+	if a, ok := grpc.ServerTransportStreamFromContext(ctx).(attacher); ok {
+		return s.runAttached(ctx, sub, w, a, timer, expiry)
+	}
 	var exited chan error // the running sender's result; nil while none runs
 	done := sub.Done()
 	for {
@@ -339,7 +323,7 @@ func (s *Service) run(c auth.Claims, sub *hub.Subscriber, w *writer) error {
 				// The sender writes what is queued, then Disconnected.
 				expiry = 0
 				sub.Close(errTokenExpired)
-			case now-w.lastWrite.Load() >= interval && !w.beat.Load():
+			case now-w.lastWrite.Load() >= int64(w.interval) && !w.beat.Load():
 				w.beat.Store(true)
 				if exited == nil {
 					exited = w.start()
@@ -347,7 +331,7 @@ func (s *Service) run(c auth.Claims, sub *hub.Subscriber, w *writer) error {
 					w.wake()
 				}
 			}
-			timer.Reset(next(now))
+			timer.Reset(w.next(now, expiry))
 		case <-ready:
 			exited = w.start()
 		case err := <-exited:
@@ -367,6 +351,92 @@ func (s *Service) run(c auth.Claims, sub *hub.Subscriber, w *writer) error {
 				return s.abandon(sub, w)
 			}
 			// Otherwise Ready is signalled too: a sender writes what is
+			// queued and the reason, and ends the stream.
+		}
+	}
+}
+
+// expiry is when c's token stops being accepted, in Unix nanoseconds; 0:
+// never. The verifier accepts a token up to the leeway past exp; the stream
+// lives as long as a new call with the token would.
+func (s *Service) expiry(c auth.Claims) int64 {
+	if c.ExpiresAt.IsZero() {
+		return 0
+	}
+	return c.ExpiresAt.Add(s.cfg.TokenLeeway).UnixNano()
+}
+
+// next is when the stream's one timer must fire next: the heartbeat and
+// the expiry share it. Writes do not reset it (a timer reset per write
+// costs more than the write's bookkeeping): it fires at the latest
+// heartbeat time and is re-armed for what is left.
+func (w *writer) next(now, expiry int64) time.Duration {
+	interval := int64(w.interval)
+	d := w.lastWrite.Load() + interval - now
+	if d <= 0 || w.beat.Load() {
+		d = interval
+	}
+	if expiry != 0 && expiry-now < d {
+		d = max(expiry-now, 0)
+	}
+	return time.Duration(d)
+}
+
+// attacher is a stream whose transport runs a pump on its connection's
+// writer goroutine (server/wire): kick schedules it, never twice at once,
+// and its sends never block.
+type attacher interface {
+	Attach(pump func()) (kick func())
+}
+
+// runAttached serves the live stream of a transport that pumps it: the
+// hub's pushes kick the pump directly, with no goroutine of the stream's
+// own woken per write. The handler's goroutine keeps time and ends the
+// stream, as in run.
+func (s *Service) runAttached(ctx context.Context, sub *hub.Subscriber, w *writer, a attacher, timer *time.Timer, expiry int64) error {
+	exited := make(chan error, 1)
+	var failed atomic.Bool
+	kick := a.Attach(func() {
+		if failed.Load() {
+			return
+		}
+		if err := w.pump(); err != nil {
+			failed.Store(true)
+			exited <- err
+		}
+	})
+	sub.Notify(kick)
+	kick() // for what was queued before
+	done := sub.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return toStatusErr(ctx.Err())
+		case <-timer.C:
+			now := time.Now().UnixNano()
+			switch {
+			case expiry != 0 && now >= expiry:
+				// The pump writes what is queued, then Disconnected.
+				expiry = 0
+				sub.Close(errTokenExpired)
+			case now-w.lastWrite.Load() >= int64(w.interval) && !w.beat.Load():
+				w.beat.Store(true)
+				kick()
+			}
+			timer.Reset(w.next(now, expiry))
+		case err := <-exited:
+			if errors.Is(err, errAbandoned) {
+				return s.abandon(sub, w)
+			}
+			return err
+		case <-done:
+			done = nil
+			if errors.Is(sub.Err(), hub.ErrSlowConsumer) {
+				// Whether or not output waits on flow control, the stream
+				// ends now; its trailers follow what was handed over.
+				return s.abandon(sub, w)
+			}
+			// Otherwise the pump, kicked by the close, writes what is
 			// queued and the reason, and ends the stream.
 		}
 	}
@@ -425,14 +495,15 @@ func (s *Service) jitter() time.Duration {
 // of at most max bytes. The handler goroutine uses it during the replay,
 // then one sender goroutine at a time (see run).
 type writer struct {
-	sub     *hub.Subscriber
-	stream  grpc.ServerStreamingServer[notifyv1.SubscribeResponse]
-	max     int
-	rooms   []roomPos // a stream has few rooms: a slice costs less than maps
-	batch   []*hub.Frame
-	frames  []*hub.Frame
-	metrics Metrics
-	end     func(*writer, error) error // the final message and status of a closed subscriber
+	sub      *hub.Subscriber
+	stream   grpc.ServerStreamingServer[notifyv1.SubscribeResponse]
+	max      int
+	rooms    []roomPos // a stream has few rooms: a slice costs less than maps
+	batch    []*hub.Frame
+	frames   []*hub.Frame
+	metrics  Metrics
+	end      func(*writer, error) error // the final message and status of a closed subscriber
+	interval time.Duration              // between heartbeats on an idle stream
 
 	lastWrite atomic.Int64  // Unix nanoseconds of the last send
 	beat      atomic.Bool   // a heartbeat is due
@@ -451,14 +522,15 @@ type roomPos struct {
 
 func newWriter(s *Service, sub *hub.Subscriber, stream grpc.ServerStreamingServer[notifyv1.SubscribeResponse], rooms []string) *writer {
 	w := &writer{
-		sub:     sub,
-		stream:  stream,
-		max:     s.cfg.MaxWriteBytes,
-		rooms:   make([]roomPos, len(rooms)),
-		metrics: s.cfg.Metrics,
-		end:     s.end,
-		kick:    make(chan struct{}, 1),
-		quit:    make(chan struct{}),
+		sub:      sub,
+		stream:   stream,
+		max:      s.cfg.MaxWriteBytes,
+		rooms:    make([]roomPos, len(rooms)),
+		metrics:  s.cfg.Metrics,
+		end:      s.end,
+		interval: s.cfg.HeartbeatInterval,
+		kick:     make(chan struct{}, 1),
+		quit:     make(chan struct{}),
 	}
 	for i, r := range rooms {
 		w.rooms[i].room = r

@@ -1,0 +1,365 @@
+package wire
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"reflect"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/encoding"
+)
+
+// Config configures a Server. Zero fields take the defaults documented.
+type Config struct {
+	// Codec encodes and decodes messages. Required.
+	Codec encoding.CodecV2
+	// UnaryInterceptors wrap every unary call, the first outermost.
+	UnaryInterceptors []grpc.UnaryServerInterceptor
+	// StreamInterceptors wrap every streaming call, the first outermost.
+	StreamInterceptors []grpc.StreamServerInterceptor
+	// MaxRecvMsgSize bounds a received message. Default 4 MiB.
+	MaxRecvMsgSize int
+	// MaxConcurrentStreams bounds the streams open on one connection; more
+	// are refused (REFUSED_STREAM). Default 1,000,000.
+	MaxConcurrentStreams int
+	// KeepaliveTime is how long a connection may stay silent before the
+	// server pings it. Default 2 hours.
+	KeepaliveTime time.Duration
+	// KeepaliveTimeout is how long the server waits for any frame after
+	// such a ping before it closes the connection. Default 20 seconds.
+	KeepaliveTimeout time.Duration
+	// MinPingInterval is the shortest interval between a client's pings
+	// that the server tolerates; after three pings sooner than that (with
+	// no data sent in between) it sends GOAWAY "too_many_pings" and closes
+	// the connection. Default 5 minutes.
+	MinPingInterval time.Duration
+	// HandshakeTimeout bounds the TLS handshake and the client preface.
+	// Default 10 seconds.
+	HandshakeTimeout time.Duration
+	// Workers is how many goroutines the server keeps for unary calls, so
+	// that a call runs on a stack earlier calls already grew. A call that
+	// finds none idle gets a goroutine of its own. Default 64.
+	Workers int
+	// Log receives connection errors at debug level. Default slog.Default().
+	Log *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxRecvMsgSize <= 0 {
+		c.MaxRecvMsgSize = 4 << 20
+	}
+	if c.MaxConcurrentStreams <= 0 {
+		c.MaxConcurrentStreams = 1_000_000
+	}
+	if c.KeepaliveTime <= 0 {
+		c.KeepaliveTime = 2 * time.Hour
+	}
+	if c.KeepaliveTimeout <= 0 {
+		c.KeepaliveTimeout = 20 * time.Second
+	}
+	if c.MinPingInterval <= 0 {
+		c.MinPingInterval = 5 * time.Minute
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = 10 * time.Second
+	}
+	if c.Workers <= 0 {
+		c.Workers = 64
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+	return c
+}
+
+// ErrServerStopped is returned by Serve once the server is stopped.
+var ErrServerStopped = errors.New("wire: server stopped")
+
+// Server serves registered gRPC services over HTTP/2.
+type Server struct {
+	cfg     Config
+	unary   grpc.UnaryServerInterceptor
+	stream  grpc.StreamServerInterceptor
+	methods map[string]*method // by full method name, "/service/method"
+	info    map[string]grpc.ServiceInfo
+	work    chan func()
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	draining  bool
+	stopped   bool
+	idle      chan struct{} // closed when draining and no connection is left
+	workers   int
+	quit      chan struct{} // closed by Stop: idle workers exit
+}
+
+// method is one registered method.
+type method struct {
+	impl   any
+	name   string // full name
+	unary  grpc.MethodHandler
+	stream *grpc.StreamDesc
+}
+
+// NewServer returns a server; register services before Serve.
+func NewServer(cfg Config) *Server {
+	if cfg.Codec == nil {
+		panic("wire: Config.Codec is required")
+	}
+	cfg = cfg.withDefaults()
+	return &Server{
+		cfg:       cfg,
+		unary:     chainUnary(cfg.UnaryInterceptors),
+		stream:    chainStream(cfg.StreamInterceptors),
+		methods:   make(map[string]*method),
+		info:      make(map[string]grpc.ServiceInfo),
+		work:      make(chan func()),
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[*conn]struct{}),
+		quit:      make(chan struct{}),
+	}
+}
+
+// RegisterService implements grpc.ServiceRegistrar. It panics if impl does
+// not implement desc's handler type or the service is registered twice, as
+// grpc.Server does.
+func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any) {
+	if desc.HandlerType != nil && impl != nil {
+		ht := reflect.TypeOf(desc.HandlerType).Elem()
+		if !reflect.TypeOf(impl).Implements(ht) {
+			panic(fmt.Sprintf("wire: %T does not implement %v", impl, ht))
+		}
+	}
+	if _, dup := s.info[desc.ServiceName]; dup {
+		panic(fmt.Sprintf("wire: service %s registered twice", desc.ServiceName))
+	}
+	info := grpc.ServiceInfo{Metadata: desc.Metadata}
+	for _, m := range desc.Methods {
+		name := "/" + desc.ServiceName + "/" + m.MethodName
+		s.methods[name] = &method{impl: impl, name: name, unary: m.Handler}
+		info.Methods = append(info.Methods, grpc.MethodInfo{Name: m.MethodName})
+	}
+	for i := range desc.Streams {
+		sd := &desc.Streams[i]
+		name := "/" + desc.ServiceName + "/" + sd.StreamName
+		s.methods[name] = &method{impl: impl, name: name, stream: sd}
+		info.Methods = append(info.Methods, grpc.MethodInfo{Name: sd.StreamName, IsClientStream: sd.ClientStreams, IsServerStream: sd.ServerStreams})
+	}
+	s.info[desc.ServiceName] = info
+}
+
+// GetServiceInfo returns the registered services, as grpc.Server does (the
+// reflection service uses it).
+func (s *Server) GetServiceInfo() map[string]grpc.ServiceInfo { return s.info }
+
+// Serve accepts connections on l until the server stops; it then returns
+// ErrServerStopped. l is closed when Serve returns.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.stopped || s.draining {
+		s.mu.Unlock()
+		l.Close()
+		return ErrServerStopped
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+		l.Close()
+	}()
+
+	var delay time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			s.mu.Lock()
+			done := s.stopped || s.draining
+			s.mu.Unlock()
+			if done {
+				return ErrServerStopped
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				// Out of descriptors and the like: back off and go on.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		c := newConn(s, nc)
+		s.mu.Lock()
+		if s.stopped || s.draining {
+			s.mu.Unlock()
+			nc.Close()
+			return ErrServerStopped
+		}
+		s.conns[c] = struct{}{}
+		s.mu.Unlock()
+		go c.serve()
+	}
+}
+
+// removeConn forgets a closed connection.
+func (s *Server) removeConn(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	if s.draining && len(s.conns) == 0 && s.idle != nil {
+		close(s.idle)
+		s.idle = nil
+	}
+	s.mu.Unlock()
+}
+
+// GracefulStop stops accepting connections, tells every connection with
+// GOAWAY that it takes no new streams, and waits until the streams in
+// progress have ended and their connections closed.
+func (s *Server) GracefulStop() {
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return
+	}
+	s.draining = true
+	for l := range s.listeners {
+		l.Close()
+	}
+	idle := make(chan struct{})
+	if len(s.conns) == 0 {
+		close(idle)
+	} else {
+		s.idle = idle
+	}
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.drain()
+	}
+	<-idle
+	s.stopWorkers()
+}
+
+// Stop closes every listener and connection at once; handlers see their
+// contexts cancelled.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	s.stopped = true
+	s.draining = true
+	for l := range s.listeners {
+		l.Close()
+	}
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.close(ErrServerStopped)
+	}
+	s.stopWorkers()
+}
+
+func (s *Server) stopWorkers() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case <-s.quit:
+	default:
+		close(s.quit)
+	}
+}
+
+// run runs fn on an idle worker, a new worker while there are fewer than
+// Config.Workers, or a goroutine of its own.
+func (s *Server) run(fn func()) {
+	select {
+	case s.work <- fn:
+		return
+	default:
+	}
+	s.mu.Lock()
+	spawn := s.workers < s.cfg.Workers
+	if spawn {
+		s.workers++
+	}
+	s.mu.Unlock()
+	if spawn {
+		go s.worker(fn)
+		return
+	}
+	go fn()
+}
+
+func (s *Server) worker(fn func()) {
+	defer func() {
+		s.mu.Lock()
+		s.workers--
+		s.mu.Unlock()
+	}()
+	for {
+		fn()
+		select {
+		case fn = <-s.work:
+		case <-s.quit:
+			return
+		}
+	}
+}
+
+// chainUnary chains interceptors into one, the first outermost; nil for
+// none.
+func chainUnary(is []grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
+	switch len(is) {
+	case 0:
+		return nil
+	case 1:
+		return is[0]
+	}
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		return is[0](ctx, req, info, unaryAt(is, 1, info, handler))
+	}
+}
+
+func unaryAt(is []grpc.UnaryServerInterceptor, i int, info *grpc.UnaryServerInfo, final grpc.UnaryHandler) grpc.UnaryHandler {
+	if i == len(is) {
+		return final
+	}
+	return func(ctx context.Context, req any) (any, error) {
+		return is[i](ctx, req, info, unaryAt(is, i+1, info, final))
+	}
+}
+
+// chainStream chains interceptors into one, the first outermost; nil for
+// none.
+func chainStream(is []grpc.StreamServerInterceptor) grpc.StreamServerInterceptor {
+	switch len(is) {
+	case 0:
+		return nil
+	case 1:
+		return is[0]
+	}
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		return is[0](srv, ss, info, streamAt(is, 1, info, handler))
+	}
+}
+
+func streamAt(is []grpc.StreamServerInterceptor, i int, info *grpc.StreamServerInfo, final grpc.StreamHandler) grpc.StreamHandler {
+	if i == len(is) {
+		return final
+	}
+	return func(srv any, ss grpc.ServerStream) error {
+		return is[i](srv, ss, info, streamAt(is, i+1, info, final))
+	}
+}
