@@ -22,10 +22,10 @@ const frameOverhead = 16
 type Subscriber struct {
 	maxBytes int
 	// muted holds a bit per EventType not to deliver; bit 0 mutes everything.
-	muted atomic.Uint64
-	ready chan struct{} // signalled when frames arrive or the subscriber closes
+	muted  atomic.Uint64
+	ready  chan struct{}          // signalled when frames arrive or the subscriber closes
 	notify atomic.Pointer[func()] // when set, called instead of signalling ready
-	done  chan struct{} // closed when the subscriber is closed
+	done   chan struct{}          // closed when the subscriber is closed
 
 	mu      sync.Mutex
 	queue   []*Frame
