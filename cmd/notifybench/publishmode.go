@@ -15,7 +15,9 @@ import (
 
 // runPublishModes measures publishing alone (nobody subscribed to --room):
 // gRPC Publish with --concurrency calls in flight, PublishBatch of --batch
-// events, and REST POST /v1/events over keep-alive connections.
+// events, and REST POST /v1/events over keep-alive connections. With
+// --transport h2 the gRPC calls go over the lighter h2 client
+// (h2publish.go) instead of grpc-go's.
 func (b *bench) runPublishModes(ctx context.Context) ([]*Result, error) {
 	var out []*Result
 	for _, v := range strings.Split(b.opts.Publish, ",") {
@@ -45,14 +47,23 @@ func (b *bench) runPublishVariant(ctx context.Context, variant string) (*Result,
 		if err := b.checkFiles(o.PubConns); err != nil {
 			return nil, err
 		}
-		conns := make([]*grpc.ClientConn, o.PubConns)
-		for i := range conns {
-			if conns[i], err = dialGRPC(o.GRPCAddr, 1<<20, 8<<20); err != nil {
+		if o.Transport == "h2" {
+			var closeConns func()
+			if publish, closeConns, err = dialH2Publisher(o.GRPCAddr, svc, o.PubConns, 1<<20, 8<<20); err != nil {
 				return nil, err
 			}
-			defer conns[i].Close()
+			defer closeConns()
+			r.Transport = "h2"
+		} else {
+			conns := make([]*grpc.ClientConn, o.PubConns)
+			for i := range conns {
+				if conns[i], err = dialGRPC(o.GRPCAddr, 1<<20, 8<<20); err != nil {
+					return nil, err
+				}
+				defer conns[i].Close()
+			}
+			publish = grpcPublisher(conns, svc)
 		}
-		publish = grpcPublisher(conns, svc)
 		r.Connections = o.PubConns
 		if variant == "batch" {
 			r.Batch = o.Batch

@@ -1,0 +1,924 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
+)
+
+// The h2 publisher makes unary gRPC calls over HTTP/2 frames directly, as
+// the h2 subscribers read their streams (h2.go): each call writes its
+// HEADERS and its one DATA frame under the connection's write lock, and the
+// connection's one reader goroutine decodes the responses and wakes the
+// callers, many calls in flight per connection. grpc-go's client costs
+// about 41 µs of CPU per unary call here, which on a shared machine is taken
+// from the server being measured.
+
+const (
+	publishMethod      = "/notify.v1.NotificationService/Publish"
+	publishBatchMethod = "/notify.v1.NotificationService/PublishBatch"
+
+	// h2MaxResponse bounds one response message, as grpc-go's
+	// MaxCallRecvMsgSize in dialGRPC.
+	h2MaxResponse = 64 << 20
+	// h2MaxStreamID is the last client stream id HTTP/2 allows.
+	h2MaxStreamID = 1<<31 - 1
+)
+
+// dialH2Publisher opens n h2c connections to the gRPC address addr and
+// returns a publishFunc over them (see h2Publisher) and the func that
+// closes them.
+func dialH2Publisher(addr, token string, n int, window, connWindow int32) (publishFunc, func(), error) {
+	conns := make([]*h2pubConn, 0, n)
+	for range n {
+		c, err := dialH2Pub(addr, window, connWindow)
+		if err != nil {
+			for _, c := range conns {
+				c.close()
+			}
+			return nil, nil, err
+		}
+		conns = append(conns, c)
+	}
+	fn, closeAll := h2Publisher(conns, token)
+	return fn, closeAll, nil
+}
+
+// h2Publisher publishes over h2 connections with the contract of
+// grpcPublisher: one call per batch, Publish for a batch of one and
+// PublishBatch otherwise, returning the server's positions; calls take the
+// connections in turn. The returned func closes the connections.
+func h2Publisher(conns []*h2pubConn, token string) (publishFunc, func()) {
+	auth := "Bearer " + token
+	var next atomic.Uint64
+	fn := func(ctx context.Context, reqs []*notifyv1.PublishRequest) ([]*notifyv1.PublishResponse, error) {
+		c := conns[next.Add(1)%uint64(len(conns))]
+		if len(reqs) == 1 {
+			resp := new(notifyv1.PublishResponse)
+			if err := c.invoke(ctx, publishMethod, auth, reqs[0], resp); err != nil {
+				return nil, err
+			}
+			return []*notifyv1.PublishResponse{resp}, nil
+		}
+		var resp notifyv1.PublishBatchResponse
+		if err := c.invoke(ctx, publishBatchMethod, auth, &notifyv1.PublishBatchRequest{Requests: reqs}, &resp); err != nil {
+			return nil, err
+		}
+		return resp.Results, nil
+	}
+	closeAll := func() {
+		for _, c := range conns {
+			c.close()
+		}
+	}
+	return fn, closeAll
+}
+
+// h2pubConn is one HTTP/2 connection carrying unary calls.
+type h2pubConn struct {
+	nc         net.Conn
+	authority  string
+	window     uint32 // per-stream receive window announced in SETTINGS
+	connWindow uint32 // connection receive window
+
+	// The writer side. A writer counts itself in pending before taking
+	// wmu; the one that leaves pending at zero flushes, so that a burst of
+	// calls shares one write to the socket.
+	pending atomic.Int32
+	wmu     sync.Mutex // guards bw, fr's writes, enc, hbuf, nextID
+	bw      *bufio.Writer
+	fr      *http2.Framer
+	enc     *hpack.Encoder
+	hbuf    bytes.Buffer
+	nextID  uint32
+
+	mu   sync.Mutex // guards what follows
+	cond sync.Cond  // on mu: a stream slot or send window may be free, or the connection is done
+	// waiters counts goroutines waiting on cond.
+	waiters int
+	calls   map[uint32]*h2call
+	// active counts the open streams; maxStreams is the server's
+	// MAX_CONCURRENT_STREAMS.
+	active, maxStreams uint32
+	// Send flow control: the connection's window and the server's initial
+	// stream window; maxFrame is the server's MAX_FRAME_SIZE.
+	sendWin     int64
+	peerInitWin int64
+	maxFrame    uint32
+	goaway      error // set when the server sent GOAWAY: no new streams
+	err         error // set once the connection is lost; fails every call
+	closed      bool  // close was called
+
+	ready   chan struct{} // closed at the server's first SETTINGS
+	dead    chan struct{} // closed when the reader ends
+	dec     *hpack.Decoder
+	hs      h2headers // the header block being decoded (reader only)
+	hdrID   uint32    // its stream
+	hdrEnd  bool      // its END_STREAM flag
+	unacked uint32    // connection-level bytes received and not yet given back
+}
+
+// h2headers is what the reader keeps of a decoded header block.
+type h2headers struct {
+	status, contentType     string
+	grpcStatus, grpcMessage string
+	hasGrpcStatus           bool
+	details                 []string // grpc-status-details-bin values
+}
+
+// h2call is one unary call in flight. The reader owns the response fields
+// while the call is registered; done hands them to the caller.
+type h2call struct {
+	sendWin  int64     // stream send window (guarded by h2pubConn.mu)
+	deadline time.Time // the caller's deadline, zero if none
+
+	resp       []byte // DATA received
+	gotHeaders bool   // response headers seen
+	recvUnack  uint32 // stream-level bytes received and not yet given back
+	done       chan error
+}
+
+var (
+	h2callPool = sync.Pool{New: func() any { return &h2call{done: make(chan error, 1)} }}
+	h2bufPool  = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+)
+
+// dialH2Pub opens an HTTP/2 connection without TLS (h2c with prior
+// knowledge), starts its reader and waits for the server's SETTINGS.
+func dialH2Pub(addr string, window, connWindow int32) (*h2pubConn, error) {
+	nc, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	c := &h2pubConn{
+		nc:          nc,
+		authority:   addr,
+		window:      uint32(window),
+		connWindow:  uint32(max(connWindow, 65535)),
+		bw:          bufio.NewWriterSize(nc, 32<<10),
+		nextID:      1,
+		calls:       make(map[uint32]*h2call),
+		maxStreams:  math.MaxUint32,
+		sendWin:     65535,
+		peerInitWin: 65535,
+		maxFrame:    16384,
+		ready:       make(chan struct{}),
+		dead:        make(chan struct{}),
+	}
+	c.cond.L = &c.mu
+	c.fr = http2.NewFramer(c.bw, bufio.NewReaderSize(nc, 64<<10))
+	c.fr.SetReuseFrames()
+	c.enc = hpack.NewEncoder(&c.hbuf)
+	c.dec = hpack.NewDecoder(4096, c.emit)
+	c.dec.SetMaxStringLength(1 << 20)
+	werr := func() error {
+		if _, err := c.bw.WriteString(http2.ClientPreface); err != nil {
+			return err
+		}
+		if err := c.fr.WriteSettings(
+			http2.Setting{ID: http2.SettingInitialWindowSize, Val: uint32(window)},
+			http2.Setting{ID: http2.SettingEnablePush, Val: 0},
+		); err != nil {
+			return err
+		}
+		if extra := c.connWindow - 65535; extra > 0 {
+			if err := c.fr.WriteWindowUpdate(0, extra); err != nil {
+				return err
+			}
+		}
+		return c.bw.Flush()
+	}()
+	if werr != nil {
+		nc.Close()
+		return nil, werr
+	}
+	go c.readLoop()
+	timer := time.NewTimer(10 * time.Second)
+	defer timer.Stop()
+	select {
+	case <-c.ready:
+		return c, nil
+	case <-c.dead:
+		c.mu.Lock()
+		err := c.err
+		c.mu.Unlock()
+		return nil, err
+	case <-timer.C:
+		c.close()
+		return nil, fmt.Errorf("h2: no SETTINGS from %s within 10s", addr)
+	}
+}
+
+// close closes the connection; calls in flight fail.
+func (c *h2pubConn) close() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.nc.Close()
+}
+
+// lockWrite and unlockWrite bracket every write; see pending.
+func (c *h2pubConn) lockWrite() {
+	c.pending.Add(1)
+	c.wmu.Lock()
+}
+
+func (c *h2pubConn) unlockWrite(err error) error {
+	if c.pending.Add(-1) == 0 && err == nil {
+		err = c.bw.Flush()
+	}
+	if err != nil {
+		// The reader sees the socket closed and fails every call.
+		c.mu.Lock()
+		if c.err == nil {
+			c.err = status.Errorf(codes.Unavailable, "h2: writing to %s: %v", c.authority, err)
+		}
+		c.mu.Unlock()
+		c.nc.Close()
+	}
+	c.wmu.Unlock()
+	return err
+}
+
+// write runs fn on the writer side.
+func (c *h2pubConn) write(fn func() error) error {
+	c.lockWrite()
+	return c.unlockWrite(fn())
+}
+
+// wait waits on cond, woken early when ctx ends. c.mu is held.
+func (c *h2pubConn) wait(ctx context.Context) {
+	c.waiters++
+	stop := context.AfterFunc(ctx, func() {
+		c.mu.Lock()
+		c.cond.Broadcast()
+		c.mu.Unlock()
+	})
+	c.cond.Wait()
+	stop()
+	c.waiters--
+}
+
+// wake wakes the waiters. c.mu is held.
+func (c *h2pubConn) wake() {
+	if c.waiters > 0 {
+		c.cond.Broadcast()
+	}
+}
+
+// invoke makes one unary call of method with req and decodes the response
+// into resp. Errors are gRPC status errors.
+func (c *h2pubConn) invoke(ctx context.Context, method, auth string, req, resp proto.Message) error {
+	if err := ctx.Err(); err != nil {
+		return status.FromContextError(err).Err()
+	}
+	bp := h2bufPool.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= 1<<20 {
+			h2bufPool.Put(bp)
+		}
+	}()
+	msg, err := proto.MarshalOptions{}.MarshalAppend(append((*bp)[:0], 0, 0, 0, 0, 0), req)
+	if err != nil {
+		return status.Errorf(codes.Internal, "h2: marshaling the request: %v", err)
+	}
+	*bp = msg
+	binary.BigEndian.PutUint32(msg[1:5], uint32(len(msg)-5))
+
+	call := h2callPool.Get().(*h2call)
+	call.resp, call.gotHeaders, call.recvUnack = call.resp[:0], false, 0
+	call.deadline, _ = ctx.Deadline()
+	id, err := c.send(ctx, call, method, auth, msg)
+	if err != nil {
+		if id == 0 {
+			h2callPool.Put(call)
+		}
+		return err
+	}
+	var cerr error
+	select {
+	case cerr = <-call.done:
+	case <-ctx.Done():
+		if !c.cancel(id, call) {
+			// Completed meanwhile; the call is free again.
+			<-call.done
+			h2callPool.Put(call)
+		}
+		return status.FromContextError(ctx.Err()).Err()
+	}
+	if cerr == nil {
+		cerr = decodeUnary(call.resp, resp)
+	}
+	if cap(call.resp) <= 1<<20 {
+		h2callPool.Put(call)
+	}
+	return cerr
+}
+
+// send opens a stream for call and writes its request, waiting for a stream
+// slot and for send window as the server's SETTINGS and WINDOW_UPDATEs
+// require. It returns the stream id (0 if the call was not registered).
+// When it returns a non-zero id with an error, the call is no longer
+// registered but must not be reused: the reader may still hold it.
+func (c *h2pubConn) send(ctx context.Context, call *h2call, method, auth string, msg []byte) (uint32, error) {
+	// A stream slot.
+	c.mu.Lock()
+	for c.err == nil && c.goaway == nil && c.active >= c.maxStreams && ctx.Err() == nil {
+		c.wait(ctx)
+	}
+	switch {
+	case c.err != nil:
+		err := c.err
+		c.mu.Unlock()
+		return 0, err
+	case c.goaway != nil:
+		err := c.goaway
+		c.mu.Unlock()
+		return 0, err
+	case ctx.Err() != nil:
+		c.mu.Unlock()
+		return 0, status.FromContextError(ctx.Err()).Err()
+	}
+	c.active++
+	c.mu.Unlock()
+
+	timeout := ""
+	if !call.deadline.IsZero() {
+		timeout = grpcTimeout(time.Until(call.deadline))
+	}
+
+	// The id, the HEADERS and as much DATA as the windows allow, in one
+	// turn of the write lock: ids must reach the server in order.
+	c.lockWrite()
+	c.mu.Lock()
+	if c.err != nil || c.goaway != nil || c.nextID > h2MaxStreamID {
+		err := c.err
+		if err == nil {
+			err = c.goaway
+		}
+		if err == nil {
+			err = status.Errorf(codes.Unavailable, "h2: connection to %s used up its stream ids", c.authority)
+			c.goaway = err
+		}
+		c.active--
+		c.wake()
+		c.mu.Unlock()
+		c.unlockWrite(nil)
+		return 0, err
+	}
+	id := c.nextID
+	c.nextID += 2
+	call.sendWin = c.peerInitWin
+	c.calls[id] = call
+	n := c.takeWindow(call, len(msg))
+	maxFrame := int(c.maxFrame)
+	c.mu.Unlock()
+
+	c.hbuf.Reset()
+	c.field(":method", "POST")
+	c.field(":scheme", "http")
+	c.field(":path", method)
+	c.field(":authority", c.authority)
+	c.field("content-type", "application/grpc")
+	c.field("te", "trailers")
+	c.field("authorization", auth)
+	c.field("user-agent", "notifybench-h2")
+	if timeout != "" {
+		// Never indexed: a new value each call would churn the table.
+		c.enc.WriteField(hpack.HeaderField{Name: "grpc-timeout", Value: timeout, Sensitive: true})
+	}
+	err := c.writeHeaders(id, c.hbuf.Bytes(), maxFrame)
+	if err == nil && n > 0 {
+		err = c.fr.WriteData(id, n == len(msg), msg[:n])
+	}
+	if err := c.unlockWrite(err); err != nil {
+		return id, nil // the reader fails the call
+	}
+
+	// The rest of a large request, as WINDOW_UPDATEs allow.
+	for rest := msg[n:]; len(rest) > 0; rest = rest[n:] {
+		c.mu.Lock()
+		for c.calls[id] == call && (c.sendWin <= 0 || call.sendWin <= 0) && ctx.Err() == nil {
+			c.wait(ctx)
+		}
+		if c.calls[id] != call {
+			// Ended by the server or the connection's loss: the reader
+			// has completed the call.
+			c.mu.Unlock()
+			return id, nil
+		}
+		if ctx.Err() != nil {
+			c.mu.Unlock()
+			c.cancel(id, call)
+			return id, status.FromContextError(ctx.Err()).Err()
+		}
+		n = c.takeWindow(call, len(rest))
+		c.mu.Unlock()
+		c.lockWrite()
+		if err := c.unlockWrite(c.fr.WriteData(id, n == len(rest), rest[:n])); err != nil {
+			return id, nil
+		}
+	}
+	return id, nil
+}
+
+// takeWindow takes up to want bytes of send window for call, at most one
+// frame's worth. c.mu is held.
+func (c *h2pubConn) takeWindow(call *h2call, want int) int {
+	n := min(int64(want), c.sendWin, call.sendWin, int64(c.maxFrame))
+	if n <= 0 {
+		return 0
+	}
+	c.sendWin -= n
+	call.sendWin -= n
+	return int(n)
+}
+
+// field encodes one header field into hbuf. The writer lock is held.
+func (c *h2pubConn) field(name, value string) {
+	// Writing to a bytes.Buffer does not fail.
+	_ = c.enc.WriteField(hpack.HeaderField{Name: name, Value: value})
+}
+
+// writeHeaders writes a header block, in CONTINUATION frames past the
+// server's frame size. The writer lock is held.
+func (c *h2pubConn) writeHeaders(id uint32, block []byte, maxFrame int) error {
+	first := block[:min(len(block), maxFrame)]
+	block = block[len(first):]
+	if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: first, EndHeaders: len(block) == 0}); err != nil {
+		return err
+	}
+	for len(block) > 0 {
+		frag := block[:min(len(block), maxFrame)]
+		block = block[len(frag):]
+		if err := c.fr.WriteContinuation(id, len(block) == 0, frag); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// cancel ends a call its caller gives up on with RST_STREAM(CANCEL). It
+// reports false if the reader completed the call first.
+func (c *h2pubConn) cancel(id uint32, call *h2call) bool {
+	c.mu.Lock()
+	if c.calls[id] != call {
+		c.mu.Unlock()
+		return false
+	}
+	c.remove(id)
+	c.mu.Unlock()
+	c.write(func() error { return c.fr.WriteRSTStream(id, http2.ErrCodeCancel) })
+	return true
+}
+
+// remove unregisters stream id and frees its slot. c.mu is held.
+func (c *h2pubConn) remove(id uint32) {
+	delete(c.calls, id)
+	c.active--
+	c.wake()
+}
+
+// complete ends call with err if it is still registered as id.
+func (c *h2pubConn) complete(id uint32, call *h2call, err error) {
+	c.mu.Lock()
+	if c.calls[id] != call {
+		c.mu.Unlock()
+		return
+	}
+	c.remove(id)
+	c.mu.Unlock()
+	call.done <- err
+}
+
+// completeReset completes a call the client ends early, and resets its
+// stream so that the server stops sending.
+func (c *h2pubConn) completeReset(id uint32, call *h2call, err error) error {
+	c.complete(id, call, err)
+	return c.write(func() error { return c.fr.WriteRSTStream(id, http2.ErrCodeCancel) })
+}
+
+func (c *h2pubConn) lookup(id uint32) *h2call {
+	c.mu.Lock()
+	call := c.calls[id]
+	c.mu.Unlock()
+	return call
+}
+
+// readLoop is the connection's reader goroutine.
+func (c *h2pubConn) readLoop() {
+	err := c.readFrames()
+	c.mu.Lock()
+	switch {
+	case c.err != nil:
+	case c.closed:
+		c.err = status.Error(codes.Unavailable, "h2: connection closed")
+	case c.goaway != nil:
+		c.err = status.Errorf(codes.Unavailable, "h2: connection to %s lost after GOAWAY: %v", c.authority, err)
+	default:
+		c.err = status.Errorf(codes.Unavailable, "h2: connection to %s lost: %v", c.authority, err)
+	}
+	calls := c.calls
+	c.calls = map[uint32]*h2call{}
+	c.active = 0
+	c.cond.Broadcast()
+	err = c.err
+	c.mu.Unlock()
+	c.nc.Close()
+	for _, call := range calls {
+		call.done <- err
+	}
+	close(c.dead)
+}
+
+func (c *h2pubConn) readFrames() error {
+	for {
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			var ce http2.ConnectionError
+			if errors.As(err, &ce) {
+				c.write(func() error { return c.fr.WriteGoAway(0, http2.ErrCode(ce), nil) })
+			}
+			return err
+		}
+		switch f := f.(type) {
+		case *http2.DataFrame:
+			if err := c.onData(f); err != nil {
+				return err
+			}
+		case *http2.HeadersFrame:
+			c.hdrID, c.hdrEnd, c.hs = f.StreamID, f.StreamEnded(), h2headers{}
+			if err := c.onHeaderBlock(f.HeaderBlockFragment(), f.HeadersEnded()); err != nil {
+				return err
+			}
+		case *http2.ContinuationFrame:
+			if err := c.onHeaderBlock(f.HeaderBlockFragment(), f.HeadersEnded()); err != nil {
+				return err
+			}
+		case *http2.SettingsFrame:
+			if err := c.onSettings(f); err != nil {
+				return err
+			}
+		case *http2.PingFrame:
+			if !f.IsAck() {
+				data := f.Data
+				if err := c.write(func() error { return c.fr.WritePing(true, data) }); err != nil {
+					return err
+				}
+			}
+		case *http2.WindowUpdateFrame:
+			c.mu.Lock()
+			if f.StreamID == 0 {
+				c.sendWin += int64(f.Increment)
+			} else if call := c.calls[f.StreamID]; call != nil {
+				call.sendWin += int64(f.Increment)
+			}
+			c.wake()
+			c.mu.Unlock()
+		case *http2.RSTStreamFrame:
+			if call := c.lookup(f.StreamID); call != nil {
+				c.complete(f.StreamID, call, rstStatus(f.ErrCode, call.deadline))
+			}
+		case *http2.GoAwayFrame:
+			c.onGoAway(f)
+		case *http2.PushPromiseFrame:
+			return errors.New("h2: PUSH_PROMISE with push disabled")
+		}
+	}
+}
+
+// onData collects a response's bytes and gives the flow-control windows
+// back once half of them is used; flow control counts the frame's whole
+// length, padding included.
+func (c *h2pubConn) onData(f *http2.DataFrame) error {
+	id := f.StreamID
+	if call := c.lookup(id); call != nil {
+		call.resp = append(call.resp, f.Data()...)
+		switch {
+		case len(call.resp) > h2MaxResponse:
+			if err := c.completeReset(id, call, status.Errorf(codes.ResourceExhausted,
+				"h2: response larger than %d bytes", h2MaxResponse)); err != nil {
+				return err
+			}
+		case f.StreamEnded():
+			c.complete(id, call, status.Error(codes.Internal, "h2: server ended the stream without trailers"))
+		default:
+			call.recvUnack += f.Length
+			if call.recvUnack > c.window/2 {
+				n := call.recvUnack
+				call.recvUnack = 0
+				if err := c.write(func() error { return c.fr.WriteWindowUpdate(id, n) }); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	c.unacked += f.Length
+	if c.unacked > c.connWindow/2 {
+		n := c.unacked
+		c.unacked = 0
+		return c.write(func() error { return c.fr.WriteWindowUpdate(0, n) })
+	}
+	return nil
+}
+
+// emit is the hpack decoder's callback: it keeps the fields a response
+// needs.
+func (c *h2pubConn) emit(f hpack.HeaderField) {
+	switch f.Name {
+	case ":status":
+		c.hs.status = f.Value
+	case "content-type":
+		c.hs.contentType = f.Value
+	case "grpc-status":
+		c.hs.grpcStatus, c.hs.hasGrpcStatus = f.Value, true
+	case "grpc-message":
+		c.hs.grpcMessage = f.Value
+	case "grpc-status-details-bin":
+		c.hs.details = append(c.hs.details, f.Value)
+	}
+}
+
+// onHeaderBlock decodes a fragment of the current header block; at its end
+// it handles the block. Every block is decoded, whatever its stream: the
+// decoder's table depends on it.
+func (c *h2pubConn) onHeaderBlock(frag []byte, end bool) error {
+	if _, err := c.dec.Write(frag); err != nil {
+		return fmt.Errorf("h2: decoding headers: %w", err)
+	}
+	if !end {
+		return nil
+	}
+	if err := c.dec.Close(); err != nil {
+		return fmt.Errorf("h2: decoding headers: %w", err)
+	}
+	id := c.hdrID
+	c.hdrID = 0
+	call := c.lookup(id)
+	if call == nil {
+		return nil
+	}
+	hs := &c.hs
+	isGRPC := call.gotHeaders || grpcContentType(hs.contentType)
+	if !isGRPC {
+		// Not a gRPC response: the HTTP status says what went wrong (as
+		// grpc-go's client decides).
+		code, msg := httpStatus(hs.status, hs.contentType)
+		if code == codes.OK {
+			return nil // informational
+		}
+		return c.completeReset(id, call, status.Error(code, msg))
+	}
+	if !c.hdrEnd {
+		if call.gotHeaders {
+			return c.completeReset(id, call, status.Error(codes.Internal, "h2: a second header block without END_STREAM"))
+		}
+		call.gotHeaders = true
+		return nil
+	}
+	c.complete(id, call, trailerStatus(hs))
+	return nil
+}
+
+// onSettings applies the server's SETTINGS and acknowledges them.
+func (c *h2pubConn) onSettings(f *http2.SettingsFrame) error {
+	if f.IsAck() {
+		return nil
+	}
+	tableSize := int64(-1)
+	c.mu.Lock()
+	err := f.ForeachSetting(func(s http2.Setting) error {
+		if err := s.Valid(); err != nil {
+			return err
+		}
+		switch s.ID {
+		case http2.SettingMaxConcurrentStreams:
+			c.maxStreams = s.Val
+		case http2.SettingInitialWindowSize:
+			// A change applies to every open stream's window.
+			delta := int64(s.Val) - c.peerInitWin
+			for _, call := range c.calls {
+				call.sendWin += delta
+			}
+			c.peerInitWin = int64(s.Val)
+		case http2.SettingMaxFrameSize:
+			c.maxFrame = s.Val
+		case http2.SettingHeaderTableSize:
+			tableSize = int64(s.Val)
+		}
+		return nil
+	})
+	c.wake()
+	c.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := c.write(func() error {
+		if tableSize >= 0 {
+			c.enc.SetMaxDynamicTableSizeLimit(uint32(min(tableSize, 4096)))
+		}
+		return c.fr.WriteSettingsAck()
+	}); err != nil {
+		return err
+	}
+	select {
+	case <-c.ready:
+	default:
+		close(c.ready)
+	}
+	return nil
+}
+
+// onGoAway stops new streams and fails the calls the server will not
+// process (ids above its last); the others may still complete.
+func (c *h2pubConn) onGoAway(f *http2.GoAwayFrame) {
+	msg := fmt.Sprintf("h2: server %s sent GOAWAY (%v", c.authority, f.ErrCode)
+	if d := f.DebugData(); len(d) > 0 {
+		msg += ", " + strconv.Quote(string(d))
+	}
+	msg += ")"
+	c.mu.Lock()
+	c.goaway = status.Error(codes.Unavailable, msg)
+	var failed []*h2call
+	for id, call := range c.calls {
+		if id > f.LastStreamID {
+			failed = append(failed, call)
+			c.remove(id)
+		}
+	}
+	c.wake()
+	c.mu.Unlock()
+	for _, call := range failed {
+		call.done <- status.Error(codes.Unavailable, msg+": call not processed")
+	}
+}
+
+// decodeUnary decodes a unary response's one gRPC message into resp.
+func decodeUnary(b []byte, resp proto.Message) error {
+	if len(b) < 5 {
+		return status.Error(codes.Internal, "h2: response without a message")
+	}
+	if b[0] != 0 {
+		return status.Error(codes.Internal, "h2: compressed response (none was asked for)")
+	}
+	if n := binary.BigEndian.Uint32(b[1:5]); uint64(len(b)) != 5+uint64(n) {
+		return status.Errorf(codes.Internal, "h2: response of %d bytes does not hold one message of %d", len(b), n)
+	}
+	if err := proto.Unmarshal(b[5:], resp); err != nil {
+		return status.Errorf(codes.Internal, "h2: decoding the response: %v", err)
+	}
+	return nil
+}
+
+// grpcContentType reports whether ct is application/grpc or one of its
+// subtypes.
+func grpcContentType(ct string) bool {
+	rest, ok := strings.CutPrefix(ct, "application/grpc")
+	return ok && (rest == "" || rest[0] == '+' || rest[0] == ';')
+}
+
+// trailerStatus is the call's end per its trailers (or trailers-only
+// response), as grpc-go's client reads them.
+func trailerStatus(hs *h2headers) error {
+	code := codes.Unknown // grpc-go's value when grpc-status is missing
+	if hs.hasGrpcStatus {
+		n, err := strconv.ParseInt(hs.grpcStatus, 10, 32)
+		if err != nil {
+			return status.Errorf(codes.Unknown, "h2: malformed grpc-status %q", hs.grpcStatus)
+		}
+		code = codes.Code(uint32(n))
+	}
+	if code == codes.OK {
+		return nil
+	}
+	msg := decodeGrpcMessage(hs.grpcMessage)
+	if len(hs.details) == 1 {
+		if raw, err := decodeBinHeader(hs.details[0]); err == nil {
+			st := new(spb.Status)
+			if proto.Unmarshal(raw, st) == nil {
+				if st.Code == int32(code) {
+					return status.FromProto(st).Err()
+				}
+				return status.Errorf(codes.Internal,
+					"grpc-status-details-bin mismatch: grpc-status=%v, grpc-message=%q, grpc-status-details-bin=%+v", code, msg, st)
+			}
+		}
+	}
+	return status.Error(code, msg)
+}
+
+// decodeBinHeader decodes a -bin header's base64, padded or not.
+func decodeBinHeader(v string) ([]byte, error) {
+	if len(v)%4 == 0 {
+		return base64.StdEncoding.DecodeString(v)
+	}
+	return base64.RawStdEncoding.DecodeString(v)
+}
+
+// decodeGrpcMessage undoes grpc-message's percent-encoding; a malformed
+// escape is kept as it is.
+func decodeGrpcMessage(msg string) string {
+	if !strings.Contains(msg, "%") {
+		return msg
+	}
+	var sb strings.Builder
+	for i := 0; i < len(msg); i++ {
+		if msg[i] == '%' && i+2 < len(msg) {
+			if b, err := strconv.ParseUint(msg[i+1:i+3], 16, 8); err == nil {
+				sb.WriteByte(byte(b))
+				i += 2
+				continue
+			}
+		}
+		sb.WriteByte(msg[i])
+	}
+	return sb.String()
+}
+
+// httpStatus maps a non-gRPC response's HTTP status to a gRPC code and
+// message as grpc-go's client does; codes.OK means an informational
+// status to skip.
+func httpStatus(s, contentType string) (codes.Code, string) {
+	if s == "" {
+		return codes.Internal, "h2: malformed header: missing HTTP status"
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return codes.Internal, fmt.Sprintf("h2: malformed HTTP status %q", s)
+	}
+	if n >= 100 && n < 200 {
+		return codes.OK, ""
+	}
+	code := codes.Unknown
+	switch n {
+	case 400:
+		code = codes.Internal
+	case 401:
+		code = codes.Unauthenticated
+	case 403:
+		code = codes.PermissionDenied
+	case 404:
+		code = codes.Unimplemented
+	case 429, 502, 503, 504:
+		code = codes.Unavailable
+	}
+	return code, fmt.Sprintf("h2: unexpected HTTP status %d with content-type %q", n, contentType)
+}
+
+// rstStatus maps a server's RST_STREAM code as grpc-go's client does: a
+// CANCEL once the call's deadline has passed is DeadlineExceeded (the
+// server ends calls at the grpc-timeout it was sent).
+func rstStatus(code http2.ErrCode, deadline time.Time) error {
+	c := codes.Internal
+	switch code {
+	case http2.ErrCodeFlowControl, http2.ErrCodeEnhanceYourCalm:
+		c = codes.ResourceExhausted
+	case http2.ErrCodeRefusedStream:
+		c = codes.Unavailable
+	case http2.ErrCodeCancel:
+		c = codes.Canceled
+		if !deadline.IsZero() && !deadline.After(time.Now()) {
+			c = codes.DeadlineExceeded
+		}
+	case http2.ErrCodeInadequateSecurity:
+		c = codes.PermissionDenied
+	}
+	return status.Errorf(c, "h2: stream reset by the server (%v)", code)
+}
+
+// grpcTimeout encodes d as a grpc-timeout value: at most 8 digits and a
+// unit.
+func grpcTimeout(d time.Duration) string {
+	if d <= 0 {
+		return "1n"
+	}
+	for _, u := range []struct {
+		unit string
+		d    time.Duration
+	}{{"n", time.Nanosecond}, {"u", time.Microsecond}, {"m", time.Millisecond}, {"S", time.Second}, {"M", time.Minute}} {
+		if v := (d + u.d - 1) / u.d; v < 1e8 {
+			return strconv.FormatInt(int64(v), 10) + u.unit
+		}
+	}
+	return strconv.FormatInt(int64(min((d+time.Hour-1)/time.Hour, 1e8-1)), 10) + "H"
+}
