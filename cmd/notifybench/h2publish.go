@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -101,16 +102,19 @@ type h2pubConn struct {
 	window     uint32 // per-stream receive window announced in SETTINGS
 	connWindow uint32 // connection receive window
 
-	// The writer side. A writer counts itself in pending before taking
-	// wmu; the one that leaves pending at zero flushes, so that a burst of
-	// calls shares one write to the socket.
-	pending atomic.Int32
-	wmu     sync.Mutex // guards bw, fr's writes, enc, hbuf, nextID
-	bw      *bufio.Writer
-	fr      *http2.Framer
-	enc     *hpack.Encoder
-	hbuf    bytes.Buffer
-	nextID  uint32
+	// The writer side: frames are appended to out under wmu, and the
+	// connection's flusher goroutine writes what has gathered in one
+	// system call, outside the lock, while the next frames gather in its
+	// other buffer. A write to loopback costs more CPU than a call's own
+	// work; under load one write carries many calls.
+	wmu    sync.Mutex // guards out, kicked, fr's writes, enc, hbuf, nextID
+	out    []byte
+	kicked bool          // the flusher was signalled since it last took out
+	kick   chan struct{} // the signal (capacity 1)
+	fr     *http2.Framer
+	enc    *hpack.Encoder
+	hbuf   bytes.Buffer
+	nextID uint32
 
 	mu   sync.Mutex // guards what follows
 	cond sync.Cond  // on mu: a stream slot or send window may be free, or the connection is done
@@ -175,7 +179,7 @@ func dialH2Pub(addr string, window, connWindow int32) (*h2pubConn, error) {
 		authority:   addr,
 		window:      uint32(window),
 		connWindow:  uint32(max(connWindow, 65535)),
-		bw:          bufio.NewWriterSize(nc, 32<<10),
+		kick:        make(chan struct{}, 1),
 		nextID:      1,
 		calls:       make(map[uint32]*h2call),
 		maxStreams:  math.MaxUint32,
@@ -186,15 +190,13 @@ func dialH2Pub(addr string, window, connWindow int32) (*h2pubConn, error) {
 		dead:        make(chan struct{}),
 	}
 	c.cond.L = &c.mu
-	c.fr = http2.NewFramer(c.bw, bufio.NewReaderSize(nc, 64<<10))
+	c.fr = http2.NewFramer(h2out{c}, bufio.NewReaderSize(nc, 64<<10))
 	c.fr.SetReuseFrames()
 	c.enc = hpack.NewEncoder(&c.hbuf)
 	c.dec = hpack.NewDecoder(4096, c.emit)
 	c.dec.SetMaxStringLength(1 << 20)
 	werr := func() error {
-		if _, err := c.bw.WriteString(http2.ClientPreface); err != nil {
-			return err
-		}
+		c.out = append(c.out, http2.ClientPreface...)
 		if err := c.fr.WriteSettings(
 			http2.Setting{ID: http2.SettingInitialWindowSize, Val: uint32(window)},
 			http2.Setting{ID: http2.SettingEnablePush, Val: 0},
@@ -206,13 +208,16 @@ func dialH2Pub(addr string, window, connWindow int32) (*h2pubConn, error) {
 				return err
 			}
 		}
-		return c.bw.Flush()
+		_, err := nc.Write(c.out)
+		c.out = c.out[:0]
+		return err
 	}()
 	if werr != nil {
 		nc.Close()
 		return nil, werr
 	}
 	go c.readLoop()
+	go c.flushLoop()
 	timer := time.NewTimer(10 * time.Second)
 	defer timer.Stop()
 	select {
@@ -237,27 +242,75 @@ func (c *h2pubConn) close() {
 	c.nc.Close()
 }
 
-// lockWrite and unlockWrite bracket every write; see pending.
+// h2out is the framer's writer: it appends to out, under wmu.
+type h2out struct{ c *h2pubConn }
+
+func (w h2out) Write(p []byte) (int, error) {
+	w.c.out = append(w.c.out, p...)
+	return len(p), nil
+}
+
+// lockWrite and unlockWrite bracket every write: unlockWrite signals the
+// flusher if out has frames it was not told about.
 func (c *h2pubConn) lockWrite() {
-	c.pending.Add(1)
 	c.wmu.Lock()
 }
 
 func (c *h2pubConn) unlockWrite(err error) error {
-	if c.pending.Add(-1) == 0 && err == nil {
-		err = c.bw.Flush()
-	}
 	if err != nil {
-		// The reader sees the socket closed and fails every call.
-		c.mu.Lock()
-		if c.err == nil {
-			c.err = status.Errorf(codes.Unavailable, "h2: writing to %s: %v", c.authority, err)
+		c.writeFailed(err)
+	} else if !c.kicked && len(c.out) > 0 {
+		c.kicked = true
+		select {
+		case c.kick <- struct{}{}:
+		default:
 		}
-		c.mu.Unlock()
-		c.nc.Close()
 	}
 	c.wmu.Unlock()
 	return err
+}
+
+// writeFailed ends the connection after a failed write: the reader sees
+// the socket closed and fails every call.
+func (c *h2pubConn) writeFailed(err error) {
+	c.mu.Lock()
+	if c.err == nil {
+		c.err = status.Errorf(codes.Unavailable, "h2: writing to %s: %v", c.authority, err)
+	}
+	c.mu.Unlock()
+	c.nc.Close()
+}
+
+// flushLoop is the connection's flusher goroutine: it swaps out for its
+// own buffer and writes it, until the reader ends.
+func (c *h2pubConn) flushLoop() {
+	var b []byte
+	for {
+		select {
+		case <-c.kick:
+		case <-c.dead:
+			return
+		}
+		// Let the callers the reader has just woken append their
+		// requests first: without this yield nearly every call had a
+		// write of its own (0.95 writes per call at 64 in flight, 0.2
+		// with it).
+		runtime.Gosched()
+		c.wmu.Lock()
+		b, c.out = c.out, b[:0]
+		c.kicked = false
+		c.wmu.Unlock()
+		if len(b) == 0 {
+			continue
+		}
+		if _, err := c.nc.Write(b); err != nil {
+			c.writeFailed(err)
+			return
+		}
+		if cap(b) > 4<<20 {
+			b = nil
+		}
+	}
 }
 
 // write runs fn on the writer side.

@@ -36,12 +36,19 @@ func checkOffsets(t *testing.T, offsets []uint64, n int) {
 	}
 }
 
-// TestH2PublishAgainstNode publishes through a real node over the h2
-// client: unary calls with many in flight, PublishBatch (one large enough
-// to need several frames and window updates), and errors that must match
-// what grpc-go's client reports.
+// TestH2PublishAgainstNode publishes through a real node, with each of its
+// gRPC transports, over the h2 client: unary calls with many in flight,
+// PublishBatch (one large enough to need several frames and window
+// updates), and errors that must match what grpc-go's client reports.
 func TestH2PublishAgainstNode(t *testing.T) {
-	n := startTestNode(t)
+	for _, transport := range []string{"wire", "grpc-go"} {
+		t.Run(transport, func(t *testing.T) {
+			testH2PublishAgainstNode(t, startTestNodeWith(t, func(c *node.Config) { c.GRPCTransport = transport }))
+		})
+	}
+}
+
+func testH2PublishAgainstNode(t *testing.T, n *node.Node) {
 	m := newMinter(node.DevSecret)
 	svc, err := m.service()
 	if err != nil {
