@@ -39,6 +39,7 @@ type shard struct {
 // (a guest's, a user's key) hold one or two subscribers: a map each would
 // cost more than the rest of the subscription.
 type members struct {
+	name string // the set's own copy of the name, shared with frames and joiners
 	list []*Subscriber
 	idx  map[*Subscriber]int // nil while len(list) <= smallMembers
 }
@@ -78,7 +79,8 @@ func (h *Hub) shard(room string) *shard {
 
 // Join adds s to rooms, and indexes it under keys (its user id and groups)
 // for Notify. A subscriber joins once, before it reads history, so that
-// nothing published after that read can be missed.
+// nothing published after that read can be missed. Each name in rooms is
+// replaced by the hub's own copy.
 func (h *Hub) Join(s *Subscriber, rooms, keys []string) {
 	h.closeMu.Lock()
 	defer h.closeMu.Unlock()
@@ -90,10 +92,13 @@ func (h *Hub) Join(s *Subscriber, rooms, keys []string) {
 	s.keys = append(s.keys[:0], keys...)
 	s.joined = true
 	s.mu.Unlock()
-	for _, room := range rooms {
+	for i, room := range rooms {
 		sh := h.shard(room)
 		sh.mu.Lock()
-		add(sh.rooms, room, s)
+		// The caller keeps the hub's copy of the name: the frames of the
+		// room carry it too, and equal strings sharing their bytes compare
+		// at once (the writer's offset filter compares them per delivery).
+		rooms[i] = add(sh.rooms, room, s)
 		sh.mu.Unlock()
 	}
 	for _, key := range keys {
@@ -110,14 +115,15 @@ func (h *Hub) Join(s *Subscriber, rooms, keys []string) {
 	h.subscribers.Add(1)
 }
 
-func add(set map[string]*members, name string, s *Subscriber) {
+// add puts s in the set of name and returns the set's copy of name.
+func add(set map[string]*members, name string, s *Subscriber) string {
 	m := set[name]
 	if m == nil {
-		m = &members{}
+		m = &members{name: name}
 		set[name] = m
 	}
 	if m.find(s) >= 0 {
-		return
+		return m.name
 	}
 	m.list = append(m.list, s)
 	switch {
@@ -129,6 +135,7 @@ func add(set map[string]*members, name string, s *Subscriber) {
 			m.idx[x] = i
 		}
 	}
+	return m.name
 }
 
 func remove(set map[string]*members, name string, s *Subscriber) {
@@ -235,6 +242,7 @@ func (h *Hub) Deliver(msg broker.Message) {
 		sh.mu.RUnlock()
 		return
 	}
+	msg.Room = m.name // frames and subscribers' writers share one string: comparing them is cheap
 	f := NewFrame(msg)
 	var slow int64
 	for _, s := range m.list {

@@ -71,10 +71,10 @@ func NewSubscriber(maxBytes int) *Subscriber {
 	}
 }
 
-// Notify makes fn be called, instead of Ready being signalled, whenever
-// frames are queued or the subscriber is closed. fn may run with the
-// subscriber's lock held: it must not call back into the subscriber, only
-// schedule work that will.
+// Notify makes fn be called whenever frames are queued or the subscriber is
+// closed, never with the subscriber's lock held, but possibly with the
+// hub's (fn must not join or leave rooms itself). Ready is still
+// signalled on close.
 func (s *Subscriber) Notify(fn func()) { s.notify.Store(&fn) }
 
 // Ready is signalled when frames are queued or the subscriber is closed.
@@ -99,6 +99,7 @@ func (s *Subscriber) push(f *Frame) (overflowed bool) {
 		s.dropped = len(s.queue) + 1
 		s.closeLocked(ErrSlowConsumer)
 		s.mu.Unlock()
+		s.notifyClosed()
 		return true
 	}
 	s.queue = append(s.queue, f)
@@ -113,6 +114,18 @@ func (s *Subscriber) signal() {
 		(*fn)()
 		return
 	}
+	s.signalReady()
+}
+
+// notifyClosed tells a Notify function of a close; it runs without the
+// subscriber's lock (Ready was signalled under it).
+func (s *Subscriber) notifyClosed() {
+	if fn := s.notify.Load(); fn != nil {
+		(*fn)()
+	}
+}
+
+func (s *Subscriber) signalReady() {
 	select {
 	case s.ready <- struct{}{}:
 	default:
@@ -135,8 +148,12 @@ func (s *Subscriber) Take(buf []*Frame) ([]*Frame, error) {
 // Close ends the subscriber with err; the first reason wins.
 func (s *Subscriber) Close(err error) {
 	s.mu.Lock()
+	first := s.err == nil
 	s.closeLocked(err)
 	s.mu.Unlock()
+	if first {
+		s.notifyClosed()
+	}
 }
 
 func (s *Subscriber) closeLocked(err error) {
@@ -150,7 +167,7 @@ func (s *Subscriber) closeLocked(err error) {
 		s.bytes = 0
 	}
 	close(s.done)
-	s.signal()
+	s.signalReady()
 }
 
 // Dropped returns how many queued frames were dropped when the queue

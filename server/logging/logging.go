@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/maxloyalty/notify/server/auth"
+	"github.com/maxloyalty/notify/server/wire"
 )
 
 // caller is filled in by the Tag interceptors, which run after
@@ -43,6 +44,12 @@ func StreamServerInterceptor(log *slog.Logger) grpc.StreamServerInterceptor {
 		start := time.Now()
 		who := &caller{}
 		err := handler(srv, &stream{ServerStream: ss, ctx: context.WithValue(ss.Context(), callerKey{}, who)})
+		if later, ok := wire.Later(err); ok {
+			// The stream goes on without its handler: log it when it ends.
+			ctx := ss.Context()
+			later(func(err error) { logCall(ctx, log, who, info.FullMethod, err, time.Since(start)) })
+			return err
+		}
 		logCall(ss.Context(), log, who, info.FullMethod, err, time.Since(start))
 		return err
 	}

@@ -12,6 +12,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/maxloyalty/notify/server/wire"
 )
 
 // unknownMethod labels a call to a method InitGRPC did not find.
@@ -79,9 +81,16 @@ func (m *Metrics) StreamServerInterceptor() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		start := time.Now()
 		m.streamsOpen.Inc()
-		defer m.streamsOpen.Dec()
 		err := handler(srv, ss)
-		m.record(info.FullMethod, err, time.Since(start))
+		end := func(err error) {
+			m.streamsOpen.Dec()
+			m.record(info.FullMethod, err, time.Since(start))
+		}
+		if later, ok := wire.Later(err); ok {
+			later(end) // the stream goes on without its handler
+			return err
+		}
+		end(err)
 		return err
 	}
 }

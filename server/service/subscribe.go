@@ -110,15 +110,24 @@ func truncate(s string, n int) string {
 // the size it needs to wait.
 func (s *Service) Subscribe(req *notifyv1.SubscribeRequest, stream grpc.ServerStreamingServer[notifyv1.SubscribeResponse]) error {
 	var (
-		c auth.Claims
-		w *writer
-		u undo
+		c        auth.Claims
+		w        *writer
+		u        undo
+		detached bool
 	)
-	defer u.run(s)
+	defer func() {
+		if !detached {
+			u.run(s)
+		}
+	}()
 	var err error
 	stack.Aside(func() { c, w, err = s.open(req, stream, &u) })
 	if err != nil {
 		return err
+	}
+	if d, ok := grpc.ServerTransportStreamFromContext(stream.Context()).(detacher); ok {
+		detached = true // the live stream gives back what u holds when it ends
+		return s.detach(stream.Context(), c, w, u, d)
 	}
 	defer close(w.quit)
 	return s.run(c, w.sub, w)
@@ -303,9 +312,6 @@ func (s *Service) run(c auth.Claims, sub *hub.Subscriber, w *writer) error {
 	expiry := s.expiry(c)
 	timer := time.NewTimer(w.next(time.Now().UnixNano(), expiry))
 	defer timer.Stop()
-	if a, ok := grpc.ServerTransportStreamFromContext(ctx).(attacher); ok {
-		return s.runAttached(ctx, sub, w, a, timer, expiry)
-	}
 	var exited chan error // the running sender's result; nil while none runs
 	done := sub.Done()
 	for {
@@ -382,64 +388,111 @@ func (w *writer) next(now, expiry int64) time.Duration {
 	return time.Duration(d)
 }
 
-// attacher is a stream whose transport runs a pump on its connection's
-// writer goroutine (server/wire): kick schedules it, never twice at once,
-// and its sends never block.
-type attacher interface {
+// detacher is a stream whose transport (server/wire) can run it without
+// a goroutine of its own: Attach makes the connection's writer goroutine
+// call pump whenever kick is called (never twice at once, sends that never
+// block), and Detach lets the handler return while the stream goes on
+// until end is called.
+type detacher interface {
 	Attach(pump func()) (kick func())
+	Detach() (end func(error), handlerErr error)
 }
 
-// runAttached serves the live stream of a transport that pumps it: the
-// hub's pushes kick the pump directly, with no goroutine of the stream's
-// own woken per write. The handler's goroutine keeps time and ends the
-// stream, as in run.
-func (s *Service) runAttached(ctx context.Context, sub *hub.Subscriber, w *writer, a attacher, timer *time.Timer, expiry int64) error {
-	exited := make(chan error, 1)
-	var failed atomic.Bool
-	kick := a.Attach(func() {
-		if failed.Load() {
+// detach hands a stream that is live (Connected and replay sent) to
+// callbacks, and returns what its handler must return at once: the hub's
+// pushes kick the pump on the connection's writer goroutine, one timer
+// keeps heartbeats and token expiry, and the stream's context ending (the
+// client gone) ends it. An idle stream then costs no goroutine and no
+// stack, only its state.
+func (s *Service) detach(ctx context.Context, c auth.Claims, w *writer, u undo, d detacher) error {
+	l := &live{s: s, w: w, sub: w.sub, u: u, expiry: s.expiry(c)}
+	end, handlerErr := d.Detach()
+	l.end = end
+	l.kick = d.Attach(l.pump)
+	l.timer = time.AfterFunc(time.Hour, l.tick)
+	l.timer.Reset(w.next(time.Now().UnixNano(), l.expiry))
+	// Also fires when end cancels the context: finish is done by then.
+	context.AfterFunc(ctx, func() { l.finish(func() error { return toStatusErr(ctx.Err()) }) })
+	l.sub.Notify(l.notify)
+	l.kick() // for what was queued before
+	return handlerErr
+}
+
+// live is a detached stream.
+type live struct {
+	s      *Service
+	w      *writer
+	sub    *hub.Subscriber
+	u      undo
+	kick   func()
+	end    func(error)
+	timer  *time.Timer
+	expiry int64 // Unix nanoseconds, 0: none; only tick uses it
+	once   sync.Once
+	over   atomic.Bool
+}
+
+// pump runs on the connection's writer goroutine.
+func (l *live) pump() {
+	if l.over.Load() {
+		return
+	}
+	if err := l.w.pump(); err != nil {
+		if errors.Is(err, errAbandoned) {
+			l.finish(func() error { return l.s.abandon(l.sub, l.w) })
 			return
 		}
-		if err := w.pump(); err != nil {
-			failed.Store(true)
-			exited <- err
-		}
-	})
-	sub.Notify(kick)
-	kick() // for what was queued before
-	done := sub.Done()
-	for {
-		select {
-		case <-ctx.Done():
-			return toStatusErr(ctx.Err())
-		case <-timer.C:
-			now := time.Now().UnixNano()
-			switch {
-			case expiry != 0 && now >= expiry:
-				// The pump writes what is queued, then Disconnected.
-				expiry = 0
-				sub.Close(errTokenExpired)
-			case now-w.lastWrite.Load() >= int64(w.interval) && !w.beat.Load():
-				w.beat.Store(true)
-				kick()
-			}
-			timer.Reset(w.next(now, expiry))
-		case err := <-exited:
-			if errors.Is(err, errAbandoned) {
-				return s.abandon(sub, w)
-			}
-			return err
-		case <-done:
-			done = nil
-			if errors.Is(sub.Err(), hub.ErrSlowConsumer) {
-				// Whether or not output waits on flow control, the stream
-				// ends now; its trailers follow what was handed over.
-				return s.abandon(sub, w)
-			}
-			// Otherwise the pump, kicked by the close, writes what is
-			// queued and the reason, and ends the stream.
-		}
+		l.finish(func() error { return err })
 	}
+}
+
+// notify runs on every push and on the close, outside the subscriber's
+// lock but maybe inside the hub's: it only kicks the pump, and ends a slow
+// consumer's stream on another goroutine. A client that stopped reading
+// leaves the pump unrun (its output waits on flow control), so the stream
+// is ended here, at once, with the positions last written.
+func (l *live) notify() {
+	select {
+	case <-l.sub.Done():
+		if errors.Is(l.sub.Err(), hub.ErrSlowConsumer) {
+			go l.finish(func() error { return l.s.abandon(l.sub, l.w) })
+			return
+		}
+	default:
+	}
+	l.kick()
+}
+
+// tick is the stream's timer: heartbeats on an idle stream and the end of
+// its token.
+func (l *live) tick() {
+	if l.over.Load() {
+		return
+	}
+	now := time.Now().UnixNano()
+	switch {
+	case l.expiry != 0 && now >= l.expiry:
+		// The pump writes what is queued, then Disconnected.
+		l.expiry = 0
+		l.sub.Close(errTokenExpired)
+	case now-l.w.lastWrite.Load() >= int64(l.w.interval) && !l.w.beat.Load():
+		l.w.beat.Store(true)
+		l.kick()
+	}
+	l.timer.Reset(l.w.next(now, l.expiry))
+}
+
+// finish ends the stream once, with the error reason gives: the
+// subscription is given back, then the status goes after what was written.
+func (l *live) finish(reason func() error) {
+	l.once.Do(func() {
+		l.over.Store(true)
+		l.timer.Stop()
+		err := reason()
+		l.u.run(l.s)
+		close(l.w.quit)
+		l.end(err)
+	})
 }
 
 // abandon ends a stream whose client stopped reading. No Disconnected can

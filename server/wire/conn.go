@@ -46,6 +46,11 @@ type conn struct {
 
 	lastRead atomic.Int64 // Unix nanoseconds of the last frame read
 	sentData atomic.Bool  // data or headers written since the last client ping
+	writing  atomic.Bool  // a writer goroutine runs
+
+	qmu    sync.Mutex // guards runq; never held while taking mu
+	runq   []*stream  // streams whose pump is due
+	spareq []*stream  // the other run queue, while the writer has none
 
 	// Reader goroutine only.
 	recvUnacked uint32    // connection bytes received and not yet acknowledged
@@ -58,10 +63,7 @@ type conn struct {
 	maxID       uint32    // highest stream id seen
 	out         []byte    // frames to write
 	spare       []byte    // the other output buffer
-	runq        []*stream // streams whose pump is due
-	spareq      []*stream // the other run queue
 	flowq       []*stream // streams with data waiting for the connection window
-	writing     bool      // a writer goroutine runs
 	closed      bool      // no more output; streams are closed
 	goaway      bool      // GOAWAY sent: no new streams
 	sendWindow  int64     // connection send window
@@ -424,9 +426,9 @@ func (c *conn) close(err error) {
 		st.pending = nil
 	}
 	clear(c.streams)
-	c.runq, c.flowq = nil, nil
+	c.flowq = nil
 	c.cond.Broadcast()
-	writing := c.writing
+	writing := c.writing.Load()
 	c.mu.Unlock()
 	c.stop()
 	for _, st := range streams {
@@ -448,19 +450,43 @@ func (c *conn) close(err error) {
 
 // wakeLocked makes sure a writer goroutine runs.
 func (c *conn) wakeLocked() {
-	if !c.writing && !c.closed {
-		c.writing = true
+	if !c.closed {
+		c.startWriter()
+	}
+}
+
+// startWriter starts a writer goroutine unless one runs.
+func (c *conn) startWriter() {
+	if c.writing.CompareAndSwap(false, true) {
 		go c.writeLoop()
 	}
 }
 
 // writeLoop runs due pumps and writes the output until there is neither;
 // it then exits, so that a quiet connection holds no writer goroutine.
+// Kicks only take the run queue's own lock (qmu), never mu, so that a
+// delivery to many streams does not wait behind the writers.
 func (c *conn) writeLoop() {
-	c.mu.Lock()
 	for {
+		c.qmu.Lock()
+		q := c.runq
+		c.runq = c.spareq[:0]
+		c.spareq = nil
+		c.qmu.Unlock()
+		if len(q) > 0 {
+			for _, st := range q {
+				st.kicked.Store(false) // a kick from now on queues it again
+				st.runPump()
+			}
+			clear(q)
+			c.qmu.Lock()
+			c.spareq = q[:0]
+			c.qmu.Unlock()
+			continue
+		}
+
+		c.mu.Lock()
 		if c.closed {
-			c.writing = false
 			last := c.out
 			c.out, c.spare = nil, nil
 			c.mu.Unlock()
@@ -468,34 +494,32 @@ func (c *conn) writeLoop() {
 				_, _ = c.nc.Write(last)
 			}
 			c.nc.Close()
+			c.writing.Store(false)
 			return
-		}
-		if len(c.runq) > 0 {
-			q := c.runq
-			c.runq = c.spareq[:0]
-			for _, st := range q {
-				st.queued = false
-			}
-			c.mu.Unlock()
-			for _, st := range q {
-				st.runPump()
-			}
-			clear(q)
-			c.mu.Lock()
-			c.spareq = q[:0]
-			continue
 		}
 		if len(c.out) == 0 {
 			if c.goaway && len(c.streams) == 0 {
-				c.writing = false
 				c.mu.Unlock()
+				c.writing.Store(false)
 				c.close(nil)
 				return
 			}
-			c.writing = false
 			putBuf(c.spare)
 			c.out, c.spare = nil, nil
 			c.mu.Unlock()
+			c.writing.Store(false)
+			// Work queued after the looks above finds writing true and
+			// relies on this goroutine: look again, and go on if there
+			// is some and no other writer took it.
+			c.qmu.Lock()
+			more := len(c.runq) > 0
+			c.qmu.Unlock()
+			c.mu.Lock()
+			more = more || (len(c.out) > 0 && !c.closed)
+			c.mu.Unlock()
+			if more && c.writing.CompareAndSwap(false, true) {
+				continue
+			}
 			return
 		}
 		buf := c.out
@@ -508,10 +532,10 @@ func (c *conn) writeLoop() {
 		c.sentData.Store(true)
 		c.mu.Lock()
 		c.spare = buf[:0]
+		c.mu.Unlock()
 		if err != nil {
-			c.writing = false
-			c.mu.Unlock()
 			c.nc.Close()
+			c.writing.Store(false)
 			c.close(err)
 			return
 		}
@@ -548,7 +572,7 @@ func (c *conn) flushLocked(st *stream) {
 	}
 	if st.wantPump {
 		st.wantPump = false
-		c.queueLocked(st)
+		st.kick()
 	}
 	c.cond.Broadcast()
 }
@@ -560,16 +584,6 @@ func (c *conn) outBuf() []byte {
 		c.out = getBuf()
 	}
 	return c.out
-}
-
-// queueLocked puts st's pump on the run queue.
-func (c *conn) queueLocked(st *stream) {
-	if st.queued || st.closed || st.finished != nil {
-		return
-	}
-	st.queued = true
-	c.runq = append(c.runq, st)
-	c.wakeLocked()
 }
 
 // Output buffers are pooled: a quiet connection holds none.

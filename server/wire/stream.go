@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc"
@@ -51,11 +52,19 @@ type stream struct {
 	finished   *status.Status // the handler's status, written after pending
 	closed     bool           // reset or written out: takes no more output
 	remoteDone bool           // the client ended its side
-	queued     bool           // on the run queue
 	wantPump   bool           // kicked while output was pending
 	inFlowq    bool
 	direct     bool
 	pumpFn     func()
+
+	kicked atomic.Bool // on the run queue
+
+	// Detached streams (Detach): the end hooks registered with Later, and
+	// the status the call ended with once it has.
+	hookMu sync.Mutex
+	hooks  []func(error)
+	ended  bool
+	endErr error
 }
 
 func statusError(c codes.Code, format string, args ...any) error {
@@ -208,6 +217,9 @@ func (st *stream) runStream() {
 		err = ic(st.m.impl, st, info, sd.Handler)
 	} else {
 		err = sd.Handler(st.m.impl, st)
+	}
+	if d, ok := err.(*detached); ok && d.st == st {
+		return // the call goes on; its end comes through Detach's end
 	}
 	st.finish(err)
 }
@@ -442,25 +454,31 @@ func (st *stream) SetTrailer(md metadata.MD) {
 	st.c.mu.Unlock()
 }
 
-// kick runs the attached pump on the connection's writer, now or once the
-// stream's pending output is out.
+// kick runs the attached pump on the connection's writer, now or, if
+// output waits for flow control, once it is out. It takes only the run
+// queue's lock, and none when the stream is queued already.
 func (st *stream) kick() {
-	c := st.c
-	c.mu.Lock()
-	if len(st.pending) > 0 {
-		st.wantPump = true
-	} else {
-		c.queueLocked(st)
+	if !st.kicked.CompareAndSwap(false, true) {
+		return
 	}
-	c.mu.Unlock()
+	c := st.c
+	c.qmu.Lock()
+	c.runq = append(c.runq, st)
+	c.qmu.Unlock()
+	c.startWriter()
 }
 
-// runPump runs the attached pump, unless the stream ended meanwhile.
+// runPump runs the attached pump, unless the stream ended meanwhile or its
+// output waits for flow control (then it runs once that is out).
 func (st *stream) runPump() {
 	c := st.c
 	c.mu.Lock()
 	fn := st.pumpFn
-	if st.closed || st.finished != nil {
+	switch {
+	case st.closed || st.finished != nil:
+		fn = nil
+	case len(st.pending) > 0:
+		st.wantPump = true
 		fn = nil
 	}
 	c.mu.Unlock()
@@ -492,6 +510,86 @@ func (t transportStream) Attach(pump func()) (kick func()) {
 	st.direct = true
 	st.c.mu.Unlock()
 	return st.kick
+}
+
+// Detach lets a stream handler return while its call goes on, driven by
+// callbacks (an attached pump, timers) instead of a goroutine parked for
+// the stream's life: the handler returns the error Detach gives, and the
+// call ends when end is called (once; later calls do nothing), with the
+// trailers of end's error after whatever output is still pending. Until
+// then the call's context stays live; it is cancelled when the client
+// resets the stream or the connection closes, and the one who detached
+// must then call end.
+//
+// Interceptors that act when a call ends find the detached error with
+// Later and register what they do then.
+func (t transportStream) Detach() (end func(error), handlerErr error) {
+	st := t.s
+	return st.end, &detached{st: st}
+}
+
+// end ends a detached call and runs its end hooks, innermost first.
+func (st *stream) end(err error) {
+	st.hookMu.Lock()
+	if st.ended {
+		st.hookMu.Unlock()
+		return
+	}
+	st.finish(err)
+	st.ended = true
+	st.endErr = toStatusErr(err)
+	hooks := st.hooks
+	st.hooks = nil
+	st.hookMu.Unlock()
+	for _, h := range hooks {
+		h(st.endErr)
+	}
+}
+
+// detached is the error a detached handler returns.
+type detached struct{ st *stream }
+
+func (d *detached) Error() string { return "wire: stream detached from its handler" }
+
+// Later reports whether err is a detached handler's return, and if so
+// gives the function that registers a hook to run with the call's final
+// error when it ends (at once if it has ended already). An interceptor that
+// counts or logs a call when it ends defers that work to a hook:
+//
+//	err := handler(srv, ss)
+//	if later, ok := wire.Later(err); ok {
+//		later(func(err error) { record(err) })
+//		return err
+//	}
+//	record(err)
+func Later(err error) (func(hook func(error)), bool) {
+	d, ok := err.(*detached)
+	if !ok {
+		return nil, false
+	}
+	st := d.st
+	return func(hook func(error)) {
+		st.hookMu.Lock()
+		if st.ended {
+			err := st.endErr
+			st.hookMu.Unlock()
+			hook(err)
+			return
+		}
+		st.hooks = append(st.hooks, hook)
+		st.hookMu.Unlock()
+	}, true
+}
+
+// toStatusErr is err as the status error the client receives.
+func toStatusErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	return status.FromContextError(err).Err()
 }
 
 // recvQueue holds the messages of a client-streaming call until its handler
