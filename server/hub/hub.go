@@ -227,7 +227,9 @@ func (h *Hub) Notify(key string, f *Frame) {
 	defer sh.mu.RUnlock()
 	if m := sh.keys[key]; m != nil {
 		for _, s := range m.list {
-			s.push(f)
+			if queued, _ := s.push(f); queued {
+				s.signal()
+			}
 		}
 	}
 }
@@ -244,10 +246,18 @@ func (h *Hub) Deliver(msg broker.Message) {
 	}
 	msg.Room = m.name // frames and subscribers' writers share one string: comparing them is cheap
 	f := NewFrame(msg)
+	// Queue everywhere first, then wake: woken writers taking their
+	// queues would otherwise contend with this loop for the subscribers'
+	// locks, and a publisher parked on one waits behind all of them.
 	var slow int64
 	for _, s := range m.list {
-		if s.push(f) {
+		if _, over := s.push(f); over {
 			slow++
+		}
+	}
+	for _, s := range m.list {
+		if s.Wants(f) {
+			s.signal()
 		}
 	}
 	n := len(m.list)

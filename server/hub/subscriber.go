@@ -84,15 +84,16 @@ func (s *Subscriber) Ready() <-chan struct{} { return s.ready }
 func (s *Subscriber) Done() <-chan struct{} { return s.done }
 
 // push queues f, or closes the subscriber if f would overflow its bound;
-// it reports whether this push closed it.
-func (s *Subscriber) push(f *Frame) (overflowed bool) {
+// it reports whether f was queued (the caller then signals the subscriber)
+// and whether this push closed it.
+func (s *Subscriber) push(f *Frame) (queued, overflowed bool) {
 	if !s.Wants(f) {
-		return false
+		return false, false
 	}
 	s.mu.Lock()
 	if s.err != nil {
 		s.mu.Unlock()
-		return false
+		return false, false
 	}
 	size := len(f.Bytes) + frameOverhead
 	if s.bytes+size > s.maxBytes {
@@ -100,13 +101,12 @@ func (s *Subscriber) push(f *Frame) (overflowed bool) {
 		s.closeLocked(ErrSlowConsumer)
 		s.mu.Unlock()
 		s.notifyClosed()
-		return true
+		return false, true
 	}
 	s.queue = append(s.queue, f)
 	s.bytes += size
 	s.mu.Unlock()
-	s.signal()
-	return false
+	return true, false
 }
 
 func (s *Subscriber) signal() {

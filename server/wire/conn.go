@@ -214,7 +214,7 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) {
 	st := &stream{id: id, c: c, sendWindow: c.peerWindow}
 	c.streams[id] = st
 	c.mu.Unlock()
-	c.sentData.Store(true) // a new call: the client's pings are legitimate again
+	c.sentData.Store(true) // a new call: the client's pings are legitimate again (as data sent)
 
 	if f.Truncated {
 		st.fail(statusError(codeResourceExhausted, "header list larger than %d bytes", maxHeaderList))
@@ -529,7 +529,6 @@ func (c *conn) writeLoop() {
 		}
 		c.mu.Unlock()
 		_, err := c.nc.Write(buf)
-		c.sentData.Store(true)
 		c.mu.Lock()
 		c.spare = buf[:0]
 		c.mu.Unlock()

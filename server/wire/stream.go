@@ -325,6 +325,7 @@ func (c *conn) trailersLocked(st *stream) {
 	}
 	statusFields(c.enc, st.finished)
 	metadataFields(c.enc, st.trailer)
+	c.sentData.Store(true)
 	c.out = appendHeaders(c.outBuf(), st.id, c.hbuf.Bytes(), true, c.peerFrame)
 	if !st.remoteDone {
 		c.out = appendRST(c.out, st.id, 0)
@@ -374,6 +375,7 @@ func (st *stream) SendMsg(v any) error {
 	if !st.headerSent {
 		c.headersLocked(st)
 	}
+	c.sentData.Store(true)
 	if len(st.pending) == 0 && int64(n+5) <= min(st.sendWindow, c.sendWindow) {
 		// The common case: straight into DATA frames.
 		out := c.outBuf()
@@ -496,6 +498,9 @@ func (t transportStream) Method() string                  { return t.s.m.name }
 func (t transportStream) SetHeader(md metadata.MD) error  { return t.s.SetHeader(md) }
 func (t transportStream) SendHeader(md metadata.MD) error { return t.s.SendHeader(md) }
 func (t transportStream) SetTrailer(md metadata.MD) error { t.s.SetTrailer(md); return nil }
+
+// SendMsg sends on the stream directly, as the handler's stream would.
+func (t transportStream) SendMsg(m any) error { return t.s.SendMsg(m) }
 
 // Attach hands the stream's sending to its connection's writer goroutine:
 // after it, kick makes the writer call pump, at once or as soon as the
