@@ -25,6 +25,7 @@ type Subscriber struct {
 	muted  atomic.Uint64
 	ready  chan struct{}          // signalled when frames arrive or the subscriber closes
 	notify atomic.Pointer[func()] // when set, called instead of signalling ready
+	closed atomic.Bool            // set when the subscriber is closed
 	done   chan struct{}          // closed when the subscriber is closed
 
 	mu      sync.Mutex
@@ -79,6 +80,9 @@ func (s *Subscriber) Notify(fn func()) { s.notify.Store(&fn) }
 
 // Ready is signalled when frames are queued or the subscriber is closed.
 func (s *Subscriber) Ready() <-chan struct{} { return s.ready }
+
+// Closed reports whether the subscriber is closed, without its lock.
+func (s *Subscriber) Closed() bool { return s.closed.Load() }
 
 // Done is closed when the subscriber is closed.
 func (s *Subscriber) Done() <-chan struct{} { return s.done }
@@ -161,6 +165,7 @@ func (s *Subscriber) closeLocked(err error) {
 		return
 	}
 	s.err = err
+	s.closed.Store(true)
 	if errors.Is(err, ErrSlowConsumer) {
 		clear(s.queue)
 		s.queue = nil

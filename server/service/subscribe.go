@@ -397,6 +397,13 @@ type detacher interface {
 	Attach(pump func()) (kick func())
 	Detach() (end func(error), handlerErr error)
 	SendMsg(m any) error
+	partsSender
+}
+
+// partsSender writes one message from encoded parts, with no codec:
+// concatenated frames are one valid SubscribeResponse.
+type partsSender interface {
+	SendParts(parts [][]byte) error
 }
 
 // detach hands a stream that is live (Connected and replay sent) to
@@ -410,7 +417,7 @@ func (s *Service) detach(ctx context.Context, c auth.Claims, w *writer, u undo, 
 	// Sends go straight to the transport's stream, not through the
 	// interceptors' wrappers (which only change Context): a pointer chase
 	// less per write, on ten thousand streams per event.
-	w.sender = d
+	w.sender, w.parts = d, d
 	end, handlerErr := d.Detach()
 	l.end = end
 	l.kick = d.Attach(l.pump)
@@ -457,13 +464,9 @@ func (l *live) pump() {
 // leaves the pump unrun (its output waits on flow control), so the stream
 // is ended here, at once, with the positions last written.
 func (l *live) notify() {
-	select {
-	case <-l.sub.Done():
-		if errors.Is(l.sub.Err(), hub.ErrSlowConsumer) {
-			go l.finish(func() error { return l.s.abandon(l.sub, l.w) })
-			return
-		}
-	default:
+	if l.sub.Closed() && errors.Is(l.sub.Err(), hub.ErrSlowConsumer) {
+		go l.finish(func() error { return l.s.abandon(l.sub, l.w) })
+		return
 	}
 	l.kick()
 }
@@ -556,6 +559,9 @@ type writer struct {
 	sub      *hub.Subscriber
 	stream   grpc.ServerStreamingServer[notifyv1.SubscribeResponse]
 	sender   interface{ SendMsg(any) error } // stream, or the transport's own stream
+	parts    partsSender                     // nil: frames go through sender
+	partBuf  [][]byte
+	stamp    int64 // Unix nanoseconds at the start of the current write
 	max      int
 	rooms    []roomPos  // a stream has few rooms: a slice costs less than maps
 	one      [1]roomPos // rooms of a one-room stream, in place
@@ -707,10 +713,8 @@ func (w *writer) send(m any) error {
 func (w *writer) write(frames []*hub.Frame, live bool) error {
 	w.batch = w.batch[:0]
 	size := 0
-	var now int64
-	if live {
-		now = time.Now().UnixNano()
-	}
+	now := time.Now().UnixNano()
+	w.stamp = now
 	for _, f := range frames {
 		if !w.sub.Wants(f) {
 			continue // muted by the user's preferences
@@ -742,6 +746,35 @@ func (w *writer) write(frames []*hub.Frame, live bool) error {
 }
 
 func (w *writer) flush(size int) error {
+	var err error
+	if w.parts != nil {
+		for _, f := range w.batch {
+			w.partBuf = append(w.partBuf, f.Bytes)
+		}
+		err = w.parts.SendParts(w.partBuf)
+		w.lastWrite.Store(w.stamp)
+		clear(w.partBuf)
+		w.partBuf = w.partBuf[:0]
+	} else {
+		err = w.sendBuffer(size)
+	}
+	if err == nil {
+		w.mu.Lock()
+		for _, f := range w.batch {
+			if p := w.pos(f.Room); p != nil {
+				p.sent = broker.Position{Offset: f.Offset, Epoch: f.Epoch}
+			}
+		}
+		w.mu.Unlock()
+	}
+	clear(w.batch)
+	w.batch = w.batch[:0]
+	return err
+}
+
+// sendBuffer sends the batch through the codec: one frame as it is, several
+// copied into one pooled buffer.
+func (w *writer) sendBuffer(size int) error {
 	var buf mem.Buffer
 	if len(w.batch) == 1 {
 		// The frame is immutable and shared: hand it over as it is.
@@ -755,19 +788,7 @@ func (w *writer) flush(size int) error {
 		}
 		buf = mem.NewBuffer(b, pool)
 	}
-	err := w.send(&rawResponse{buf: buf})
-	if err == nil {
-		w.mu.Lock()
-		for _, f := range w.batch {
-			if p := w.pos(f.Room); p != nil {
-				p.sent = broker.Position{Offset: f.Offset, Epoch: f.Epoch}
-			}
-		}
-		w.mu.Unlock()
-	}
-	clear(w.batch)
-	w.batch = w.batch[:0]
-	return err
+	return w.send(&rawResponse{buf: buf})
 }
 
 // heartbeat sends a Heartbeat.

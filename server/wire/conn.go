@@ -468,20 +468,22 @@ func (c *conn) startWriter() {
 // delivery to many streams does not wait behind the writers.
 func (c *conn) writeLoop() {
 	for {
+		// The two run queues alternate: kicks append to one while this
+		// goroutine runs the other.
 		c.qmu.Lock()
 		q := c.runq
 		c.runq = c.spareq[:0]
 		c.spareq = nil
 		c.qmu.Unlock()
+		for _, st := range q {
+			st.kicked.Store(false) // a kick from now on queues it again
+			st.runPump()
+		}
+		clear(q)
+		c.qmu.Lock()
+		c.spareq = q[:0]
+		c.qmu.Unlock()
 		if len(q) > 0 {
-			for _, st := range q {
-				st.kicked.Store(false) // a kick from now on queues it again
-				st.runPump()
-			}
-			clear(q)
-			c.qmu.Lock()
-			c.spareq = q[:0]
-			c.qmu.Unlock()
 			continue
 		}
 
@@ -505,6 +507,7 @@ func (c *conn) writeLoop() {
 				return
 			}
 			putBuf(c.spare)
+			putBuf(c.out)
 			c.out, c.spare = nil, nil
 			c.mu.Unlock()
 			c.writing.Store(false)
@@ -586,7 +589,7 @@ func (c *conn) outBuf() []byte {
 }
 
 // Output buffers are pooled: a quiet connection holds none.
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 32<<10); return &b }}
 
 func getBuf() []byte { return (*bufPool.Get().(*[]byte))[:0] }
 

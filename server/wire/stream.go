@@ -350,6 +350,21 @@ func (c *conn) headersLocked(st *stream) {
 // closed connection, return.
 var errStreamClosed = status.Error(codes.Canceled, "wire: stream closed")
 
+// sendParts queues one message whose encoding is the concatenation of
+// parts.
+func (st *stream) sendParts(parts [][]byte) error {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	return st.send(n, func(b []byte) []byte {
+		for _, p := range parts {
+			b = append(b, p...)
+		}
+		return b
+	})
+}
+
 // SendMsg implements grpc.ServerStream: it queues one message, blocking
 // while more than pendingLimit bytes of the stream's output wait for flow
 // control (never for an attached stream).
@@ -359,7 +374,16 @@ func (st *stream) SendMsg(v any) error {
 		return statusError(codes.Internal, "grpc: error while marshaling: %v", err)
 	}
 	defer data.Free()
-	n := data.Len()
+	return st.send(data.Len(), func(b []byte) []byte {
+		for _, d := range data {
+			b = append(b, d.ReadOnlyData()...)
+		}
+		return b
+	})
+}
+
+// send queues one message of n bytes, which fill appends to a buffer.
+func (st *stream) send(n int, fill func([]byte) []byte) error {
 	c := st.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -381,15 +405,9 @@ func (st *stream) SendMsg(v any) error {
 		out := c.outBuf()
 		if n+5 <= c.peerFrame {
 			out = appendFrameHeader(out, n+5, 0, 0, st.id)
-			out = appendMessagePrefix(out, n)
-			for _, b := range data {
-				out = append(out, b.ReadOnlyData()...)
-			}
+			out = fill(appendMessagePrefix(out, n))
 		} else {
-			msg := appendMessagePrefix(make([]byte, 0, n+5), n)
-			for _, b := range data {
-				msg = append(msg, b.ReadOnlyData()...)
-			}
+			msg := fill(appendMessagePrefix(make([]byte, 0, n+5), n))
 			out = appendData(out, st.id, msg, c.peerFrame)
 		}
 		c.out = out
@@ -398,10 +416,7 @@ func (st *stream) SendMsg(v any) error {
 		c.wakeLocked()
 		return nil
 	}
-	st.pending = appendMessagePrefix(st.pending, n)
-	for _, b := range data {
-		st.pending = append(st.pending, b.ReadOnlyData()...)
-	}
+	st.pending = fill(appendMessagePrefix(st.pending, n))
 	c.flushLocked(st)
 	return nil
 }
@@ -501,6 +516,9 @@ func (t transportStream) SetTrailer(md metadata.MD) error { t.s.SetTrailer(md); 
 
 // SendMsg sends on the stream directly, as the handler's stream would.
 func (t transportStream) SendMsg(m any) error { return t.s.SendMsg(m) }
+
+// SendParts sends one message made of parts already encoded, with no codec.
+func (t transportStream) SendParts(parts [][]byte) error { return t.s.sendParts(parts) }
 
 // Attach hands the stream's sending to its connection's writer goroutine:
 // after it, kick makes the writer call pump, at once or as soon as the
