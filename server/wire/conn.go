@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,14 +48,21 @@ type conn struct {
 	lastRead atomic.Int64 // Unix nanoseconds of the last frame read
 	sentData atomic.Bool  // data or headers written since the last client ping
 	writing  atomic.Bool  // a writer goroutine runs
+	inflight atomic.Int32 // unary calls running: more requests are likely
 
 	qmu    sync.Mutex // guards runq; never held while taking mu
 	runq   []*stream  // streams whose pump is due
 	spareq []*stream  // the other run queue, while the writer has none
 
 	// Reader goroutine only.
-	recvUnacked uint32    // connection bytes received and not yet acknowledged
-	lastPing    time.Time // the client's last ping
+	hdec        *hpack.Decoder
+	fields      []hpack.HeaderField // the header block being read
+	hid         uint32              // its stream
+	hend        bool                // its HEADERS ended the stream
+	hsize       int                 // its size so far
+	htrunc      bool                // it exceeded maxHeaderList
+	recvUnacked uint32              // connection bytes received and not yet acknowledged
+	lastPing    time.Time           // the client's last ping
 	pingStrikes int
 
 	mu          sync.Mutex // guards what follows; lock order: a hub subscriber's lock, then mu
@@ -88,6 +96,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 	c.cond = sync.NewCond(&c.mu)
 	c.enc = hpack.NewEncoder(&c.hbuf)
 	c.rd.nc = nc
+	c.rd.busy = &c.inflight
 	c.ctx, c.stop = context.WithCancel(context.Background())
 	return c
 }
@@ -130,8 +139,8 @@ func (c *conn) handshake() error {
 	_ = c.nc.SetDeadline(time.Time{})
 
 	c.fr = http2.NewFramer(nil, &c.rd)
-	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	c.fr.MaxHeaderListSize = maxHeaderList
+	c.hdec = hpack.NewDecoder(4096, c.emitField)
+	c.hdec.SetMaxStringLength(maxHeaderList)
 	c.fr.SetMaxReadFrameSize(defaultMaxFrame)
 	c.fr.SetReuseFrames()
 	c.lastRead.Store(time.Now().UnixNano())
@@ -164,8 +173,16 @@ func (c *conn) readLoop() error {
 		}
 		c.lastRead.Store(time.Now().UnixNano())
 		switch f := f.(type) {
-		case *http2.MetaHeadersFrame:
-			c.onHeaders(f)
+		case *http2.HeadersFrame:
+			c.hid, c.hend = f.StreamID, f.StreamEnded()
+			c.fields, c.hsize, c.htrunc = c.fields[:0], 0, false
+			if err := c.headerFragment(f.HeaderBlockFragment(), f.HeadersEnded()); err != nil {
+				return err
+			}
+		case *http2.ContinuationFrame:
+			if err := c.headerFragment(f.HeaderBlockFragment(), f.HeadersEnded()); err != nil {
+				return err
+			}
 		case *http2.DataFrame:
 			c.onData(f)
 		case *http2.WindowUpdateFrame:
@@ -186,14 +203,45 @@ func (c *conn) readLoop() error {
 	}
 }
 
+// headerFragment decodes a piece of a header block (HEADERS, then any
+// CONTINUATION: the framer checks their order) into c.fields, reused from
+// one block to the next; the last piece handles the block.
+func (c *conn) headerFragment(b []byte, last bool) error {
+	if _, err := c.hdec.Write(b); err != nil {
+		c.goAway(http2.ErrCodeCompression, "")
+		return fmt.Errorf("wire: header block: %w", err)
+	}
+	if !last {
+		return nil
+	}
+	if err := c.hdec.Close(); err != nil {
+		c.goAway(http2.ErrCodeCompression, "")
+		return fmt.Errorf("wire: header block: %w", err)
+	}
+	c.onHeaders(c.hid, c.hend)
+	clear(c.fields) // the strings live on in the request, not here
+	c.fields = c.fields[:0]
+	return nil
+}
+
+// emitField collects one decoded header field, up to maxHeaderList bytes
+// of them (as HTTP/2 counts: name, value and 32 per field).
+func (c *conn) emitField(f hpack.HeaderField) {
+	c.hsize += int(f.Size())
+	if c.hsize > maxHeaderList {
+		c.htrunc = true
+		return
+	}
+	c.fields = append(c.fields, f)
+}
+
 // onHeaders starts a stream, or ends a client's sending side.
-func (c *conn) onHeaders(f *http2.MetaHeadersFrame) {
-	id := f.StreamID
+func (c *conn) onHeaders(id uint32, ended bool) {
 	c.mu.Lock()
 	if st := c.streams[id]; st != nil {
 		c.mu.Unlock()
 		// Trailers from the client end its side of the stream.
-		if f.StreamEnded() {
+		if ended {
 			st.endRecv()
 		}
 		return
@@ -216,16 +264,16 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) {
 	c.mu.Unlock()
 	c.sentData.Store(true) // a new call: the client's pings are legitimate again (as data sent)
 
-	if f.Truncated {
+	if c.htrunc {
 		st.fail(statusError(codeResourceExhausted, "header list larger than %d bytes", maxHeaderList))
 		return
 	}
-	req, err := parseRequest(f.Fields)
+	req, err := parseRequest(c.fields)
 	if err != nil {
 		st.fail(err)
 		return
 	}
-	st.start(req, f.StreamEnded())
+	st.start(req, ended)
 }
 
 // onData passes a DATA frame's bytes to its stream and acknowledges them.
@@ -467,6 +515,7 @@ func (c *conn) startWriter() {
 // Kicks only take the run queue's own lock (qmu), never mu, so that a
 // delivery to many streams does not wait behind the writers.
 func (c *conn) writeLoop() {
+	yielded := false
 	for {
 		// The two run queues alternate: kicks append to one while this
 		// goroutine runs the other.
@@ -525,6 +574,16 @@ func (c *conn) writeLoop() {
 			}
 			return
 		}
+		if !yielded && c.inflight.Load() > 1 {
+			// Other calls on this connection are running: let them add
+			// their responses, and write them all at once. A write on
+			// loopback costs several microseconds, most of a small call.
+			yielded = true
+			c.mu.Unlock()
+			runtime.Gosched()
+			continue
+		}
+		yielded = false
 		buf := c.out
 		c.out = c.spare[:0]
 		if c.out == nil {
@@ -603,16 +662,17 @@ func putBuf(b []byte) {
 
 // lazyReader reads a connection through a pooled buffer while data flows
 // and through a small array of its own otherwise: the pooled buffer is
-// taken only after a read filled the small array (more is likely waiting)
-// and given back after a read that did not fill it, so that an idle
-// connection waits for its next frame holding 64 bytes, not 16 KiB. Only
-// the reader goroutine uses it.
+// taken after a read filled the small array (more is likely waiting), or
+// while unary calls are in flight (their client is busy), and given back
+// otherwise, so that an idle connection (streams only) waits for its next
+// frame holding 64 bytes, not 16 KiB. Only the reader goroutine uses it.
 type lazyReader struct {
 	nc    net.Conn
 	small [64]byte
-	big   *[]byte // pooled; nil while the data is sparse
-	cur   []byte  // read and not yet consumed
-	full  bool    // the last read filled its buffer
+	big   *[]byte       // pooled; nil while the data is sparse
+	cur   []byte        // read and not yet consumed
+	full  bool          // the last read filled its buffer
+	busy  *atomic.Int32 // calls in flight: their client is likely to send more soon
 }
 
 var readPool = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
@@ -630,7 +690,7 @@ func (l *lazyReader) Read(p []byte) (int, error) {
 
 func (l *lazyReader) fill() error {
 	var dst []byte
-	if l.full {
+	if l.full || l.busy.Load() > 0 {
 		if l.big == nil {
 			l.big = readPool.Get().(*[]byte)
 		}

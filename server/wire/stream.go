@@ -55,6 +55,7 @@ type stream struct {
 	wantPump   bool           // kicked while output was pending
 	inFlowq    bool
 	direct     bool
+	cork       bool // output waits for the trailers to wake the writer
 	pumpFn     func()
 
 	kicked atomic.Bool // on the run queue
@@ -195,6 +196,7 @@ func (st *stream) endRecv() {
 func (st *stream) dispatch() {
 	st.started = true
 	if st.m.unary != nil {
+		st.c.inflight.Add(1)
 		st.c.srv.run(st.runUnary)
 		return
 	}
@@ -202,8 +204,14 @@ func (st *stream) dispatch() {
 }
 
 func (st *stream) runUnary() {
+	defer st.c.inflight.Add(-1)
 	resp, err := st.m.unary(st.m.impl, st.ctx, st.decode, st.c.srv.unary)
 	if err == nil {
+		// Corked: the response's headers and message wait for its
+		// trailers, and the three go out in one write.
+		st.c.mu.Lock()
+		st.cork = true
+		st.c.mu.Unlock()
 		err = st.SendMsg(resp)
 	}
 	st.finish(err)
@@ -343,7 +351,9 @@ func (c *conn) headersLocked(st *stream) {
 	c.out = appendHeaders(c.outBuf(), st.id, c.hbuf.Bytes(), false, c.peerFrame)
 	st.headerSent = true
 	st.header = nil
-	c.wakeLocked()
+	if !st.cork {
+		c.wakeLocked()
+	}
 }
 
 // errStreamClosed is what sends on a stream the client reset, or on a
@@ -413,7 +423,9 @@ func (st *stream) send(n int, fill func([]byte) []byte) error {
 		c.out = out
 		st.sendWindow -= int64(n + 5)
 		c.sendWindow -= int64(n + 5)
-		c.wakeLocked()
+		if !st.cork {
+			c.wakeLocked()
+		}
 		return nil
 	}
 	st.pending = fill(appendMessagePrefix(st.pending, n))
