@@ -102,7 +102,7 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.IntVar(&o.Batch, "batch", o.Batch, "events per publish call (>1: PublishBatch)")
 	fs.IntVar(&o.Publishers, "publishers", o.Publishers, "concurrent publish calls in fanout and personal")
 	fs.IntVar(&o.PubConns, "pub-conns", o.PubConns, "gRPC connections of the publishers")
-	fs.StringVar(&o.Transport, "transport", o.Transport, "subscriber transport (publish mode: the unary and batch publishers', grpc or h2): grpc (grpc-go client streams), h2 (gRPC over HTTP/2 frames read by one goroutine per connection: a lighter load generator) or grpcweb")
+	fs.StringVar(&o.Transport, "transport", o.Transport, "subscriber transport (publish mode: the unary and batch publishers', grpc or h2, or the rest publisher's, h1 for a lean HTTP/1.1 client instead of net/http's): grpc (grpc-go client streams), h2 (gRPC over HTTP/2 frames read by one goroutine per connection: a lighter load generator) or grpcweb")
 	fs.StringVar(&o.Decode, "decode", o.Decode, "subscriber decoding: full (generated types) or wire (scan only the needed fields)")
 	fs.StringVar(&o.Room, "room", o.Room, "fanout and publish room")
 	fs.StringVar(&o.RoomPrefix, "room-prefix", o.RoomPrefix, "personal and idle rooms are <prefix><i> (default guest:nb<random>-)")
@@ -142,8 +142,8 @@ func (o *options) validate() error {
 		return fmt.Errorf("--publishers, --concurrency and --pub-conns must be at least 1")
 	case o.Window < 64<<10 || o.ConnWindow < 64<<10:
 		return fmt.Errorf("--window and --conn-window must be at least 65536")
-	case o.Transport != "grpc" && o.Transport != "grpcweb" && o.Transport != "h2":
-		return fmt.Errorf("--transport: %q is not grpc, grpcweb or h2", o.Transport)
+	case o.Transport != "grpc" && o.Transport != "grpcweb" && o.Transport != "h2" && o.Transport != "h1":
+		return fmt.Errorf("--transport: %q is not grpc, grpcweb, h2 or h1", o.Transport)
 	}
 	if _, err := newDecoder(o.Decode); err != nil {
 		return err

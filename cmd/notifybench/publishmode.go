@@ -17,7 +17,8 @@ import (
 // gRPC Publish with --concurrency calls in flight, PublishBatch of --batch
 // events, and REST POST /v1/events over keep-alive connections. With
 // --transport h2 the gRPC calls go over the lighter h2 client
-// (h2publish.go) instead of grpc-go's.
+// (h2publish.go) instead of grpc-go's; with --transport h1 the REST calls
+// go over the lean HTTP/1.1 client (h1publish.go) instead of net/http's.
 func (b *bench) runPublishModes(ctx context.Context) ([]*Result, error) {
 	var out []*Result
 	for _, v := range strings.Split(b.opts.Publish, ",") {
@@ -73,9 +74,14 @@ func (b *bench) runPublishVariant(ctx context.Context, variant string) (*Result,
 			return nil, err
 		}
 		var closeIdle func()
-		publish, closeIdle = restPublisher(o.HTTPAddr, svc, o.Concurrency)
-		defer closeIdle()
 		r.Transport, r.Connections = "rest", o.Concurrency
+		if o.Transport == "h1" {
+			publish, closeIdle = h1RESTPublisher(o.HTTPAddr, svc, o.Concurrency)
+			r.Transport = "rest-h1"
+		} else {
+			publish, closeIdle = restPublisher(o.HTTPAddr, svc, o.Concurrency)
+		}
+		defer closeIdle()
 	default:
 		return nil, fmt.Errorf("unknown variant %q (unary, batch, rest)", variant)
 	}
