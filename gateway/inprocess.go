@@ -11,6 +11,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/maxloyalty/notify/server/wire"
 )
 
 // InProcess is the channel the REST gateway calls the services through. A
@@ -48,7 +50,7 @@ func NewInProcess(conn grpc.ClientConnInterface, maxRecv int, interceptors ...gr
 	return &InProcess{
 		conn:        conn,
 		maxRecv:     maxRecv,
-		interceptor: chainUnary(interceptors),
+		interceptor: wire.ChainUnary(interceptors),
 		methods:     make(map[string]localMethod),
 	}
 }
@@ -164,27 +166,4 @@ func (s *transportStream) sent() (header, trailer metadata.MD) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.header, s.trailer
-}
-
-// chainUnary chains interceptors into one, the first outermost; nil for
-// none.
-func chainUnary(interceptors []grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
-	switch len(interceptors) {
-	case 0:
-		return nil
-	case 1:
-		return interceptors[0]
-	}
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		return interceptors[0](ctx, req, info, chainedHandler(interceptors, 1, info, handler))
-	}
-}
-
-func chainedHandler(interceptors []grpc.UnaryServerInterceptor, i int, info *grpc.UnaryServerInfo, final grpc.UnaryHandler) grpc.UnaryHandler {
-	if i == len(interceptors) {
-		return final
-	}
-	return func(ctx context.Context, req any) (any, error) {
-		return interceptors[i](ctx, req, info, chainedHandler(interceptors, i+1, info, final))
-	}
 }

@@ -115,7 +115,7 @@ func NewServer(cfg Config) *Server {
 	cfg = cfg.withDefaults()
 	return &Server{
 		cfg:       cfg,
-		unary:     chainUnary(cfg.UnaryInterceptors),
+		unary:     ChainUnary(cfg.UnaryInterceptors),
 		stream:    chainStream(cfg.StreamInterceptors),
 		methods:   make(map[string]*method),
 		info:      make(map[string]grpc.ServiceInfo),
@@ -318,9 +318,9 @@ func (s *Server) worker(fn func()) {
 	}
 }
 
-// chainUnary chains interceptors into one, the first outermost; nil for
-// none.
-func chainUnary(is []grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
+// ChainUnary chains interceptors into one, the first outermost, as
+// grpc.ChainUnaryInterceptor does; nil for none.
+func ChainUnary(is []grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
 	switch len(is) {
 	case 0:
 		return nil
