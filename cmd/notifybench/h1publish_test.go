@@ -44,33 +44,7 @@ func TestH1PublishAgainstNode(t *testing.T) {
 
 	t.Run("2000 over 4 connections, 16 callers", func(t *testing.T) {
 		room := "restaurant:h1u" + run + ":transactions"
-		var mu sync.Mutex
-		var offsets []uint64
-		st := runPublish(ctx, pubPlan{
-			duration:  time.Minute,
-			batch:     1,
-			workers:   16,
-			maxEvents: 2000,
-			build: func(i int64, sent time.Time) *notifyv1.PublishRequest {
-				return tmpl.request([]string{room}, sent, "")
-			},
-			publish: publish,
-			onResult: func(rs []*notifyv1.PublishResponse) {
-				mu.Lock()
-				defer mu.Unlock()
-				for _, r := range rs {
-					if len(r.Positions) != 1 || r.Positions[0].Room != room || r.EventId == "" || r.Positions[0].Epoch == "" {
-						t.Errorf("response %v", r)
-						continue
-					}
-					offsets = append(offsets, r.Positions[0].Offset)
-				}
-			},
-		})
-		if st.Published != 2000 || st.Errors != 0 {
-			t.Fatalf("published %d, %d errors (%s)", st.Published, st.Errors, st.FirstError)
-		}
-		checkOffsets(t, offsets, 2000)
+		publishMany(t, ctx, publish, tmpl, room, 16, 2000)
 	})
 
 	t.Run("several requests in one call", func(t *testing.T) {

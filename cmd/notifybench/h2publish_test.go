@@ -22,6 +22,40 @@ import (
 )
 
 // checkOffsets fails unless offsets are n distinct, consecutive values.
+// publishMany publishes n events to room, one per call with workers
+// callers, and checks every call succeeded with a position in room and an
+// event id, and that the offsets are 1..n.
+func publishMany(t *testing.T, ctx context.Context, publish publishFunc, tmpl eventTemplate, room string, workers, n int) {
+	t.Helper()
+	var mu sync.Mutex
+	var offsets []uint64
+	st := runPublish(ctx, pubPlan{
+		duration:  time.Minute,
+		batch:     1,
+		workers:   workers,
+		maxEvents: int64(n),
+		build: func(i int64, sent time.Time) *notifyv1.PublishRequest {
+			return tmpl.request([]string{room}, sent, "")
+		},
+		publish: publish,
+		onResult: func(rs []*notifyv1.PublishResponse) {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, r := range rs {
+				if len(r.Positions) != 1 || r.Positions[0].Room != room || r.EventId == "" || r.Positions[0].Epoch == "" {
+					t.Errorf("response %v", r)
+					continue
+				}
+				offsets = append(offsets, r.Positions[0].Offset)
+			}
+		},
+	})
+	if st.Published != int64(n) || st.Errors != 0 {
+		t.Fatalf("published %d, %d errors (%s)", st.Published, st.Errors, st.FirstError)
+	}
+	checkOffsets(t, offsets, n)
+}
+
 func checkOffsets(t *testing.T, offsets []uint64, n int) {
 	t.Helper()
 	if len(offsets) != n {
@@ -66,33 +100,7 @@ func testH2PublishAgainstNode(t *testing.T, n *node.Node) {
 
 	t.Run("unary 2000 over 2 connections, 64 in flight", func(t *testing.T) {
 		room := "restaurant:h2u" + run + ":transactions"
-		var mu sync.Mutex
-		var offsets []uint64
-		st := runPublish(ctx, pubPlan{
-			duration:  time.Minute,
-			batch:     1,
-			workers:   64,
-			maxEvents: 2000,
-			build: func(i int64, sent time.Time) *notifyv1.PublishRequest {
-				return tmpl.request([]string{room}, sent, "")
-			},
-			publish: publish,
-			onResult: func(rs []*notifyv1.PublishResponse) {
-				mu.Lock()
-				defer mu.Unlock()
-				for _, r := range rs {
-					if len(r.Positions) != 1 || r.Positions[0].Room != room || r.EventId == "" {
-						t.Errorf("response %v", r)
-						continue
-					}
-					offsets = append(offsets, r.Positions[0].Offset)
-				}
-			},
-		})
-		if st.Published != 2000 || st.Errors != 0 {
-			t.Fatalf("published %d, %d errors (%s)", st.Published, st.Errors, st.FirstError)
-		}
-		checkOffsets(t, offsets, 2000)
+		publishMany(t, ctx, publish, tmpl, room, 64, 2000)
 	})
 
 	t.Run("PublishBatch", func(t *testing.T) {
