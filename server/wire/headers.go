@@ -25,6 +25,7 @@ type request struct {
 	timeout     time.Duration
 	hasTimeout  bool
 	md          metadata.MD
+	vals        []string // md's values, one array for all
 }
 
 // reserved headers are the transport's; they do not reach the metadata.
@@ -82,8 +83,17 @@ func parseRequest(fields []hpack.HeaderField) (request, error) {
 func (r *request) add(k, v string) {
 	if r.md == nil {
 		r.md = make(metadata.MD, 4)
+		r.vals = make([]string, 0, 8)
 	}
-	r.md[k] = append(r.md[k], v)
+	if old, ok := r.md[k]; ok {
+		r.md[k] = append(old, v) // old is full: this copies
+		return
+	}
+	// Each key's first value is a one-element window of vals, so the
+	// usual headers cost one array rather than a slice each.
+	r.vals = append(r.vals, v)
+	n := len(r.vals)
+	r.md[k] = r.vals[n-1 : n : n]
 }
 
 func decodeBin(v string) ([]byte, error) {

@@ -87,7 +87,7 @@ type Server struct {
 	stream  grpc.StreamServerInterceptor
 	methods map[string]*method // by full method name, "/service/method"
 	info    map[string]grpc.ServiceInfo
-	work    chan func()
+	work    chan *stream
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -119,7 +119,7 @@ func NewServer(cfg Config) *Server {
 		stream:    chainStream(cfg.StreamInterceptors),
 		methods:   make(map[string]*method),
 		info:      make(map[string]grpc.ServiceInfo),
-		work:      make(chan func()),
+		work:      make(chan *stream),
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),
 		quit:      make(chan struct{}),
@@ -283,9 +283,9 @@ func (s *Server) stopWorkers() {
 
 // run runs fn on an idle worker, a new worker while there are fewer than
 // Config.Workers, or a goroutine of its own.
-func (s *Server) run(fn func()) {
+func (s *Server) run(st *stream) {
 	select {
-	case s.work <- fn:
+	case s.work <- st:
 		return
 	default:
 	}
@@ -296,22 +296,22 @@ func (s *Server) run(fn func()) {
 	}
 	s.mu.Unlock()
 	if spawn {
-		go s.worker(fn)
+		go s.worker(st)
 		return
 	}
-	go fn()
+	go st.runUnary()
 }
 
-func (s *Server) worker(fn func()) {
+func (s *Server) worker(st *stream) {
 	defer func() {
 		s.mu.Lock()
 		s.workers--
 		s.mu.Unlock()
 	}()
 	for {
-		fn()
+		st.runUnary()
 		select {
-		case fn = <-s.work:
+		case st = <-s.work:
 		case <-s.quit:
 			return
 		}

@@ -15,7 +15,6 @@ import (
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
 
@@ -31,7 +30,8 @@ type stream struct {
 	id     uint32
 	c      *conn
 	m      *method
-	ctx    context.Context
+	ctx    context.Context // &cctx
+	cctx   callContext
 	cancel context.CancelFunc
 
 	// Request side.
@@ -109,11 +109,8 @@ func (st *stream) start(req request, ended bool) {
 	} else {
 		ctx, st.cancel = context.WithCancel(ctx)
 	}
-	if req.md != nil {
-		ctx = metadata.NewIncomingContext(ctx, req.md)
-	}
-	ctx = peer.NewContext(ctx, c.peer)
-	st.ctx = grpc.NewContextWithServerTransportStream(ctx, transportStream{st})
+	st.cctx = callContext{Context: ctx, st: st, md: req.md}
+	st.ctx = &st.cctx
 
 	if m.stream != nil && m.stream.ClientStreams {
 		st.rq = newRecvQueue()
@@ -197,7 +194,7 @@ func (st *stream) dispatch() {
 	st.started = true
 	if st.m.unary != nil {
 		st.c.inflight.Add(1)
-		st.c.srv.run(st.runUnary)
+		st.c.srv.run(st)
 		return
 	}
 	go st.runStream()
@@ -294,16 +291,18 @@ func (st *stream) fail(err error) {
 	st.finish(err)
 }
 
+// statusOK ends every successful call; a status is only read once made.
+var statusOK = status.New(codes.OK, "")
+
 // finish ends the call with err's status: the trailers follow any output
 // still waiting for flow control.
 func (st *stream) finish(err error) {
-	var s *status.Status
-	if err == nil {
-		s = status.New(codes.OK, "")
-	} else if s2, ok := status.FromError(err); ok {
-		s = s2
-	} else {
-		s = status.FromContextError(err)
+	s := statusOK
+	if err != nil {
+		var ok bool
+		if s, ok = status.FromError(err); !ok {
+			s = status.FromContextError(err)
+		}
 	}
 	c := st.c
 	c.mu.Lock()
