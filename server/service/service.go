@@ -9,7 +9,6 @@ import (
 
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
@@ -119,18 +118,15 @@ type prepared struct {
 // MaxIdempotencyKeyLen bounds idempotency keys.
 const MaxIdempotencyKeyLen = 128
 
-var payloadOneof = (&notifyv1.PublishRequest{}).ProtoReflect().Descriptor().Oneofs().ByName("payload")
-
 // prepare validates one publish request and turns it into a publication.
 func (s *Service) prepare(c auth.Claims, req *notifyv1.PublishRequest) (out prepared, err error) {
-	src := req.ProtoReflect()
-	fd := src.WhichOneof(payloadOneof)
-	if fd == nil {
+	ev := &notifyv1.Event{IdempotencyKey: req.IdempotencyKey}
+	payload, name, typ := takePayload(req, ev)
+	if payload == nil || !payload.ProtoReflect().IsValid() {
 		return out, invalid("payload: exactly one event (e.g. pointsAdded) is required")
 	}
-	payload := src.Get(fd).Message().Interface()
 	now := s.now()
-	if err := validate.Event(payload, string(fd.Name()), now); err != nil {
+	if err := validate.Event(payload, name, now); err != nil {
 		return out, err
 	}
 	if len(req.IdempotencyKey) > MaxIdempotencyKeyLen {
@@ -163,12 +159,8 @@ func (s *Service) prepare(c auth.Claims, req *notifyv1.PublishRequest) (out prep
 			return out, err
 		}
 	}
-	ev := &notifyv1.Event{
-		Id:             uuid.Must(uuid.NewV7()).String(),
-		PublishTime:    timestamppb.New(now),
-		IdempotencyKey: req.IdempotencyKey,
-	}
-	setPayload(ev.ProtoReflect(), fd, src.Get(fd))
+	ev.Id = uuid.Must(uuid.NewV7()).String()
+	ev.PublishTime = timestamppb.New(now)
 	data, err := proto.Marshal(ev)
 	if err != nil {
 		return out, invalid("event cannot be encoded: %v", err)
@@ -183,12 +175,8 @@ func (s *Service) prepare(c auth.Claims, req *notifyv1.PublishRequest) (out prep
 		// Keys are scoped to the publisher so tenants cannot collide.
 		p.IdempotencyKey = c.Subject + "\x00" + req.IdempotencyKey
 	}
-	return prepared{pub: p, kinds: kinds, typ: notifyv1.EventType(fd.Number() - payloadFieldOffset), time: now}, nil
+	return prepared{pub: p, kinds: kinds, typ: typ, time: now}, nil
 }
-
-// payloadFieldOffset maps payload field numbers to EventType values
-// (points_added = 10 is EVENT_TYPE_POINTS_ADDED = 1).
-const payloadFieldOffset = 9
 
 // publish publishes one prepared request and records it in the inboxes.
 func (s *Service) publish(ctx context.Context, p prepared) (*notifyv1.PublishResponse, error) {
@@ -219,12 +207,6 @@ func (s *Service) allowPublish(c auth.Claims, n int) error {
 		return err
 	}
 	return nil
-}
-
-// setPayload copies the payload field of a PublishRequest into the Event
-// field of the same name.
-func setPayload(ev protoreflect.Message, fd protoreflect.FieldDescriptor, v protoreflect.Value) {
-	ev.Set(ev.Descriptor().Fields().ByName(fd.Name()), v)
 }
 
 // parseRooms parses names, dropping repeats (found by a scan of the rooms
@@ -260,8 +242,11 @@ func toResponse(r broker.Result) *notifyv1.PublishResponse {
 		Duplicate: r.Duplicate,
 		Positions: make([]*notifyv1.StreamPosition, len(r.Positions)),
 	}
+	all := make([]notifyv1.StreamPosition, len(r.Positions)) // one allocation for all
 	for i, p := range r.Positions {
-		out.Positions[i] = &notifyv1.StreamPosition{Room: p.Room, Offset: p.Offset, Epoch: p.Epoch}
+		pos := &all[i]
+		pos.Room, pos.Offset, pos.Epoch = p.Room, p.Offset, p.Epoch
+		out.Positions[i] = pos
 	}
 	return out
 }
