@@ -22,21 +22,44 @@ const unknownMethod = "unknown"
 // maxCode is the highest gRPC code; anything above is counted as Unknown.
 const maxCode = codes.Unauthenticated
 
-// methodSet holds the full method names InitGRPC found; nil until then,
-// when every method name is used as is.
+// methodSet holds the full method names InitGRPC found, each with its
+// series by code, made on first use; nil until then, when every method
+// name is used as is.
 type methodSet struct {
-	known atomic.Pointer[map[string]struct{}]
+	known atomic.Pointer[map[string]*methodSeries]
 }
 
-func (s *methodSet) label(method string) string {
-	known := s.known.Load()
+// methodSeries are one method's series, by code.
+type methodSeries [maxCode + 1]atomic.Pointer[callSeries]
+
+type callSeries struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
+}
+
+// series returns the series of a call to method that ended with code.
+func (m *Metrics) series(method string, code codes.Code) *callSeries {
+	known := m.methods.known.Load()
 	if known == nil {
-		return method
+		return m.newSeries(method, code)
 	}
-	if _, ok := (*known)[method]; ok {
-		return method
+	ms, ok := (*known)[method]
+	if !ok {
+		return m.newSeries(unknownMethod, code)
 	}
-	return unknownMethod
+	s := ms[code].Load()
+	if s == nil {
+		// Racing first calls make the same series: the vectors return
+		// one child for one set of labels.
+		s = m.newSeries(method, code)
+		ms[code].Store(s)
+	}
+	return s
+}
+
+func (m *Metrics) newSeries(method string, code codes.Code) *callSeries {
+	c := code.String()
+	return &callSeries{requests: m.grpcRequests.WithLabelValues(method, c), duration: m.grpcDuration.WithLabelValues(method, c)}
 }
 
 // serviceInfoProvider is what InitGRPC reads: a *grpc.Server.
@@ -52,13 +75,13 @@ type serviceInfoProvider interface {
 // bounded as long as the server has no UnknownServiceHandler (grpc-go only
 // runs interceptors for registered methods then).
 func (m *Metrics) InitGRPC(srv serviceInfoProvider) {
-	known := make(map[string]struct{})
+	known := make(map[string]*methodSeries)
 	for svc, info := range srv.GetServiceInfo() {
 		for _, mi := range info.Methods {
 			method := "/" + svc + "/" + mi.Name
-			known[method] = struct{}{}
-			m.grpcRequests.WithLabelValues(method, codes.OK.String())
-			m.grpcDuration.WithLabelValues(method, codes.OK.String())
+			ms := new(methodSeries)
+			ms[codes.OK].Store(m.newSeries(method, codes.OK))
+			known[method] = ms
 		}
 	}
 	m.methods.known.Store(&known)
@@ -100,9 +123,9 @@ func (m *Metrics) record(method string, err error, took time.Duration) {
 	if code > maxCode {
 		code = codes.Unknown
 	}
-	method, c := m.methods.label(method), code.String()
-	m.grpcRequests.WithLabelValues(method, c).Inc()
-	m.grpcDuration.WithLabelValues(method, c).Observe(took.Seconds())
+	s := m.series(method, code)
+	s.requests.Inc()
+	s.duration.Observe(took.Seconds())
 }
 
 // CountConns returns l counting the connections it accepts in
