@@ -18,6 +18,8 @@ type options struct {
 	Secret     string
 	ServerPID  int
 	ProfSignal bool
+	// CPUProfile is where the load generator's own CPU profile goes.
+	CPUProfile string
 	JSON       bool
 	Quiet      bool
 
@@ -91,6 +93,7 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.Secret, "secret", o.Secret, "HS256 secret the tokens are minted with (default: the dev secret)")
 	fs.IntVar(&o.ServerPID, "server-pid", o.ServerPID, "notifyd's process id for RSS and CPU (default: found by the gRPC port)")
 	fs.BoolVar(&o.ProfSignal, "profile-signal", o.ProfSignal, "send SIGUSR2 to the server as the measured phase begins and ends (for notifybench serve --cpuprofile-on-signal)")
+	fs.StringVar(&o.CPUProfile, "cpuprofile", o.CPUProfile, "write a CPU profile of this load generator (not the server) to this file")
 	fs.BoolVar(&o.JSON, "json", o.JSON, "print the results as JSON instead of a table")
 	fs.BoolVar(&o.Quiet, "quiet", o.Quiet, "no progress lines on stderr")
 

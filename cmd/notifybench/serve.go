@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/maxloyalty/notify/server/gcfloor"
 	"github.com/maxloyalty/notify/server/node"
 )
 
@@ -43,6 +44,7 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	if _, err := raiseFileLimit(1 << 20); err != nil {
 		return err
 	}
+	defer gcfloor.Start(int64(cfg.Defaults().GCFloor))() // as notifyd
 	n, err := node.New(ctx, cfg, node.NewLogger(cfg))
 	if err != nil {
 		return err
@@ -297,4 +299,21 @@ func spawnNotifyd(ctx context.Context, path, extra string, logw io.Writer) (*ser
 		return nil, errors.Join(err, stop())
 	}
 	return &server{grpcAddr: grpcAddr, httpAddr: httpAddr, pid: cmd.Process.Pid, stop: stop}, nil
+}
+
+// startCPUProfile profiles this process into path until the returned
+// function is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/maxloyalty/notify/server/gcfloor"
 	"github.com/maxloyalty/notify/server/node"
 )
 
@@ -52,6 +53,7 @@ func main() {
 		return
 	}
 	log := node.NewLogger(cfg)
+	defer gcfloor.Start(int64(cfg.Defaults().GCFloor))()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

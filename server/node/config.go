@@ -68,6 +68,13 @@ type Config struct {
 	// and REST are served by grpc-go's server in either case.
 	GRPCTransport string
 
+	// GCFloor is the least heap growth, in bytes, between two garbage
+	// collections (server/gcfloor): a busy node with a small live heap
+	// otherwise collects every 4 MB. Only notifyd applies it (it is the
+	// process's setting). Default 64 MiB; negative: Go's default pacing.
+	// GOGC in the environment turns it off.
+	GCFloor int
+
 	// Broker is "memory" (one node, the default) or "redis" (several nodes
 	// sharing rooms, offsets and history through Redis).
 	Broker string
@@ -166,6 +173,9 @@ func (c Config) Defaults() Config {
 	c.History = h
 	setDur(&c.IdempotencyWindow, 5*time.Minute)
 	setStr(&c.GRPCTransport, "wire")
+	if c.GCFloor == 0 {
+		c.GCFloor = 64 << 20
+	}
 	setStr(&c.Broker, "memory")
 	setStr(&c.RedisURL, "redis://127.0.0.1:6379/0")
 	setStr(&c.RedisPrefix, "notify")
