@@ -168,3 +168,27 @@ func TestTrackerObserveReportsNewEvents(t *testing.T) {
 		t.Errorf("Last = %d, %d", tr.Last("r"), tr.Last("q"))
 	}
 }
+
+// TestTrackerSeveralRooms: the first room lives in the Tracker, later ones
+// in its map; each keeps its own position, and restarting the first one
+// does not move it to the map.
+func TestTrackerSeveralRooms(t *testing.T) {
+	tr := NewTracker()
+	tr.Start("a", "e", 0)
+	tr.Start("b", "f", 10)
+	tr.Start("a", "e", 2) // a resume restarts a room
+	for _, e := range []struct {
+		room, epoch string
+		off         uint64
+	}{{"a", "e", 3}, {"b", "f", 11}, {"b", "f", 13}, {"a", "e", 3}, {"c", "e", 1}} {
+		tr.Observe(e.room, e.epoch, e.off)
+	}
+	tr.Finish("a", 4)
+	tr.Finish("b", 13)
+	if tr.Last("a") != 3 || tr.Last("b") != 13 || len(tr.rooms) != 1 {
+		t.Errorf("last a=%d b=%d, %d rooms in the map", tr.Last("a"), tr.Last("b"), len(tr.rooms))
+	}
+	if tr.Delivered != 3 || tr.Lost != 2 || tr.Duplicated != 1 || tr.Unknown != 1 {
+		t.Errorf("delivered %d lost %d dup %d unknown %d, want 3 2 1 1", tr.Delivered, tr.Lost, tr.Duplicated, tr.Unknown)
+	}
+}

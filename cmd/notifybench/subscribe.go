@@ -27,12 +27,15 @@ import (
 // subscriber is one stream over one room. Its goroutine owns the tracker;
 // last, received and the end state are read by the coordinator.
 type subscriber struct {
+	// Touched on every event, first: with thousands of subscribers each
+	// event's accounting is bound by cache misses.
+	tracker Tracker
+	hist    *Histogram
+	wire    bool // dec.wire
+
 	id    int
 	room  string
 	token string
-	hist  *Histogram
-
-	tracker *Tracker
 	last    atomic.Uint64 // last offset received (or started from)
 	started atomic.Bool   // Connected received
 	ended   atomic.Bool   // the stream ended (for any reason)
@@ -43,6 +46,14 @@ type subscriber struct {
 	// that their cancellation is not taken for a failure.
 	stopping *atomic.Bool
 	dec      *decoder
+}
+
+// decode decodes one stream message for the subscriber.
+func (s *subscriber) decode(b []byte) error {
+	if s.wire {
+		return decodeWire(b, s)
+	}
+	return s.dec.decode(b, s)
 }
 
 func (s *subscriber) connected(c *notifyv1.Connected) {
@@ -164,7 +175,7 @@ func openFleet(ctx context.Context, cfg fleetConfig, rooms, tokens []string, pro
 		}
 		s := &subscriber{
 			id: i, room: rooms[i], token: tokens[i],
-			hist: f.hist.Shard(i), tracker: NewTracker(),
+			hist: f.hist.Shard(i), wire: dec.wire,
 			done: make(chan struct{}), stopping: &f.stopping, dec: dec,
 		}
 		f.subs = append(f.subs, s)
@@ -267,7 +278,7 @@ func (f *fleet) readGRPC(s *subscriber, markOpen func(error)) error {
 			}
 			return err
 		}
-		if err := s.dec.decode(msg.b, s); err != nil {
+		if err := s.decode(msg.b); err != nil {
 			return err
 		}
 		if s.started.Load() {
@@ -308,7 +319,7 @@ func webFrame(msg proto.Message) ([]byte, error) {
 func (f *fleet) readWeb(s *subscriber, markOpen func(error)) error {
 	req := &notifyv1.SubscribeRequest{Rooms: []string{s.room}}
 	return webSubscribe(f.ctx, f.web, f.cfg.httpAddr, s.token, req, func(msg []byte) error {
-		if err := s.dec.decode(msg, s); err != nil {
+		if err := s.decode(msg); err != nil {
 			return err
 		}
 		if s.started.Load() {
@@ -459,7 +470,7 @@ func (f *fleet) totals(top func(room string) uint64) fleetTotals {
 			t.Unfinished++
 			continue
 		}
-		tr := s.tracker
+		tr := &s.tracker
 		tr.Finish(s.room, top(s.room))
 		t.Delivered += tr.Delivered
 		t.Lost += tr.Lost
