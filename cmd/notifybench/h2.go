@@ -274,7 +274,7 @@ func (c *h2conn) data(id uint32, st *h2stream, b []byte, length uint32) error {
 		if len(b) < 5+n {
 			break
 		}
-		if err := st.sub.decode(b[5:5+n]); err != nil {
+		if err := st.sub.decode(b[5 : 5+n]); err != nil {
 			c.end(id, err)
 			return nil
 		}

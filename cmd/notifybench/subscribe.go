@@ -33,9 +33,9 @@ type subscriber struct {
 	hist    *Histogram
 	wire    bool // dec.wire
 
-	id    int
-	room  string
-	token string
+	id      int
+	room    string
+	token   string
 	last    atomic.Uint64 // last offset received (or started from)
 	started atomic.Bool   // Connected received
 	ended   atomic.Bool   // the stream ended (for any reason)
