@@ -121,7 +121,6 @@ func (l *live) finish(reason func() error) {
 		l.timer.Stop()
 		err := reason()
 		l.u.run(l.s)
-		close(l.w.quit)
 		l.end(err)
 	})
 }

@@ -129,6 +129,8 @@ func (s *Service) Subscribe(req *notifyv1.SubscribeRequest, stream grpc.ServerSt
 		detached = true // the live stream gives back what u holds when it ends
 		return s.detach(stream.Context(), c, w, u, d)
 	}
+	// Served by grpc-go: the writer runs sender goroutines (run).
+	w.kick, w.quit = make(chan struct{}, 1), make(chan struct{})
 	defer close(w.quit)
 	return s.run(c, w.sub, w)
 }
@@ -456,10 +458,12 @@ type writer struct {
 	end      func(*writer, error) error // the final message and status of a closed subscriber
 	interval time.Duration              // between heartbeats on an idle stream
 
-	lastWrite atomic.Int64  // Unix nanoseconds of the last send
-	beat      atomic.Bool   // a heartbeat is due
-	kick      chan struct{} // wakes a running sender for a heartbeat
-	quit      chan struct{} // closed when the handler returns
+	lastWrite atomic.Int64 // Unix nanoseconds of the last send
+	beat      atomic.Bool  // a heartbeat is due
+	// Sender goroutines (grpc-go's transport only; nil on a detached
+	// stream, whose pump runs on the connection's writer).
+	kick chan struct{} // wakes a running sender for a heartbeat
+	quit chan struct{} // closed when the handler returns
 
 	mu sync.Mutex // guards roomPos.sent: the handler reads it while a send may be stuck
 }
@@ -480,8 +484,6 @@ func newWriter(s *Service, sub *hub.Subscriber, stream grpc.ServerStreamingServe
 		metrics:  s.cfg.Metrics,
 		end:      s.end,
 		interval: s.cfg.HeartbeatInterval,
-		kick:     make(chan struct{}, 1),
-		quit:     make(chan struct{}),
 	}
 	if len(rooms) == 1 {
 		w.rooms = w.one[:]
