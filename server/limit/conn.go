@@ -16,6 +16,7 @@ type ConnRate struct {
 	max         int
 	now         func() time.Time
 	onReject    func(reason string)
+	onOpen      func(delta int)
 
 	mu     sync.Mutex
 	bucket bucket
@@ -24,10 +25,10 @@ type ConnRate struct {
 
 // NewConnRate admits perSecond new connections per second on average and
 // burst at once (a burst below 1 is 1); perSecond <= 0 disables the rate
-// limit. Options: MaxConns, OnReject, WithClock.
+// limit. Options: MaxConns, OnReject, OnOpen, WithClock.
 func NewConnRate(perSecond float64, burst int, opts ...Option) *ConnRate {
 	o := buildOptions(opts)
-	c := &ConnRate{max: o.maxConns, now: o.now, onReject: o.onReject}
+	c := &ConnRate{max: o.maxConns, now: o.now, onReject: o.onReject, onOpen: o.onOpen}
 	c.rate, c.burst = rateParams(perSecond, burst)
 	c.bucket = newBucket(c.now(), c.burst)
 	return c
@@ -70,6 +71,9 @@ func (c *ConnRate) release() {
 	c.mu.Lock()
 	c.open--
 	c.mu.Unlock()
+	if c.onOpen != nil {
+		c.onOpen(-1)
+	}
 }
 
 type listener struct {
@@ -86,6 +90,9 @@ func (l *listener) Accept() (net.Conn, error) {
 		}
 		reason := l.c.admit()
 		if reason == "" {
+			if l.c.onOpen != nil {
+				l.c.onOpen(1)
+			}
 			return &conn{Conn: nc, c: l.c}, nil
 		}
 		if l.c.onReject != nil {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -195,5 +196,32 @@ func TestConnRateDisabled(t *testing.T) {
 	}
 	if got := lb.rejections(); len(got) != 0 {
 		t.Fatalf("rejections %v with no limits", got)
+	}
+}
+
+// TestConnRateOnOpen: OnOpen sees +1 per admitted connection and -1 on its
+// first close only; refused connections are not counted.
+func TestConnRateOnOpen(t *testing.T) {
+	var open atomic.Int64
+	lb, _ := serve(t, func(onReject limit.Option) *limit.ConnRate {
+		return limit.NewConnRate(0, 0, limit.MaxConns(2), onReject, limit.OnOpen(func(d int) { open.Add(int64(d)) }))
+	})
+	var server []net.Conn
+	for range 2 {
+		if _, ok := dial(t, lb.addr); !ok {
+			t.Fatal("connection refused under the cap")
+		}
+		server = append(server, lb.admitted(t))
+	}
+	if _, ok := dial(t, lb.addr); ok {
+		t.Fatal("connection over the cap admitted")
+	}
+	if got := open.Load(); got != 2 {
+		t.Fatalf("open %d after two admitted and one refused, want 2", got)
+	}
+	server[0].Close()
+	server[0].Close()
+	if got := open.Load(); got != 1 {
+		t.Fatalf("open %d after closing one twice, want 1", got)
 	}
 }

@@ -10,6 +10,7 @@ type options struct {
 	now      func() time.Time
 	maxConns int
 	onReject func(reason string)
+	onOpen   func(delta int)
 }
 
 func buildOptions(opts []Option) options {
@@ -37,4 +38,12 @@ func MaxConns(n int) Option {
 // counter).
 func OnReject(fn func(reason string)) Option {
 	return func(o *options) { o.onReject = fn }
+}
+
+// OnOpen makes a ConnRate call fn with +1 for every connection it admits
+// and -1 when that connection is first closed, so a gauge of open
+// connections needs no wrapper of its own; fn must be quick and safe for
+// concurrent use.
+func OnOpen(fn func(delta int)) Option {
+	return func(o *options) { o.onOpen = fn }
 }

@@ -10,8 +10,8 @@
 //     every call by full method name and status code, and time it; a stream
 //     is recorded when it ends, and notify_grpc_streams_open counts the
 //     streams in progress.
-//   - Connections: CountConns wraps the gRPC listener to count its open
-//     connections, HTTPConnState counts an http.Server's.
+//   - Connections: OpenConns counts the native port's open connections
+//     (from the listener's limit.ConnRate), HTTPConnState an http.Server's.
 //   - The fan-out path reports through typed methods: EventPublished,
 //     SubscriberJoined/SubscriberLeft, Delivered, QueueDropped, SlowConsumer,
 //     BrokerError, StoreError, LimitRejected.

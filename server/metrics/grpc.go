@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -128,39 +127,15 @@ func (m *Metrics) record(method string, err error, took time.Duration) {
 	s.duration.Observe(took.Seconds())
 }
 
-// CountConns returns l counting the connections it accepts in
-// notify_connections_open{transport="grpc"}, each from Accept to its first
-// Close. (A grpc stats.Handler could count them too, but installing one
-// makes gRPC build and report per-message statistics for every message
-// sent, a cost paid on each delivery.)
-func (m *Metrics) CountConns(l net.Listener) net.Listener {
-	return &countedListener{Listener: l, open: m.connGRPC}
-}
-
-type countedListener struct {
-	net.Listener
-	open prometheus.Gauge
-}
-
-func (l *countedListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	l.open.Inc()
-	return &countedConn{Conn: c, open: l.open}, nil
-}
-
-type countedConn struct {
-	net.Conn
-	open prometheus.Gauge
-	once sync.Once
-}
-
-func (c *countedConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.open.Dec)
-	return err
+// OpenConns returns a function that adds delta to
+// notify_connections_open{transport}, for limit.OnOpen on a listener.
+// transport is a constant, TransportGRPC for the native port. (A grpc
+// stats.Handler could count connections too, but installing one makes
+// gRPC build and report per-message statistics for every message sent, a
+// cost paid on each delivery.)
+func (m *Metrics) OpenConns(transport string) func(delta int) {
+	open := m.connections.WithLabelValues(transport)
+	return func(delta int) { open.Add(float64(delta)) }
 }
 
 // HTTPConnState returns an http.Server ConnState hook counting the server's

@@ -53,7 +53,6 @@ type Metrics struct {
 	methods      methodSet
 
 	connections *prometheus.GaugeVec
-	connGRPC    prometheus.Gauge
 
 	subscribers     *prometheus.GaugeVec
 	published       *prometheus.CounterVec
@@ -152,7 +151,7 @@ func New(buildVersion, buildCommit string) *Metrics {
 		m.kinds[k] = m.kindInstruments(k)
 	}
 	m.unknown = m.kindInstruments(unknownKind)
-	m.connGRPC = m.connections.WithLabelValues(TransportGRPC)
+	m.connections.WithLabelValues(TransportGRPC)
 	m.connections.WithLabelValues(TransportHTTP)
 	return m
 }

@@ -20,6 +20,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/maxloyalty/notify/server/limit"
 	"github.com/maxloyalty/notify/server/metrics"
 	"github.com/maxloyalty/notify/server/room"
 )
@@ -175,7 +176,7 @@ func startHealth(t *testing.T, m *metrics.Metrics) *grpc.ClientConn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln = m.CountConns(ln)
+	ln = limit.NewConnRate(-1, 0, limit.OnOpen(m.OpenConns(metrics.TransportGRPC))).WrapListener(ln)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -259,11 +259,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		ConnContext:       gateway.ConnContext,
 	}
 
-	if n.grpcLn, err = n.listen(cfg.GRPCAddr); err != nil {
+	// The native port's open connections are counted by its connection
+	// limiter; the HTTP server counts its own (ConnState above).
+	if n.grpcLn, err = n.listen(cfg.GRPCAddr, limit.OnOpen(n.metrics.OpenConns(metrics.TransportGRPC))); err != nil {
 		n.close()
 		return nil, fmt.Errorf("grpc-addr: %w", err)
 	}
-	n.grpcLn = n.metrics.CountConns(n.grpcLn)
 	if n.httpLn, err = n.listen(cfg.HTTPAddr); err != nil {
 		n.grpcLn.Close()
 		n.close()
@@ -272,9 +273,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	return n, nil
 }
 
-// listen binds addr with the connection limits and, when configured, TLS.
-// Each port has limits of its own.
-func (n *Node) listen(addr string) (net.Listener, error) {
+// listen binds addr with the connection limits (and extra, more limiter
+// options) and, when configured, TLS. Each port has limits of its own.
+func (n *Node) listen(addr string, extra ...limit.Option) (net.Listener, error) {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -289,6 +290,7 @@ func (n *Node) listen(addr string) (net.Listener, error) {
 	if n.cfg.MaxConnections > 0 {
 		opts = append(opts, limit.MaxConns(n.cfg.MaxConnections))
 	}
+	opts = append(opts, extra...)
 	l = limit.NewConnRate(n.cfg.ConnRate, n.cfg.ConnBurst, opts...).WrapListener(l)
 	if n.certs != nil {
 		l = tls.NewListener(l, n.certs.TLSConfig())
