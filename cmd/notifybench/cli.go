@@ -81,7 +81,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// The load generator allocates per call over a small heap, as a node
 	// does: the same floor keeps its collections from costing the server
 	// CPU on a shared machine.
-	defer gcfloor.Start(64 << 20)()
+	defer gcfloor.Start(gcfloor.DefaultFloor)()
 	if o.CPUProfile != "" {
 		stop, err := startCPUProfile(o.CPUProfile)
 		if err != nil {

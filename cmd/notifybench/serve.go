@@ -49,22 +49,22 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if *cpuProfile != "" {
+	switch {
+	case *cpuProfile != "" && *onSignal:
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
-		if *onSignal {
-			stop := profileOnSignal(f, stderr)
-			defer stop()
-		} else {
-			signal.Ignore(syscall.SIGUSR2)
-			if err := pprof.StartCPUProfile(f); err != nil {
-				return err
-			}
-			defer pprof.StopCPUProfile()
+		stop := profileOnSignal(f, stderr)
+		defer stop()
+	case *cpuProfile != "":
+		signal.Ignore(syscall.SIGUSR2)
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			return err
 		}
+		defer stop()
 	}
 	// SIGUSR1: a heap profile and the runtime's memory figures now, for
 	// example while an idle benchmark holds its streams.

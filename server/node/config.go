@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/maxloyalty/notify/server/broker"
+	"github.com/maxloyalty/notify/server/gcfloor"
 	"github.com/maxloyalty/notify/server/room"
 )
 
@@ -174,7 +175,7 @@ func (c Config) Defaults() Config {
 	setDur(&c.IdempotencyWindow, 5*time.Minute)
 	setStr(&c.GRPCTransport, "wire")
 	if c.GCFloor == 0 {
-		c.GCFloor = 64 << 20
+		c.GCFloor = gcfloor.DefaultFloor
 	}
 	setStr(&c.Broker, "memory")
 	setStr(&c.RedisURL, "redis://127.0.0.1:6379/0")
