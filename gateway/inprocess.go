@@ -12,7 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/maxloyalty/notify/server/wire"
+	"github.com/maxloyalty/notify/internal/wire"
 )
 
 // InProcess is the channel the REST gateway calls the services through. A

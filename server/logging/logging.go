@@ -14,7 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/maxloyalty/notify/server/auth"
-	"github.com/maxloyalty/notify/server/wire"
+	"github.com/maxloyalty/notify/internal/wire"
 )
 
 // caller is filled in by the Tag interceptors, which run after

@@ -12,7 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/maxloyalty/notify/server/wire"
+	"github.com/maxloyalty/notify/internal/wire"
 )
 
 // unknownMethod labels a call to a method InitGRPC did not find.

@@ -32,7 +32,7 @@ import (
 	"github.com/maxloyalty/notify/server/metrics"
 	"github.com/maxloyalty/notify/server/service"
 	"github.com/maxloyalty/notify/server/store"
-	"github.com/maxloyalty/notify/server/wire"
+	"github.com/maxloyalty/notify/internal/wire"
 )
 
 // nodeBroker is what a node needs of its broker.

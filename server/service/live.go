@@ -11,7 +11,7 @@ import (
 	"github.com/maxloyalty/notify/server/hub"
 )
 
-// detacher is a stream whose transport (server/wire) can run it without
+// detacher is a stream whose transport (internal/wire) can run it without
 // a goroutine of its own: Attach makes the connection's writer goroutine
 // call pump whenever kick is called (never twice at once, sends that never
 // block), and Detach lets the handler return while the stream goes on

@@ -28,7 +28,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/maxloyalty/notify/server/certs"
-	"github.com/maxloyalty/notify/server/wire"
+	"github.com/maxloyalty/notify/internal/wire"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
