@@ -13,8 +13,8 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
-	"github.com/maxloyalty/notify/server/auth"
 	"github.com/maxloyalty/notify/internal/wire"
+	"github.com/maxloyalty/notify/server/auth"
 )
 
 // caller is filled in by the Tag interceptors, which run after

@@ -23,6 +23,7 @@ import (
 
 	"github.com/maxloyalty/notify/gateway"
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
+	"github.com/maxloyalty/notify/internal/wire"
 	"github.com/maxloyalty/notify/server/auth"
 	"github.com/maxloyalty/notify/server/broker"
 	"github.com/maxloyalty/notify/server/certs"
@@ -32,7 +33,6 @@ import (
 	"github.com/maxloyalty/notify/server/metrics"
 	"github.com/maxloyalty/notify/server/service"
 	"github.com/maxloyalty/notify/server/store"
-	"github.com/maxloyalty/notify/internal/wire"
 )
 
 // nodeBroker is what a node needs of its broker.
