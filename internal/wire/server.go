@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/stats"
 )
 
 // Config configures a Server. Zero fields take the defaults documented.
@@ -24,9 +25,32 @@ type Config struct {
 	StreamInterceptors []grpc.StreamServerInterceptor
 	// MaxRecvMsgSize bounds a received message. Default 4 MiB.
 	MaxRecvMsgSize int
-	// MaxConcurrentStreams bounds the streams open on one connection; more
-	// are refused (REFUSED_STREAM). Default 1,000,000.
+	// MaxConcurrentStreams bounds the calls open on one connection,
+	// counted until their handlers return, and is advertised in SETTINGS;
+	// more are refused (REFUSED_STREAM). Default 1000.
 	MaxConcurrentStreams int
+	// InitialWindowSize is the receive window of each stream, advertised
+	// in SETTINGS. Default 64 KiB.
+	InitialWindowSize int32
+	// InitialConnWindowSize is the receive window of a connection.
+	// Default 1 MiB.
+	InitialConnWindowSize int32
+	// MaxHeaderListSize bounds a request's header list (as HTTP/2 counts:
+	// name, value and 32 per field), advertised in SETTINGS. Default 1 MiB.
+	MaxHeaderListSize uint32
+	// MaxConnectionIdle closes a connection that has had no call for this
+	// long, with GOAWAY. Default 0: never.
+	MaxConnectionIdle time.Duration
+	// MaxConnectionAge sends GOAWAY to a connection this long (with up to
+	// 10% of random jitter) after it opened, so that clients reconnect and
+	// load balancers see them. Default 0: never.
+	MaxConnectionAge time.Duration
+	// MaxConnectionAgeGrace is how long the calls of an aged connection may
+	// go on after its GOAWAY before it is closed. Default 0: until they end.
+	MaxConnectionAgeGrace time.Duration
+	// StatsHandlers see every connection and call, as grpc.StatsHandler
+	// options do on grpc-go's server (otelgrpc.NewServerHandler).
+	StatsHandlers []stats.Handler
 	// KeepaliveTime is how long a connection may stay silent before the
 	// server pings it. Default 2 hours.
 	KeepaliveTime time.Duration
