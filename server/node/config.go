@@ -9,6 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/stats"
+
 	"github.com/maxloyalty/notify/server/broker"
 	"github.com/maxloyalty/notify/server/gcfloor"
 	"github.com/maxloyalty/notify/server/room"
@@ -142,6 +145,17 @@ type Config struct {
 	// HTTP port; when it has no index.html, "/" says how to build it.
 	// Default "clients/web/dist".
 	WebDir string
+
+	// UnaryInterceptors and StreamInterceptors wrap every call to the
+	// node's services outside its own chain (metrics, logging, auth,
+	// recovery): on the native port whichever transport serves it, on
+	// grpc-web and on REST. Set in code only (no flag).
+	UnaryInterceptors  []grpc.UnaryServerInterceptor
+	StreamInterceptors []grpc.StreamServerInterceptor
+	// StatsHandlers see every connection and call of the gRPC servers (the
+	// native port on either transport, and grpc-web), as grpc.StatsHandler
+	// does: otelgrpc.NewServerHandler() for OpenTelemetry. Set in code only.
+	StatsHandlers []stats.Handler
 
 	// LogFormat is "text" or "json". Default text.
 	LogFormat string

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -147,20 +148,21 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	// is counted and logged as the Internal it becomes. Per-caller limits
 	// are applied by the service, which knows the caller and the batch size.
 	// REST's unary calls run through the same unary chain (gateway.InProcess).
-	unary := []grpc.UnaryServerInterceptor{
+	// The configured interceptors go outside the node's own.
+	unary := append(slices.Clip(cfg.UnaryInterceptors),
 		n.metrics.UnaryServerInterceptor(),
 		logging.UnaryServerInterceptor(log),
 		verifier.UnaryInterceptor(skip),
 		logging.UnaryTag(),
 		logging.UnaryRecovery(log),
-	}
-	stream := []grpc.StreamServerInterceptor{
+	)
+	stream := append(slices.Clip(cfg.StreamInterceptors),
 		n.metrics.StreamServerInterceptor(),
 		logging.StreamServerInterceptor(log),
 		verifier.StreamInterceptor(skip),
 		logging.StreamTag(),
 		logging.StreamRecovery(log),
-	}
+	)
 	opts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(service.NewCodec()),
 		grpc.ChainUnaryInterceptor(unary...),
@@ -176,6 +178,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		grpc.ReadBufferSize(grpcReadBuffer),
 		grpc.NumStreamWorkers(grpcStreamWorkers),
 	}
+	for _, h := range cfg.StatsHandlers {
+		opts = append(opts, grpc.StatsHandler(h))
+	}
 	n.grpc = grpc.NewServer(opts...)
 	registrars := []grpc.ServiceRegistrar{n.grpc}
 	if cfg.GRPCTransport == "wire" {
@@ -188,6 +193,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 			KeepaliveTimeout:   cfg.KeepaliveTimeout,
 			MinPingInterval:    cfg.MinPingInterval,
 			Workers:            grpcStreamWorkers,
+			StatsHandlers:      cfg.StatsHandlers,
 			Log:                log,
 		})
 		registrars = append(registrars, n.wire)
