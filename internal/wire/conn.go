@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"runtime"
 	"sync"
@@ -17,33 +18,56 @@ import (
 	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/stats"
 )
 
 const (
 	// defaultWindow is HTTP/2's initial flow-control window.
 	defaultWindow = 65535
-	// defaultMaxFrame is HTTP/2's initial maximum frame size.
-	defaultMaxFrame = 16384
-	// maxHeaderList bounds a request's decoded header fields.
-	maxHeaderList = 64 << 10
-	// ackThreshold: received bytes are acknowledged (WINDOW_UPDATE) once
-	// this many have been consumed on a stream or the connection.
-	ackThreshold = defaultWindow / 4
+	// maxWindow is the largest flow-control window HTTP/2 allows.
+	maxWindow = 1<<31 - 1
+	// frameSize is the largest frame the server writes and reads: HTTP/2's
+	// initial maximum, which every peer accepts whatever it advertises.
+	frameSize = 16384
+	// maxControl bounds the control replies (SETTINGS and PING
+	// acknowledgements, RST_STREAM) queued and not yet handed to the
+	// writer: past it the reader stops reading until the writer has caught
+	// up, so that a peer that sends frames and never reads the replies
+	// cannot grow the output (grpc-go's transport uses the same bound).
+	maxControl = 50
+	// maxOutput bounds the bytes queued for writing on a connection: past
+	// it the reader stops reading and handlers' sends wait, so that a peer
+	// that does not read cannot grow the output without bound.
+	maxOutput = 4 << 20
+	// recentResets is how many stream ids reset by the server a
+	// connection remembers, to ignore the frames the peer had already sent
+	// on them (RFC 9113 §5.1) instead of answering each with a reset.
+	recentResets = 32
+	// lingerTime and lingerBytes bound how long and how much a connection
+	// closed for a protocol error keeps reading (and discarding) after its
+	// GOAWAY, so that the GOAWAY reaches the peer instead of a TCP reset.
+	lingerTime  = time.Second
+	lingerBytes = 1 << 20
 )
 
-var errConnClosed = errors.New("wire: connection closed")
+var (
+	errConnClosed = errors.New("wire: connection closed")
+	errIdle       = errors.New("wire: connection idle")
+	errAged       = errors.New("wire: connection reached its maximum age")
+)
 
 // conn is one client connection. Its reader goroutine (serve) reads and
 // handles every frame; its writer goroutine (writeLoop) exists while there
-// is output or a stream to pump.
+// is output or a stream to pump. Only serve closes the network connection.
 type conn struct {
-	srv  *Server
-	nc   net.Conn
-	rd   lazyReader
-	fr   *http2.Framer
-	peer *peer.Peer
-	ctx  context.Context // parent of the streams' contexts
-	stop context.CancelFunc
+	srv   *Server
+	nc    net.Conn
+	rd    lazyReader
+	fr    *http2.Framer
+	peer  *peer.Peer
+	ctx   context.Context // parent of the streams' contexts: the peer, the stats tags
+	stop  context.CancelFunc
+	stats []stats.Handler
 
 	lastRead atomic.Int64 // Unix nanoseconds of the last frame read
 	sentData atomic.Bool  // data or headers written since the last client ping
@@ -55,33 +79,36 @@ type conn struct {
 	spareq []*stream  // the other run queue, while the writer has none
 
 	// Reader goroutine only.
-	hdec        *hpack.Decoder
-	fields      []hpack.HeaderField // the header block being read
-	hid         uint32              // its stream
-	hend        bool                // its HEADERS ended the stream
-	hsize       int                 // its size so far
-	htrunc      bool                // it exceeded maxHeaderList
-	recvUnacked uint32              // connection bytes received and not yet acknowledged
-	lastPing    time.Time           // the client's last ping
+	lastPing    time.Time // the client's last ping
 	pingStrikes int
+	reset       [recentResets]uint32 // stream ids the server reset, a ring
+	resetNext   int
 
 	mu          sync.Mutex // guards what follows; lock order: a hub subscriber's lock, then mu
-	cond        *sync.Cond // on mu: flow-control windows changed or streams closed
+	cond        *sync.Cond // on mu: windows, output, streams or handlers changed
 	streams     map[uint32]*stream
-	maxID       uint32    // highest stream id seen
-	out         []byte    // frames to write
-	spare       []byte    // the other output buffer
-	flowq       []*stream // streams with data waiting for the connection window
-	closed      bool      // no more output; streams are closed
-	goaway      bool      // GOAWAY sent: no new streams
-	sendWindow  int64     // connection send window
-	peerWindow  int64     // the client's initial stream window
-	peerFrame   int       // the client's maximum frame size
+	maxID       uint32 // highest stream id seen
+	handlers    int    // handlers running, streams reset or not
+	buffered    int    // request bytes held by streams whose handler has not taken them
+	out         []byte // frames to write
+	spare       []byte // the other output buffer
+	flushing    int    // bytes the writer is writing now
+	control     int    // control replies in out
+	flowq       []*stream
+	closed      bool  // no more output; streams are closed
+	goaway      bool  // GOAWAY sent: no new streams
+	sendWindow  int64 // connection send window
+	peerWindow  int64 // the client's initial stream window
+	recvWindow  int64 // connection bytes the client may still send
+	recvUnacked int64 // connection bytes received and not yet acknowledged
 	enc         *hpack.Encoder
 	hbuf        bytes.Buffer
 	pingPending bool // a keepalive ping awaits any frame
 	pingAt      int64
 	ka          *time.Timer
+	idleSince   time.Time   // the last stream ended; zero while streams run
+	idle        *time.Timer // MaxConnectionIdle
+	age         *time.Timer // MaxConnectionAge, then its grace
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -91,31 +118,46 @@ func newConn(s *Server, nc net.Conn) *conn {
 		streams:    make(map[uint32]*stream),
 		sendWindow: defaultWindow,
 		peerWindow: defaultWindow,
-		peerFrame:  defaultMaxFrame,
+		recvWindow: defaultWindow,
+		stats:      s.cfg.StatsHandlers,
 	}
 	c.cond = sync.NewCond(&c.mu)
 	c.enc = hpack.NewEncoder(&c.hbuf)
 	c.rd.nc = nc
 	c.rd.busy = &c.inflight
-	c.ctx, c.stop = context.WithCancel(context.Background())
 	return c
 }
 
-// serve runs the connection's reader until the connection ends.
+// serve runs the connection's reader until the connection ends, then
+// closes it: at once, or after a GOAWAY for a protocol error has been
+// written and the peer's input drained for a while.
 func (c *conn) serve() {
 	err := c.handshake()
 	if err == nil {
 		err = c.readLoop()
 	}
 	c.close(err)
+	c.waitWriter()
+	var ce http2.ConnectionError
+	if errors.As(err, &ce) || errors.Is(err, errBadPreface) {
+		c.linger()
+	}
+	c.nc.Close()
 	c.rd.cur = nil
 	c.rd.release()
+	for _, h := range c.stats {
+		h.HandleConn(c.ctx, &stats.ConnEnd{})
+	}
+	c.srv.removeConn(c)
 }
+
+var errBadPreface = errors.New("wire: client preface: not HTTP/2")
 
 // handshake completes TLS (with ALPN h2) when the listener gave a TLS
 // connection, reads the client preface and sends the server's settings.
 func (c *conn) handshake() error {
-	deadline := time.Now().Add(c.srv.cfg.HandshakeTimeout)
+	cfg := &c.srv.cfg
+	deadline := time.Now().Add(cfg.HandshakeTimeout)
 	_ = c.nc.SetDeadline(deadline)
 	p := &peer.Peer{Addr: c.nc.RemoteAddr(), LocalAddr: c.nc.LocalAddr()}
 	if tc, ok := c.nc.(*tls.Conn); ok {
@@ -129,190 +171,285 @@ func (c *conn) handshake() error {
 		p.AuthInfo = credentials.TLSInfo{State: cs, CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}}
 	}
 	c.peer = p
+	ctx := peer.NewContext(context.Background(), p)
+	for _, h := range c.stats {
+		ctx = h.TagConn(ctx, &stats.ConnTagInfo{RemoteAddr: p.Addr, LocalAddr: p.LocalAddr})
+		h.HandleConn(ctx, &stats.ConnBegin{})
+	}
+	c.ctx, c.stop = context.WithCancel(ctx)
+
 	var preface [len(http2.ClientPreface)]byte
 	if _, err := io.ReadFull(c.nc, preface[:]); err != nil {
 		return fmt.Errorf("client preface: %w", err)
 	}
 	if string(preface[:]) != http2.ClientPreface {
-		return errors.New("client preface: not HTTP/2")
+		return errBadPreface
 	}
 	_ = c.nc.SetDeadline(time.Time{})
 
 	c.fr = http2.NewFramer(nil, &c.rd)
-	c.hdec = hpack.NewDecoder(4096, c.emitField)
-	c.hdec.SetMaxStringLength(maxHeaderList)
-	c.fr.SetMaxReadFrameSize(defaultMaxFrame)
-	c.fr.SetReuseFrames()
+	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	c.fr.MaxHeaderListSize = cfg.MaxHeaderListSize
+	c.fr.SetMaxReadFrameSize(frameSize)
 	c.lastRead.Store(time.Now().UnixNano())
 
 	c.mu.Lock()
-	c.out = appendSettings(c.out,
-		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: maxHeaderList},
-	)
+	settings := []http2.Setting{
+		{ID: http2.SettingMaxConcurrentStreams, Val: uint32(cfg.MaxConcurrentStreams)},
+		{ID: http2.SettingMaxHeaderListSize, Val: cfg.MaxHeaderListSize},
+	}
+	if cfg.InitialWindowSize != defaultWindow {
+		settings = append(settings, http2.Setting{ID: http2.SettingInitialWindowSize, Val: uint32(cfg.InitialWindowSize)})
+	}
+	c.out = appendSettings(c.outBuf(), settings...)
+	if d := int64(cfg.InitialConnWindowSize) - defaultWindow; d > 0 {
+		c.out = appendWindowUpdate(c.out, 0, uint32(d))
+		c.recvWindow += d
+	}
 	c.wakeLocked()
-	c.ka = time.AfterFunc(c.srv.cfg.KeepaliveTime, c.keepalive)
+	c.ka = time.AfterFunc(cfg.KeepaliveTime, c.keepalive)
+	if cfg.MaxConnectionIdle > 0 {
+		c.idleSince = time.Now()
+		c.idle = time.AfterFunc(cfg.MaxConnectionIdle, c.checkIdle)
+	}
+	if cfg.MaxConnectionAge > 0 {
+		c.age = time.AfterFunc(jitter(cfg.MaxConnectionAge), c.aged)
+	}
 	c.mu.Unlock()
 	return nil
 }
 
-// readLoop reads and handles frames until the connection fails.
+// jitter returns d changed by up to 10% either way, so that connections
+// opened together do not all age out together.
+func jitter(d time.Duration) time.Duration {
+	span := int64(d / 10)
+	if span <= 0 {
+		return d
+	}
+	return d + time.Duration(rand.Int64N(2*span+1)-span)
+}
+
+// readLoop reads and handles frames until the connection fails. A
+// connection error queues its GOAWAY and ends the loop with it; a stream
+// error resets that stream only.
 func (c *conn) readLoop() error {
 	for {
+		if !c.throttle() {
+			return errConnClosed
+		}
 		f, err := c.fr.ReadFrame()
-		if err != nil {
-			var se http2.StreamError
-			if errors.As(err, &se) {
-				c.resetStream(se.StreamID, se.Code)
-				continue
-			}
-			var ce http2.ConnectionError
-			if errors.As(err, &ce) {
-				c.goAway(http2.ErrCode(ce), "")
-			}
-			return err
+		if err == nil {
+			c.lastRead.Store(time.Now().UnixNano())
+			err = c.handle(f)
 		}
-		c.lastRead.Store(time.Now().UnixNano())
-		switch f := f.(type) {
-		case *http2.HeadersFrame:
-			c.hid, c.hend = f.StreamID, f.StreamEnded()
-			c.fields, c.hsize, c.htrunc = c.fields[:0], 0, false
-			if err := c.headerFragment(f.HeaderBlockFragment(), f.HeadersEnded()); err != nil {
-				return err
-			}
-		case *http2.ContinuationFrame:
-			if err := c.headerFragment(f.HeaderBlockFragment(), f.HeadersEnded()); err != nil {
-				return err
-			}
-		case *http2.DataFrame:
-			c.onData(f)
-		case *http2.WindowUpdateFrame:
-			c.onWindowUpdate(f)
-		case *http2.SettingsFrame:
-			if err := c.onSettings(f); err != nil {
-				return err
-			}
-		case *http2.PingFrame:
-			if err := c.onPing(f); err != nil {
-				return err
-			}
-		case *http2.RSTStreamFrame:
-			c.onReset(f.StreamID)
-		case *http2.GoAwayFrame:
-			// The client closes the connection when its calls are done.
+		if err == nil {
+			continue
 		}
+		var se http2.StreamError
+		if errors.As(err, &se) {
+			c.mu.Lock()
+			if se.StreamID > c.maxID && se.StreamID%2 == 1 {
+				c.maxID = se.StreamID // a new stream, refused: its id is used
+			}
+			c.mu.Unlock()
+			c.resetStream(se.StreamID, se.Code)
+			continue
+		}
+		if errors.Is(err, http2.ErrFrameTooLarge) {
+			err = http2.ConnectionError(http2.ErrCodeFrameSize)
+		}
+		var ce http2.ConnectionError
+		if errors.As(err, &ce) {
+			c.goAway(http2.ErrCode(ce), "")
+		}
+		return err
 	}
 }
 
-// headerFragment decodes a piece of a header block (HEADERS, then any
-// CONTINUATION: the framer checks their order) into c.fields, reused from
-// one block to the next; the last piece handles the block.
-func (c *conn) headerFragment(b []byte, last bool) error {
-	if _, err := c.hdec.Write(b); err != nil {
-		c.goAway(http2.ErrCodeCompression, "")
-		return fmt.Errorf("wire: header block: %w", err)
+// throttle waits while the output holds too many control replies or bytes
+// for the writer to catch up; false if the connection closed meanwhile.
+func (c *conn) throttle() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for !c.closed && (c.control >= maxControl || len(c.out)+c.flushing > maxOutput) {
+		c.cond.Wait()
 	}
-	if !last {
-		return nil
+	return !c.closed
+}
+
+// handle handles one frame; the frame's buffers are the framer's until
+// the next read.
+func (c *conn) handle(f http2.Frame) error {
+	switch f := f.(type) {
+	case *http2.MetaHeadersFrame:
+		return c.onHeaders(f)
+	case *http2.DataFrame:
+		return c.onData(f)
+	case *http2.WindowUpdateFrame:
+		return c.onWindowUpdate(f)
+	case *http2.SettingsFrame:
+		return c.onSettings(f)
+	case *http2.PingFrame:
+		return c.onPing(f)
+	case *http2.RSTStreamFrame:
+		return c.onReset(f)
+	case *http2.PriorityFrame:
+		if f.StreamDep == f.StreamID {
+			return http2.StreamError{StreamID: f.StreamID, Code: http2.ErrCodeProtocol}
+		}
+	case *http2.PushPromiseFrame:
+		// Clients cannot push (RFC 9113 §8.4).
+		return http2.ConnectionError(http2.ErrCodeProtocol)
+	case *http2.GoAwayFrame:
+		// The client closes the connection when its calls are done.
 	}
-	if err := c.hdec.Close(); err != nil {
-		c.goAway(http2.ErrCodeCompression, "")
-		return fmt.Errorf("wire: header block: %w", err)
-	}
-	c.onHeaders(c.hid, c.hend)
-	clear(c.fields) // the strings live on in the request, not here
-	c.fields = c.fields[:0]
+	// Unknown frame types are ignored (RFC 9113 §4.1).
 	return nil
 }
 
-// emitField collects one decoded header field, up to maxHeaderList bytes
-// of them (as HTTP/2 counts: name, value and 32 per field).
-func (c *conn) emitField(f hpack.HeaderField) {
-	c.hsize += int(f.Size())
-	if c.hsize > maxHeaderList {
-		c.htrunc = true
-		return
+// onHeaders starts a stream, or takes a client's trailers.
+func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
+	id := f.StreamID
+	if id%2 == 0 {
+		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
-	c.fields = append(c.fields, f)
-}
-
-// onHeaders starts a stream, or ends a client's sending side.
-func (c *conn) onHeaders(id uint32, ended bool) {
 	c.mu.Lock()
 	if st := c.streams[id]; st != nil {
 		c.mu.Unlock()
-		// Trailers from the client end its side of the stream.
-		if ended {
-			st.endRecv()
-		}
-		return
+		return st.onTrailers(f)
 	}
-	if id%2 == 0 || id <= c.maxID {
+	if id <= c.maxID {
 		c.mu.Unlock()
-		c.goAway(http2.ErrCodeProtocol, "bad stream id")
-		c.close(errors.New("wire: bad stream id"))
-		return
+		// A closed stream, or an id lower than one already used.
+		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
 	c.maxID = id
-	if c.goaway || c.closed || len(c.streams) >= c.srv.cfg.MaxConcurrentStreams {
-		c.out = appendRST(c.out, id, http2.ErrCodeRefusedStream)
-		c.wakeLocked()
+	if f.HasPriority() && f.Priority.StreamDep == id {
 		c.mu.Unlock()
-		return
+		return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol}
 	}
-	st := &stream{id: id, c: c, sendWindow: c.peerWindow}
+	max := c.srv.cfg.MaxConcurrentStreams
+	if c.goaway || c.closed || len(c.streams) >= max {
+		c.rstLocked(id, http2.ErrCodeRefusedStream)
+		c.mu.Unlock()
+		return nil
+	}
+	// Handlers of streams the client reset may still run: a client that
+	// opens and resets streams in a loop waits here (as with grpc-go's
+	// handler quota) instead of starting handlers without bound.
+	for c.handlers >= max && !c.closed {
+		c.cond.Wait()
+	}
+	if c.closed {
+		c.mu.Unlock()
+		return errConnClosed
+	}
+	st := &stream{id: id, c: c, sendWindow: c.peerWindow, recvWindow: int64(c.srv.cfg.InitialWindowSize), remoteDone: f.StreamEnded()}
 	c.streams[id] = st
+	c.idleSince = time.Time{}
 	c.mu.Unlock()
 	c.sentData.Store(true) // a new call: the client's pings are legitimate again (as data sent)
-
-	if c.htrunc {
-		st.fail(statusError(codeResourceExhausted, "header list larger than %d bytes", maxHeaderList))
-		return
-	}
-	req, err := parseRequest(c.fields)
-	if err != nil {
-		st.fail(err)
-		return
-	}
-	st.start(req, ended)
+	st.begin(f)
+	return nil
 }
 
-// onData passes a DATA frame's bytes to its stream and acknowledges them.
-func (c *conn) onData(f *http2.DataFrame) {
-	n := f.Length // with padding: it counts against the window
-	c.recvUnacked += n
-	ack := c.recvUnacked >= ackThreshold
-	if ack {
-		c.mu.Lock()
-		c.out = appendWindowUpdate(c.out, 0, c.recvUnacked)
-		c.wakeLocked()
-		c.mu.Unlock()
-		c.recvUnacked = 0
-	}
+// onData passes a DATA frame's bytes to its stream, after the flow-control
+// checks of both windows.
+func (c *conn) onData(f *http2.DataFrame) error {
+	id := f.StreamID
+	n := int64(f.Length) // with padding: it counts against the windows
 	c.mu.Lock()
-	st := c.streams[f.StreamID]
-	c.mu.Unlock()
-	if st == nil {
-		return // a stream already ended: its late data only counts for the connection
+	if n > c.recvWindow {
+		c.mu.Unlock()
+		return http2.ConnectionError(http2.ErrCodeFlowControl)
 	}
-	st.onData(f.Data(), n, f.StreamEnded())
+	c.recvWindow -= n
+	st := c.streams[id]
+	var code http2.ErrCode
+	switch {
+	case st == nil && id > c.maxID:
+		c.mu.Unlock()
+		return http2.ConnectionError(http2.ErrCodeProtocol) // an idle stream
+	case st == nil || st.remoteDone:
+		code = http2.ErrCodeStreamClosed
+	case n > st.recvWindow:
+		code = http2.ErrCodeFlowControl
+	}
+	if code != 0 {
+		// Not taken: the connection's window is given back at once.
+		c.creditLocked(nil, n)
+		c.mu.Unlock()
+		if st == nil && c.recentlyReset(id) {
+			return nil
+		}
+		return http2.StreamError{StreamID: id, Code: code}
+	}
+	st.recvWindow -= n
+	if pad := n - int64(len(f.Data())); pad > 0 {
+		c.creditLocked(st, pad)
+	}
+	c.mu.Unlock()
+	return st.onData(f.Data(), f.StreamEnded())
 }
 
-func (c *conn) onWindowUpdate(f *http2.WindowUpdateFrame) {
+// creditLocked gives n bytes of window back to the client, on the
+// connection and, unless st is nil, on st, sending WINDOW_UPDATE once a
+// quarter of a window is due.
+func (c *conn) creditLocked(st *stream, n int64) {
+	if c.closed || n <= 0 {
+		return
+	}
+	c.recvUnacked += n
+	if c.recvUnacked >= int64(c.srv.cfg.InitialConnWindowSize)/4 {
+		c.out = appendWindowUpdate(c.outBuf(), 0, uint32(c.recvUnacked))
+		c.recvWindow += c.recvUnacked
+		c.recvUnacked = 0
+		c.wakeLocked()
+	}
+	if st == nil || st.closed || st.remoteDone {
+		return
+	}
+	st.recvUnacked += n
+	if st.recvUnacked >= int64(c.srv.cfg.InitialWindowSize)/4 {
+		c.out = appendWindowUpdate(c.outBuf(), st.id, uint32(st.recvUnacked))
+		st.recvWindow += st.recvUnacked
+		st.recvUnacked = 0
+		c.wakeLocked()
+	}
+}
+
+func (c *conn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
+	inc := int64(f.Increment)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if f.StreamID == 0 {
-		c.sendWindow += int64(f.Increment)
+		if c.sendWindow+inc > maxWindow {
+			return http2.ConnectionError(http2.ErrCodeFlowControl)
+		}
+		c.sendWindow += inc
 		q := c.flowq
 		c.flowq = nil
 		for _, st := range q {
 			st.inFlowq = false
 			c.flushLocked(st)
 		}
-	} else if st := c.streams[f.StreamID]; st != nil {
-		st.sendWindow += int64(f.Increment)
-		c.flushLocked(st)
+		c.cond.Broadcast()
+		return nil
 	}
+	st := c.streams[f.StreamID]
+	if st == nil {
+		if f.StreamID > c.maxID {
+			return http2.ConnectionError(http2.ErrCodeProtocol) // an idle stream
+		}
+		return nil // a closed stream: late updates are expected
+	}
+	if st.sendWindow+inc > maxWindow {
+		return http2.StreamError{StreamID: f.StreamID, Code: http2.ErrCodeFlowControl}
+	}
+	st.sendWindow += inc
+	c.flushLocked(st)
 	c.cond.Broadcast()
+	return nil
 }
 
 func (c *conn) onSettings(f *http2.SettingsFrame) error {
@@ -322,24 +459,33 @@ func (c *conn) onSettings(f *http2.SettingsFrame) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	err := f.ForeachSetting(func(s http2.Setting) error {
+		if err := s.Valid(); err != nil {
+			return err
+		}
 		switch s.ID {
 		case http2.SettingInitialWindowSize:
 			delta := int64(s.Val) - c.peerWindow
+			for _, st := range c.streams {
+				if st.sendWindow+delta > maxWindow {
+					return http2.ConnectionError(http2.ErrCodeFlowControl)
+				}
+			}
 			c.peerWindow = int64(s.Val)
 			for _, st := range c.streams {
 				st.sendWindow += delta
 			}
-		case http2.SettingMaxFrameSize:
-			c.peerFrame = int(s.Val)
 		case http2.SettingHeaderTableSize:
 			c.enc.SetMaxDynamicTableSizeLimit(s.Val)
 		}
+		// MAX_FRAME_SIZE: frames are written at the initial size, which
+		// every peer accepts. The others do not apply to a server.
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	c.out = appendSettingsAck(c.out)
+	c.out = appendSettingsAck(c.outBuf())
+	c.control++
 	for _, st := range c.streams {
 		c.flushLocked(st)
 	}
@@ -366,22 +512,28 @@ func (c *conn) onPing(f *http2.PingFrame) error {
 	}
 	c.lastPing = now
 	c.mu.Lock()
-	c.out = appendPing(c.out, true, f.Data)
+	c.out = appendPing(c.outBuf(), true, f.Data)
+	c.control++
 	c.wakeLocked()
 	c.mu.Unlock()
 	return nil
 }
 
-func (c *conn) onReset(id uint32) {
+func (c *conn) onReset(f *http2.RSTStreamFrame) error {
 	c.mu.Lock()
-	st := c.streams[id]
-	if st != nil {
-		c.removeLocked(st)
+	st := c.streams[f.StreamID]
+	if st == nil {
+		idle := f.StreamID > c.maxID
+		c.mu.Unlock()
+		if idle {
+			return http2.ConnectionError(http2.ErrCodeProtocol)
+		}
+		return nil
 	}
+	c.removeLocked(st)
 	c.mu.Unlock()
-	if st != nil {
-		st.cancel()
-	}
+	st.stop()
+	return nil
 }
 
 // resetStream resets a stream the reader found at fault.
@@ -391,23 +543,59 @@ func (c *conn) resetStream(id uint32, code http2.ErrCode) {
 	if st != nil {
 		c.removeLocked(st)
 	}
-	c.out = appendRST(c.out, id, code)
-	c.wakeLocked()
+	c.rstLocked(id, code)
 	c.mu.Unlock()
 	if st != nil {
-		st.cancel()
+		st.stop()
 	}
 }
 
-// removeLocked forgets st: it takes no more output.
+// rstLocked queues a RST_STREAM and remembers the stream as reset.
+func (c *conn) rstLocked(id uint32, code http2.ErrCode) {
+	if c.closed {
+		return
+	}
+	c.out = appendRST(c.outBuf(), id, code)
+	c.control++
+	c.reset[c.resetNext] = id
+	c.resetNext = (c.resetNext + 1) % recentResets
+	c.wakeLocked()
+}
+
+// recentlyReset reports whether the server reset stream id lately: the
+// client's frames sent before it saw the reset are ignored.
+func (c *conn) recentlyReset(id uint32) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range c.reset {
+		if r == id {
+			return true
+		}
+	}
+	return false
+}
+
+// removeLocked forgets st: it takes no more output and no more input.
 func (c *conn) removeLocked(st *stream) {
 	st.closed = true
 	st.pending = nil
+	c.releaseLocked(st)
 	delete(c.streams, st.id)
 	c.cond.Broadcast()
-	if c.goaway && len(c.streams) == 0 {
-		c.wakeLocked() // the writer closes the drained connection
+	if len(c.streams) == 0 {
+		if c.idle != nil {
+			c.idleSince = time.Now()
+		}
+		if c.goaway {
+			c.wakeLocked() // the writer ends the drained connection
+		}
 	}
+}
+
+// releaseLocked gives back the connection's request buffer that st holds.
+func (c *conn) releaseLocked(st *stream) {
+	c.buffered -= st.buffered
+	st.buffered = 0
 }
 
 // goAway queues a GOAWAY: the connection takes no new streams.
@@ -415,7 +603,7 @@ func (c *conn) goAway(code http2.ErrCode, debug string) {
 	c.mu.Lock()
 	if !c.closed {
 		c.goaway = true
-		c.out = appendGoAway(c.out, c.maxID, code, debug)
+		c.out = appendGoAway(c.outBuf(), c.maxID, code, debug)
 		c.wakeLocked()
 	}
 	c.mu.Unlock()
@@ -424,6 +612,42 @@ func (c *conn) goAway(code http2.ErrCode, debug string) {
 // drain sends GOAWAY; the connection closes once its streams have ended.
 func (c *conn) drain() {
 	c.goAway(http2.ErrCodeNo, "")
+}
+
+// checkIdle drains a connection that has had no stream for
+// MaxConnectionIdle.
+func (c *conn) checkIdle() {
+	limit := c.srv.cfg.MaxConnectionIdle
+	c.mu.Lock()
+	if c.closed || c.goaway {
+		c.mu.Unlock()
+		return
+	}
+	if c.idleSince.IsZero() {
+		c.idle.Reset(limit)
+		c.mu.Unlock()
+		return
+	}
+	if d := time.Since(c.idleSince); d < limit {
+		c.idle.Reset(limit - d)
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	c.drain()
+}
+
+// aged drains a connection at its maximum age, and closes it when the
+// grace period ends.
+func (c *conn) aged() {
+	c.drain()
+	if g := c.srv.cfg.MaxConnectionAgeGrace; g > 0 {
+		c.mu.Lock()
+		if !c.closed {
+			c.age = time.AfterFunc(g, func() { c.close(errAged) })
+		}
+		c.mu.Unlock()
+	}
 }
 
 // keepalive pings a silent connection and closes one that stays silent.
@@ -447,7 +671,7 @@ func (c *conn) keepalive() {
 	if idle >= c.srv.cfg.KeepaliveTime {
 		c.pingPending = true
 		c.pingAt = now
-		c.out = appendPing(c.out, false, [8]byte{'k', 'e', 'e', 'p', 'a', 'l', 'v', 'e'})
+		c.out = appendPing(c.outBuf(), false, [8]byte{'k', 'e', 'e', 'p', 'a', 'l', 'v', 'e'})
 		c.wakeLocked()
 		c.ka.Reset(c.srv.cfg.KeepaliveTimeout)
 	} else {
@@ -456,7 +680,9 @@ func (c *conn) keepalive() {
 	c.mu.Unlock()
 }
 
-// close ends the connection and every stream on it.
+// close ends the connection and every stream on it. Output already queued
+// (a GOAWAY) is still written; the reader, if it waits for input, is woken
+// by a read deadline, and serve closes the network connection.
 func (c *conn) close(err error) {
 	c.mu.Lock()
 	if c.closed {
@@ -464,8 +690,10 @@ func (c *conn) close(err error) {
 		return
 	}
 	c.closed = true
-	if c.ka != nil {
-		c.ka.Stop()
+	for _, t := range []*time.Timer{c.ka, c.idle, c.age} {
+		if t != nil {
+			t.Stop()
+		}
 	}
 	streams := make([]*stream, 0, len(c.streams))
 	for _, st := range c.streams {
@@ -476,24 +704,45 @@ func (c *conn) close(err error) {
 	clear(c.streams)
 	c.flowq = nil
 	c.cond.Broadcast()
-	writing := c.writing.Load()
+	if len(c.out) > 0 {
+		c.startWriter() // it writes what is queued, then exits
+	}
 	c.mu.Unlock()
-	c.stop()
+	if c.stop != nil {
+		c.stop()
+	}
 	for _, st := range streams {
-		st.cancel()
+		st.stop()
 	}
-	if writing {
-		// The running writer flushes what is queued (a GOAWAY) and closes
-		// nc; the deadline bounds a write stuck on a client that does not
-		// read.
-		_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
-	} else {
-		c.nc.Close()
-	}
-	c.srv.removeConn(c)
-	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, ErrServerStopped) {
+	// Unblock the reader and bound a write stuck on a client that does not
+	// read.
+	now := time.Now()
+	_ = c.nc.SetReadDeadline(now)
+	_ = c.nc.SetWriteDeadline(now.Add(time.Second))
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, ErrServerStopped) && !errors.Is(err, errConnClosed) {
 		c.srv.cfg.Log.Debug("connection closed", "remote", c.nc.RemoteAddr().String(), "err", err)
 	}
+}
+
+// waitWriter waits until no writer goroutine runs (after close, the last
+// one writes what was queued and exits).
+func (c *conn) waitWriter() {
+	c.mu.Lock()
+	for c.writing.Load() {
+		c.cond.Wait()
+	}
+	c.mu.Unlock()
+}
+
+// linger half-closes the connection and reads what the peer still sends,
+// for a bounded time and size, so that the GOAWAY just written is read by
+// the peer rather than lost to a reset from unread input.
+func (c *conn) linger() {
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = c.nc.SetReadDeadline(time.Now().Add(lingerTime))
+	_, _ = io.CopyN(io.Discard, c.nc, lingerBytes)
 }
 
 // wakeLocked makes sure a writer goroutine runs.
@@ -508,6 +757,12 @@ func (c *conn) startWriter() {
 	if c.writing.CompareAndSwap(false, true) {
 		go c.writeLoop()
 	}
+}
+
+// writerExit marks the writer gone; the caller holds mu.
+func (c *conn) writerExitLocked() {
+	c.writing.Store(false)
+	c.cond.Broadcast()
 }
 
 // writeLoop runs due pumps and writes the output until there is neither;
@@ -544,22 +799,23 @@ func (c *conn) writeLoop() {
 			if len(last) > 0 {
 				_, _ = c.nc.Write(last)
 			}
-			c.nc.Close()
-			c.writing.Store(false)
+			c.mu.Lock()
+			c.writerExitLocked()
+			c.mu.Unlock()
 			return
 		}
 		if len(c.out) == 0 {
 			if c.goaway && len(c.streams) == 0 {
+				c.writerExitLocked()
 				c.mu.Unlock()
-				c.writing.Store(false)
 				c.close(nil)
 				return
 			}
 			putBuf(c.spare)
 			putBuf(c.out)
 			c.out, c.spare = nil, nil
+			c.writerExitLocked()
 			c.mu.Unlock()
-			c.writing.Store(false)
 			// Work queued after the looks above finds writing true and
 			// relies on this goroutine: look again, and go on if there
 			// is some and no other writer took it.
@@ -586,20 +842,25 @@ func (c *conn) writeLoop() {
 		yielded = false
 		buf := c.out
 		c.out = c.spare[:0]
-		if c.out == nil {
-			c.out = getBuf()
-		}
+		c.spare = nil
+		c.flushing = len(buf)
+		c.control = 0
+		c.cond.Broadcast()
 		c.mu.Unlock()
 		_, err := c.nc.Write(buf)
 		c.mu.Lock()
-		c.spare = buf[:0]
-		c.mu.Unlock()
+		c.flushing = 0
+		if c.spare == nil && cap(buf) <= maxBufCap {
+			c.spare = buf[:0]
+		}
+		c.cond.Broadcast()
 		if err != nil {
-			c.nc.Close()
-			c.writing.Store(false)
+			c.writerExitLocked()
+			c.mu.Unlock()
 			c.close(err)
 			return
 		}
+		c.mu.Unlock()
 	}
 }
 
@@ -620,7 +881,7 @@ func (c *conn) flushLocked(st *stream) {
 			}
 			return
 		}
-		c.out = appendData(c.outBuf(), st.id, st.pending[:n], c.peerFrame)
+		c.out = appendData(c.outBuf(), st.id, st.pending[:n])
 		st.sendWindow -= n
 		c.sendWindow -= n
 		st.pending = st.pending[n:]
@@ -647,13 +908,16 @@ func (c *conn) outBuf() []byte {
 	return c.out
 }
 
+// maxBufCap is the largest output buffer kept for reuse.
+const maxBufCap = 1 << 20
+
 // Output buffers are pooled: a quiet connection holds none.
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 32<<10); return &b }}
 
 func getBuf() []byte { return (*bufPool.Get().(*[]byte))[:0] }
 
 func putBuf(b []byte) {
-	if b == nil || cap(b) > 1<<20 {
+	if b == nil || cap(b) > maxBufCap {
 		return
 	}
 	b = b[:0]
@@ -674,6 +938,8 @@ type lazyReader struct {
 	full  bool          // the last read filled its buffer
 	busy  *atomic.Int32 // calls in flight: their client is likely to send more soon
 }
+
+var _ io.Reader = (*lazyReader)(nil)
 
 var readPool = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
 

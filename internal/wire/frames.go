@@ -55,10 +55,10 @@ func appendGoAway(b []byte, last uint32, code http2.ErrCode, debug string) []byt
 	return append(b, debug...)
 }
 
-// appendData appends p as DATA frames of at most maxFrame bytes.
-func appendData(b []byte, id uint32, p []byte, maxFrame int) []byte {
+// appendData appends p as DATA frames of at most frameSize bytes.
+func appendData(b []byte, id uint32, p []byte) []byte {
 	for len(p) > 0 {
-		n := min(len(p), maxFrame)
+		n := min(len(p), frameSize)
 		b = appendFrameHeader(b, n, http2.FrameData, 0, id)
 		b = append(b, p[:n]...)
 		p = p[n:]
@@ -67,11 +67,11 @@ func appendData(b []byte, id uint32, p []byte, maxFrame int) []byte {
 }
 
 // appendHeaders appends an encoded header block as a HEADERS frame and as
-// many CONTINUATION frames as maxFrame requires.
-func appendHeaders(b []byte, id uint32, block []byte, endStream bool, maxFrame int) []byte {
+// many CONTINUATION frames as frameSize requires.
+func appendHeaders(b []byte, id uint32, block []byte, endStream bool) []byte {
 	first := true
 	for {
-		n := min(len(block), maxFrame)
+		n := min(len(block), frameSize)
 		var flags http2.Flags
 		if n == len(block) {
 			flags |= http2.FlagHeadersEndHeaders
@@ -93,8 +93,8 @@ func appendHeaders(b []byte, id uint32, block []byte, endStream bool, maxFrame i
 	}
 }
 
-// appendMessage appends the gRPC length prefix of an uncompressed message
-// of n bytes.
-func appendMessagePrefix(b []byte, n int) []byte {
-	return binary.BigEndian.AppendUint32(append(b, 0), uint32(n))
+// appendMessagePrefix appends the gRPC prefix of a message of n bytes:
+// flag 1 if it is compressed, then its length.
+func appendMessagePrefix(b []byte, flag byte, n int) []byte {
+	return binary.BigEndian.AppendUint32(append(b, flag), uint32(n))
 }

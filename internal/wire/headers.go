@@ -24,33 +24,73 @@ type request struct {
 	encoding    string // grpc-encoding
 	timeout     time.Duration
 	hasTimeout  bool
+	length      int64 // content-length; -1: none
 	md          metadata.MD
 	vals        []string // md's values, one array for all
+
+	// malformed: the request breaks HTTP/2's rules (RFC 9113 §8.2, §8.3)
+	// and is reset with PROTOCOL_ERROR.
+	malformed bool
+	// abort, when set, is the status of a well-formed HTTP/2 request that
+	// is not a valid gRPC call, answered with httpStatus as grpc-go does.
+	abort      error
+	httpStatus int
 }
 
 // reserved headers are the transport's; they do not reach the metadata.
 func reserved(name string) bool {
 	switch name {
-	case "te", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding", "grpc-message",
+	case "te", "grpc-timeout", "grpc-encoding", "grpc-message",
 		"grpc-status", "grpc-status-details-bin", "grpc-message-type", "grpc-previous-rpc-attempts",
-		"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
+		"content-length":
 		return true
 	}
 	return false
 }
 
-// parseRequest reads the fields of a request's HEADERS.
-func parseRequest(fields []hpack.HeaderField) (request, error) {
-	var r request
+// connectionSpecific headers make an HTTP/2 request malformed (RFC 9113
+// §8.2.2).
+func connectionSpecific(name string) bool {
+	switch name {
+	case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
+		return true
+	}
+	return false
+}
+
+// parseRequest reads a request's header fields, which the framer has
+// checked already: valid names and values, lower case, pseudo-header
+// fields first, known and not repeated.
+func parseRequest(fields []hpack.HeaderField) request {
+	r := request{length: -1}
+	var scheme, authority, host int
+	var badTimeout, badBin error
 	for _, f := range fields {
 		switch f.Name {
 		case ":path":
 			r.path = f.Value
 		case ":method":
 			r.method = f.Value
-		case ":authority":
-			r.add(f.Name, f.Value)
 		case ":scheme":
+			scheme++
+		case ":authority":
+			authority++
+			r.add(f.Name, f.Value)
+		case ":protocol":
+			r.malformed = true // extended CONNECT is not offered
+		case "host":
+			host++
+			r.add(f.Name, f.Value)
+		case "te":
+			if f.Value != "trailers" {
+				r.malformed = true
+			}
+		case "content-length":
+			n, err := strconv.ParseInt(f.Value, 10, 64)
+			if err != nil || n < 0 || r.length >= 0 {
+				r.malformed = true
+			}
+			r.length = n
 		case "content-type":
 			r.contentType = f.Value
 			r.add(f.Name, f.Value)
@@ -59,25 +99,67 @@ func parseRequest(fields []hpack.HeaderField) (request, error) {
 		case "grpc-timeout":
 			d, err := parseTimeout(f.Value)
 			if err != nil {
-				return r, status.Errorf(codes.Internal, "malformed grpc-timeout: %v", err)
+				badTimeout = err
 			}
 			r.timeout, r.hasTimeout = d, true
 		default:
-			if strings.HasPrefix(f.Name, ":") || reserved(f.Name) {
+			if connectionSpecific(f.Name) {
+				r.malformed = true
+				continue
+			}
+			if reserved(f.Name) {
 				continue
 			}
 			v := f.Value
 			if strings.HasSuffix(f.Name, "-bin") {
 				b, err := decodeBin(v)
 				if err != nil {
-					return r, status.Errorf(codes.Internal, "malformed binary metadata %q: %v", f.Name, err)
+					badBin = fmt.Errorf("malformed binary metadata %q: %v", f.Name, err)
 				}
 				v = string(b)
 			}
 			r.add(f.Name, v)
 		}
 	}
-	return r, nil
+	if r.method == "" || r.path == "" || scheme == 0 {
+		r.malformed = true // a request's pseudo-header fields (§8.3.1)
+	}
+	switch {
+	case r.malformed:
+	case authority > 1 || host > 1:
+		r.fail(400, codes.Internal, "num values of :authority: %d, num values of host: %d, both must only have 1 value as per HTTP/2 spec", authority, host)
+	case !isGRPC(r.contentType):
+		r.fail(415, codes.InvalidArgument, "invalid gRPC request content-type %q", r.contentType)
+	case badTimeout != nil:
+		r.fail(400, codes.Internal, "malformed grpc-timeout: %v", badTimeout)
+	case badBin != nil:
+		r.fail(400, codes.Internal, "%v", badBin)
+	case authority == 0 && host == 0:
+		r.fail(400, codes.Internal, "no host or :authority header present")
+	case r.method != "POST":
+		r.fail(405, codes.Internal, "Received a HEADERS frame with :method %q which should be POST", r.method)
+	}
+	if authority == 0 && host == 1 {
+		// "If :authority is missing, Host must be renamed to :authority."
+		r.md[":authority"] = r.md["host"]
+	}
+	delete(r.md, "host")
+	return r
+}
+
+func (r *request) fail(httpStatus int, c codes.Code, format string, args ...any) {
+	r.httpStatus = httpStatus
+	r.abort = status.Errorf(c, format, args...)
+}
+
+// isGRPC reports whether a content-type is gRPC's: application/grpc,
+// alone or with a subtype after "+" or parameters after ";".
+func isGRPC(ct string) bool {
+	const base = "application/grpc"
+	if !strings.HasPrefix(ct, base) {
+		return false
+	}
+	return len(ct) == len(base) || ct[len(base)] == '+' || ct[len(base)] == ';'
 }
 
 func (r *request) add(k, v string) {
@@ -178,7 +260,7 @@ func statusFields(enc *hpack.Encoder, st *status.Status) {
 // metadataFields writes md, binary values base64-encoded.
 func metadataFields(enc *hpack.Encoder, md metadata.MD) {
 	for k, vs := range md {
-		if strings.HasPrefix(k, ":") || reserved(k) || k == "content-type" {
+		if strings.HasPrefix(k, ":") || reserved(k) || connectionSpecific(k) || k == "content-type" {
 			continue
 		}
 		bin := strings.HasSuffix(k, "-bin")

@@ -78,7 +78,16 @@ func (c Config) withDefaults() Config {
 		c.MaxRecvMsgSize = 4 << 20
 	}
 	if c.MaxConcurrentStreams <= 0 {
-		c.MaxConcurrentStreams = 1_000_000
+		c.MaxConcurrentStreams = 1000
+	}
+	if c.InitialWindowSize < defaultWindow {
+		c.InitialWindowSize = 64 << 10
+	}
+	if c.InitialConnWindowSize < defaultWindow {
+		c.InitialConnWindowSize = 1 << 20
+	}
+	if c.MaxHeaderListSize == 0 {
+		c.MaxHeaderListSize = 1 << 20
 	}
 	if c.KeepaliveTime <= 0 {
 		c.KeepaliveTime = 2 * time.Hour
@@ -101,6 +110,14 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// The interfaces a Server implements.
+var (
+	_ grpc.ServiceRegistrar = (*Server)(nil)
+	_ interface {
+		GetServiceInfo() map[string]grpc.ServiceInfo
+	} = (*Server)(nil)
+)
+
 // ErrServerStopped is returned by Serve once the server is stopped.
 var ErrServerStopped = errors.New("wire: server stopped")
 
@@ -112,6 +129,7 @@ type Server struct {
 	methods map[string]*method // by full method name, "/service/method"
 	info    map[string]grpc.ServiceInfo
 	work    chan *stream
+	budget  int // request bytes a connection may buffer for calls not yet started
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -139,6 +157,7 @@ func NewServer(cfg Config) *Server {
 	cfg = cfg.withDefaults()
 	return &Server{
 		cfg:       cfg,
+		budget:    max(int(cfg.InitialConnWindowSize), 2*(cfg.MaxRecvMsgSize+5)),
 		unary:     ChainUnary(cfg.UnaryInterceptors),
 		stream:    chainStream(cfg.StreamInterceptors),
 		methods:   make(map[string]*method),

@@ -5,16 +5,19 @@ import (
 	"context"
 	"encoding/binary"
 	"io"
-	"strings"
+	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 )
 
@@ -30,18 +33,22 @@ type stream struct {
 	id     uint32
 	c      *conn
 	m      *method
-	ctx    context.Context // &cctx
-	cctx   callContext
+	ctx    context.Context
 	cancel context.CancelFunc
+	begun  time.Time // for stats: when the call began
 
 	// Request side.
 	req         []byte // unary and server-streaming: the request message
-	reqErr      error  // the request cannot be read (too large)
-	recvUnacked uint32
+	length      int64  // the request's content-length; -1: none given
+	received    int64  // request bytes received
+	recvUnacked int64  // c.mu: stream bytes received and not yet acknowledged
+	recvWindow  int64  // c.mu: stream bytes the client may still send
+	owed        int64  // c.mu: client-streaming bytes whose window waits for the handler to read
+	buffered    int    // c.mu: request bytes counted in the connection's buffer
 	started     bool
 	recvd       bool                // RecvMsg returned the request
 	rq          *recvQueue          // client-streaming calls
-	comp        encoding.Compressor // of compressed request messages; nil: none
+	comp        encoding.Compressor // of the request's messages, and so of the response's; nil: none
 
 	// c.mu
 	sendWindow int64
@@ -50,6 +57,7 @@ type stream struct {
 	header     metadata.MD
 	trailer    metadata.MD
 	finished   *status.Status // the handler's status, written after pending
+	httpStatus int            // of a call refused before its handler; 0: 200
 	closed     bool           // reset or written out: takes no more output
 	remoteDone bool           // the client ended its side
 	wantPump   bool           // kicked while output was pending
@@ -59,47 +67,46 @@ type stream struct {
 	pumpFn     func()
 
 	kicked atomic.Bool // on the run queue
-
-	// Detached streams (Detach): the end hooks registered with Later, and
-	// the status the call ended with once it has.
-	hookMu sync.Mutex
-	hooks  []func(error)
-	ended  bool
-	endErr error
 }
 
-func statusError(c codes.Code, format string, args ...any) error {
-	return status.Errorf(c, format, args...)
-}
+// The interfaces a stream offers its handler, and the transport stream in
+// its context.
+var (
+	_ grpc.ServerStream          = (*stream)(nil)
+	_ grpc.ServerTransportStream = (*transportStream)(nil)
+)
 
-const codeResourceExhausted = codes.ResourceExhausted
-
-// start checks a new call's request headers and starts its handler, at
-// once or when its request message has arrived.
-func (st *stream) start(req request, ended bool) {
+// begin checks a new call's request headers and starts its handler, at
+// once or when its request message has arrived. The stream is in the
+// connection's map already.
+func (st *stream) begin(f *http2.MetaHeadersFrame) {
 	c := st.c
-	if req.method != "POST" {
-		st.fail(statusError(codes.Unimplemented, "method %q not allowed, want POST", req.method))
+	if f.Truncated {
+		st.fail(status.Errorf(codes.ResourceExhausted, "header list larger than %d bytes", c.srv.cfg.MaxHeaderListSize))
 		return
 	}
-	if ct := req.contentType; ct != "application/grpc" && !strings.HasPrefix(ct, "application/grpc+") && !strings.HasPrefix(ct, "application/grpc;") {
-		st.fail(statusError(codes.Unimplemented, "content-type %q is not gRPC", ct))
+	req := parseRequest(f.Fields)
+	switch {
+	case req.malformed:
+		c.resetStream(st.id, http2.ErrCodeProtocol)
+		return
+	case req.abort != nil:
+		c.mu.Lock()
+		st.httpStatus = req.httpStatus
+		c.mu.Unlock()
+		st.fail(req.abort)
 		return
 	}
+	st.length = req.length
 	if e := req.encoding; e != "" && e != "identity" {
 		if st.comp = encoding.GetCompressor(e); st.comp == nil {
-			st.fail(statusError(codes.Unimplemented, "grpc: Decompressor is not installed for grpc-encoding %q", e))
+			st.fail(status.Errorf(codes.Unimplemented, "grpc: Decompressor is not installed for grpc-encoding %q", e))
 			return
 		}
 	}
 	m := c.srv.methods[req.path]
 	if m == nil {
-		svc, name, ok := strings.Cut(strings.TrimPrefix(req.path, "/"), "/")
-		if _, known := c.srv.info[svc]; ok && known {
-			st.fail(statusError(codes.Unimplemented, "unknown method %v for service %v", name, svc))
-		} else {
-			st.fail(statusError(codes.Unimplemented, "unknown service %v", svc))
-		}
+		st.fail(unknownMethod(c.srv, req.path))
 		return
 	}
 	st.m = m
@@ -109,22 +116,85 @@ func (st *stream) start(req request, ended bool) {
 	} else {
 		ctx, st.cancel = context.WithCancel(ctx)
 	}
-	st.cctx = callContext{Context: ctx, st: st, md: req.md}
-	st.ctx = &st.cctx
+	if req.md != nil {
+		ctx = metadata.NewIncomingContext(ctx, req.md)
+	}
+	ctx = grpc.NewContextWithServerTransportStream(ctx, (*transportStream)(st))
+	if len(c.stats) > 0 {
+		ctx = st.beginStats(ctx, req, int(f.Length))
+	}
+	st.ctx = ctx
 
 	if m.stream != nil && m.stream.ClientStreams {
 		st.rq = newRecvQueue()
-		if ended {
-			st.setRemoteDone()
+		if st.remoteDone {
 			st.rq.close()
 		}
 		st.dispatch()
 		return
 	}
-	if ended {
-		st.setRemoteDone()
-		st.dispatch()
+	if st.remoteDone {
+		st.endRequest()
 	}
+}
+
+// unknownMethod is the status of a call to a method not registered.
+func unknownMethod(s *Server, path string) error {
+	svc, name, ok := cutPath(path)
+	if _, known := s.info[svc]; ok && known {
+		return status.Errorf(codes.Unimplemented, "unknown method %v for service %v", name, svc)
+	}
+	return status.Errorf(codes.Unimplemented, "unknown service %v", svc)
+}
+
+func cutPath(path string) (svc, name string, ok bool) {
+	if len(path) > 0 && path[0] == '/' {
+		path = path[1:]
+	}
+	for i := len(path) - 1; i >= 0; i-- {
+		if path[i] == '/' {
+			return path[:i], path[i+1:], true
+		}
+	}
+	return path, "", false
+}
+
+// beginStats tells the stats handlers a call began.
+func (st *stream) beginStats(ctx context.Context, req request, wireLength int) context.Context {
+	c := st.c
+	st.begun = time.Now()
+	sd := st.m.stream
+	begin := &stats.Begin{BeginTime: st.begun, IsClientStream: sd != nil && sd.ClientStreams, IsServerStream: sd != nil && sd.ServerStreams}
+	in := &stats.InHeader{FullMethod: req.path, RemoteAddr: c.peer.Addr, LocalAddr: c.peer.LocalAddr, Compression: req.encoding, Header: req.md, WireLength: wireLength}
+	for _, h := range c.stats {
+		ctx = h.TagRPC(ctx, &stats.RPCTagInfo{FullMethodName: req.path})
+	}
+	for _, h := range c.stats {
+		h.HandleRPC(ctx, in)
+		h.HandleRPC(ctx, begin)
+	}
+	return ctx
+}
+
+// onTrailers takes the client's trailers: they end its side of the call.
+func (st *stream) onTrailers(f *http2.MetaHeadersFrame) error {
+	c := st.c
+	c.mu.Lock()
+	done := st.remoteDone
+	c.mu.Unlock()
+	switch {
+	case done:
+		return http2.StreamError{StreamID: st.id, Code: http2.ErrCodeStreamClosed}
+	case !f.StreamEnded() || len(f.PseudoFields()) > 0:
+		return http2.StreamError{StreamID: st.id, Code: http2.ErrCodeProtocol}
+	}
+	st.setRemoteDone()
+	if st.rq != nil {
+		st.rq.close()
+	} else if !st.started && st.m != nil {
+		st.endRequest()
+	}
+	return nil
 }
 
 func (st *stream) setRemoteDone() {
@@ -133,75 +203,133 @@ func (st *stream) setRemoteDone() {
 	st.c.mu.Unlock()
 }
 
-// onData takes n bytes (b without padding) of the request.
-func (st *stream) onData(b []byte, n uint32, ended bool) {
+// onData takes b, a DATA frame's bytes without padding, of the request;
+// its flow-control window is taken already.
+func (st *stream) onData(b []byte, ended bool) error {
 	c := st.c
-	if !ended {
-		st.recvUnacked += n
-		if st.recvUnacked >= ackThreshold {
-			c.mu.Lock()
-			if !st.closed {
-				c.out = appendWindowUpdate(c.outBuf(), st.id, st.recvUnacked)
-				c.wakeLocked()
-			}
-			c.mu.Unlock()
-			st.recvUnacked = 0
-		}
+	n := int64(len(b))
+	st.received += n
+	if st.length >= 0 && (st.received > st.length || ended && st.received != st.length) {
+		return http2.StreamError{StreamID: st.id, Code: http2.ErrCodeProtocol} // §8.1.1
 	}
 	switch {
-	case st.m == nil:
-		// Refused before its handler: the data is dropped.
+	case st.m == nil || st.started && st.rq == nil:
+		// Refused, or answered already: nothing takes the data.
+		c.mu.Lock()
+		c.creditLocked(st, n)
+		c.mu.Unlock()
 	case st.rq != nil:
-		if err := st.rq.add(b, c.srv.cfg.MaxRecvMsgSize); err != nil {
+		// The connection's window comes back now. The stream's comes back
+		// too while no whole message waits for the handler (so that a
+		// message larger than the window arrives), and once the handler
+		// has read the waiting ones otherwise: the window bounds the queue.
+		waiting, err := st.rq.add(b, c.srv.cfg.MaxRecvMsgSize)
+		c.mu.Lock()
+		c.creditLocked(nil, n)
+		if waiting {
+			st.owed += n
+		} else {
+			st.creditStreamLocked(n)
+		}
+		c.mu.Unlock()
+		if err != nil {
 			st.fail(err)
 		}
-		if ended {
-			st.setRemoteDone()
-			st.rq.close()
-		}
-	case !st.started:
-		if st.reqErr == nil {
-			st.req = append(st.req, b...)
-			if len(st.req) >= 5 {
-				if size := binary.BigEndian.Uint32(st.req[1:5]); int64(size) > int64(c.srv.cfg.MaxRecvMsgSize) {
-					// As grpc-go: the handler runs, and reading its request
-					// fails with this.
-					st.reqErr = statusError(codes.ResourceExhausted, "grpc: received message larger than max (%d vs. %d)", size, c.srv.cfg.MaxRecvMsgSize)
-					st.req = nil
-				}
-			}
-		}
-		if ended {
-			st.setRemoteDone()
-			st.dispatch()
+	default:
+		if err := st.takeRequest(b); err != nil {
+			st.fail(err)
+			return nil
 		}
 	}
+	if ended {
+		st.setRemoteDone()
+		switch {
+		case st.rq != nil:
+			st.rq.close()
+		case !st.started && st.m != nil:
+			st.endRequest()
+		}
+	}
+	return nil
 }
 
-// endRecv ends the request side of a client-streaming call.
-func (st *stream) endRecv() {
-	st.setRemoteDone()
-	if st.rq != nil {
-		st.rq.close()
-	} else if !st.started && st.m != nil {
-		st.dispatch()
+// takeRequest appends b to the request of a unary or server-streaming
+// call. Its bytes are bounded before they are kept: by the message size
+// limit (from the length prefix), by one message, and by what the
+// connection buffers for all its calls. Within these bounds the window is
+// given back as the bytes arrive, so that a message larger than a window
+// arrives whole.
+func (st *stream) takeRequest(b []byte) error {
+	c := st.c
+	max := c.srv.cfg.MaxRecvMsgSize
+	have := len(st.req) + len(b)
+	if have >= 5 {
+		var prefix [5]byte
+		k := copy(prefix[:], st.req)
+		copy(prefix[k:], b)
+		size := int64(binary.BigEndian.Uint32(prefix[1:5]))
+		if size > int64(max) {
+			return status.Errorf(codes.ResourceExhausted, "grpc: received message larger than max (%d vs. %d)", size, max)
+		}
+		if int64(have) > 5+size {
+			return status.Error(codes.Internal, "grpc: more than one request message for a call that takes one")
+		}
 	}
+	n := len(b)
+	c.mu.Lock()
+	if c.buffered+n > c.srv.budget {
+		c.creditLocked(nil, int64(n))
+		c.mu.Unlock()
+		return status.Errorf(codes.ResourceExhausted, "wire: more than %d bytes of requests waiting on this connection", c.srv.budget)
+	}
+	c.buffered += n
+	st.buffered += n
+	c.creditLocked(st, int64(n))
+	c.mu.Unlock()
+	st.req = append(st.req, b...)
+	return nil
+}
+
+// endRequest starts the handler of a unary or server-streaming call whose
+// request has arrived whole.
+func (st *stream) endRequest() {
+	if st.length >= 0 && st.received != st.length {
+		st.c.resetStream(st.id, http2.ErrCodeProtocol)
+		return
+	}
+	st.dispatch()
 }
 
 // dispatch starts the handler: unary calls on a worker, streams on a
 // goroutine of their own (a fresh, small stack for as long as they last).
+// The handler counts against the connection's quota until it returns.
 func (st *stream) dispatch() {
+	c := st.c
 	st.started = true
+	c.mu.Lock()
+	c.handlers++
+	c.releaseLocked(st) // the request is the handler's now, bounded by the quota
+	c.mu.Unlock()
 	if st.m.unary != nil {
-		st.c.inflight.Add(1)
-		st.c.srv.run(st)
+		c.inflight.Add(1)
+		c.srv.run(st)
 		return
 	}
 	go st.runStream()
 }
 
+// handlerDone gives the handler's place in the quota back.
+func (st *stream) handlerDone() {
+	c := st.c
+	c.mu.Lock()
+	c.handlers--
+	c.cond.Broadcast()
+	c.mu.Unlock()
+}
+
 func (st *stream) runUnary() {
 	defer st.c.inflight.Add(-1)
+	defer st.handlerDone()
 	resp, err := st.m.unary(st.m.impl, st.ctx, st.decode, st.c.srv.unary)
 	if err == nil {
 		// Corked: the response's headers and message wait for its
@@ -215,6 +343,7 @@ func (st *stream) runUnary() {
 }
 
 func (st *stream) runStream() {
+	defer st.handlerDone()
 	sd := st.m.stream
 	var err error
 	if ic := st.c.srv.stream; ic != nil {
@@ -223,38 +352,32 @@ func (st *stream) runStream() {
 	} else {
 		err = sd.Handler(st.m.impl, st)
 	}
-	if d, ok := err.(*detached); ok && d.st == st {
-		return // the call goes on; its end comes through Detach's end
-	}
 	st.finish(err)
 }
 
 // decode reads the request message of a unary or server-streaming call.
 func (st *stream) decode(v any) error {
-	if st.reqErr != nil {
-		return st.reqErr
-	}
 	b := st.req
 	st.req = nil
-	return st.unmarshal(b, true, v)
+	return st.unmarshal(b, v)
 }
 
 // unmarshal decodes one length-prefixed message b into v.
-func (st *stream) unmarshal(b []byte, whole bool, v any) error {
+func (st *stream) unmarshal(b []byte, v any) error {
 	if len(b) < 5 {
-		return statusError(codes.Internal, "grpc: the request has no message")
+		return status.Error(codes.Internal, "grpc: the request has no message")
 	}
 	n := binary.BigEndian.Uint32(b[1:5])
 	switch {
 	case uint64(len(b)-5) < uint64(n):
-		return statusError(codes.Internal, "grpc: the request message is truncated")
-	case whole && uint64(len(b)-5) > uint64(n):
-		return statusError(codes.Internal, "grpc: more than one request message")
+		return status.Error(codes.Internal, "grpc: the request message is truncated")
+	case uint64(len(b)-5) > uint64(n):
+		return status.Error(codes.Internal, "grpc: more than one request message")
 	}
 	msg := b[5 : 5+n]
 	if b[0] != 0 {
 		if st.comp == nil {
-			return statusError(codes.Internal, "grpc: compressed message without a grpc-encoding")
+			return status.Error(codes.Internal, "grpc: compressed message without a grpc-encoding")
 		}
 		var err error
 		if msg, err = st.inflate(msg); err != nil {
@@ -262,7 +385,13 @@ func (st *stream) unmarshal(b []byte, whole bool, v any) error {
 		}
 	}
 	if err := st.c.srv.cfg.Codec.Unmarshal(mem.BufferSlice{mem.SliceBuffer(msg)}, v); err != nil {
-		return statusError(codes.Internal, "grpc: failed to unmarshal the received message: %v", err)
+		return status.Errorf(codes.Internal, "grpc: failed to unmarshal the received message: %v", err)
+	}
+	if len(st.c.stats) > 0 {
+		in := &stats.InPayload{Payload: v, Length: len(msg), CompressedLength: int(n), WireLength: len(b), RecvTime: time.Now()}
+		for _, h := range st.c.stats {
+			h.HandleRPC(st.ctx, in)
+		}
 	}
 	return nil
 }
@@ -273,14 +402,14 @@ func (st *stream) inflate(b []byte) ([]byte, error) {
 	max := st.c.srv.cfg.MaxRecvMsgSize
 	r, err := st.comp.Decompress(bytes.NewReader(b))
 	if err != nil {
-		return nil, statusError(codes.Internal, "grpc: failed to decompress the received message: %v", err)
+		return nil, status.Errorf(codes.Internal, "grpc: failed to decompress the received message: %v", err)
 	}
 	out, err := io.ReadAll(io.LimitReader(r, int64(max)+1))
 	switch {
 	case err != nil:
-		return nil, statusError(codes.Internal, "grpc: failed to decompress the received message: %v", err)
+		return nil, status.Errorf(codes.Internal, "grpc: failed to decompress the received message: %v", err)
 	case len(out) > max:
-		return nil, statusError(codes.ResourceExhausted, "grpc: received message after decompression larger than max (%d)", max)
+		return nil, status.Errorf(codes.ResourceExhausted, "grpc: received message after decompression larger than max (%d)", max)
 	}
 	return out, nil
 }
@@ -312,12 +441,24 @@ func (st *stream) finish(err error) {
 			c.trailersLocked(st)
 		}
 	}
+	trailer := st.trailer
 	c.mu.Unlock()
 	if st.cancel != nil {
 		st.cancel()
 	}
 	if st.rq != nil {
 		st.rq.close()
+	}
+	if len(c.stats) > 0 && st.m != nil {
+		now := time.Now()
+		var end error
+		if s.Code() != codes.OK {
+			end = s.Err()
+		}
+		for _, h := range c.stats {
+			h.HandleRPC(st.ctx, &stats.OutTrailer{Trailer: trailer})
+			h.HandleRPC(st.ctx, &stats.End{BeginTime: st.begun, EndTime: now, Error: end})
+		}
 	}
 }
 
@@ -326,18 +467,24 @@ func (c *conn) trailersLocked(st *stream) {
 	c.hbuf.Reset()
 	if !st.headerSent {
 		// Trailers-Only.
-		c.enc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
+		code := "200"
+		if st.httpStatus != 0 {
+			code = strconv.Itoa(st.httpStatus)
+		}
+		c.enc.WriteField(hpack.HeaderField{Name: ":status", Value: code})
 		c.enc.WriteField(hpack.HeaderField{Name: "content-type", Value: "application/grpc"})
 		st.headerSent = true
 	}
 	statusFields(c.enc, st.finished)
 	metadataFields(c.enc, st.trailer)
 	c.sentData.Store(true)
-	c.out = appendHeaders(c.outBuf(), st.id, c.hbuf.Bytes(), true, c.peerFrame)
-	if !st.remoteDone {
-		c.out = appendRST(c.out, st.id, 0)
-	}
+	c.out = appendHeaders(c.outBuf(), st.id, c.hbuf.Bytes(), true)
+	remoteDone := st.remoteDone
 	c.removeLocked(st)
+	if !remoteDone {
+		// The client is still sending: it may stop (RFC 9113 §8.1).
+		c.rstLocked(st.id, http2.ErrCodeNo)
+	}
 	c.wakeLocked()
 }
 
@@ -346,13 +493,29 @@ func (c *conn) headersLocked(st *stream) {
 	c.hbuf.Reset()
 	c.enc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
 	c.enc.WriteField(hpack.HeaderField{Name: "content-type", Value: "application/grpc"})
+	if st.comp != nil {
+		c.enc.WriteField(hpack.HeaderField{Name: "grpc-encoding", Value: st.comp.Name()})
+	}
 	metadataFields(c.enc, st.header)
-	c.out = appendHeaders(c.outBuf(), st.id, c.hbuf.Bytes(), false, c.peerFrame)
+	c.out = appendHeaders(c.outBuf(), st.id, c.hbuf.Bytes(), false)
 	st.headerSent = true
+	if len(c.stats) > 0 {
+		out := &stats.OutHeader{Compression: compName(st.comp), Header: st.header, FullMethod: st.m.name, RemoteAddr: c.peer.Addr, LocalAddr: c.peer.LocalAddr}
+		for _, h := range c.stats {
+			h.HandleRPC(st.ctx, out)
+		}
+	}
 	st.header = nil
 	if !st.cork {
 		c.wakeLocked()
 	}
+}
+
+func compName(c encoding.Compressor) string {
+	if c == nil {
+		return ""
+	}
+	return c.Name()
 }
 
 // errStreamClosed is what sends on a stream the client reset, or on a
@@ -366,7 +529,7 @@ func (st *stream) sendParts(parts [][]byte) error {
 	for _, p := range parts {
 		n += len(p)
 	}
-	return st.send(n, func(b []byte) []byte {
+	return st.send(nil, n, func(b []byte) []byte {
 		for _, p := range parts {
 			b = append(b, p...)
 		}
@@ -376,14 +539,15 @@ func (st *stream) sendParts(parts [][]byte) error {
 
 // SendMsg implements grpc.ServerStream: it queues one message, blocking
 // while more than pendingLimit bytes of the stream's output wait for flow
-// control (never for an attached stream).
+// control, or the connection's output is full (never for an attached
+// stream).
 func (st *stream) SendMsg(v any) error {
 	data, err := st.c.srv.cfg.Codec.Marshal(v)
 	if err != nil {
-		return statusError(codes.Internal, "grpc: error while marshaling: %v", err)
+		return status.Errorf(codes.Internal, "grpc: error while marshaling: %v", err)
 	}
 	defer data.Free()
-	return st.send(data.Len(), func(b []byte) []byte {
+	return st.send(v, data.Len(), func(b []byte) []byte {
 		for _, d := range data {
 			b = append(b, d.ReadOnlyData()...)
 		}
@@ -391,15 +555,26 @@ func (st *stream) SendMsg(v any) error {
 	})
 }
 
-// send queues one message of n bytes, which fill appends to a buffer.
-func (st *stream) send(n int, fill func([]byte) []byte) error {
+// send queues one message of n bytes, which fill appends to a buffer; v is
+// the message, for the stats handlers.
+func (st *stream) send(v any, n int, fill func([]byte) []byte) error {
 	c := st.c
+	flag := byte(0)
+	length := n
+	if st.comp != nil {
+		z, err := compress(st.comp, fill(make([]byte, 0, n)))
+		if err != nil {
+			return status.Errorf(codes.Internal, "grpc: error while compressing: %v", err)
+		}
+		flag, n = 1, len(z)
+		fill = func(b []byte) []byte { return append(b, z...) }
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for !st.direct && len(st.pending) > pendingLimit && !st.closed && st.finished == nil {
+	for !st.direct && (len(st.pending) > pendingLimit || len(c.out)+c.flushing > maxOutput) && !st.closed && st.finished == nil && !c.closed {
 		c.cond.Wait()
 	}
-	if st.closed || st.finished != nil {
+	if st.closed || st.finished != nil || c.closed {
 		if err := st.ctx.Err(); err != nil {
 			return status.FromContextError(err).Err()
 		}
@@ -412,12 +587,12 @@ func (st *stream) send(n int, fill func([]byte) []byte) error {
 	if len(st.pending) == 0 && int64(n+5) <= min(st.sendWindow, c.sendWindow) {
 		// The common case: straight into DATA frames.
 		out := c.outBuf()
-		if n+5 <= c.peerFrame {
-			out = appendFrameHeader(out, n+5, 0, 0, st.id)
-			out = fill(appendMessagePrefix(out, n))
+		if n+5 <= frameSize {
+			out = appendFrameHeader(out, n+5, http2.FrameData, 0, st.id)
+			out = fill(appendMessagePrefix(out, flag, n))
 		} else {
-			msg := fill(appendMessagePrefix(make([]byte, 0, n+5), n))
-			out = appendData(out, st.id, msg, c.peerFrame)
+			msg := fill(appendMessagePrefix(make([]byte, 0, n+5), flag, n))
+			out = appendData(out, st.id, msg)
 		}
 		c.out = out
 		st.sendWindow -= int64(n + 5)
@@ -425,11 +600,33 @@ func (st *stream) send(n int, fill func([]byte) []byte) error {
 		if !st.cork {
 			c.wakeLocked()
 		}
-		return nil
+	} else {
+		st.pending = fill(appendMessagePrefix(st.pending, flag, n))
+		c.flushLocked(st)
 	}
-	st.pending = fill(appendMessagePrefix(st.pending, n))
-	c.flushLocked(st)
+	if len(c.stats) > 0 {
+		out := &stats.OutPayload{Payload: v, Length: length, CompressedLength: n, WireLength: n + 5, SentTime: time.Now()}
+		for _, h := range c.stats {
+			h.HandleRPC(st.ctx, out)
+		}
+	}
 	return nil
+}
+
+// compress compresses one message with c.
+func compress(c encoding.Compressor, msg []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	w, err := c.Compress(&buf)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := w.Write(msg); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 // RecvMsg implements grpc.ServerStream.
@@ -441,11 +638,35 @@ func (st *stream) RecvMsg(v any) error {
 		st.recvd = true
 		return st.decode(v)
 	}
-	b, err := st.rq.next(st.ctx)
+	b, empty, err := st.rq.next(st.ctx)
 	if err != nil {
 		return err
 	}
-	return st.unmarshal(b, true, v)
+	if empty {
+		// What waited is the handler's now: its window goes back.
+		c := st.c
+		c.mu.Lock()
+		st.creditStreamLocked(st.owed)
+		st.owed = 0
+		c.mu.Unlock()
+	}
+	return st.unmarshal(b, v)
+}
+
+// creditStreamLocked gives n bytes of the stream's window back; the caller
+// holds c.mu.
+func (st *stream) creditStreamLocked(n int64) {
+	c := st.c
+	if c.closed || st.closed || st.remoteDone {
+		return
+	}
+	st.recvUnacked += n
+	if st.recvUnacked >= int64(c.srv.cfg.InitialWindowSize)/4 {
+		c.out = appendWindowUpdate(c.outBuf(), st.id, uint32(st.recvUnacked))
+		st.recvWindow += st.recvUnacked
+		st.recvUnacked = 0
+		c.wakeLocked()
+	}
 }
 
 // Context implements grpc.ServerStream.
@@ -456,7 +677,7 @@ func (st *stream) SetHeader(md metadata.MD) error {
 	st.c.mu.Lock()
 	defer st.c.mu.Unlock()
 	if st.headerSent {
-		return statusError(codes.Internal, "wire: headers already sent")
+		return status.Error(codes.Internal, "wire: headers already sent")
 	}
 	st.header = metadata.Join(st.header, md)
 	return nil
@@ -468,7 +689,7 @@ func (st *stream) SendHeader(md metadata.MD) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if st.headerSent || st.closed || st.finished != nil {
-		return statusError(codes.Internal, "wire: headers already sent")
+		return status.Error(codes.Internal, "wire: headers already sent")
 	}
 	st.header = metadata.Join(st.header, md)
 	c.headersLocked(st)
@@ -517,28 +738,30 @@ func (st *stream) runPump() {
 
 // transportStream is the grpc.ServerTransportStream in a call's context
 // (grpc.SetHeader, grpc.SetTrailer and grpc.Method use it), and where a
-// handler finds Attach.
-type transportStream struct{ s *stream }
+// handler finds Attach. It is the stream itself, seen through other
+// methods, so that putting it in the context allocates nothing.
+type transportStream stream
 
-func (t transportStream) Method() string                  { return t.s.m.name }
-func (t transportStream) SetHeader(md metadata.MD) error  { return t.s.SetHeader(md) }
-func (t transportStream) SendHeader(md metadata.MD) error { return t.s.SendHeader(md) }
-func (t transportStream) SetTrailer(md metadata.MD) error { t.s.SetTrailer(md); return nil }
+func (t *transportStream) s() *stream                      { return (*stream)(t) }
+func (t *transportStream) Method() string                  { return t.s().m.name }
+func (t *transportStream) SetHeader(md metadata.MD) error  { return t.s().SetHeader(md) }
+func (t *transportStream) SendHeader(md metadata.MD) error { return t.s().SendHeader(md) }
+func (t *transportStream) SetTrailer(md metadata.MD) error { t.s().SetTrailer(md); return nil }
 
 // SendMsg sends on the stream directly, as the handler's stream would.
-func (t transportStream) SendMsg(m any) error { return t.s.SendMsg(m) }
+func (t *transportStream) SendMsg(m any) error { return t.s().SendMsg(m) }
 
 // SendParts sends one message made of parts already encoded, with no codec.
-func (t transportStream) SendParts(parts [][]byte) error { return t.s.sendParts(parts) }
+func (t *transportStream) SendParts(parts [][]byte) error { return t.s().sendParts(parts) }
 
 // Attach hands the stream's sending to its connection's writer goroutine:
 // after it, kick makes the writer call pump, at once or as soon as the
 // stream's output waiting for flow control is out, and never twice at a
-// time. pump's SendMsg calls never block; a client that stops reading
-// leaves the pump uncalled, and whatever feeds it must bound its own
-// queue. The handler keeps the stream open until it returns, as always.
-func (t transportStream) Attach(pump func()) (kick func()) {
-	st := t.s
+// time. pump's sends never block; a client that stops reading leaves the
+// pump uncalled, and whatever feeds it must bound its own queue. The
+// handler keeps the stream open until it returns, as always.
+func (t *transportStream) Attach(pump func()) (kick func()) {
+	st := t.s()
 	st.c.mu.Lock()
 	st.pumpFn = pump
 	st.direct = true
@@ -546,111 +769,29 @@ func (t transportStream) Attach(pump func()) (kick func()) {
 	return st.kick
 }
 
-// Detach lets a stream handler return while its call goes on, driven by
-// callbacks (an attached pump, timers) instead of a goroutine parked for
-// the stream's life: the handler returns the error Detach gives, and the
-// call ends when end is called (once; later calls do nothing), with the
-// trailers of end's error after whatever output is still pending. Until
-// then the call's context stays live; it is cancelled when the client
-// resets the stream or the connection closes, and the one who detached
-// must then call end.
-//
-// Interceptors that act when a call ends find the detached error with
-// Later and register what they do then.
-func (t transportStream) Detach() (end func(error), handlerErr error) {
-	st := t.s
-	return st.end, &detached{st: st}
-}
-
-// end ends a detached call and runs its end hooks, innermost first.
-func (st *stream) end(err error) {
-	st.hookMu.Lock()
-	if st.ended {
-		st.hookMu.Unlock()
-		return
-	}
-	st.finish(err)
-	st.ended = true
-	st.endErr = toStatusErr(err)
-	hooks := st.hooks
-	st.hooks = nil
-	st.hookMu.Unlock()
-	for _, h := range hooks {
-		h(st.endErr)
-	}
-}
-
-// detached is the error a detached handler returns.
-type detached struct{ st *stream }
-
-func (d *detached) Error() string { return "wire: stream detached from its handler" }
-
-// Later reports whether err is a detached handler's return, and if so
-// gives the function that registers a hook to run with the call's final
-// error when it ends (at once if it has ended already). An interceptor that
-// counts or logs a call when it ends defers that work to a hook:
-//
-//	err := handler(srv, ss)
-//	if later, ok := wire.Later(err); ok {
-//		later(func(err error) { record(err) })
-//		return err
-//	}
-//	record(err)
-func Later(err error) (func(hook func(error)), bool) {
-	d, ok := err.(*detached)
-	if !ok {
-		return nil, false
-	}
-	st := d.st
-	return func(hook func(error)) {
-		st.hookMu.Lock()
-		if st.ended {
-			err := st.endErr
-			st.hookMu.Unlock()
-			hook(err)
-			return
-		}
-		st.hooks = append(st.hooks, hook)
-		st.hookMu.Unlock()
-	}, true
-}
-
-// toStatusErr is err as the status error the client receives.
-func toStatusErr(err error) error {
-	if err == nil {
-		return nil
-	}
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
-	return status.FromContextError(err).Err()
-}
-
 // recvQueue holds the messages of a client-streaming call until its handler
-// reads them.
+// reads them. The stream's window bounds it: the window is given back as
+// the handler reads.
 type recvQueue struct {
 	mu    sync.Mutex
 	ready chan struct{} // signalled when a message arrives or the queue closes
 	buf   []byte        // received bytes not yet split into messages
 	msgs  [][]byte
-	size  int
 	done  bool
 }
 
-// maxQueued bounds the unread bytes of a client-streaming call.
-const maxQueued = 4 << 20
-
 func newRecvQueue() *recvQueue { return &recvQueue{ready: make(chan struct{}, 1)} }
 
-// add takes received bytes and queues the whole messages among them.
-func (q *recvQueue) add(b []byte, max int) error {
+// add takes received bytes and queues the whole messages among them; it
+// reports whether any whole message waits.
+func (q *recvQueue) add(b []byte, max int) (waiting bool, err error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.buf = append(q.buf, b...)
 	for len(q.buf) >= 5 {
 		n := binary.BigEndian.Uint32(q.buf[1:5])
 		if int64(n) > int64(max) {
-			return statusError(codes.ResourceExhausted, "grpc: received message larger than max (%d vs. %d)", n, max)
+			return false, status.Errorf(codes.ResourceExhausted, "grpc: received message larger than max (%d vs. %d)", n, max)
 		}
 		if uint64(len(q.buf)-5) < uint64(n) {
 			break
@@ -658,16 +799,12 @@ func (q *recvQueue) add(b []byte, max int) error {
 		msg := append([]byte(nil), q.buf[:5+n]...)
 		q.buf = q.buf[5+n:]
 		q.msgs = append(q.msgs, msg)
-		q.size += len(msg)
-	}
-	if q.size > maxQueued {
-		return statusError(codes.ResourceExhausted, "wire: more than %d bytes of unread messages", maxQueued)
 	}
 	select {
 	case q.ready <- struct{}{}:
 	default:
 	}
-	return nil
+	return len(q.msgs) > 0, nil
 }
 
 func (q *recvQueue) close() {
@@ -680,30 +817,38 @@ func (q *recvQueue) close() {
 	}
 }
 
-// next returns the next message, io.EOF after the last one.
-func (q *recvQueue) next(ctx context.Context) ([]byte, error) {
+// next returns the next message, and whether it was the last one
+// waiting; io.EOF after the last one.
+func (q *recvQueue) next(ctx context.Context) ([]byte, bool, error) {
 	for {
 		q.mu.Lock()
 		if len(q.msgs) > 0 {
 			m := q.msgs[0]
 			q.msgs[0] = nil
 			q.msgs = q.msgs[1:]
-			q.size -= len(m)
+			empty := len(q.msgs) == 0
 			q.mu.Unlock()
-			return m, nil
+			return m, empty, nil
 		}
 		done := q.done
 		q.mu.Unlock()
 		if done {
 			if err := ctx.Err(); err != nil {
-				return nil, status.FromContextError(err).Err()
+				return nil, false, status.FromContextError(err).Err()
 			}
-			return nil, io.EOF
+			return nil, false, io.EOF
 		}
 		select {
 		case <-q.ready:
 		case <-ctx.Done():
-			return nil, status.FromContextError(ctx.Err()).Err()
+			return nil, false, status.FromContextError(ctx.Err()).Err()
 		}
+	}
+}
+
+// stop cancels the call's context, if it has one yet.
+func (st *stream) stop() {
+	if st.cancel != nil {
+		st.cancel()
 	}
 }

@@ -117,3 +117,13 @@ func (c *conn) Close() error {
 	}
 	return err
 }
+
+// CloseWrite shuts down the writing side of the connection, when the
+// underlying connection can (TCP, TLS), so that a server can finish its
+// output and linger before it closes.
+func (c *conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
