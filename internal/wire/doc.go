@@ -1,5 +1,5 @@
 // Package wire serves gRPC over HTTP/2 for the services of a node, in place
-// of grpc-go's server on the native gRPC port.
+// of grpc-go's server on the native gRPC port (--grpc-transport=wire).
 //
 // grpc-go's server gives every stream a goroutine for its handler and
 // another that writes, and wakes a goroutine per stream per message. Here a
@@ -8,14 +8,59 @@
 // (Attach) is written by its connection's writer: a delivery to ten
 // thousand streams over a hundred connections wakes a hundred goroutines,
 // each writing its connection's share in one system call, instead of ten
-// thousand.
+// thousand. Handlers still run until their call ends, so interceptors and
+// stats handlers see every call's true end and status.
 //
 // Services register as on a grpc.Server (the generated RegisterXServer
 // functions take a Server), and calls run through the same grpc-go unary
-// and stream interceptors, so authentication, metrics, logging and panic
-// recovery behave as on grpc-go's server. It speaks h2c (HTTP/2 with prior
-// knowledge) on a plain listener and HTTP/2 over TLS (ALPN h2) on a TLS
-// listener; HTTP/2 flow control is honoured both ways, a client's pings are
-// answered and limited, and an idle connection is probed with pings and
-// closed when they go unanswered.
+// and stream interceptors and stats handlers. A call's context is built
+// with grpc-go's public constructors (peer, incoming metadata, the
+// grpc.ServerTransportStream), so grpc.Method, grpc.SetHeader and
+// grpc.SetTrailer work in handlers.
+//
+// # What it supports
+//
+//   - HTTP/2 (RFC 9113) as a server: h2c with prior knowledge on a plain
+//     listener, and TLS with ALPN h2. Frames are read by golang.org/x/net's
+//     http2.Framer, header blocks decoded by its ReadMetaHeaders within
+//     Config.MaxHeaderListSize (which validates field names and values,
+//     pseudo-header fields, and cuts CONTINUATION floods). Peer settings
+//     are validated; frames are written at 16 KiB.
+//   - Stream states, stream ids, and flow control both ways: receive windows
+//     (Config.InitialWindowSize, InitialConnWindowSize) are enforced with
+//     FLOW_CONTROL_ERROR, and send windows honoured up to 2^31-1.
+//   - Bounds on everything a peer can fill: a request is checked against
+//     the message limit and one message as it arrives; a connection buffers
+//     at most a budget of request bytes for calls not yet started; queued
+//     control replies and output are bounded (past them the reader stops
+//     reading, as grpc-go's does); running handlers, reset or not, count
+//     against MAX_CONCURRENT_STREAMS, which is advertised.
+//   - gRPC over HTTP/2 (the gRPC PROTOCOL-HTTP2 document): unary, server-,
+//     client- and bidirectional streaming; grpc-timeout; binary metadata;
+//     status details; Trailers-Only responses; the HTTP statuses grpc-go
+//     gives requests that are not gRPC (415 for another content-type, 405
+//     for another method, 400 for bad headers); message compression with
+//     any registered compressor (gzip when imported), a request's
+//     compressor also compressing the response; decompressed size bounded.
+//   - Operation: keepalive pings and their enforcement (too_many_pings),
+//     connection idle and age limits with jitter and a grace period,
+//     graceful stop (GOAWAY, then the calls in flight end), stats.Handler.
+//
+// # What it does not
+//
+//   - HTTP/1.1, the h2c upgrade, server push, extended CONNECT, and HTTP/2
+//     priorities (PRIORITY frames are checked and ignored).
+//   - grpc-go server options beyond Config: tap handles, channelz, the
+//     BDP-estimated dynamic window, custom codecs per call (one
+//     encoding.CodecV2 serves every call), SetSendCompressor, and
+//     grpc.ServerOption itself.
+//   - The ORCA and admin services, and server-side load reporting.
+//
+// # Concurrency
+//
+// A connection's state (streams, windows, output buffer, header encoder)
+// is guarded by its mutex, taken by the reader, the writer and the
+// handlers' sends; the run queue of attached pumps has a lock of its own,
+// never held while taking the connection's. Only the reader closes the
+// network connection.
 package wire
