@@ -97,6 +97,7 @@ type conn struct {
 	flowq       []*stream
 	closed      bool  // no more output; streams are closed
 	goaway      bool  // GOAWAY sent: no new streams
+	failed      bool  // a GOAWAY with an error code was sent: linger before closing
 	sendWindow  int64 // connection send window
 	peerWindow  int64 // the client's initial stream window
 	recvWindow  int64 // connection bytes the client may still send
@@ -138,15 +139,19 @@ func (c *conn) serve() {
 	}
 	c.close(err)
 	c.waitWriter()
-	var ce http2.ConnectionError
-	if errors.As(err, &ce) || errors.Is(err, errBadPreface) {
+	c.mu.Lock()
+	linger := c.failed
+	c.mu.Unlock()
+	if linger || errors.Is(err, errBadPreface) {
 		c.linger()
 	}
 	c.nc.Close()
 	c.rd.cur = nil
 	c.rd.release()
-	for _, h := range c.stats {
-		h.HandleConn(c.ctx, &stats.ConnEnd{})
+	if c.ctx != nil {
+		for _, h := range c.stats {
+			h.HandleConn(c.ctx, &stats.ConnEnd{})
+		}
 	}
 	c.srv.removeConn(c)
 }
@@ -603,6 +608,7 @@ func (c *conn) goAway(code http2.ErrCode, debug string) {
 	c.mu.Lock()
 	if !c.closed {
 		c.goaway = true
+		c.failed = c.failed || code != http2.ErrCodeNo
 		c.out = appendGoAway(c.outBuf(), c.maxID, code, debug)
 		c.wakeLocked()
 	}
