@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -112,6 +113,36 @@ type Config struct {
 	// MinPingInterval: clients pinging more often are disconnected. Default 10s.
 	MinPingInterval time.Duration
 
+	// MaxConnectionIdle closes, with GOAWAY, a native-port connection that
+	// has had no call open for this long. Default 0: never.
+	MaxConnectionIdle time.Duration
+	// MaxConnectionAge sends GOAWAY to a native-port connection this long
+	// after it opened, give or take 10% of random jitter (as grpc-go
+	// applies it), so that clients reconnect and spread over the nodes
+	// behind a load balancer. Default 0: never.
+	MaxConnectionAge time.Duration
+	// MaxConnectionAgeGrace is how long the calls of a connection aged out
+	// may go on after its GOAWAY before the connection is closed. Default
+	// 0: until they end.
+	MaxConnectionAgeGrace time.Duration
+	// MaxConcurrentStreams bounds the calls open at once on one native-port
+	// connection, advertised in SETTINGS: a client waits for one to end
+	// (grpc-go's) or has the stream refused (REFUSED_STREAM). REST and
+	// grpc-web streams do not count. Default 1000; at least 1.
+	MaxConcurrentStreams int
+	// InitialWindowSize and InitialConnWindowSize are the HTTP/2 receive
+	// windows, in bytes, of each call and of each connection on the native
+	// port. Setting either turns grpc-go's bandwidth-delay estimation off
+	// (both windows are then fixed: set both). Default 0: the transport's
+	// own (grpc-go: 64 KiB grown by its estimation; wire: 64 KiB per call,
+	// 1 MiB per connection). Otherwise from 65535 (HTTP/2's initial window,
+	// grpc-go's least) to 2^31-1.
+	InitialWindowSize, InitialConnWindowSize int
+	// MaxHeaderListSize bounds, in bytes, the header list of a request on
+	// the native port as HTTP/2 counts it (names, values and 32 per field),
+	// advertised in SETTINGS. Default 1 MiB; at least 4 KiB.
+	MaxHeaderListSize int
+
 	// PublishRate bounds the events one publisher (token subject) may
 	// publish per second, batches counted per event; negative disables.
 	// Default 100000.
@@ -208,6 +239,12 @@ func (c Config) Defaults() Config {
 	setDur(&c.KeepaliveTime, 30*time.Second)
 	setDur(&c.KeepaliveTimeout, 10*time.Second)
 	setDur(&c.MinPingInterval, 10*time.Second)
+	if c.MaxConcurrentStreams == 0 {
+		c.MaxConcurrentStreams = 1000
+	}
+	if c.MaxHeaderListSize == 0 {
+		c.MaxHeaderListSize = 1 << 20
+	}
 	if c.PublishRate == 0 {
 		c.PublishRate = 100000
 	}
@@ -249,6 +286,7 @@ func (c Config) Validate() error {
 	if c.QueueBytes < 4<<10 {
 		errs = append(errs, errors.New("queue-bytes: must be at least 4096"))
 	}
+	errs = append(errs, c.validateNative()...)
 	switch c.GRPCTransport {
 	case "wire", "grpc-go":
 	default:
@@ -270,6 +308,50 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("log-level: %q is not debug, info, warn or error", c.LogLevel))
 	}
 	return errors.Join(errs...)
+}
+
+// Bounds of the native port's settings: receive windows as HTTP/2 allows
+// them (RFC 9113 section 6.9.2) and grpc-go applies them, and a header list
+// that any real request (a bearer token, a few metadata fields) fits in.
+const (
+	minWindow     = 65535 // HTTP/2's initial window; grpc-go ignores less
+	maxWindow     = 1<<31 - 1
+	minHeaderList = 4 << 10
+)
+
+// validateNative checks the native port's per-connection settings.
+func (c Config) validateNative() []error {
+	var errs []error
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"max-connection-idle", c.MaxConnectionIdle},
+		{"max-connection-age", c.MaxConnectionAge},
+		{"max-connection-age-grace", c.MaxConnectionAgeGrace},
+	} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s: must not be negative (0: never)", d.name))
+		}
+	}
+	if c.MaxConcurrentStreams < 1 || int64(c.MaxConcurrentStreams) > math.MaxUint32 {
+		errs = append(errs, fmt.Errorf("max-concurrent-streams: %d is not between 1 and %d", c.MaxConcurrentStreams, uint32(math.MaxUint32)))
+	}
+	for _, w := range []struct {
+		name string
+		v    int
+	}{
+		{"initial-window-size", c.InitialWindowSize},
+		{"initial-conn-window-size", c.InitialConnWindowSize},
+	} {
+		if w.v != 0 && (w.v < minWindow || w.v > maxWindow) {
+			errs = append(errs, fmt.Errorf("%s: %d is not 0 (the transport's default) or between %d and %d", w.name, w.v, minWindow, maxWindow))
+		}
+	}
+	if c.MaxHeaderListSize < minHeaderList || int64(c.MaxHeaderListSize) > math.MaxUint32 {
+		errs = append(errs, fmt.Errorf("max-header-list-size: %d is not between %d and %d", c.MaxHeaderListSize, minHeaderList, uint32(math.MaxUint32)))
+	}
+	return errs
 }
 
 // DefaultHistory returns the default history bounds per room kind.
