@@ -16,6 +16,9 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	// gzip for calls that compress their messages: grpc-go's server, and
+	// the wire transport, find compressors in grpc-go's registry by name.
+	_ "google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -65,8 +68,9 @@ type Node struct {
 	grpcLn  net.Listener
 	httpLn  net.Listener
 	inner   *bufconn.Listener
-	grpc    *grpc.Server
-	wire    *wire.Server // the native port's server; nil: grpc serves it
+	grpc    *grpc.Server // grpc-web and the in-process connection of REST streams
+	native  *grpc.Server // the native port's server on grpc-go; nil: wire serves it
+	wire    *wire.Server // the native port's server on wire; nil: native serves it
 	http    *http.Server
 	conn    *grpc.ClientConn
 	health  *health.Server
@@ -168,7 +172,6 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: cfg.KeepaliveTime, Timeout: cfg.KeepaliveTimeout}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cfg.MinPingInterval, PermitWithoutStream: true}),
 		// Memory per connection: the write buffer is pooled and released
 		// between flushes, and the read buffer is small (the default 32 KiB
@@ -181,22 +184,38 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	for _, h := range cfg.StatsHandlers {
 		opts = append(opts, grpc.StatsHandler(h))
 	}
-	n.grpc = grpc.NewServer(opts...)
+	// One server for grpc-web and for the in-process connection that
+	// carries every REST stream of the node, without the native port's
+	// per-connection limits (a stream limit there would bound all REST
+	// streams together); the native port has a server of its own.
+	n.grpc = grpc.NewServer(append(slices.Clip(opts),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: cfg.KeepaliveTime, Timeout: cfg.KeepaliveTimeout}),
+	)...)
 	registrars := []grpc.ServiceRegistrar{n.grpc}
 	if cfg.GRPCTransport == "wire" {
 		n.wire = wire.NewServer(wire.Config{
-			Codec:              service.NewCodec(),
-			UnaryInterceptors:  unary,
-			StreamInterceptors: stream,
-			MaxRecvMsgSize:     cfg.MaxMessageBytes,
-			KeepaliveTime:      cfg.KeepaliveTime,
-			KeepaliveTimeout:   cfg.KeepaliveTimeout,
-			MinPingInterval:    cfg.MinPingInterval,
-			Workers:            grpcStreamWorkers,
-			StatsHandlers:      cfg.StatsHandlers,
-			Log:                log,
+			Codec:                 service.NewCodec(),
+			UnaryInterceptors:     unary,
+			StreamInterceptors:    stream,
+			MaxRecvMsgSize:        cfg.MaxMessageBytes,
+			MaxConcurrentStreams:  cfg.MaxConcurrentStreams,
+			InitialWindowSize:     int32(cfg.InitialWindowSize),
+			InitialConnWindowSize: int32(cfg.InitialConnWindowSize),
+			MaxHeaderListSize:     uint32(cfg.MaxHeaderListSize),
+			MaxConnectionIdle:     cfg.MaxConnectionIdle,
+			MaxConnectionAge:      cfg.MaxConnectionAge,
+			MaxConnectionAgeGrace: cfg.MaxConnectionAgeGrace,
+			KeepaliveTime:         cfg.KeepaliveTime,
+			KeepaliveTimeout:      cfg.KeepaliveTimeout,
+			MinPingInterval:       cfg.MinPingInterval,
+			Workers:               grpcStreamWorkers,
+			StatsHandlers:         cfg.StatsHandlers,
+			Log:                   log,
 		})
 		registrars = append(registrars, n.wire)
+	} else {
+		n.native = grpc.NewServer(append(opts, nativeOptions(cfg)...)...)
+		registrars = append(registrars, n.native)
 	}
 	n.svc = service.New(service.Config{
 		ServerID:          cfg.ServerID,
@@ -279,6 +298,30 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	return n, nil
 }
 
+// nativeOptions are the native port's per-connection settings on grpc-go's
+// server; Validate has checked their ranges.
+func nativeOptions(cfg Config) []grpc.ServerOption {
+	opts := []grpc.ServerOption{
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionIdle:     cfg.MaxConnectionIdle,
+			MaxConnectionAge:      cfg.MaxConnectionAge,
+			MaxConnectionAgeGrace: cfg.MaxConnectionAgeGrace,
+			Time:                  cfg.KeepaliveTime,
+			Timeout:               cfg.KeepaliveTimeout,
+		}),
+		grpc.MaxConcurrentStreams(uint32(cfg.MaxConcurrentStreams)),
+		grpc.MaxHeaderListSize(uint32(cfg.MaxHeaderListSize)),
+	}
+	// Either window given fixes both (no bandwidth-delay estimation).
+	if cfg.InitialWindowSize > 0 {
+		opts = append(opts, grpc.InitialWindowSize(int32(cfg.InitialWindowSize)))
+	}
+	if cfg.InitialConnWindowSize > 0 {
+		opts = append(opts, grpc.InitialConnWindowSize(int32(cfg.InitialConnWindowSize)))
+	}
+	return opts
+}
+
 // listen binds addr with the connection limits (and extra, more limiter
 // options) and, when configured, TLS. Each port has limits of its own.
 func (n *Node) listen(addr string, extra ...limit.Option) (net.Listener, error) {
@@ -350,7 +393,7 @@ func (n *Node) Run(ctx context.Context) error {
 			}
 		}()
 	} else {
-		go func() { errc <- n.grpc.Serve(n.grpcLn) }()
+		go func() { errc <- n.native.Serve(n.grpcLn) }()
 	}
 	go func() { errc <- n.grpc.Serve(n.inner) }()
 	go func() {
@@ -384,7 +427,8 @@ func (n *Node) Run(ctx context.Context) error {
 
 // shutdown: health NOT_SERVING, every stream told to reconnect after a
 // jittered delay, the HTTP port drained (grpc-web and REST streams finish
-// their goodbyes), GracefulStop, all bounded by the drain time, then Stop.
+// their goodbyes), GracefulStop of the native port's server then of the
+// in-process one, all bounded by the drain time, then Stop.
 func (n *Node) shutdown() {
 	start := time.Now()
 	n.health.Shutdown()
@@ -399,6 +443,8 @@ func (n *Node) shutdown() {
 	go func() {
 		if n.wire != nil {
 			n.wire.GracefulStop()
+		} else {
+			n.native.GracefulStop()
 		}
 		n.grpc.GracefulStop()
 		close(done)
@@ -409,6 +455,8 @@ func (n *Node) shutdown() {
 		n.log.Warn("drain time exceeded, stopping", "drain", n.cfg.ShutdownDrain)
 		if n.wire != nil {
 			n.wire.Stop()
+		} else {
+			n.native.Stop()
 		}
 		n.grpc.Stop()
 		<-done
