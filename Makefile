@@ -9,6 +9,9 @@ BUF_VERSION              := v1.75.0
 PROTOC_GEN_GO_VERSION    := v1.36.12
 PROTOC_GEN_GO_GRPC_VER   := v1.6.0
 GRPC_GATEWAY_VERSION     := v2.33.0
+# h2spec has no go.mod (hence +incompatible); v2.2.1 is its newest version that
+# the module proxy serves. go install resolves its dependencies to their latest.
+H2SPEC_VERSION           := v2.2.1+incompatible
 
 NOTIFY_TEST_REDIS_URL    ?= redis://127.0.0.1:6379/15
 NOTIFY_TEST_POSTGRES_DSN ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
@@ -60,8 +63,9 @@ soak:
 	go build -o bin/ ./cmd/notifyd ./cmd/notifybench
 	./bin/notifybench soak --spawn ./bin/notifyd --duration $(SOAK_DURATION)
 
-## tools: build the pinned code generators into .bin/ when missing
-tools: .bin/buf .bin/protoc-gen-go .bin/protoc-gen-go-grpc .bin/protoc-gen-grpc-gateway .bin/protoc-gen-openapiv2
+## tools: build the pinned code generators and h2spec (HTTP/2 conformance,
+## run by server/node's TestH2spec) into .bin/ when missing
+tools: .bin/buf .bin/protoc-gen-go .bin/protoc-gen-go-grpc .bin/protoc-gen-grpc-gateway .bin/protoc-gen-openapiv2 .bin/h2spec
 
 .bin/buf:
 	go install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
@@ -73,6 +77,8 @@ tools: .bin/buf .bin/protoc-gen-go .bin/protoc-gen-go-grpc .bin/protoc-gen-grpc-
 	go install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway@$(GRPC_GATEWAY_VERSION)
 .bin/protoc-gen-openapiv2:
 	go install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2@$(GRPC_GATEWAY_VERSION)
+.bin/h2spec:
+	go install github.com/summerwind/h2spec/cmd/h2spec@$(H2SPEC_VERSION)
 
 ## generate: regenerate gen/ and the OpenAPI document from proto/ (offline)
 generate: tools web-deps
