@@ -55,15 +55,20 @@ type Readiness func(ctx context.Context) error
 // the connection itself).
 func New(ctx context.Context, cfg Config, srv *grpc.Server, conn grpc.ClientConnInterface, ready Readiness) (http.Handler, error) {
 	allowed := originChecker(cfg.AllowedOrigins)
-	web := grpcweb.WrapServer(srv,
-		grpcweb.WithOriginFunc(allowed),
-		grpcweb.WithWebsockets(true),
-		grpcweb.WithWebsocketOriginFunc(func(r *http.Request) bool {
-			o := r.Header.Get("Origin")
-			return o == "" || allowed(o) || sameOrigin(r, o)
-		}),
-		grpcweb.WithAllowedRequestHeaders([]string{"authorization", "x-grpc-web", "content-type", "x-user-agent", "grpc-timeout"}),
-	)
+	// The improbable wrapper translates grpc-web requests for the gRPC
+	// server; CORS and the websocket transport are this package's own
+	// (cors, grpcWebCORS, wsTransport), so that grpc-web, its websocket
+	// transport and REST follow one origin rule, grant no credentials and
+	// carry messages up to the gRPC server's own size limit.
+	web := grpcweb.WrapServer(srv)
+	endpoints := grpcEndpoints(srv)
+	ws := &wsTransport{
+		grpc:      srv,
+		origin:    func(r *http.Request) bool { return wsOriginAllowed(r, allowed) },
+		endpoint:  endpoints,
+		passOn:    grpcWebHeaders,
+		headerMax: maxWSHeaderBytes,
+	}
 
 	mux := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &jsonPb{runtime.JSONPb{
@@ -120,11 +125,17 @@ func New(ctx context.Context, cfg Config, srv *grpc.Server, conn grpc.ClientConn
 	root.Handle("/", webApp(cfg.WebDir))
 
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if web.IsGrpcWebRequest(r) || web.IsAcceptableGrpcCorsRequest(r) || web.IsGrpcWebSocketRequest(r) {
-			web.ServeHTTP(w, r)
-			return
+		switch {
+		case web.IsGrpcWebSocketRequest(r):
+			ws.ServeHTTP(w, r)
+		case isGrpcWebPreflight(r) && endpoints(r.URL.Path):
+			grpcWebPreflight(w, r, allowed)
+		case web.IsGrpcWebRequest(r):
+			grantOrigin(w, r, allowed)
+			web.HandleGrpcWebRequest(w, r)
+		default:
+			root.ServeHTTP(w, r)
 		}
-		root.ServeHTTP(w, r)
 	}), nil
 }
 
@@ -136,12 +147,39 @@ func originChecker(origins []string) func(string) bool {
 	}
 }
 
-func sameOrigin(r *http.Request, origin string) bool {
-	o := strings.TrimPrefix(strings.TrimPrefix(origin, "http://"), "https://")
-	return o == r.Host
-}
+// restMethods are the HTTP methods the REST gateway routes, read from the
+// OpenAPI document generated from the same HTTP bindings as the routes,
+// with OPTIONS for preflights: what a REST preflight grants.
+var restMethods = func() string {
+	var doc struct {
+		Paths map[string]map[string]json.RawMessage `json:"paths"`
+	}
+	if err := json.Unmarshal(openAPI, &doc); err != nil {
+		panic("gateway: the embedded OpenAPI document does not parse: " + err.Error())
+	}
+	seen := map[string]bool{}
+	for _, ops := range doc.Paths {
+		for m := range ops {
+			if m = strings.ToUpper(m); slices.Contains(routable, m) {
+				seen[m] = true
+			}
+		}
+	}
+	var out []string
+	for _, m := range routable { // a stable order
+		if seen[m] {
+			out = append(out, m)
+		}
+	}
+	return strings.Join(append(out, http.MethodOptions), ", ")
+}()
+
+// routable are the methods an HTTP binding can name.
+var routable = []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch}
 
 // cors answers preflight requests and sets CORS headers for allowed origins.
+// No credentials are granted: calls authenticate with the Authorization
+// header, never cookies.
 func cors(allowed func(string) bool, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		o := r.Header.Get("Origin")
@@ -150,7 +188,7 @@ func cors(allowed func(string) bool, next http.Handler) http.Handler {
 			h.Set("Access-Control-Allow-Origin", o)
 			h.Add("Vary", "Origin")
 			if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
-				h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+				h.Set("Access-Control-Allow-Methods", restMethods)
 				h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Idempotency-Key")
 				h.Set("Access-Control-Max-Age", "600")
 				w.WriteHeader(http.StatusNoContent)

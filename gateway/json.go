@@ -68,3 +68,12 @@ func readAll(r io.Reader) ([]byte, error) {
 type errReader struct{ err error }
 
 func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+// ndjson is the media type of a REST stream (GET and POST /v1/subscribe):
+// one JSON object per line.
+const ndjson = "application/x-ndjson"
+
+// StreamContentType is the Content-Type of a server stream's response,
+// which grpc-gateway writes as one JSON object per line; unary responses
+// and errors stay application/json.
+func (*jsonPb) StreamContentType(any) string { return ndjson }
