@@ -28,7 +28,7 @@ WEB_SRC       := $(shell find $(WEB_DIR)/src $(WEB_DIR)/public -type f 2>/dev/nu
 # Absolute, so that check-generated can run buf in a temporary directory.
 PROTOC_GEN_ES := $(CURDIR)/$(WEB_DIR)/node_modules/.bin/protoc-gen-es
 
-.PHONY: bench all run build tools generate check-generated lint breaking test test-go services clean web-deps web test-web check-deploy
+.PHONY: bench all run build tools generate check-generated lint lint-openapi breaking test test-go services clean web-deps web test-web check-deploy
 
 all: build
 
@@ -98,14 +98,27 @@ check-generated: tools web-deps
 	echo "generated code is up to date" || \
 	{ echo "generated code (gen/, gateway/openapi, $(WEB_DIR)/src/gen) is stale: run 'make generate' and commit the result" >&2; exit 1; }
 
-## lint: buf lint and format, gofmt, go vet
-lint: tools
+## lint: buf lint and format, gofmt, go vet, and the OpenAPI document's lint
+lint: tools lint-openapi
 	buf lint
 	buf format -d --exit-code
 	@out=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go' | grep -v '^gen/')); \
 	if [ -n "$$out" ]; then echo "gofmt needed: $$out" >&2; exit 1; fi
 	go vet ./...
 	cd clients/go && go vet ./...
+
+# The OpenAPI linter: Redocly CLI, pinned by tools/openapi/package-lock.json.
+OPENAPI_LINT_DIR  := tools/openapi
+OPENAPI_LINT_DEPS := $(OPENAPI_LINT_DIR)/node_modules/.deps-stamp
+
+## lint-openapi: lint gateway/openapi/notify.swagger.json with Redocly CLI's
+## recommended-strict rules (tools/openapi/redocly.yaml); no telemetry
+lint-openapi: $(OPENAPI_LINT_DEPS)
+	cd $(OPENAPI_LINT_DIR) && REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true npm run --silent lint
+
+$(OPENAPI_LINT_DEPS): $(OPENAPI_LINT_DIR)/package-lock.json $(OPENAPI_LINT_DIR)/package.json
+	cd $(OPENAPI_LINT_DIR) && npm ci --no-audit --no-fund
+	touch $@
 
 ## breaking: buf breaking (WIRE_JSON) against the previous commit of main
 breaking: tools

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"nhooyr.io/websocket"
 
+	"github.com/maxloyalty/notify/gateway"
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
 	"github.com/maxloyalty/notify/server/node"
 )
@@ -424,5 +425,62 @@ func TestRESTStreamIsNDJSON(t *testing.T) {
 	}
 	if a := do(t, http.MethodGet, base+"/v1/inbox/unread-count", nil, map[string]string{"Authorization": "Bearer " + guest}); a.code != http.StatusOK || a.hdr.Get("Content-Type") != "application/json" {
 		t.Errorf("unary GET: %d %q", a.code, a.hdr.Get("Content-Type"))
+	}
+}
+
+// TestOpenAPIDocument: /openapi.json names its API, says how to
+// authenticate (a bearer JWT in the Authorization header) on every
+// operation, and describes /v1/subscribe as newline-delimited JSON.
+func TestOpenAPIDocument(t *testing.T) {
+	base := newGateway(t, gateway.Config{})
+	a := get(t, base+"/openapi.json")
+	var doc struct {
+		Info struct {
+			Title, Version string
+		}
+		SecurityDefinitions map[string]struct {
+			Type, Name, In string
+		}
+		Security []map[string][]string
+		Paths    map[string]map[string]struct {
+			Security  []map[string][]string
+			Produces  []string
+			Responses map[string]json.RawMessage
+		}
+	}
+	if err := json.Unmarshal([]byte(a.body), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.Info.Title != "notify API" || doc.Info.Version == "" || strings.Contains(doc.Info.Version, "not set") {
+		t.Errorf("info: title %q, version %q", doc.Info.Title, doc.Info.Version)
+	}
+	bearer, ok := doc.SecurityDefinitions["bearer"]
+	if !ok || bearer.Type != "apiKey" || bearer.In != "header" || bearer.Name != "Authorization" {
+		t.Errorf("securityDefinitions %+v, want bearer: apiKey in the Authorization header", doc.SecurityDefinitions)
+	}
+	if len(doc.Security) != 1 || doc.Security[0]["bearer"] == nil {
+		t.Errorf("root security %v", doc.Security)
+	}
+	ops := 0
+	for path, methods := range doc.Paths {
+		for m, op := range methods {
+			ops++
+			if len(op.Security) != 1 || op.Security[0]["bearer"] == nil {
+				t.Errorf("%s %s: security %v, want bearer", m, path, op.Security)
+			}
+			if _, ok := op.Responses["401"]; !ok {
+				t.Errorf("%s %s: no 401 response", m, path)
+			}
+			want := []string(nil)
+			if path == "/v1/subscribe" {
+				want = []string{"application/x-ndjson"}
+			}
+			if strings.Join(op.Produces, ",") != strings.Join(want, ",") {
+				t.Errorf("%s %s: produces %v, want %v", m, path, op.Produces, want)
+			}
+		}
+	}
+	if ops < 16 {
+		t.Errorf("%d operations, want every route (16)", ops)
 	}
 }
