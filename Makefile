@@ -139,8 +139,11 @@ services:
 ## test: everything CI runs
 test: tools check-generated lint breaking check-deploy services test-go test-web
 
+## test-go: every Go test, then the node suite and notifyd's tests again with
+## the nodes they start on the wire transport (the default run uses grpc-go)
 test-go:
 	go test $(GO_TEST_FLAGS) ./...
+	NOTIFY_TEST_GRPC_TRANSPORT=wire go test $(GO_TEST_FLAGS) ./server/node/ ./cmd/notifyd/
 	cd clients/go && go test $(GO_TEST_FLAGS) ./...
 
 ## fuzz: run every fuzz target for FUZZTIME each (default 10s), one after the

@@ -134,7 +134,8 @@ func TestH1PublishNodeStops(t *testing.T) {
 	dir := t.TempDir()
 	start := func(httpAddr string) (*node.Node, func()) {
 		ctx, cancel := context.WithCancel(context.Background())
-		cfg := node.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: httpAddr, Dev: true, DataDir: dir, LogLevel: "error"}
+		cfg := node.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: httpAddr, Dev: true, DataDir: dir, LogLevel: "error",
+			GRPCTransport: os.Getenv("NOTIFY_TEST_GRPC_TRANSPORT")} // empty: the default
 		n, err := node.New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 		if err != nil {
 			cancel()

@@ -27,7 +27,8 @@ func startTestNodeWith(t *testing.T, mutate func(*node.Config)) *node.Node {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	cfg := node.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Dev: true, DataDir: t.TempDir(), LogLevel: "error"}
+	cfg := node.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Dev: true, DataDir: t.TempDir(), LogLevel: "error",
+		GRPCTransport: os.Getenv("NOTIFY_TEST_GRPC_TRANSPORT")} // empty: the default
 	if mutate != nil {
 		mutate(&cfg)
 	}

@@ -143,7 +143,13 @@ func startDaemon(t *testing.T, dataDir string, extra ...string) *daemon {
 func tryStart(t *testing.T, dataDir string, extra []string) *daemon {
 	t.Helper()
 	d := &daemon{grpcAddr: freeAddr(t), httpAddr: freeAddr(t), done: make(chan struct{})}
-	args := append([]string{"--dev", "--grpc-addr", d.grpcAddr, "--http-addr", d.httpAddr, "--data-dir", dataDir, "--log-level", "info"}, extra...)
+	args := []string{"--dev", "--grpc-addr", d.grpcAddr, "--http-addr", d.httpAddr, "--data-dir", dataDir, "--log-level", "info"}
+	// command drops NOTIFY_* variables: the transport under test is passed
+	// as a flag, before extra so that a test's own --grpc-transport wins.
+	if tr := os.Getenv("NOTIFY_TEST_GRPC_TRANSPORT"); tr != "" {
+		args = append(args, "--grpc-transport", tr)
+	}
+	args = append(args, extra...)
 	d.cmd, d.out = command(t, args)
 	if err := d.cmd.Start(); err != nil {
 		t.Fatalf("starting notifyd: %v", err)

@@ -37,12 +37,13 @@ const fuzzStepTimeout = 5 * time.Second
 func fuzzNode(f *testing.F, mutate func(*node.Config)) *node.Node {
 	f.Helper()
 	cfg := node.Config{
-		GRPCAddr: "127.0.0.1:0",
-		HTTPAddr: "127.0.0.1:0",
-		ServerID: "fuzz-node",
-		Dev:      true,
-		DataDir:  f.TempDir(),
-		LogLevel: "error",
+		GRPCAddr:      "127.0.0.1:0",
+		HTTPAddr:      "127.0.0.1:0",
+		ServerID:      "fuzz-node",
+		Dev:           true,
+		DataDir:       f.TempDir(),
+		LogLevel:      "error",
+		GRPCTransport: testGRPCTransport(),
 		// The fuzzer is one caller sending as fast as it can: limits would
 		// only turn its inputs into 429s.
 		PublishRate:       -1,

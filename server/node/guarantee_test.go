@@ -83,6 +83,7 @@ func (s *gtServer) start(t *testing.T) {
 		RedisURL:          s.redisURL,
 		RedisPrefix:       s.redisPrefix,
 		JWTSecret:         gtSecret,
+		GRPCTransport:     testGRPCTransport(),
 		QueueBytes:        8 << 10,
 		HeartbeatInterval: 200 * time.Millisecond,
 		ShutdownDrain:     2 * time.Second,

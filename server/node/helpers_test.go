@@ -70,12 +70,13 @@ func startNode(t *testing.T, mutate func(*node.Config)) *testNode {
 func launchNode(t *testing.T, mutate func(*node.Config)) *testNode {
 	t.Helper()
 	cfg := node.Config{
-		GRPCAddr:  "127.0.0.1:0",
-		HTTPAddr:  "127.0.0.1:0",
-		ServerID:  "test-node",
-		JWTSecret: testSecret,
-		LogLevel:  "error",
-		DataDir:   t.TempDir(),
+		GRPCAddr:      "127.0.0.1:0",
+		HTTPAddr:      "127.0.0.1:0",
+		ServerID:      "test-node",
+		JWTSecret:     testSecret,
+		LogLevel:      "error",
+		DataDir:       t.TempDir(),
+		GRPCTransport: testGRPCTransport(),
 	}
 	if mutate != nil {
 		mutate(&cfg)
@@ -98,6 +99,12 @@ func launchNode(t *testing.T, mutate func(*node.Config)) *testNode {
 	})
 	return tn
 }
+
+// testGRPCTransport is the native gRPC transport of the nodes the tests
+// start, from NOTIFY_TEST_GRPC_TRANSPORT ("grpc-go" or "wire"; empty: the
+// node's default), so that `make test` runs the suite on both. A test that
+// needs one transport sets Config.GRPCTransport itself.
+func testGRPCTransport() string { return os.Getenv("NOTIFY_TEST_GRPC_TRANSPORT") }
 
 // stop cancels the node's context and waits for Run to return. It may be
 // called more than once.
