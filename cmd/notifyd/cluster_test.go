@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -405,13 +406,14 @@ func startNginx(t *testing.T, nodes []*daemon) *balancer {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "-c", path, "-p", dir, "-e", filepath.Join(dir, "error.log"))
+	// nginx's master forks its worker: a group of their own, so that
+	// nothing of it can outlive the test (a SIGKILLed master leaves its
+	// worker running).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
+	t.Cleanup(func() { stopNginx(t, cmd) })
 	waitUntil(t, "nginx to listen", 5*time.Second, func() bool {
 		c, err := net.Dial("tcp", lb.grpcAddr)
 		if err == nil {
@@ -420,6 +422,38 @@ func startNginx(t *testing.T, nodes []*daemon) *balancer {
 		return err == nil
 	})
 	return lb
+}
+
+// stopNginx stops nginx as its manual says: TERM to the master, which
+// stops its workers and exits. If that takes too long, the whole process
+// group is killed. It fails the test if any process of the group is left.
+func stopNginx(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	pgid := cmd.Process.Pid // Setpgid: the master leads the group
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Errorf("nginx did not stop within 10s of SIGTERM: killing its process group")
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		<-exited
+	}
+	// The master waits for its workers before it exits; check that none
+	// is left all the same (signal 0 to the group: ESRCH once it is empty).
+	deadline := time.Now().Add(5 * time.Second)
+	for syscall.Kill(-pgid, 0) == nil {
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			t.Errorf("nginx processes of group %d outlived their master", pgid)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // withAuth adds a bearer token to an outgoing context.
