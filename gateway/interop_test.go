@@ -484,3 +484,24 @@ func TestOpenAPIDocument(t *testing.T) {
 		t.Errorf("%d operations, want every route (16)", ops)
 	}
 }
+
+// TestRESTErrorsQuoteWholeCharacters: an error about a non-ASCII
+// character names that character ('ü'), not the first byte of its UTF-8
+// encoding read as Latin-1 ('Ã'), and a quoted value is never cut inside a
+// character.
+func TestRESTErrorsQuoteWholeCharacters(t *testing.T) {
+	n := startNode(t, func(c *node.Config) { c.Dev = true })
+	base := "http://" + n.HTTPAddr()
+	svc := devTokenFor(t, base, "service", "loyalty-backend")
+	auth := map[string]string{"Authorization": "Bearer " + svc, "Content-Type": "application/json"}
+	for _, tc := range []struct{ name, path, body, want string }{
+		{"room in the path", "/v1/rooms/guest:g%C3%BC/events", `{"systemAlert":{"level":"ALERT_LEVEL_INFO","title":"t"}}`, `id has character 'ü'`},
+		{"id in the body", "/v1/events", `{"pointsAdded":{"guestId":"gü","restaurantId":"r1","amount":1,"newBalance":1}}`, `id has character 'ü'`},
+		{"date in the body", "/v1/events", `{"pointsExpired":{"guestId":"g1","amount":1,"expiryDate":"x` + strings.Repeat("ü", 40) + `"}}`, `got \"x` + strings.Repeat("ü", 15) + `...\"`},
+	} {
+		a := do(t, http.MethodPost, base+tc.path, strings.NewReader(tc.body), auth)
+		if a.code != http.StatusBadRequest || !strings.Contains(a.body, tc.want) || strings.Contains(a.body, "Ã") || strings.Contains(a.body, `\ufffd`) {
+			t.Errorf("%s: %d %s, want 400 with %s", tc.name, a.code, a.body, tc.want)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // MaxIDLen is the longest id a room name may carry.
@@ -151,9 +152,15 @@ func ValidID(id string) error {
 	if len(id) > MaxIDLen {
 		return fmt.Errorf("id longer than %d characters", MaxIDLen)
 	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
+	for i, c := range id {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			// The whole character, quoted ('ü'); a byte that is not
+			// UTF-8 as itself ("\xff").
+			if c == utf8.RuneError {
+				if _, size := utf8.DecodeRuneInString(id[i:]); size == 1 {
+					return fmt.Errorf("id has byte %q, not UTF-8, outside [A-Za-z0-9_-]", id[i:i+1])
+				}
+			}
 			return fmt.Errorf("id has character %q outside [A-Za-z0-9_-]", c)
 		}
 	}

@@ -130,3 +130,25 @@ func TestRoute(t *testing.T) {
 		})
 	}
 }
+
+// TestValidIDQuotesWholeCharacters: the character outside an id's
+// alphabet is quoted whole ('ü', not the first byte of its encoding as
+// 'Ã'); a byte that is not UTF-8 is quoted as a byte.
+func TestValidIDQuotesWholeCharacters(t *testing.T) {
+	for _, tc := range []struct{ id, want string }{
+		{"gü", `id has character 'ü' outside`},
+		{"g€1", `id has character '€' outside`},
+		{"g😀", `id has character '😀' outside`},
+		{"g\u202e1", `id has character '\u202e' outside`},
+		{"g\xff", `id has byte "\xff", not UTF-8, outside`},
+		{"g 1", `id has character ' ' outside`},
+	} {
+		err := ValidID(tc.id)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ValidID(%q) = %v, want %s", tc.id, err, tc.want)
+		}
+		if _, err := Parse("guest:" + tc.id); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Parse(guest:%q) = %v, want %s", tc.id, err, tc.want)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -234,9 +235,15 @@ func (c *checker) time(field string, ts *timestamppb.Timestamp, rules ...timeRul
 	}
 }
 
+// truncate shortens a value quoted in an error to its first 32 bytes, cut
+// before a character that would not fit whole.
 func truncate(s string) string {
-	if len(s) > 32 {
-		return s[:32] + "..."
+	if len(s) <= 32 {
+		return s
 	}
-	return s
+	n := 32
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -71,5 +72,27 @@ func TestEvent(t *testing.T) {
 				t.Fatalf("Event() = %v, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestQuotesWholeCharacters: a value quoted in an error is cut between
+// characters, never inside one, and a character outside an id's alphabet
+// is quoted whole.
+func TestQuotesWholeCharacters(t *testing.T) {
+	for _, tc := range []struct {
+		name, want string
+		payload    any
+	}{
+		{"date", `want a date as YYYY-MM-DD, got "` + strings.Repeat("ü", 16) + `..."`,
+			&notifyv1.PointsExpired{GuestId: "g1", Amount: 1, ExpiryDate: strings.Repeat("ü", 40)}},
+		{"date cut at an odd byte", `got "x` + strings.Repeat("ü", 15) + `..."`,
+			&notifyv1.PointsExpired{GuestId: "g1", Amount: 1, ExpiryDate: "x" + strings.Repeat("ü", 40)}},
+		{"id", `x.guest_id: id has character 'ü' outside`,
+			&notifyv1.PointsAdded{GuestId: "gü", RestaurantId: "r1", Amount: 1}},
+	} {
+		err := Event(tc.payload, "x", now)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !utf8.ValidString(err.Error()) {
+			t.Errorf("%s: %v, want valid UTF-8 containing %s", tc.name, err, tc.want)
+		}
 	}
 }
