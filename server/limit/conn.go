@@ -1,6 +1,7 @@
 package limit
 
 import (
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,7 @@ type ConnRate struct {
 	now         func() time.Time
 	onReject    func(reason string)
 	onOpen      func(delta int)
+	log         *slog.Logger
 
 	mu     sync.Mutex
 	bucket bucket
@@ -25,10 +27,10 @@ type ConnRate struct {
 
 // NewConnRate admits perSecond new connections per second on average and
 // burst at once (a burst below 1 is 1); perSecond <= 0 disables the rate
-// limit. Options: MaxConns, OnReject, OnOpen, WithClock.
+// limit. Options: MaxConns, OnReject, OnOpen, LogRefused, WithClock.
 func NewConnRate(perSecond float64, burst int, opts ...Option) *ConnRate {
 	o := buildOptions(opts)
-	c := &ConnRate{max: o.maxConns, now: o.now, onReject: o.onReject, onOpen: o.onOpen}
+	c := &ConnRate{max: o.maxConns, now: o.now, onReject: o.onReject, onOpen: o.onOpen, log: o.log}
 	c.rate, c.burst = rateParams(perSecond, burst)
 	c.bucket = newBucket(c.now(), c.burst)
 	return c
@@ -36,11 +38,11 @@ func NewConnRate(perSecond float64, burst int, opts ...Option) *ConnRate {
 
 // WrapListener returns l admitting connections within c's limits. A
 // connection beyond them is accepted and closed at once, reported to
-// OnReject, and Accept waits for the next one; so the caller's server only
-// ever sees admitted connections. An admitted connection counts as open
-// until its first Close.
+// OnReject and LogRefused, and Accept waits for the next one; so the
+// caller's server only ever sees admitted connections. An admitted
+// connection counts as open until its first Close.
 func (c *ConnRate) WrapListener(l net.Listener) net.Listener {
-	return &listener{Listener: l, c: c}
+	return &listener{Listener: l, c: c, refused: newRefusedLog(c.log, l.Addr().String(), c.now)}
 }
 
 // Open returns the admitted connections not yet closed.
@@ -78,7 +80,15 @@ func (c *ConnRate) release() {
 
 type listener struct {
 	net.Listener
-	c *ConnRate
+	c       *ConnRate
+	refused *refusedLog // nil without LogRefused
+}
+
+// Close closes the listener, logging the refusals not yet logged.
+func (l *listener) Close() error {
+	err := l.Listener.Close()
+	l.refused.stop()
+	return err
 }
 
 // Accept returns the next admitted connection.
@@ -95,10 +105,11 @@ func (l *listener) Accept() (net.Conn, error) {
 			}
 			return &conn{Conn: nc, c: l.c}, nil
 		}
+		nc.Close()
 		if l.c.onReject != nil {
 			l.c.onReject(reason)
 		}
-		nc.Close()
+		l.refused.refused(reason)
 	}
 }
 

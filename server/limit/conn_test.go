@@ -1,10 +1,13 @@
 package limit_test
 
 import (
+	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -223,5 +226,146 @@ func TestConnRateOnOpen(t *testing.T) {
 	server[0].Close()
 	if got := open.Load(); got != 1 {
 		t.Fatalf("open %d after closing one twice, want 1", got)
+	}
+}
+
+// syncBuffer is a log destination safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b = append(s.b, p...)
+	return len(p), nil
+}
+
+// lines returns the log lines written so far, parsed.
+func (s *syncBuffer) lines(t *testing.T) []map[string]any {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(string(s.b)), "\n") {
+		if l == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// TestConnRateLogsRefused: a refused connection is logged, at most one
+// line per second per listener, each with the listener's address and the
+// number refused since the previous line; the rest is logged when the
+// listener closes.
+func TestConnRateLogsRefused(t *testing.T) {
+	var buf syncBuffer
+	log := slog.New(slog.NewJSONHandler(&buf, nil))
+	lb, _ := serve(t, func(onReject limit.Option) *limit.ConnRate {
+		// One connection admitted, then none for a long time.
+		return limit.NewConnRate(0.001, 1, onReject, limit.LogRefused(log))
+	})
+	if _, ok := dial(t, lb.addr); !ok {
+		t.Fatal("first connection refused")
+	}
+	lb.admitted(t)
+
+	// The first refusal is logged at once.
+	if _, ok := dial(t, lb.addr); ok {
+		t.Fatal("second connection admitted")
+	}
+	waitFor(t, "the first line", func() bool { return len(buf.lines(t)) == 1 })
+	first := buf.lines(t)[0]
+	if first["msg"] != "connections refused" || first["level"] != "WARN" || first["addr"] != lb.addr || first["refused"] != 1.0 || first["rate_limited"] != 1.0 {
+		t.Fatalf("first line %v", first)
+	}
+
+	// Five more: one line for them, a second after the first.
+	for range 5 {
+		if _, ok := dial(t, lb.addr); ok {
+			t.Fatal("connection admitted")
+		}
+	}
+	waitFor(t, "the second line", func() bool { return len(buf.lines(t)) == 2 })
+	second := buf.lines(t)[1]
+	if second["refused"] != 5.0 || second["rate_limited"] != 5.0 || second["addr"] != lb.addr {
+		t.Fatalf("second line %v, want 5 refused on %s", second, lb.addr)
+	}
+	t0, _ := time.Parse(time.RFC3339Nano, first["time"].(string))
+	t1, _ := time.Parse(time.RFC3339Nano, second["time"].(string))
+	if t1.Sub(t0) < 900*time.Millisecond {
+		t.Errorf("two lines %v apart, want at most one a second", t1.Sub(t0))
+	}
+	if got := len(lb.rejections()); got != 6 {
+		t.Errorf("OnReject saw %d refusals, want 6", got)
+	}
+}
+
+// TestConnRateLogsPendingOnClose: refusals not yet logged are logged when
+// the listener closes.
+func TestConnRateLogsPendingOnClose(t *testing.T) {
+	var buf syncBuffer
+	log := slog.New(slog.NewJSONHandler(&buf, nil))
+	var refused atomic.Int32
+	cr := limit.NewConnRate(0, 0, limit.MaxConns(1), limit.LogRefused(log), limit.OnReject(func(string) { refused.Add(1) }))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wl := cr.WrapListener(ln)
+	accepted := make(chan net.Conn, 4)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := wl.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	for range 4 {
+		c, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	waitFor(t, "three refusals", func() bool { return refused.Load() == 3 })
+	wl.Close()
+	<-done
+	close(accepted)
+	for c := range accepted {
+		c.Close()
+	}
+	total := 0.0
+	for _, l := range buf.lines(t) {
+		if l["too_many_connections"] != l["refused"] || l["addr"] != ln.Addr().String() {
+			t.Errorf("line %v: want every refusal by MaxConns, on %s", l, ln.Addr())
+		}
+		total += l["refused"].(float64)
+	}
+	if total != 3 {
+		t.Errorf("%v refusals logged, want 3: %v", total, buf.lines(t))
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after 5 seconds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -12,6 +12,10 @@
 //
 // A non-positive limit disables it: the limiter then admits everything.
 //
+// A connection ConnRate refuses is closed at once, before the client can
+// be told anything: OnReject counts it (a metric) and LogRefused logs it,
+// at most one line per second per listener with the number refused since.
+//
 // Memory: PublishRate keeps one token bucket per key and forgets a key once
 // its bucket has refilled completely, since a full bucket is the same as a
 // new one. It sweeps for such keys at most once a minute, from Allow, so no
@@ -22,6 +26,7 @@
 // open stream.
 //
 // Concurrency: every method is safe for concurrent use. Each limiter has a
-// single mutex, never held while calling out (OnReject runs unlocked), so
-// there is no lock order to respect.
+// single mutex, and each listener with LogRefused one more for its log
+// counts; none is held while calling out (OnReject and logging run
+// unlocked) or while taking another, so there is no lock order to respect.
 package limit

@@ -1,6 +1,9 @@
 package limit
 
-import "time"
+import (
+	"log/slog"
+	"time"
+)
 
 // Option configures a limiter. Each says which limiters it applies to;
 // the others ignore it.
@@ -11,6 +14,7 @@ type options struct {
 	maxConns int
 	onReject func(reason string)
 	onOpen   func(delta int)
+	log      *slog.Logger
 }
 
 func buildOptions(opts []Option) options {

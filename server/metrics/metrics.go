@@ -153,7 +153,19 @@ func New(buildVersion, buildCommit string) *Metrics {
 	m.unknown = m.kindInstruments(unknownKind)
 	m.connections.WithLabelValues(TransportGRPC)
 	m.connections.WithLabelValues(TransportHTTP)
+	// Every limit's series exists from the start, at 0, so that a rate of
+	// refusals (connections refused on accept above all, which nothing
+	// else shows) can be graphed and alerted on before the first one.
+	for _, l := range Limits() {
+		m.limitRejections.WithLabelValues(l)
+	}
 	return m
+}
+
+// Limits returns the limit label values of notify_limit_rejections_total
+// that LimitRejected is called with.
+func Limits() []string {
+	return []string{"publish_rate", "streams", "rooms", "batch_size", "conn_rate", "max_connections"}
 }
 
 func (m *Metrics) kindInstruments(kind string) kindInstruments {
