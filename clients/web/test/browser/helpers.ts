@@ -89,15 +89,17 @@ export class Notifyd {
     readonly grpcPort: number,
     readonly dataDir: string,
     private readonly name: string,
+    private readonly extraArgs: string[] = [],
   ) {
     this.base = `http://127.0.0.1:${httpPort}`;
   }
 
-  static async create(bin: string, tmp: string, name: string): Promise<Notifyd> {
+  /** extraArgs are more notifyd flags (--allowed-origins, ...). */
+  static async create(bin: string, tmp: string, name: string, extraArgs: string[] = []): Promise<Notifyd> {
     const dataDir = join(tmp, `data-${name}`);
     rmSync(dataDir, { recursive: true, force: true });
     mkdirSync(dataDir, { recursive: true });
-    return new Notifyd(bin, await freePort(), await freePort(), dataDir, name);
+    return new Notifyd(bin, await freePort(), await freePort(), dataDir, name, extraArgs);
   }
 
   async start(): Promise<void> {
@@ -121,6 +123,7 @@ export class Notifyd {
       "5s",
       "--log-level",
       "debug",
+      ...this.extraArgs,
     ];
     const p = spawn(this.bin, args, { stdio: ["ignore", "pipe", "pipe"] });
     p.stdout!.pipe(log, { end: false });
