@@ -9,6 +9,7 @@ import { GuestCard } from "./pages/GuestCard";
 import { RestaurantDashboard } from "./pages/RestaurantDashboard";
 import { Settings } from "./pages/Settings";
 import { SignIn } from "./pages/SignIn";
+import { Till } from "./pages/Till";
 import { Link, navigate, usePath } from "./router";
 import { createRuntime } from "./runtime";
 import { clearSession, homeOf, loadSession, type Session } from "./session";
@@ -49,12 +50,33 @@ export function App() {
   );
 }
 
+/** Which roles each role-specific page is for. */
+const pageRoles: Record<string, { roles: Session["role"][]; what: string }> = {
+  "/guest": { roles: ["guest"], what: "a guest's loyalty card" },
+  "/restaurant": { roles: ["restaurant"], what: "the restaurant owner's dashboard" },
+  "/till": { roles: ["cashier", "restaurant"], what: "a cashier's till" },
+  "/admin": { roles: ["admin"], what: "the administrators' alerts" },
+};
+
 function Page({ session, path }: { session: Session; path: string }) {
+  const only = pageRoles[path];
+  if (only && !only.roles.includes(session.role)) {
+    return (
+      <section className="card" data-testid="wrong-role">
+        <h1>Not for a {session.role}</h1>
+        <p>
+          This page is {only.what}. <Link to={homeOf(session.role)}>Go to yours</Link>
+        </p>
+      </section>
+    );
+  }
   switch (path) {
     case "/guest":
       return <GuestCard session={session} />;
     case "/restaurant":
       return <RestaurantDashboard session={session} />;
+    case "/till":
+      return <Till session={session} />;
     case "/admin":
       return <AdminAlerts session={session} />;
     case "/settings":
@@ -93,7 +115,8 @@ function Shell({ session, onSignOut, children }: { session: Session; onSignOut: 
         </Link>
         <nav aria-label="Pages">
           {session.role === "guest" && <Link to="/guest">My card</Link>}
-          {(session.role === "restaurant" || session.role === "cashier") && <Link to="/restaurant">Dashboard</Link>}
+          {session.role === "restaurant" && <Link to="/restaurant">Dashboard</Link>}
+          {session.role === "cashier" && <Link to="/till">Till</Link>}
           {session.role === "admin" && <Link to="/admin">Alerts</Link>}
           <Link to="/settings">Settings</Link>
         </nav>

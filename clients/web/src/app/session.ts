@@ -96,8 +96,9 @@ export function homeOf(role: Role): string {
     case "guest":
       return "/guest";
     case "restaurant":
-    case "cashier":
       return "/restaurant";
+    case "cashier":
+      return "/till";
     case "admin":
       return "/admin";
     default:

@@ -1,5 +1,6 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import {
+  ActionType,
   AlertLevel,
   CardStatus,
   Priority as ProtoPriority,
@@ -49,6 +50,17 @@ export interface EventView {
 }
 
 const num = (n: bigint | number) => Number(n).toLocaleString("en-US");
+
+/**
+ * Wraps text from an event (a name, a description, an id) in Unicode's
+ * first-strong isolate (U+2068 … U+2069) before it goes into a sentence: a
+ * right-to-left name reads right, and a stray bidi control in it (U+202E,
+ * "right-to-left override") cannot reorder the words around it.
+ */
+export function isolate(text: string): string {
+  return text ? `\u2068${text}\u2069` : "";
+}
+const u = isolate;
 
 function cardStatus(s: CardStatus): string {
   return CardStatus[s]?.toLowerCase() ?? "unknown";
@@ -109,11 +121,11 @@ export function describeEvent(ev: Event): EventView {
   switch (p.case) {
     case "pointsAdded": {
       const v = p.value;
-      const where = v.restaurantName || v.restaurantId;
+      const where = u(v.restaurantName || v.restaurantId);
       return {
         kind: p.case,
         title: `+${num(v.amount)} points`,
-        message: `${where ? `At ${where}. ` : ""}${v.description ? `${v.description}. ` : ""}New balance: ${num(v.newBalance)}.`,
+        message: `${where ? `At ${where}. ` : ""}${v.description ? `${u(v.description)}. ` : ""}New balance: ${num(v.newBalance)}.`,
         tone: "success",
         priority: "normal",
         time: at(v.occurredAt),
@@ -124,7 +136,7 @@ export function describeEvent(ev: Event): EventView {
       return {
         kind: p.case,
         title: `−${num(v.amount)} points redeemed`,
-        message: `${v.rewardName ? `Reward: ${v.rewardName}. ` : ""}New balance: ${num(v.newBalance)}.`,
+        message: `${v.rewardName ? `Reward: ${u(v.rewardName)}. ` : ""}New balance: ${num(v.newBalance)}.`,
         tone: "info",
         priority: "normal",
         time: at(v.occurredAt),
@@ -135,7 +147,7 @@ export function describeEvent(ev: Event): EventView {
       return {
         kind: p.case,
         title: `${num(v.amount)} points expired`,
-        message: `${v.expiryDate ? `Expired on ${v.expiryDate}. ` : ""}${v.reason ? `${v.reason}. ` : ""}New balance: ${num(v.newBalance)}.`,
+        message: `${v.expiryDate ? `Expired on ${u(v.expiryDate)}. ` : ""}${v.reason ? `${u(v.reason)}. ` : ""}New balance: ${num(v.newBalance)}.`,
         tone: "warning",
         priority: "normal",
         time: at(v.occurredAt),
@@ -146,7 +158,7 @@ export function describeEvent(ev: Event): EventView {
       return {
         kind: p.case,
         title: "New loyalty card",
-        message: `Card ${v.cardId}${v.restaurantName || v.restaurantId ? ` at ${v.restaurantName || v.restaurantId}` : ""}, ${num(v.initialPoints)} points to start.`,
+        message: `Card ${u(v.cardId)}${v.restaurantName || v.restaurantId ? ` at ${u(v.restaurantName || v.restaurantId)}` : ""}, ${num(v.initialPoints)} points to start.`,
         tone: "success",
         priority: "normal",
         time: at(v.occurredAt),
@@ -161,7 +173,7 @@ export function describeEvent(ev: Event): EventView {
       return {
         kind: p.case,
         title: "Card updated",
-        message: `Card ${v.cardId}: ${parts.join(", ") || "updated"}.`,
+        message: `Card ${u(v.cardId)}: ${parts.join(", ") || "updated"}.`,
         tone: blocked ? "warning" : "info",
         priority: blocked ? "high" : "normal",
         time: at(v.occurredAt),
@@ -172,7 +184,7 @@ export function describeEvent(ev: Event): EventView {
       return {
         kind: p.case,
         title: "Guest registered",
-        message: `${v.guestName || v.guestId} signed up${v.restaurantId ? ` at ${v.restaurantId}` : ""}.`,
+        message: `${u(v.guestName || v.guestId)} signed up${v.restaurantId ? ` at ${u(v.restaurantId)}` : ""}.`,
         tone: "info",
         priority: "low",
         time: at(v.occurredAt),
@@ -183,7 +195,7 @@ export function describeEvent(ev: Event): EventView {
       return {
         kind: p.case,
         title: "Guest joined",
-        message: `${v.guestName || v.guestId} joined the programme.`,
+        message: `${u(v.guestName || v.guestId)} joined the programme.`,
         tone: "info",
         priority: "low",
         time: at(v.occurredAt),
@@ -195,7 +207,7 @@ export function describeEvent(ev: Event): EventView {
       return {
         kind: p.case,
         title: `Restaurant ${status}`,
-        message: `${v.restaurantId} is now ${status}${v.reason ? `: ${v.reason}` : ""}.`,
+        message: `${u(v.restaurantId)} is now ${status}${v.reason ? `: ${u(v.reason)}` : ""}.`,
         tone: v.status === RestaurantStatus.ACTIVE ? "success" : "warning",
         priority: v.status === RestaurantStatus.ACTIVE ? "normal" : "high",
         time: at(v.occurredAt),
@@ -207,7 +219,7 @@ export function describeEvent(ev: Event): EventView {
       return {
         kind: p.case,
         title: redemption ? `Redemption −${num(v.amount)}` : `Purchase +${num(v.amount)}`,
-        message: `${v.guestName || v.guestId}. Today: ${num(v.totalToday)} points.`,
+        message: `${u(v.guestName || v.guestId)}. Today: ${num(v.totalToday)} points.`,
         tone: "info",
         priority: "low",
         time: at(v.occurredAt),
@@ -230,7 +242,7 @@ export function describeEvent(ev: Event): EventView {
       return {
         kind: p.case,
         title: v.title || "Admin notification",
-        message: `${v.message}${v.actionRequired ? " (action required)" : ""}`,
+        message: v.actionRequired ? `${u(v.message)} (action required)` : v.message,
         tone: toneOfPriority(priority),
         priority,
         time: at(v.occurredAt),
@@ -240,8 +252,10 @@ export function describeEvent(ev: Event): EventView {
       const v = p.value;
       return {
         kind: p.case,
-        title: "Redemption confirmed",
-        message: `Guest ${v.guestId} confirmed ${num(v.amount)} points.`,
+        // The guest's confirmation, not the redemption itself: the loyalty
+        // backend applies it, and a points event follows.
+        title: v.action === ActionType.POINTS_REDEEM ? "Guest confirmed a redemption" : "Guest confirmed an action",
+        message: `Guest ${u(v.guestId)} confirmed ${v.action === ActionType.POINTS_REDEEM ? "redeeming " : ""}${num(v.amount)} points.`,
         tone: "success",
         priority: "normal",
         time: at(v.occurredAt),

@@ -3,7 +3,7 @@ export type { ConnectOptions, ConnectionState, Logger, NotifyClientOptions, Posi
 export { Backoff } from "./backoff";
 export { ErrorInfoSchema, Reason, errorInfo, errorReason, isPermanent, isTokenExpired, isTransient } from "./errors";
 export type { ErrorInfo } from "./errors";
-export { describeEvent, eventCases } from "./events";
+export { describeEvent, eventCases, isolate } from "./events";
 export type { EventCase, EventView, PayloadOf, Priority, Tone } from "./events";
 export { Emitter, Observable } from "./observable";
 export { NotificationStore } from "./store";

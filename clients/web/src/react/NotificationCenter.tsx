@@ -49,13 +49,7 @@ export function NotificationCenter({ maxBadge = 99, defaultOpen = false }: Notif
         data-testid="notification-bell"
         onClick={() => setOpen((o) => !o)}
       >
-        <svg viewBox="0 0 24 24" width="22" height="22" aria-hidden="true" fill="none" stroke="currentColor" strokeWidth="2">
-          <path
-            strokeLinecap="round"
-            strokeLinejoin="round"
-            d="M15 17h5l-1.4-1.4A2 2 0 0 1 18 14.2V11a6 6 0 0 0-4-5.7V5a2 2 0 1 0-4 0v.3C7.7 6.2 6 8.4 6 11v3.2c0 .5-.2 1-.6 1.4L4 17h5m6 0v1a3 3 0 1 1-6 0v-1m6 0H9"
-          />
-        </svg>
+        <BellIcon size={22} />
         {n.unread > 0 && (
           <span className="notify-badge" data-testid="unread-badge" data-count={n.unread}>
             {badgeText(n.unread, maxBadge)}
@@ -85,7 +79,7 @@ export function NotificationCenter({ maxBadge = 99, defaultOpen = false }: Notif
             <div className="notify-empty" data-testid="notification-empty">
               {n.loaded || n.connection === "disconnected" ? (
                 <>
-                  <span aria-hidden="true">🔔</span>
+                  <BellIcon className="notify-empty__icon" size={32} />
                   <p>No notifications yet</p>
                 </>
               ) : (
@@ -146,14 +140,18 @@ function Item({
         </span>
         <span className="notify-item__text">
           <span className="notify-item__title" data-testid="notification-title">
-            {item.title}
+            <span className="notify-user-text" dir="auto">
+              {item.title}
+            </span>
             {item.priority !== "normal" && (
               <span className={`notify-priority notify-priority--${item.priority}`} data-testid="notification-priority">
                 {item.priority}
               </span>
             )}
           </span>
-          <span className="notify-item__message">{item.message}</span>
+          <span className="notify-item__message" dir="auto">
+            {item.message}
+          </span>
           <time className="notify-item__time" dateTime={time.toISOString()} title={time.toLocaleString()}>
             {relativeTime(time)}
           </time>
@@ -169,5 +167,28 @@ function Item({
         ×
       </button>
     </li>
+  );
+}
+
+/** The bell, drawn (an emoji needs a font that may be missing). */
+function BellIcon({ size, className }: { size: number; className?: string }) {
+  return (
+    <svg
+      className={className}
+      viewBox="0 0 24 24"
+      width={size}
+      height={size}
+      aria-hidden="true"
+      fill="none"
+      stroke="currentColor"
+      strokeWidth="2"
+      data-testid="bell-icon"
+    >
+      <path
+        strokeLinecap="round"
+        strokeLinejoin="round"
+        d="M15 17h5l-1.4-1.4A2 2 0 0 1 18 14.2V11a6 6 0 0 0-4-5.7V5a2 2 0 1 0-4 0v.3C7.7 6.2 6 8.4 6 11v3.2c0 .5-.2 1-.6 1.4L4 17h5m6 0v1a3 3 0 1 1-6 0v-1m6 0H9"
+      />
+    </svg>
   );
 }

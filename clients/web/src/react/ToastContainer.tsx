@@ -11,7 +11,9 @@ export interface ToastContainerProps {
 /**
  * The toasts of the notification store: colour and icon per kind, a close
  * button, auto-hide after each toast's duration (the store's timers), in an
- * aria-live region.
+ * aria-live region. A toast shows at most two lines of title and four of
+ * message (the notification center has the whole text), long words wrap, and
+ * the event's text is isolated from the text around it (dir="auto").
  */
 export function ToastContainer({ position = "top-right", theme = "auto" }: ToastContainerProps) {
   const { toasts, dismissToast } = useNotifications();
@@ -45,8 +47,14 @@ function ToastView({ toast, onClose }: { toast: Toast; onClose: (id: string) => 
         {toneIcon[toast.tone]}
       </span>
       <div className="notify-toast__text">
-        <strong data-testid="toast-title">{toast.title}</strong>
-        {toast.message && <p data-testid="toast-message">{toast.message}</p>}
+        <strong className="notify-toast__title" data-testid="toast-title" dir="auto">
+          {toast.title}
+        </strong>
+        {toast.message && (
+          <p className="notify-toast__message" data-testid="toast-message" dir="auto">
+            {toast.message}
+          </p>
+        )}
       </div>
       <button type="button" className="notify-toast__close" aria-label="Close notification" data-testid="toast-close" onClick={() => onClose(toast.id)}>
         ×

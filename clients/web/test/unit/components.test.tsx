@@ -73,6 +73,9 @@ describe("components", () => {
     expect(html).not.toContain("unread-badge");
     expect(html).toContain('data-testid="notification-empty"');
     expect(html).toContain("No notifications yet");
+    // A drawn bell, not an emoji that a font may lack.
+    expect(html).toMatch(/data-testid="notification-empty"><svg class="notify-empty__icon"/);
+    expect(html).not.toContain("🔔");
   });
 
   test("toasts: a polite live region, tone, icon and close button", async () => {
@@ -86,5 +89,8 @@ describe("components", () => {
     expect(html).toMatch(/role="alert" data-testid="toast" data-tone="error"/);
     expect(html.match(/data-testid="toast-close"/g)).toHaveLength(2);
     expect(html).toContain("Points expired");
+    // The event's text is isolated from its neighbours, and clamped by class.
+    expect(html).toMatch(/<strong class="notify-toast__title" data-testid="toast-title" dir="auto">Points expired</);
+    expect(html).toMatch(/<p class="notify-toast__message" data-testid="toast-message" dir="auto">50 points</);
   });
 });

@@ -54,9 +54,13 @@ export function AdminAlerts({ session }: { session: Session }) {
                 data-testid="alert-item"
                 data-priority={a.priority}
               >
-                <strong>{a.title}</strong>{" "}
+                <strong className="user-text" dir="auto">
+                  {a.title}
+                </strong>{" "}
                 {a.priority !== "normal" && <span className={`notify-priority notify-priority--${a.priority}`}>{a.priority}</span>}
-                <div className="muted">{a.message}</div>
+                <div className="muted user-text feed__message" dir="auto">
+                  {a.message}
+                </div>
                 <time className="muted small">{relativeTime(a.time)}</time>{" "}
                 {!a.read && (
                   <button type="button" className="notify-link small" onClick={() => void n.markRead(a.id)}>

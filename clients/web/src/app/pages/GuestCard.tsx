@@ -9,6 +9,9 @@ import type { Session } from "../session";
 
 const pointsKinds = new Set(["pointsAdded", "pointsRedeemed", "pointsExpired"]);
 
+/** The demo's redemption, in points. */
+const REDEEM = 50n;
+
 type Balance = { value: bigint; at: number; eventId: string };
 
 function balanceOf(ev: Event): Balance | undefined {
@@ -21,7 +24,7 @@ function balanceOf(ev: Event): Balance | undefined {
 export function GuestCard({ session }: { session: Session }) {
   const n = useNotifications();
   const [live, setLive] = useState<Balance>();
-  const [confirm, setConfirm] = useState("");
+  const [confirm, setConfirm] = useState<{ state: "sending" | "sent" | "failed"; text: string }>();
   const [demoError, setDemoError] = useState("");
 
   const onPoints = (_: unknown, env: Event) => {
@@ -66,19 +69,32 @@ export function GuestCard({ session }: { session: Session }) {
     }
   };
 
+  const where = restaurantId || "r1";
+  // A redemption needs a known balance that covers it.
+  const cannotRedeem = !balance
+    ? "Your balance is not known yet, so there is nothing to redeem."
+    : balance.value < REDEEM
+      ? `You need at least ${REDEEM} points to redeem; you have ${Number(balance.value).toLocaleString("en-US")}.`
+      : "";
+
   const confirmRedemption = async () => {
     const actionId = randomId("act-");
-    setConfirm(n.client.state === "connected" ? "Sending…" : "Queued: sent when back online");
+    setConfirm({ state: "sending", text: n.client.state === "connected" ? "Sending…" : "Queued: sent when back online." });
     try {
-      const res = await n.client.confirmAction({
+      await n.client.confirmAction({
         actionId,
         action: ActionType.POINTS_REDEEM,
-        amount: 50n,
-        restaurantId: restaurantId || "r1",
+        amount: REDEEM,
+        restaurantId: where,
       });
-      setConfirm(`Confirmed (${res.eventId.slice(0, 8)}…)`);
+      // ConfirmAction tells the restaurant; the loyalty backend changes the
+      // balance, and the new one arrives as a points event.
+      setConfirm({
+        state: "sent",
+        text: `Sent to restaurant ${where}: you confirmed a ${REDEEM}-point redemption. Your balance changes when the restaurant applies it.`,
+      });
     } catch (err) {
-      setConfirm(`Failed: ${err instanceof Error ? err.message : String(err)}`);
+      setConfirm({ state: "failed", text: `Not sent: ${err instanceof Error ? err.message : String(err)}` });
     }
   };
 
@@ -88,23 +104,49 @@ export function GuestCard({ session }: { session: Session }) {
         <h1 id="card-title">My loyalty card</h1>
         <p className="muted">Guest {session.sub}</p>
         <div className="balance">
-          <span className="balance__value" data-testid="points-balance" data-event-id={balance?.eventId ?? ""}>
-            {balance ? Number(balance.value).toLocaleString("en-US") : "—"}
-          </span>
-          <span className="balance__unit">points</span>
+          {balance ? (
+            <>
+              <span className="balance__value" data-testid="points-balance" data-state="known" data-event-id={balance.eventId}>
+                {Number(balance.value).toLocaleString("en-US")}
+              </span>
+              <span className="balance__unit">points</span>
+            </>
+          ) : (
+            <span className="balance__none" data-testid="points-balance" data-state={n.loaded ? "unknown" : "loading"}>
+              {n.loaded ? "Not known yet" : "Loading…"}
+            </span>
+          )}
         </div>
-        <p className="muted small">{n.isConnected ? "Updates live." : n.connection === "disconnected" ? "Live updates are off." : "Waiting for the connection…"}</p>
+        <p className="muted small" data-testid="balance-note">
+          {balance
+            ? `As of your latest points event. ${n.isConnected ? "Updates live." : n.connection === "disconnected" ? "Live updates are off." : "Waiting for the connection…"}`
+            : n.loaded
+              ? "Your balance shows here with your next points event: none is in your notifications yet."
+              : "Reading your notifications…"}
+        </p>
         <div className="actions">
-          <button type="button" className="btn" onClick={() => void confirmRedemption()} data-testid="confirm-redemption">
-            Confirm a 50-point redemption
+          <button
+            type="button"
+            className="btn"
+            onClick={() => void confirmRedemption()}
+            disabled={!!cannotRedeem}
+            title={cannotRedeem || undefined}
+            data-testid="confirm-redemption"
+          >
+            Confirm a {REDEEM.toString()}-point redemption
           </button>
           <button type="button" className="btn btn--ghost" onClick={() => void addPoints()} data-testid="demo-add-points">
             Demo: add 100 points
           </button>
         </div>
+        {cannotRedeem && !confirm && (
+          <p className="muted small" data-testid="confirm-unavailable">
+            {cannotRedeem}
+          </p>
+        )}
         {confirm && (
-          <p className="small" data-testid="confirm-status" role="status">
-            {confirm}
+          <p className="small" data-testid="confirm-status" data-state={confirm.state} role="status">
+            {confirm.text}
           </p>
         )}
         {demoError && (
@@ -123,7 +165,12 @@ export function GuestCard({ session }: { session: Session }) {
           <ul className="feed" data-testid="activity-list">
             {activity.slice(0, 20).map((a) => (
               <li key={a.id} data-testid="activity-item" data-event-id={a.eventId} className={`feed__item feed__item--${a.tone}`}>
-                <strong>{a.title}</strong> <span className="muted">{a.message}</span>
+                <strong className="user-text" dir="auto">
+                  {a.title}
+                </strong>{" "}
+                <span className="muted user-text feed__message" dir="auto">
+                  {a.message}
+                </span>
                 <time className="muted small">{relativeTime(a.time)}</time>
               </li>
             ))}
