@@ -13,7 +13,6 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
-	"github.com/maxloyalty/notify/internal/wire"
 	"github.com/maxloyalty/notify/server/auth"
 )
 
@@ -44,12 +43,6 @@ func StreamServerInterceptor(log *slog.Logger) grpc.StreamServerInterceptor {
 		start := time.Now()
 		who := &caller{}
 		err := handler(srv, &stream{ServerStream: ss, ctx: context.WithValue(ss.Context(), callerKey{}, who)})
-		if later, ok := wire.Later(err); ok {
-			// The stream goes on without its handler: log it when it ends.
-			ctx := ss.Context()
-			later(func(err error) { logCall(ctx, log, who, info.FullMethod, err, time.Since(start)) })
-			return err
-		}
 		logCall(ss.Context(), log, who, info.FullMethod, err, time.Since(start))
 		return err
 	}

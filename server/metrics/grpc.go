@@ -11,8 +11,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-
-	"github.com/maxloyalty/notify/internal/wire"
 )
 
 // unknownMethod labels a call to a method InitGRPC did not find.
@@ -104,15 +102,8 @@ func (m *Metrics) StreamServerInterceptor() grpc.StreamServerInterceptor {
 		start := time.Now()
 		m.streamsOpen.Inc()
 		err := handler(srv, ss)
-		end := func(err error) {
-			m.streamsOpen.Dec()
-			m.record(info.FullMethod, err, time.Since(start))
-		}
-		if later, ok := wire.Later(err); ok {
-			later(end) // the stream goes on without its handler
-			return err
-		}
-		end(err)
+		m.streamsOpen.Dec()
+		m.record(info.FullMethod, err, time.Since(start))
 		return err
 	}
 }

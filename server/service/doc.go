@@ -2,7 +2,12 @@
 // broker (offsets, history, idempotency) and a hub (fan-out to this node's
 // streams).
 //
-// Concurrency: Service is safe for concurrent use. Each Subscribe call runs
-// on its own goroutine, which alone sends on its stream; publishers only
-// queue frames and never wait for a subscriber.
+// Concurrency: Service is safe for concurrent use; publishers only queue
+// frames and never wait for a subscriber. A Subscribe call's handler
+// returns when its stream ends, on any transport. Its goroutine runs the
+// stream's one loop (heartbeat, token expiry, slow consumer, the end of
+// the stream) but does not write once the stream is live: exactly one
+// writer at a time sends, either a sender goroutine the loop starts, or,
+// when the transport offers it (internal/wire's Attach), the connection's
+// writer goroutine running the stream's pump, kicked by the hub's pushes.
 package service

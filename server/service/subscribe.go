@@ -2,9 +2,7 @@ package service
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -95,7 +93,9 @@ func truncate(s string, n int) string {
 	return s
 }
 
-// Subscribe implements NotificationService.Subscribe.
+// Subscribe implements NotificationService.Subscribe. It returns when the
+// stream ends, with the status the client receives, whichever transport
+// carries the stream: interceptors and stats handlers see its true end.
 //
 // The stream joins the hub before reading history, so an event published
 // during the replay is both in the replay and in the queue; the per-room
@@ -110,29 +110,17 @@ func truncate(s string, n int) string {
 // the size it needs to wait.
 func (s *Service) Subscribe(req *notifyv1.SubscribeRequest, stream grpc.ServerStreamingServer[notifyv1.SubscribeResponse]) error {
 	var (
-		c        auth.Claims
-		w        *writer
-		u        undo
-		detached bool
+		w      *writer
+		expiry int64
+		u      undo
+		err    error
 	)
-	defer func() {
-		if !detached {
-			u.run(s)
-		}
-	}()
-	var err error
-	stack.Aside(func() { c, w, err = s.open(req, stream, &u) })
+	defer u.run(s)
+	stack.Aside(func() { w, expiry, err = s.open(req, stream, &u) })
 	if err != nil {
 		return err
 	}
-	if d, ok := grpc.ServerTransportStreamFromContext(stream.Context()).(detacher); ok {
-		detached = true // the live stream gives back what u holds when it ends
-		return s.detach(stream.Context(), c, w, u, d)
-	}
-	// Served by grpc-go: the writer runs sender goroutines (run).
-	w.kick, w.quit = make(chan struct{}, 1), make(chan struct{})
-	defer close(w.quit)
-	return s.run(c, w.sub, w)
+	return s.run(w, expiry)
 }
 
 // undo is what an opened subscription gives back when it ends.
@@ -159,28 +147,30 @@ func (u *undo) run(s *Service) {
 	}
 }
 
-// open checks and joins a subscription, and sends its Connected message
-// and replay; u collects what to give back when the stream ends.
-func (s *Service) open(req *notifyv1.SubscribeRequest, stream grpc.ServerStreamingServer[notifyv1.SubscribeResponse], u *undo) (auth.Claims, *writer, error) {
+// open checks and joins a subscription, sends its Connected message and
+// replay, and readies the writer for the live phase (live). It returns the
+// writer and when the caller's token expires (see expiry); u collects what
+// to give back when the stream ends.
+func (s *Service) open(req *notifyv1.SubscribeRequest, stream grpc.ServerStreamingServer[notifyv1.SubscribeResponse], u *undo) (w *writer, expiry int64, err error) {
 	ctx := stream.Context()
 	c, err := claims(ctx)
 	if err != nil {
-		return c, nil, toStatusErr(err)
+		return nil, 0, toStatusErr(err)
 	}
 	rooms, err := s.subscriptionRooms(c, req)
 	if err != nil {
-		return c, nil, toStatusErr(err)
+		return nil, 0, toStatusErr(err)
 	}
 	pos, err := positions(rooms, req.Positions)
 	if err != nil {
-		return c, nil, toStatusErr(err)
+		return nil, 0, toStatusErr(err)
 	}
 
 	if s.cfg.Limits.Streams != nil {
 		release, err := s.cfg.Limits.Streams.Acquire(c.Subject)
 		if err != nil {
 			s.cfg.Metrics.LimitRejected("streams")
-			return c, nil, toStatusErr(err)
+			return nil, 0, toStatusErr(err)
 		}
 		u.release = release
 	}
@@ -197,7 +187,7 @@ func (s *Service) open(req *notifyv1.SubscribeRequest, stream grpc.ServerStreami
 		// the writer applies the mutes too, to anything queued before.
 		prefs, err := s.inbox.Preferences(ctx, v.UserID)
 		if err != nil {
-			return c, nil, toStatusErr(err)
+			return nil, 0, toStatusErr(err)
 		}
 		applyPreferences(sub, prefs)
 	}
@@ -212,13 +202,13 @@ func (s *Service) open(req *notifyv1.SubscribeRequest, stream grpc.ServerStreami
 		for _, name := range names {
 			if err := l.Listen(ctx, name); err != nil {
 				s.cfg.Metrics.BrokerError("listen")
-				return c, nil, toStatusErr(err)
+				return nil, 0, toStatusErr(err)
 			}
 			u.listened = append(u.listened, name)
 		}
 	}
 
-	w := newWriter(s, sub, stream, names)
+	w = newWriter(s, sub, stream, names)
 	connected := &notifyv1.Connected{
 		UserId:            c.Subject,
 		Role:              c.Role,
@@ -232,7 +222,7 @@ func (s *Service) open(req *notifyv1.SubscribeRequest, stream grpc.ServerStreami
 		h, err := s.broker.History(ctx, name, p)
 		if err != nil {
 			s.cfg.Metrics.BrokerError("history")
-			return c, nil, toStatusErr(err)
+			return nil, 0, toStatusErr(err)
 		}
 		st := &notifyv1.RoomState{Room: name, Epoch: h.Top.Epoch, Offset: h.Top.Offset}
 		switch {
@@ -259,22 +249,23 @@ func (s *Service) open(req *notifyv1.SubscribeRequest, stream grpc.ServerStreami
 		w.rooms[i].sent = w.rooms[i].last
 	}
 	if err := w.send(&notifyv1.SubscribeResponse{Control: &notifyv1.SubscribeResponse_Connected{Connected: connected}}); err != nil {
-		return c, nil, err
+		return nil, 0, err
 	}
 	if err := w.replay(replay); err != nil {
-		return c, nil, err
+		return nil, 0, err
 	}
 	if v, ok := viewer(c); ok && s.inbox != nil {
 		// The badge starts right; later changes arrive as they happen.
 		n, err := s.inbox.UnreadCount(ctx, v)
 		if err != nil {
-			return c, nil, toStatusErr(err)
+			return nil, 0, toStatusErr(err)
 		}
 		if err := w.write([]*hub.Frame{hub.NewUnreadFrame(n)}, false); err != nil {
-			return c, nil, err
+			return nil, 0, err
 		}
 	}
-	return c, w, nil
+	w.live(ctx)
+	return w, s.expiry(c), nil
 }
 
 // replay writes the rooms' missed messages in order. It frames them a
@@ -302,146 +293,12 @@ func (w *writer) replay(rooms [][]broker.Message) error {
 	return nil
 }
 
-// run serves the live stream until it ends. After the replay every send
-// happens on a sender goroutine that the subscriber's Ready wakes directly,
-// one wake-up per write. The handler goroutine only starts senders, keeps
-// time (heartbeats, token expiry) and ends the stream, even while a send is
-// stuck on a client that stopped reading (HTTP/2 flow control blocks
-// SendMsg, and only the handler's return ends the stream). A sender exits
-// after senderIdle without work, so that an idle stream costs one goroutine.
-func (s *Service) run(c auth.Claims, sub *hub.Subscriber, w *writer) error {
-	ctx := w.stream.Context()
-	expiry := s.expiry(c)
-	timer := time.NewTimer(w.next(time.Now().UnixNano(), expiry))
-	defer timer.Stop()
-	var exited chan error // the running sender's result; nil while none runs
-	done := sub.Done()
-	for {
-		var ready <-chan struct{}
-		if exited == nil {
-			ready = sub.Ready() // a running sender waits on it itself
-		}
-		select {
-		case <-ctx.Done():
-			return toStatusErr(ctx.Err())
-		case <-timer.C:
-			now := time.Now().UnixNano()
-			switch {
-			case expiry != 0 && now >= expiry:
-				// The sender writes what is queued, then Disconnected.
-				expiry = 0
-				sub.Close(errTokenExpired)
-			case now-w.lastWrite.Load() >= int64(w.interval) && !w.beat.Load():
-				w.beat.Store(true)
-				if exited == nil {
-					exited = w.start()
-				} else {
-					w.wake()
-				}
-			}
-			timer.Reset(w.next(now, expiry))
-		case <-ready:
-			exited = w.start()
-		case err := <-exited:
-			exited = nil
-			switch {
-			case errors.Is(err, errAbandoned):
-				return s.abandon(sub, w)
-			case err != nil:
-				return err
-			case w.beat.Load():
-				exited = w.start() // a heartbeat came due as the sender went idle
-			}
-		case <-done:
-			done = nil
-			if errors.Is(sub.Err(), hub.ErrSlowConsumer) {
-				// Whether or not a send is stuck, the stream ends now.
-				return s.abandon(sub, w)
-			}
-			// Otherwise Ready is signalled too: a sender writes what is
-			// queued and the reason, and ends the stream.
-		}
-	}
-}
-
-// expiry is when c's token stops being accepted, in Unix nanoseconds; 0:
-// never. The verifier accepts a token up to the leeway past exp; the stream
-// lives as long as a new call with the token would.
-func (s *Service) expiry(c auth.Claims) int64 {
-	if c.ExpiresAt.IsZero() {
-		return 0
-	}
-	return c.ExpiresAt.Add(s.cfg.TokenLeeway).UnixNano()
-}
-
-// next is when the stream's one timer must fire next: the heartbeat and
-// the expiry share it. Writes do not reset it (a timer reset per write
-// costs more than the write's bookkeeping): it fires at the latest
-// heartbeat time and is re-armed for what is left.
-func (w *writer) next(now, expiry int64) time.Duration {
-	interval := int64(w.interval)
-	d := w.lastWrite.Load() + interval - now
-	if d <= 0 || w.beat.Load() {
-		d = interval
-	}
-	if expiry != 0 && expiry-now < d {
-		d = max(expiry-now, 0)
-	}
-	return time.Duration(d)
-}
-
-// abandon ends a stream whose client stopped reading. No Disconnected can
-// be written (the stream is stuck on flow control): the status carries the
-// last positions delivered, and reaches the client after what it buffered.
-func (s *Service) abandon(sub *hub.Subscriber, w *writer) error {
-	s.cfg.Metrics.SlowConsumer()
-	if n := sub.Dropped(); n > 0 {
-		s.cfg.Metrics.QueueDropped(n)
-	}
-	return Status(hub.ErrSlowConsumer, positionsMeta(w.positions())).Err()
-}
-
-// positionsMeta carries positions in ErrorInfo metadata: room (with "." for
-// ":", which metadata keys cannot hold) -> "epoch/offset".
-func positionsMeta(ps []*notifyv1.StreamPosition) map[string]string {
-	meta := make(map[string]string, len(ps))
-	for _, p := range ps {
-		meta[metaKey(p.Room)] = p.Epoch + "/" + itoa64(p.Offset)
-	}
-	return meta
-}
-
-// end tells the client why its stream ends and returns the final status.
-func (s *Service) end(w *writer, reason error) error {
-	d := &notifyv1.Disconnected{Positions: w.positions()}
-	switch {
-	case errors.Is(reason, hub.ErrShutdown):
-		d.Reason = notifyv1.DisconnectReason_DISCONNECT_REASON_SERVER_RESTART
-		d.ReconnectDelay = durationpb.New(s.jitter())
-	case errors.Is(reason, broker.ErrUnavailable):
-		d.Reason = notifyv1.DisconnectReason_DISCONNECT_REASON_BROKER_UNAVAILABLE
-		d.ReconnectDelay = durationpb.New(s.jitter())
-	case errors.Is(reason, errTokenExpired):
-		d.Reason = notifyv1.DisconnectReason_DISCONNECT_REASON_TOKEN_EXPIRED
-	}
-	_ = w.disconnected(d)
-	return Status(reason, positionsMeta(d.Positions)).Err()
-}
-
-// jitter picks a reconnect delay in [ReconnectDelayMin, ReconnectDelayMax]
-// so that clients of a stopping node do not all return at once.
-func (s *Service) jitter() time.Duration {
-	span := s.cfg.ReconnectDelayMax - s.cfg.ReconnectDelayMin
-	if span <= 0 {
-		return s.cfg.ReconnectDelayMin
-	}
-	return s.cfg.ReconnectDelayMin + rand.N(span)
-}
-
 // writer sends frames on one stream, dropping anything at or before the
 // last offset already sent in its room and coalescing the rest into writes
-// of at most max bytes. The handler goroutine uses it during the replay,
-// then one sender goroutine at a time (see run).
+// of at most max bytes. The setup goroutine uses it for the Connected
+// message and the replay; live, its pump runs either on sender goroutines
+// started by the stream's loop or on the transport's connection writer
+// (see run), one at a time.
 type writer struct {
 	sub      *hub.Subscriber
 	stream   grpc.ServerStreamingServer[notifyv1.SubscribeResponse]
@@ -460,12 +317,17 @@ type writer struct {
 
 	lastWrite atomic.Int64 // Unix nanoseconds of the last send
 	beat      atomic.Bool  // a heartbeat is due
-	// Sender goroutines (grpc-go's transport only; nil on a detached
-	// stream, whose pump runs on the connection's writer).
-	kick chan struct{} // wakes a running sender for a heartbeat
-	quit chan struct{} // closed when the handler returns
+	// exit takes the pump's results to the loop: a sender's (nil when it
+	// went idle), or the attached pump's one error that ends the stream.
+	exit chan error
+	// Attached to the transport (attacher), whose writer runs the pump.
+	kick func() // makes the transport run the pump
+	over bool   // the attached pump gave its result; only the pump uses it
+	// Sender goroutines, when the transport cannot run the pump.
+	wakeup chan struct{} // wakes a running sender for a heartbeat
+	quit   chan struct{} // closed when the loop returns
 
-	mu sync.Mutex // guards roomPos.sent: the handler reads it while a send may be stuck
+	mu sync.Mutex // guards roomPos.sent: the loop reads it while a send may be stuck
 }
 
 // roomPos is a stream's position in one of its rooms.
@@ -505,87 +367,6 @@ func (w *writer) pos(room string) *roomPos {
 		}
 	}
 	return nil
-}
-
-// errAbandoned ends a stream whose client stopped reading: the hub cut it
-// for overflowing its queue, and its send may be blocked on flow control.
-var errAbandoned = fmt.Errorf("%w: the client stopped reading", hub.ErrSlowConsumer)
-
-// senderIdle is how long a sender goroutine waits for work before it exits,
-// so that idle streams cost one goroutine, not two. It must be well below
-// the heartbeat interval, or heartbeats alone would keep it alive.
-const senderIdle = 2 * time.Second
-
-// start starts a sender goroutine and returns the channel of its result.
-func (w *writer) start() chan error {
-	exited := make(chan error, 1)
-	go w.loop(exited)
-	return exited
-}
-
-// loop is a sender goroutine: it writes what the subscriber has queued and
-// any heartbeat due, until it has been idle for senderIdle (result nil), the
-// stream ends (its final status) or the handler returns.
-func (w *writer) loop(exit chan<- error) {
-	var idle *time.Timer
-	for {
-		if err := w.pump(); err != nil {
-			if idle != nil {
-				idle.Stop()
-			}
-			exit <- err
-			return
-		}
-		if idle == nil {
-			idle = time.NewTimer(senderIdle)
-		}
-		select {
-		case <-w.sub.Ready():
-		case <-w.kick:
-		case <-idle.C:
-			// Like the heartbeat, the idle timer is not reset per write.
-			if d := time.Duration(time.Now().UnixNano() - w.lastWrite.Load()); d < senderIdle {
-				idle.Reset(senderIdle - d)
-				continue
-			}
-			exit <- nil
-			return
-		case <-w.quit:
-			idle.Stop()
-			return
-		}
-	}
-}
-
-// pump writes the queued frames, or a heartbeat if one is due and nothing
-// else was written, and ends the stream if the subscriber was closed.
-func (w *writer) pump() error {
-	frames, closed := w.sub.Take(w.frames[:0])
-	w.frames = frames
-	if len(frames) > 0 {
-		err := w.write(frames, true)
-		clear(frames)
-		if err != nil {
-			return err
-		}
-	}
-	switch {
-	case errors.Is(closed, hub.ErrSlowConsumer):
-		return errAbandoned // the handler ends the stream
-	case closed != nil:
-		return w.end(w, closed)
-	case w.beat.Swap(false) && len(frames) == 0:
-		return w.heartbeat()
-	}
-	return nil
-}
-
-// wake makes a running sender look for work.
-func (w *writer) wake() {
-	select {
-	case w.kick <- struct{}{}:
-	default:
-	}
 }
 
 // send sends m; only the goroutine that owns the writer at the time calls it.
