@@ -16,9 +16,11 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/stats"
+	"google.golang.org/grpc/status"
 )
 
 const (
@@ -54,6 +56,8 @@ var (
 	errConnClosed = errors.New("wire: connection closed")
 	errIdle       = errors.New("wire: connection idle")
 	errAged       = errors.New("wire: connection reached its maximum age")
+
+	errCanceledByClient = status.Error(codes.Canceled, "stream reset by the client")
 )
 
 // conn is one client connection. Its reader goroutine (serve) reads and
@@ -324,7 +328,11 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 		return st.onTrailers(f)
 	}
 	if id <= c.maxID {
+		ignore := c.recentlyResetLocked(id)
 		c.mu.Unlock()
+		if ignore {
+			return nil // sent before the client saw the reset
+		}
 		// A closed stream, or an id lower than one already used.
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
@@ -359,7 +367,9 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 }
 
 // onData passes a DATA frame's bytes to its stream, after the flow-control
-// checks of both windows.
+// checks of both windows. The connection's window is given back as the
+// bytes arrive (what streams keep is bounded by the connection's request
+// budget and the streams' own windows); a stream's, as it takes them.
 func (c *conn) onData(f *http2.DataFrame) error {
 	id := f.StreamID
 	n := int64(f.Length) // with padding: it counts against the windows
@@ -369,38 +379,36 @@ func (c *conn) onData(f *http2.DataFrame) error {
 		return http2.ConnectionError(http2.ErrCodeFlowControl)
 	}
 	c.recvWindow -= n
+	c.creditConnLocked(n)
 	st := c.streams[id]
 	var code http2.ErrCode
 	switch {
 	case st == nil && id > c.maxID:
 		c.mu.Unlock()
 		return http2.ConnectionError(http2.ErrCodeProtocol) // an idle stream
+	case st == nil && c.recentlyResetLocked(id):
+		c.mu.Unlock()
+		return nil // sent before the client saw the reset
 	case st == nil || st.remoteDone:
 		code = http2.ErrCodeStreamClosed
 	case n > st.recvWindow:
 		code = http2.ErrCodeFlowControl
 	}
 	if code != 0 {
-		// Not taken: the connection's window is given back at once.
-		c.creditLocked(nil, n)
 		c.mu.Unlock()
-		if st == nil && c.recentlyReset(id) {
-			return nil
-		}
 		return http2.StreamError{StreamID: id, Code: code}
 	}
 	st.recvWindow -= n
 	if pad := n - int64(len(f.Data())); pad > 0 {
-		c.creditLocked(st, pad)
+		st.creditStreamLocked(pad)
 	}
 	c.mu.Unlock()
 	return st.onData(f.Data(), f.StreamEnded())
 }
 
-// creditLocked gives n bytes of window back to the client, on the
-// connection and, unless st is nil, on st, sending WINDOW_UPDATE once a
-// quarter of a window is due.
-func (c *conn) creditLocked(st *stream, n int64) {
+// creditConnLocked gives n bytes of the connection's window back to the
+// client, sending WINDOW_UPDATE once a quarter of the window is due.
+func (c *conn) creditConnLocked(n int64) {
 	if c.closed || n <= 0 {
 		return
 	}
@@ -409,16 +417,6 @@ func (c *conn) creditLocked(st *stream, n int64) {
 		c.out = appendWindowUpdate(c.outBuf(), 0, uint32(c.recvUnacked))
 		c.recvWindow += c.recvUnacked
 		c.recvUnacked = 0
-		c.wakeLocked()
-	}
-	if st == nil || st.closed || st.remoteDone {
-		return
-	}
-	st.recvUnacked += n
-	if st.recvUnacked >= int64(c.srv.cfg.InitialWindowSize)/4 {
-		c.out = appendWindowUpdate(c.outBuf(), st.id, uint32(st.recvUnacked))
-		st.recvWindow += st.recvUnacked
-		st.recvUnacked = 0
 		c.wakeLocked()
 	}
 }
@@ -538,6 +536,7 @@ func (c *conn) onReset(f *http2.RSTStreamFrame) error {
 	c.removeLocked(st)
 	c.mu.Unlock()
 	st.stop()
+	st.endUnstarted(errCanceledByClient)
 	return nil
 }
 
@@ -552,6 +551,7 @@ func (c *conn) resetStream(id uint32, code http2.ErrCode) {
 	c.mu.Unlock()
 	if st != nil {
 		st.stop()
+		st.endUnstarted(status.Errorf(codes.Internal, "stream reset by the server: %v", code))
 	}
 }
 
@@ -567,11 +567,9 @@ func (c *conn) rstLocked(id uint32, code http2.ErrCode) {
 	c.wakeLocked()
 }
 
-// recentlyReset reports whether the server reset stream id lately: the
-// client's frames sent before it saw the reset are ignored.
-func (c *conn) recentlyReset(id uint32) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+// recentlyResetLocked reports whether the server reset stream id lately:
+// the client's frames sent before it saw the reset are ignored.
+func (c *conn) recentlyResetLocked(id uint32) bool {
 	for _, r := range c.reset {
 		if r == id {
 			return true
@@ -719,6 +717,7 @@ func (c *conn) close(err error) {
 	}
 	for _, st := range streams {
 		st.stop()
+		st.endUnstarted(errStreamClosed)
 	}
 	// Unblock the reader and bound a write stuck on a client that does not
 	// read.

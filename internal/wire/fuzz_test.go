@@ -21,7 +21,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -302,9 +301,7 @@ func fuzzOutputBound(n int) int { return 64*n + 64<<10 }
 
 // runConn runs one connection on in and checks it.
 func runConn(t *testing.T, in []byte) {
-	// strict adds the checks of open bugs (see the report in
-	// protocol_test.go's skipBug cases).
-	strict := os.Getenv("WIRE_BUGS") == "1"
+	strict := true
 	before := runtime.NumGoroutine()
 	sc := &statsChecker{strict: strict}
 	srv := NewServer(fuzzConfig(sc))

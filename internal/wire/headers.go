@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc/codes"
@@ -129,7 +130,7 @@ func parseRequest(fields []hpack.HeaderField) request {
 	case authority > 1 || host > 1:
 		r.fail(400, codes.Internal, "num values of :authority: %d, num values of host: %d, both must only have 1 value as per HTTP/2 spec", authority, host)
 	case !isGRPC(r.contentType):
-		r.fail(415, codes.InvalidArgument, "invalid gRPC request content-type %q", r.contentType)
+		r.fail(415, codes.InvalidArgument, "invalid gRPC request content-type %q", clip(r.contentType))
 	case badTimeout != nil:
 		r.fail(400, codes.Internal, "malformed grpc-timeout: %v", badTimeout)
 	case badBin != nil:
@@ -137,7 +138,7 @@ func parseRequest(fields []hpack.HeaderField) request {
 	case authority == 0 && host == 0:
 		r.fail(400, codes.Internal, "no host or :authority header present")
 	case r.method != "POST":
-		r.fail(405, codes.Internal, "Received a HEADERS frame with :method %q which should be POST", r.method)
+		r.fail(405, codes.Internal, "Received a HEADERS frame with :method %q which should be POST", clip(r.method))
 	}
 	if authority == 0 && host == 1 {
 		// "If :authority is missing, Host must be renamed to :authority."
@@ -150,6 +151,23 @@ func parseRequest(fields []hpack.HeaderField) request {
 func (r *request) fail(httpStatus int, c codes.Code, format string, args ...any) {
 	r.httpStatus = httpStatus
 	r.abort = status.Errorf(c, format, args...)
+}
+
+// clipLen bounds the client's text quoted in a status message: HPACK lets
+// a client repeat a long value in a byte, and the server's answer must not
+// be much larger than the request.
+const clipLen = 64
+
+// clip cuts s to clipLen bytes, on a character boundary.
+func clip(s string) string {
+	if len(s) <= clipLen {
+		return s
+	}
+	n := clipLen
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
 }
 
 // isGRPC reports whether a content-type is gRPC's: application/grpc,

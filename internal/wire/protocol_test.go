@@ -6,12 +6,6 @@ package wire_test
 // of control frames, responses and headers, compression, stats handlers,
 // connection age and keepalive. Every read has a deadline, every loop a
 // bound in frames or bytes.
-//
-// A case that shows a bug of the server calls skipBug: it is skipped unless
-// WIRE_BUGS=1 is set, so that the package passes while the bug is open and
-// the case reproduces it with
-//
-//	WIRE_BUGS=1 go test -race -count=1 -run 'TestName' ./internal/wire/
 
 import (
 	"bytes"
@@ -22,7 +16,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"runtime"
 	"slices"
 	"strconv"
@@ -48,15 +41,6 @@ import (
 
 	"github.com/maxloyalty/notify/internal/wire"
 )
-
-// skipBug skips a case that reproduces an open bug of the server, unless
-// WIRE_BUGS=1.
-func skipBug(t *testing.T, bug string) {
-	t.Helper()
-	if os.Getenv("WIRE_BUGS") != "1" {
-		t.Skip("bug: " + bug + " (WIRE_BUGS=1 runs it)")
-	}
-}
 
 // protoService is the interop test service with calls a test holds: a
 // unary or client-streaming call carrying the x-gate header signals
@@ -995,7 +979,6 @@ func TestRecvWindowCreditedForFailedCalls(t *testing.T) {
 		{"content-length exceeded", []string{"content-length", "10"}, extra, func(c *h2Client, id uint32) { c.expectRST(id, http2.ErrCodeProtocol) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			skipBug(t, "stream.takeRequest (size over the limit, bytes past the message) and stream.onData (content-length) return before the connection's window is credited: conn.onData took it, nothing gives it back")
 			s := startWire(t, wire.Config{MaxRecvMsgSize: 1000}, 0)
 			c := dialH2(t, s.addr, 0)
 			for i := 0; i < 80; i++ {
@@ -1015,7 +998,6 @@ func TestRecvWindowCreditedForFailedCalls(t *testing.T) {
 // over MaxRecvMsgSize gets RESOURCE_EXHAUSTED for each, and its connection
 // keeps serving (it must not run out of connection window).
 func TestOversizedRequestsKeepConnection(t *testing.T) {
-	skipBug(t, "the connection window taken by the first DATA frame of a request over MaxRecvMsgSize is never given back (stream.takeRequest); after about 64 such calls a grpc-go client's connection stalls")
 	s := startWire(t, wire.Config{MaxRecvMsgSize: 1000}, 0)
 	conn, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -1084,21 +1066,20 @@ func TestStreamStates(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name   string
-		bug    string
 		send   func(c *h2Client)
 		expect func(c *h2Client) // nil: the connection serves a call after
 	}{
-		{"DATA on an idle stream", "", func(c *h2Client) { c.data(1, false, []byte("x")) }, goaway(http2.ErrCodeProtocol)},
-		{"WINDOW_UPDATE on an idle stream", "", func(c *h2Client) { _ = c.fr.WriteWindowUpdate(3, 100) }, goaway(http2.ErrCodeProtocol)},
-		{"RST_STREAM on an idle stream", "", func(c *h2Client) { _ = c.fr.WriteRSTStream(5, http2.ErrCodeCancel) }, goaway(http2.ErrCodeProtocol)},
-		{"DATA after the client's END_STREAM", "", func(c *h2Client) {
+		{"DATA on an idle stream", func(c *h2Client) { c.data(1, false, []byte("x")) }, goaway(http2.ErrCodeProtocol)},
+		{"WINDOW_UPDATE on an idle stream", func(c *h2Client) { _ = c.fr.WriteWindowUpdate(3, 100) }, goaway(http2.ErrCodeProtocol)},
+		{"RST_STREAM on an idle stream", func(c *h2Client) { _ = c.fr.WriteRSTStream(5, http2.ErrCodeCancel) }, goaway(http2.ErrCodeProtocol)},
+		{"DATA after the client's END_STREAM", func(c *h2Client) {
 			id := c.unary(&testpb.SimpleRequest{ResponseSize: 1}, "x-gate", "1")
 			s.svc.waitStarted(c.t.(*testing.T), 1)
 			c.data(id, false, []byte("late"))
 			c.expectRST(id, http2.ErrCodeStreamClosed)
 			s.svc.releaseOne(c.t.(*testing.T))
 		}, nil},
-		{"DATA on a stream the server reset", "", func(c *h2Client) {
+		{"DATA on a stream the server reset", func(c *h2Client) {
 			id := openReset(c)
 			for i := 0; i < 3; i++ {
 				c.data(id, false, []byte("ignored"))
@@ -1109,7 +1090,7 @@ func TestStreamStates(t *testing.T) {
 				}
 			}
 		}, nil},
-		{"WINDOW_UPDATE and RST_STREAM on a stream the server reset", "", func(c *h2Client) {
+		{"WINDOW_UPDATE and RST_STREAM on a stream the server reset", func(c *h2Client) {
 			id := openReset(c)
 			_ = c.fr.WriteWindowUpdate(id, 10)
 			_ = c.fr.WriteRSTStream(id, http2.ErrCodeCancel)
@@ -1120,7 +1101,6 @@ func TestStreamStates(t *testing.T) {
 			}
 		}, nil},
 		{"trailers on a stream the server reset",
-			"conn.onHeaders treats HEADERS on any stream id <= maxID as a connection error, also on a stream the server reset, whose late frames RFC 9113 section 5.1 says to ignore; check c.reset before the connection error",
 			func(c *h2Client) {
 				id := openReset(c)
 				c.headers(id, true, "x-trailer", "1")
@@ -1130,67 +1110,64 @@ func TestStreamStates(t *testing.T) {
 					}
 				}
 			}, nil},
-		{"HEADERS with a lower stream id", "", func(c *h2Client) {
+		{"HEADERS with a lower stream id", func(c *h2Client) {
 			c.headers(5, false, callFields("UnaryCall")...)
 			c.headers(3, false, callFields("UnaryCall")...)
 		}, goaway(http2.ErrCodeProtocol)},
-		{"HEADERS reusing a closed stream", "", func(c *h2Client) {
+		{"HEADERS reusing a closed stream", func(c *h2Client) {
 			c.goodCall()
 			c.headers(c.id, true, callFields("UnaryCall")...)
 		}, goaway(http2.ErrCodeProtocol, http2.ErrCodeStreamClosed)},
-		{"HEADERS on an even stream", "", func(c *h2Client) { c.headers(2, true, callFields("UnaryCall")...) }, goaway(http2.ErrCodeProtocol)},
-		{"PRIORITY depending on itself", "", func(c *h2Client) {
+		{"HEADERS on an even stream", func(c *h2Client) { c.headers(2, true, callFields("UnaryCall")...) }, goaway(http2.ErrCodeProtocol)},
+		{"PRIORITY depending on itself", func(c *h2Client) {
 			id := c.newID()
 			_ = c.fr.WritePriority(id, http2.PriorityParam{StreamDep: id, Weight: 10})
 			c.expectRST(id, http2.ErrCodeProtocol)
 		}, nil},
-		{"HEADERS depending on itself", "", func(c *h2Client) {
+		{"HEADERS depending on itself", func(c *h2Client) {
 			id := c.newID()
 			c.writeBlock(id, true, c.encode(callFields("UnaryCall")...), http2.PriorityParam{StreamDep: id, Weight: 10})
 			c.expectRST(id, http2.ErrCodeProtocol)
 		}, nil},
-		{"PRIORITY on other streams", "", func(c *h2Client) {
+		{"PRIORITY on other streams", func(c *h2Client) {
 			_ = c.fr.WritePriority(101, http2.PriorityParam{StreamDep: 0, Weight: 10})
 			_ = c.fr.WritePriority(103, http2.PriorityParam{StreamDep: 101, Exclusive: true})
 			c.ping()
 		}, nil},
-		{"PUSH_PROMISE", "", func(c *h2Client) {
+		{"PUSH_PROMISE", func(c *h2Client) {
 			id := c.newID()
 			c.headers(id, false, callFields("UnaryCall")...)
 			_ = c.fr.WritePushPromise(http2.PushPromiseParam{StreamID: id, PromiseID: 2, BlockFragment: c.encode(":method", "GET"), EndHeaders: true})
 		}, goaway(http2.ErrCodeProtocol)},
-		{"trailers without END_STREAM", "", func(c *h2Client) {
+		{"trailers without END_STREAM", func(c *h2Client) {
 			id := c.newID()
 			c.headers(id, false, callFields("UnaryCall")...)
 			c.data(id, false, []byte{0, 0, 0})
 			c.headers(id, false, "x-trailer", "1")
 			c.expectRST(id, http2.ErrCodeProtocol)
 		}, nil},
-		{"trailers with a pseudo-header", "", func(c *h2Client) {
+		{"trailers with a pseudo-header", func(c *h2Client) {
 			id := c.newID()
 			c.headers(id, false, callFields("UnaryCall")...)
 			c.headers(id, true, ":path", "/x")
 			c.expectRST(id, http2.ErrCodeProtocol)
 		}, nil},
-		{"trailers ending the request", "", func(c *h2Client) {
+		{"trailers ending the request", func(c *h2Client) {
 			id := c.newID()
 			c.headers(id, false, callFields("UnaryCall")...)
 			c.data(id, false, frameMsg(&testpb.SimpleRequest{ResponseSize: 2}))
 			c.headers(id, true, "x-trailer", "1")
 			c.expectCode(id, codes.OK)
 		}, nil},
-		{"CONTINUATION without HEADERS", "", func(c *h2Client) {
+		{"CONTINUATION without HEADERS", func(c *h2Client) {
 			_ = c.fr.WriteContinuation(1, true, c.encode("x", "y"))
 		}, goaway(http2.ErrCodeProtocol)},
-		{"unknown frame type", "", func(c *h2Client) {
+		{"unknown frame type", func(c *h2Client) {
 			_ = c.fr.WriteRawFrame(0x42, 0, 1, []byte("extension"))
 			c.ping()
 		}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.bug != "" {
-				skipBug(t, tc.bug)
-			}
 			c := dialH2(t, s.addr, 0)
 			tc.send(c)
 			if tc.expect != nil {
@@ -1493,7 +1470,6 @@ func TestHeaderLists(t *testing.T) {
 // 1940-byte paths alternate, which the client's table holds and the
 // server's, holding them with the longer name and prefix, does not.
 func TestErrorMessageAmplification(t *testing.T) {
-	skipBug(t, "grpc-message repeats client strings in full (unknownMethod's service and method names from :path; parseRequest's content-type and :method): with HPACK a client names them in a byte each and the server writes them out, 80 times the input measured; cut the repeated value (to 64 bytes, say) or leave it out")
 	s := startWire(t, wire.Config{}, 0)
 	c := dialH2(t, s.addr, 0)
 	const calls = 1000
@@ -1814,7 +1790,6 @@ func TestStatsHandler(t *testing.T) {
 // with its connection, still gets its End, as on grpc-go's server, so
 // that a tracing handler ends its span.
 func TestStatsEndWithoutHandler(t *testing.T) {
-	skipBug(t, "a call reset (conn.onReset, conn.resetStream) or whose connection closes (conn.close) before its handler starts never gets stats.End: only stream.finish emits it; call the End (and OutTrailer) for begun streams on those paths")
 	rec := &statsRecorder{}
 	s := startWire(t, wire.Config{StatsHandlers: []stats.Handler{rec}}, 0)
 	c := dialH2(t, s.addr, 0)
@@ -1835,7 +1810,6 @@ func TestStatsEndWithoutHandler(t *testing.T) {
 // RESOURCE_EXHAUSTED once: the stats handler sees one End, last, and the
 // handler reads nothing after it.
 func TestClientStreamMessageOverLimit(t *testing.T) {
-	skipBug(t, "stream.onData calls st.fail for a client-streaming call whose handler already runs (recvQueue.add's error): the reader ends the call (OutTrailer, End) and the handler then goes on, reads queued messages (InPayload) and ends it again (a second OutTrailer and End, stream.finish emits them unconditionally); hand the error to the handler's next RecvMsg instead, as grpc-go does, and emit End once")
 	rec := &statsRecorder{}
 	s := startWire(t, wire.Config{MaxRecvMsgSize: 1000, StatsHandlers: []stats.Handler{rec}}, 0)
 	c := dialH2(t, s.addr, 0)

@@ -66,7 +66,10 @@ type stream struct {
 	cork       bool // output waits for the trailers to wake the writer
 	pumpFn     func()
 
-	kicked atomic.Bool // on the run queue
+	kicked     atomic.Bool // on the run queue
+	dispatched atomic.Bool // its handler started: the handler's end is the call's
+	statsBegun atomic.Bool // the stats handlers were told the call began (m and ctx are set)
+	statsEnded atomic.Bool // the stats handlers were told the call ended
 }
 
 // The interfaces a stream offers its handler, and the transport stream in
@@ -124,6 +127,7 @@ func (st *stream) begin(f *http2.MetaHeadersFrame) {
 		ctx = st.beginStats(ctx, req, int(f.Length))
 	}
 	st.ctx = ctx
+	st.statsBegun.Store(len(c.stats) > 0)
 
 	if m.stream != nil && m.stream.ClientStreams {
 		st.rq = newRecvQueue()
@@ -142,9 +146,9 @@ func (st *stream) begin(f *http2.MetaHeadersFrame) {
 func unknownMethod(s *Server, path string) error {
 	svc, name, ok := cutPath(path)
 	if _, known := s.info[svc]; ok && known {
-		return status.Errorf(codes.Unimplemented, "unknown method %v for service %v", name, svc)
+		return status.Errorf(codes.Unimplemented, "unknown method %v for service %v", clip(name), svc)
 	}
-	return status.Errorf(codes.Unimplemented, "unknown service %v", svc)
+	return status.Errorf(codes.Unimplemented, "unknown service %v", clip(svc))
 }
 
 func cutPath(path string) (svc, name string, ok bool) {
@@ -216,24 +220,24 @@ func (st *stream) onData(b []byte, ended bool) error {
 	case st.m == nil || st.started && st.rq == nil:
 		// Refused, or answered already: nothing takes the data.
 		c.mu.Lock()
-		c.creditLocked(st, n)
+		st.creditStreamLocked(n)
 		c.mu.Unlock()
 	case st.rq != nil:
-		// The connection's window comes back now. The stream's comes back
-		// too while no whole message waits for the handler (so that a
-		// message larger than the window arrives), and once the handler
-		// has read the waiting ones otherwise: the window bounds the queue.
+		// The stream's window comes back while no whole message waits for
+		// the handler (so that a message larger than the window arrives),
+		// and once the handler has read the waiting ones otherwise: the
+		// window bounds the queue. A message over the limit fails the
+		// handler's next RecvMsg, as on grpc-go, and the handler ends the
+		// call.
 		waiting, err := st.rq.add(b, c.srv.cfg.MaxRecvMsgSize)
-		c.mu.Lock()
-		c.creditLocked(nil, n)
-		if waiting {
-			st.owed += n
-		} else {
-			st.creditStreamLocked(n)
-		}
-		c.mu.Unlock()
-		if err != nil {
-			st.fail(err)
+		if err == nil {
+			c.mu.Lock()
+			if waiting {
+				st.owed += n
+			} else {
+				st.creditStreamLocked(n)
+			}
+			c.mu.Unlock()
 		}
 	default:
 		if err := st.takeRequest(b); err != nil {
@@ -278,13 +282,12 @@ func (st *stream) takeRequest(b []byte) error {
 	n := len(b)
 	c.mu.Lock()
 	if c.buffered+n > c.srv.budget {
-		c.creditLocked(nil, int64(n))
 		c.mu.Unlock()
 		return status.Errorf(codes.ResourceExhausted, "wire: more than %d bytes of requests waiting on this connection", c.srv.budget)
 	}
 	c.buffered += n
 	st.buffered += n
-	c.creditLocked(st, int64(n))
+	st.creditStreamLocked(int64(n))
 	c.mu.Unlock()
 	st.req = append(st.req, b...)
 	return nil
@@ -306,6 +309,7 @@ func (st *stream) endRequest() {
 func (st *stream) dispatch() {
 	c := st.c
 	st.started = true
+	st.dispatched.Store(true)
 	c.mu.Lock()
 	c.handlers++
 	c.releaseLocked(st) // the request is the handler's now, bounded by the quota
@@ -449,17 +453,35 @@ func (st *stream) finish(err error) {
 	if st.rq != nil {
 		st.rq.close()
 	}
-	if len(c.stats) > 0 && st.m != nil {
-		now := time.Now()
-		var end error
-		if s.Code() != codes.OK {
-			end = s.Err()
-		}
-		for _, h := range c.stats {
-			h.HandleRPC(st.ctx, &stats.OutTrailer{Trailer: trailer})
-			h.HandleRPC(st.ctx, &stats.End{BeginTime: st.begun, EndTime: now, Error: end})
-		}
+	st.endStats(s, trailer)
+}
+
+// endStats tells the stats handlers, once, that a call that began ended
+// with s.
+func (st *stream) endStats(s *status.Status, trailer metadata.MD) {
+	c := st.c
+	if !st.statsBegun.Load() || !st.statsEnded.CompareAndSwap(false, true) {
+		return
 	}
+	var err error
+	if s.Code() != codes.OK {
+		err = s.Err()
+	}
+	end := &stats.End{BeginTime: st.begun, EndTime: time.Now(), Error: err}
+	for _, h := range c.stats {
+		h.HandleRPC(st.ctx, &stats.OutTrailer{Trailer: trailer})
+		h.HandleRPC(st.ctx, end)
+	}
+}
+
+// endUnstarted ends, for the stats handlers, a call removed before its
+// handler ran; a running handler's end is told when it returns.
+func (st *stream) endUnstarted(err error) {
+	if !st.statsBegun.Load() || st.dispatched.Load() {
+		return
+	}
+	s, _ := status.FromError(err)
+	st.endStats(s, nil)
 }
 
 // trailersLocked writes a finished stream's trailers and forgets it.
@@ -778,6 +800,7 @@ type recvQueue struct {
 	buf   []byte        // received bytes not yet split into messages
 	msgs  [][]byte
 	done  bool
+	err   error // a message over the limit: the handler's next RecvMsg fails with it
 }
 
 func newRecvQueue() *recvQueue { return &recvQueue{ready: make(chan struct{}, 1)} }
@@ -787,11 +810,17 @@ func newRecvQueue() *recvQueue { return &recvQueue{ready: make(chan struct{}, 1)
 func (q *recvQueue) add(b []byte, max int) (waiting bool, err error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if q.err != nil {
+		return false, q.err
+	}
 	q.buf = append(q.buf, b...)
 	for len(q.buf) >= 5 {
 		n := binary.BigEndian.Uint32(q.buf[1:5])
 		if int64(n) > int64(max) {
-			return false, status.Errorf(codes.ResourceExhausted, "grpc: received message larger than max (%d vs. %d)", n, max)
+			q.err = status.Errorf(codes.ResourceExhausted, "grpc: received message larger than max (%d vs. %d)", n, max)
+			q.buf = nil
+			q.signal()
+			return false, q.err
 		}
 		if uint64(len(q.buf)-5) < uint64(n) {
 			break
@@ -800,21 +829,23 @@ func (q *recvQueue) add(b []byte, max int) (waiting bool, err error) {
 		q.buf = q.buf[5+n:]
 		q.msgs = append(q.msgs, msg)
 	}
+	q.signal()
+	return len(q.msgs) > 0, nil
+}
+
+// signal wakes a handler waiting in next.
+func (q *recvQueue) signal() {
 	select {
 	case q.ready <- struct{}{}:
 	default:
 	}
-	return len(q.msgs) > 0, nil
 }
 
 func (q *recvQueue) close() {
 	q.mu.Lock()
 	q.done = true
 	q.mu.Unlock()
-	select {
-	case q.ready <- struct{}{}:
-	default:
-	}
+	q.signal()
 }
 
 // next returns the next message, and whether it was the last one
@@ -830,8 +861,11 @@ func (q *recvQueue) next(ctx context.Context) ([]byte, bool, error) {
 			q.mu.Unlock()
 			return m, empty, nil
 		}
-		done := q.done
+		done, err := q.done, q.err
 		q.mu.Unlock()
+		if err != nil {
+			return nil, false, err
+		}
 		if done {
 			if err := ctx.Err(); err != nil {
 				return nil, false, status.FromContextError(err).Err()
