@@ -59,7 +59,7 @@ require (
 	modernc.org/mathutil v1.7.1 // indirect
 	modernc.org/memory v1.12.1 // indirect
 	modernc.org/sqlite v1.61.1
-	nhooyr.io/websocket v1.8.6 // indirect
+	nhooyr.io/websocket v1.8.6
 )
 
 replace github.com/maxloyalty/notify/gen => ./gen

@@ -335,7 +335,7 @@ func (n *Node) listen(addr string, extra ...limit.Option) (net.Listener, error) 
 		} else {
 			n.metrics.LimitRejected("conn_rate")
 		}
-	})}
+	}), limit.LogRefused(n.log)}
 	if n.cfg.MaxConnections > 0 {
 		opts = append(opts, limit.MaxConns(n.cfg.MaxConnections))
 	}
