@@ -188,6 +188,12 @@ type Config struct {
 	// does: otelgrpc.NewServerHandler() for OpenTelemetry. Set in code only.
 	StatsHandlers []stats.Handler
 
+	// DebugAddr serves Go's profiles (net/http/pprof, /debug/pprof/) on
+	// this address; a bare port (":6060") binds 127.0.0.1. Profiles show
+	// memory contents: keep it on a loopback or private address. Default
+	// "": off.
+	DebugAddr string
+
 	// LogFormat is "text" or "json". Default text.
 	LogFormat string
 	// LogLevel is debug, info, warn or error. Default info.

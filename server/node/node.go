@@ -67,6 +67,8 @@ type Node struct {
 	log     *slog.Logger
 	grpcLn  net.Listener
 	httpLn  net.Listener
+	debugLn net.Listener // nil: no debug address
+	debug   *http.Server
 	inner   *bufconn.Listener
 	grpc    *grpc.Server // grpc-web and the in-process connection of REST streams
 	native  *grpc.Server // the native port's server on grpc-go; nil: wire serves it
@@ -290,7 +292,15 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		n.close()
 		return nil, fmt.Errorf("grpc-addr: %w", err)
 	}
+	if err = n.listenDebug(); err != nil {
+		n.grpcLn.Close()
+		n.close()
+		return nil, fmt.Errorf("debug-addr: %w", err)
+	}
 	if n.httpLn, err = n.listen(cfg.HTTPAddr); err != nil {
+		if n.debugLn != nil {
+			n.debugLn.Close()
+		}
 		n.grpcLn.Close()
 		n.close()
 		return nil, fmt.Errorf("http-addr: %w", err)
@@ -401,6 +411,9 @@ func (n *Node) Run(ctx context.Context) error {
 			errc <- err
 		}
 	}()
+	if n.debug != nil {
+		go func() { _ = n.debug.Serve(n.debugLn) }()
+	}
 	bg, stopBG := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { n.svc.Run(bg) })
@@ -460,6 +473,9 @@ func (n *Node) shutdown() {
 		}
 		n.grpc.Stop()
 		<-done
+	}
+	if n.debug != nil {
+		n.debug.Close()
 	}
 	n.close()
 	n.log.Info("notifyd stopped", "took", time.Since(start).Round(time.Millisecond))
