@@ -143,7 +143,7 @@ test: tools check-generated lint breaking check-deploy services test-go test-web
 ## the nodes they start on the wire transport (the default run uses grpc-go)
 test-go:
 	go test $(GO_TEST_FLAGS) ./...
-	NOTIFY_TEST_GRPC_TRANSPORT=wire go test $(GO_TEST_FLAGS) ./server/node/ ./cmd/notifyd/
+	NOTIFY_TEST_GRPC_TRANSPORT=grpc-go go test $(GO_TEST_FLAGS) ./server/node/ ./cmd/notifyd/
 	cd clients/go && go test $(GO_TEST_FLAGS) ./...
 
 ## fuzz: run every fuzz target for FUZZTIME each (default 10s), one after the

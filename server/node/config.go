@@ -66,11 +66,12 @@ type Config struct {
 	// IdempotencyWindow is how long idempotency keys are remembered. Default 5m.
 	IdempotencyWindow time.Duration
 
-	// GRPCTransport serves the native gRPC port: "grpc-go" (the default:
-	// grpc-go's server, a goroutine per stream and per sender) or "wire"
-	// (the internal/wire transport, where a connection has one reader
-	// goroutine and its streams are written by one writer goroutine).
-	// grpc-web and REST are served by grpc-go's server in either case.
+	// GRPCTransport serves the native gRPC port: "wire" (the default: the
+	// internal/wire transport, where a connection has one reader goroutine
+	// and its streams are written by one writer goroutine) or "grpc-go"
+	// (grpc-go's server, a goroutine per stream and per sender). Both pass
+	// the same conformance and attack suites (docs/SECURITY.md). grpc-web
+	// and REST are served by grpc-go's server in either case.
 	GRPCTransport string
 
 	// GCFloor is the least heap growth, in bytes, between two garbage
@@ -224,7 +225,7 @@ func (c Config) Defaults() Config {
 	}
 	c.History = h
 	setDur(&c.IdempotencyWindow, 5*time.Minute)
-	setStr(&c.GRPCTransport, "grpc-go")
+	setStr(&c.GRPCTransport, "wire")
 	if c.GCFloor == 0 {
 		c.GCFloor = gcfloor.DefaultFloor
 	}

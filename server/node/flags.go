@@ -40,7 +40,7 @@ func (c *Config) BindFlags(fs *flag.FlagSet) error {
 	integer(&c.MaxMessageBytes, "max-message-bytes", d.MaxMessageBytes, "largest incoming message")
 	b.history(&c.History, "history", "resume history per room kind, kind=size/ttl,... (kinds: guest, user, restaurant, restaurant_points, restaurant_transactions, admin; defaults 100/10m personal, 1000/10m shared)")
 	dur(&c.IdempotencyWindow, "idempotency-window", d.IdempotencyWindow, "how long idempotency keys are remembered")
-	str(&c.GRPCTransport, "grpc-transport", d.GRPCTransport, "native gRPC port served by grpc-go (grpc-go's server) or wire (own HTTP/2 transport)")
+	str(&c.GRPCTransport, "grpc-transport", d.GRPCTransport, "native gRPC port served by wire (own HTTP/2 transport) or grpc-go (grpc-go's server)")
 	integer(&c.GCFloor, "gc-floor", d.GCFloor, "least heap growth in bytes between garbage collections (negative: Go's default; GOGC set: off)")
 	str(&c.Broker, "broker", d.Broker, "memory (single node) or redis (several nodes)")
 	str(&c.RedisURL, "redis-url", d.RedisURL, "Redis URL for --broker=redis")
