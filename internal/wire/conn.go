@@ -328,12 +328,12 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 		return st.onTrailers(f)
 	}
 	if id <= c.maxID {
-		ignore := c.recentlyResetLocked(id)
 		c.mu.Unlock()
-		if ignore {
-			return nil // sent before the client saw the reset
-		}
-		// A closed stream, or an id lower than one already used.
+		// A closed stream, or an id lower than one already used: a
+		// connection error, as x/net's and grpc-go's servers make it, even
+		// on a stream the server reset (unlike DATA, whose late arrival
+		// is ignored): gRPC clients send no trailers, and h2spec expects
+		// it (§5.1, §8.1).
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
 	c.maxID = id
