@@ -47,6 +47,11 @@ type Config struct {
 	// TokenLeeway is the clock skew the token verifier allows past exp; a
 	// stream ends that long after its token's exp. Default 0.
 	TokenLeeway time.Duration
+	// WriteTimeout bounds a publish's broker and inbox writes once the
+	// broker step has begun: from then on they run to their end whatever
+	// the caller does (gives up, or its deadline passes), so that an event
+	// delivered live is also stored. Default: 10s.
+	WriteTimeout time.Duration
 	// Metrics receives observations. Default: none.
 	Metrics Metrics
 	// Limits bound publishers and streams. Default: none.
@@ -71,6 +76,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = 500
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
 	}
 	if c.ReconnectDelayMin <= 0 {
 		c.ReconnectDelayMin = 500 * time.Millisecond
@@ -179,13 +187,28 @@ func (s *Service) prepare(c auth.Claims, req *notifyv1.PublishRequest) (out prep
 }
 
 // publish publishes one prepared request and records it in the inboxes.
+//
+// The caller's context decides only whether the publish begins. Once the
+// broker has it, the event may be delivered live (with Redis, even when
+// the script's answer is lost), so the broker step and the inbox write run
+// on a context of their own, bounded by WriteTimeout: a caller that gives
+// up midway leaves an event that is both delivered and stored, as if it
+// had waited, and its retry with the same idempotency key is a duplicate.
 func (s *Service) publish(ctx context.Context, p prepared) (*notifyv1.PublishResponse, error) {
-	res, err := s.broker.Publish(ctx, p.pub)
-	if err != nil {
-		s.cfg.Metrics.BrokerError("publish")
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if err := s.record(ctx, p.pub, res, p.typ, p.time); err != nil {
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.WriteTimeout)
+	defer cancel()
+	res, err := s.broker.Publish(wctx, p.pub)
+	if err != nil {
+		s.cfg.Metrics.BrokerError("publish")
+		if wctx.Err() != nil {
+			return nil, fmt.Errorf("%w: no answer within %v", broker.ErrUnavailable, s.cfg.WriteTimeout)
+		}
+		return nil, err
+	}
+	if err := s.record(wctx, p.pub, res, p.typ, p.time); err != nil {
 		s.cfg.Metrics.StoreError("insert")
 		return nil, err
 	}
