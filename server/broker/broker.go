@@ -13,6 +13,10 @@ var (
 	ErrUnavailable = errors.New("broker unavailable")
 	// ErrClosed means the broker was closed.
 	ErrClosed = errors.New("broker closed")
+	// ErrKeyReused means the publication's idempotency key was used within
+	// the key window for a publication with a different fingerprint: a
+	// different request, not a retry. Nothing was published.
+	ErrKeyReused = errors.New("idempotency key reused for a different request")
 )
 
 // Message is one event in one room: the encoded event without its room,
@@ -45,6 +49,11 @@ type Publication struct {
 	// IdempotencyKey, when set, makes a repeat within the key window return
 	// the first result instead of publishing again.
 	IdempotencyKey string
+	// Fingerprint identifies the request behind the publication (a hash of
+	// its canonical form), kept with the idempotency key: a repeat of the
+	// key whose fingerprint differs fails with ErrKeyReused. Empty: not
+	// compared (a repeat is a duplicate whatever its request).
+	Fingerprint string
 }
 
 // Result says where a publication landed.
@@ -93,3 +102,8 @@ func newEpoch() string {
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
+
+// sameRequest reports whether two fingerprints of one idempotency key are
+// of the same request; an empty one (a publisher that gives none, or a
+// record kept before fingerprints were) matches any.
+func sameRequest(a, b string) bool { return a == "" || b == "" || a == b }

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"fmt"
 	"hash/maphash"
 	"sync"
 	"time"
@@ -57,8 +58,9 @@ type keyShard struct {
 }
 
 type keyEntry struct {
-	res     Result
-	expires time.Time
+	res         Result
+	fingerprint string
+	expires     time.Time
 }
 
 // NewMemory returns a running Memory broker that calls h for every message.
@@ -112,6 +114,9 @@ func (m *Memory) Publish(ctx context.Context, p Publication) (Result, error) {
 		ks.mu.Lock()
 		defer ks.mu.Unlock()
 		if e, ok := ks.entries[p.IdempotencyKey]; ok && now.Before(e.expires) {
+			if !sameRequest(e.fingerprint, p.Fingerprint) {
+				return Result{}, fmt.Errorf("%w: first used for event %s", ErrKeyReused, e.res.EventID)
+			}
 			r := e.res
 			r.Duplicate = true
 			return r, nil
@@ -122,7 +127,7 @@ func (m *Memory) Publish(ctx context.Context, p Publication) (Result, error) {
 		res.Positions[i] = m.publishOne(room, p.Data, now)
 	}
 	if ks != nil {
-		ks.entries[p.IdempotencyKey] = keyEntry{res: res, expires: now.Add(m.cfg.IdempotencyWindow)}
+		ks.entries[p.IdempotencyKey] = keyEntry{res: res, fingerprint: p.Fingerprint, expires: now.Add(m.cfg.IdempotencyWindow)}
 	}
 	return res, nil
 }

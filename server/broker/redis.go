@@ -112,21 +112,34 @@ func (r *Redis) channel(room string) string   { return r.cfg.Prefix + ":ch:" + r
 
 // publishScript assigns offsets, appends to each room's capped stream and
 // publishes, atomically, for every room of one publication; with an
-// idempotency key it first returns a stored earlier result.
+// idempotency key it first looks for an earlier result: the same request's
+// (its fingerprint matches, or either has none) is returned as a duplicate,
+// another request's is refused. The key's value is "fingerprint|result"
+// (a value without "|", kept by an earlier version, has no fingerprint).
 //
 // KEYS: idempotency key, then seq, epoch, hist for each room.
 // ARGV: data, now (ms), idempotency ttl (ms), event id, has key (0/1),
-// then size, ttl (ms), new epoch, channel, room for each room.
+// fingerprint, then size, ttl (ms), new epoch, channel, room for each room.
+// Reply: {0, result} published, {1, result} duplicate, {2, first result}
+// key reused for another request.
 var publishScript = redis.NewScript(`
 if ARGV[5] == '1' then
   local prev = redis.call('GET', KEYS[1])
-  if prev then return {1, prev} end
+  if prev then
+    local fp, res = '', prev
+    local bar = string.find(prev, '|', 1, true)
+    if bar then
+      fp, res = string.sub(prev, 1, bar - 1), string.sub(prev, bar + 1)
+    end
+    if fp ~= '' and ARGV[6] ~= '' and fp ~= ARGV[6] then return {2, res} end
+    return {1, res}
+  end
 end
 local n = (#KEYS - 1) / 3
 local parts = {}
 for i = 1, n do
   local seq, ep, hist = KEYS[3*i-1], KEYS[3*i], KEYS[3*i+1]
-  local a = 5 + 5*(i-1)
+  local a = 6 + 5*(i-1)
   local size, ttl = tonumber(ARGV[a+1]), tonumber(ARGV[a+2])
   local epoch = redis.call('GET', ep)
   if not epoch then
@@ -149,7 +162,7 @@ for i = 1, n do
 end
 local result = ARGV[4] .. '\n' .. table.concat(parts, '\n')
 if ARGV[5] == '1' then
-  redis.call('SET', KEYS[1], result, 'PX', ARGV[3])
+  redis.call('SET', KEYS[1], ARGV[6] .. '|' .. result, 'PX', ARGV[3])
 end
 return {0, result}
 `)
@@ -157,11 +170,14 @@ return {0, result}
 // Publish assigns the publication an offset in each room, appends it to the
 // rooms' histories and publishes it to every node, in one atomic step.
 func (r *Redis) Publish(ctx context.Context, p Publication) (Result, error) {
+	if strings.Contains(p.Fingerprint, "|") {
+		return Result{}, fmt.Errorf("redis publish: fingerprint %q contains '|'", p.Fingerprint)
+	}
 	now := time.Now()
 	keys := make([]string, 0, 1+3*len(p.Rooms))
 	idem := r.cfg.Prefix + ":idem:" + p.IdempotencyKey
 	keys = append(keys, idem)
-	args := []any{p.Data, now.UnixMilli(), r.cfg.IdempotencyWindow.Milliseconds(), p.EventID, boolArg(p.IdempotencyKey != "")}
+	args := []any{p.Data, now.UnixMilli(), r.cfg.IdempotencyWindow.Milliseconds(), p.EventID, boolArg(p.IdempotencyKey != ""), p.Fingerprint}
 	for _, room := range p.Rooms {
 		l := r.cfg.Limits(room)
 		keys = append(keys, r.key(room, "seq"), r.key(room, "epoch"), r.key(room, "hist"))
@@ -174,13 +190,16 @@ func (r *Redis) Publish(ctx context.Context, p Publication) (Result, error) {
 	if len(v) != 2 {
 		return Result{}, fmt.Errorf("redis publish: unexpected reply %v", v)
 	}
-	dup, _ := v[0].(int64)
+	state, _ := v[0].(int64)
 	s, _ := v[1].(string)
 	res, err := parseResult(s)
 	if err != nil {
 		return Result{}, err
 	}
-	res.Duplicate = dup == 1
+	if state == 2 {
+		return Result{}, fmt.Errorf("%w: first used for event %s", ErrKeyReused, res.EventID)
+	}
+	res.Duplicate = state == 1
 	return res, nil
 }
 

@@ -27,6 +27,11 @@ var ErrInvalid = errors.New("invalid argument")
 // ErrNotFound is wrapped when the caller names something it cannot see.
 var ErrNotFound = errors.New("not found")
 
+// errKeyReused is an idempotency key repeated with a different request:
+// FAILED_PRECONDITION, since the same request would not succeed either
+// until the key is forgotten.
+var errKeyReused = errors.New("idempotency_key: already used for a different request")
+
 // Limits on one request, answered with RESOURCE_EXHAUSTED.
 var (
 	errBatchTooLarge = errors.New("batch too large")
@@ -50,6 +55,7 @@ var mapping = []struct {
 	reason string
 }{
 	{ErrInboxWrite, codes.Unavailable, "INBOX_WRITE_FAILED"},
+	{errKeyReused, codes.FailedPrecondition, "IDEMPOTENCY_KEY_REUSED"},
 	{ErrInvalid, codes.InvalidArgument, "INVALID_ARGUMENT"},
 	{errBatchTooLarge, codes.ResourceExhausted, "BATCH_TOO_LARGE"},
 	{errTooManyRooms, codes.ResourceExhausted, "TOO_MANY_ROOMS"},

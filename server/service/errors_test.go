@@ -29,6 +29,7 @@ func TestStatusMapping(t *testing.T) {
 		{wrapIndex(3, fmt.Errorf("%w: bad", room.ErrInvalid)), codes.InvalidArgument, "INVALID_ROOM", "requests[3]: invalid room: bad"},
 		{fmt.Errorf("%w: no", access.ErrDenied), codes.PermissionDenied, "PERMISSION_DENIED", ""},
 		{hub.ErrSlowConsumer, codes.ResourceExhausted, "SLOW_CONSUMER", ""},
+		{fmt.Errorf("%w (first used for event e1)", errKeyReused), codes.FailedPrecondition, "IDEMPOTENCY_KEY_REUSED", ""},
 		{hub.ErrShutdown, codes.Unavailable, "SERVER_RESTART", ""},
 		{fmt.Errorf("redis: %w", broker.ErrUnavailable), codes.Unavailable, "BROKER_UNAVAILABLE", ""},
 		{broker.ErrClosed, codes.Unavailable, "SERVER_RESTART", ""},

@@ -102,12 +102,14 @@ func (s *Service) record(ctx context.Context, p broker.Publication, res broker.R
 		return nil
 	}
 	// An inbox row is unique per owner and key: the publisher's idempotency
-	// key when it gave one, so that a publish retried after a crash (when
-	// the broker may have forgotten the key) is still stored once; else the
-	// event id.
+	// key and the request's fingerprint when it gave a key, so that a
+	// publish retried after a crash (when the broker may have forgotten the
+	// key) is still stored once, while another request reusing the key
+	// after the broker forgot it is stored as the new event it is; else
+	// the event id.
 	key := res.EventID
 	if p.IdempotencyKey != "" {
-		key = "idem:" + base64.RawURLEncoding.EncodeToString([]byte(p.IdempotencyKey))
+		key = "idem:" + base64.RawURLEncoding.EncodeToString([]byte(p.IdempotencyKey)) + "." + p.Fingerprint
 	}
 	var items []store.NewItem
 	for _, pos := range res.Positions {

@@ -2,9 +2,15 @@ package service
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -180,10 +186,46 @@ func (s *Service) prepare(c auth.Claims, req *notifyv1.PublishRequest) (out prep
 		kinds[i] = r.Kind()
 	}
 	if req.IdempotencyKey != "" {
-		// Keys are scoped to the publisher so tenants cannot collide.
-		p.IdempotencyKey = c.Subject + "\x00" + req.IdempotencyKey
+		p.IdempotencyKey = scopedKey(c, req.IdempotencyKey)
+		fp, err := publishFingerprint(name, payload, p.Rooms)
+		if err != nil {
+			return out, invalid("event cannot be encoded: %v", err)
+		}
+		p.Fingerprint = fp
 	}
 	return prepared{pub: p, kinds: kinds, typ: typ, time: now}, nil
+}
+
+// scopedKey is the broker's idempotency key of a caller's key: scoped to
+// the caller (role and subject), so that publishers cannot collide, nor a
+// guest's confirmations with a service's publishes.
+func scopedKey(c auth.Claims, key string) string {
+	return auth.RoleName(c.Role) + "\x00" + strconv.Itoa(len(c.Subject)) + "\x00" + c.Subject + "\x00" + key
+}
+
+// publishFingerprint identifies a publish request for its idempotency key:
+// a hash of its canonical form, the event (its type and deterministic
+// encoding) and its rooms, sorted. A retry sends the same request and so
+// has the same fingerprint; the server-assigned id and time are not in it.
+func publishFingerprint(name string, payload proto.Message, rooms []string) (string, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(payload)
+	if err != nil {
+		return "", err
+	}
+	sorted := slices.Sorted(slices.Values(rooms))
+	return fingerprint("publish", name, string(b), strings.Join(sorted, "\n")), nil
+}
+
+// fingerprint hashes parts, each length-prefixed so that no two lists of
+// parts hash alike, into a short printable string.
+func fingerprint(parts ...string) string {
+	h := sha256.New()
+	var n [binary.MaxVarintLen64]byte
+	for _, p := range parts {
+		h.Write(n[:binary.PutUvarint(n[:], uint64(len(p)))])
+		h.Write([]byte(p))
+	}
+	return base64.RawURLEncoding.EncodeToString(h.Sum(nil))
 }
 
 // publish publishes one prepared request and records it in the inboxes.
@@ -201,6 +243,10 @@ func (s *Service) publish(ctx context.Context, p prepared) (*notifyv1.PublishRes
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.WriteTimeout)
 	defer cancel()
 	res, err := s.broker.Publish(wctx, p.pub)
+	if errors.Is(err, broker.ErrKeyReused) {
+		first := strings.TrimPrefix(err.Error(), broker.ErrKeyReused.Error()+": ")
+		return nil, fmt.Errorf("%w (%s) within the idempotency window; a new request needs a new key", errKeyReused, first)
+	}
 	if err != nil {
 		s.cfg.Metrics.BrokerError("publish")
 		if wctx.Err() != nil {
@@ -368,6 +414,12 @@ func (s *Service) ConfirmAction(ctx context.Context, req *notifyv1.ConfirmAction
 	if err != nil {
 		return nil, toStatusErr(err)
 	}
+	// The guest's key for the action, and the request's fingerprint: the
+	// event's time is the server's, so a retry of the same confirmation
+	// is a duplicate, and a confirmation of the same action id with another
+	// action, amount or restaurant is refused.
+	p.pub.IdempotencyKey = scopedKey(c, "action:"+req.ActionId)
+	p.pub.Fingerprint = fingerprint("confirm", req.ActionId, req.Action.String(), strconv.FormatInt(req.Amount, 10), req.RestaurantId)
 	resp, err := s.publish(ctx, p)
 	if err != nil {
 		return nil, toStatusErr(err)
