@@ -83,7 +83,7 @@ tools: .bin/buf .bin/protoc-gen-go .bin/protoc-gen-go-grpc .bin/protoc-gen-grpc-
 ## generate: regenerate gen/ and the OpenAPI document from proto/ (offline)
 generate: tools web-deps
 	buf format -w
-	rm -rf gen/notify gateway/openapi $(WEB_DIR)/src/gen
+	rm -rf gen/notify gen/gw gateway/openapi $(WEB_DIR)/src/gen
 	buf generate
 	cd gen && go mod tidy
 

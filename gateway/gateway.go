@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	notifyv1gw "github.com/maxloyalty/notify/gen/gw/notify/v1"
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
 )
 
@@ -89,10 +90,10 @@ func New(ctx context.Context, cfg Config, srv *grpc.Server, conn grpc.ClientConn
 			runtime.DefaultRoutingErrorHandler(ctx, mux, m, w, r, status)
 		}),
 	)
-	if err := notifyv1.RegisterNotificationServiceHandlerClient(ctx, mux, notifyv1.NewNotificationServiceClient(conn)); err != nil {
+	if err := notifyv1gw.RegisterNotificationServiceHandlerClient(ctx, mux, notifyv1.NewNotificationServiceClient(conn)); err != nil {
 		return nil, err
 	}
-	if err := notifyv1.RegisterInboxServiceHandlerClient(ctx, mux, notifyv1.NewInboxServiceClient(conn)); err != nil {
+	if err := notifyv1gw.RegisterInboxServiceHandlerClient(ctx, mux, notifyv1.NewInboxServiceClient(conn)); err != nil {
 		return nil, err
 	}
 

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/maxloyalty/notify/server/auth"
-	"github.com/maxloyalty/notify/server/node"
 )
 
 func tokenCmd(args []string, out io.Writer) error {
@@ -16,7 +15,7 @@ func tokenCmd(args []string, out io.Writer) error {
 	role := fs.String("role", "guest", "admin, restaurant, cashier, guest or service")
 	sub := fs.String("sub", "", "subject: the user, guest or service id (required)")
 	rid := fs.String("restaurant", "", "restaurant id (restaurant and cashier roles)")
-	ttl := fs.Duration("ttl", 24*time.Hour, "lifetime (0: no expiry)")
+	ttl := fs.Duration("ttl", 24*time.Hour, "lifetime, more than 0 (every token expires)")
 	secret := fs.String("secret", os.Getenv("NOTIFY_JWT_SECRET"), "HS256 secret (NOTIFY_JWT_SECRET; default: the dev secret)")
 	iss := fs.String("issuer", "", "iss claim")
 	aud := fs.String("audience", "", "aud claim")
@@ -30,9 +29,14 @@ func tokenCmd(args []string, out io.Writer) error {
 	if *sub == "" {
 		return fmt.Errorf("--sub is required")
 	}
+	if *ttl <= 0 {
+		// notifyd refuses tokens without exp unless their role is in
+		// --jwt-allow-no-expiry-roles; this tool always sets one.
+		return fmt.Errorf("--ttl must be more than 0: every token expires")
+	}
 	key := *secret
 	if key == "" {
-		key = node.DevSecret
+		key = auth.DevSecret
 	}
 	var opts []auth.MintOption
 	if *iss != "" {

@@ -13,6 +13,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/stats"
 
+	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
+	"github.com/maxloyalty/notify/server/auth"
 	"github.com/maxloyalty/notify/server/broker"
 	"github.com/maxloyalty/notify/server/gcfloor"
 	"github.com/maxloyalty/notify/server/room"
@@ -20,7 +22,7 @@ import (
 
 // DevSecret is the HS256 secret used in dev mode when no key is configured.
 // Dev mode is for a laptop: never expose a dev-mode node.
-const DevSecret = "notify-dev-secret-do-not-use-in-production"
+const DevSecret = auth.DevSecret
 
 // Config is every setting of a node. Zero values take the defaults given
 // in each comment (Defaults returns them filled in).
@@ -31,7 +33,10 @@ type Config struct {
 	HTTPAddr string
 	// ServerID names the node in Connected messages. Default: the host name.
 	ServerID string
-	// Dev enables dev mode: the DevSecret is accepted when no key is set.
+	// Dev enables dev mode, for a laptop: tokens signed with the public
+	// DevSecret are accepted, and POST /dev/token mints them for any role.
+	// It cannot be combined with a configured key (JWTSecret,
+	// JWTPublicKeyFile, JWTJWKSFile). Default false.
 	Dev bool
 
 	// JWTSecret enables HS256 tokens signed with this secret.
@@ -44,9 +49,14 @@ type Config struct {
 	JWTIssuer string
 	// JWTAudience, when set, must be among the tokens' aud.
 	JWTAudience string
-	// JWTLeeway is the clock skew allowed on exp and nbf; a stream ends
-	// that long after its token's exp. Default 5s; negative: none.
+	// JWTLeeway is the clock skew allowed on exp, nbf and iat (a token
+	// issued further in the future is refused); a stream ends that long
+	// after its token's exp. Default 5s; negative: none.
 	JWTLeeway time.Duration
+	// JWTAllowNoExpiryRoles names the roles (lowercase, as in tokens:
+	// "service") whose tokens may omit exp; comma-separated in flags.
+	// Default: none, every token must carry exp.
+	JWTAllowNoExpiryRoles []string
 
 	// HeartbeatInterval: idle time before a stream gets a heartbeat. Default 25s.
 	HeartbeatInterval time.Duration
@@ -281,6 +291,20 @@ func (c Config) Validate() error {
 	if c.JWTSecret != "" && len(c.JWTSecret) < 32 {
 		errs = append(errs, errors.New("jwt-secret: must be at least 32 bytes"))
 	}
+	if c.Dev {
+		// Dev mode mints tokens for any role (POST /dev/token): with a
+		// real key that would be an open mint for every node sharing it.
+		for _, k := range []struct{ flag, value string }{
+			{"jwt-secret", c.JWTSecret}, {"jwt-public-key-file", c.JWTPublicKeyFile}, {"jwt-jwks-file", c.JWTJWKSFile},
+		} {
+			if k.value != "" {
+				errs = append(errs, fmt.Errorf("dev, %s: dev mode accepts and mints tokens signed with the public dev secret and cannot be combined with a configured key; give one or the other", k.flag))
+			}
+		}
+	}
+	if _, err := c.noExpiryRoles(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.ReconnectDelayMax < c.ReconnectDelayMin {
 		errs = append(errs, errors.New("reconnect-delay-max: must not be below reconnect-delay-min"))
 	}
@@ -315,6 +339,19 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("log-level: %q is not debug, info, warn or error", c.LogLevel))
 	}
 	return errors.Join(errs...)
+}
+
+// noExpiryRoles parses JWTAllowNoExpiryRoles.
+func (c Config) noExpiryRoles() ([]notifyv1.Role, error) {
+	var out []notifyv1.Role
+	for _, name := range c.JWTAllowNoExpiryRoles {
+		r, err := auth.ParseRole(name)
+		if err != nil {
+			return nil, fmt.Errorf("jwt-allow-no-expiry-roles: %q is not admin, restaurant, cashier, guest or service", name)
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 // Bounds of the native port's settings: receive windows as HTTP/2 allows

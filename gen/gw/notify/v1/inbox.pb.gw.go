@@ -16,6 +16,7 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
+	extNotifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/grpclog"
@@ -37,9 +38,9 @@ var (
 
 var filter_InboxService_ListNotifications_0 = &utilities.DoubleArray{Encoding: map[string]int{}, Base: []int(nil), Check: []int(nil)}
 
-func request_InboxService_ListNotifications_0(ctx context.Context, marshaler runtime.Marshaler, client InboxServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_InboxService_ListNotifications_0(ctx context.Context, marshaler runtime.Marshaler, client extNotifyv1.InboxServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq ListNotificationsRequest
+		protoReq extNotifyv1.ListNotificationsRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := req.ParseForm(); err != nil {
@@ -55,9 +56,9 @@ func request_InboxService_ListNotifications_0(ctx context.Context, marshaler run
 	return msg, metadata, err
 }
 
-func local_request_InboxService_ListNotifications_0(ctx context.Context, marshaler runtime.Marshaler, server InboxServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_InboxService_ListNotifications_0(ctx context.Context, marshaler runtime.Marshaler, server extNotifyv1.InboxServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq ListNotificationsRequest
+		protoReq extNotifyv1.ListNotificationsRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := req.ParseForm(); err != nil {
@@ -70,9 +71,9 @@ func local_request_InboxService_ListNotifications_0(ctx context.Context, marshal
 	return msg, metadata, err
 }
 
-func request_InboxService_GetUnreadCount_0(ctx context.Context, marshaler runtime.Marshaler, client InboxServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_InboxService_GetUnreadCount_0(ctx context.Context, marshaler runtime.Marshaler, client extNotifyv1.InboxServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq GetUnreadCountRequest
+		protoReq extNotifyv1.GetUnreadCountRequest
 		metadata runtime.ServerMetadata
 	)
 	if req.Body != nil {
@@ -82,18 +83,18 @@ func request_InboxService_GetUnreadCount_0(ctx context.Context, marshaler runtim
 	return msg, metadata, err
 }
 
-func local_request_InboxService_GetUnreadCount_0(ctx context.Context, marshaler runtime.Marshaler, server InboxServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_InboxService_GetUnreadCount_0(ctx context.Context, marshaler runtime.Marshaler, server extNotifyv1.InboxServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq GetUnreadCountRequest
+		protoReq extNotifyv1.GetUnreadCountRequest
 		metadata runtime.ServerMetadata
 	)
 	msg, err := server.GetUnreadCount(ctx, &protoReq)
 	return msg, metadata, err
 }
 
-func request_InboxService_MarkRead_0(ctx context.Context, marshaler runtime.Marshaler, client InboxServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_InboxService_MarkRead_0(ctx context.Context, marshaler runtime.Marshaler, client extNotifyv1.InboxServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq MarkReadRequest
+		protoReq extNotifyv1.MarkReadRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -106,9 +107,9 @@ func request_InboxService_MarkRead_0(ctx context.Context, marshaler runtime.Mars
 	return msg, metadata, err
 }
 
-func local_request_InboxService_MarkRead_0(ctx context.Context, marshaler runtime.Marshaler, server InboxServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_InboxService_MarkRead_0(ctx context.Context, marshaler runtime.Marshaler, server extNotifyv1.InboxServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq MarkReadRequest
+		protoReq extNotifyv1.MarkReadRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -118,9 +119,9 @@ func local_request_InboxService_MarkRead_0(ctx context.Context, marshaler runtim
 	return msg, metadata, err
 }
 
-func request_InboxService_MarkUnread_0(ctx context.Context, marshaler runtime.Marshaler, client InboxServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_InboxService_MarkUnread_0(ctx context.Context, marshaler runtime.Marshaler, client extNotifyv1.InboxServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq MarkUnreadRequest
+		protoReq extNotifyv1.MarkUnreadRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -133,9 +134,9 @@ func request_InboxService_MarkUnread_0(ctx context.Context, marshaler runtime.Ma
 	return msg, metadata, err
 }
 
-func local_request_InboxService_MarkUnread_0(ctx context.Context, marshaler runtime.Marshaler, server InboxServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_InboxService_MarkUnread_0(ctx context.Context, marshaler runtime.Marshaler, server extNotifyv1.InboxServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq MarkUnreadRequest
+		protoReq extNotifyv1.MarkUnreadRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -145,9 +146,9 @@ func local_request_InboxService_MarkUnread_0(ctx context.Context, marshaler runt
 	return msg, metadata, err
 }
 
-func request_InboxService_MarkAllRead_0(ctx context.Context, marshaler runtime.Marshaler, client InboxServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_InboxService_MarkAllRead_0(ctx context.Context, marshaler runtime.Marshaler, client extNotifyv1.InboxServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq MarkAllReadRequest
+		protoReq extNotifyv1.MarkAllReadRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -160,9 +161,9 @@ func request_InboxService_MarkAllRead_0(ctx context.Context, marshaler runtime.M
 	return msg, metadata, err
 }
 
-func local_request_InboxService_MarkAllRead_0(ctx context.Context, marshaler runtime.Marshaler, server InboxServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_InboxService_MarkAllRead_0(ctx context.Context, marshaler runtime.Marshaler, server extNotifyv1.InboxServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq MarkAllReadRequest
+		protoReq extNotifyv1.MarkAllReadRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -172,9 +173,9 @@ func local_request_InboxService_MarkAllRead_0(ctx context.Context, marshaler run
 	return msg, metadata, err
 }
 
-func request_InboxService_DeleteNotification_0(ctx context.Context, marshaler runtime.Marshaler, client InboxServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_InboxService_DeleteNotification_0(ctx context.Context, marshaler runtime.Marshaler, client extNotifyv1.InboxServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq DeleteNotificationRequest
+		protoReq extNotifyv1.DeleteNotificationRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -193,9 +194,9 @@ func request_InboxService_DeleteNotification_0(ctx context.Context, marshaler ru
 	return msg, metadata, err
 }
 
-func local_request_InboxService_DeleteNotification_0(ctx context.Context, marshaler runtime.Marshaler, server InboxServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_InboxService_DeleteNotification_0(ctx context.Context, marshaler runtime.Marshaler, server extNotifyv1.InboxServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq DeleteNotificationRequest
+		protoReq extNotifyv1.DeleteNotificationRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -211,9 +212,9 @@ func local_request_InboxService_DeleteNotification_0(ctx context.Context, marsha
 	return msg, metadata, err
 }
 
-func request_InboxService_ClearNotifications_0(ctx context.Context, marshaler runtime.Marshaler, client InboxServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_InboxService_ClearNotifications_0(ctx context.Context, marshaler runtime.Marshaler, client extNotifyv1.InboxServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq ClearNotificationsRequest
+		protoReq extNotifyv1.ClearNotificationsRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -226,9 +227,9 @@ func request_InboxService_ClearNotifications_0(ctx context.Context, marshaler ru
 	return msg, metadata, err
 }
 
-func local_request_InboxService_ClearNotifications_0(ctx context.Context, marshaler runtime.Marshaler, server InboxServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_InboxService_ClearNotifications_0(ctx context.Context, marshaler runtime.Marshaler, server extNotifyv1.InboxServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq ClearNotificationsRequest
+		protoReq extNotifyv1.ClearNotificationsRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -238,9 +239,9 @@ func local_request_InboxService_ClearNotifications_0(ctx context.Context, marsha
 	return msg, metadata, err
 }
 
-func request_InboxService_GetPreferences_0(ctx context.Context, marshaler runtime.Marshaler, client InboxServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_InboxService_GetPreferences_0(ctx context.Context, marshaler runtime.Marshaler, client extNotifyv1.InboxServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq GetPreferencesRequest
+		protoReq extNotifyv1.GetPreferencesRequest
 		metadata runtime.ServerMetadata
 	)
 	if req.Body != nil {
@@ -250,18 +251,18 @@ func request_InboxService_GetPreferences_0(ctx context.Context, marshaler runtim
 	return msg, metadata, err
 }
 
-func local_request_InboxService_GetPreferences_0(ctx context.Context, marshaler runtime.Marshaler, server InboxServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_InboxService_GetPreferences_0(ctx context.Context, marshaler runtime.Marshaler, server extNotifyv1.InboxServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq GetPreferencesRequest
+		protoReq extNotifyv1.GetPreferencesRequest
 		metadata runtime.ServerMetadata
 	)
 	msg, err := server.GetPreferences(ctx, &protoReq)
 	return msg, metadata, err
 }
 
-func request_InboxService_UpdatePreferences_0(ctx context.Context, marshaler runtime.Marshaler, client InboxServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_InboxService_UpdatePreferences_0(ctx context.Context, marshaler runtime.Marshaler, client extNotifyv1.InboxServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq UpdatePreferencesRequest
+		protoReq extNotifyv1.UpdatePreferencesRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -274,9 +275,9 @@ func request_InboxService_UpdatePreferences_0(ctx context.Context, marshaler run
 	return msg, metadata, err
 }
 
-func local_request_InboxService_UpdatePreferences_0(ctx context.Context, marshaler runtime.Marshaler, server InboxServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_InboxService_UpdatePreferences_0(ctx context.Context, marshaler runtime.Marshaler, server extNotifyv1.InboxServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq UpdatePreferencesRequest
+		protoReq extNotifyv1.UpdatePreferencesRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -291,7 +292,7 @@ func local_request_InboxService_UpdatePreferences_0(ctx context.Context, marshal
 // StreamingRPC :currently unsupported pending https://github.com/grpc/grpc-go/issues/906.
 // Note that using this registration option will cause many gRPC library features to stop working. Consider using RegisterInboxServiceHandlerFromEndpoint instead.
 // GRPC interceptors will not work for this type of registration. To use interceptors, you must use the "runtime.WithMiddlewares" option in the "runtime.NewServeMux" call.
-func RegisterInboxServiceHandlerServer(ctx context.Context, mux *runtime.ServeMux, server InboxServiceServer) error {
+func RegisterInboxServiceHandlerServer(ctx context.Context, mux *runtime.ServeMux, server extNotifyv1.InboxServiceServer) error {
 	mux.Handle(http.MethodGet, pattern_InboxService_ListNotifications_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
@@ -503,15 +504,15 @@ func RegisterInboxServiceHandlerFromEndpoint(ctx context.Context, mux *runtime.S
 // RegisterInboxServiceHandler registers the http handlers for service InboxService to "mux".
 // The handlers forward requests to the grpc endpoint over "conn".
 func RegisterInboxServiceHandler(ctx context.Context, mux *runtime.ServeMux, conn *grpc.ClientConn) error {
-	return RegisterInboxServiceHandlerClient(ctx, mux, NewInboxServiceClient(conn))
+	return RegisterInboxServiceHandlerClient(ctx, mux, extNotifyv1.NewInboxServiceClient(conn))
 }
 
 // RegisterInboxServiceHandlerClient registers the http handlers for service InboxService
-// to "mux". The handlers forward requests to the grpc endpoint over the given implementation of "InboxServiceClient".
-// Note: the gRPC framework executes interceptors within the gRPC handler. If the passed in "InboxServiceClient"
+// to "mux". The handlers forward requests to the grpc endpoint over the given implementation of "extNotifyv1.InboxServiceClient".
+// Note: the gRPC framework executes interceptors within the gRPC handler. If the passed in "extNotifyv1.InboxServiceClient"
 // doesn't go through the normal gRPC flow (creating a gRPC client etc.) then it will be up to the passed in
-// "InboxServiceClient" to call the correct interceptors. This client ignores the HTTP middlewares.
-func RegisterInboxServiceHandlerClient(ctx context.Context, mux *runtime.ServeMux, client InboxServiceClient) error {
+// "extNotifyv1.InboxServiceClient" to call the correct interceptors. This client ignores the HTTP middlewares.
+func RegisterInboxServiceHandlerClient(ctx context.Context, mux *runtime.ServeMux, client extNotifyv1.InboxServiceClient) error {
 	mux.Handle(http.MethodGet, pattern_InboxService_ListNotifications_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()

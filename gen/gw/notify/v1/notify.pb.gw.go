@@ -16,6 +16,7 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
+	extNotifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/grpclog"
@@ -37,9 +38,9 @@ var (
 
 var filter_NotificationService_Subscribe_0 = &utilities.DoubleArray{Encoding: map[string]int{}, Base: []int(nil), Check: []int(nil)}
 
-func request_NotificationService_Subscribe_0(ctx context.Context, marshaler runtime.Marshaler, client NotificationServiceClient, req *http.Request, pathParams map[string]string) (NotificationService_SubscribeClient, runtime.ServerMetadata, error) {
+func request_NotificationService_Subscribe_0(ctx context.Context, marshaler runtime.Marshaler, client extNotifyv1.NotificationServiceClient, req *http.Request, pathParams map[string]string) (extNotifyv1.NotificationService_SubscribeClient, runtime.ServerMetadata, error) {
 	var (
-		protoReq SubscribeRequest
+		protoReq extNotifyv1.SubscribeRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := req.ParseForm(); err != nil {
@@ -63,9 +64,9 @@ func request_NotificationService_Subscribe_0(ctx context.Context, marshaler runt
 	return stream, metadata, nil
 }
 
-func request_NotificationService_Subscribe_1(ctx context.Context, marshaler runtime.Marshaler, client NotificationServiceClient, req *http.Request, pathParams map[string]string) (NotificationService_SubscribeClient, runtime.ServerMetadata, error) {
+func request_NotificationService_Subscribe_1(ctx context.Context, marshaler runtime.Marshaler, client extNotifyv1.NotificationServiceClient, req *http.Request, pathParams map[string]string) (extNotifyv1.NotificationService_SubscribeClient, runtime.ServerMetadata, error) {
 	var (
-		protoReq SubscribeRequest
+		protoReq extNotifyv1.SubscribeRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -86,9 +87,9 @@ func request_NotificationService_Subscribe_1(ctx context.Context, marshaler runt
 	return stream, metadata, nil
 }
 
-func request_NotificationService_Publish_0(ctx context.Context, marshaler runtime.Marshaler, client NotificationServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_NotificationService_Publish_0(ctx context.Context, marshaler runtime.Marshaler, client extNotifyv1.NotificationServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq PublishRequest
+		protoReq extNotifyv1.PublishRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -101,9 +102,9 @@ func request_NotificationService_Publish_0(ctx context.Context, marshaler runtim
 	return msg, metadata, err
 }
 
-func local_request_NotificationService_Publish_0(ctx context.Context, marshaler runtime.Marshaler, server NotificationServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_NotificationService_Publish_0(ctx context.Context, marshaler runtime.Marshaler, server extNotifyv1.NotificationServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq PublishRequest
+		protoReq extNotifyv1.PublishRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -113,9 +114,9 @@ func local_request_NotificationService_Publish_0(ctx context.Context, marshaler 
 	return msg, metadata, err
 }
 
-func request_NotificationService_Publish_1(ctx context.Context, marshaler runtime.Marshaler, client NotificationServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_NotificationService_Publish_1(ctx context.Context, marshaler runtime.Marshaler, client extNotifyv1.NotificationServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq PublishRequest
+		protoReq extNotifyv1.PublishRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -137,9 +138,9 @@ func request_NotificationService_Publish_1(ctx context.Context, marshaler runtim
 	return msg, metadata, err
 }
 
-func local_request_NotificationService_Publish_1(ctx context.Context, marshaler runtime.Marshaler, server NotificationServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_NotificationService_Publish_1(ctx context.Context, marshaler runtime.Marshaler, server extNotifyv1.NotificationServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq PublishRequest
+		protoReq extNotifyv1.PublishRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -158,9 +159,9 @@ func local_request_NotificationService_Publish_1(ctx context.Context, marshaler 
 	return msg, metadata, err
 }
 
-func request_NotificationService_PublishBatch_0(ctx context.Context, marshaler runtime.Marshaler, client NotificationServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_NotificationService_PublishBatch_0(ctx context.Context, marshaler runtime.Marshaler, client extNotifyv1.NotificationServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq PublishBatchRequest
+		protoReq extNotifyv1.PublishBatchRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -173,9 +174,9 @@ func request_NotificationService_PublishBatch_0(ctx context.Context, marshaler r
 	return msg, metadata, err
 }
 
-func local_request_NotificationService_PublishBatch_0(ctx context.Context, marshaler runtime.Marshaler, server NotificationServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_NotificationService_PublishBatch_0(ctx context.Context, marshaler runtime.Marshaler, server extNotifyv1.NotificationServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq PublishBatchRequest
+		protoReq extNotifyv1.PublishBatchRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -185,9 +186,9 @@ func local_request_NotificationService_PublishBatch_0(ctx context.Context, marsh
 	return msg, metadata, err
 }
 
-func request_NotificationService_ConfirmAction_0(ctx context.Context, marshaler runtime.Marshaler, client NotificationServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_NotificationService_ConfirmAction_0(ctx context.Context, marshaler runtime.Marshaler, client extNotifyv1.NotificationServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq ConfirmActionRequest
+		protoReq extNotifyv1.ConfirmActionRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -200,9 +201,9 @@ func request_NotificationService_ConfirmAction_0(ctx context.Context, marshaler 
 	return msg, metadata, err
 }
 
-func local_request_NotificationService_ConfirmAction_0(ctx context.Context, marshaler runtime.Marshaler, server NotificationServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_NotificationService_ConfirmAction_0(ctx context.Context, marshaler runtime.Marshaler, server extNotifyv1.NotificationServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq ConfirmActionRequest
+		protoReq extNotifyv1.ConfirmActionRequest
 		metadata runtime.ServerMetadata
 	)
 	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
@@ -212,9 +213,9 @@ func local_request_NotificationService_ConfirmAction_0(ctx context.Context, mars
 	return msg, metadata, err
 }
 
-func request_NotificationService_GetStats_0(ctx context.Context, marshaler runtime.Marshaler, client NotificationServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_NotificationService_GetStats_0(ctx context.Context, marshaler runtime.Marshaler, client extNotifyv1.NotificationServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq GetStatsRequest
+		protoReq extNotifyv1.GetStatsRequest
 		metadata runtime.ServerMetadata
 	)
 	if req.Body != nil {
@@ -224,9 +225,9 @@ func request_NotificationService_GetStats_0(ctx context.Context, marshaler runti
 	return msg, metadata, err
 }
 
-func local_request_NotificationService_GetStats_0(ctx context.Context, marshaler runtime.Marshaler, server NotificationServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_NotificationService_GetStats_0(ctx context.Context, marshaler runtime.Marshaler, server extNotifyv1.NotificationServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq GetStatsRequest
+		protoReq extNotifyv1.GetStatsRequest
 		metadata runtime.ServerMetadata
 	)
 	msg, err := server.GetStats(ctx, &protoReq)
@@ -238,7 +239,7 @@ func local_request_NotificationService_GetStats_0(ctx context.Context, marshaler
 // StreamingRPC :currently unsupported pending https://github.com/grpc/grpc-go/issues/906.
 // Note that using this registration option will cause many gRPC library features to stop working. Consider using RegisterNotificationServiceHandlerFromEndpoint instead.
 // GRPC interceptors will not work for this type of registration. To use interceptors, you must use the "runtime.WithMiddlewares" option in the "runtime.NewServeMux" call.
-func RegisterNotificationServiceHandlerServer(ctx context.Context, mux *runtime.ServeMux, server NotificationServiceServer) error {
+func RegisterNotificationServiceHandlerServer(ctx context.Context, mux *runtime.ServeMux, server extNotifyv1.NotificationServiceServer) error {
 	mux.Handle(http.MethodGet, pattern_NotificationService_Subscribe_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		err := status.Error(codes.Unimplemented, "streaming calls are not yet supported in the in-process transport")
 		_, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
@@ -383,15 +384,15 @@ func RegisterNotificationServiceHandlerFromEndpoint(ctx context.Context, mux *ru
 // RegisterNotificationServiceHandler registers the http handlers for service NotificationService to "mux".
 // The handlers forward requests to the grpc endpoint over "conn".
 func RegisterNotificationServiceHandler(ctx context.Context, mux *runtime.ServeMux, conn *grpc.ClientConn) error {
-	return RegisterNotificationServiceHandlerClient(ctx, mux, NewNotificationServiceClient(conn))
+	return RegisterNotificationServiceHandlerClient(ctx, mux, extNotifyv1.NewNotificationServiceClient(conn))
 }
 
 // RegisterNotificationServiceHandlerClient registers the http handlers for service NotificationService
-// to "mux". The handlers forward requests to the grpc endpoint over the given implementation of "NotificationServiceClient".
-// Note: the gRPC framework executes interceptors within the gRPC handler. If the passed in "NotificationServiceClient"
+// to "mux". The handlers forward requests to the grpc endpoint over the given implementation of "extNotifyv1.NotificationServiceClient".
+// Note: the gRPC framework executes interceptors within the gRPC handler. If the passed in "extNotifyv1.NotificationServiceClient"
 // doesn't go through the normal gRPC flow (creating a gRPC client etc.) then it will be up to the passed in
-// "NotificationServiceClient" to call the correct interceptors. This client ignores the HTTP middlewares.
-func RegisterNotificationServiceHandlerClient(ctx context.Context, mux *runtime.ServeMux, client NotificationServiceClient) error {
+// "extNotifyv1.NotificationServiceClient" to call the correct interceptors. This client ignores the HTTP middlewares.
+func RegisterNotificationServiceHandlerClient(ctx context.Context, mux *runtime.ServeMux, client extNotifyv1.NotificationServiceClient) error {
 	mux.Handle(http.MethodGet, pattern_NotificationService_Subscribe_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
