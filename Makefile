@@ -98,6 +98,13 @@ check-generated: tools web-deps
 	echo "generated code is up to date" || \
 	{ echo "generated code (gen/, gateway/openapi, $(WEB_DIR)/src/gen) is stale: run 'make generate' and commit the result" >&2; exit 1; }
 
+## check-tidy: fail when `go mod tidy` would change go.mod or go.sum of any module
+.PHONY: check-tidy
+check-tidy:
+	@for m in . gen clients/go; do \
+		(cd $$m && go mod tidy -diff) || { echo "go.mod of $$m is not tidy: run 'cd $$m && go mod tidy'" >&2; exit 1; }; \
+	done; echo "go.mod files are tidy"
+
 ## lint: buf lint and format, gofmt, go vet, and the OpenAPI document's lint
 lint: tools lint-openapi
 	buf lint
@@ -137,7 +144,7 @@ services:
 	@bash .ci/services
 
 ## test: everything CI runs
-test: tools check-generated lint breaking check-deploy services test-go test-web
+test: tools check-generated check-tidy lint breaking check-deploy services test-go test-web
 
 ## test-go: every Go test, then the node suite and notifyd's tests again with
 ## the nodes they start on the wire transport (the default run uses grpc-go)
