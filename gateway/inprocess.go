@@ -12,7 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/maxloyalty/notify/internal/wire"
+	"github.com/maxloyalty/notify/internal/intercept"
 )
 
 // InProcess is the channel the REST gateway calls the services through. A
@@ -50,7 +50,7 @@ func NewInProcess(conn grpc.ClientConnInterface, maxRecv int, interceptors ...gr
 	return &InProcess{
 		conn:        conn,
 		maxRecv:     maxRecv,
-		interceptor: wire.ChainUnary(interceptors),
+		interceptor: intercept.Unary(interceptors),
 		methods:     make(map[string]localMethod),
 	}
 }

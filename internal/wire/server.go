@@ -1,7 +1,6 @@
 package wire
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +12,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/stats"
+
+	"github.com/maxloyalty/notify/internal/intercept"
 )
 
 // Config configures a Server. Zero fields take the defaults documented.
@@ -158,8 +159,8 @@ func NewServer(cfg Config) *Server {
 	return &Server{
 		cfg:       cfg,
 		budget:    max(int(cfg.InitialConnWindowSize), 2*(cfg.MaxRecvMsgSize+5)),
-		unary:     ChainUnary(cfg.UnaryInterceptors),
-		stream:    chainStream(cfg.StreamInterceptors),
+		unary:     intercept.Unary(cfg.UnaryInterceptors),
+		stream:    intercept.Stream(cfg.StreamInterceptors),
 		methods:   make(map[string]*method),
 		info:      make(map[string]grpc.ServiceInfo),
 		work:      make(chan *stream),
@@ -358,51 +359,5 @@ func (s *Server) worker(st *stream) {
 		case <-s.quit:
 			return
 		}
-	}
-}
-
-// ChainUnary chains interceptors into one, the first outermost, as
-// grpc.ChainUnaryInterceptor does; nil for none.
-func ChainUnary(is []grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
-	switch len(is) {
-	case 0:
-		return nil
-	case 1:
-		return is[0]
-	}
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		return is[0](ctx, req, info, unaryAt(is, 1, info, handler))
-	}
-}
-
-func unaryAt(is []grpc.UnaryServerInterceptor, i int, info *grpc.UnaryServerInfo, final grpc.UnaryHandler) grpc.UnaryHandler {
-	if i == len(is) {
-		return final
-	}
-	return func(ctx context.Context, req any) (any, error) {
-		return is[i](ctx, req, info, unaryAt(is, i+1, info, final))
-	}
-}
-
-// chainStream chains interceptors into one, the first outermost; nil for
-// none.
-func chainStream(is []grpc.StreamServerInterceptor) grpc.StreamServerInterceptor {
-	switch len(is) {
-	case 0:
-		return nil
-	case 1:
-		return is[0]
-	}
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		return is[0](srv, ss, info, streamAt(is, 1, info, handler))
-	}
-}
-
-func streamAt(is []grpc.StreamServerInterceptor, i int, info *grpc.StreamServerInfo, final grpc.StreamHandler) grpc.StreamHandler {
-	if i == len(is) {
-		return final
-	}
-	return func(srv any, ss grpc.ServerStream) error {
-		return is[i](srv, ss, info, streamAt(is, i+1, info, final))
 	}
 }
