@@ -429,6 +429,25 @@ func TestVerifyOptions(t *testing.T) {
 		runVerifyCases(t, v, []verifyCase{
 			{name: "no exp", token: hs(noExp), wantErr: ErrInvalidToken, wantMsg: "invalid token: missing exp claim"},
 			{name: "with exp", token: hs(baseClaims()), want: guest},
+			{name: "service without exp", token: hs(with(noExp, "role", "service")), wantErr: ErrInvalidToken, wantMsg: "invalid token: missing exp claim"},
+		})
+	})
+	t.Run("require expiry except services", func(t *testing.T) {
+		v := newVerifier(t, Config{HMACSecret: secret, RequireExpiry: true, NoExpiryRoles: []notifyv1.Role{notifyv1.Role_ROLE_SERVICE}})
+		runVerifyCases(t, v, []verifyCase{
+			{name: "service without exp", token: hs(with(noExp, "role", "service")), want: Claims{Subject: "user-1", Role: notifyv1.Role_ROLE_SERVICE}},
+			{name: "guest without exp", token: hs(noExp), wantErr: ErrInvalidToken, wantMsg: "invalid token: missing exp claim"},
+			{name: "admin without exp", token: hs(with(noExp, "role", "admin")), wantErr: ErrInvalidToken, wantMsg: "invalid token: missing exp claim"},
+			{name: "expired service token", token: hs(with(baseClaims(), "role", "service", "exp", now.Add(-time.Hour).Unix())), wantErr: ErrTokenExpired},
+		})
+	})
+	t.Run("issued in the future", func(t *testing.T) {
+		v := newVerifier(t, Config{HMACSecret: secret, Leeway: time.Minute})
+		runVerifyCases(t, v, []verifyCase{
+			{name: "iat within leeway", token: hs(with(baseClaims(), "iat", now.Add(30*time.Second).Unix())), want: guest},
+			{name: "iat beyond leeway", token: hs(with(baseClaims(), "iat", now.Add(2*time.Minute).Unix())), wantErr: ErrInvalidToken, wantMsg: "invalid token: token issued in the future"},
+			{name: "iat a year ahead, no exp", token: hs(with(noExp, "iat", now.AddDate(1, 0, 0).Unix())), wantErr: ErrInvalidToken, wantMsg: "invalid token: token issued in the future"},
+			{name: "no iat", token: hs(with(baseClaims(), "iat", nil)), want: guest},
 		})
 	})
 	t.Run("clock", func(t *testing.T) {

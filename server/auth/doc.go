@@ -10,6 +10,11 @@
 // [Verifier.StreamInterceptor]) place in the request context for
 // [FromContext]. A [Signer] mints HS256 tokens for tools and tests.
 //
+// Time claims: exp and nbf are checked with the configured leeway, and so
+// is iat: a token issued further in the future than the leeway is refused.
+// With [Config.RequireExpiry] (notifyd's setting) a token without exp is
+// refused unless its role is one of [Config.NoExpiryRoles].
+//
 // Errors are plain values: [ErrMissingToken], [ErrTokenExpired] and
 // [ErrInvalidToken] (wrapped with a short reason) from verification, and
 // [StatusFromError] turns them into Unauthenticated gRPC statuses. Error

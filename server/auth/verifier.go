@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
 	"github.com/maxloyalty/notify/server/stack"
 )
 
@@ -37,12 +39,18 @@ type Config struct {
 	// Audience, when non-empty, must be one of the token's "aud" values.
 	// Default (""): aud is not checked.
 	Audience string
-	// Leeway is the clock skew allowed when checking exp and nbf; it must
-	// not be negative. Default (0): no skew.
+	// Leeway is the clock skew allowed when checking exp, nbf and iat; it
+	// must not be negative. A token whose "iat" is further in the future
+	// than the leeway is refused. Default (0): no skew.
 	Leeway time.Duration
-	// RequireExpiry rejects tokens without an "exp" claim.
-	// Default (false): tokens without exp never expire.
+	// RequireExpiry rejects tokens without an "exp" claim, except those of
+	// the roles in NoExpiryRoles. Default (false): tokens without exp
+	// never expire (notifyd always sets it).
 	RequireExpiry bool
+	// NoExpiryRoles are the roles whose tokens may omit "exp" when
+	// RequireExpiry is set (such as long-lived service tokens). Default
+	// (nil): none.
+	NoExpiryRoles []notifyv1.Role
 	// CacheSize bounds how many verified tokens the interceptors remember
 	// (rounded up to a multiple of 16), so that a caller repeating a token
 	// is not verified again until it expires (or for at most 10 minutes).
@@ -61,6 +69,7 @@ type Verifier struct {
 	audience   string
 	leeway     time.Duration
 	requireExp bool
+	noExpRoles []notifyv1.Role
 	// cache remembers verified tokens for the interceptors; nil: none.
 	cache *tokenCache
 	// now replaces time.Now in tests; nil means time.Now.
@@ -80,6 +89,7 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 		audience:   cfg.Audience,
 		leeway:     cfg.Leeway,
 		requireExp: cfg.RequireExpiry,
+		noExpRoles: slices.Clone(cfg.NoExpiryRoles),
 	}
 	if cfg.PublicKeyFile != "" {
 		if err := v.keys.loadPEMFile(cfg.PublicKeyFile); err != nil {
@@ -140,6 +150,9 @@ func (v *Verifier) Verify(token string) (Claims, error) {
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods(v.methods),
 		jwt.WithLeeway(v.leeway),
+		// A token issued in the future (beyond the clock skew) was minted
+		// by a wrong clock or to outlive its exp's meaning: refused.
+		jwt.WithIssuedAt(),
 	}
 	if v.now != nil {
 		opts = append(opts, jwt.WithTimeFunc(v.now))
@@ -149,9 +162,6 @@ func (v *Verifier) Verify(token string) (Claims, error) {
 	}
 	if v.audience != "" {
 		opts = append(opts, jwt.WithAudience(v.audience))
-	}
-	if v.requireExp {
-		opts = append(opts, jwt.WithExpirationRequired())
 	}
 	var tc tokenClaims
 	tok, err := jwt.NewParser(opts...).ParseWithClaims(token, &tc, v.keyFunc)
@@ -170,6 +180,9 @@ func (v *Verifier) Verify(token string) (Claims, error) {
 	}
 	if c.Role, err = ParseRole(tc.Role); err != nil {
 		return Claims{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+	}
+	if v.requireExp && tc.ExpiresAt == nil && !slices.Contains(v.noExpRoles, c.Role) {
+		return Claims{}, invalid("missing exp claim")
 	}
 	if err := c.validate(); err != nil {
 		return Claims{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
@@ -297,8 +310,8 @@ func (v *Verifier) classify(tok *jwt.Token, tc *tokenClaims, err error) error {
 		return invalid("wrong issuer")
 	case v.audience != "" && !slices.Contains(tc.Audience, v.audience):
 		return invalid("wrong audience")
-	case v.requireExp && tc.ExpiresAt == nil:
-		return invalid("missing exp claim")
+	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return invalid("token issued in the future")
 	case errors.Is(err, jwt.ErrTokenNotValidYet):
 		return invalid("token not valid yet")
 	case errors.Is(err, jwt.ErrTokenExpired):

@@ -20,8 +20,9 @@ import (
 	"github.com/maxloyalty/notify/server/room"
 )
 
-// DevSecret is the HS256 secret used in dev mode when no key is configured.
-// Dev mode is for a laptop: never expose a dev-mode node.
+// DevSecret is the public HS256 secret of dev mode, its only key (dev mode
+// refuses a configured one). Dev mode is for a laptop: never expose a
+// dev-mode node.
 const DevSecret = auth.DevSecret
 
 // Config is every setting of a node. Zero values take the defaults given

@@ -14,8 +14,10 @@ const (
 	devTokenMaxTTL = 24 * time.Hour
 )
 
-// devTokenMinter mints the demo app's tokens (POST /dev/token) with the
-// HS256 secret this node verifies. Dev mode only.
+// devTokenMinter mints the demo app's tokens (POST /dev/token), always
+// with an expiry, with secret: the public DevSecret, the only key of a
+// dev-mode node (Config.Validate refuses dev mode with a configured key).
+// Dev mode only.
 func devTokenMinter(secret []byte) gateway.DevTokenFunc {
 	signer := auth.NewSigner(secret)
 	return func(req gateway.DevTokenRequest) (string, error) {

@@ -94,6 +94,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
+	noExpiry, _ := cfg.noExpiryRoles() // valid: checked by Validate
 	vcfg := auth.Config{
 		HMACSecret:    []byte(cfg.JWTSecret),
 		PublicKeyFile: cfg.JWTPublicKeyFile,
@@ -101,12 +102,17 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		Issuer:        cfg.JWTIssuer,
 		Audience:      cfg.JWTAudience,
 		Leeway:        cfg.JWTLeeway,
+		RequireExpiry: true,
+		NoExpiryRoles: noExpiry,
 	}
 	if cfg.JWTSecret == "" {
 		vcfg.HMACSecret = nil
-		if cfg.Dev && cfg.JWTPublicKeyFile == "" && cfg.JWTJWKSFile == "" {
-			vcfg.HMACSecret = []byte(DevSecret)
-		}
+	}
+	if cfg.Dev {
+		// Validate refused dev mode with a configured key: the dev secret
+		// is the only one.
+		vcfg.HMACSecret = []byte(DevSecret)
+		log.Warn("dev mode: tokens signed with the public dev secret are accepted, and POST /dev/token mints them for any role, admin and service included; never expose this node")
 	}
 	verifier, err := auth.NewVerifier(vcfg)
 	if err != nil {
@@ -268,9 +274,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		// REST JSON is wordier than protobuf: allow it twice the bytes.
 		MaxBodyBytes: 2 * int64(cfg.MaxMessageBytes),
 	}
-	if cfg.Dev && len(vcfg.HMACSecret) > 0 {
-		// POST /dev/token for the demo app, signed with the secret verified.
-		gwcfg.DevToken = devTokenMinter(vcfg.HMACSecret)
+	if cfg.Dev {
+		// POST /dev/token for the demo app, signed with the dev secret:
+		// never with a configured one.
+		gwcfg.DevToken = devTokenMinter([]byte(DevSecret))
 	}
 	handler, err := gateway.New(ctx, gwcfg, n.grpc, local, n.ready)
 	if err != nil {
