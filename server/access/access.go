@@ -39,9 +39,11 @@ func CanSubscribe(c auth.Claims, r room.Room) error {
 }
 
 // CanPublish reports whether the bearer of c may publish payload in r.
-// Services publish anything anywhere; admins publish system alerts and admin
-// notifications; nobody else publishes (guests confirm actions through
-// ConfirmAction instead).
+// Services publish anything anywhere (they are the platform's backends);
+// admins publish system alerts and admin notifications, into the admin
+// room only (the seeds' broadcastToAdmins: alerts are for admins, never
+// pushed into a guest's or user's room and inbox); nobody else publishes
+// (guests confirm actions through ConfirmAction instead).
 func CanPublish(c auth.Claims, r room.Room, payload any) error {
 	switch c.Role {
 	case notifyv1.Role_ROLE_SERVICE:
@@ -49,19 +51,38 @@ func CanPublish(c auth.Claims, r room.Room, payload any) error {
 	case notifyv1.Role_ROLE_ADMIN:
 		switch payload.(type) {
 		case *notifyv1.SystemAlert, *notifyv1.AdminNotification:
-			return nil
+			if r.Kind() == room.KindAdmin {
+				return nil
+			}
+			return fmt.Errorf("%w: admins publish system alerts and admin notifications into the admin room only, not %s", ErrDenied, r)
 		}
 		return fmt.Errorf("%w: admins publish only system alerts and admin notifications", ErrDenied)
 	}
 	return fmt.Errorf("%w: %s tokens may not publish in %s", ErrDenied, auth.RoleName(c.Role), r)
 }
 
-// CanConfirm reports whether the bearer of c may confirm actions.
+// CanConfirm reports whether the bearer of c may confirm actions at all:
+// guests only.
 func CanConfirm(c auth.Claims) error {
 	if c.Role == notifyv1.Role_ROLE_GUEST {
 		return nil
 	}
 	return fmt.Errorf("%w: only guests confirm actions", ErrDenied)
+}
+
+// CanConfirmAt reports whether the bearer of c may confirm an action at
+// restaurant rid, known saying whether the guest has had an event from it
+// (in their inbox, read or deleted, until retention prunes it). The
+// platform keeps no registry of restaurants: a guest's own events are what
+// tie them to one, so a guest confirms only where they are a guest.
+func CanConfirmAt(c auth.Claims, rid string, known bool) error {
+	if err := CanConfirm(c); err != nil {
+		return err
+	}
+	if known {
+		return nil
+	}
+	return fmt.Errorf("%w: guest %q has had no event from restaurant %q: a guest confirms actions only at a restaurant that has sent them one", ErrDenied, c.Subject, rid)
 }
 
 // DefaultRooms returns the rooms of a stream that names none: every user's

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -35,6 +34,7 @@ type Inbox interface {
 	Clear(ctx context.Context, v store.Viewer) (int64, error)
 	Preferences(ctx context.Context, userID string) (store.Preferences, error)
 	SetPreferences(ctx context.Context, userID string, p store.Preferences) error
+	HasEventFrom(ctx context.Context, owner, restaurant string) (bool, error)
 }
 
 // adminGroup owns the admin room's inbox rows; every admin sees them with
@@ -97,7 +97,8 @@ func inboxOwner(name string) (string, bool) {
 
 // record writes the inbox rows of a published event, then marks the
 // owners' unread counts for refresh.
-func (s *Service) record(ctx context.Context, p broker.Publication, res broker.Result, t notifyv1.EventType, at time.Time) error {
+func (s *Service) record(ctx context.Context, pr prepared, res broker.Result) error {
+	p, t, at := pr.pub, pr.typ, pr.time
 	if s.inbox == nil {
 		return nil
 	}
@@ -118,11 +119,12 @@ func (s *Service) record(ctx context.Context, p broker.Publication, res broker.R
 			continue
 		}
 		items = append(items, store.NewItem{
-			Owner:     owner,
-			EventID:   key,
-			EventType: typeName(t),
-			Event:     hub.EncodeEvent(broker.Message{Room: pos.Room, Offset: pos.Offset, Epoch: pos.Epoch, Data: p.Data}),
-			CreatedAt: at,
+			Owner:      owner,
+			EventID:    key,
+			EventType:  typeName(t),
+			Event:      hub.EncodeEvent(broker.Message{Room: pos.Room, Offset: pos.Offset, Epoch: pos.Epoch, Data: p.Data}),
+			CreatedAt:  at,
+			Restaurant: pr.restaurant,
 		})
 	}
 	if len(items) == 0 {

@@ -127,6 +127,10 @@ type prepared struct {
 	kinds []room.Kind // of pub.Rooms, for the metrics
 	typ   notifyv1.EventType
 	time  time.Time
+	// restaurant is the event's restaurant_id when it is a valid id, kept
+	// with its inbox rows (a guest confirms actions only at restaurants
+	// that sent them an event); "" otherwise.
+	restaurant string
 }
 
 // MaxIdempotencyKeyLen bounds idempotency keys.
@@ -193,7 +197,17 @@ func (s *Service) prepare(c auth.Claims, req *notifyv1.PublishRequest) (out prep
 		}
 		p.Fingerprint = fp
 	}
-	return prepared{pub: p, kinds: kinds, typ: typ, time: now}, nil
+	return prepared{pub: p, kinds: kinds, typ: typ, time: now, restaurant: restaurantOf(payload)}, nil
+}
+
+// restaurantOf returns the restaurant_id of an event that has one and
+// whose value is a valid id, else "".
+func restaurantOf(payload proto.Message) string {
+	r, ok := payload.(interface{ GetRestaurantId() string })
+	if !ok || room.ValidID(r.GetRestaurantId()) != nil {
+		return ""
+	}
+	return r.GetRestaurantId()
 }
 
 // scopedKey is the broker's idempotency key of a caller's key: scoped to
@@ -254,7 +268,7 @@ func (s *Service) publish(ctx context.Context, p prepared) (*notifyv1.PublishRes
 		}
 		return nil, err
 	}
-	if err := s.record(wctx, p.pub, res, p.typ, p.time); err != nil {
+	if err := s.record(wctx, p, res); err != nil {
 		s.cfg.Metrics.StoreError("insert")
 		return nil, err
 	}
@@ -398,6 +412,15 @@ func (s *Service) ConfirmAction(ctx context.Context, req *notifyv1.ConfirmAction
 		return nil, toStatusErr(invalid("action: a known action type is required"))
 	case req.Amount < 0:
 		return nil, toStatusErr(invalid("amount: must not be negative"))
+	case room.ValidID(req.RestaurantId) != nil:
+		return nil, toStatusErr(invalid("restaurant_id: %v", room.ValidID(req.RestaurantId)))
+	}
+	known, err := s.knowsRestaurant(ctx, c, req.RestaurantId)
+	if err != nil {
+		return nil, toStatusErr(err)
+	}
+	if err := access.CanConfirmAt(c, req.RestaurantId, known); err != nil {
+		return nil, toStatusErr(err)
 	}
 	ev := &notifyv1.ActionConfirmed{
 		ActionId:     req.ActionId,
@@ -425,4 +448,15 @@ func (s *Service) ConfirmAction(ctx context.Context, req *notifyv1.ConfirmAction
 		return nil, toStatusErr(err)
 	}
 	return &notifyv1.ConfirmActionResponse{EventId: resp.EventId, Position: resp.Positions[0]}, nil
+}
+
+// knowsRestaurant reports whether the guest of c has had an event from
+// restaurant rid: the platform has no registry of restaurants, and the
+// guest's inbox is what ties a guest to one. Without an inbox no
+// restaurant is known.
+func (s *Service) knowsRestaurant(ctx context.Context, c auth.Claims, rid string) (bool, error) {
+	if s.inbox == nil || room.ValidID(c.Subject) != nil {
+		return false, nil
+	}
+	return s.inbox.HasEventFrom(ctx, c.Subject, rid)
 }

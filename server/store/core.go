@@ -16,7 +16,8 @@ type core struct {
 	// gc commits Insert calls in shared transactions; nil (while opening)
 	// writes each call in a transaction of its own.
 	gc *groupCommit
-	// insertSQL inserts one row: owner, event id, type, event, created at.
+	// insertSQL inserts one row: owner, event id, type, event, created at,
+	// restaurant.
 	insertSQL string
 	// afterInsert, when set (by tests), runs after the i-th item of an
 	// Insert call is written, inside the transaction, with the
@@ -26,8 +27,8 @@ type core struct {
 
 func newCore(eng engine, d dialect) core {
 	b := &qb{d: d}
-	insertSQL := "INSERT INTO inbox_items (owner, event_id, event_type, event, created_at) VALUES (" +
-		b.arg(nil) + ", " + b.arg(nil) + ", " + b.arg(nil) + ", " + b.arg(nil) + ", " + b.arg(nil) +
+	insertSQL := "INSERT INTO inbox_items (owner, event_id, event_type, event, created_at, restaurant_id) VALUES (" +
+		b.arg(nil) + ", " + b.arg(nil) + ", " + b.arg(nil) + ", " + b.arg(nil) + ", " + b.arg(nil) + ", " + b.arg(nil) +
 		") ON CONFLICT (owner, event_id) DO NOTHING"
 	return core{eng: eng, d: d, now: time.Now, insertSQL: insertSQL}
 }
@@ -82,7 +83,7 @@ func (c *core) writeItems(ctx context.Context, tx dbtx, items []NewItem) error {
 	for i, it := range items {
 		// One statement text for every row: SQLite prepares it once (see
 		// sqliteEngine.stmts), pgx caches it per connection.
-		if _, err := tx.exec(ctx, c.insertSQL, it.Owner, it.EventID, it.EventType, it.Event, c.eng.timeArg(it.CreatedAt)); err != nil {
+		if _, err := tx.exec(ctx, c.insertSQL, it.Owner, it.EventID, it.EventType, it.Event, c.eng.timeArg(it.CreatedAt), it.Restaurant); err != nil {
 			return fmt.Errorf("item %d: %w", i, err)
 		}
 		if c.afterInsert != nil {
@@ -185,6 +186,19 @@ func (c *core) unreadCount(ctx context.Context, v Viewer) (int64, error) {
 	}
 	n, err := queryInt64(ctx, c.eng.reader(), sql, b.args...)
 	return n, c.wrap("unread count", err)
+}
+
+// hasEventFrom reports whether owner has a row from restaurant, deleted
+// (a tombstone) or not.
+func (c *core) hasEventFrom(ctx context.Context, owner, restaurant string) (bool, error) {
+	if owner == "" || restaurant == "" {
+		return false, c.wrap("has event from", fmt.Errorf("%w: empty owner or restaurant", ErrInvalid))
+	}
+	b := c.qb()
+	sql := "SELECT COUNT(*) FROM (SELECT 1 FROM inbox_items WHERE owner = " + b.arg(owner) +
+		" AND restaurant_id = " + b.arg(restaurant) + " LIMIT 1) AS found"
+	n, err := queryInt64(ctx, c.eng.reader(), sql, b.args...)
+	return n > 0, c.wrap("has event from", err)
 }
 
 // MaxCountUsers bounds the users of one UnreadCounts call.

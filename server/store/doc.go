@@ -17,6 +17,10 @@
 // member. The store trusts the Viewer it is given: checking that a user really
 // belongs to the groups named is the caller's job.
 //
+// A row may name the restaurant its event is from (NewItem.Restaurant):
+// HasEventFrom tells whether an owner has, or had until Prune removed the
+// rows, an event from a restaurant, whatever the owner deleted.
+//
 // A deleted personal row is kept as a hidden tombstone until Prune removes it,
 // so that a redelivered event (same owner and event id) stays deduplicated
 // and does not reappear.

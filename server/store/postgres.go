@@ -148,6 +148,12 @@ func (s *Postgres) SetPreferences(ctx context.Context, userID string, p Preferen
 	return s.c.setPreferences(ctx, userID, p)
 }
 
+// HasEventFrom reports whether owner has, or had, an item from
+// restaurant: one not pruned yet, deleted or not.
+func (s *Postgres) HasEventFrom(ctx context.Context, owner, restaurant string) (bool, error) {
+	return s.c.hasEventFrom(ctx, owner, restaurant)
+}
+
 // Prune deletes items created before now-maxAge and, per owner, all but the
 // newest maxPerOwner items, with their per-viewer state; a zero bound is
 // disabled. It returns how many items it deleted.

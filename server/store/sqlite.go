@@ -182,6 +182,12 @@ func (s *SQLite) SetPreferences(ctx context.Context, userID string, p Preference
 	return s.c.setPreferences(ctx, userID, p)
 }
 
+// HasEventFrom reports whether owner has, or had, an item from
+// restaurant: one not pruned yet, deleted or not.
+func (s *SQLite) HasEventFrom(ctx context.Context, owner, restaurant string) (bool, error) {
+	return s.c.hasEventFrom(ctx, owner, restaurant)
+}
+
 // Prune deletes items created before now-maxAge and, per owner, all but the
 // newest maxPerOwner items, with their per-viewer state; a zero bound is
 // disabled. It returns how many items it deleted.

@@ -56,6 +56,9 @@ type NewItem struct {
 	Event []byte
 	// CreatedAt is when the event happened; the zero time means now.
 	CreatedAt time.Time
+	// Restaurant is the restaurant the event is from (its restaurant_id),
+	// "" when none; HasEventFrom finds the owner's rows by it.
+	Restaurant string
 }
 
 // Viewer says whose inbox is read or changed: the user's own rows plus the
@@ -120,6 +123,9 @@ type Store interface {
 	Preferences(ctx context.Context, userID string) (Preferences, error)
 	// SetPreferences replaces a user's preferences.
 	SetPreferences(ctx context.Context, userID string, p Preferences) error
+	// HasEventFrom reports whether owner has, or had, an item from
+	// restaurant: one not pruned yet, deleted by the viewer or not.
+	HasEventFrom(ctx context.Context, owner, restaurant string) (bool, error)
 	// Prune deletes items by age and by count per owner.
 	Prune(ctx context.Context, maxPerOwner int, maxAge time.Duration, now time.Time) (int64, error)
 	// Ping checks that the database answers.

@@ -55,6 +55,7 @@ func suiteCases() []suiteCase {
 		{"Concurrent", testConcurrent},
 		{"Ping", testPing},
 		{"CancelledContext", testCancelledContext},
+		{"HasEventFrom", testHasEventFrom},
 	}, groupCases()...)
 }
 
