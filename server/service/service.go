@@ -53,10 +53,10 @@ type Config struct {
 	// TokenLeeway is the clock skew the token verifier allows past exp; a
 	// stream ends that long after its token's exp. Default 0.
 	TokenLeeway time.Duration
-	// WriteTimeout bounds a publish's broker and inbox writes once the
-	// broker step has begun: from then on they run to their end whatever
-	// the caller does (gives up, or its deadline passes), so that an event
-	// delivered live is also stored. Default: 10s.
+	// WriteTimeout bounds a publish's inbox write, which runs to its end
+	// once the broker has the event, whatever the caller does (gives up,
+	// or its deadline passes), so that an event delivered live is also
+	// stored. Default: 10s.
 	WriteTimeout time.Duration
 	// Metrics receives observations. Default: none.
 	Metrics Metrics
@@ -244,30 +244,30 @@ func fingerprint(parts ...string) string {
 
 // publish publishes one prepared request and records it in the inboxes.
 //
-// The caller's context decides only whether the publish begins. Once the
-// broker has it, the event may be delivered live (with Redis, even when
-// the script's answer is lost), so the broker step and the inbox write run
-// on a context of their own, bounded by WriteTimeout: a caller that gives
-// up midway leaves an event that is both delivered and stored, as if it
-// had waited, and its retry with the same idempotency key is a duplicate.
+// The caller's context bounds the broker step only until the broker has
+// the publication: Memory checks it on entry and then publishes whatever
+// happens, Redis while it gets a connection (replies are read with the
+// client's own timeouts), so a caller that gives up either stops the
+// publish before anything is delivered or leaves it published. From then
+// on the event may be delivered live, so the inbox write runs on a context
+// of its own, bounded by WriteTimeout: a caller that gives up midway
+// leaves the event both delivered and stored, as if it had waited, and its
+// retry with the same idempotency key is a duplicate.
 func (s *Service) publish(ctx context.Context, p prepared) (*notifyv1.PublishResponse, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.WriteTimeout)
-	defer cancel()
-	res, err := s.broker.Publish(wctx, p.pub)
+	res, err := s.broker.Publish(ctx, p.pub)
 	if errors.Is(err, broker.ErrKeyReused) {
 		first := strings.TrimPrefix(err.Error(), broker.ErrKeyReused.Error()+": ")
 		return nil, fmt.Errorf("%w (%s) within the idempotency window; a new request needs a new key", errKeyReused, first)
 	}
 	if err != nil {
 		s.cfg.Metrics.BrokerError("publish")
-		if wctx.Err() != nil {
-			return nil, fmt.Errorf("%w: no answer within %v", broker.ErrUnavailable, s.cfg.WriteTimeout)
-		}
 		return nil, err
 	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.WriteTimeout)
+	defer cancel()
 	if err := s.record(wctx, p, res); err != nil {
 		s.cfg.Metrics.StoreError("insert")
 		return nil, err
