@@ -2,6 +2,7 @@ package service_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -11,6 +12,8 @@ import (
 
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
 	"github.com/maxloyalty/notify/server/auth"
+	"github.com/maxloyalty/notify/server/limit"
+	"github.com/maxloyalty/notify/server/service"
 )
 
 // reason returns the ErrorInfo reason of err's status.
@@ -153,5 +156,26 @@ func TestConfirmActionIdempotency(t *testing.T) {
 	sameSub := auth.NewContext(context.Background(), auth.Claims{Subject: "g1", Role: notifyv1.Role_ROLE_SERVICE})
 	if r, err := f.svc.Publish(sameSub, keyed(pointsFor("g1", 7), "action:act-1")); err != nil || r.Duplicate {
 		t.Errorf("service g1 publishing with key action:act-1: %v, %v; want a new publish", r, err)
+	}
+}
+
+// TestConfirmActionRateLimited: confirmations count against the guest's
+// publish rate, as publishes do against a publisher's.
+func TestConfirmActionRateLimited(t *testing.T) {
+	f := newPublishFixture(t, func(c *service.Config) { c.Limits.Publish = limit.NewPublishRate(0.001, 3) })
+	svc := auth.NewContext(context.Background(), auth.Claims{Subject: "svc-rate", Role: notifyv1.Role_ROLE_SERVICE})
+	if _, err := f.svc.Publish(svc, pointsFor("g1", 10)); err != nil {
+		t.Fatal(err)
+	}
+	g1 := auth.NewContext(context.Background(), auth.Claims{Subject: "g1", Role: notifyv1.Role_ROLE_GUEST})
+	var err error
+	for i := range 4 {
+		_, err = f.svc.ConfirmAction(g1, &notifyv1.ConfirmActionRequest{ActionId: fmt.Sprintf("a%d", i), Action: notifyv1.ActionType_ACTION_TYPE_POINTS_REDEEM, Amount: 1, RestaurantId: "r1"})
+		if i < 3 && err != nil {
+			t.Fatalf("confirmation %d within the burst: %v", i, err)
+		}
+	}
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("confirmation beyond the burst: %v, want RESOURCE_EXHAUSTED", err)
 	}
 }

@@ -71,7 +71,7 @@ func (in hookInbox) Insert(ctx context.Context, items []store.NewItem) error {
 	return in.SQLite.Insert(ctx, items)
 }
 
-func newPublishFixture(t *testing.T) *publishFixture {
+func newPublishFixture(t *testing.T, opts ...func(*service.Config)) *publishFixture {
 	t.Helper()
 	st, err := store.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "inbox.db"))
 	if err != nil {
@@ -88,7 +88,11 @@ func newPublishFixture(t *testing.T) *publishFixture {
 		}
 		h.Deliver(m)
 	})
-	f.svc = service.New(service.Config{}, hookBroker{mem, f}, h, hookInbox{st, f}, slog.New(slog.DiscardHandler))
+	var cfg service.Config
+	for _, o := range opts {
+		o(&cfg)
+	}
+	f.svc = service.New(cfg, hookBroker{mem, f}, h, hookInbox{st, f}, slog.New(slog.DiscardHandler))
 	t.Cleanup(func() {
 		mem.Close()
 		st.Close()

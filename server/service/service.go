@@ -422,6 +422,10 @@ func (s *Service) ConfirmAction(ctx context.Context, req *notifyv1.ConfirmAction
 	if err := access.CanConfirmAt(c, req.RestaurantId, known); err != nil {
 		return nil, toStatusErr(err)
 	}
+	// A confirmation is a publish: it counts against the guest's rate.
+	if err := s.allowPublish(c, 1); err != nil {
+		return nil, toStatusErr(err)
+	}
 	ev := &notifyv1.ActionConfirmed{
 		ActionId:     req.ActionId,
 		Action:       req.Action,
