@@ -81,6 +81,7 @@ func New(ctx context.Context, cfg Config, srv *grpc.Server, conn grpc.ClientConn
 		// other standard headers into "grpcgateway-*" metadata on every
 		// call would be work for nothing.
 		runtime.WithIncomingHeaderMatcher(func(string) (string, bool) { return "", false }),
+		runtime.WithErrorHandler(restErrorHandler),
 		// A known path with the wrong method is 405, not the default 501.
 		runtime.WithRoutingErrorHandler(func(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, status int) {
 			if status == http.StatusMethodNotAllowed {

@@ -19,6 +19,13 @@ const (
 	ReasonSlowConsumer      = "SLOW_CONSUMER"
 	ReasonServerRestart     = "SERVER_RESTART"
 	ReasonBrokerUnavailable = "BROKER_UNAVAILABLE"
+	// ReasonIdempotencyKeyReused (FAILED_PRECONDITION): the idempotency
+	// key (or action id) was used before for a different request; use a
+	// new key for a new request.
+	ReasonIdempotencyKeyReused = "IDEMPOTENCY_KEY_REUSED"
+	// ReasonInboxWriteFailed (UNAVAILABLE): the event was published but
+	// its inbox rows were not stored; retry with the same key.
+	ReasonInboxWriteFailed = "INBOX_WRITE_FAILED"
 )
 
 // ErrClientClosed ends the subscriptions of a closed Client.

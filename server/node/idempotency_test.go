@@ -193,9 +193,6 @@ func TestIdempotencyKeyReuseRESTStatus(t *testing.T) {
 	if e := parseRestError(t, r.body); e.Code != int(codes.FailedPrecondition) || !strings.Contains(e.Message, "idempotency_key") {
 		t.Fatalf("reused key: %d %s, want code 9 naming idempotency_key", r.status, r.body)
 	}
-	if r.status == http.StatusBadRequest {
-		t.Skip("the gateway maps FAILED_PRECONDITION to 400 (grpc-gateway's default); 409 needs a gateway change")
-	}
 	if r.status != http.StatusConflict {
 		t.Errorf("reused key: HTTP %d, want 409", r.status)
 	}

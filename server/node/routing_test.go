@@ -75,6 +75,8 @@ func TestConfirmAction(t *testing.T) {
 	c := dial(t, n.GRPCAddr())
 
 	staff, _ := subscribe(t, ctx, c, mint(t, cashierClaims), &notifyv1.SubscribeRequest{Rooms: []string{"restaurant:r1"}})
+	// A guest confirms only at a restaurant that has sent them an event.
+	publish(t, ctx, c, pointsReq(pointsAdded("g1", "r1", 300)))
 
 	req := &notifyv1.ConfirmActionRequest{ActionId: "act-1", Action: notifyv1.ActionType_ACTION_TYPE_POINTS_REDEEM, Amount: 300, RestaurantId: "r1"}
 	resp, err := c.ConfirmAction(withToken(ctx, mint(t, guestClaims)), req)
@@ -94,6 +96,18 @@ func TestConfirmAction(t *testing.T) {
 	got.OccurredAt = nil
 	if !proto.Equal(got, want) || ev.Id != resp.EventId || ev.Room != "restaurant:r1" {
 		t.Errorf("delivered %v in %s, want %v as event %s in restaurant:r1", got, ev.Room, want, resp.EventId)
+	}
+	if resp.Duplicate {
+		t.Error("the first confirmation says duplicate")
+	}
+	// The same confirmation again: the first one's answer, said to be a
+	// repeat, and nothing delivered again.
+	again, err := c.ConfirmAction(withToken(ctx, mint(t, guestClaims)), req)
+	if err != nil {
+		t.Fatalf("repeated ConfirmAction: %v", err)
+	}
+	if !again.Duplicate || again.EventId != resp.EventId || !proto.Equal(again.Position, resp.Position) {
+		t.Errorf("repeated ConfirmAction = %v, want duplicate with the first answer %v", again, resp)
 	}
 
 	_, err = c.ConfirmAction(withToken(ctx, mint(t, serviceClaims)), &notifyv1.ConfirmActionRequest{

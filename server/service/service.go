@@ -451,7 +451,7 @@ func (s *Service) ConfirmAction(ctx context.Context, req *notifyv1.ConfirmAction
 	if err != nil {
 		return nil, toStatusErr(err)
 	}
-	return &notifyv1.ConfirmActionResponse{EventId: resp.EventId, Position: resp.Positions[0]}, nil
+	return &notifyv1.ConfirmActionResponse{EventId: resp.EventId, Position: resp.Positions[0], Duplicate: resp.Duplicate}, nil
 }
 
 // knowsRestaurant reports whether the guest of c has had an event from

@@ -1451,9 +1451,13 @@ func (x *ConfirmActionRequest) GetRestaurantId() string {
 
 // ConfirmActionResponse says where the confirmation was delivered.
 type ConfirmActionResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	EventId       string                 `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
-	Position      *StreamPosition        `protobuf:"bytes,2,opt,name=position,proto3" json:"position,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	EventId  string                 `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	Position *StreamPosition        `protobuf:"bytes,2,opt,name=position,proto3" json:"position,omitempty"`
+	// True when this confirmation repeats an earlier one (same action_id,
+	// same request): nothing was delivered again, and event_id and position
+	// are the first confirmation's.
+	Duplicate     bool `protobuf:"varint,3,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1500,6 +1504,13 @@ func (x *ConfirmActionResponse) GetPosition() *StreamPosition {
 		return x.Position
 	}
 	return nil
+}
+
+func (x *ConfirmActionResponse) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
 }
 
 // GetStatsRequest has no fields.
@@ -1773,10 +1784,11 @@ const file_notify_v1_notify_proto_rawDesc = "" +
 	"\taction_id\x18\x01 \x01(\tR\bactionId\x12-\n" +
 	"\x06action\x18\x02 \x01(\x0e2\x15.notify.v1.ActionTypeR\x06action\x12\x16\n" +
 	"\x06amount\x18\x03 \x01(\x03R\x06amount\x12#\n" +
-	"\rrestaurant_id\x18\x04 \x01(\tR\frestaurantId\"i\n" +
+	"\rrestaurant_id\x18\x04 \x01(\tR\frestaurantId\"\x87\x01\n" +
 	"\x15ConfirmActionResponse\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x125\n" +
-	"\bposition\x18\x02 \x01(\v2\x19.notify.v1.StreamPositionR\bposition\"\x11\n" +
+	"\bposition\x18\x02 \x01(\v2\x19.notify.v1.StreamPositionR\bposition\x12\x1c\n" +
+	"\tduplicate\x18\x03 \x01(\bR\tduplicate\"\x11\n" +
 	"\x0fGetStatsRequest\"\xbe\x01\n" +
 	"\tNodeStats\x12\x1b\n" +
 	"\tserver_id\x18\x01 \x01(\tR\bserverId\x12'\n" +

@@ -239,7 +239,9 @@ describe("the demo app tells the truth", () => {
       expect(await page.getByTestId("today-total").count()).toBe(0);
       expect(await page.locator("nav").innerText()).toContain("Till");
       expect(await page.locator("nav").innerText()).not.toContain("Dashboard");
-      // A guest's confirmation reaches the till.
+      // A guest's confirmation reaches the till (a guest confirms only at a
+      // restaurant that has sent them an event).
+      await s.publish(pointsAdded("g1", 100, 100));
       const guest = await s.token({ role: "guest", sub: "g1" });
       const r = await fetch(`${s.base}/v1/actions:confirm`, {
         method: "POST",

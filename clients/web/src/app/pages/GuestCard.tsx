@@ -39,8 +39,13 @@ export function GuestCard({ session }: { session: Session }) {
   // The inbox is the source of truth after a reload or a gap; live events are newer.
   const fromInbox = activity.length ? balanceOf(activity[0].event) : undefined;
   const balance = live && (!fromInbox || live.at >= fromInbox.at) ? live : fromInbox;
+  // The restaurant of the latest points event that names one: a guest
+  // confirms only at a restaurant that has sent them an event.
   const restaurantId = activity
-    .map((a) => (a.event.payload.case === "pointsAdded" ? a.event.payload.value.restaurantId : ""))
+    .map((a) => {
+      const p = a.event.payload;
+      return p.case === "pointsAdded" || p.case === "pointsRedeemed" || p.case === "pointsExpired" ? p.value.restaurantId : "";
+    })
     .find(Boolean);
 
   const addPoints = async () => {
