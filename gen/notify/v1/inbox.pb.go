@@ -9,6 +9,7 @@ package notifyv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -22,16 +23,246 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// NotificationState selects notifications by state.
+type NotificationState int32
+
+const (
+	// The default: NOTIFICATION_STATE_INBOX.
+	NotificationState_NOTIFICATION_STATE_UNSPECIFIED NotificationState = 0
+	// In the inbox: neither archived nor snoozed.
+	NotificationState_NOTIFICATION_STATE_INBOX NotificationState = 1
+	// In the inbox and not seen.
+	NotificationState_NOTIFICATION_STATE_UNSEEN NotificationState = 2
+	// In the inbox and not read.
+	NotificationState_NOTIFICATION_STATE_UNREAD NotificationState = 3
+	// In the inbox and read.
+	NotificationState_NOTIFICATION_STATE_READ NotificationState = 4
+	// Archived.
+	NotificationState_NOTIFICATION_STATE_ARCHIVED NotificationState = 5
+	// Snoozed: not back yet.
+	NotificationState_NOTIFICATION_STATE_SNOOZED NotificationState = 6
+	// Every notification kept: inbox, archived and snoozed.
+	NotificationState_NOTIFICATION_STATE_ALL NotificationState = 7
+)
+
+// Enum value maps for NotificationState.
+var (
+	NotificationState_name = map[int32]string{
+		0: "NOTIFICATION_STATE_UNSPECIFIED",
+		1: "NOTIFICATION_STATE_INBOX",
+		2: "NOTIFICATION_STATE_UNSEEN",
+		3: "NOTIFICATION_STATE_UNREAD",
+		4: "NOTIFICATION_STATE_READ",
+		5: "NOTIFICATION_STATE_ARCHIVED",
+		6: "NOTIFICATION_STATE_SNOOZED",
+		7: "NOTIFICATION_STATE_ALL",
+	}
+	NotificationState_value = map[string]int32{
+		"NOTIFICATION_STATE_UNSPECIFIED": 0,
+		"NOTIFICATION_STATE_INBOX":       1,
+		"NOTIFICATION_STATE_UNSEEN":      2,
+		"NOTIFICATION_STATE_UNREAD":      3,
+		"NOTIFICATION_STATE_READ":        4,
+		"NOTIFICATION_STATE_ARCHIVED":    5,
+		"NOTIFICATION_STATE_SNOOZED":     6,
+		"NOTIFICATION_STATE_ALL":         7,
+	}
+)
+
+func (x NotificationState) Enum() *NotificationState {
+	p := new(NotificationState)
+	*p = x
+	return p
+}
+
+func (x NotificationState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (NotificationState) Descriptor() protoreflect.EnumDescriptor {
+	return file_notify_v1_inbox_proto_enumTypes[0].Descriptor()
+}
+
+func (NotificationState) Type() protoreflect.EnumType {
+	return &file_notify_v1_inbox_proto_enumTypes[0]
+}
+
+func (x NotificationState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use NotificationState.Descriptor instead.
+func (NotificationState) EnumDescriptor() ([]byte, []int) {
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{0}
+}
+
+// NotificationOrder is the order of a list.
+type NotificationOrder int32
+
+const (
+	// The default: NOTIFICATION_ORDER_NEWEST.
+	NotificationOrder_NOTIFICATION_ORDER_UNSPECIFIED NotificationOrder = 0
+	// Newest first.
+	NotificationOrder_NOTIFICATION_ORDER_NEWEST NotificationOrder = 1
+	// Highest priority first, newest first within a priority.
+	NotificationOrder_NOTIFICATION_ORDER_PRIORITY NotificationOrder = 2
+)
+
+// Enum value maps for NotificationOrder.
+var (
+	NotificationOrder_name = map[int32]string{
+		0: "NOTIFICATION_ORDER_UNSPECIFIED",
+		1: "NOTIFICATION_ORDER_NEWEST",
+		2: "NOTIFICATION_ORDER_PRIORITY",
+	}
+	NotificationOrder_value = map[string]int32{
+		"NOTIFICATION_ORDER_UNSPECIFIED": 0,
+		"NOTIFICATION_ORDER_NEWEST":      1,
+		"NOTIFICATION_ORDER_PRIORITY":    2,
+	}
+)
+
+func (x NotificationOrder) Enum() *NotificationOrder {
+	p := new(NotificationOrder)
+	*p = x
+	return p
+}
+
+func (x NotificationOrder) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (NotificationOrder) Descriptor() protoreflect.EnumDescriptor {
+	return file_notify_v1_inbox_proto_enumTypes[1].Descriptor()
+}
+
+func (NotificationOrder) Type() protoreflect.EnumType {
+	return &file_notify_v1_inbox_proto_enumTypes[1]
+}
+
+func (x NotificationOrder) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use NotificationOrder.Descriptor instead.
+func (NotificationOrder) EnumDescriptor() ([]byte, []int) {
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{1}
+}
+
+// InboxAction is a change of a notification's state.
+type InboxAction int32
+
+const (
+	InboxAction_INBOX_ACTION_UNSPECIFIED InboxAction = 0
+	// Mark seen.
+	InboxAction_INBOX_ACTION_SEEN InboxAction = 1
+	// Mark unseen.
+	InboxAction_INBOX_ACTION_UNSEEN InboxAction = 2
+	// Mark read (and seen).
+	InboxAction_INBOX_ACTION_READ InboxAction = 3
+	// Mark unread.
+	InboxAction_INBOX_ACTION_UNREAD InboxAction = 4
+	// Archive.
+	InboxAction_INBOX_ACTION_ARCHIVE InboxAction = 5
+	// Move back to the inbox from the archive.
+	InboxAction_INBOX_ACTION_UNARCHIVE InboxAction = 6
+	// Snooze until snooze_until (or for snooze_duration).
+	InboxAction_INBOX_ACTION_SNOOZE InboxAction = 7
+	// End the snooze now.
+	InboxAction_INBOX_ACTION_UNSNOOZE InboxAction = 8
+	// Delete.
+	InboxAction_INBOX_ACTION_DELETE InboxAction = 9
+)
+
+// Enum value maps for InboxAction.
+var (
+	InboxAction_name = map[int32]string{
+		0: "INBOX_ACTION_UNSPECIFIED",
+		1: "INBOX_ACTION_SEEN",
+		2: "INBOX_ACTION_UNSEEN",
+		3: "INBOX_ACTION_READ",
+		4: "INBOX_ACTION_UNREAD",
+		5: "INBOX_ACTION_ARCHIVE",
+		6: "INBOX_ACTION_UNARCHIVE",
+		7: "INBOX_ACTION_SNOOZE",
+		8: "INBOX_ACTION_UNSNOOZE",
+		9: "INBOX_ACTION_DELETE",
+	}
+	InboxAction_value = map[string]int32{
+		"INBOX_ACTION_UNSPECIFIED": 0,
+		"INBOX_ACTION_SEEN":        1,
+		"INBOX_ACTION_UNSEEN":      2,
+		"INBOX_ACTION_READ":        3,
+		"INBOX_ACTION_UNREAD":      4,
+		"INBOX_ACTION_ARCHIVE":     5,
+		"INBOX_ACTION_UNARCHIVE":   6,
+		"INBOX_ACTION_SNOOZE":      7,
+		"INBOX_ACTION_UNSNOOZE":    8,
+		"INBOX_ACTION_DELETE":      9,
+	}
+)
+
+func (x InboxAction) Enum() *InboxAction {
+	p := new(InboxAction)
+	*p = x
+	return p
+}
+
+func (x InboxAction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (InboxAction) Descriptor() protoreflect.EnumDescriptor {
+	return file_notify_v1_inbox_proto_enumTypes[2].Descriptor()
+}
+
+func (InboxAction) Type() protoreflect.EnumType {
+	return &file_notify_v1_inbox_proto_enumTypes[2]
+}
+
+func (x InboxAction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use InboxAction.Descriptor instead.
+func (InboxAction) EnumDescriptor() ([]byte, []int) {
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{2}
+}
+
 // Notification is one inbox entry.
 type Notification struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Opaque id, unique in the caller's inbox.
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// The event as it was delivered in the room that put it in this inbox.
-	Event         *Event                 `protobuf:"bytes,2,opt,name=event,proto3" json:"event,omitempty"`
-	Read          bool                   `protobuf:"varint,3,opt,name=read,proto3" json:"read,omitempty"`
-	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
-	EventType     EventType              `protobuf:"varint,5,opt,name=event_type,json=eventType,proto3,enum=notify.v1.EventType" json:"event_type,omitempty"`
+	Event *Event `protobuf:"bytes,2,opt,name=event,proto3" json:"event,omitempty"`
+	// Opened by the user.
+	Read       bool                   `protobuf:"varint,3,opt,name=read,proto3" json:"read,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	EventType  EventType              `protobuf:"varint,5,opt,name=event_type,json=eventType,proto3,enum=notify.v1.EventType" json:"event_type,omitempty"`
+	// Shown to the user. Reading marks it seen too.
+	Seen bool `protobuf:"varint,6,opt,name=seen,proto3" json:"seen,omitempty"`
+	// When it was seen; unset when not seen, or seen before the inbox kept
+	// that time.
+	SeenTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=seen_time,json=seenTime,proto3" json:"seen_time,omitempty"`
+	// When it was read; unset as seen_time.
+	ReadTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=read_time,json=readTime,proto3" json:"read_time,omitempty"`
+	// Out of the inbox, kept.
+	Archived bool `protobuf:"varint,9,opt,name=archived,proto3" json:"archived,omitempty"`
+	// When it was archived; unset when not archived.
+	ArchiveTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=archive_time,json=archiveTime,proto3" json:"archive_time,omitempty"`
+	// Set while it is snoozed: when it comes back.
+	SnoozeUntil *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=snooze_until,json=snoozeUntil,proto3" json:"snooze_until,omitempty"`
+	// From the publisher or the event; PRIORITY_MEDIUM by default.
+	Priority Priority `protobuf:"varint,12,opt,name=priority,proto3,enum=notify.v1.Priority" json:"priority,omitempty"`
+	// From the publisher or the event type (points, card, alerts, ...).
+	Category string `protobuf:"bytes,13,opt,name=category,proto3" json:"category,omitempty"`
+	// The publisher's tags.
+	Tags []string `protobuf:"bytes,14,rep,name=tags,proto3" json:"tags,omitempty"`
+	// When it leaves the inbox; unset: kept as retention allows.
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	// What the user can do from it, if anything.
+	Action        *NotificationAction `protobuf:"bytes,16,opt,name=action,proto3" json:"action,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -101,17 +332,105 @@ func (x *Notification) GetEventType() EventType {
 	return EventType_EVENT_TYPE_UNSPECIFIED
 }
 
+func (x *Notification) GetSeen() bool {
+	if x != nil {
+		return x.Seen
+	}
+	return false
+}
+
+func (x *Notification) GetSeenTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SeenTime
+	}
+	return nil
+}
+
+func (x *Notification) GetReadTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReadTime
+	}
+	return nil
+}
+
+func (x *Notification) GetArchived() bool {
+	if x != nil {
+		return x.Archived
+	}
+	return false
+}
+
+func (x *Notification) GetArchiveTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ArchiveTime
+	}
+	return nil
+}
+
+func (x *Notification) GetSnoozeUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SnoozeUntil
+	}
+	return nil
+}
+
+func (x *Notification) GetPriority() Priority {
+	if x != nil {
+		return x.Priority
+	}
+	return Priority_PRIORITY_UNSPECIFIED
+}
+
+func (x *Notification) GetCategory() string {
+	if x != nil {
+		return x.Category
+	}
+	return ""
+}
+
+func (x *Notification) GetTags() []string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+func (x *Notification) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+func (x *Notification) GetAction() *NotificationAction {
+	if x != nil {
+		return x.Action
+	}
+	return nil
+}
+
 // ListNotificationsRequest pages through the caller's inbox.
 type ListNotificationsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Page size, 1 to 200. Default 50.
 	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	// next_page_token of a previous response; empty for the first page.
+	// next_page_token of a previous response (of the same order); empty for
+	// the first page.
 	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
-	// Only unread notifications.
+	// Only unread notifications (of the state selected).
 	UnreadOnly bool `protobuf:"varint,3,opt,name=unread_only,json=unreadOnly,proto3" json:"unread_only,omitempty"`
 	// Only these event types (empty: all).
-	EventTypes    []EventType `protobuf:"varint,4,rep,packed,name=event_types,json=eventTypes,proto3,enum=notify.v1.EventType" json:"event_types,omitempty"`
+	EventTypes []EventType `protobuf:"varint,4,rep,packed,name=event_types,json=eventTypes,proto3,enum=notify.v1.EventType" json:"event_types,omitempty"`
+	// Only notifications in this state. Default: the inbox.
+	State NotificationState `protobuf:"varint,5,opt,name=state,proto3,enum=notify.v1.NotificationState" json:"state,omitempty"`
+	// Only these categories (empty: all); at most 100.
+	Categories []string `protobuf:"bytes,6,rep,name=categories,proto3" json:"categories,omitempty"`
+	// Only these priorities (empty: all).
+	Priorities []Priority `protobuf:"varint,7,rep,packed,name=priorities,proto3,enum=notify.v1.Priority" json:"priorities,omitempty"`
+	// The order. Default: newest first.
+	Order NotificationOrder `protobuf:"varint,8,opt,name=order,proto3,enum=notify.v1.NotificationOrder" json:"order,omitempty"`
+	// Whose inbox: see InboxService. Empty: the caller's.
+	UserId        string `protobuf:"bytes,9,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -174,14 +493,51 @@ func (x *ListNotificationsRequest) GetEventTypes() []EventType {
 	return nil
 }
 
+func (x *ListNotificationsRequest) GetState() NotificationState {
+	if x != nil {
+		return x.State
+	}
+	return NotificationState_NOTIFICATION_STATE_UNSPECIFIED
+}
+
+func (x *ListNotificationsRequest) GetCategories() []string {
+	if x != nil {
+		return x.Categories
+	}
+	return nil
+}
+
+func (x *ListNotificationsRequest) GetPriorities() []Priority {
+	if x != nil {
+		return x.Priorities
+	}
+	return nil
+}
+
+func (x *ListNotificationsRequest) GetOrder() NotificationOrder {
+	if x != nil {
+		return x.Order
+	}
+	return NotificationOrder_NOTIFICATION_ORDER_UNSPECIFIED
+}
+
+func (x *ListNotificationsRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
 // ListNotificationsResponse is one page of the inbox.
 type ListNotificationsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Notifications []*Notification        `protobuf:"bytes,1,rep,name=notifications,proto3" json:"notifications,omitempty"`
 	// Empty when there are no more pages.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
-	// The caller's unread count.
-	UnreadCount   int64 `protobuf:"varint,3,opt,name=unread_count,json=unreadCount,proto3" json:"unread_count,omitempty"`
+	// The unread count of the inbox.
+	UnreadCount int64 `protobuf:"varint,3,opt,name=unread_count,json=unreadCount,proto3" json:"unread_count,omitempty"`
+	// The counts per state.
+	Counts        *InboxCounts `protobuf:"bytes,4,opt,name=counts,proto3" json:"counts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -237,16 +593,107 @@ func (x *ListNotificationsResponse) GetUnreadCount() int64 {
 	return 0
 }
 
-// GetUnreadCountRequest has no fields: the caller is the token's subject.
+func (x *ListNotificationsResponse) GetCounts() *InboxCounts {
+	if x != nil {
+		return x.Counts
+	}
+	return nil
+}
+
+// InboxCounts are a user's notifications counted per state.
+type InboxCounts struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// In the inbox and not seen: what a badge shows.
+	Unseen int64 `protobuf:"varint,1,opt,name=unseen,proto3" json:"unseen,omitempty"`
+	// In the inbox and not read.
+	Unread int64 `protobuf:"varint,2,opt,name=unread,proto3" json:"unread,omitempty"`
+	// Archived.
+	Archived int64 `protobuf:"varint,3,opt,name=archived,proto3" json:"archived,omitempty"`
+	// Snoozed, not back yet.
+	Snoozed int64 `protobuf:"varint,4,opt,name=snoozed,proto3" json:"snoozed,omitempty"`
+	// In the inbox (neither archived nor snoozed).
+	Inbox         int64 `protobuf:"varint,5,opt,name=inbox,proto3" json:"inbox,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InboxCounts) Reset() {
+	*x = InboxCounts{}
+	mi := &file_notify_v1_inbox_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InboxCounts) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InboxCounts) ProtoMessage() {}
+
+func (x *InboxCounts) ProtoReflect() protoreflect.Message {
+	mi := &file_notify_v1_inbox_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InboxCounts.ProtoReflect.Descriptor instead.
+func (*InboxCounts) Descriptor() ([]byte, []int) {
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *InboxCounts) GetUnseen() int64 {
+	if x != nil {
+		return x.Unseen
+	}
+	return 0
+}
+
+func (x *InboxCounts) GetUnread() int64 {
+	if x != nil {
+		return x.Unread
+	}
+	return 0
+}
+
+func (x *InboxCounts) GetArchived() int64 {
+	if x != nil {
+		return x.Archived
+	}
+	return 0
+}
+
+func (x *InboxCounts) GetSnoozed() int64 {
+	if x != nil {
+		return x.Snoozed
+	}
+	return 0
+}
+
+func (x *InboxCounts) GetInbox() int64 {
+	if x != nil {
+		return x.Inbox
+	}
+	return 0
+}
+
+// GetUnreadCountRequest names whose count; by default the caller's.
 type GetUnreadCountRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whose inbox: see InboxService. Empty: the caller's.
+	UserId        string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetUnreadCountRequest) Reset() {
 	*x = GetUnreadCountRequest{}
-	mi := &file_notify_v1_inbox_proto_msgTypes[3]
+	mi := &file_notify_v1_inbox_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -258,7 +705,7 @@ func (x *GetUnreadCountRequest) String() string {
 func (*GetUnreadCountRequest) ProtoMessage() {}
 
 func (x *GetUnreadCountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_inbox_proto_msgTypes[3]
+	mi := &file_notify_v1_inbox_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -271,7 +718,14 @@ func (x *GetUnreadCountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUnreadCountRequest.ProtoReflect.Descriptor instead.
 func (*GetUnreadCountRequest) Descriptor() ([]byte, []int) {
-	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{3}
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *GetUnreadCountRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
 }
 
 // GetUnreadCountResponse carries the caller's unread count.
@@ -284,7 +738,7 @@ type GetUnreadCountResponse struct {
 
 func (x *GetUnreadCountResponse) Reset() {
 	*x = GetUnreadCountResponse{}
-	mi := &file_notify_v1_inbox_proto_msgTypes[4]
+	mi := &file_notify_v1_inbox_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -296,7 +750,7 @@ func (x *GetUnreadCountResponse) String() string {
 func (*GetUnreadCountResponse) ProtoMessage() {}
 
 func (x *GetUnreadCountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_inbox_proto_msgTypes[4]
+	mi := &file_notify_v1_inbox_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -309,7 +763,7 @@ func (x *GetUnreadCountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUnreadCountResponse.ProtoReflect.Descriptor instead.
 func (*GetUnreadCountResponse) Descriptor() ([]byte, []int) {
-	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{4}
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetUnreadCountResponse) GetUnreadCount() int64 {
@@ -319,18 +773,111 @@ func (x *GetUnreadCountResponse) GetUnreadCount() int64 {
 	return 0
 }
 
+// GetCountsRequest names whose counts; by default the caller's.
+type GetCountsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whose inbox: see InboxService. Empty: the caller's.
+	UserId        string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCountsRequest) Reset() {
+	*x = GetCountsRequest{}
+	mi := &file_notify_v1_inbox_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCountsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCountsRequest) ProtoMessage() {}
+
+func (x *GetCountsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_notify_v1_inbox_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCountsRequest.ProtoReflect.Descriptor instead.
+func (*GetCountsRequest) Descriptor() ([]byte, []int) {
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *GetCountsRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+// GetCountsResponse carries the counts per state.
+type GetCountsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Counts        *InboxCounts           `protobuf:"bytes,1,opt,name=counts,proto3" json:"counts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCountsResponse) Reset() {
+	*x = GetCountsResponse{}
+	mi := &file_notify_v1_inbox_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCountsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCountsResponse) ProtoMessage() {}
+
+func (x *GetCountsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_notify_v1_inbox_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCountsResponse.ProtoReflect.Descriptor instead.
+func (*GetCountsResponse) Descriptor() ([]byte, []int) {
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *GetCountsResponse) GetCounts() *InboxCounts {
+	if x != nil {
+		return x.Counts
+	}
+	return nil
+}
+
 // MarkReadRequest names notifications to mark read.
 type MarkReadRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// 1 to 1000 ids.
-	Ids           []string `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	Ids []string `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	// Whose inbox: see InboxService. Empty: the caller's.
+	UserId        string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MarkReadRequest) Reset() {
 	*x = MarkReadRequest{}
-	mi := &file_notify_v1_inbox_proto_msgTypes[5]
+	mi := &file_notify_v1_inbox_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -342,7 +889,7 @@ func (x *MarkReadRequest) String() string {
 func (*MarkReadRequest) ProtoMessage() {}
 
 func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_inbox_proto_msgTypes[5]
+	mi := &file_notify_v1_inbox_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -355,7 +902,7 @@ func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadRequest.ProtoReflect.Descriptor instead.
 func (*MarkReadRequest) Descriptor() ([]byte, []int) {
-	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{5}
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *MarkReadRequest) GetIds() []string {
@@ -363,6 +910,13 @@ func (x *MarkReadRequest) GetIds() []string {
 		return x.Ids
 	}
 	return nil
+}
+
+func (x *MarkReadRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
 }
 
 // MarkReadResponse carries the new unread count.
@@ -375,7 +929,7 @@ type MarkReadResponse struct {
 
 func (x *MarkReadResponse) Reset() {
 	*x = MarkReadResponse{}
-	mi := &file_notify_v1_inbox_proto_msgTypes[6]
+	mi := &file_notify_v1_inbox_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -387,7 +941,7 @@ func (x *MarkReadResponse) String() string {
 func (*MarkReadResponse) ProtoMessage() {}
 
 func (x *MarkReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_inbox_proto_msgTypes[6]
+	mi := &file_notify_v1_inbox_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -400,7 +954,7 @@ func (x *MarkReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadResponse.ProtoReflect.Descriptor instead.
 func (*MarkReadResponse) Descriptor() ([]byte, []int) {
-	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{6}
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *MarkReadResponse) GetUnreadCount() int64 {
@@ -414,14 +968,16 @@ func (x *MarkReadResponse) GetUnreadCount() int64 {
 type MarkUnreadRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// 1 to 1000 ids.
-	Ids           []string `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	Ids []string `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	// Whose inbox: see InboxService. Empty: the caller's.
+	UserId        string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MarkUnreadRequest) Reset() {
 	*x = MarkUnreadRequest{}
-	mi := &file_notify_v1_inbox_proto_msgTypes[7]
+	mi := &file_notify_v1_inbox_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -433,7 +989,7 @@ func (x *MarkUnreadRequest) String() string {
 func (*MarkUnreadRequest) ProtoMessage() {}
 
 func (x *MarkUnreadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_inbox_proto_msgTypes[7]
+	mi := &file_notify_v1_inbox_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -446,7 +1002,7 @@ func (x *MarkUnreadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkUnreadRequest.ProtoReflect.Descriptor instead.
 func (*MarkUnreadRequest) Descriptor() ([]byte, []int) {
-	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{7}
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *MarkUnreadRequest) GetIds() []string {
@@ -454,6 +1010,13 @@ func (x *MarkUnreadRequest) GetIds() []string {
 		return x.Ids
 	}
 	return nil
+}
+
+func (x *MarkUnreadRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
 }
 
 // MarkUnreadResponse carries the new unread count.
@@ -466,7 +1029,7 @@ type MarkUnreadResponse struct {
 
 func (x *MarkUnreadResponse) Reset() {
 	*x = MarkUnreadResponse{}
-	mi := &file_notify_v1_inbox_proto_msgTypes[8]
+	mi := &file_notify_v1_inbox_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -478,7 +1041,7 @@ func (x *MarkUnreadResponse) String() string {
 func (*MarkUnreadResponse) ProtoMessage() {}
 
 func (x *MarkUnreadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_inbox_proto_msgTypes[8]
+	mi := &file_notify_v1_inbox_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -491,7 +1054,7 @@ func (x *MarkUnreadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkUnreadResponse.ProtoReflect.Descriptor instead.
 func (*MarkUnreadResponse) Descriptor() ([]byte, []int) {
-	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{8}
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *MarkUnreadResponse) GetUnreadCount() int64 {
@@ -501,16 +1064,18 @@ func (x *MarkUnreadResponse) GetUnreadCount() int64 {
 	return 0
 }
 
-// MarkAllReadRequest has no fields.
+// MarkAllReadRequest names whose inbox; by default the caller's.
 type MarkAllReadRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whose inbox: see InboxService. Empty: the caller's.
+	UserId        string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MarkAllReadRequest) Reset() {
 	*x = MarkAllReadRequest{}
-	mi := &file_notify_v1_inbox_proto_msgTypes[9]
+	mi := &file_notify_v1_inbox_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -522,7 +1087,7 @@ func (x *MarkAllReadRequest) String() string {
 func (*MarkAllReadRequest) ProtoMessage() {}
 
 func (x *MarkAllReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_inbox_proto_msgTypes[9]
+	mi := &file_notify_v1_inbox_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -535,7 +1100,14 @@ func (x *MarkAllReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkAllReadRequest.ProtoReflect.Descriptor instead.
 func (*MarkAllReadRequest) Descriptor() ([]byte, []int) {
-	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{9}
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *MarkAllReadRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
 }
 
 // MarkAllReadResponse says how many notifications changed.
@@ -549,7 +1121,7 @@ type MarkAllReadResponse struct {
 
 func (x *MarkAllReadResponse) Reset() {
 	*x = MarkAllReadResponse{}
-	mi := &file_notify_v1_inbox_proto_msgTypes[10]
+	mi := &file_notify_v1_inbox_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -561,7 +1133,7 @@ func (x *MarkAllReadResponse) String() string {
 func (*MarkAllReadResponse) ProtoMessage() {}
 
 func (x *MarkAllReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_inbox_proto_msgTypes[10]
+	mi := &file_notify_v1_inbox_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -574,7 +1146,7 @@ func (x *MarkAllReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkAllReadResponse.ProtoReflect.Descriptor instead.
 func (*MarkAllReadResponse) Descriptor() ([]byte, []int) {
-	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{10}
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *MarkAllReadResponse) GetMarked() int64 {
@@ -593,15 +1165,17 @@ func (x *MarkAllReadResponse) GetUnreadCount() int64 {
 
 // DeleteNotificationRequest names one notification.
 type DeleteNotificationRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Whose inbox: see InboxService. Empty: the caller's.
+	UserId        string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DeleteNotificationRequest) Reset() {
 	*x = DeleteNotificationRequest{}
-	mi := &file_notify_v1_inbox_proto_msgTypes[11]
+	mi := &file_notify_v1_inbox_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -613,7 +1187,7 @@ func (x *DeleteNotificationRequest) String() string {
 func (*DeleteNotificationRequest) ProtoMessage() {}
 
 func (x *DeleteNotificationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_inbox_proto_msgTypes[11]
+	mi := &file_notify_v1_inbox_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -626,12 +1200,19 @@ func (x *DeleteNotificationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteNotificationRequest.ProtoReflect.Descriptor instead.
 func (*DeleteNotificationRequest) Descriptor() ([]byte, []int) {
-	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{11}
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DeleteNotificationRequest) GetId() string {
 	if x != nil {
 		return x.Id
+	}
+	return ""
+}
+
+func (x *DeleteNotificationRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
 	}
 	return ""
 }
@@ -646,7 +1227,7 @@ type DeleteNotificationResponse struct {
 
 func (x *DeleteNotificationResponse) Reset() {
 	*x = DeleteNotificationResponse{}
-	mi := &file_notify_v1_inbox_proto_msgTypes[12]
+	mi := &file_notify_v1_inbox_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -658,7 +1239,7 @@ func (x *DeleteNotificationResponse) String() string {
 func (*DeleteNotificationResponse) ProtoMessage() {}
 
 func (x *DeleteNotificationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_inbox_proto_msgTypes[12]
+	mi := &file_notify_v1_inbox_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -671,7 +1252,7 @@ func (x *DeleteNotificationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteNotificationResponse.ProtoReflect.Descriptor instead.
 func (*DeleteNotificationResponse) Descriptor() ([]byte, []int) {
-	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{12}
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DeleteNotificationResponse) GetUnreadCount() int64 {
@@ -681,16 +1262,18 @@ func (x *DeleteNotificationResponse) GetUnreadCount() int64 {
 	return 0
 }
 
-// ClearNotificationsRequest has no fields.
+// ClearNotificationsRequest names whose inbox; by default the caller's.
 type ClearNotificationsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whose inbox: see InboxService. Empty: the caller's.
+	UserId        string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ClearNotificationsRequest) Reset() {
 	*x = ClearNotificationsRequest{}
-	mi := &file_notify_v1_inbox_proto_msgTypes[13]
+	mi := &file_notify_v1_inbox_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -702,7 +1285,7 @@ func (x *ClearNotificationsRequest) String() string {
 func (*ClearNotificationsRequest) ProtoMessage() {}
 
 func (x *ClearNotificationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_inbox_proto_msgTypes[13]
+	mi := &file_notify_v1_inbox_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -715,7 +1298,14 @@ func (x *ClearNotificationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClearNotificationsRequest.ProtoReflect.Descriptor instead.
 func (*ClearNotificationsRequest) Descriptor() ([]byte, []int) {
-	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{13}
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ClearNotificationsRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
 }
 
 // ClearNotificationsResponse says how many notifications were removed.
@@ -728,7 +1318,7 @@ type ClearNotificationsResponse struct {
 
 func (x *ClearNotificationsResponse) Reset() {
 	*x = ClearNotificationsResponse{}
-	mi := &file_notify_v1_inbox_proto_msgTypes[14]
+	mi := &file_notify_v1_inbox_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -740,7 +1330,7 @@ func (x *ClearNotificationsResponse) String() string {
 func (*ClearNotificationsResponse) ProtoMessage() {}
 
 func (x *ClearNotificationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_inbox_proto_msgTypes[14]
+	mi := &file_notify_v1_inbox_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -753,7 +1343,7 @@ func (x *ClearNotificationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClearNotificationsResponse.ProtoReflect.Descriptor instead.
 func (*ClearNotificationsResponse) Descriptor() ([]byte, []int) {
-	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{14}
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ClearNotificationsResponse) GetDeleted() int64 {
@@ -780,7 +1370,7 @@ type Preferences struct {
 
 func (x *Preferences) Reset() {
 	*x = Preferences{}
-	mi := &file_notify_v1_inbox_proto_msgTypes[15]
+	mi := &file_notify_v1_inbox_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -792,7 +1382,7 @@ func (x *Preferences) String() string {
 func (*Preferences) ProtoMessage() {}
 
 func (x *Preferences) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_inbox_proto_msgTypes[15]
+	mi := &file_notify_v1_inbox_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -805,7 +1395,7 @@ func (x *Preferences) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Preferences.ProtoReflect.Descriptor instead.
 func (*Preferences) Descriptor() ([]byte, []int) {
-	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{15}
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Preferences) GetEnabled() bool {
@@ -836,16 +1426,19 @@ func (x *Preferences) GetMutedTypes() []EventType {
 	return nil
 }
 
-// GetPreferencesRequest has no fields.
+// GetPreferencesRequest names whose preferences; by default the caller's.
 type GetPreferencesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whose preferences: another user's for services only. Empty: the
+	// caller's.
+	UserId        string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetPreferencesRequest) Reset() {
 	*x = GetPreferencesRequest{}
-	mi := &file_notify_v1_inbox_proto_msgTypes[16]
+	mi := &file_notify_v1_inbox_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -857,7 +1450,7 @@ func (x *GetPreferencesRequest) String() string {
 func (*GetPreferencesRequest) ProtoMessage() {}
 
 func (x *GetPreferencesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_inbox_proto_msgTypes[16]
+	mi := &file_notify_v1_inbox_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -870,7 +1463,14 @@ func (x *GetPreferencesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPreferencesRequest.ProtoReflect.Descriptor instead.
 func (*GetPreferencesRequest) Descriptor() ([]byte, []int) {
-	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{16}
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *GetPreferencesRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
 }
 
 // GetPreferencesResponse carries the caller's preferences.
@@ -883,7 +1483,7 @@ type GetPreferencesResponse struct {
 
 func (x *GetPreferencesResponse) Reset() {
 	*x = GetPreferencesResponse{}
-	mi := &file_notify_v1_inbox_proto_msgTypes[17]
+	mi := &file_notify_v1_inbox_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -895,7 +1495,7 @@ func (x *GetPreferencesResponse) String() string {
 func (*GetPreferencesResponse) ProtoMessage() {}
 
 func (x *GetPreferencesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_inbox_proto_msgTypes[17]
+	mi := &file_notify_v1_inbox_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -908,7 +1508,7 @@ func (x *GetPreferencesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPreferencesResponse.ProtoReflect.Descriptor instead.
 func (*GetPreferencesResponse) Descriptor() ([]byte, []int) {
-	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{17}
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetPreferencesResponse) GetPreferences() *Preferences {
@@ -920,15 +1520,18 @@ func (x *GetPreferencesResponse) GetPreferences() *Preferences {
 
 // UpdatePreferencesRequest replaces the caller's preferences.
 type UpdatePreferencesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Preferences   *Preferences           `protobuf:"bytes,1,opt,name=preferences,proto3" json:"preferences,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Preferences *Preferences           `protobuf:"bytes,1,opt,name=preferences,proto3" json:"preferences,omitempty"`
+	// Whose preferences: another user's for services only. Empty: the
+	// caller's.
+	UserId        string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UpdatePreferencesRequest) Reset() {
 	*x = UpdatePreferencesRequest{}
-	mi := &file_notify_v1_inbox_proto_msgTypes[18]
+	mi := &file_notify_v1_inbox_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -940,7 +1543,7 @@ func (x *UpdatePreferencesRequest) String() string {
 func (*UpdatePreferencesRequest) ProtoMessage() {}
 
 func (x *UpdatePreferencesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_inbox_proto_msgTypes[18]
+	mi := &file_notify_v1_inbox_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -953,7 +1556,7 @@ func (x *UpdatePreferencesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePreferencesRequest.ProtoReflect.Descriptor instead.
 func (*UpdatePreferencesRequest) Descriptor() ([]byte, []int) {
-	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{18}
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *UpdatePreferencesRequest) GetPreferences() *Preferences {
@@ -961,6 +1564,13 @@ func (x *UpdatePreferencesRequest) GetPreferences() *Preferences {
 		return x.Preferences
 	}
 	return nil
+}
+
+func (x *UpdatePreferencesRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
 }
 
 // UpdatePreferencesResponse carries the stored preferences.
@@ -973,7 +1583,7 @@ type UpdatePreferencesResponse struct {
 
 func (x *UpdatePreferencesResponse) Reset() {
 	*x = UpdatePreferencesResponse{}
-	mi := &file_notify_v1_inbox_proto_msgTypes[19]
+	mi := &file_notify_v1_inbox_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -985,7 +1595,7 @@ func (x *UpdatePreferencesResponse) String() string {
 func (*UpdatePreferencesResponse) ProtoMessage() {}
 
 func (x *UpdatePreferencesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_inbox_proto_msgTypes[19]
+	mi := &file_notify_v1_inbox_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -998,7 +1608,7 @@ func (x *UpdatePreferencesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePreferencesResponse.ProtoReflect.Descriptor instead.
 func (*UpdatePreferencesResponse) Descriptor() ([]byte, []int) {
-	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{19}
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UpdatePreferencesResponse) GetPreferences() *Preferences {
@@ -1008,11 +1618,848 @@ func (x *UpdatePreferencesResponse) GetPreferences() *Preferences {
 	return nil
 }
 
+// MarkSeenRequest names notifications to mark seen.
+type MarkSeenRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1 to 1000 ids.
+	Ids []string `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	// Whose inbox: see InboxService. Empty: the caller's.
+	UserId        string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkSeenRequest) Reset() {
+	*x = MarkSeenRequest{}
+	mi := &file_notify_v1_inbox_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkSeenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkSeenRequest) ProtoMessage() {}
+
+func (x *MarkSeenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_notify_v1_inbox_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkSeenRequest.ProtoReflect.Descriptor instead.
+func (*MarkSeenRequest) Descriptor() ([]byte, []int) {
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *MarkSeenRequest) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+func (x *MarkSeenRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+// MarkSeenResponse carries the new counts.
+type MarkSeenResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Counts        *InboxCounts           `protobuf:"bytes,1,opt,name=counts,proto3" json:"counts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkSeenResponse) Reset() {
+	*x = MarkSeenResponse{}
+	mi := &file_notify_v1_inbox_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkSeenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkSeenResponse) ProtoMessage() {}
+
+func (x *MarkSeenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_notify_v1_inbox_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkSeenResponse.ProtoReflect.Descriptor instead.
+func (*MarkSeenResponse) Descriptor() ([]byte, []int) {
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *MarkSeenResponse) GetCounts() *InboxCounts {
+	if x != nil {
+		return x.Counts
+	}
+	return nil
+}
+
+// MarkUnseenRequest names notifications to mark unseen.
+type MarkUnseenRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1 to 1000 ids.
+	Ids []string `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	// Whose inbox: see InboxService. Empty: the caller's.
+	UserId        string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkUnseenRequest) Reset() {
+	*x = MarkUnseenRequest{}
+	mi := &file_notify_v1_inbox_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkUnseenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkUnseenRequest) ProtoMessage() {}
+
+func (x *MarkUnseenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_notify_v1_inbox_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkUnseenRequest.ProtoReflect.Descriptor instead.
+func (*MarkUnseenRequest) Descriptor() ([]byte, []int) {
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *MarkUnseenRequest) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+func (x *MarkUnseenRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+// MarkUnseenResponse carries the new counts.
+type MarkUnseenResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Counts        *InboxCounts           `protobuf:"bytes,1,opt,name=counts,proto3" json:"counts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkUnseenResponse) Reset() {
+	*x = MarkUnseenResponse{}
+	mi := &file_notify_v1_inbox_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkUnseenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkUnseenResponse) ProtoMessage() {}
+
+func (x *MarkUnseenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_notify_v1_inbox_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkUnseenResponse.ProtoReflect.Descriptor instead.
+func (*MarkUnseenResponse) Descriptor() ([]byte, []int) {
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *MarkUnseenResponse) GetCounts() *InboxCounts {
+	if x != nil {
+		return x.Counts
+	}
+	return nil
+}
+
+// ArchiveRequest names notifications to archive.
+type ArchiveRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1 to 1000 ids.
+	Ids []string `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	// Whose inbox: see InboxService. Empty: the caller's.
+	UserId        string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ArchiveRequest) Reset() {
+	*x = ArchiveRequest{}
+	mi := &file_notify_v1_inbox_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ArchiveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ArchiveRequest) ProtoMessage() {}
+
+func (x *ArchiveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_notify_v1_inbox_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ArchiveRequest.ProtoReflect.Descriptor instead.
+func (*ArchiveRequest) Descriptor() ([]byte, []int) {
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ArchiveRequest) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+func (x *ArchiveRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+// ArchiveResponse carries the new counts.
+type ArchiveResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Counts        *InboxCounts           `protobuf:"bytes,1,opt,name=counts,proto3" json:"counts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ArchiveResponse) Reset() {
+	*x = ArchiveResponse{}
+	mi := &file_notify_v1_inbox_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ArchiveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ArchiveResponse) ProtoMessage() {}
+
+func (x *ArchiveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_notify_v1_inbox_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ArchiveResponse.ProtoReflect.Descriptor instead.
+func (*ArchiveResponse) Descriptor() ([]byte, []int) {
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ArchiveResponse) GetCounts() *InboxCounts {
+	if x != nil {
+		return x.Counts
+	}
+	return nil
+}
+
+// UnarchiveRequest names notifications to move back to the inbox.
+type UnarchiveRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1 to 1000 ids.
+	Ids []string `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	// Whose inbox: see InboxService. Empty: the caller's.
+	UserId        string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnarchiveRequest) Reset() {
+	*x = UnarchiveRequest{}
+	mi := &file_notify_v1_inbox_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnarchiveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnarchiveRequest) ProtoMessage() {}
+
+func (x *UnarchiveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_notify_v1_inbox_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnarchiveRequest.ProtoReflect.Descriptor instead.
+func (*UnarchiveRequest) Descriptor() ([]byte, []int) {
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *UnarchiveRequest) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+func (x *UnarchiveRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+// UnarchiveResponse carries the new counts.
+type UnarchiveResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Counts        *InboxCounts           `protobuf:"bytes,1,opt,name=counts,proto3" json:"counts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnarchiveResponse) Reset() {
+	*x = UnarchiveResponse{}
+	mi := &file_notify_v1_inbox_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnarchiveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnarchiveResponse) ProtoMessage() {}
+
+func (x *UnarchiveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_notify_v1_inbox_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnarchiveResponse.ProtoReflect.Descriptor instead.
+func (*UnarchiveResponse) Descriptor() ([]byte, []int) {
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *UnarchiveResponse) GetCounts() *InboxCounts {
+	if x != nil {
+		return x.Counts
+	}
+	return nil
+}
+
+// SnoozeRequest names notifications to snooze and until when.
+type SnoozeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1 to 1000 ids.
+	Ids []string `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	// When they come back: at least 1 s and at most 366 days from now.
+	// Exactly one of until and duration.
+	Until *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=until,proto3" json:"until,omitempty"`
+	// How long from now they stay hidden, with the same bounds.
+	Duration *durationpb.Duration `protobuf:"bytes,3,opt,name=duration,proto3" json:"duration,omitempty"`
+	// Whose inbox: see InboxService. Empty: the caller's.
+	UserId        string `protobuf:"bytes,4,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnoozeRequest) Reset() {
+	*x = SnoozeRequest{}
+	mi := &file_notify_v1_inbox_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnoozeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnoozeRequest) ProtoMessage() {}
+
+func (x *SnoozeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_notify_v1_inbox_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnoozeRequest.ProtoReflect.Descriptor instead.
+func (*SnoozeRequest) Descriptor() ([]byte, []int) {
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *SnoozeRequest) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+func (x *SnoozeRequest) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
+func (x *SnoozeRequest) GetDuration() *durationpb.Duration {
+	if x != nil {
+		return x.Duration
+	}
+	return nil
+}
+
+func (x *SnoozeRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+// SnoozeResponse carries when the notifications come back and the new
+// counts.
+type SnoozeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Until         *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=until,proto3" json:"until,omitempty"`
+	Counts        *InboxCounts           `protobuf:"bytes,2,opt,name=counts,proto3" json:"counts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnoozeResponse) Reset() {
+	*x = SnoozeResponse{}
+	mi := &file_notify_v1_inbox_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnoozeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnoozeResponse) ProtoMessage() {}
+
+func (x *SnoozeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_notify_v1_inbox_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnoozeResponse.ProtoReflect.Descriptor instead.
+func (*SnoozeResponse) Descriptor() ([]byte, []int) {
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *SnoozeResponse) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
+func (x *SnoozeResponse) GetCounts() *InboxCounts {
+	if x != nil {
+		return x.Counts
+	}
+	return nil
+}
+
+// UnsnoozeRequest names notifications whose snooze ends now.
+type UnsnoozeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1 to 1000 ids.
+	Ids []string `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	// Whose inbox: see InboxService. Empty: the caller's.
+	UserId        string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnsnoozeRequest) Reset() {
+	*x = UnsnoozeRequest{}
+	mi := &file_notify_v1_inbox_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnsnoozeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnsnoozeRequest) ProtoMessage() {}
+
+func (x *UnsnoozeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_notify_v1_inbox_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnsnoozeRequest.ProtoReflect.Descriptor instead.
+func (*UnsnoozeRequest) Descriptor() ([]byte, []int) {
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *UnsnoozeRequest) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+func (x *UnsnoozeRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+// UnsnoozeResponse carries the new counts.
+type UnsnoozeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Counts        *InboxCounts           `protobuf:"bytes,1,opt,name=counts,proto3" json:"counts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnsnoozeResponse) Reset() {
+	*x = UnsnoozeResponse{}
+	mi := &file_notify_v1_inbox_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnsnoozeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnsnoozeResponse) ProtoMessage() {}
+
+func (x *UnsnoozeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_notify_v1_inbox_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnsnoozeResponse.ProtoReflect.Descriptor instead.
+func (*UnsnoozeResponse) Descriptor() ([]byte, []int) {
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *UnsnoozeResponse) GetCounts() *InboxCounts {
+	if x != nil {
+		return x.Counts
+	}
+	return nil
+}
+
+// InboxFilter selects notifications for a bulk action.
+type InboxFilter struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only notifications in this state. Default: the inbox.
+	State NotificationState `protobuf:"varint,1,opt,name=state,proto3,enum=notify.v1.NotificationState" json:"state,omitempty"`
+	// Only these event types (empty: all).
+	EventTypes []EventType `protobuf:"varint,2,rep,packed,name=event_types,json=eventTypes,proto3,enum=notify.v1.EventType" json:"event_types,omitempty"`
+	// Only these categories (empty: all); at most 100.
+	Categories []string `protobuf:"bytes,3,rep,name=categories,proto3" json:"categories,omitempty"`
+	// Only these priorities (empty: all).
+	Priorities    []Priority `protobuf:"varint,4,rep,packed,name=priorities,proto3,enum=notify.v1.Priority" json:"priorities,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InboxFilter) Reset() {
+	*x = InboxFilter{}
+	mi := &file_notify_v1_inbox_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InboxFilter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InboxFilter) ProtoMessage() {}
+
+func (x *InboxFilter) ProtoReflect() protoreflect.Message {
+	mi := &file_notify_v1_inbox_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InboxFilter.ProtoReflect.Descriptor instead.
+func (*InboxFilter) Descriptor() ([]byte, []int) {
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *InboxFilter) GetState() NotificationState {
+	if x != nil {
+		return x.State
+	}
+	return NotificationState_NOTIFICATION_STATE_UNSPECIFIED
+}
+
+func (x *InboxFilter) GetEventTypes() []EventType {
+	if x != nil {
+		return x.EventTypes
+	}
+	return nil
+}
+
+func (x *InboxFilter) GetCategories() []string {
+	if x != nil {
+		return x.Categories
+	}
+	return nil
+}
+
+func (x *InboxFilter) GetPriorities() []Priority {
+	if x != nil {
+		return x.Priorities
+	}
+	return nil
+}
+
+// BulkUpdateRequest applies an action to every notification matching a
+// filter, in one transaction.
+type BulkUpdateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Which notifications. Unset: the inbox.
+	Filter *InboxFilter `protobuf:"bytes,1,opt,name=filter,proto3" json:"filter,omitempty"`
+	Action InboxAction  `protobuf:"varint,2,opt,name=action,proto3,enum=notify.v1.InboxAction" json:"action,omitempty"`
+	// For INBOX_ACTION_SNOOZE: as SnoozeRequest.until.
+	SnoozeUntil *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=snooze_until,json=snoozeUntil,proto3" json:"snooze_until,omitempty"`
+	// For INBOX_ACTION_SNOOZE: as SnoozeRequest.duration.
+	SnoozeDuration *durationpb.Duration `protobuf:"bytes,4,opt,name=snooze_duration,json=snoozeDuration,proto3" json:"snooze_duration,omitempty"`
+	// Whose inbox: see InboxService. Empty: the caller's.
+	UserId        string `protobuf:"bytes,5,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BulkUpdateRequest) Reset() {
+	*x = BulkUpdateRequest{}
+	mi := &file_notify_v1_inbox_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BulkUpdateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BulkUpdateRequest) ProtoMessage() {}
+
+func (x *BulkUpdateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_notify_v1_inbox_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BulkUpdateRequest.ProtoReflect.Descriptor instead.
+func (*BulkUpdateRequest) Descriptor() ([]byte, []int) {
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *BulkUpdateRequest) GetFilter() *InboxFilter {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
+func (x *BulkUpdateRequest) GetAction() InboxAction {
+	if x != nil {
+		return x.Action
+	}
+	return InboxAction_INBOX_ACTION_UNSPECIFIED
+}
+
+func (x *BulkUpdateRequest) GetSnoozeUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SnoozeUntil
+	}
+	return nil
+}
+
+func (x *BulkUpdateRequest) GetSnoozeDuration() *durationpb.Duration {
+	if x != nil {
+		return x.SnoozeDuration
+	}
+	return nil
+}
+
+func (x *BulkUpdateRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+// BulkUpdateResponse says how many notifications changed, with the new
+// counts.
+type BulkUpdateResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Changed       int64                  `protobuf:"varint,1,opt,name=changed,proto3" json:"changed,omitempty"`
+	Counts        *InboxCounts           `protobuf:"bytes,2,opt,name=counts,proto3" json:"counts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BulkUpdateResponse) Reset() {
+	*x = BulkUpdateResponse{}
+	mi := &file_notify_v1_inbox_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BulkUpdateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BulkUpdateResponse) ProtoMessage() {}
+
+func (x *BulkUpdateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_notify_v1_inbox_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BulkUpdateResponse.ProtoReflect.Descriptor instead.
+func (*BulkUpdateResponse) Descriptor() ([]byte, []int) {
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *BulkUpdateResponse) GetChanged() int64 {
+	if x != nil {
+		return x.Changed
+	}
+	return 0
+}
+
+func (x *BulkUpdateResponse) GetCounts() *InboxCounts {
+	if x != nil {
+		return x.Counts
+	}
+	return nil
+}
+
 var File_notify_v1_inbox_proto protoreflect.FileDescriptor
 
 const file_notify_v1_inbox_proto_rawDesc = "" +
 	"\n" +
-	"\x15notify/v1/inbox.proto\x12\tnotify.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16notify/v1/events.proto\x1a\x16notify/v1/notify.proto\"\xcc\x01\n" +
+	"\x15notify/v1/inbox.proto\x12\tnotify.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16notify/v1/events.proto\x1a\x16notify/v1/notify.proto\"\xc1\x05\n" +
 	"\fNotification\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
 	"\x05event\x18\x02 \x01(\v2\x10.notify.v1.EventR\x05event\x12\x12\n" +
@@ -1020,7 +2467,20 @@ const file_notify_v1_inbox_proto_rawDesc = "" +
 	"\vcreate_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x123\n" +
 	"\n" +
-	"event_type\x18\x05 \x01(\x0e2\x14.notify.v1.EventTypeR\teventType\"\xae\x01\n" +
+	"event_type\x18\x05 \x01(\x0e2\x14.notify.v1.EventTypeR\teventType\x12\x12\n" +
+	"\x04seen\x18\x06 \x01(\bR\x04seen\x127\n" +
+	"\tseen_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bseenTime\x127\n" +
+	"\tread_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\breadTime\x12\x1a\n" +
+	"\barchived\x18\t \x01(\bR\barchived\x12=\n" +
+	"\farchive_time\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\varchiveTime\x12=\n" +
+	"\fsnooze_until\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\vsnoozeUntil\x12/\n" +
+	"\bpriority\x18\f \x01(\x0e2\x13.notify.v1.PriorityR\bpriority\x12\x1a\n" +
+	"\bcategory\x18\r \x01(\tR\bcategory\x12\x12\n" +
+	"\x04tags\x18\x0e \x03(\tR\x04tags\x12;\n" +
+	"\vexpire_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\x125\n" +
+	"\x06action\x18\x10 \x01(\v2\x1d.notify.v1.NotificationActionR\x06action\"\x84\x03\n" +
 	"\x18ListNotificationsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -1028,31 +2488,57 @@ const file_notify_v1_inbox_proto_rawDesc = "" +
 	"\vunread_only\x18\x03 \x01(\bR\n" +
 	"unreadOnly\x125\n" +
 	"\vevent_types\x18\x04 \x03(\x0e2\x14.notify.v1.EventTypeR\n" +
-	"eventTypes\"\xa5\x01\n" +
+	"eventTypes\x122\n" +
+	"\x05state\x18\x05 \x01(\x0e2\x1c.notify.v1.NotificationStateR\x05state\x12\x1e\n" +
+	"\n" +
+	"categories\x18\x06 \x03(\tR\n" +
+	"categories\x123\n" +
+	"\n" +
+	"priorities\x18\a \x03(\x0e2\x13.notify.v1.PriorityR\n" +
+	"priorities\x122\n" +
+	"\x05order\x18\b \x01(\x0e2\x1c.notify.v1.NotificationOrderR\x05order\x12\x17\n" +
+	"\auser_id\x18\t \x01(\tR\x06userId\"\xd5\x01\n" +
 	"\x19ListNotificationsResponse\x12=\n" +
 	"\rnotifications\x18\x01 \x03(\v2\x17.notify.v1.NotificationR\rnotifications\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12!\n" +
-	"\funread_count\x18\x03 \x01(\x03R\vunreadCount\"\x17\n" +
-	"\x15GetUnreadCountRequest\";\n" +
+	"\funread_count\x18\x03 \x01(\x03R\vunreadCount\x12.\n" +
+	"\x06counts\x18\x04 \x01(\v2\x16.notify.v1.InboxCountsR\x06counts\"\x89\x01\n" +
+	"\vInboxCounts\x12\x16\n" +
+	"\x06unseen\x18\x01 \x01(\x03R\x06unseen\x12\x16\n" +
+	"\x06unread\x18\x02 \x01(\x03R\x06unread\x12\x1a\n" +
+	"\barchived\x18\x03 \x01(\x03R\barchived\x12\x18\n" +
+	"\asnoozed\x18\x04 \x01(\x03R\asnoozed\x12\x14\n" +
+	"\x05inbox\x18\x05 \x01(\x03R\x05inbox\"0\n" +
+	"\x15GetUnreadCountRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\";\n" +
 	"\x16GetUnreadCountResponse\x12!\n" +
-	"\funread_count\x18\x01 \x01(\x03R\vunreadCount\"#\n" +
+	"\funread_count\x18\x01 \x01(\x03R\vunreadCount\"+\n" +
+	"\x10GetCountsRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\"C\n" +
+	"\x11GetCountsResponse\x12.\n" +
+	"\x06counts\x18\x01 \x01(\v2\x16.notify.v1.InboxCountsR\x06counts\"<\n" +
 	"\x0fMarkReadRequest\x12\x10\n" +
-	"\x03ids\x18\x01 \x03(\tR\x03ids\"5\n" +
+	"\x03ids\x18\x01 \x03(\tR\x03ids\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\"5\n" +
 	"\x10MarkReadResponse\x12!\n" +
-	"\funread_count\x18\x01 \x01(\x03R\vunreadCount\"%\n" +
+	"\funread_count\x18\x01 \x01(\x03R\vunreadCount\">\n" +
 	"\x11MarkUnreadRequest\x12\x10\n" +
-	"\x03ids\x18\x01 \x03(\tR\x03ids\"7\n" +
+	"\x03ids\x18\x01 \x03(\tR\x03ids\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\"7\n" +
 	"\x12MarkUnreadResponse\x12!\n" +
-	"\funread_count\x18\x01 \x01(\x03R\vunreadCount\"\x14\n" +
-	"\x12MarkAllReadRequest\"P\n" +
+	"\funread_count\x18\x01 \x01(\x03R\vunreadCount\"-\n" +
+	"\x12MarkAllReadRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\"P\n" +
 	"\x13MarkAllReadResponse\x12\x16\n" +
 	"\x06marked\x18\x01 \x01(\x03R\x06marked\x12!\n" +
-	"\funread_count\x18\x02 \x01(\x03R\vunreadCount\"+\n" +
+	"\funread_count\x18\x02 \x01(\x03R\vunreadCount\"D\n" +
 	"\x19DeleteNotificationRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"?\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\"?\n" +
 	"\x1aDeleteNotificationResponse\x12!\n" +
-	"\funread_count\x18\x01 \x01(\x03R\vunreadCount\"\x1b\n" +
-	"\x19ClearNotificationsRequest\"6\n" +
+	"\funread_count\x18\x01 \x01(\x03R\vunreadCount\"4\n" +
+	"\x19ClearNotificationsRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\"6\n" +
 	"\x1aClearNotificationsResponse\x12\x18\n" +
 	"\adeleted\x18\x01 \x01(\x03R\adeleted\"\x8a\x01\n" +
 	"\vPreferences\x12\x18\n" +
@@ -1060,21 +2546,110 @@ const file_notify_v1_inbox_proto_rawDesc = "" +
 	"\x05sound\x18\x02 \x01(\bR\x05sound\x12\x14\n" +
 	"\x05email\x18\x03 \x01(\bR\x05email\x125\n" +
 	"\vmuted_types\x18\x04 \x03(\x0e2\x14.notify.v1.EventTypeR\n" +
-	"mutedTypes\"\x17\n" +
-	"\x15GetPreferencesRequest\"R\n" +
+	"mutedTypes\"0\n" +
+	"\x15GetPreferencesRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\"R\n" +
 	"\x16GetPreferencesResponse\x128\n" +
-	"\vpreferences\x18\x01 \x01(\v2\x16.notify.v1.PreferencesR\vpreferences\"T\n" +
+	"\vpreferences\x18\x01 \x01(\v2\x16.notify.v1.PreferencesR\vpreferences\"m\n" +
 	"\x18UpdatePreferencesRequest\x128\n" +
-	"\vpreferences\x18\x01 \x01(\v2\x16.notify.v1.PreferencesR\vpreferences\"U\n" +
+	"\vpreferences\x18\x01 \x01(\v2\x16.notify.v1.PreferencesR\vpreferences\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\"U\n" +
 	"\x19UpdatePreferencesResponse\x128\n" +
-	"\vpreferences\x18\x01 \x01(\v2\x16.notify.v1.PreferencesR\vpreferences2\xa0\x06\n" +
+	"\vpreferences\x18\x01 \x01(\v2\x16.notify.v1.PreferencesR\vpreferences\"<\n" +
+	"\x0fMarkSeenRequest\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\tR\x03ids\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\"B\n" +
+	"\x10MarkSeenResponse\x12.\n" +
+	"\x06counts\x18\x01 \x01(\v2\x16.notify.v1.InboxCountsR\x06counts\">\n" +
+	"\x11MarkUnseenRequest\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\tR\x03ids\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\"D\n" +
+	"\x12MarkUnseenResponse\x12.\n" +
+	"\x06counts\x18\x01 \x01(\v2\x16.notify.v1.InboxCountsR\x06counts\";\n" +
+	"\x0eArchiveRequest\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\tR\x03ids\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\"A\n" +
+	"\x0fArchiveResponse\x12.\n" +
+	"\x06counts\x18\x01 \x01(\v2\x16.notify.v1.InboxCountsR\x06counts\"=\n" +
+	"\x10UnarchiveRequest\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\tR\x03ids\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\"C\n" +
+	"\x11UnarchiveResponse\x12.\n" +
+	"\x06counts\x18\x01 \x01(\v2\x16.notify.v1.InboxCountsR\x06counts\"\xa3\x01\n" +
+	"\rSnoozeRequest\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\tR\x03ids\x120\n" +
+	"\x05until\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x125\n" +
+	"\bduration\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12\x17\n" +
+	"\auser_id\x18\x04 \x01(\tR\x06userId\"r\n" +
+	"\x0eSnoozeResponse\x120\n" +
+	"\x05until\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12.\n" +
+	"\x06counts\x18\x02 \x01(\v2\x16.notify.v1.InboxCountsR\x06counts\"<\n" +
+	"\x0fUnsnoozeRequest\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\tR\x03ids\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\"B\n" +
+	"\x10UnsnoozeResponse\x12.\n" +
+	"\x06counts\x18\x01 \x01(\v2\x16.notify.v1.InboxCountsR\x06counts\"\xcd\x01\n" +
+	"\vInboxFilter\x122\n" +
+	"\x05state\x18\x01 \x01(\x0e2\x1c.notify.v1.NotificationStateR\x05state\x125\n" +
+	"\vevent_types\x18\x02 \x03(\x0e2\x14.notify.v1.EventTypeR\n" +
+	"eventTypes\x12\x1e\n" +
+	"\n" +
+	"categories\x18\x03 \x03(\tR\n" +
+	"categories\x123\n" +
+	"\n" +
+	"priorities\x18\x04 \x03(\x0e2\x13.notify.v1.PriorityR\n" +
+	"priorities\"\x8f\x02\n" +
+	"\x11BulkUpdateRequest\x12.\n" +
+	"\x06filter\x18\x01 \x01(\v2\x16.notify.v1.InboxFilterR\x06filter\x12.\n" +
+	"\x06action\x18\x02 \x01(\x0e2\x16.notify.v1.InboxActionR\x06action\x12=\n" +
+	"\fsnooze_until\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vsnoozeUntil\x12B\n" +
+	"\x0fsnooze_duration\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x0esnoozeDuration\x12\x17\n" +
+	"\auser_id\x18\x05 \x01(\tR\x06userId\"^\n" +
+	"\x12BulkUpdateResponse\x12\x18\n" +
+	"\achanged\x18\x01 \x01(\x03R\achanged\x12.\n" +
+	"\x06counts\x18\x02 \x01(\v2\x16.notify.v1.InboxCountsR\x06counts*\x8d\x02\n" +
+	"\x11NotificationState\x12\"\n" +
+	"\x1eNOTIFICATION_STATE_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18NOTIFICATION_STATE_INBOX\x10\x01\x12\x1d\n" +
+	"\x19NOTIFICATION_STATE_UNSEEN\x10\x02\x12\x1d\n" +
+	"\x19NOTIFICATION_STATE_UNREAD\x10\x03\x12\x1b\n" +
+	"\x17NOTIFICATION_STATE_READ\x10\x04\x12\x1f\n" +
+	"\x1bNOTIFICATION_STATE_ARCHIVED\x10\x05\x12\x1e\n" +
+	"\x1aNOTIFICATION_STATE_SNOOZED\x10\x06\x12\x1a\n" +
+	"\x16NOTIFICATION_STATE_ALL\x10\a*w\n" +
+	"\x11NotificationOrder\x12\"\n" +
+	"\x1eNOTIFICATION_ORDER_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19NOTIFICATION_ORDER_NEWEST\x10\x01\x12\x1f\n" +
+	"\x1bNOTIFICATION_ORDER_PRIORITY\x10\x02*\x8e\x02\n" +
+	"\vInboxAction\x12\x1c\n" +
+	"\x18INBOX_ACTION_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11INBOX_ACTION_SEEN\x10\x01\x12\x17\n" +
+	"\x13INBOX_ACTION_UNSEEN\x10\x02\x12\x15\n" +
+	"\x11INBOX_ACTION_READ\x10\x03\x12\x17\n" +
+	"\x13INBOX_ACTION_UNREAD\x10\x04\x12\x18\n" +
+	"\x14INBOX_ACTION_ARCHIVE\x10\x05\x12\x1a\n" +
+	"\x16INBOX_ACTION_UNARCHIVE\x10\x06\x12\x17\n" +
+	"\x13INBOX_ACTION_SNOOZE\x10\a\x12\x19\n" +
+	"\x15INBOX_ACTION_UNSNOOZE\x10\b\x12\x17\n" +
+	"\x13INBOX_ACTION_DELETE\x10\t2\xd1\n" +
+	"\n" +
 	"\fInboxService\x12^\n" +
 	"\x11ListNotifications\x12#.notify.v1.ListNotificationsRequest\x1a$.notify.v1.ListNotificationsResponse\x12U\n" +
-	"\x0eGetUnreadCount\x12 .notify.v1.GetUnreadCountRequest\x1a!.notify.v1.GetUnreadCountResponse\x12C\n" +
+	"\x0eGetUnreadCount\x12 .notify.v1.GetUnreadCountRequest\x1a!.notify.v1.GetUnreadCountResponse\x12F\n" +
+	"\tGetCounts\x12\x1b.notify.v1.GetCountsRequest\x1a\x1c.notify.v1.GetCountsResponse\x12C\n" +
 	"\bMarkRead\x12\x1a.notify.v1.MarkReadRequest\x1a\x1b.notify.v1.MarkReadResponse\x12I\n" +
 	"\n" +
 	"MarkUnread\x12\x1c.notify.v1.MarkUnreadRequest\x1a\x1d.notify.v1.MarkUnreadResponse\x12L\n" +
-	"\vMarkAllRead\x12\x1d.notify.v1.MarkAllReadRequest\x1a\x1e.notify.v1.MarkAllReadResponse\x12a\n" +
+	"\vMarkAllRead\x12\x1d.notify.v1.MarkAllReadRequest\x1a\x1e.notify.v1.MarkAllReadResponse\x12C\n" +
+	"\bMarkSeen\x12\x1a.notify.v1.MarkSeenRequest\x1a\x1b.notify.v1.MarkSeenResponse\x12I\n" +
+	"\n" +
+	"MarkUnseen\x12\x1c.notify.v1.MarkUnseenRequest\x1a\x1d.notify.v1.MarkUnseenResponse\x12@\n" +
+	"\aArchive\x12\x19.notify.v1.ArchiveRequest\x1a\x1a.notify.v1.ArchiveResponse\x12F\n" +
+	"\tUnarchive\x12\x1b.notify.v1.UnarchiveRequest\x1a\x1c.notify.v1.UnarchiveResponse\x12=\n" +
+	"\x06Snooze\x12\x18.notify.v1.SnoozeRequest\x1a\x19.notify.v1.SnoozeResponse\x12C\n" +
+	"\bUnsnooze\x12\x1a.notify.v1.UnsnoozeRequest\x1a\x1b.notify.v1.UnsnoozeResponse\x12I\n" +
+	"\n" +
+	"BulkUpdate\x12\x1c.notify.v1.BulkUpdateRequest\x1a\x1d.notify.v1.BulkUpdateResponse\x12a\n" +
 	"\x12DeleteNotification\x12$.notify.v1.DeleteNotificationRequest\x1a%.notify.v1.DeleteNotificationResponse\x12a\n" +
 	"\x12ClearNotifications\x12$.notify.v1.ClearNotificationsRequest\x1a%.notify.v1.ClearNotificationsResponse\x12U\n" +
 	"\x0eGetPreferences\x12 .notify.v1.GetPreferencesRequest\x1a!.notify.v1.GetPreferencesResponse\x12^\n" +
@@ -1092,65 +2667,135 @@ func file_notify_v1_inbox_proto_rawDescGZIP() []byte {
 	return file_notify_v1_inbox_proto_rawDescData
 }
 
-var file_notify_v1_inbox_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_notify_v1_inbox_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_notify_v1_inbox_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_notify_v1_inbox_proto_goTypes = []any{
-	(*Notification)(nil),               // 0: notify.v1.Notification
-	(*ListNotificationsRequest)(nil),   // 1: notify.v1.ListNotificationsRequest
-	(*ListNotificationsResponse)(nil),  // 2: notify.v1.ListNotificationsResponse
-	(*GetUnreadCountRequest)(nil),      // 3: notify.v1.GetUnreadCountRequest
-	(*GetUnreadCountResponse)(nil),     // 4: notify.v1.GetUnreadCountResponse
-	(*MarkReadRequest)(nil),            // 5: notify.v1.MarkReadRequest
-	(*MarkReadResponse)(nil),           // 6: notify.v1.MarkReadResponse
-	(*MarkUnreadRequest)(nil),          // 7: notify.v1.MarkUnreadRequest
-	(*MarkUnreadResponse)(nil),         // 8: notify.v1.MarkUnreadResponse
-	(*MarkAllReadRequest)(nil),         // 9: notify.v1.MarkAllReadRequest
-	(*MarkAllReadResponse)(nil),        // 10: notify.v1.MarkAllReadResponse
-	(*DeleteNotificationRequest)(nil),  // 11: notify.v1.DeleteNotificationRequest
-	(*DeleteNotificationResponse)(nil), // 12: notify.v1.DeleteNotificationResponse
-	(*ClearNotificationsRequest)(nil),  // 13: notify.v1.ClearNotificationsRequest
-	(*ClearNotificationsResponse)(nil), // 14: notify.v1.ClearNotificationsResponse
-	(*Preferences)(nil),                // 15: notify.v1.Preferences
-	(*GetPreferencesRequest)(nil),      // 16: notify.v1.GetPreferencesRequest
-	(*GetPreferencesResponse)(nil),     // 17: notify.v1.GetPreferencesResponse
-	(*UpdatePreferencesRequest)(nil),   // 18: notify.v1.UpdatePreferencesRequest
-	(*UpdatePreferencesResponse)(nil),  // 19: notify.v1.UpdatePreferencesResponse
-	(*Event)(nil),                      // 20: notify.v1.Event
-	(*timestamppb.Timestamp)(nil),      // 21: google.protobuf.Timestamp
-	(EventType)(0),                     // 22: notify.v1.EventType
+	(NotificationState)(0),             // 0: notify.v1.NotificationState
+	(NotificationOrder)(0),             // 1: notify.v1.NotificationOrder
+	(InboxAction)(0),                   // 2: notify.v1.InboxAction
+	(*Notification)(nil),               // 3: notify.v1.Notification
+	(*ListNotificationsRequest)(nil),   // 4: notify.v1.ListNotificationsRequest
+	(*ListNotificationsResponse)(nil),  // 5: notify.v1.ListNotificationsResponse
+	(*InboxCounts)(nil),                // 6: notify.v1.InboxCounts
+	(*GetUnreadCountRequest)(nil),      // 7: notify.v1.GetUnreadCountRequest
+	(*GetUnreadCountResponse)(nil),     // 8: notify.v1.GetUnreadCountResponse
+	(*GetCountsRequest)(nil),           // 9: notify.v1.GetCountsRequest
+	(*GetCountsResponse)(nil),          // 10: notify.v1.GetCountsResponse
+	(*MarkReadRequest)(nil),            // 11: notify.v1.MarkReadRequest
+	(*MarkReadResponse)(nil),           // 12: notify.v1.MarkReadResponse
+	(*MarkUnreadRequest)(nil),          // 13: notify.v1.MarkUnreadRequest
+	(*MarkUnreadResponse)(nil),         // 14: notify.v1.MarkUnreadResponse
+	(*MarkAllReadRequest)(nil),         // 15: notify.v1.MarkAllReadRequest
+	(*MarkAllReadResponse)(nil),        // 16: notify.v1.MarkAllReadResponse
+	(*DeleteNotificationRequest)(nil),  // 17: notify.v1.DeleteNotificationRequest
+	(*DeleteNotificationResponse)(nil), // 18: notify.v1.DeleteNotificationResponse
+	(*ClearNotificationsRequest)(nil),  // 19: notify.v1.ClearNotificationsRequest
+	(*ClearNotificationsResponse)(nil), // 20: notify.v1.ClearNotificationsResponse
+	(*Preferences)(nil),                // 21: notify.v1.Preferences
+	(*GetPreferencesRequest)(nil),      // 22: notify.v1.GetPreferencesRequest
+	(*GetPreferencesResponse)(nil),     // 23: notify.v1.GetPreferencesResponse
+	(*UpdatePreferencesRequest)(nil),   // 24: notify.v1.UpdatePreferencesRequest
+	(*UpdatePreferencesResponse)(nil),  // 25: notify.v1.UpdatePreferencesResponse
+	(*MarkSeenRequest)(nil),            // 26: notify.v1.MarkSeenRequest
+	(*MarkSeenResponse)(nil),           // 27: notify.v1.MarkSeenResponse
+	(*MarkUnseenRequest)(nil),          // 28: notify.v1.MarkUnseenRequest
+	(*MarkUnseenResponse)(nil),         // 29: notify.v1.MarkUnseenResponse
+	(*ArchiveRequest)(nil),             // 30: notify.v1.ArchiveRequest
+	(*ArchiveResponse)(nil),            // 31: notify.v1.ArchiveResponse
+	(*UnarchiveRequest)(nil),           // 32: notify.v1.UnarchiveRequest
+	(*UnarchiveResponse)(nil),          // 33: notify.v1.UnarchiveResponse
+	(*SnoozeRequest)(nil),              // 34: notify.v1.SnoozeRequest
+	(*SnoozeResponse)(nil),             // 35: notify.v1.SnoozeResponse
+	(*UnsnoozeRequest)(nil),            // 36: notify.v1.UnsnoozeRequest
+	(*UnsnoozeResponse)(nil),           // 37: notify.v1.UnsnoozeResponse
+	(*InboxFilter)(nil),                // 38: notify.v1.InboxFilter
+	(*BulkUpdateRequest)(nil),          // 39: notify.v1.BulkUpdateRequest
+	(*BulkUpdateResponse)(nil),         // 40: notify.v1.BulkUpdateResponse
+	(*Event)(nil),                      // 41: notify.v1.Event
+	(*timestamppb.Timestamp)(nil),      // 42: google.protobuf.Timestamp
+	(EventType)(0),                     // 43: notify.v1.EventType
+	(Priority)(0),                      // 44: notify.v1.Priority
+	(*NotificationAction)(nil),         // 45: notify.v1.NotificationAction
+	(*durationpb.Duration)(nil),        // 46: google.protobuf.Duration
 }
 var file_notify_v1_inbox_proto_depIdxs = []int32{
-	20, // 0: notify.v1.Notification.event:type_name -> notify.v1.Event
-	21, // 1: notify.v1.Notification.create_time:type_name -> google.protobuf.Timestamp
-	22, // 2: notify.v1.Notification.event_type:type_name -> notify.v1.EventType
-	22, // 3: notify.v1.ListNotificationsRequest.event_types:type_name -> notify.v1.EventType
-	0,  // 4: notify.v1.ListNotificationsResponse.notifications:type_name -> notify.v1.Notification
-	22, // 5: notify.v1.Preferences.muted_types:type_name -> notify.v1.EventType
-	15, // 6: notify.v1.GetPreferencesResponse.preferences:type_name -> notify.v1.Preferences
-	15, // 7: notify.v1.UpdatePreferencesRequest.preferences:type_name -> notify.v1.Preferences
-	15, // 8: notify.v1.UpdatePreferencesResponse.preferences:type_name -> notify.v1.Preferences
-	1,  // 9: notify.v1.InboxService.ListNotifications:input_type -> notify.v1.ListNotificationsRequest
-	3,  // 10: notify.v1.InboxService.GetUnreadCount:input_type -> notify.v1.GetUnreadCountRequest
-	5,  // 11: notify.v1.InboxService.MarkRead:input_type -> notify.v1.MarkReadRequest
-	7,  // 12: notify.v1.InboxService.MarkUnread:input_type -> notify.v1.MarkUnreadRequest
-	9,  // 13: notify.v1.InboxService.MarkAllRead:input_type -> notify.v1.MarkAllReadRequest
-	11, // 14: notify.v1.InboxService.DeleteNotification:input_type -> notify.v1.DeleteNotificationRequest
-	13, // 15: notify.v1.InboxService.ClearNotifications:input_type -> notify.v1.ClearNotificationsRequest
-	16, // 16: notify.v1.InboxService.GetPreferences:input_type -> notify.v1.GetPreferencesRequest
-	18, // 17: notify.v1.InboxService.UpdatePreferences:input_type -> notify.v1.UpdatePreferencesRequest
-	2,  // 18: notify.v1.InboxService.ListNotifications:output_type -> notify.v1.ListNotificationsResponse
-	4,  // 19: notify.v1.InboxService.GetUnreadCount:output_type -> notify.v1.GetUnreadCountResponse
-	6,  // 20: notify.v1.InboxService.MarkRead:output_type -> notify.v1.MarkReadResponse
-	8,  // 21: notify.v1.InboxService.MarkUnread:output_type -> notify.v1.MarkUnreadResponse
-	10, // 22: notify.v1.InboxService.MarkAllRead:output_type -> notify.v1.MarkAllReadResponse
-	12, // 23: notify.v1.InboxService.DeleteNotification:output_type -> notify.v1.DeleteNotificationResponse
-	14, // 24: notify.v1.InboxService.ClearNotifications:output_type -> notify.v1.ClearNotificationsResponse
-	17, // 25: notify.v1.InboxService.GetPreferences:output_type -> notify.v1.GetPreferencesResponse
-	19, // 26: notify.v1.InboxService.UpdatePreferences:output_type -> notify.v1.UpdatePreferencesResponse
-	18, // [18:27] is the sub-list for method output_type
-	9,  // [9:18] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	41, // 0: notify.v1.Notification.event:type_name -> notify.v1.Event
+	42, // 1: notify.v1.Notification.create_time:type_name -> google.protobuf.Timestamp
+	43, // 2: notify.v1.Notification.event_type:type_name -> notify.v1.EventType
+	42, // 3: notify.v1.Notification.seen_time:type_name -> google.protobuf.Timestamp
+	42, // 4: notify.v1.Notification.read_time:type_name -> google.protobuf.Timestamp
+	42, // 5: notify.v1.Notification.archive_time:type_name -> google.protobuf.Timestamp
+	42, // 6: notify.v1.Notification.snooze_until:type_name -> google.protobuf.Timestamp
+	44, // 7: notify.v1.Notification.priority:type_name -> notify.v1.Priority
+	42, // 8: notify.v1.Notification.expire_time:type_name -> google.protobuf.Timestamp
+	45, // 9: notify.v1.Notification.action:type_name -> notify.v1.NotificationAction
+	43, // 10: notify.v1.ListNotificationsRequest.event_types:type_name -> notify.v1.EventType
+	0,  // 11: notify.v1.ListNotificationsRequest.state:type_name -> notify.v1.NotificationState
+	44, // 12: notify.v1.ListNotificationsRequest.priorities:type_name -> notify.v1.Priority
+	1,  // 13: notify.v1.ListNotificationsRequest.order:type_name -> notify.v1.NotificationOrder
+	3,  // 14: notify.v1.ListNotificationsResponse.notifications:type_name -> notify.v1.Notification
+	6,  // 15: notify.v1.ListNotificationsResponse.counts:type_name -> notify.v1.InboxCounts
+	6,  // 16: notify.v1.GetCountsResponse.counts:type_name -> notify.v1.InboxCounts
+	43, // 17: notify.v1.Preferences.muted_types:type_name -> notify.v1.EventType
+	21, // 18: notify.v1.GetPreferencesResponse.preferences:type_name -> notify.v1.Preferences
+	21, // 19: notify.v1.UpdatePreferencesRequest.preferences:type_name -> notify.v1.Preferences
+	21, // 20: notify.v1.UpdatePreferencesResponse.preferences:type_name -> notify.v1.Preferences
+	6,  // 21: notify.v1.MarkSeenResponse.counts:type_name -> notify.v1.InboxCounts
+	6,  // 22: notify.v1.MarkUnseenResponse.counts:type_name -> notify.v1.InboxCounts
+	6,  // 23: notify.v1.ArchiveResponse.counts:type_name -> notify.v1.InboxCounts
+	6,  // 24: notify.v1.UnarchiveResponse.counts:type_name -> notify.v1.InboxCounts
+	42, // 25: notify.v1.SnoozeRequest.until:type_name -> google.protobuf.Timestamp
+	46, // 26: notify.v1.SnoozeRequest.duration:type_name -> google.protobuf.Duration
+	42, // 27: notify.v1.SnoozeResponse.until:type_name -> google.protobuf.Timestamp
+	6,  // 28: notify.v1.SnoozeResponse.counts:type_name -> notify.v1.InboxCounts
+	6,  // 29: notify.v1.UnsnoozeResponse.counts:type_name -> notify.v1.InboxCounts
+	0,  // 30: notify.v1.InboxFilter.state:type_name -> notify.v1.NotificationState
+	43, // 31: notify.v1.InboxFilter.event_types:type_name -> notify.v1.EventType
+	44, // 32: notify.v1.InboxFilter.priorities:type_name -> notify.v1.Priority
+	38, // 33: notify.v1.BulkUpdateRequest.filter:type_name -> notify.v1.InboxFilter
+	2,  // 34: notify.v1.BulkUpdateRequest.action:type_name -> notify.v1.InboxAction
+	42, // 35: notify.v1.BulkUpdateRequest.snooze_until:type_name -> google.protobuf.Timestamp
+	46, // 36: notify.v1.BulkUpdateRequest.snooze_duration:type_name -> google.protobuf.Duration
+	6,  // 37: notify.v1.BulkUpdateResponse.counts:type_name -> notify.v1.InboxCounts
+	4,  // 38: notify.v1.InboxService.ListNotifications:input_type -> notify.v1.ListNotificationsRequest
+	7,  // 39: notify.v1.InboxService.GetUnreadCount:input_type -> notify.v1.GetUnreadCountRequest
+	9,  // 40: notify.v1.InboxService.GetCounts:input_type -> notify.v1.GetCountsRequest
+	11, // 41: notify.v1.InboxService.MarkRead:input_type -> notify.v1.MarkReadRequest
+	13, // 42: notify.v1.InboxService.MarkUnread:input_type -> notify.v1.MarkUnreadRequest
+	15, // 43: notify.v1.InboxService.MarkAllRead:input_type -> notify.v1.MarkAllReadRequest
+	26, // 44: notify.v1.InboxService.MarkSeen:input_type -> notify.v1.MarkSeenRequest
+	28, // 45: notify.v1.InboxService.MarkUnseen:input_type -> notify.v1.MarkUnseenRequest
+	30, // 46: notify.v1.InboxService.Archive:input_type -> notify.v1.ArchiveRequest
+	32, // 47: notify.v1.InboxService.Unarchive:input_type -> notify.v1.UnarchiveRequest
+	34, // 48: notify.v1.InboxService.Snooze:input_type -> notify.v1.SnoozeRequest
+	36, // 49: notify.v1.InboxService.Unsnooze:input_type -> notify.v1.UnsnoozeRequest
+	39, // 50: notify.v1.InboxService.BulkUpdate:input_type -> notify.v1.BulkUpdateRequest
+	17, // 51: notify.v1.InboxService.DeleteNotification:input_type -> notify.v1.DeleteNotificationRequest
+	19, // 52: notify.v1.InboxService.ClearNotifications:input_type -> notify.v1.ClearNotificationsRequest
+	22, // 53: notify.v1.InboxService.GetPreferences:input_type -> notify.v1.GetPreferencesRequest
+	24, // 54: notify.v1.InboxService.UpdatePreferences:input_type -> notify.v1.UpdatePreferencesRequest
+	5,  // 55: notify.v1.InboxService.ListNotifications:output_type -> notify.v1.ListNotificationsResponse
+	8,  // 56: notify.v1.InboxService.GetUnreadCount:output_type -> notify.v1.GetUnreadCountResponse
+	10, // 57: notify.v1.InboxService.GetCounts:output_type -> notify.v1.GetCountsResponse
+	12, // 58: notify.v1.InboxService.MarkRead:output_type -> notify.v1.MarkReadResponse
+	14, // 59: notify.v1.InboxService.MarkUnread:output_type -> notify.v1.MarkUnreadResponse
+	16, // 60: notify.v1.InboxService.MarkAllRead:output_type -> notify.v1.MarkAllReadResponse
+	27, // 61: notify.v1.InboxService.MarkSeen:output_type -> notify.v1.MarkSeenResponse
+	29, // 62: notify.v1.InboxService.MarkUnseen:output_type -> notify.v1.MarkUnseenResponse
+	31, // 63: notify.v1.InboxService.Archive:output_type -> notify.v1.ArchiveResponse
+	33, // 64: notify.v1.InboxService.Unarchive:output_type -> notify.v1.UnarchiveResponse
+	35, // 65: notify.v1.InboxService.Snooze:output_type -> notify.v1.SnoozeResponse
+	37, // 66: notify.v1.InboxService.Unsnooze:output_type -> notify.v1.UnsnoozeResponse
+	40, // 67: notify.v1.InboxService.BulkUpdate:output_type -> notify.v1.BulkUpdateResponse
+	18, // 68: notify.v1.InboxService.DeleteNotification:output_type -> notify.v1.DeleteNotificationResponse
+	20, // 69: notify.v1.InboxService.ClearNotifications:output_type -> notify.v1.ClearNotificationsResponse
+	23, // 70: notify.v1.InboxService.GetPreferences:output_type -> notify.v1.GetPreferencesResponse
+	25, // 71: notify.v1.InboxService.UpdatePreferences:output_type -> notify.v1.UpdatePreferencesResponse
+	55, // [55:72] is the sub-list for method output_type
+	38, // [38:55] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_notify_v1_inbox_proto_init() }
@@ -1165,13 +2810,14 @@ func file_notify_v1_inbox_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_notify_v1_inbox_proto_rawDesc), len(file_notify_v1_inbox_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   20,
+			NumEnums:      3,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_notify_v1_inbox_proto_goTypes,
 		DependencyIndexes: file_notify_v1_inbox_proto_depIdxs,
+		EnumInfos:         file_notify_v1_inbox_proto_enumTypes,
 		MessageInfos:      file_notify_v1_inbox_proto_msgTypes,
 	}.Build()
 	File_notify_v1_inbox_proto = out.File

@@ -21,9 +21,17 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	InboxService_ListNotifications_FullMethodName  = "/notify.v1.InboxService/ListNotifications"
 	InboxService_GetUnreadCount_FullMethodName     = "/notify.v1.InboxService/GetUnreadCount"
+	InboxService_GetCounts_FullMethodName          = "/notify.v1.InboxService/GetCounts"
 	InboxService_MarkRead_FullMethodName           = "/notify.v1.InboxService/MarkRead"
 	InboxService_MarkUnread_FullMethodName         = "/notify.v1.InboxService/MarkUnread"
 	InboxService_MarkAllRead_FullMethodName        = "/notify.v1.InboxService/MarkAllRead"
+	InboxService_MarkSeen_FullMethodName           = "/notify.v1.InboxService/MarkSeen"
+	InboxService_MarkUnseen_FullMethodName         = "/notify.v1.InboxService/MarkUnseen"
+	InboxService_Archive_FullMethodName            = "/notify.v1.InboxService/Archive"
+	InboxService_Unarchive_FullMethodName          = "/notify.v1.InboxService/Unarchive"
+	InboxService_Snooze_FullMethodName             = "/notify.v1.InboxService/Snooze"
+	InboxService_Unsnooze_FullMethodName           = "/notify.v1.InboxService/Unsnooze"
+	InboxService_BulkUpdate_FullMethodName         = "/notify.v1.InboxService/BulkUpdate"
 	InboxService_DeleteNotification_FullMethodName = "/notify.v1.InboxService/DeleteNotification"
 	InboxService_ClearNotifications_FullMethodName = "/notify.v1.InboxService/ClearNotifications"
 	InboxService_GetPreferences_FullMethodName     = "/notify.v1.InboxService/GetPreferences"
@@ -36,23 +44,61 @@ const (
 //
 // InboxService is the durable notification center: every event routed to a
 // user's personal rooms (guest:{id}, user:{id}) enters that user's inbox, and
-// for admins the admin room's events too, with read state per admin. It is
+// for admins the admin room's events too, with state per admin. It is
 // written before a publish returns OK, so nothing a user was sent is lost
 // because they were offline. A user sees and changes only their own inbox;
 // another user's notification id is NotFound.
+//
+// Each notification has states, each with its time: seen (shown to the
+// user: badges count unseen ones), read (opened), archived (out of the
+// inbox, kept) and snoozed until a time (out of the inbox until then, then
+// back unseen and unread, announced on the user's streams). "The inbox" is
+// the notifications neither archived nor snoozed; counts of unseen and
+// unread are of the inbox.
+//
+// On behalf of a user: every request has a user_id. Empty (or the caller's
+// own subject), the call is about the caller's inbox. Otherwise services
+// act on that user's inbox (their personal notifications), and admins on
+// that admin's view of the admin inbox (the admin room's notifications,
+// with that admin's state); anyone else is PermissionDenied. REST has the
+// same routes under /v1/users/{user_id}/inbox/.
 type InboxServiceClient interface {
-	// ListNotifications lists the caller's notifications, newest first.
+	// ListNotifications lists the caller's notifications, newest first or by
+	// priority, filtered by state (default: the inbox), type, category and
+	// priority, with the counts per state.
 	ListNotifications(ctx context.Context, in *ListNotificationsRequest, opts ...grpc.CallOption) (*ListNotificationsResponse, error)
-	// GetUnreadCount counts the caller's unread notifications. Streams also
-	// carry the count (SubscribeResponse.unread) whenever it changes.
+	// GetUnreadCount counts the unread notifications of the caller's inbox.
+	// Streams also carry it (SubscribeResponse.unread) whenever it changes.
 	GetUnreadCount(ctx context.Context, in *GetUnreadCountRequest, opts ...grpc.CallOption) (*GetUnreadCountResponse, error)
+	// GetCounts counts the caller's notifications per state in one call.
+	GetCounts(ctx context.Context, in *GetCountsRequest, opts ...grpc.CallOption) (*GetCountsResponse, error)
 	// MarkRead marks notifications read. All ids must be the caller's, or
 	// nothing changes and the call fails with NotFound.
 	MarkRead(ctx context.Context, in *MarkReadRequest, opts ...grpc.CallOption) (*MarkReadResponse, error)
 	// MarkUnread marks notifications unread, with the same rules as MarkRead.
 	MarkUnread(ctx context.Context, in *MarkUnreadRequest, opts ...grpc.CallOption) (*MarkUnreadResponse, error)
-	// MarkAllRead marks every notification of the caller read.
+	// MarkAllRead marks every notification of the caller's inbox read.
 	MarkAllRead(ctx context.Context, in *MarkAllReadRequest, opts ...grpc.CallOption) (*MarkAllReadResponse, error)
+	// MarkSeen marks notifications seen (shown to the user), with the same
+	// rules as MarkRead. Reading a notification also marks it seen.
+	MarkSeen(ctx context.Context, in *MarkSeenRequest, opts ...grpc.CallOption) (*MarkSeenResponse, error)
+	// MarkUnseen marks notifications unseen, with the same rules as MarkRead.
+	MarkUnseen(ctx context.Context, in *MarkUnseenRequest, opts ...grpc.CallOption) (*MarkUnseenResponse, error)
+	// Archive moves notifications out of the inbox, keeping them (and ends
+	// their snooze), with the same rules as MarkRead.
+	Archive(ctx context.Context, in *ArchiveRequest, opts ...grpc.CallOption) (*ArchiveResponse, error)
+	// Unarchive moves archived notifications back to the inbox.
+	Unarchive(ctx context.Context, in *UnarchiveRequest, opts ...grpc.CallOption) (*UnarchiveResponse, error)
+	// Snooze hides notifications until a time; they then come back to the
+	// inbox unseen and unread, announced on the user's streams
+	// (UnreadCount.returned). Snoozing an archived notification unarchives it.
+	Snooze(ctx context.Context, in *SnoozeRequest, opts ...grpc.CallOption) (*SnoozeResponse, error)
+	// Unsnooze ends notifications' snooze now: they are back in the inbox,
+	// unseen and unread.
+	Unsnooze(ctx context.Context, in *UnsnoozeRequest, opts ...grpc.CallOption) (*UnsnoozeResponse, error)
+	// BulkUpdate applies one action to every notification of the caller that
+	// matches a filter: all seen, all read, archive all read, ...
+	BulkUpdate(ctx context.Context, in *BulkUpdateRequest, opts ...grpc.CallOption) (*BulkUpdateResponse, error)
 	// DeleteNotification removes one notification from the caller's inbox.
 	DeleteNotification(ctx context.Context, in *DeleteNotificationRequest, opts ...grpc.CallOption) (*DeleteNotificationResponse, error)
 	// ClearNotifications removes every notification from the caller's inbox.
@@ -93,6 +139,16 @@ func (c *inboxServiceClient) GetUnreadCount(ctx context.Context, in *GetUnreadCo
 	return out, nil
 }
 
+func (c *inboxServiceClient) GetCounts(ctx context.Context, in *GetCountsRequest, opts ...grpc.CallOption) (*GetCountsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetCountsResponse)
+	err := c.cc.Invoke(ctx, InboxService_GetCounts_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *inboxServiceClient) MarkRead(ctx context.Context, in *MarkReadRequest, opts ...grpc.CallOption) (*MarkReadResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(MarkReadResponse)
@@ -117,6 +173,76 @@ func (c *inboxServiceClient) MarkAllRead(ctx context.Context, in *MarkAllReadReq
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(MarkAllReadResponse)
 	err := c.cc.Invoke(ctx, InboxService_MarkAllRead_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *inboxServiceClient) MarkSeen(ctx context.Context, in *MarkSeenRequest, opts ...grpc.CallOption) (*MarkSeenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MarkSeenResponse)
+	err := c.cc.Invoke(ctx, InboxService_MarkSeen_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *inboxServiceClient) MarkUnseen(ctx context.Context, in *MarkUnseenRequest, opts ...grpc.CallOption) (*MarkUnseenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MarkUnseenResponse)
+	err := c.cc.Invoke(ctx, InboxService_MarkUnseen_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *inboxServiceClient) Archive(ctx context.Context, in *ArchiveRequest, opts ...grpc.CallOption) (*ArchiveResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ArchiveResponse)
+	err := c.cc.Invoke(ctx, InboxService_Archive_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *inboxServiceClient) Unarchive(ctx context.Context, in *UnarchiveRequest, opts ...grpc.CallOption) (*UnarchiveResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UnarchiveResponse)
+	err := c.cc.Invoke(ctx, InboxService_Unarchive_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *inboxServiceClient) Snooze(ctx context.Context, in *SnoozeRequest, opts ...grpc.CallOption) (*SnoozeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SnoozeResponse)
+	err := c.cc.Invoke(ctx, InboxService_Snooze_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *inboxServiceClient) Unsnooze(ctx context.Context, in *UnsnoozeRequest, opts ...grpc.CallOption) (*UnsnoozeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UnsnoozeResponse)
+	err := c.cc.Invoke(ctx, InboxService_Unsnooze_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *inboxServiceClient) BulkUpdate(ctx context.Context, in *BulkUpdateRequest, opts ...grpc.CallOption) (*BulkUpdateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BulkUpdateResponse)
+	err := c.cc.Invoke(ctx, InboxService_BulkUpdate_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -169,23 +295,61 @@ func (c *inboxServiceClient) UpdatePreferences(ctx context.Context, in *UpdatePr
 //
 // InboxService is the durable notification center: every event routed to a
 // user's personal rooms (guest:{id}, user:{id}) enters that user's inbox, and
-// for admins the admin room's events too, with read state per admin. It is
+// for admins the admin room's events too, with state per admin. It is
 // written before a publish returns OK, so nothing a user was sent is lost
 // because they were offline. A user sees and changes only their own inbox;
 // another user's notification id is NotFound.
+//
+// Each notification has states, each with its time: seen (shown to the
+// user: badges count unseen ones), read (opened), archived (out of the
+// inbox, kept) and snoozed until a time (out of the inbox until then, then
+// back unseen and unread, announced on the user's streams). "The inbox" is
+// the notifications neither archived nor snoozed; counts of unseen and
+// unread are of the inbox.
+//
+// On behalf of a user: every request has a user_id. Empty (or the caller's
+// own subject), the call is about the caller's inbox. Otherwise services
+// act on that user's inbox (their personal notifications), and admins on
+// that admin's view of the admin inbox (the admin room's notifications,
+// with that admin's state); anyone else is PermissionDenied. REST has the
+// same routes under /v1/users/{user_id}/inbox/.
 type InboxServiceServer interface {
-	// ListNotifications lists the caller's notifications, newest first.
+	// ListNotifications lists the caller's notifications, newest first or by
+	// priority, filtered by state (default: the inbox), type, category and
+	// priority, with the counts per state.
 	ListNotifications(context.Context, *ListNotificationsRequest) (*ListNotificationsResponse, error)
-	// GetUnreadCount counts the caller's unread notifications. Streams also
-	// carry the count (SubscribeResponse.unread) whenever it changes.
+	// GetUnreadCount counts the unread notifications of the caller's inbox.
+	// Streams also carry it (SubscribeResponse.unread) whenever it changes.
 	GetUnreadCount(context.Context, *GetUnreadCountRequest) (*GetUnreadCountResponse, error)
+	// GetCounts counts the caller's notifications per state in one call.
+	GetCounts(context.Context, *GetCountsRequest) (*GetCountsResponse, error)
 	// MarkRead marks notifications read. All ids must be the caller's, or
 	// nothing changes and the call fails with NotFound.
 	MarkRead(context.Context, *MarkReadRequest) (*MarkReadResponse, error)
 	// MarkUnread marks notifications unread, with the same rules as MarkRead.
 	MarkUnread(context.Context, *MarkUnreadRequest) (*MarkUnreadResponse, error)
-	// MarkAllRead marks every notification of the caller read.
+	// MarkAllRead marks every notification of the caller's inbox read.
 	MarkAllRead(context.Context, *MarkAllReadRequest) (*MarkAllReadResponse, error)
+	// MarkSeen marks notifications seen (shown to the user), with the same
+	// rules as MarkRead. Reading a notification also marks it seen.
+	MarkSeen(context.Context, *MarkSeenRequest) (*MarkSeenResponse, error)
+	// MarkUnseen marks notifications unseen, with the same rules as MarkRead.
+	MarkUnseen(context.Context, *MarkUnseenRequest) (*MarkUnseenResponse, error)
+	// Archive moves notifications out of the inbox, keeping them (and ends
+	// their snooze), with the same rules as MarkRead.
+	Archive(context.Context, *ArchiveRequest) (*ArchiveResponse, error)
+	// Unarchive moves archived notifications back to the inbox.
+	Unarchive(context.Context, *UnarchiveRequest) (*UnarchiveResponse, error)
+	// Snooze hides notifications until a time; they then come back to the
+	// inbox unseen and unread, announced on the user's streams
+	// (UnreadCount.returned). Snoozing an archived notification unarchives it.
+	Snooze(context.Context, *SnoozeRequest) (*SnoozeResponse, error)
+	// Unsnooze ends notifications' snooze now: they are back in the inbox,
+	// unseen and unread.
+	Unsnooze(context.Context, *UnsnoozeRequest) (*UnsnoozeResponse, error)
+	// BulkUpdate applies one action to every notification of the caller that
+	// matches a filter: all seen, all read, archive all read, ...
+	BulkUpdate(context.Context, *BulkUpdateRequest) (*BulkUpdateResponse, error)
 	// DeleteNotification removes one notification from the caller's inbox.
 	DeleteNotification(context.Context, *DeleteNotificationRequest) (*DeleteNotificationResponse, error)
 	// ClearNotifications removes every notification from the caller's inbox.
@@ -212,6 +376,9 @@ func (UnimplementedInboxServiceServer) ListNotifications(context.Context, *ListN
 func (UnimplementedInboxServiceServer) GetUnreadCount(context.Context, *GetUnreadCountRequest) (*GetUnreadCountResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetUnreadCount not implemented")
 }
+func (UnimplementedInboxServiceServer) GetCounts(context.Context, *GetCountsRequest) (*GetCountsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetCounts not implemented")
+}
 func (UnimplementedInboxServiceServer) MarkRead(context.Context, *MarkReadRequest) (*MarkReadResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method MarkRead not implemented")
 }
@@ -220,6 +387,27 @@ func (UnimplementedInboxServiceServer) MarkUnread(context.Context, *MarkUnreadRe
 }
 func (UnimplementedInboxServiceServer) MarkAllRead(context.Context, *MarkAllReadRequest) (*MarkAllReadResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method MarkAllRead not implemented")
+}
+func (UnimplementedInboxServiceServer) MarkSeen(context.Context, *MarkSeenRequest) (*MarkSeenResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MarkSeen not implemented")
+}
+func (UnimplementedInboxServiceServer) MarkUnseen(context.Context, *MarkUnseenRequest) (*MarkUnseenResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MarkUnseen not implemented")
+}
+func (UnimplementedInboxServiceServer) Archive(context.Context, *ArchiveRequest) (*ArchiveResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Archive not implemented")
+}
+func (UnimplementedInboxServiceServer) Unarchive(context.Context, *UnarchiveRequest) (*UnarchiveResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Unarchive not implemented")
+}
+func (UnimplementedInboxServiceServer) Snooze(context.Context, *SnoozeRequest) (*SnoozeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Snooze not implemented")
+}
+func (UnimplementedInboxServiceServer) Unsnooze(context.Context, *UnsnoozeRequest) (*UnsnoozeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Unsnooze not implemented")
+}
+func (UnimplementedInboxServiceServer) BulkUpdate(context.Context, *BulkUpdateRequest) (*BulkUpdateResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method BulkUpdate not implemented")
 }
 func (UnimplementedInboxServiceServer) DeleteNotification(context.Context, *DeleteNotificationRequest) (*DeleteNotificationResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteNotification not implemented")
@@ -290,6 +478,24 @@ func _InboxService_GetUnreadCount_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _InboxService_GetCounts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCountsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InboxServiceServer).GetCounts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InboxService_GetCounts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InboxServiceServer).GetCounts(ctx, req.(*GetCountsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _InboxService_MarkRead_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(MarkReadRequest)
 	if err := dec(in); err != nil {
@@ -340,6 +546,132 @@ func _InboxService_MarkAllRead_Handler(srv interface{}, ctx context.Context, dec
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(InboxServiceServer).MarkAllRead(ctx, req.(*MarkAllReadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _InboxService_MarkSeen_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MarkSeenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InboxServiceServer).MarkSeen(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InboxService_MarkSeen_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InboxServiceServer).MarkSeen(ctx, req.(*MarkSeenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _InboxService_MarkUnseen_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MarkUnseenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InboxServiceServer).MarkUnseen(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InboxService_MarkUnseen_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InboxServiceServer).MarkUnseen(ctx, req.(*MarkUnseenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _InboxService_Archive_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ArchiveRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InboxServiceServer).Archive(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InboxService_Archive_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InboxServiceServer).Archive(ctx, req.(*ArchiveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _InboxService_Unarchive_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UnarchiveRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InboxServiceServer).Unarchive(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InboxService_Unarchive_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InboxServiceServer).Unarchive(ctx, req.(*UnarchiveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _InboxService_Snooze_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SnoozeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InboxServiceServer).Snooze(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InboxService_Snooze_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InboxServiceServer).Snooze(ctx, req.(*SnoozeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _InboxService_Unsnooze_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UnsnoozeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InboxServiceServer).Unsnooze(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InboxService_Unsnooze_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InboxServiceServer).Unsnooze(ctx, req.(*UnsnoozeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _InboxService_BulkUpdate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BulkUpdateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InboxServiceServer).BulkUpdate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InboxService_BulkUpdate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InboxServiceServer).BulkUpdate(ctx, req.(*BulkUpdateRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -432,6 +764,10 @@ var InboxService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _InboxService_GetUnreadCount_Handler,
 		},
 		{
+			MethodName: "GetCounts",
+			Handler:    _InboxService_GetCounts_Handler,
+		},
+		{
 			MethodName: "MarkRead",
 			Handler:    _InboxService_MarkRead_Handler,
 		},
@@ -442,6 +778,34 @@ var InboxService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "MarkAllRead",
 			Handler:    _InboxService_MarkAllRead_Handler,
+		},
+		{
+			MethodName: "MarkSeen",
+			Handler:    _InboxService_MarkSeen_Handler,
+		},
+		{
+			MethodName: "MarkUnseen",
+			Handler:    _InboxService_MarkUnseen_Handler,
+		},
+		{
+			MethodName: "Archive",
+			Handler:    _InboxService_Archive_Handler,
+		},
+		{
+			MethodName: "Unarchive",
+			Handler:    _InboxService_Unarchive_Handler,
+		},
+		{
+			MethodName: "Snooze",
+			Handler:    _InboxService_Snooze_Handler,
+		},
+		{
+			MethodName: "Unsnooze",
+			Handler:    _InboxService_Unsnooze_Handler,
+		},
+		{
+			MethodName: "BulkUpdate",
+			Handler:    _InboxService_BulkUpdate_Handler,
 		},
 		{
 			MethodName: "DeleteNotification",

@@ -631,11 +631,20 @@ func (*SubscribeResponse_Disconnected) isSubscribeResponse_Control() {}
 
 func (*SubscribeResponse_Unread) isSubscribeResponse_Control() {}
 
-// UnreadCount is the caller's inbox unread count, sent after Connected and
-// whenever it changes, so a badge never needs polling.
+// UnreadCount is the caller's inbox counts, sent after Connected and
+// whenever they change, so a badge never needs polling. Both counts are of
+// the notifications in the inbox: neither archived nor snoozed. Messages
+// may be merged (protobuf concatenation): the counts are always both
+// written, and the last ones win; returned lists are appended.
 type UnreadCount struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Count         int64                  `protobuf:"varint,1,opt,name=count,proto3" json:"count,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Unread notifications in the inbox.
+	Count int64 `protobuf:"varint,1,opt,name=count,proto3" json:"count,omitempty"`
+	// Unseen notifications in the inbox: what a badge shows.
+	Unseen int64 `protobuf:"varint,2,opt,name=unseen,proto3" json:"unseen,omitempty"`
+	// Notifications whose snooze ended since the last message: they are back
+	// in the inbox, unseen and unread.
+	Returned      []*ReturnedNotification `protobuf:"bytes,3,rep,name=returned,proto3" json:"returned,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -677,6 +686,84 @@ func (x *UnreadCount) GetCount() int64 {
 	return 0
 }
 
+func (x *UnreadCount) GetUnseen() int64 {
+	if x != nil {
+		return x.Unseen
+	}
+	return 0
+}
+
+func (x *UnreadCount) GetReturned() []*ReturnedNotification {
+	if x != nil {
+		return x.Returned
+	}
+	return nil
+}
+
+// ReturnedNotification is an inbox notification back from snooze.
+type ReturnedNotification struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The inbox notification's id (InboxService Notification.id).
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The event, as the inbox keeps it.
+	Event *Event `protobuf:"bytes,2,opt,name=event,proto3" json:"event,omitempty"`
+	// When its snooze ended.
+	SnoozeUntil   *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=snooze_until,json=snoozeUntil,proto3" json:"snooze_until,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReturnedNotification) Reset() {
+	*x = ReturnedNotification{}
+	mi := &file_notify_v1_notify_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReturnedNotification) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReturnedNotification) ProtoMessage() {}
+
+func (x *ReturnedNotification) ProtoReflect() protoreflect.Message {
+	mi := &file_notify_v1_notify_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReturnedNotification.ProtoReflect.Descriptor instead.
+func (*ReturnedNotification) Descriptor() ([]byte, []int) {
+	return file_notify_v1_notify_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ReturnedNotification) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ReturnedNotification) GetEvent() *Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *ReturnedNotification) GetSnoozeUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SnoozeUntil
+	}
+	return nil
+}
+
 // Connected is the first message of every stream.
 type Connected struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -694,7 +781,7 @@ type Connected struct {
 
 func (x *Connected) Reset() {
 	*x = Connected{}
-	mi := &file_notify_v1_notify_proto_msgTypes[5]
+	mi := &file_notify_v1_notify_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -706,7 +793,7 @@ func (x *Connected) String() string {
 func (*Connected) ProtoMessage() {}
 
 func (x *Connected) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_notify_proto_msgTypes[5]
+	mi := &file_notify_v1_notify_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -719,7 +806,7 @@ func (x *Connected) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Connected.ProtoReflect.Descriptor instead.
 func (*Connected) Descriptor() ([]byte, []int) {
-	return file_notify_v1_notify_proto_rawDescGZIP(), []int{5}
+	return file_notify_v1_notify_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Connected) GetUserId() string {
@@ -781,7 +868,7 @@ type RoomState struct {
 
 func (x *RoomState) Reset() {
 	*x = RoomState{}
-	mi := &file_notify_v1_notify_proto_msgTypes[6]
+	mi := &file_notify_v1_notify_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -793,7 +880,7 @@ func (x *RoomState) String() string {
 func (*RoomState) ProtoMessage() {}
 
 func (x *RoomState) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_notify_proto_msgTypes[6]
+	mi := &file_notify_v1_notify_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -806,7 +893,7 @@ func (x *RoomState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoomState.ProtoReflect.Descriptor instead.
 func (*RoomState) Descriptor() ([]byte, []int) {
-	return file_notify_v1_notify_proto_rawDescGZIP(), []int{6}
+	return file_notify_v1_notify_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RoomState) GetRoom() string {
@@ -854,7 +941,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_notify_v1_notify_proto_msgTypes[7]
+	mi := &file_notify_v1_notify_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -866,7 +953,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_notify_proto_msgTypes[7]
+	mi := &file_notify_v1_notify_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -879,7 +966,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_notify_v1_notify_proto_rawDescGZIP(), []int{7}
+	return file_notify_v1_notify_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Heartbeat) GetTime() *timestamppb.Timestamp {
@@ -903,7 +990,7 @@ type Disconnected struct {
 
 func (x *Disconnected) Reset() {
 	*x = Disconnected{}
-	mi := &file_notify_v1_notify_proto_msgTypes[8]
+	mi := &file_notify_v1_notify_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -915,7 +1002,7 @@ func (x *Disconnected) String() string {
 func (*Disconnected) ProtoMessage() {}
 
 func (x *Disconnected) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_notify_proto_msgTypes[8]
+	mi := &file_notify_v1_notify_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -928,7 +1015,7 @@ func (x *Disconnected) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Disconnected.ProtoReflect.Descriptor instead.
 func (*Disconnected) Descriptor() ([]byte, []int) {
-	return file_notify_v1_notify_proto_rawDescGZIP(), []int{8}
+	return file_notify_v1_notify_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Disconnected) GetReason() DisconnectReason {
@@ -962,6 +1049,9 @@ type PublishRequest struct {
 	IdempotencyKey string `protobuf:"bytes,2,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	// One room, added to rooms. Set by the REST route /v1/rooms/{room}/events.
 	Room string `protobuf:"bytes,3,opt,name=room,proto3" json:"room,omitempty"`
+	// How the event is kept in the inboxes it enters (priority, category,
+	// tags, expiry, action). Optional: by default they come from the event.
+	Inbox *InboxOptions `protobuf:"bytes,4,opt,name=inbox,proto3" json:"inbox,omitempty"`
 	// The domain event; exactly one must be set.
 	//
 	// Types that are valid to be assigned to Payload:
@@ -985,7 +1075,7 @@ type PublishRequest struct {
 
 func (x *PublishRequest) Reset() {
 	*x = PublishRequest{}
-	mi := &file_notify_v1_notify_proto_msgTypes[9]
+	mi := &file_notify_v1_notify_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -997,7 +1087,7 @@ func (x *PublishRequest) String() string {
 func (*PublishRequest) ProtoMessage() {}
 
 func (x *PublishRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_notify_proto_msgTypes[9]
+	mi := &file_notify_v1_notify_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1010,7 +1100,7 @@ func (x *PublishRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishRequest.ProtoReflect.Descriptor instead.
 func (*PublishRequest) Descriptor() ([]byte, []int) {
-	return file_notify_v1_notify_proto_rawDescGZIP(), []int{9}
+	return file_notify_v1_notify_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PublishRequest) GetRooms() []string {
@@ -1032,6 +1122,13 @@ func (x *PublishRequest) GetRoom() string {
 		return x.Room
 	}
 	return ""
+}
+
+func (x *PublishRequest) GetInbox() *InboxOptions {
+	if x != nil {
+		return x.Inbox
+	}
+	return nil
 }
 
 func (x *PublishRequest) GetPayload() isPublishRequest_Payload {
@@ -1225,6 +1322,202 @@ func (*PublishRequest_AdminNotification) isPublishRequest_Payload() {}
 
 func (*PublishRequest_ActionConfirmed) isPublishRequest_Payload() {}
 
+// InboxOptions are a publisher's settings for the inbox notifications an
+// event becomes (one per owner of a personal or admin room it reaches).
+type InboxOptions struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Unspecified: from the event (AdminNotification.priority, or
+	// SystemAlert.level: INFO low, WARNING medium, ERROR high, CRITICAL
+	// critical), else PRIORITY_MEDIUM.
+	Priority Priority `protobuf:"varint,1,opt,name=priority,proto3,enum=notify.v1.Priority" json:"priority,omitempty"`
+	// A category to filter by: 1 to 32 characters of [a-z0-9_-], starting
+	// with a letter or digit. Empty: from the event type (points, card,
+	// guests, restaurant, transactions, alerts, actions).
+	Category string `protobuf:"bytes,2,opt,name=category,proto3" json:"category,omitempty"`
+	// Up to 10 tags, each as a category.
+	Tags []string `protobuf:"bytes,3,rep,name=tags,proto3" json:"tags,omitempty"`
+	// The notification leaves the inbox at this time (later than now). At
+	// most one of expire_time and ttl.
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	// The notification leaves the inbox this long after it is published.
+	Ttl *durationpb.Duration `protobuf:"bytes,5,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	// Something the user can do from the notification.
+	Action        *NotificationAction `protobuf:"bytes,6,opt,name=action,proto3" json:"action,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InboxOptions) Reset() {
+	*x = InboxOptions{}
+	mi := &file_notify_v1_notify_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InboxOptions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InboxOptions) ProtoMessage() {}
+
+func (x *InboxOptions) ProtoReflect() protoreflect.Message {
+	mi := &file_notify_v1_notify_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InboxOptions.ProtoReflect.Descriptor instead.
+func (*InboxOptions) Descriptor() ([]byte, []int) {
+	return file_notify_v1_notify_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *InboxOptions) GetPriority() Priority {
+	if x != nil {
+		return x.Priority
+	}
+	return Priority_PRIORITY_UNSPECIFIED
+}
+
+func (x *InboxOptions) GetCategory() string {
+	if x != nil {
+		return x.Category
+	}
+	return ""
+}
+
+func (x *InboxOptions) GetTags() []string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+func (x *InboxOptions) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+func (x *InboxOptions) GetTtl() *durationpb.Duration {
+	if x != nil {
+		return x.Ttl
+	}
+	return nil
+}
+
+func (x *InboxOptions) GetAction() *NotificationAction {
+	if x != nil {
+		return x.Action
+	}
+	return nil
+}
+
+// NotificationAction is what a user can do from an inbox notification: open
+// a link, or confirm an action (a guest's ConfirmAction).
+type NotificationAction struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The button's text, 1 to 64 characters.
+	Label string `protobuf:"bytes,1,opt,name=label,proto3" json:"label,omitempty"`
+	// Exactly one target.
+	//
+	// Types that are valid to be assigned to Target:
+	//
+	//	*NotificationAction_Url
+	//	*NotificationAction_Confirm
+	Target        isNotificationAction_Target `protobuf_oneof:"target"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NotificationAction) Reset() {
+	*x = NotificationAction{}
+	mi := &file_notify_v1_notify_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NotificationAction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NotificationAction) ProtoMessage() {}
+
+func (x *NotificationAction) ProtoReflect() protoreflect.Message {
+	mi := &file_notify_v1_notify_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NotificationAction.ProtoReflect.Descriptor instead.
+func (*NotificationAction) Descriptor() ([]byte, []int) {
+	return file_notify_v1_notify_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *NotificationAction) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
+func (x *NotificationAction) GetTarget() isNotificationAction_Target {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+func (x *NotificationAction) GetUrl() string {
+	if x != nil {
+		if x, ok := x.Target.(*NotificationAction_Url); ok {
+			return x.Url
+		}
+	}
+	return ""
+}
+
+func (x *NotificationAction) GetConfirm() *ConfirmActionRequest {
+	if x != nil {
+		if x, ok := x.Target.(*NotificationAction_Confirm); ok {
+			return x.Confirm
+		}
+	}
+	return nil
+}
+
+type isNotificationAction_Target interface {
+	isNotificationAction_Target()
+}
+
+type NotificationAction_Url struct {
+	// https:// or http:// URL, an app path starting with "/", or a deep
+	// link of an app's own scheme (myapp://...); at most 2048 bytes.
+	// javascript:, data:, vbscript:, file: and blob: are refused.
+	Url string `protobuf:"bytes,2,opt,name=url,proto3,oneof"`
+}
+
+type NotificationAction_Confirm struct {
+	// The confirmation the user's client sends with ConfirmAction.
+	Confirm *ConfirmActionRequest `protobuf:"bytes,3,opt,name=confirm,proto3,oneof"`
+}
+
+func (*NotificationAction_Url) isNotificationAction_Target() {}
+
+func (*NotificationAction_Confirm) isNotificationAction_Target() {}
+
 // PublishResponse says where an event was published.
 type PublishResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -1240,7 +1533,7 @@ type PublishResponse struct {
 
 func (x *PublishResponse) Reset() {
 	*x = PublishResponse{}
-	mi := &file_notify_v1_notify_proto_msgTypes[10]
+	mi := &file_notify_v1_notify_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1252,7 +1545,7 @@ func (x *PublishResponse) String() string {
 func (*PublishResponse) ProtoMessage() {}
 
 func (x *PublishResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_notify_proto_msgTypes[10]
+	mi := &file_notify_v1_notify_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1265,7 +1558,7 @@ func (x *PublishResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishResponse.ProtoReflect.Descriptor instead.
 func (*PublishResponse) Descriptor() ([]byte, []int) {
-	return file_notify_v1_notify_proto_rawDescGZIP(), []int{10}
+	return file_notify_v1_notify_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PublishResponse) GetEventId() string {
@@ -1299,7 +1592,7 @@ type PublishBatchRequest struct {
 
 func (x *PublishBatchRequest) Reset() {
 	*x = PublishBatchRequest{}
-	mi := &file_notify_v1_notify_proto_msgTypes[11]
+	mi := &file_notify_v1_notify_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1311,7 +1604,7 @@ func (x *PublishBatchRequest) String() string {
 func (*PublishBatchRequest) ProtoMessage() {}
 
 func (x *PublishBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_notify_proto_msgTypes[11]
+	mi := &file_notify_v1_notify_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1324,7 +1617,7 @@ func (x *PublishBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishBatchRequest.ProtoReflect.Descriptor instead.
 func (*PublishBatchRequest) Descriptor() ([]byte, []int) {
-	return file_notify_v1_notify_proto_rawDescGZIP(), []int{11}
+	return file_notify_v1_notify_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PublishBatchRequest) GetRequests() []*PublishRequest {
@@ -1344,7 +1637,7 @@ type PublishBatchResponse struct {
 
 func (x *PublishBatchResponse) Reset() {
 	*x = PublishBatchResponse{}
-	mi := &file_notify_v1_notify_proto_msgTypes[12]
+	mi := &file_notify_v1_notify_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1356,7 +1649,7 @@ func (x *PublishBatchResponse) String() string {
 func (*PublishBatchResponse) ProtoMessage() {}
 
 func (x *PublishBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_notify_proto_msgTypes[12]
+	mi := &file_notify_v1_notify_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1369,7 +1662,7 @@ func (x *PublishBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishBatchResponse.ProtoReflect.Descriptor instead.
 func (*PublishBatchResponse) Descriptor() ([]byte, []int) {
-	return file_notify_v1_notify_proto_rawDescGZIP(), []int{12}
+	return file_notify_v1_notify_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PublishBatchResponse) GetResults() []*PublishResponse {
@@ -1393,7 +1686,7 @@ type ConfirmActionRequest struct {
 
 func (x *ConfirmActionRequest) Reset() {
 	*x = ConfirmActionRequest{}
-	mi := &file_notify_v1_notify_proto_msgTypes[13]
+	mi := &file_notify_v1_notify_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1405,7 +1698,7 @@ func (x *ConfirmActionRequest) String() string {
 func (*ConfirmActionRequest) ProtoMessage() {}
 
 func (x *ConfirmActionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_notify_proto_msgTypes[13]
+	mi := &file_notify_v1_notify_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1418,7 +1711,7 @@ func (x *ConfirmActionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmActionRequest.ProtoReflect.Descriptor instead.
 func (*ConfirmActionRequest) Descriptor() ([]byte, []int) {
-	return file_notify_v1_notify_proto_rawDescGZIP(), []int{13}
+	return file_notify_v1_notify_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ConfirmActionRequest) GetActionId() string {
@@ -1464,7 +1757,7 @@ type ConfirmActionResponse struct {
 
 func (x *ConfirmActionResponse) Reset() {
 	*x = ConfirmActionResponse{}
-	mi := &file_notify_v1_notify_proto_msgTypes[14]
+	mi := &file_notify_v1_notify_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1476,7 +1769,7 @@ func (x *ConfirmActionResponse) String() string {
 func (*ConfirmActionResponse) ProtoMessage() {}
 
 func (x *ConfirmActionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_notify_proto_msgTypes[14]
+	mi := &file_notify_v1_notify_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1489,7 +1782,7 @@ func (x *ConfirmActionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmActionResponse.ProtoReflect.Descriptor instead.
 func (*ConfirmActionResponse) Descriptor() ([]byte, []int) {
-	return file_notify_v1_notify_proto_rawDescGZIP(), []int{14}
+	return file_notify_v1_notify_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ConfirmActionResponse) GetEventId() string {
@@ -1522,7 +1815,7 @@ type GetStatsRequest struct {
 
 func (x *GetStatsRequest) Reset() {
 	*x = GetStatsRequest{}
-	mi := &file_notify_v1_notify_proto_msgTypes[15]
+	mi := &file_notify_v1_notify_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1534,7 +1827,7 @@ func (x *GetStatsRequest) String() string {
 func (*GetStatsRequest) ProtoMessage() {}
 
 func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_notify_proto_msgTypes[15]
+	mi := &file_notify_v1_notify_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1547,7 +1840,7 @@ func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsRequest.ProtoReflect.Descriptor instead.
 func (*GetStatsRequest) Descriptor() ([]byte, []int) {
-	return file_notify_v1_notify_proto_rawDescGZIP(), []int{15}
+	return file_notify_v1_notify_proto_rawDescGZIP(), []int{18}
 }
 
 // NodeStats describes one node.
@@ -1568,7 +1861,7 @@ type NodeStats struct {
 
 func (x *NodeStats) Reset() {
 	*x = NodeStats{}
-	mi := &file_notify_v1_notify_proto_msgTypes[16]
+	mi := &file_notify_v1_notify_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1580,7 +1873,7 @@ func (x *NodeStats) String() string {
 func (*NodeStats) ProtoMessage() {}
 
 func (x *NodeStats) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_notify_proto_msgTypes[16]
+	mi := &file_notify_v1_notify_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1593,7 +1886,7 @@ func (x *NodeStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStats.ProtoReflect.Descriptor instead.
 func (*NodeStats) Descriptor() ([]byte, []int) {
-	return file_notify_v1_notify_proto_rawDescGZIP(), []int{16}
+	return file_notify_v1_notify_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *NodeStats) GetServerId() string {
@@ -1645,7 +1938,7 @@ type GetStatsResponse struct {
 
 func (x *GetStatsResponse) Reset() {
 	*x = GetStatsResponse{}
-	mi := &file_notify_v1_notify_proto_msgTypes[17]
+	mi := &file_notify_v1_notify_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1657,7 +1950,7 @@ func (x *GetStatsResponse) String() string {
 func (*GetStatsResponse) ProtoMessage() {}
 
 func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_notify_proto_msgTypes[17]
+	mi := &file_notify_v1_notify_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1670,7 +1963,7 @@ func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetStatsResponse) Descriptor() ([]byte, []int) {
-	return file_notify_v1_notify_proto_rawDescGZIP(), []int{17}
+	return file_notify_v1_notify_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetStatsResponse) GetNode() *NodeStats {
@@ -1733,9 +2026,15 @@ const file_notify_v1_notify_proto_rawDesc = "" +
 	"\theartbeat\x18\x03 \x01(\v2\x14.notify.v1.HeartbeatH\x00R\theartbeat\x12=\n" +
 	"\fdisconnected\x18\x04 \x01(\v2\x17.notify.v1.DisconnectedH\x00R\fdisconnected\x120\n" +
 	"\x06unread\x18\x05 \x01(\v2\x16.notify.v1.UnreadCountH\x00R\x06unreadB\t\n" +
-	"\acontrol\"#\n" +
+	"\acontrol\"x\n" +
 	"\vUnreadCount\x12\x14\n" +
-	"\x05count\x18\x01 \x01(\x03R\x05count\"\xdc\x01\n" +
+	"\x05count\x18\x01 \x01(\x03R\x05count\x12\x16\n" +
+	"\x06unseen\x18\x02 \x01(\x03R\x06unseen\x12;\n" +
+	"\breturned\x18\x03 \x03(\v2\x1f.notify.v1.ReturnedNotificationR\breturned\"\x8d\x01\n" +
+	"\x14ReturnedNotification\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
+	"\x05event\x18\x02 \x01(\v2\x10.notify.v1.EventR\x05event\x12=\n" +
+	"\fsnooze_until\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vsnoozeUntil\"\xdc\x01\n" +
 	"\tConnected\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12#\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x0f.notify.v1.RoleR\x04role\x12\x1b\n" +
@@ -1753,11 +2052,12 @@ const file_notify_v1_notify_proto_rawDesc = "" +
 	"\fDisconnected\x123\n" +
 	"\x06reason\x18\x01 \x01(\x0e2\x1b.notify.v1.DisconnectReasonR\x06reason\x12B\n" +
 	"\x0freconnect_delay\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x0ereconnectDelay\x127\n" +
-	"\tpositions\x18\x03 \x03(\v2\x19.notify.v1.StreamPositionR\tpositions\"\xf5\a\n" +
+	"\tpositions\x18\x03 \x03(\v2\x19.notify.v1.StreamPositionR\tpositions\"\xa4\b\n" +
 	"\x0ePublishRequest\x12\x14\n" +
 	"\x05rooms\x18\x01 \x03(\tR\x05rooms\x12'\n" +
 	"\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey\x12\x12\n" +
-	"\x04room\x18\x03 \x01(\tR\x04room\x12;\n" +
+	"\x04room\x18\x03 \x01(\tR\x04room\x12-\n" +
+	"\x05inbox\x18\x04 \x01(\v2\x17.notify.v1.InboxOptionsR\x05inbox\x12;\n" +
 	"\fpoints_added\x18\n" +
 	" \x01(\v2\x16.notify.v1.PointsAddedH\x00R\vpointsAdded\x12D\n" +
 	"\x0fpoints_redeemed\x18\v \x01(\v2\x19.notify.v1.PointsRedeemedH\x00R\x0epointsRedeemed\x12A\n" +
@@ -1771,7 +2071,20 @@ const file_notify_v1_notify_proto_rawDesc = "" +
 	"\fsystem_alert\x18\x13 \x01(\v2\x16.notify.v1.SystemAlertH\x00R\vsystemAlert\x12M\n" +
 	"\x12admin_notification\x18\x14 \x01(\v2\x1c.notify.v1.AdminNotificationH\x00R\x11adminNotification\x12G\n" +
 	"\x10action_confirmed\x18\x15 \x01(\v2\x1a.notify.v1.ActionConfirmedH\x00R\x0factionConfirmedB\t\n" +
-	"\apayload\"\x83\x01\n" +
+	"\apayload\"\x90\x02\n" +
+	"\fInboxOptions\x12/\n" +
+	"\bpriority\x18\x01 \x01(\x0e2\x13.notify.v1.PriorityR\bpriority\x12\x1a\n" +
+	"\bcategory\x18\x02 \x01(\tR\bcategory\x12\x12\n" +
+	"\x04tags\x18\x03 \x03(\tR\x04tags\x12;\n" +
+	"\vexpire_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\x12+\n" +
+	"\x03ttl\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x125\n" +
+	"\x06action\x18\x06 \x01(\v2\x1d.notify.v1.NotificationActionR\x06action\"\x85\x01\n" +
+	"\x12NotificationAction\x12\x14\n" +
+	"\x05label\x18\x01 \x01(\tR\x05label\x12\x12\n" +
+	"\x03url\x18\x02 \x01(\tH\x00R\x03url\x12;\n" +
+	"\aconfirm\x18\x03 \x01(\v2\x1f.notify.v1.ConfirmActionRequestH\x00R\aconfirmB\b\n" +
+	"\x06target\"\x83\x01\n" +
 	"\x0fPublishResponse\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x127\n" +
 	"\tpositions\x18\x02 \x03(\v2\x19.notify.v1.StreamPositionR\tpositions\x12\x1c\n" +
@@ -1827,7 +2140,7 @@ func file_notify_v1_notify_proto_rawDescGZIP() []byte {
 }
 
 var file_notify_v1_notify_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_notify_v1_notify_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_notify_v1_notify_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_notify_v1_notify_proto_goTypes = []any{
 	(DisconnectReason)(0),           // 0: notify.v1.DisconnectReason
 	(*Event)(nil),                   // 1: notify.v1.Event
@@ -1835,99 +2148,112 @@ var file_notify_v1_notify_proto_goTypes = []any{
 	(*SubscribeRequest)(nil),        // 3: notify.v1.SubscribeRequest
 	(*SubscribeResponse)(nil),       // 4: notify.v1.SubscribeResponse
 	(*UnreadCount)(nil),             // 5: notify.v1.UnreadCount
-	(*Connected)(nil),               // 6: notify.v1.Connected
-	(*RoomState)(nil),               // 7: notify.v1.RoomState
-	(*Heartbeat)(nil),               // 8: notify.v1.Heartbeat
-	(*Disconnected)(nil),            // 9: notify.v1.Disconnected
-	(*PublishRequest)(nil),          // 10: notify.v1.PublishRequest
-	(*PublishResponse)(nil),         // 11: notify.v1.PublishResponse
-	(*PublishBatchRequest)(nil),     // 12: notify.v1.PublishBatchRequest
-	(*PublishBatchResponse)(nil),    // 13: notify.v1.PublishBatchResponse
-	(*ConfirmActionRequest)(nil),    // 14: notify.v1.ConfirmActionRequest
-	(*ConfirmActionResponse)(nil),   // 15: notify.v1.ConfirmActionResponse
-	(*GetStatsRequest)(nil),         // 16: notify.v1.GetStatsRequest
-	(*NodeStats)(nil),               // 17: notify.v1.NodeStats
-	(*GetStatsResponse)(nil),        // 18: notify.v1.GetStatsResponse
-	(*timestamppb.Timestamp)(nil),   // 19: google.protobuf.Timestamp
-	(*PointsAdded)(nil),             // 20: notify.v1.PointsAdded
-	(*PointsRedeemed)(nil),          // 21: notify.v1.PointsRedeemed
-	(*PointsExpired)(nil),           // 22: notify.v1.PointsExpired
-	(*CardCreated)(nil),             // 23: notify.v1.CardCreated
-	(*GuestCardUpdated)(nil),        // 24: notify.v1.GuestCardUpdated
-	(*GuestRegistered)(nil),         // 25: notify.v1.GuestRegistered
-	(*RestaurantGuestJoined)(nil),   // 26: notify.v1.RestaurantGuestJoined
-	(*RestaurantStatusChanged)(nil), // 27: notify.v1.RestaurantStatusChanged
-	(*RestaurantTransaction)(nil),   // 28: notify.v1.RestaurantTransaction
-	(*SystemAlert)(nil),             // 29: notify.v1.SystemAlert
-	(*AdminNotification)(nil),       // 30: notify.v1.AdminNotification
-	(*ActionConfirmed)(nil),         // 31: notify.v1.ActionConfirmed
-	(Role)(0),                       // 32: notify.v1.Role
-	(*durationpb.Duration)(nil),     // 33: google.protobuf.Duration
-	(ActionType)(0),                 // 34: notify.v1.ActionType
+	(*ReturnedNotification)(nil),    // 6: notify.v1.ReturnedNotification
+	(*Connected)(nil),               // 7: notify.v1.Connected
+	(*RoomState)(nil),               // 8: notify.v1.RoomState
+	(*Heartbeat)(nil),               // 9: notify.v1.Heartbeat
+	(*Disconnected)(nil),            // 10: notify.v1.Disconnected
+	(*PublishRequest)(nil),          // 11: notify.v1.PublishRequest
+	(*InboxOptions)(nil),            // 12: notify.v1.InboxOptions
+	(*NotificationAction)(nil),      // 13: notify.v1.NotificationAction
+	(*PublishResponse)(nil),         // 14: notify.v1.PublishResponse
+	(*PublishBatchRequest)(nil),     // 15: notify.v1.PublishBatchRequest
+	(*PublishBatchResponse)(nil),    // 16: notify.v1.PublishBatchResponse
+	(*ConfirmActionRequest)(nil),    // 17: notify.v1.ConfirmActionRequest
+	(*ConfirmActionResponse)(nil),   // 18: notify.v1.ConfirmActionResponse
+	(*GetStatsRequest)(nil),         // 19: notify.v1.GetStatsRequest
+	(*NodeStats)(nil),               // 20: notify.v1.NodeStats
+	(*GetStatsResponse)(nil),        // 21: notify.v1.GetStatsResponse
+	(*timestamppb.Timestamp)(nil),   // 22: google.protobuf.Timestamp
+	(*PointsAdded)(nil),             // 23: notify.v1.PointsAdded
+	(*PointsRedeemed)(nil),          // 24: notify.v1.PointsRedeemed
+	(*PointsExpired)(nil),           // 25: notify.v1.PointsExpired
+	(*CardCreated)(nil),             // 26: notify.v1.CardCreated
+	(*GuestCardUpdated)(nil),        // 27: notify.v1.GuestCardUpdated
+	(*GuestRegistered)(nil),         // 28: notify.v1.GuestRegistered
+	(*RestaurantGuestJoined)(nil),   // 29: notify.v1.RestaurantGuestJoined
+	(*RestaurantStatusChanged)(nil), // 30: notify.v1.RestaurantStatusChanged
+	(*RestaurantTransaction)(nil),   // 31: notify.v1.RestaurantTransaction
+	(*SystemAlert)(nil),             // 32: notify.v1.SystemAlert
+	(*AdminNotification)(nil),       // 33: notify.v1.AdminNotification
+	(*ActionConfirmed)(nil),         // 34: notify.v1.ActionConfirmed
+	(Role)(0),                       // 35: notify.v1.Role
+	(*durationpb.Duration)(nil),     // 36: google.protobuf.Duration
+	(Priority)(0),                   // 37: notify.v1.Priority
+	(ActionType)(0),                 // 38: notify.v1.ActionType
 }
 var file_notify_v1_notify_proto_depIdxs = []int32{
-	19, // 0: notify.v1.Event.publish_time:type_name -> google.protobuf.Timestamp
-	20, // 1: notify.v1.Event.points_added:type_name -> notify.v1.PointsAdded
-	21, // 2: notify.v1.Event.points_redeemed:type_name -> notify.v1.PointsRedeemed
-	22, // 3: notify.v1.Event.points_expired:type_name -> notify.v1.PointsExpired
-	23, // 4: notify.v1.Event.card_created:type_name -> notify.v1.CardCreated
-	24, // 5: notify.v1.Event.guest_card_updated:type_name -> notify.v1.GuestCardUpdated
-	25, // 6: notify.v1.Event.guest_registered:type_name -> notify.v1.GuestRegistered
-	26, // 7: notify.v1.Event.restaurant_guest_joined:type_name -> notify.v1.RestaurantGuestJoined
-	27, // 8: notify.v1.Event.restaurant_status_changed:type_name -> notify.v1.RestaurantStatusChanged
-	28, // 9: notify.v1.Event.restaurant_transaction:type_name -> notify.v1.RestaurantTransaction
-	29, // 10: notify.v1.Event.system_alert:type_name -> notify.v1.SystemAlert
-	30, // 11: notify.v1.Event.admin_notification:type_name -> notify.v1.AdminNotification
-	31, // 12: notify.v1.Event.action_confirmed:type_name -> notify.v1.ActionConfirmed
+	22, // 0: notify.v1.Event.publish_time:type_name -> google.protobuf.Timestamp
+	23, // 1: notify.v1.Event.points_added:type_name -> notify.v1.PointsAdded
+	24, // 2: notify.v1.Event.points_redeemed:type_name -> notify.v1.PointsRedeemed
+	25, // 3: notify.v1.Event.points_expired:type_name -> notify.v1.PointsExpired
+	26, // 4: notify.v1.Event.card_created:type_name -> notify.v1.CardCreated
+	27, // 5: notify.v1.Event.guest_card_updated:type_name -> notify.v1.GuestCardUpdated
+	28, // 6: notify.v1.Event.guest_registered:type_name -> notify.v1.GuestRegistered
+	29, // 7: notify.v1.Event.restaurant_guest_joined:type_name -> notify.v1.RestaurantGuestJoined
+	30, // 8: notify.v1.Event.restaurant_status_changed:type_name -> notify.v1.RestaurantStatusChanged
+	31, // 9: notify.v1.Event.restaurant_transaction:type_name -> notify.v1.RestaurantTransaction
+	32, // 10: notify.v1.Event.system_alert:type_name -> notify.v1.SystemAlert
+	33, // 11: notify.v1.Event.admin_notification:type_name -> notify.v1.AdminNotification
+	34, // 12: notify.v1.Event.action_confirmed:type_name -> notify.v1.ActionConfirmed
 	2,  // 13: notify.v1.SubscribeRequest.positions:type_name -> notify.v1.StreamPosition
 	1,  // 14: notify.v1.SubscribeResponse.events:type_name -> notify.v1.Event
-	6,  // 15: notify.v1.SubscribeResponse.connected:type_name -> notify.v1.Connected
-	8,  // 16: notify.v1.SubscribeResponse.heartbeat:type_name -> notify.v1.Heartbeat
-	9,  // 17: notify.v1.SubscribeResponse.disconnected:type_name -> notify.v1.Disconnected
+	7,  // 15: notify.v1.SubscribeResponse.connected:type_name -> notify.v1.Connected
+	9,  // 16: notify.v1.SubscribeResponse.heartbeat:type_name -> notify.v1.Heartbeat
+	10, // 17: notify.v1.SubscribeResponse.disconnected:type_name -> notify.v1.Disconnected
 	5,  // 18: notify.v1.SubscribeResponse.unread:type_name -> notify.v1.UnreadCount
-	32, // 19: notify.v1.Connected.role:type_name -> notify.v1.Role
-	33, // 20: notify.v1.Connected.heartbeat_interval:type_name -> google.protobuf.Duration
-	7,  // 21: notify.v1.Connected.rooms:type_name -> notify.v1.RoomState
-	19, // 22: notify.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
-	0,  // 23: notify.v1.Disconnected.reason:type_name -> notify.v1.DisconnectReason
-	33, // 24: notify.v1.Disconnected.reconnect_delay:type_name -> google.protobuf.Duration
-	2,  // 25: notify.v1.Disconnected.positions:type_name -> notify.v1.StreamPosition
-	20, // 26: notify.v1.PublishRequest.points_added:type_name -> notify.v1.PointsAdded
-	21, // 27: notify.v1.PublishRequest.points_redeemed:type_name -> notify.v1.PointsRedeemed
-	22, // 28: notify.v1.PublishRequest.points_expired:type_name -> notify.v1.PointsExpired
-	23, // 29: notify.v1.PublishRequest.card_created:type_name -> notify.v1.CardCreated
-	24, // 30: notify.v1.PublishRequest.guest_card_updated:type_name -> notify.v1.GuestCardUpdated
-	25, // 31: notify.v1.PublishRequest.guest_registered:type_name -> notify.v1.GuestRegistered
-	26, // 32: notify.v1.PublishRequest.restaurant_guest_joined:type_name -> notify.v1.RestaurantGuestJoined
-	27, // 33: notify.v1.PublishRequest.restaurant_status_changed:type_name -> notify.v1.RestaurantStatusChanged
-	28, // 34: notify.v1.PublishRequest.restaurant_transaction:type_name -> notify.v1.RestaurantTransaction
-	29, // 35: notify.v1.PublishRequest.system_alert:type_name -> notify.v1.SystemAlert
-	30, // 36: notify.v1.PublishRequest.admin_notification:type_name -> notify.v1.AdminNotification
-	31, // 37: notify.v1.PublishRequest.action_confirmed:type_name -> notify.v1.ActionConfirmed
-	2,  // 38: notify.v1.PublishResponse.positions:type_name -> notify.v1.StreamPosition
-	10, // 39: notify.v1.PublishBatchRequest.requests:type_name -> notify.v1.PublishRequest
-	11, // 40: notify.v1.PublishBatchResponse.results:type_name -> notify.v1.PublishResponse
-	34, // 41: notify.v1.ConfirmActionRequest.action:type_name -> notify.v1.ActionType
-	2,  // 42: notify.v1.ConfirmActionResponse.position:type_name -> notify.v1.StreamPosition
-	19, // 43: notify.v1.NodeStats.update_time:type_name -> google.protobuf.Timestamp
-	17, // 44: notify.v1.GetStatsResponse.node:type_name -> notify.v1.NodeStats
-	17, // 45: notify.v1.GetStatsResponse.nodes:type_name -> notify.v1.NodeStats
-	17, // 46: notify.v1.GetStatsResponse.cluster:type_name -> notify.v1.NodeStats
-	3,  // 47: notify.v1.NotificationService.Subscribe:input_type -> notify.v1.SubscribeRequest
-	10, // 48: notify.v1.NotificationService.Publish:input_type -> notify.v1.PublishRequest
-	12, // 49: notify.v1.NotificationService.PublishBatch:input_type -> notify.v1.PublishBatchRequest
-	14, // 50: notify.v1.NotificationService.ConfirmAction:input_type -> notify.v1.ConfirmActionRequest
-	16, // 51: notify.v1.NotificationService.GetStats:input_type -> notify.v1.GetStatsRequest
-	4,  // 52: notify.v1.NotificationService.Subscribe:output_type -> notify.v1.SubscribeResponse
-	11, // 53: notify.v1.NotificationService.Publish:output_type -> notify.v1.PublishResponse
-	13, // 54: notify.v1.NotificationService.PublishBatch:output_type -> notify.v1.PublishBatchResponse
-	15, // 55: notify.v1.NotificationService.ConfirmAction:output_type -> notify.v1.ConfirmActionResponse
-	18, // 56: notify.v1.NotificationService.GetStats:output_type -> notify.v1.GetStatsResponse
-	52, // [52:57] is the sub-list for method output_type
-	47, // [47:52] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	6,  // 19: notify.v1.UnreadCount.returned:type_name -> notify.v1.ReturnedNotification
+	1,  // 20: notify.v1.ReturnedNotification.event:type_name -> notify.v1.Event
+	22, // 21: notify.v1.ReturnedNotification.snooze_until:type_name -> google.protobuf.Timestamp
+	35, // 22: notify.v1.Connected.role:type_name -> notify.v1.Role
+	36, // 23: notify.v1.Connected.heartbeat_interval:type_name -> google.protobuf.Duration
+	8,  // 24: notify.v1.Connected.rooms:type_name -> notify.v1.RoomState
+	22, // 25: notify.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
+	0,  // 26: notify.v1.Disconnected.reason:type_name -> notify.v1.DisconnectReason
+	36, // 27: notify.v1.Disconnected.reconnect_delay:type_name -> google.protobuf.Duration
+	2,  // 28: notify.v1.Disconnected.positions:type_name -> notify.v1.StreamPosition
+	12, // 29: notify.v1.PublishRequest.inbox:type_name -> notify.v1.InboxOptions
+	23, // 30: notify.v1.PublishRequest.points_added:type_name -> notify.v1.PointsAdded
+	24, // 31: notify.v1.PublishRequest.points_redeemed:type_name -> notify.v1.PointsRedeemed
+	25, // 32: notify.v1.PublishRequest.points_expired:type_name -> notify.v1.PointsExpired
+	26, // 33: notify.v1.PublishRequest.card_created:type_name -> notify.v1.CardCreated
+	27, // 34: notify.v1.PublishRequest.guest_card_updated:type_name -> notify.v1.GuestCardUpdated
+	28, // 35: notify.v1.PublishRequest.guest_registered:type_name -> notify.v1.GuestRegistered
+	29, // 36: notify.v1.PublishRequest.restaurant_guest_joined:type_name -> notify.v1.RestaurantGuestJoined
+	30, // 37: notify.v1.PublishRequest.restaurant_status_changed:type_name -> notify.v1.RestaurantStatusChanged
+	31, // 38: notify.v1.PublishRequest.restaurant_transaction:type_name -> notify.v1.RestaurantTransaction
+	32, // 39: notify.v1.PublishRequest.system_alert:type_name -> notify.v1.SystemAlert
+	33, // 40: notify.v1.PublishRequest.admin_notification:type_name -> notify.v1.AdminNotification
+	34, // 41: notify.v1.PublishRequest.action_confirmed:type_name -> notify.v1.ActionConfirmed
+	37, // 42: notify.v1.InboxOptions.priority:type_name -> notify.v1.Priority
+	22, // 43: notify.v1.InboxOptions.expire_time:type_name -> google.protobuf.Timestamp
+	36, // 44: notify.v1.InboxOptions.ttl:type_name -> google.protobuf.Duration
+	13, // 45: notify.v1.InboxOptions.action:type_name -> notify.v1.NotificationAction
+	17, // 46: notify.v1.NotificationAction.confirm:type_name -> notify.v1.ConfirmActionRequest
+	2,  // 47: notify.v1.PublishResponse.positions:type_name -> notify.v1.StreamPosition
+	11, // 48: notify.v1.PublishBatchRequest.requests:type_name -> notify.v1.PublishRequest
+	14, // 49: notify.v1.PublishBatchResponse.results:type_name -> notify.v1.PublishResponse
+	38, // 50: notify.v1.ConfirmActionRequest.action:type_name -> notify.v1.ActionType
+	2,  // 51: notify.v1.ConfirmActionResponse.position:type_name -> notify.v1.StreamPosition
+	22, // 52: notify.v1.NodeStats.update_time:type_name -> google.protobuf.Timestamp
+	20, // 53: notify.v1.GetStatsResponse.node:type_name -> notify.v1.NodeStats
+	20, // 54: notify.v1.GetStatsResponse.nodes:type_name -> notify.v1.NodeStats
+	20, // 55: notify.v1.GetStatsResponse.cluster:type_name -> notify.v1.NodeStats
+	3,  // 56: notify.v1.NotificationService.Subscribe:input_type -> notify.v1.SubscribeRequest
+	11, // 57: notify.v1.NotificationService.Publish:input_type -> notify.v1.PublishRequest
+	15, // 58: notify.v1.NotificationService.PublishBatch:input_type -> notify.v1.PublishBatchRequest
+	17, // 59: notify.v1.NotificationService.ConfirmAction:input_type -> notify.v1.ConfirmActionRequest
+	19, // 60: notify.v1.NotificationService.GetStats:input_type -> notify.v1.GetStatsRequest
+	4,  // 61: notify.v1.NotificationService.Subscribe:output_type -> notify.v1.SubscribeResponse
+	14, // 62: notify.v1.NotificationService.Publish:output_type -> notify.v1.PublishResponse
+	16, // 63: notify.v1.NotificationService.PublishBatch:output_type -> notify.v1.PublishBatchResponse
+	18, // 64: notify.v1.NotificationService.ConfirmAction:output_type -> notify.v1.ConfirmActionResponse
+	21, // 65: notify.v1.NotificationService.GetStats:output_type -> notify.v1.GetStatsResponse
+	61, // [61:66] is the sub-list for method output_type
+	56, // [56:61] is the sub-list for method input_type
+	56, // [56:56] is the sub-list for extension type_name
+	56, // [56:56] is the sub-list for extension extendee
+	0,  // [0:56] is the sub-list for field type_name
 }
 
 func init() { file_notify_v1_notify_proto_init() }
@@ -1956,7 +2282,7 @@ func file_notify_v1_notify_proto_init() {
 		(*SubscribeResponse_Disconnected)(nil),
 		(*SubscribeResponse_Unread)(nil),
 	}
-	file_notify_v1_notify_proto_msgTypes[9].OneofWrappers = []any{
+	file_notify_v1_notify_proto_msgTypes[10].OneofWrappers = []any{
 		(*PublishRequest_PointsAdded)(nil),
 		(*PublishRequest_PointsRedeemed)(nil),
 		(*PublishRequest_PointsExpired)(nil),
@@ -1970,13 +2296,17 @@ func file_notify_v1_notify_proto_init() {
 		(*PublishRequest_AdminNotification)(nil),
 		(*PublishRequest_ActionConfirmed)(nil),
 	}
+	file_notify_v1_notify_proto_msgTypes[12].OneofWrappers = []any{
+		(*NotificationAction_Url)(nil),
+		(*NotificationAction_Confirm)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_notify_v1_notify_proto_rawDesc), len(file_notify_v1_notify_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   18,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

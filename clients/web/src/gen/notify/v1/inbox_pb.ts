@@ -2,13 +2,13 @@
 // @generated from file notify/v1/inbox.proto (package notify.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { EventType } from "./events_pb";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { EventType, Priority } from "./events_pb";
 import { file_notify_v1_events } from "./events_pb";
-import type { Event } from "./notify_pb";
+import type { Event, NotificationAction } from "./notify_pb";
 import { file_notify_v1_notify } from "./notify_pb";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file notify/v1/inbox.proto.
  */
 export const file_notify_v1_inbox: GenFile = /*@__PURE__*/
-  fileDesc("ChVub3RpZnkvdjEvaW5ib3gucHJvdG8SCW5vdGlmeS52MSKkAQoMTm90aWZpY2F0aW9uEgoKAmlkGAEgASgJEh8KBWV2ZW50GAIgASgLMhAubm90aWZ5LnYxLkV2ZW50EgwKBHJlYWQYAyABKAgSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKCmV2ZW50X3R5cGUYBSABKA4yFC5ub3RpZnkudjEuRXZlbnRUeXBlIoEBChhMaXN0Tm90aWZpY2F0aW9uc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSEwoLdW5yZWFkX29ubHkYAyABKAgSKQoLZXZlbnRfdHlwZXMYBCADKA4yFC5ub3RpZnkudjEuRXZlbnRUeXBlInoKGUxpc3ROb3RpZmljYXRpb25zUmVzcG9uc2USLgoNbm90aWZpY2F0aW9ucxgBIAMoCzIXLm5vdGlmeS52MS5Ob3RpZmljYXRpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhQKDHVucmVhZF9jb3VudBgDIAEoAyIXChVHZXRVbnJlYWRDb3VudFJlcXVlc3QiLgoWR2V0VW5yZWFkQ291bnRSZXNwb25zZRIUCgx1bnJlYWRfY291bnQYASABKAMiHgoPTWFya1JlYWRSZXF1ZXN0EgsKA2lkcxgBIAMoCSIoChBNYXJrUmVhZFJlc3BvbnNlEhQKDHVucmVhZF9jb3VudBgBIAEoAyIgChFNYXJrVW5yZWFkUmVxdWVzdBILCgNpZHMYASADKAkiKgoSTWFya1VucmVhZFJlc3BvbnNlEhQKDHVucmVhZF9jb3VudBgBIAEoAyIUChJNYXJrQWxsUmVhZFJlcXVlc3QiOwoTTWFya0FsbFJlYWRSZXNwb25zZRIOCgZtYXJrZWQYASABKAMSFAoMdW5yZWFkX2NvdW50GAIgASgDIicKGURlbGV0ZU5vdGlmaWNhdGlvblJlcXVlc3QSCgoCaWQYASABKAkiMgoaRGVsZXRlTm90aWZpY2F0aW9uUmVzcG9uc2USFAoMdW5yZWFkX2NvdW50GAEgASgDIhsKGUNsZWFyTm90aWZpY2F0aW9uc1JlcXVlc3QiLQoaQ2xlYXJOb3RpZmljYXRpb25zUmVzcG9uc2USDwoHZGVsZXRlZBgBIAEoAyJnCgtQcmVmZXJlbmNlcxIPCgdlbmFibGVkGAEgASgIEg0KBXNvdW5kGAIgASgIEg0KBWVtYWlsGAMgASgIEikKC211dGVkX3R5cGVzGAQgAygOMhQubm90aWZ5LnYxLkV2ZW50VHlwZSIXChVHZXRQcmVmZXJlbmNlc1JlcXVlc3QiRQoWR2V0UHJlZmVyZW5jZXNSZXNwb25zZRIrCgtwcmVmZXJlbmNlcxgBIAEoCzIWLm5vdGlmeS52MS5QcmVmZXJlbmNlcyJHChhVcGRhdGVQcmVmZXJlbmNlc1JlcXVlc3QSKwoLcHJlZmVyZW5jZXMYASABKAsyFi5ub3RpZnkudjEuUHJlZmVyZW5jZXMiSAoZVXBkYXRlUHJlZmVyZW5jZXNSZXNwb25zZRIrCgtwcmVmZXJlbmNlcxgBIAEoCzIWLm5vdGlmeS52MS5QcmVmZXJlbmNlczKgBgoMSW5ib3hTZXJ2aWNlEl4KEUxpc3ROb3RpZmljYXRpb25zEiMubm90aWZ5LnYxLkxpc3ROb3RpZmljYXRpb25zUmVxdWVzdBokLm5vdGlmeS52MS5MaXN0Tm90aWZpY2F0aW9uc1Jlc3BvbnNlElUKDkdldFVucmVhZENvdW50EiAubm90aWZ5LnYxLkdldFVucmVhZENvdW50UmVxdWVzdBohLm5vdGlmeS52MS5HZXRVbnJlYWRDb3VudFJlc3BvbnNlEkMKCE1hcmtSZWFkEhoubm90aWZ5LnYxLk1hcmtSZWFkUmVxdWVzdBobLm5vdGlmeS52MS5NYXJrUmVhZFJlc3BvbnNlEkkKCk1hcmtVbnJlYWQSHC5ub3RpZnkudjEuTWFya1VucmVhZFJlcXVlc3QaHS5ub3RpZnkudjEuTWFya1VucmVhZFJlc3BvbnNlEkwKC01hcmtBbGxSZWFkEh0ubm90aWZ5LnYxLk1hcmtBbGxSZWFkUmVxdWVzdBoeLm5vdGlmeS52MS5NYXJrQWxsUmVhZFJlc3BvbnNlEmEKEkRlbGV0ZU5vdGlmaWNhdGlvbhIkLm5vdGlmeS52MS5EZWxldGVOb3RpZmljYXRpb25SZXF1ZXN0GiUubm90aWZ5LnYxLkRlbGV0ZU5vdGlmaWNhdGlvblJlc3BvbnNlEmEKEkNsZWFyTm90aWZpY2F0aW9ucxIkLm5vdGlmeS52MS5DbGVhck5vdGlmaWNhdGlvbnNSZXF1ZXN0GiUubm90aWZ5LnYxLkNsZWFyTm90aWZpY2F0aW9uc1Jlc3BvbnNlElUKDkdldFByZWZlcmVuY2VzEiAubm90aWZ5LnYxLkdldFByZWZlcmVuY2VzUmVxdWVzdBohLm5vdGlmeS52MS5HZXRQcmVmZXJlbmNlc1Jlc3BvbnNlEl4KEVVwZGF0ZVByZWZlcmVuY2VzEiMubm90aWZ5LnYxLlVwZGF0ZVByZWZlcmVuY2VzUmVxdWVzdBokLm5vdGlmeS52MS5VcGRhdGVQcmVmZXJlbmNlc1Jlc3BvbnNlQjVaM2dpdGh1Yi5jb20vbWF4bG95YWx0eS9ub3RpZnkvZ2VuL25vdGlmeS92MTtub3RpZnl2MWIGcHJvdG8z", [file_google_protobuf_timestamp, file_notify_v1_events, file_notify_v1_notify]);
+  fileDesc("ChVub3RpZnkvdjEvaW5ib3gucHJvdG8SCW5vdGlmeS52MSKtBAoMTm90aWZpY2F0aW9uEgoKAmlkGAEgASgJEh8KBWV2ZW50GAIgASgLMhAubm90aWZ5LnYxLkV2ZW50EgwKBHJlYWQYAyABKAgSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKCmV2ZW50X3R5cGUYBSABKA4yFC5ub3RpZnkudjEuRXZlbnRUeXBlEgwKBHNlZW4YBiABKAgSLQoJc2Vlbl90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCglyZWFkX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGFyY2hpdmVkGAkgASgIEjAKDGFyY2hpdmVfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMc25vb3plX3VudGlsGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIlCghwcmlvcml0eRgMIAEoDjITLm5vdGlmeS52MS5Qcmlvcml0eRIQCghjYXRlZ29yeRgNIAEoCRIMCgR0YWdzGA4gAygJEi8KC2V4cGlyZV90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCgZhY3Rpb24YECABKAsyHS5ub3RpZnkudjEuTm90aWZpY2F0aW9uQWN0aW9uIqkCChhMaXN0Tm90aWZpY2F0aW9uc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSEwoLdW5yZWFkX29ubHkYAyABKAgSKQoLZXZlbnRfdHlwZXMYBCADKA4yFC5ub3RpZnkudjEuRXZlbnRUeXBlEisKBXN0YXRlGAUgASgOMhwubm90aWZ5LnYxLk5vdGlmaWNhdGlvblN0YXRlEhIKCmNhdGVnb3JpZXMYBiADKAkSJwoKcHJpb3JpdGllcxgHIAMoDjITLm5vdGlmeS52MS5Qcmlvcml0eRIrCgVvcmRlchgIIAEoDjIcLm5vdGlmeS52MS5Ob3RpZmljYXRpb25PcmRlchIPCgd1c2VyX2lkGAkgASgJIqIBChlMaXN0Tm90aWZpY2F0aW9uc1Jlc3BvbnNlEi4KDW5vdGlmaWNhdGlvbnMYASADKAsyFy5ub3RpZnkudjEuTm90aWZpY2F0aW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRIUCgx1bnJlYWRfY291bnQYAyABKAMSJgoGY291bnRzGAQgASgLMhYubm90aWZ5LnYxLkluYm94Q291bnRzIl8KC0luYm94Q291bnRzEg4KBnVuc2VlbhgBIAEoAxIOCgZ1bnJlYWQYAiABKAMSEAoIYXJjaGl2ZWQYAyABKAMSDwoHc25vb3plZBgEIAEoAxINCgVpbmJveBgFIAEoAyIoChVHZXRVbnJlYWRDb3VudFJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCSIuChZHZXRVbnJlYWRDb3VudFJlc3BvbnNlEhQKDHVucmVhZF9jb3VudBgBIAEoAyIjChBHZXRDb3VudHNSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkiOwoRR2V0Q291bnRzUmVzcG9uc2USJgoGY291bnRzGAEgASgLMhYubm90aWZ5LnYxLkluYm94Q291bnRzIi8KD01hcmtSZWFkUmVxdWVzdBILCgNpZHMYASADKAkSDwoHdXNlcl9pZBgCIAEoCSIoChBNYXJrUmVhZFJlc3BvbnNlEhQKDHVucmVhZF9jb3VudBgBIAEoAyIxChFNYXJrVW5yZWFkUmVxdWVzdBILCgNpZHMYASADKAkSDwoHdXNlcl9pZBgCIAEoCSIqChJNYXJrVW5yZWFkUmVzcG9uc2USFAoMdW5yZWFkX2NvdW50GAEgASgDIiUKEk1hcmtBbGxSZWFkUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJIjsKE01hcmtBbGxSZWFkUmVzcG9uc2USDgoGbWFya2VkGAEgASgDEhQKDHVucmVhZF9jb3VudBgCIAEoAyI4ChlEZWxldGVOb3RpZmljYXRpb25SZXF1ZXN0EgoKAmlkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkiMgoaRGVsZXRlTm90aWZpY2F0aW9uUmVzcG9uc2USFAoMdW5yZWFkX2NvdW50GAEgASgDIiwKGUNsZWFyTm90aWZpY2F0aW9uc1JlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCSItChpDbGVhck5vdGlmaWNhdGlvbnNSZXNwb25zZRIPCgdkZWxldGVkGAEgASgDImcKC1ByZWZlcmVuY2VzEg8KB2VuYWJsZWQYASABKAgSDQoFc291bmQYAiABKAgSDQoFZW1haWwYAyABKAgSKQoLbXV0ZWRfdHlwZXMYBCADKA4yFC5ub3RpZnkudjEuRXZlbnRUeXBlIigKFUdldFByZWZlcmVuY2VzUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJIkUKFkdldFByZWZlcmVuY2VzUmVzcG9uc2USKwoLcHJlZmVyZW5jZXMYASABKAsyFi5ub3RpZnkudjEuUHJlZmVyZW5jZXMiWAoYVXBkYXRlUHJlZmVyZW5jZXNSZXF1ZXN0EisKC3ByZWZlcmVuY2VzGAEgASgLMhYubm90aWZ5LnYxLlByZWZlcmVuY2VzEg8KB3VzZXJfaWQYAiABKAkiSAoZVXBkYXRlUHJlZmVyZW5jZXNSZXNwb25zZRIrCgtwcmVmZXJlbmNlcxgBIAEoCzIWLm5vdGlmeS52MS5QcmVmZXJlbmNlcyIvCg9NYXJrU2VlblJlcXVlc3QSCwoDaWRzGAEgAygJEg8KB3VzZXJfaWQYAiABKAkiOgoQTWFya1NlZW5SZXNwb25zZRImCgZjb3VudHMYASABKAsyFi5ub3RpZnkudjEuSW5ib3hDb3VudHMiMQoRTWFya1Vuc2VlblJlcXVlc3QSCwoDaWRzGAEgAygJEg8KB3VzZXJfaWQYAiABKAkiPAoSTWFya1Vuc2VlblJlc3BvbnNlEiYKBmNvdW50cxgBIAEoCzIWLm5vdGlmeS52MS5JbmJveENvdW50cyIuCg5BcmNoaXZlUmVxdWVzdBILCgNpZHMYASADKAkSDwoHdXNlcl9pZBgCIAEoCSI5Cg9BcmNoaXZlUmVzcG9uc2USJgoGY291bnRzGAEgASgLMhYubm90aWZ5LnYxLkluYm94Q291bnRzIjAKEFVuYXJjaGl2ZVJlcXVlc3QSCwoDaWRzGAEgAygJEg8KB3VzZXJfaWQYAiABKAkiOwoRVW5hcmNoaXZlUmVzcG9uc2USJgoGY291bnRzGAEgASgLMhYubm90aWZ5LnYxLkluYm94Q291bnRzIoUBCg1Tbm9vemVSZXF1ZXN0EgsKA2lkcxgBIAMoCRIpCgV1bnRpbBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKwoIZHVyYXRpb24YAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDwoHdXNlcl9pZBgEIAEoCSJjCg5Tbm9vemVSZXNwb25zZRIpCgV1bnRpbBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJgoGY291bnRzGAIgASgLMhYubm90aWZ5LnYxLkluYm94Q291bnRzIi8KD1Vuc25vb3plUmVxdWVzdBILCgNpZHMYASADKAkSDwoHdXNlcl9pZBgCIAEoCSI6ChBVbnNub296ZVJlc3BvbnNlEiYKBmNvdW50cxgBIAEoCzIWLm5vdGlmeS52MS5JbmJveENvdW50cyKiAQoLSW5ib3hGaWx0ZXISKwoFc3RhdGUYASABKA4yHC5ub3RpZnkudjEuTm90aWZpY2F0aW9uU3RhdGUSKQoLZXZlbnRfdHlwZXMYAiADKA4yFC5ub3RpZnkudjEuRXZlbnRUeXBlEhIKCmNhdGVnb3JpZXMYAyADKAkSJwoKcHJpb3JpdGllcxgEIAMoDjITLm5vdGlmeS52MS5Qcmlvcml0eSLaAQoRQnVsa1VwZGF0ZVJlcXVlc3QSJgoGZmlsdGVyGAEgASgLMhYubm90aWZ5LnYxLkluYm94RmlsdGVyEiYKBmFjdGlvbhgCIAEoDjIWLm5vdGlmeS52MS5JbmJveEFjdGlvbhIwCgxzbm9vemVfdW50aWwYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKD3Nub296ZV9kdXJhdGlvbhgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIPCgd1c2VyX2lkGAUgASgJIk0KEkJ1bGtVcGRhdGVSZXNwb25zZRIPCgdjaGFuZ2VkGAEgASgDEiYKBmNvdW50cxgCIAEoCzIWLm5vdGlmeS52MS5JbmJveENvdW50cyqNAgoRTm90aWZpY2F0aW9uU3RhdGUSIgoeTk9USUZJQ0FUSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASHAoYTk9USUZJQ0FUSU9OX1NUQVRFX0lOQk9YEAESHQoZTk9USUZJQ0FUSU9OX1NUQVRFX1VOU0VFThACEh0KGU5PVElGSUNBVElPTl9TVEFURV9VTlJFQUQQAxIbChdOT1RJRklDQVRJT05fU1RBVEVfUkVBRBAEEh8KG05PVElGSUNBVElPTl9TVEFURV9BUkNISVZFRBAFEh4KGk5PVElGSUNBVElPTl9TVEFURV9TTk9PWkVEEAYSGgoWTk9USUZJQ0FUSU9OX1NUQVRFX0FMTBAHKncKEU5vdGlmaWNhdGlvbk9yZGVyEiIKHk5PVElGSUNBVElPTl9PUkRFUl9VTlNQRUNJRklFRBAAEh0KGU5PVElGSUNBVElPTl9PUkRFUl9ORVdFU1QQARIfChtOT1RJRklDQVRJT05fT1JERVJfUFJJT1JJVFkQAiqOAgoLSW5ib3hBY3Rpb24SHAoYSU5CT1hfQUNUSU9OX1VOU1BFQ0lGSUVEEAASFQoRSU5CT1hfQUNUSU9OX1NFRU4QARIXChNJTkJPWF9BQ1RJT05fVU5TRUVOEAISFQoRSU5CT1hfQUNUSU9OX1JFQUQQAxIXChNJTkJPWF9BQ1RJT05fVU5SRUFEEAQSGAoUSU5CT1hfQUNUSU9OX0FSQ0hJVkUQBRIaChZJTkJPWF9BQ1RJT05fVU5BUkNISVZFEAYSFwoTSU5CT1hfQUNUSU9OX1NOT09aRRAHEhkKFUlOQk9YX0FDVElPTl9VTlNOT09aRRAIEhcKE0lOQk9YX0FDVElPTl9ERUxFVEUQCTLRCgoMSW5ib3hTZXJ2aWNlEl4KEUxpc3ROb3RpZmljYXRpb25zEiMubm90aWZ5LnYxLkxpc3ROb3RpZmljYXRpb25zUmVxdWVzdBokLm5vdGlmeS52MS5MaXN0Tm90aWZpY2F0aW9uc1Jlc3BvbnNlElUKDkdldFVucmVhZENvdW50EiAubm90aWZ5LnYxLkdldFVucmVhZENvdW50UmVxdWVzdBohLm5vdGlmeS52MS5HZXRVbnJlYWRDb3VudFJlc3BvbnNlEkYKCUdldENvdW50cxIbLm5vdGlmeS52MS5HZXRDb3VudHNSZXF1ZXN0Ghwubm90aWZ5LnYxLkdldENvdW50c1Jlc3BvbnNlEkMKCE1hcmtSZWFkEhoubm90aWZ5LnYxLk1hcmtSZWFkUmVxdWVzdBobLm5vdGlmeS52MS5NYXJrUmVhZFJlc3BvbnNlEkkKCk1hcmtVbnJlYWQSHC5ub3RpZnkudjEuTWFya1VucmVhZFJlcXVlc3QaHS5ub3RpZnkudjEuTWFya1VucmVhZFJlc3BvbnNlEkwKC01hcmtBbGxSZWFkEh0ubm90aWZ5LnYxLk1hcmtBbGxSZWFkUmVxdWVzdBoeLm5vdGlmeS52MS5NYXJrQWxsUmVhZFJlc3BvbnNlEkMKCE1hcmtTZWVuEhoubm90aWZ5LnYxLk1hcmtTZWVuUmVxdWVzdBobLm5vdGlmeS52MS5NYXJrU2VlblJlc3BvbnNlEkkKCk1hcmtVbnNlZW4SHC5ub3RpZnkudjEuTWFya1Vuc2VlblJlcXVlc3QaHS5ub3RpZnkudjEuTWFya1Vuc2VlblJlc3BvbnNlEkAKB0FyY2hpdmUSGS5ub3RpZnkudjEuQXJjaGl2ZVJlcXVlc3QaGi5ub3RpZnkudjEuQXJjaGl2ZVJlc3BvbnNlEkYKCVVuYXJjaGl2ZRIbLm5vdGlmeS52MS5VbmFyY2hpdmVSZXF1ZXN0Ghwubm90aWZ5LnYxLlVuYXJjaGl2ZVJlc3BvbnNlEj0KBlNub296ZRIYLm5vdGlmeS52MS5Tbm9vemVSZXF1ZXN0Ghkubm90aWZ5LnYxLlNub296ZVJlc3BvbnNlEkMKCFVuc25vb3plEhoubm90aWZ5LnYxLlVuc25vb3plUmVxdWVzdBobLm5vdGlmeS52MS5VbnNub296ZVJlc3BvbnNlEkkKCkJ1bGtVcGRhdGUSHC5ub3RpZnkudjEuQnVsa1VwZGF0ZVJlcXVlc3QaHS5ub3RpZnkudjEuQnVsa1VwZGF0ZVJlc3BvbnNlEmEKEkRlbGV0ZU5vdGlmaWNhdGlvbhIkLm5vdGlmeS52MS5EZWxldGVOb3RpZmljYXRpb25SZXF1ZXN0GiUubm90aWZ5LnYxLkRlbGV0ZU5vdGlmaWNhdGlvblJlc3BvbnNlEmEKEkNsZWFyTm90aWZpY2F0aW9ucxIkLm5vdGlmeS52MS5DbGVhck5vdGlmaWNhdGlvbnNSZXF1ZXN0GiUubm90aWZ5LnYxLkNsZWFyTm90aWZpY2F0aW9uc1Jlc3BvbnNlElUKDkdldFByZWZlcmVuY2VzEiAubm90aWZ5LnYxLkdldFByZWZlcmVuY2VzUmVxdWVzdBohLm5vdGlmeS52MS5HZXRQcmVmZXJlbmNlc1Jlc3BvbnNlEl4KEVVwZGF0ZVByZWZlcmVuY2VzEiMubm90aWZ5LnYxLlVwZGF0ZVByZWZlcmVuY2VzUmVxdWVzdBokLm5vdGlmeS52MS5VcGRhdGVQcmVmZXJlbmNlc1Jlc3BvbnNlQjVaM2dpdGh1Yi5jb20vbWF4bG95YWx0eS9ub3RpZnkvZ2VuL25vdGlmeS92MTtub3RpZnl2MWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_notify_v1_events, file_notify_v1_notify]);
 
 /**
  * Notification is one inbox entry.
@@ -39,6 +39,8 @@ export type Notification = Message<"notify.v1.Notification"> & {
   event?: Event | undefined;
 
   /**
+   * Opened by the user.
+   *
    * @generated from field: bool read = 3;
    */
   read: boolean;
@@ -52,6 +54,84 @@ export type Notification = Message<"notify.v1.Notification"> & {
    * @generated from field: notify.v1.EventType event_type = 5;
    */
   eventType: EventType;
+
+  /**
+   * Shown to the user. Reading marks it seen too.
+   *
+   * @generated from field: bool seen = 6;
+   */
+  seen: boolean;
+
+  /**
+   * When it was seen; unset when not seen, or seen before the inbox kept
+   * that time.
+   *
+   * @generated from field: google.protobuf.Timestamp seen_time = 7;
+   */
+  seenTime?: Timestamp | undefined;
+
+  /**
+   * When it was read; unset as seen_time.
+   *
+   * @generated from field: google.protobuf.Timestamp read_time = 8;
+   */
+  readTime?: Timestamp | undefined;
+
+  /**
+   * Out of the inbox, kept.
+   *
+   * @generated from field: bool archived = 9;
+   */
+  archived: boolean;
+
+  /**
+   * When it was archived; unset when not archived.
+   *
+   * @generated from field: google.protobuf.Timestamp archive_time = 10;
+   */
+  archiveTime?: Timestamp | undefined;
+
+  /**
+   * Set while it is snoozed: when it comes back.
+   *
+   * @generated from field: google.protobuf.Timestamp snooze_until = 11;
+   */
+  snoozeUntil?: Timestamp | undefined;
+
+  /**
+   * From the publisher or the event; PRIORITY_MEDIUM by default.
+   *
+   * @generated from field: notify.v1.Priority priority = 12;
+   */
+  priority: Priority;
+
+  /**
+   * From the publisher or the event type (points, card, alerts, ...).
+   *
+   * @generated from field: string category = 13;
+   */
+  category: string;
+
+  /**
+   * The publisher's tags.
+   *
+   * @generated from field: repeated string tags = 14;
+   */
+  tags: string[];
+
+  /**
+   * When it leaves the inbox; unset: kept as retention allows.
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 15;
+   */
+  expireTime?: Timestamp | undefined;
+
+  /**
+   * What the user can do from it, if anything.
+   *
+   * @generated from field: notify.v1.NotificationAction action = 16;
+   */
+  action?: NotificationAction | undefined;
 };
 
 /**
@@ -75,14 +155,15 @@ export type ListNotificationsRequest = Message<"notify.v1.ListNotificationsReque
   pageSize: number;
 
   /**
-   * next_page_token of a previous response; empty for the first page.
+   * next_page_token of a previous response (of the same order); empty for
+   * the first page.
    *
    * @generated from field: string page_token = 2;
    */
   pageToken: string;
 
   /**
-   * Only unread notifications.
+   * Only unread notifications (of the state selected).
    *
    * @generated from field: bool unread_only = 3;
    */
@@ -94,6 +175,41 @@ export type ListNotificationsRequest = Message<"notify.v1.ListNotificationsReque
    * @generated from field: repeated notify.v1.EventType event_types = 4;
    */
   eventTypes: EventType[];
+
+  /**
+   * Only notifications in this state. Default: the inbox.
+   *
+   * @generated from field: notify.v1.NotificationState state = 5;
+   */
+  state: NotificationState;
+
+  /**
+   * Only these categories (empty: all); at most 100.
+   *
+   * @generated from field: repeated string categories = 6;
+   */
+  categories: string[];
+
+  /**
+   * Only these priorities (empty: all).
+   *
+   * @generated from field: repeated notify.v1.Priority priorities = 7;
+   */
+  priorities: Priority[];
+
+  /**
+   * The order. Default: newest first.
+   *
+   * @generated from field: notify.v1.NotificationOrder order = 8;
+   */
+  order: NotificationOrder;
+
+  /**
+   * Whose inbox: see InboxService. Empty: the caller's.
+   *
+   * @generated from field: string user_id = 9;
+   */
+  userId: string;
 };
 
 /**
@@ -122,11 +238,18 @@ export type ListNotificationsResponse = Message<"notify.v1.ListNotificationsResp
   nextPageToken: string;
 
   /**
-   * The caller's unread count.
+   * The unread count of the inbox.
    *
    * @generated from field: int64 unread_count = 3;
    */
   unreadCount: bigint;
+
+  /**
+   * The counts per state.
+   *
+   * @generated from field: notify.v1.InboxCounts counts = 4;
+   */
+  counts?: InboxCounts | undefined;
 };
 
 /**
@@ -137,11 +260,66 @@ export const ListNotificationsResponseSchema: GenMessage<ListNotificationsRespon
   messageDesc(file_notify_v1_inbox, 2);
 
 /**
- * GetUnreadCountRequest has no fields: the caller is the token's subject.
+ * InboxCounts are a user's notifications counted per state.
+ *
+ * @generated from message notify.v1.InboxCounts
+ */
+export type InboxCounts = Message<"notify.v1.InboxCounts"> & {
+  /**
+   * In the inbox and not seen: what a badge shows.
+   *
+   * @generated from field: int64 unseen = 1;
+   */
+  unseen: bigint;
+
+  /**
+   * In the inbox and not read.
+   *
+   * @generated from field: int64 unread = 2;
+   */
+  unread: bigint;
+
+  /**
+   * Archived.
+   *
+   * @generated from field: int64 archived = 3;
+   */
+  archived: bigint;
+
+  /**
+   * Snoozed, not back yet.
+   *
+   * @generated from field: int64 snoozed = 4;
+   */
+  snoozed: bigint;
+
+  /**
+   * In the inbox (neither archived nor snoozed).
+   *
+   * @generated from field: int64 inbox = 5;
+   */
+  inbox: bigint;
+};
+
+/**
+ * Describes the message notify.v1.InboxCounts.
+ * Use `create(InboxCountsSchema)` to create a new message.
+ */
+export const InboxCountsSchema: GenMessage<InboxCounts> = /*@__PURE__*/
+  messageDesc(file_notify_v1_inbox, 3);
+
+/**
+ * GetUnreadCountRequest names whose count; by default the caller's.
  *
  * @generated from message notify.v1.GetUnreadCountRequest
  */
 export type GetUnreadCountRequest = Message<"notify.v1.GetUnreadCountRequest"> & {
+  /**
+   * Whose inbox: see InboxService. Empty: the caller's.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
 };
 
 /**
@@ -149,7 +327,7 @@ export type GetUnreadCountRequest = Message<"notify.v1.GetUnreadCountRequest"> &
  * Use `create(GetUnreadCountRequestSchema)` to create a new message.
  */
 export const GetUnreadCountRequestSchema: GenMessage<GetUnreadCountRequest> = /*@__PURE__*/
-  messageDesc(file_notify_v1_inbox, 3);
+  messageDesc(file_notify_v1_inbox, 4);
 
 /**
  * GetUnreadCountResponse carries the caller's unread count.
@@ -168,7 +346,47 @@ export type GetUnreadCountResponse = Message<"notify.v1.GetUnreadCountResponse">
  * Use `create(GetUnreadCountResponseSchema)` to create a new message.
  */
 export const GetUnreadCountResponseSchema: GenMessage<GetUnreadCountResponse> = /*@__PURE__*/
-  messageDesc(file_notify_v1_inbox, 4);
+  messageDesc(file_notify_v1_inbox, 5);
+
+/**
+ * GetCountsRequest names whose counts; by default the caller's.
+ *
+ * @generated from message notify.v1.GetCountsRequest
+ */
+export type GetCountsRequest = Message<"notify.v1.GetCountsRequest"> & {
+  /**
+   * Whose inbox: see InboxService. Empty: the caller's.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message notify.v1.GetCountsRequest.
+ * Use `create(GetCountsRequestSchema)` to create a new message.
+ */
+export const GetCountsRequestSchema: GenMessage<GetCountsRequest> = /*@__PURE__*/
+  messageDesc(file_notify_v1_inbox, 6);
+
+/**
+ * GetCountsResponse carries the counts per state.
+ *
+ * @generated from message notify.v1.GetCountsResponse
+ */
+export type GetCountsResponse = Message<"notify.v1.GetCountsResponse"> & {
+  /**
+   * @generated from field: notify.v1.InboxCounts counts = 1;
+   */
+  counts?: InboxCounts | undefined;
+};
+
+/**
+ * Describes the message notify.v1.GetCountsResponse.
+ * Use `create(GetCountsResponseSchema)` to create a new message.
+ */
+export const GetCountsResponseSchema: GenMessage<GetCountsResponse> = /*@__PURE__*/
+  messageDesc(file_notify_v1_inbox, 7);
 
 /**
  * MarkReadRequest names notifications to mark read.
@@ -182,6 +400,13 @@ export type MarkReadRequest = Message<"notify.v1.MarkReadRequest"> & {
    * @generated from field: repeated string ids = 1;
    */
   ids: string[];
+
+  /**
+   * Whose inbox: see InboxService. Empty: the caller's.
+   *
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
 };
 
 /**
@@ -189,7 +414,7 @@ export type MarkReadRequest = Message<"notify.v1.MarkReadRequest"> & {
  * Use `create(MarkReadRequestSchema)` to create a new message.
  */
 export const MarkReadRequestSchema: GenMessage<MarkReadRequest> = /*@__PURE__*/
-  messageDesc(file_notify_v1_inbox, 5);
+  messageDesc(file_notify_v1_inbox, 8);
 
 /**
  * MarkReadResponse carries the new unread count.
@@ -208,7 +433,7 @@ export type MarkReadResponse = Message<"notify.v1.MarkReadResponse"> & {
  * Use `create(MarkReadResponseSchema)` to create a new message.
  */
 export const MarkReadResponseSchema: GenMessage<MarkReadResponse> = /*@__PURE__*/
-  messageDesc(file_notify_v1_inbox, 6);
+  messageDesc(file_notify_v1_inbox, 9);
 
 /**
  * MarkUnreadRequest names notifications to mark unread.
@@ -222,6 +447,13 @@ export type MarkUnreadRequest = Message<"notify.v1.MarkUnreadRequest"> & {
    * @generated from field: repeated string ids = 1;
    */
   ids: string[];
+
+  /**
+   * Whose inbox: see InboxService. Empty: the caller's.
+   *
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
 };
 
 /**
@@ -229,7 +461,7 @@ export type MarkUnreadRequest = Message<"notify.v1.MarkUnreadRequest"> & {
  * Use `create(MarkUnreadRequestSchema)` to create a new message.
  */
 export const MarkUnreadRequestSchema: GenMessage<MarkUnreadRequest> = /*@__PURE__*/
-  messageDesc(file_notify_v1_inbox, 7);
+  messageDesc(file_notify_v1_inbox, 10);
 
 /**
  * MarkUnreadResponse carries the new unread count.
@@ -248,14 +480,20 @@ export type MarkUnreadResponse = Message<"notify.v1.MarkUnreadResponse"> & {
  * Use `create(MarkUnreadResponseSchema)` to create a new message.
  */
 export const MarkUnreadResponseSchema: GenMessage<MarkUnreadResponse> = /*@__PURE__*/
-  messageDesc(file_notify_v1_inbox, 8);
+  messageDesc(file_notify_v1_inbox, 11);
 
 /**
- * MarkAllReadRequest has no fields.
+ * MarkAllReadRequest names whose inbox; by default the caller's.
  *
  * @generated from message notify.v1.MarkAllReadRequest
  */
 export type MarkAllReadRequest = Message<"notify.v1.MarkAllReadRequest"> & {
+  /**
+   * Whose inbox: see InboxService. Empty: the caller's.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
 };
 
 /**
@@ -263,7 +501,7 @@ export type MarkAllReadRequest = Message<"notify.v1.MarkAllReadRequest"> & {
  * Use `create(MarkAllReadRequestSchema)` to create a new message.
  */
 export const MarkAllReadRequestSchema: GenMessage<MarkAllReadRequest> = /*@__PURE__*/
-  messageDesc(file_notify_v1_inbox, 9);
+  messageDesc(file_notify_v1_inbox, 12);
 
 /**
  * MarkAllReadResponse says how many notifications changed.
@@ -287,7 +525,7 @@ export type MarkAllReadResponse = Message<"notify.v1.MarkAllReadResponse"> & {
  * Use `create(MarkAllReadResponseSchema)` to create a new message.
  */
 export const MarkAllReadResponseSchema: GenMessage<MarkAllReadResponse> = /*@__PURE__*/
-  messageDesc(file_notify_v1_inbox, 10);
+  messageDesc(file_notify_v1_inbox, 13);
 
 /**
  * DeleteNotificationRequest names one notification.
@@ -299,6 +537,13 @@ export type DeleteNotificationRequest = Message<"notify.v1.DeleteNotificationReq
    * @generated from field: string id = 1;
    */
   id: string;
+
+  /**
+   * Whose inbox: see InboxService. Empty: the caller's.
+   *
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
 };
 
 /**
@@ -306,7 +551,7 @@ export type DeleteNotificationRequest = Message<"notify.v1.DeleteNotificationReq
  * Use `create(DeleteNotificationRequestSchema)` to create a new message.
  */
 export const DeleteNotificationRequestSchema: GenMessage<DeleteNotificationRequest> = /*@__PURE__*/
-  messageDesc(file_notify_v1_inbox, 11);
+  messageDesc(file_notify_v1_inbox, 14);
 
 /**
  * DeleteNotificationResponse carries the new unread count.
@@ -325,14 +570,20 @@ export type DeleteNotificationResponse = Message<"notify.v1.DeleteNotificationRe
  * Use `create(DeleteNotificationResponseSchema)` to create a new message.
  */
 export const DeleteNotificationResponseSchema: GenMessage<DeleteNotificationResponse> = /*@__PURE__*/
-  messageDesc(file_notify_v1_inbox, 12);
+  messageDesc(file_notify_v1_inbox, 15);
 
 /**
- * ClearNotificationsRequest has no fields.
+ * ClearNotificationsRequest names whose inbox; by default the caller's.
  *
  * @generated from message notify.v1.ClearNotificationsRequest
  */
 export type ClearNotificationsRequest = Message<"notify.v1.ClearNotificationsRequest"> & {
+  /**
+   * Whose inbox: see InboxService. Empty: the caller's.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
 };
 
 /**
@@ -340,7 +591,7 @@ export type ClearNotificationsRequest = Message<"notify.v1.ClearNotificationsReq
  * Use `create(ClearNotificationsRequestSchema)` to create a new message.
  */
 export const ClearNotificationsRequestSchema: GenMessage<ClearNotificationsRequest> = /*@__PURE__*/
-  messageDesc(file_notify_v1_inbox, 13);
+  messageDesc(file_notify_v1_inbox, 16);
 
 /**
  * ClearNotificationsResponse says how many notifications were removed.
@@ -359,7 +610,7 @@ export type ClearNotificationsResponse = Message<"notify.v1.ClearNotificationsRe
  * Use `create(ClearNotificationsResponseSchema)` to create a new message.
  */
 export const ClearNotificationsResponseSchema: GenMessage<ClearNotificationsResponse> = /*@__PURE__*/
-  messageDesc(file_notify_v1_inbox, 14);
+  messageDesc(file_notify_v1_inbox, 17);
 
 /**
  * Preferences are a user's notification settings.
@@ -401,14 +652,21 @@ export type Preferences = Message<"notify.v1.Preferences"> & {
  * Use `create(PreferencesSchema)` to create a new message.
  */
 export const PreferencesSchema: GenMessage<Preferences> = /*@__PURE__*/
-  messageDesc(file_notify_v1_inbox, 15);
+  messageDesc(file_notify_v1_inbox, 18);
 
 /**
- * GetPreferencesRequest has no fields.
+ * GetPreferencesRequest names whose preferences; by default the caller's.
  *
  * @generated from message notify.v1.GetPreferencesRequest
  */
 export type GetPreferencesRequest = Message<"notify.v1.GetPreferencesRequest"> & {
+  /**
+   * Whose preferences: another user's for services only. Empty: the
+   * caller's.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
 };
 
 /**
@@ -416,7 +674,7 @@ export type GetPreferencesRequest = Message<"notify.v1.GetPreferencesRequest"> &
  * Use `create(GetPreferencesRequestSchema)` to create a new message.
  */
 export const GetPreferencesRequestSchema: GenMessage<GetPreferencesRequest> = /*@__PURE__*/
-  messageDesc(file_notify_v1_inbox, 16);
+  messageDesc(file_notify_v1_inbox, 19);
 
 /**
  * GetPreferencesResponse carries the caller's preferences.
@@ -435,7 +693,7 @@ export type GetPreferencesResponse = Message<"notify.v1.GetPreferencesResponse">
  * Use `create(GetPreferencesResponseSchema)` to create a new message.
  */
 export const GetPreferencesResponseSchema: GenMessage<GetPreferencesResponse> = /*@__PURE__*/
-  messageDesc(file_notify_v1_inbox, 17);
+  messageDesc(file_notify_v1_inbox, 20);
 
 /**
  * UpdatePreferencesRequest replaces the caller's preferences.
@@ -447,6 +705,14 @@ export type UpdatePreferencesRequest = Message<"notify.v1.UpdatePreferencesReque
    * @generated from field: notify.v1.Preferences preferences = 1;
    */
   preferences?: Preferences | undefined;
+
+  /**
+   * Whose preferences: another user's for services only. Empty: the
+   * caller's.
+   *
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
 };
 
 /**
@@ -454,7 +720,7 @@ export type UpdatePreferencesRequest = Message<"notify.v1.UpdatePreferencesReque
  * Use `create(UpdatePreferencesRequestSchema)` to create a new message.
  */
 export const UpdatePreferencesRequestSchema: GenMessage<UpdatePreferencesRequest> = /*@__PURE__*/
-  messageDesc(file_notify_v1_inbox, 18);
+  messageDesc(file_notify_v1_inbox, 21);
 
 /**
  * UpdatePreferencesResponse carries the stored preferences.
@@ -473,21 +739,639 @@ export type UpdatePreferencesResponse = Message<"notify.v1.UpdatePreferencesResp
  * Use `create(UpdatePreferencesResponseSchema)` to create a new message.
  */
 export const UpdatePreferencesResponseSchema: GenMessage<UpdatePreferencesResponse> = /*@__PURE__*/
-  messageDesc(file_notify_v1_inbox, 19);
+  messageDesc(file_notify_v1_inbox, 22);
+
+/**
+ * MarkSeenRequest names notifications to mark seen.
+ *
+ * @generated from message notify.v1.MarkSeenRequest
+ */
+export type MarkSeenRequest = Message<"notify.v1.MarkSeenRequest"> & {
+  /**
+   * 1 to 1000 ids.
+   *
+   * @generated from field: repeated string ids = 1;
+   */
+  ids: string[];
+
+  /**
+   * Whose inbox: see InboxService. Empty: the caller's.
+   *
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message notify.v1.MarkSeenRequest.
+ * Use `create(MarkSeenRequestSchema)` to create a new message.
+ */
+export const MarkSeenRequestSchema: GenMessage<MarkSeenRequest> = /*@__PURE__*/
+  messageDesc(file_notify_v1_inbox, 23);
+
+/**
+ * MarkSeenResponse carries the new counts.
+ *
+ * @generated from message notify.v1.MarkSeenResponse
+ */
+export type MarkSeenResponse = Message<"notify.v1.MarkSeenResponse"> & {
+  /**
+   * @generated from field: notify.v1.InboxCounts counts = 1;
+   */
+  counts?: InboxCounts | undefined;
+};
+
+/**
+ * Describes the message notify.v1.MarkSeenResponse.
+ * Use `create(MarkSeenResponseSchema)` to create a new message.
+ */
+export const MarkSeenResponseSchema: GenMessage<MarkSeenResponse> = /*@__PURE__*/
+  messageDesc(file_notify_v1_inbox, 24);
+
+/**
+ * MarkUnseenRequest names notifications to mark unseen.
+ *
+ * @generated from message notify.v1.MarkUnseenRequest
+ */
+export type MarkUnseenRequest = Message<"notify.v1.MarkUnseenRequest"> & {
+  /**
+   * 1 to 1000 ids.
+   *
+   * @generated from field: repeated string ids = 1;
+   */
+  ids: string[];
+
+  /**
+   * Whose inbox: see InboxService. Empty: the caller's.
+   *
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message notify.v1.MarkUnseenRequest.
+ * Use `create(MarkUnseenRequestSchema)` to create a new message.
+ */
+export const MarkUnseenRequestSchema: GenMessage<MarkUnseenRequest> = /*@__PURE__*/
+  messageDesc(file_notify_v1_inbox, 25);
+
+/**
+ * MarkUnseenResponse carries the new counts.
+ *
+ * @generated from message notify.v1.MarkUnseenResponse
+ */
+export type MarkUnseenResponse = Message<"notify.v1.MarkUnseenResponse"> & {
+  /**
+   * @generated from field: notify.v1.InboxCounts counts = 1;
+   */
+  counts?: InboxCounts | undefined;
+};
+
+/**
+ * Describes the message notify.v1.MarkUnseenResponse.
+ * Use `create(MarkUnseenResponseSchema)` to create a new message.
+ */
+export const MarkUnseenResponseSchema: GenMessage<MarkUnseenResponse> = /*@__PURE__*/
+  messageDesc(file_notify_v1_inbox, 26);
+
+/**
+ * ArchiveRequest names notifications to archive.
+ *
+ * @generated from message notify.v1.ArchiveRequest
+ */
+export type ArchiveRequest = Message<"notify.v1.ArchiveRequest"> & {
+  /**
+   * 1 to 1000 ids.
+   *
+   * @generated from field: repeated string ids = 1;
+   */
+  ids: string[];
+
+  /**
+   * Whose inbox: see InboxService. Empty: the caller's.
+   *
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message notify.v1.ArchiveRequest.
+ * Use `create(ArchiveRequestSchema)` to create a new message.
+ */
+export const ArchiveRequestSchema: GenMessage<ArchiveRequest> = /*@__PURE__*/
+  messageDesc(file_notify_v1_inbox, 27);
+
+/**
+ * ArchiveResponse carries the new counts.
+ *
+ * @generated from message notify.v1.ArchiveResponse
+ */
+export type ArchiveResponse = Message<"notify.v1.ArchiveResponse"> & {
+  /**
+   * @generated from field: notify.v1.InboxCounts counts = 1;
+   */
+  counts?: InboxCounts | undefined;
+};
+
+/**
+ * Describes the message notify.v1.ArchiveResponse.
+ * Use `create(ArchiveResponseSchema)` to create a new message.
+ */
+export const ArchiveResponseSchema: GenMessage<ArchiveResponse> = /*@__PURE__*/
+  messageDesc(file_notify_v1_inbox, 28);
+
+/**
+ * UnarchiveRequest names notifications to move back to the inbox.
+ *
+ * @generated from message notify.v1.UnarchiveRequest
+ */
+export type UnarchiveRequest = Message<"notify.v1.UnarchiveRequest"> & {
+  /**
+   * 1 to 1000 ids.
+   *
+   * @generated from field: repeated string ids = 1;
+   */
+  ids: string[];
+
+  /**
+   * Whose inbox: see InboxService. Empty: the caller's.
+   *
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message notify.v1.UnarchiveRequest.
+ * Use `create(UnarchiveRequestSchema)` to create a new message.
+ */
+export const UnarchiveRequestSchema: GenMessage<UnarchiveRequest> = /*@__PURE__*/
+  messageDesc(file_notify_v1_inbox, 29);
+
+/**
+ * UnarchiveResponse carries the new counts.
+ *
+ * @generated from message notify.v1.UnarchiveResponse
+ */
+export type UnarchiveResponse = Message<"notify.v1.UnarchiveResponse"> & {
+  /**
+   * @generated from field: notify.v1.InboxCounts counts = 1;
+   */
+  counts?: InboxCounts | undefined;
+};
+
+/**
+ * Describes the message notify.v1.UnarchiveResponse.
+ * Use `create(UnarchiveResponseSchema)` to create a new message.
+ */
+export const UnarchiveResponseSchema: GenMessage<UnarchiveResponse> = /*@__PURE__*/
+  messageDesc(file_notify_v1_inbox, 30);
+
+/**
+ * SnoozeRequest names notifications to snooze and until when.
+ *
+ * @generated from message notify.v1.SnoozeRequest
+ */
+export type SnoozeRequest = Message<"notify.v1.SnoozeRequest"> & {
+  /**
+   * 1 to 1000 ids.
+   *
+   * @generated from field: repeated string ids = 1;
+   */
+  ids: string[];
+
+  /**
+   * When they come back: at least 1 s and at most 366 days from now.
+   * Exactly one of until and duration.
+   *
+   * @generated from field: google.protobuf.Timestamp until = 2;
+   */
+  until?: Timestamp | undefined;
+
+  /**
+   * How long from now they stay hidden, with the same bounds.
+   *
+   * @generated from field: google.protobuf.Duration duration = 3;
+   */
+  duration?: Duration | undefined;
+
+  /**
+   * Whose inbox: see InboxService. Empty: the caller's.
+   *
+   * @generated from field: string user_id = 4;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message notify.v1.SnoozeRequest.
+ * Use `create(SnoozeRequestSchema)` to create a new message.
+ */
+export const SnoozeRequestSchema: GenMessage<SnoozeRequest> = /*@__PURE__*/
+  messageDesc(file_notify_v1_inbox, 31);
+
+/**
+ * SnoozeResponse carries when the notifications come back and the new
+ * counts.
+ *
+ * @generated from message notify.v1.SnoozeResponse
+ */
+export type SnoozeResponse = Message<"notify.v1.SnoozeResponse"> & {
+  /**
+   * @generated from field: google.protobuf.Timestamp until = 1;
+   */
+  until?: Timestamp | undefined;
+
+  /**
+   * @generated from field: notify.v1.InboxCounts counts = 2;
+   */
+  counts?: InboxCounts | undefined;
+};
+
+/**
+ * Describes the message notify.v1.SnoozeResponse.
+ * Use `create(SnoozeResponseSchema)` to create a new message.
+ */
+export const SnoozeResponseSchema: GenMessage<SnoozeResponse> = /*@__PURE__*/
+  messageDesc(file_notify_v1_inbox, 32);
+
+/**
+ * UnsnoozeRequest names notifications whose snooze ends now.
+ *
+ * @generated from message notify.v1.UnsnoozeRequest
+ */
+export type UnsnoozeRequest = Message<"notify.v1.UnsnoozeRequest"> & {
+  /**
+   * 1 to 1000 ids.
+   *
+   * @generated from field: repeated string ids = 1;
+   */
+  ids: string[];
+
+  /**
+   * Whose inbox: see InboxService. Empty: the caller's.
+   *
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message notify.v1.UnsnoozeRequest.
+ * Use `create(UnsnoozeRequestSchema)` to create a new message.
+ */
+export const UnsnoozeRequestSchema: GenMessage<UnsnoozeRequest> = /*@__PURE__*/
+  messageDesc(file_notify_v1_inbox, 33);
+
+/**
+ * UnsnoozeResponse carries the new counts.
+ *
+ * @generated from message notify.v1.UnsnoozeResponse
+ */
+export type UnsnoozeResponse = Message<"notify.v1.UnsnoozeResponse"> & {
+  /**
+   * @generated from field: notify.v1.InboxCounts counts = 1;
+   */
+  counts?: InboxCounts | undefined;
+};
+
+/**
+ * Describes the message notify.v1.UnsnoozeResponse.
+ * Use `create(UnsnoozeResponseSchema)` to create a new message.
+ */
+export const UnsnoozeResponseSchema: GenMessage<UnsnoozeResponse> = /*@__PURE__*/
+  messageDesc(file_notify_v1_inbox, 34);
+
+/**
+ * InboxFilter selects notifications for a bulk action.
+ *
+ * @generated from message notify.v1.InboxFilter
+ */
+export type InboxFilter = Message<"notify.v1.InboxFilter"> & {
+  /**
+   * Only notifications in this state. Default: the inbox.
+   *
+   * @generated from field: notify.v1.NotificationState state = 1;
+   */
+  state: NotificationState;
+
+  /**
+   * Only these event types (empty: all).
+   *
+   * @generated from field: repeated notify.v1.EventType event_types = 2;
+   */
+  eventTypes: EventType[];
+
+  /**
+   * Only these categories (empty: all); at most 100.
+   *
+   * @generated from field: repeated string categories = 3;
+   */
+  categories: string[];
+
+  /**
+   * Only these priorities (empty: all).
+   *
+   * @generated from field: repeated notify.v1.Priority priorities = 4;
+   */
+  priorities: Priority[];
+};
+
+/**
+ * Describes the message notify.v1.InboxFilter.
+ * Use `create(InboxFilterSchema)` to create a new message.
+ */
+export const InboxFilterSchema: GenMessage<InboxFilter> = /*@__PURE__*/
+  messageDesc(file_notify_v1_inbox, 35);
+
+/**
+ * BulkUpdateRequest applies an action to every notification matching a
+ * filter, in one transaction.
+ *
+ * @generated from message notify.v1.BulkUpdateRequest
+ */
+export type BulkUpdateRequest = Message<"notify.v1.BulkUpdateRequest"> & {
+  /**
+   * Which notifications. Unset: the inbox.
+   *
+   * @generated from field: notify.v1.InboxFilter filter = 1;
+   */
+  filter?: InboxFilter | undefined;
+
+  /**
+   * @generated from field: notify.v1.InboxAction action = 2;
+   */
+  action: InboxAction;
+
+  /**
+   * For INBOX_ACTION_SNOOZE: as SnoozeRequest.until.
+   *
+   * @generated from field: google.protobuf.Timestamp snooze_until = 3;
+   */
+  snoozeUntil?: Timestamp | undefined;
+
+  /**
+   * For INBOX_ACTION_SNOOZE: as SnoozeRequest.duration.
+   *
+   * @generated from field: google.protobuf.Duration snooze_duration = 4;
+   */
+  snoozeDuration?: Duration | undefined;
+
+  /**
+   * Whose inbox: see InboxService. Empty: the caller's.
+   *
+   * @generated from field: string user_id = 5;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message notify.v1.BulkUpdateRequest.
+ * Use `create(BulkUpdateRequestSchema)` to create a new message.
+ */
+export const BulkUpdateRequestSchema: GenMessage<BulkUpdateRequest> = /*@__PURE__*/
+  messageDesc(file_notify_v1_inbox, 36);
+
+/**
+ * BulkUpdateResponse says how many notifications changed, with the new
+ * counts.
+ *
+ * @generated from message notify.v1.BulkUpdateResponse
+ */
+export type BulkUpdateResponse = Message<"notify.v1.BulkUpdateResponse"> & {
+  /**
+   * @generated from field: int64 changed = 1;
+   */
+  changed: bigint;
+
+  /**
+   * @generated from field: notify.v1.InboxCounts counts = 2;
+   */
+  counts?: InboxCounts | undefined;
+};
+
+/**
+ * Describes the message notify.v1.BulkUpdateResponse.
+ * Use `create(BulkUpdateResponseSchema)` to create a new message.
+ */
+export const BulkUpdateResponseSchema: GenMessage<BulkUpdateResponse> = /*@__PURE__*/
+  messageDesc(file_notify_v1_inbox, 37);
+
+/**
+ * NotificationState selects notifications by state.
+ *
+ * @generated from enum notify.v1.NotificationState
+ */
+export enum NotificationState {
+  /**
+   * The default: NOTIFICATION_STATE_INBOX.
+   *
+   * @generated from enum value: NOTIFICATION_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * In the inbox: neither archived nor snoozed.
+   *
+   * @generated from enum value: NOTIFICATION_STATE_INBOX = 1;
+   */
+  INBOX = 1,
+
+  /**
+   * In the inbox and not seen.
+   *
+   * @generated from enum value: NOTIFICATION_STATE_UNSEEN = 2;
+   */
+  UNSEEN = 2,
+
+  /**
+   * In the inbox and not read.
+   *
+   * @generated from enum value: NOTIFICATION_STATE_UNREAD = 3;
+   */
+  UNREAD = 3,
+
+  /**
+   * In the inbox and read.
+   *
+   * @generated from enum value: NOTIFICATION_STATE_READ = 4;
+   */
+  READ = 4,
+
+  /**
+   * Archived.
+   *
+   * @generated from enum value: NOTIFICATION_STATE_ARCHIVED = 5;
+   */
+  ARCHIVED = 5,
+
+  /**
+   * Snoozed: not back yet.
+   *
+   * @generated from enum value: NOTIFICATION_STATE_SNOOZED = 6;
+   */
+  SNOOZED = 6,
+
+  /**
+   * Every notification kept: inbox, archived and snoozed.
+   *
+   * @generated from enum value: NOTIFICATION_STATE_ALL = 7;
+   */
+  ALL = 7,
+}
+
+/**
+ * Describes the enum notify.v1.NotificationState.
+ */
+export const NotificationStateSchema: GenEnum<NotificationState> = /*@__PURE__*/
+  enumDesc(file_notify_v1_inbox, 0);
+
+/**
+ * NotificationOrder is the order of a list.
+ *
+ * @generated from enum notify.v1.NotificationOrder
+ */
+export enum NotificationOrder {
+  /**
+   * The default: NOTIFICATION_ORDER_NEWEST.
+   *
+   * @generated from enum value: NOTIFICATION_ORDER_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Newest first.
+   *
+   * @generated from enum value: NOTIFICATION_ORDER_NEWEST = 1;
+   */
+  NEWEST = 1,
+
+  /**
+   * Highest priority first, newest first within a priority.
+   *
+   * @generated from enum value: NOTIFICATION_ORDER_PRIORITY = 2;
+   */
+  PRIORITY = 2,
+}
+
+/**
+ * Describes the enum notify.v1.NotificationOrder.
+ */
+export const NotificationOrderSchema: GenEnum<NotificationOrder> = /*@__PURE__*/
+  enumDesc(file_notify_v1_inbox, 1);
+
+/**
+ * InboxAction is a change of a notification's state.
+ *
+ * @generated from enum notify.v1.InboxAction
+ */
+export enum InboxAction {
+  /**
+   * @generated from enum value: INBOX_ACTION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Mark seen.
+   *
+   * @generated from enum value: INBOX_ACTION_SEEN = 1;
+   */
+  SEEN = 1,
+
+  /**
+   * Mark unseen.
+   *
+   * @generated from enum value: INBOX_ACTION_UNSEEN = 2;
+   */
+  UNSEEN = 2,
+
+  /**
+   * Mark read (and seen).
+   *
+   * @generated from enum value: INBOX_ACTION_READ = 3;
+   */
+  READ = 3,
+
+  /**
+   * Mark unread.
+   *
+   * @generated from enum value: INBOX_ACTION_UNREAD = 4;
+   */
+  UNREAD = 4,
+
+  /**
+   * Archive.
+   *
+   * @generated from enum value: INBOX_ACTION_ARCHIVE = 5;
+   */
+  ARCHIVE = 5,
+
+  /**
+   * Move back to the inbox from the archive.
+   *
+   * @generated from enum value: INBOX_ACTION_UNARCHIVE = 6;
+   */
+  UNARCHIVE = 6,
+
+  /**
+   * Snooze until snooze_until (or for snooze_duration).
+   *
+   * @generated from enum value: INBOX_ACTION_SNOOZE = 7;
+   */
+  SNOOZE = 7,
+
+  /**
+   * End the snooze now.
+   *
+   * @generated from enum value: INBOX_ACTION_UNSNOOZE = 8;
+   */
+  UNSNOOZE = 8,
+
+  /**
+   * Delete.
+   *
+   * @generated from enum value: INBOX_ACTION_DELETE = 9;
+   */
+  DELETE = 9,
+}
+
+/**
+ * Describes the enum notify.v1.InboxAction.
+ */
+export const InboxActionSchema: GenEnum<InboxAction> = /*@__PURE__*/
+  enumDesc(file_notify_v1_inbox, 2);
 
 /**
  * InboxService is the durable notification center: every event routed to a
  * user's personal rooms (guest:{id}, user:{id}) enters that user's inbox, and
- * for admins the admin room's events too, with read state per admin. It is
+ * for admins the admin room's events too, with state per admin. It is
  * written before a publish returns OK, so nothing a user was sent is lost
  * because they were offline. A user sees and changes only their own inbox;
  * another user's notification id is NotFound.
+ *
+ * Each notification has states, each with its time: seen (shown to the
+ * user: badges count unseen ones), read (opened), archived (out of the
+ * inbox, kept) and snoozed until a time (out of the inbox until then, then
+ * back unseen and unread, announced on the user's streams). "The inbox" is
+ * the notifications neither archived nor snoozed; counts of unseen and
+ * unread are of the inbox.
+ *
+ * On behalf of a user: every request has a user_id. Empty (or the caller's
+ * own subject), the call is about the caller's inbox. Otherwise services
+ * act on that user's inbox (their personal notifications), and admins on
+ * that admin's view of the admin inbox (the admin room's notifications,
+ * with that admin's state); anyone else is PermissionDenied. REST has the
+ * same routes under /v1/users/{user_id}/inbox/.
  *
  * @generated from service notify.v1.InboxService
  */
 export const InboxService: GenService<{
   /**
-   * ListNotifications lists the caller's notifications, newest first.
+   * ListNotifications lists the caller's notifications, newest first or by
+   * priority, filtered by state (default: the inbox), type, category and
+   * priority, with the counts per state.
    *
    * @generated from rpc notify.v1.InboxService.ListNotifications
    */
@@ -497,8 +1381,8 @@ export const InboxService: GenService<{
     output: typeof ListNotificationsResponseSchema;
   },
   /**
-   * GetUnreadCount counts the caller's unread notifications. Streams also
-   * carry the count (SubscribeResponse.unread) whenever it changes.
+   * GetUnreadCount counts the unread notifications of the caller's inbox.
+   * Streams also carry it (SubscribeResponse.unread) whenever it changes.
    *
    * @generated from rpc notify.v1.InboxService.GetUnreadCount
    */
@@ -506,6 +1390,16 @@ export const InboxService: GenService<{
     methodKind: "unary";
     input: typeof GetUnreadCountRequestSchema;
     output: typeof GetUnreadCountResponseSchema;
+  },
+  /**
+   * GetCounts counts the caller's notifications per state in one call.
+   *
+   * @generated from rpc notify.v1.InboxService.GetCounts
+   */
+  getCounts: {
+    methodKind: "unary";
+    input: typeof GetCountsRequestSchema;
+    output: typeof GetCountsResponseSchema;
   },
   /**
    * MarkRead marks notifications read. All ids must be the caller's, or
@@ -529,7 +1423,7 @@ export const InboxService: GenService<{
     output: typeof MarkUnreadResponseSchema;
   },
   /**
-   * MarkAllRead marks every notification of the caller read.
+   * MarkAllRead marks every notification of the caller's inbox read.
    *
    * @generated from rpc notify.v1.InboxService.MarkAllRead
    */
@@ -537,6 +1431,82 @@ export const InboxService: GenService<{
     methodKind: "unary";
     input: typeof MarkAllReadRequestSchema;
     output: typeof MarkAllReadResponseSchema;
+  },
+  /**
+   * MarkSeen marks notifications seen (shown to the user), with the same
+   * rules as MarkRead. Reading a notification also marks it seen.
+   *
+   * @generated from rpc notify.v1.InboxService.MarkSeen
+   */
+  markSeen: {
+    methodKind: "unary";
+    input: typeof MarkSeenRequestSchema;
+    output: typeof MarkSeenResponseSchema;
+  },
+  /**
+   * MarkUnseen marks notifications unseen, with the same rules as MarkRead.
+   *
+   * @generated from rpc notify.v1.InboxService.MarkUnseen
+   */
+  markUnseen: {
+    methodKind: "unary";
+    input: typeof MarkUnseenRequestSchema;
+    output: typeof MarkUnseenResponseSchema;
+  },
+  /**
+   * Archive moves notifications out of the inbox, keeping them (and ends
+   * their snooze), with the same rules as MarkRead.
+   *
+   * @generated from rpc notify.v1.InboxService.Archive
+   */
+  archive: {
+    methodKind: "unary";
+    input: typeof ArchiveRequestSchema;
+    output: typeof ArchiveResponseSchema;
+  },
+  /**
+   * Unarchive moves archived notifications back to the inbox.
+   *
+   * @generated from rpc notify.v1.InboxService.Unarchive
+   */
+  unarchive: {
+    methodKind: "unary";
+    input: typeof UnarchiveRequestSchema;
+    output: typeof UnarchiveResponseSchema;
+  },
+  /**
+   * Snooze hides notifications until a time; they then come back to the
+   * inbox unseen and unread, announced on the user's streams
+   * (UnreadCount.returned). Snoozing an archived notification unarchives it.
+   *
+   * @generated from rpc notify.v1.InboxService.Snooze
+   */
+  snooze: {
+    methodKind: "unary";
+    input: typeof SnoozeRequestSchema;
+    output: typeof SnoozeResponseSchema;
+  },
+  /**
+   * Unsnooze ends notifications' snooze now: they are back in the inbox,
+   * unseen and unread.
+   *
+   * @generated from rpc notify.v1.InboxService.Unsnooze
+   */
+  unsnooze: {
+    methodKind: "unary";
+    input: typeof UnsnoozeRequestSchema;
+    output: typeof UnsnoozeResponseSchema;
+  },
+  /**
+   * BulkUpdate applies one action to every notification of the caller that
+   * matches a filter: all seen, all read, archive all read, ...
+   *
+   * @generated from rpc notify.v1.InboxService.BulkUpdate
+   */
+  bulkUpdate: {
+    methodKind: "unary";
+    input: typeof BulkUpdateRequestSchema;
+    output: typeof BulkUpdateResponseSchema;
   },
   /**
    * DeleteNotification removes one notification from the caller's inbox.

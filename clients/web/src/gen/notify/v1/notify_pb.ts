@@ -6,7 +6,7 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { ActionConfirmed, ActionType, AdminNotification, CardCreated, GuestCardUpdated, GuestRegistered, PointsAdded, PointsExpired, PointsRedeemed, RestaurantGuestJoined, RestaurantStatusChanged, RestaurantTransaction, Role, SystemAlert } from "./events_pb";
+import type { ActionConfirmed, ActionType, AdminNotification, CardCreated, GuestCardUpdated, GuestRegistered, PointsAdded, PointsExpired, PointsRedeemed, Priority, RestaurantGuestJoined, RestaurantStatusChanged, RestaurantTransaction, Role, SystemAlert } from "./events_pb";
 import { file_notify_v1_events } from "./events_pb";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file notify/v1/notify.proto.
  */
 export const file_notify_v1_notify: GenFile = /*@__PURE__*/
-  fileDesc("ChZub3RpZnkvdjEvbm90aWZ5LnByb3RvEglub3RpZnkudjEiyQYKBUV2ZW50EgoKAmlkGAEgASgJEgwKBHJvb20YAiABKAkSDgoGb2Zmc2V0GAMgASgEEg0KBWVwb2NoGAQgASgJEjAKDHB1Ymxpc2hfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPaWRlbXBvdGVuY3lfa2V5GAYgASgJEi4KDHBvaW50c19hZGRlZBgKIAEoCzIWLm5vdGlmeS52MS5Qb2ludHNBZGRlZEgAEjQKD3BvaW50c19yZWRlZW1lZBgLIAEoCzIZLm5vdGlmeS52MS5Qb2ludHNSZWRlZW1lZEgAEjIKDnBvaW50c19leHBpcmVkGAwgASgLMhgubm90aWZ5LnYxLlBvaW50c0V4cGlyZWRIABIuCgxjYXJkX2NyZWF0ZWQYDSABKAsyFi5ub3RpZnkudjEuQ2FyZENyZWF0ZWRIABI5ChJndWVzdF9jYXJkX3VwZGF0ZWQYDiABKAsyGy5ub3RpZnkudjEuR3Vlc3RDYXJkVXBkYXRlZEgAEjYKEGd1ZXN0X3JlZ2lzdGVyZWQYDyABKAsyGi5ub3RpZnkudjEuR3Vlc3RSZWdpc3RlcmVkSAASQwoXcmVzdGF1cmFudF9ndWVzdF9qb2luZWQYECABKAsyIC5ub3RpZnkudjEuUmVzdGF1cmFudEd1ZXN0Sm9pbmVkSAASRwoZcmVzdGF1cmFudF9zdGF0dXNfY2hhbmdlZBgRIAEoCzIiLm5vdGlmeS52MS5SZXN0YXVyYW50U3RhdHVzQ2hhbmdlZEgAEkIKFnJlc3RhdXJhbnRfdHJhbnNhY3Rpb24YEiABKAsyIC5ub3RpZnkudjEuUmVzdGF1cmFudFRyYW5zYWN0aW9uSAASLgoMc3lzdGVtX2FsZXJ0GBMgASgLMhYubm90aWZ5LnYxLlN5c3RlbUFsZXJ0SAASOgoSYWRtaW5fbm90aWZpY2F0aW9uGBQgASgLMhwubm90aWZ5LnYxLkFkbWluTm90aWZpY2F0aW9uSAASNgoQYWN0aW9uX2NvbmZpcm1lZBgVIAEoCzIaLm5vdGlmeS52MS5BY3Rpb25Db25maXJtZWRIAEIJCgdwYXlsb2FkIj0KDlN0cmVhbVBvc2l0aW9uEgwKBHJvb20YASABKAkSDgoGb2Zmc2V0GAIgASgEEg0KBWVwb2NoGAMgASgJIk8KEFN1YnNjcmliZVJlcXVlc3QSDQoFcm9vbXMYASADKAkSLAoJcG9zaXRpb25zGAIgAygLMhkubm90aWZ5LnYxLlN0cmVhbVBvc2l0aW9uIvEBChFTdWJzY3JpYmVSZXNwb25zZRIgCgZldmVudHMYASADKAsyEC5ub3RpZnkudjEuRXZlbnQSKQoJY29ubmVjdGVkGAIgASgLMhQubm90aWZ5LnYxLkNvbm5lY3RlZEgAEikKCWhlYXJ0YmVhdBgDIAEoCzIULm5vdGlmeS52MS5IZWFydGJlYXRIABIvCgxkaXNjb25uZWN0ZWQYBCABKAsyFy5ub3RpZnkudjEuRGlzY29ubmVjdGVkSAASKAoGdW5yZWFkGAUgASgLMhYubm90aWZ5LnYxLlVucmVhZENvdW50SABCCQoHY29udHJvbCIcCgtVbnJlYWRDb3VudBINCgVjb3VudBgBIAEoAyKqAQoJQ29ubmVjdGVkEg8KB3VzZXJfaWQYASABKAkSHQoEcm9sZRgCIAEoDjIPLm5vdGlmeS52MS5Sb2xlEhEKCXNlcnZlcl9pZBgDIAEoCRI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SIwoFcm9vbXMYBSADKAsyFC5ub3RpZnkudjEuUm9vbVN0YXRlImEKCVJvb21TdGF0ZRIMCgRyb29tGAEgASgJEg0KBWVwb2NoGAIgASgJEg4KBm9mZnNldBgDIAEoBBIRCglyZWNvdmVyZWQYBCABKAgSFAoMc3RhcnRfb2Zmc2V0GAUgASgEIjUKCUhlYXJ0YmVhdBIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKdAQoMRGlzY29ubmVjdGVkEisKBnJlYXNvbhgBIAEoDjIbLm5vdGlmeS52MS5EaXNjb25uZWN0UmVhc29uEjIKD3JlY29ubmVjdF9kZWxheRgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIsCglwb3NpdGlvbnMYAyADKAsyGS5ub3RpZnkudjEuU3RyZWFtUG9zaXRpb24ihAYKDlB1Ymxpc2hSZXF1ZXN0Eg0KBXJvb21zGAEgAygJEhcKD2lkZW1wb3RlbmN5X2tleRgCIAEoCRIMCgRyb29tGAMgASgJEi4KDHBvaW50c19hZGRlZBgKIAEoCzIWLm5vdGlmeS52MS5Qb2ludHNBZGRlZEgAEjQKD3BvaW50c19yZWRlZW1lZBgLIAEoCzIZLm5vdGlmeS52MS5Qb2ludHNSZWRlZW1lZEgAEjIKDnBvaW50c19leHBpcmVkGAwgASgLMhgubm90aWZ5LnYxLlBvaW50c0V4cGlyZWRIABIuCgxjYXJkX2NyZWF0ZWQYDSABKAsyFi5ub3RpZnkudjEuQ2FyZENyZWF0ZWRIABI5ChJndWVzdF9jYXJkX3VwZGF0ZWQYDiABKAsyGy5ub3RpZnkudjEuR3Vlc3RDYXJkVXBkYXRlZEgAEjYKEGd1ZXN0X3JlZ2lzdGVyZWQYDyABKAsyGi5ub3RpZnkudjEuR3Vlc3RSZWdpc3RlcmVkSAASQwoXcmVzdGF1cmFudF9ndWVzdF9qb2luZWQYECABKAsyIC5ub3RpZnkudjEuUmVzdGF1cmFudEd1ZXN0Sm9pbmVkSAASRwoZcmVzdGF1cmFudF9zdGF0dXNfY2hhbmdlZBgRIAEoCzIiLm5vdGlmeS52MS5SZXN0YXVyYW50U3RhdHVzQ2hhbmdlZEgAEkIKFnJlc3RhdXJhbnRfdHJhbnNhY3Rpb24YEiABKAsyIC5ub3RpZnkudjEuUmVzdGF1cmFudFRyYW5zYWN0aW9uSAASLgoMc3lzdGVtX2FsZXJ0GBMgASgLMhYubm90aWZ5LnYxLlN5c3RlbUFsZXJ0SAASOgoSYWRtaW5fbm90aWZpY2F0aW9uGBQgASgLMhwubm90aWZ5LnYxLkFkbWluTm90aWZpY2F0aW9uSAASNgoQYWN0aW9uX2NvbmZpcm1lZBgVIAEoCzIaLm5vdGlmeS52MS5BY3Rpb25Db25maXJtZWRIAEIJCgdwYXlsb2FkImQKD1B1Ymxpc2hSZXNwb25zZRIQCghldmVudF9pZBgBIAEoCRIsCglwb3NpdGlvbnMYAiADKAsyGS5ub3RpZnkudjEuU3RyZWFtUG9zaXRpb24SEQoJZHVwbGljYXRlGAMgASgIIkIKE1B1Ymxpc2hCYXRjaFJlcXVlc3QSKwoIcmVxdWVzdHMYASADKAsyGS5ub3RpZnkudjEuUHVibGlzaFJlcXVlc3QiQwoUUHVibGlzaEJhdGNoUmVzcG9uc2USKwoHcmVzdWx0cxgBIAMoCzIaLm5vdGlmeS52MS5QdWJsaXNoUmVzcG9uc2UidwoUQ29uZmlybUFjdGlvblJlcXVlc3QSEQoJYWN0aW9uX2lkGAEgASgJEiUKBmFjdGlvbhgCIAEoDjIVLm5vdGlmeS52MS5BY3Rpb25UeXBlEg4KBmFtb3VudBgDIAEoAxIVCg1yZXN0YXVyYW50X2lkGAQgASgJImkKFUNvbmZpcm1BY3Rpb25SZXNwb25zZRIQCghldmVudF9pZBgBIAEoCRIrCghwb3NpdGlvbhgCIAEoCzIZLm5vdGlmeS52MS5TdHJlYW1Qb3NpdGlvbhIRCglkdXBsaWNhdGUYAyABKAgiEQoPR2V0U3RhdHNSZXF1ZXN0IogBCglOb2RlU3RhdHMSEQoJc2VydmVyX2lkGAEgASgJEhcKD2Nvbm5lY3RlZF91c2VycxgCIAEoAxIPCgdzdHJlYW1zGAMgASgDEg0KBXJvb21zGAQgASgDEi8KC3VwZGF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKCAQoQR2V0U3RhdHNSZXNwb25zZRIiCgRub2RlGAEgASgLMhQubm90aWZ5LnYxLk5vZGVTdGF0cxIjCgVub2RlcxgCIAMoCzIULm5vdGlmeS52MS5Ob2RlU3RhdHMSJQoHY2x1c3RlchgDIAEoCzIULm5vdGlmeS52MS5Ob2RlU3RhdHMqzwEKEERpc2Nvbm5lY3RSZWFzb24SIQodRElTQ09OTkVDVF9SRUFTT05fVU5TUEVDSUZJRUQQABIkCiBESVNDT05ORUNUX1JFQVNPTl9TRVJWRVJfUkVTVEFSVBABEiMKH0RJU0NPTk5FQ1RfUkVBU09OX1RPS0VOX0VYUElSRUQQAhIjCh9ESVNDT05ORUNUX1JFQVNPTl9TTE9XX0NPTlNVTUVSEAMSKAokRElTQ09OTkVDVF9SRUFTT05fQlJPS0VSX1VOQVZBSUxBQkxFEAQyiwMKE05vdGlmaWNhdGlvblNlcnZpY2USSAoJU3Vic2NyaWJlEhsubm90aWZ5LnYxLlN1YnNjcmliZVJlcXVlc3QaHC5ub3RpZnkudjEuU3Vic2NyaWJlUmVzcG9uc2UwARJACgdQdWJsaXNoEhkubm90aWZ5LnYxLlB1Ymxpc2hSZXF1ZXN0Ghoubm90aWZ5LnYxLlB1Ymxpc2hSZXNwb25zZRJPCgxQdWJsaXNoQmF0Y2gSHi5ub3RpZnkudjEuUHVibGlzaEJhdGNoUmVxdWVzdBofLm5vdGlmeS52MS5QdWJsaXNoQmF0Y2hSZXNwb25zZRJSCg1Db25maXJtQWN0aW9uEh8ubm90aWZ5LnYxLkNvbmZpcm1BY3Rpb25SZXF1ZXN0GiAubm90aWZ5LnYxLkNvbmZpcm1BY3Rpb25SZXNwb25zZRJDCghHZXRTdGF0cxIaLm5vdGlmeS52MS5HZXRTdGF0c1JlcXVlc3QaGy5ub3RpZnkudjEuR2V0U3RhdHNSZXNwb25zZUI1WjNnaXRodWIuY29tL21heGxveWFsdHkvbm90aWZ5L2dlbi9ub3RpZnkvdjE7bm90aWZ5djFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_notify_v1_events]);
+  fileDesc("ChZub3RpZnkvdjEvbm90aWZ5LnByb3RvEglub3RpZnkudjEiyQYKBUV2ZW50EgoKAmlkGAEgASgJEgwKBHJvb20YAiABKAkSDgoGb2Zmc2V0GAMgASgEEg0KBWVwb2NoGAQgASgJEjAKDHB1Ymxpc2hfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPaWRlbXBvdGVuY3lfa2V5GAYgASgJEi4KDHBvaW50c19hZGRlZBgKIAEoCzIWLm5vdGlmeS52MS5Qb2ludHNBZGRlZEgAEjQKD3BvaW50c19yZWRlZW1lZBgLIAEoCzIZLm5vdGlmeS52MS5Qb2ludHNSZWRlZW1lZEgAEjIKDnBvaW50c19leHBpcmVkGAwgASgLMhgubm90aWZ5LnYxLlBvaW50c0V4cGlyZWRIABIuCgxjYXJkX2NyZWF0ZWQYDSABKAsyFi5ub3RpZnkudjEuQ2FyZENyZWF0ZWRIABI5ChJndWVzdF9jYXJkX3VwZGF0ZWQYDiABKAsyGy5ub3RpZnkudjEuR3Vlc3RDYXJkVXBkYXRlZEgAEjYKEGd1ZXN0X3JlZ2lzdGVyZWQYDyABKAsyGi5ub3RpZnkudjEuR3Vlc3RSZWdpc3RlcmVkSAASQwoXcmVzdGF1cmFudF9ndWVzdF9qb2luZWQYECABKAsyIC5ub3RpZnkudjEuUmVzdGF1cmFudEd1ZXN0Sm9pbmVkSAASRwoZcmVzdGF1cmFudF9zdGF0dXNfY2hhbmdlZBgRIAEoCzIiLm5vdGlmeS52MS5SZXN0YXVyYW50U3RhdHVzQ2hhbmdlZEgAEkIKFnJlc3RhdXJhbnRfdHJhbnNhY3Rpb24YEiABKAsyIC5ub3RpZnkudjEuUmVzdGF1cmFudFRyYW5zYWN0aW9uSAASLgoMc3lzdGVtX2FsZXJ0GBMgASgLMhYubm90aWZ5LnYxLlN5c3RlbUFsZXJ0SAASOgoSYWRtaW5fbm90aWZpY2F0aW9uGBQgASgLMhwubm90aWZ5LnYxLkFkbWluTm90aWZpY2F0aW9uSAASNgoQYWN0aW9uX2NvbmZpcm1lZBgVIAEoCzIaLm5vdGlmeS52MS5BY3Rpb25Db25maXJtZWRIAEIJCgdwYXlsb2FkIj0KDlN0cmVhbVBvc2l0aW9uEgwKBHJvb20YASABKAkSDgoGb2Zmc2V0GAIgASgEEg0KBWVwb2NoGAMgASgJIk8KEFN1YnNjcmliZVJlcXVlc3QSDQoFcm9vbXMYASADKAkSLAoJcG9zaXRpb25zGAIgAygLMhkubm90aWZ5LnYxLlN0cmVhbVBvc2l0aW9uIvEBChFTdWJzY3JpYmVSZXNwb25zZRIgCgZldmVudHMYASADKAsyEC5ub3RpZnkudjEuRXZlbnQSKQoJY29ubmVjdGVkGAIgASgLMhQubm90aWZ5LnYxLkNvbm5lY3RlZEgAEikKCWhlYXJ0YmVhdBgDIAEoCzIULm5vdGlmeS52MS5IZWFydGJlYXRIABIvCgxkaXNjb25uZWN0ZWQYBCABKAsyFy5ub3RpZnkudjEuRGlzY29ubmVjdGVkSAASKAoGdW5yZWFkGAUgASgLMhYubm90aWZ5LnYxLlVucmVhZENvdW50SABCCQoHY29udHJvbCJfCgtVbnJlYWRDb3VudBINCgVjb3VudBgBIAEoAxIOCgZ1bnNlZW4YAiABKAMSMQoIcmV0dXJuZWQYAyADKAsyHy5ub3RpZnkudjEuUmV0dXJuZWROb3RpZmljYXRpb24idQoUUmV0dXJuZWROb3RpZmljYXRpb24SCgoCaWQYASABKAkSHwoFZXZlbnQYAiABKAsyEC5ub3RpZnkudjEuRXZlbnQSMAoMc25vb3plX3VudGlsGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKqAQoJQ29ubmVjdGVkEg8KB3VzZXJfaWQYASABKAkSHQoEcm9sZRgCIAEoDjIPLm5vdGlmeS52MS5Sb2xlEhEKCXNlcnZlcl9pZBgDIAEoCRI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SIwoFcm9vbXMYBSADKAsyFC5ub3RpZnkudjEuUm9vbVN0YXRlImEKCVJvb21TdGF0ZRIMCgRyb29tGAEgASgJEg0KBWVwb2NoGAIgASgJEg4KBm9mZnNldBgDIAEoBBIRCglyZWNvdmVyZWQYBCABKAgSFAoMc3RhcnRfb2Zmc2V0GAUgASgEIjUKCUhlYXJ0YmVhdBIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKdAQoMRGlzY29ubmVjdGVkEisKBnJlYXNvbhgBIAEoDjIbLm5vdGlmeS52MS5EaXNjb25uZWN0UmVhc29uEjIKD3JlY29ubmVjdF9kZWxheRgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIsCglwb3NpdGlvbnMYAyADKAsyGS5ub3RpZnkudjEuU3RyZWFtUG9zaXRpb24irAYKDlB1Ymxpc2hSZXF1ZXN0Eg0KBXJvb21zGAEgAygJEhcKD2lkZW1wb3RlbmN5X2tleRgCIAEoCRIMCgRyb29tGAMgASgJEiYKBWluYm94GAQgASgLMhcubm90aWZ5LnYxLkluYm94T3B0aW9ucxIuCgxwb2ludHNfYWRkZWQYCiABKAsyFi5ub3RpZnkudjEuUG9pbnRzQWRkZWRIABI0Cg9wb2ludHNfcmVkZWVtZWQYCyABKAsyGS5ub3RpZnkudjEuUG9pbnRzUmVkZWVtZWRIABIyCg5wb2ludHNfZXhwaXJlZBgMIAEoCzIYLm5vdGlmeS52MS5Qb2ludHNFeHBpcmVkSAASLgoMY2FyZF9jcmVhdGVkGA0gASgLMhYubm90aWZ5LnYxLkNhcmRDcmVhdGVkSAASOQoSZ3Vlc3RfY2FyZF91cGRhdGVkGA4gASgLMhsubm90aWZ5LnYxLkd1ZXN0Q2FyZFVwZGF0ZWRIABI2ChBndWVzdF9yZWdpc3RlcmVkGA8gASgLMhoubm90aWZ5LnYxLkd1ZXN0UmVnaXN0ZXJlZEgAEkMKF3Jlc3RhdXJhbnRfZ3Vlc3Rfam9pbmVkGBAgASgLMiAubm90aWZ5LnYxLlJlc3RhdXJhbnRHdWVzdEpvaW5lZEgAEkcKGXJlc3RhdXJhbnRfc3RhdHVzX2NoYW5nZWQYESABKAsyIi5ub3RpZnkudjEuUmVzdGF1cmFudFN0YXR1c0NoYW5nZWRIABJCChZyZXN0YXVyYW50X3RyYW5zYWN0aW9uGBIgASgLMiAubm90aWZ5LnYxLlJlc3RhdXJhbnRUcmFuc2FjdGlvbkgAEi4KDHN5c3RlbV9hbGVydBgTIAEoCzIWLm5vdGlmeS52MS5TeXN0ZW1BbGVydEgAEjoKEmFkbWluX25vdGlmaWNhdGlvbhgUIAEoCzIcLm5vdGlmeS52MS5BZG1pbk5vdGlmaWNhdGlvbkgAEjYKEGFjdGlvbl9jb25maXJtZWQYFSABKAsyGi5ub3RpZnkudjEuQWN0aW9uQ29uZmlybWVkSABCCQoHcGF5bG9hZCLdAQoMSW5ib3hPcHRpb25zEiUKCHByaW9yaXR5GAEgASgOMhMubm90aWZ5LnYxLlByaW9yaXR5EhAKCGNhdGVnb3J5GAIgASgJEgwKBHRhZ3MYAyADKAkSLwoLZXhwaXJlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiYKA3R0bBgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhItCgZhY3Rpb24YBiABKAsyHS5ub3RpZnkudjEuTm90aWZpY2F0aW9uQWN0aW9uInAKEk5vdGlmaWNhdGlvbkFjdGlvbhINCgVsYWJlbBgBIAEoCRINCgN1cmwYAiABKAlIABIyCgdjb25maXJtGAMgASgLMh8ubm90aWZ5LnYxLkNvbmZpcm1BY3Rpb25SZXF1ZXN0SABCCAoGdGFyZ2V0ImQKD1B1Ymxpc2hSZXNwb25zZRIQCghldmVudF9pZBgBIAEoCRIsCglwb3NpdGlvbnMYAiADKAsyGS5ub3RpZnkudjEuU3RyZWFtUG9zaXRpb24SEQoJZHVwbGljYXRlGAMgASgIIkIKE1B1Ymxpc2hCYXRjaFJlcXVlc3QSKwoIcmVxdWVzdHMYASADKAsyGS5ub3RpZnkudjEuUHVibGlzaFJlcXVlc3QiQwoUUHVibGlzaEJhdGNoUmVzcG9uc2USKwoHcmVzdWx0cxgBIAMoCzIaLm5vdGlmeS52MS5QdWJsaXNoUmVzcG9uc2UidwoUQ29uZmlybUFjdGlvblJlcXVlc3QSEQoJYWN0aW9uX2lkGAEgASgJEiUKBmFjdGlvbhgCIAEoDjIVLm5vdGlmeS52MS5BY3Rpb25UeXBlEg4KBmFtb3VudBgDIAEoAxIVCg1yZXN0YXVyYW50X2lkGAQgASgJImkKFUNvbmZpcm1BY3Rpb25SZXNwb25zZRIQCghldmVudF9pZBgBIAEoCRIrCghwb3NpdGlvbhgCIAEoCzIZLm5vdGlmeS52MS5TdHJlYW1Qb3NpdGlvbhIRCglkdXBsaWNhdGUYAyABKAgiEQoPR2V0U3RhdHNSZXF1ZXN0IogBCglOb2RlU3RhdHMSEQoJc2VydmVyX2lkGAEgASgJEhcKD2Nvbm5lY3RlZF91c2VycxgCIAEoAxIPCgdzdHJlYW1zGAMgASgDEg0KBXJvb21zGAQgASgDEi8KC3VwZGF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKCAQoQR2V0U3RhdHNSZXNwb25zZRIiCgRub2RlGAEgASgLMhQubm90aWZ5LnYxLk5vZGVTdGF0cxIjCgVub2RlcxgCIAMoCzIULm5vdGlmeS52MS5Ob2RlU3RhdHMSJQoHY2x1c3RlchgDIAEoCzIULm5vdGlmeS52MS5Ob2RlU3RhdHMqzwEKEERpc2Nvbm5lY3RSZWFzb24SIQodRElTQ09OTkVDVF9SRUFTT05fVU5TUEVDSUZJRUQQABIkCiBESVNDT05ORUNUX1JFQVNPTl9TRVJWRVJfUkVTVEFSVBABEiMKH0RJU0NPTk5FQ1RfUkVBU09OX1RPS0VOX0VYUElSRUQQAhIjCh9ESVNDT05ORUNUX1JFQVNPTl9TTE9XX0NPTlNVTUVSEAMSKAokRElTQ09OTkVDVF9SRUFTT05fQlJPS0VSX1VOQVZBSUxBQkxFEAQyiwMKE05vdGlmaWNhdGlvblNlcnZpY2USSAoJU3Vic2NyaWJlEhsubm90aWZ5LnYxLlN1YnNjcmliZVJlcXVlc3QaHC5ub3RpZnkudjEuU3Vic2NyaWJlUmVzcG9uc2UwARJACgdQdWJsaXNoEhkubm90aWZ5LnYxLlB1Ymxpc2hSZXF1ZXN0Ghoubm90aWZ5LnYxLlB1Ymxpc2hSZXNwb25zZRJPCgxQdWJsaXNoQmF0Y2gSHi5ub3RpZnkudjEuUHVibGlzaEJhdGNoUmVxdWVzdBofLm5vdGlmeS52MS5QdWJsaXNoQmF0Y2hSZXNwb25zZRJSCg1Db25maXJtQWN0aW9uEh8ubm90aWZ5LnYxLkNvbmZpcm1BY3Rpb25SZXF1ZXN0GiAubm90aWZ5LnYxLkNvbmZpcm1BY3Rpb25SZXNwb25zZRJDCghHZXRTdGF0cxIaLm5vdGlmeS52MS5HZXRTdGF0c1JlcXVlc3QaGy5ub3RpZnkudjEuR2V0U3RhdHNSZXNwb25zZUI1WjNnaXRodWIuY29tL21heGxveWFsdHkvbm90aWZ5L2dlbi9ub3RpZnkvdjE7bm90aWZ5djFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_notify_v1_events]);
 
 /**
  * Event is the envelope of every delivered event.
@@ -268,16 +268,36 @@ export const SubscribeResponseSchema: GenMessage<SubscribeResponse> = /*@__PURE_
   messageDesc(file_notify_v1_notify, 3);
 
 /**
- * UnreadCount is the caller's inbox unread count, sent after Connected and
- * whenever it changes, so a badge never needs polling.
+ * UnreadCount is the caller's inbox counts, sent after Connected and
+ * whenever they change, so a badge never needs polling. Both counts are of
+ * the notifications in the inbox: neither archived nor snoozed. Messages
+ * may be merged (protobuf concatenation): the counts are always both
+ * written, and the last ones win; returned lists are appended.
  *
  * @generated from message notify.v1.UnreadCount
  */
 export type UnreadCount = Message<"notify.v1.UnreadCount"> & {
   /**
+   * Unread notifications in the inbox.
+   *
    * @generated from field: int64 count = 1;
    */
   count: bigint;
+
+  /**
+   * Unseen notifications in the inbox: what a badge shows.
+   *
+   * @generated from field: int64 unseen = 2;
+   */
+  unseen: bigint;
+
+  /**
+   * Notifications whose snooze ended since the last message: they are back
+   * in the inbox, unseen and unread.
+   *
+   * @generated from field: repeated notify.v1.ReturnedNotification returned = 3;
+   */
+  returned: ReturnedNotification[];
 };
 
 /**
@@ -286,6 +306,41 @@ export type UnreadCount = Message<"notify.v1.UnreadCount"> & {
  */
 export const UnreadCountSchema: GenMessage<UnreadCount> = /*@__PURE__*/
   messageDesc(file_notify_v1_notify, 4);
+
+/**
+ * ReturnedNotification is an inbox notification back from snooze.
+ *
+ * @generated from message notify.v1.ReturnedNotification
+ */
+export type ReturnedNotification = Message<"notify.v1.ReturnedNotification"> & {
+  /**
+   * The inbox notification's id (InboxService Notification.id).
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * The event, as the inbox keeps it.
+   *
+   * @generated from field: notify.v1.Event event = 2;
+   */
+  event?: Event | undefined;
+
+  /**
+   * When its snooze ended.
+   *
+   * @generated from field: google.protobuf.Timestamp snooze_until = 3;
+   */
+  snoozeUntil?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message notify.v1.ReturnedNotification.
+ * Use `create(ReturnedNotificationSchema)` to create a new message.
+ */
+export const ReturnedNotificationSchema: GenMessage<ReturnedNotification> = /*@__PURE__*/
+  messageDesc(file_notify_v1_notify, 5);
 
 /**
  * Connected is the first message of every stream.
@@ -330,7 +385,7 @@ export type Connected = Message<"notify.v1.Connected"> & {
  * Use `create(ConnectedSchema)` to create a new message.
  */
 export const ConnectedSchema: GenMessage<Connected> = /*@__PURE__*/
-  messageDesc(file_notify_v1_notify, 5);
+  messageDesc(file_notify_v1_notify, 6);
 
 /**
  * RoomState tells where a room of a stream stands when the stream opens.
@@ -383,7 +438,7 @@ export type RoomState = Message<"notify.v1.RoomState"> & {
  * Use `create(RoomStateSchema)` to create a new message.
  */
 export const RoomStateSchema: GenMessage<RoomState> = /*@__PURE__*/
-  messageDesc(file_notify_v1_notify, 6);
+  messageDesc(file_notify_v1_notify, 7);
 
 /**
  * Heartbeat is sent on a stream that has been idle for a heartbeat interval.
@@ -402,7 +457,7 @@ export type Heartbeat = Message<"notify.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_notify_v1_notify, 7);
+  messageDesc(file_notify_v1_notify, 8);
 
 /**
  * Disconnected is the last message before the server ends a stream.
@@ -435,7 +490,7 @@ export type Disconnected = Message<"notify.v1.Disconnected"> & {
  * Use `create(DisconnectedSchema)` to create a new message.
  */
 export const DisconnectedSchema: GenMessage<Disconnected> = /*@__PURE__*/
-  messageDesc(file_notify_v1_notify, 8);
+  messageDesc(file_notify_v1_notify, 9);
 
 /**
  * PublishRequest carries one domain event.
@@ -464,6 +519,14 @@ export type PublishRequest = Message<"notify.v1.PublishRequest"> & {
    * @generated from field: string room = 3;
    */
   room: string;
+
+  /**
+   * How the event is kept in the inboxes it enters (priority, category,
+   * tags, expiry, action). Optional: by default they come from the event.
+   *
+   * @generated from field: notify.v1.InboxOptions inbox = 4;
+   */
+  inbox?: InboxOptions | undefined;
 
   /**
    * The domain event; exactly one must be set.
@@ -550,7 +613,116 @@ export type PublishRequest = Message<"notify.v1.PublishRequest"> & {
  * Use `create(PublishRequestSchema)` to create a new message.
  */
 export const PublishRequestSchema: GenMessage<PublishRequest> = /*@__PURE__*/
-  messageDesc(file_notify_v1_notify, 9);
+  messageDesc(file_notify_v1_notify, 10);
+
+/**
+ * InboxOptions are a publisher's settings for the inbox notifications an
+ * event becomes (one per owner of a personal or admin room it reaches).
+ *
+ * @generated from message notify.v1.InboxOptions
+ */
+export type InboxOptions = Message<"notify.v1.InboxOptions"> & {
+  /**
+   * Unspecified: from the event (AdminNotification.priority, or
+   * SystemAlert.level: INFO low, WARNING medium, ERROR high, CRITICAL
+   * critical), else PRIORITY_MEDIUM.
+   *
+   * @generated from field: notify.v1.Priority priority = 1;
+   */
+  priority: Priority;
+
+  /**
+   * A category to filter by: 1 to 32 characters of [a-z0-9_-], starting
+   * with a letter or digit. Empty: from the event type (points, card,
+   * guests, restaurant, transactions, alerts, actions).
+   *
+   * @generated from field: string category = 2;
+   */
+  category: string;
+
+  /**
+   * Up to 10 tags, each as a category.
+   *
+   * @generated from field: repeated string tags = 3;
+   */
+  tags: string[];
+
+  /**
+   * The notification leaves the inbox at this time (later than now). At
+   * most one of expire_time and ttl.
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 4;
+   */
+  expireTime?: Timestamp | undefined;
+
+  /**
+   * The notification leaves the inbox this long after it is published.
+   *
+   * @generated from field: google.protobuf.Duration ttl = 5;
+   */
+  ttl?: Duration | undefined;
+
+  /**
+   * Something the user can do from the notification.
+   *
+   * @generated from field: notify.v1.NotificationAction action = 6;
+   */
+  action?: NotificationAction | undefined;
+};
+
+/**
+ * Describes the message notify.v1.InboxOptions.
+ * Use `create(InboxOptionsSchema)` to create a new message.
+ */
+export const InboxOptionsSchema: GenMessage<InboxOptions> = /*@__PURE__*/
+  messageDesc(file_notify_v1_notify, 11);
+
+/**
+ * NotificationAction is what a user can do from an inbox notification: open
+ * a link, or confirm an action (a guest's ConfirmAction).
+ *
+ * @generated from message notify.v1.NotificationAction
+ */
+export type NotificationAction = Message<"notify.v1.NotificationAction"> & {
+  /**
+   * The button's text, 1 to 64 characters.
+   *
+   * @generated from field: string label = 1;
+   */
+  label: string;
+
+  /**
+   * Exactly one target.
+   *
+   * @generated from oneof notify.v1.NotificationAction.target
+   */
+  target: {
+    /**
+     * https:// or http:// URL, an app path starting with "/", or a deep
+     * link of an app's own scheme (myapp://...); at most 2048 bytes.
+     * javascript:, data:, vbscript:, file: and blob: are refused.
+     *
+     * @generated from field: string url = 2;
+     */
+    value: string;
+    case: "url";
+  } | {
+    /**
+     * The confirmation the user's client sends with ConfirmAction.
+     *
+     * @generated from field: notify.v1.ConfirmActionRequest confirm = 3;
+     */
+    value: ConfirmActionRequest;
+    case: "confirm";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message notify.v1.NotificationAction.
+ * Use `create(NotificationActionSchema)` to create a new message.
+ */
+export const NotificationActionSchema: GenMessage<NotificationAction> = /*@__PURE__*/
+  messageDesc(file_notify_v1_notify, 12);
 
 /**
  * PublishResponse says where an event was published.
@@ -584,7 +756,7 @@ export type PublishResponse = Message<"notify.v1.PublishResponse"> & {
  * Use `create(PublishResponseSchema)` to create a new message.
  */
 export const PublishResponseSchema: GenMessage<PublishResponse> = /*@__PURE__*/
-  messageDesc(file_notify_v1_notify, 10);
+  messageDesc(file_notify_v1_notify, 13);
 
 /**
  * PublishBatchRequest carries several events.
@@ -603,7 +775,7 @@ export type PublishBatchRequest = Message<"notify.v1.PublishBatchRequest"> & {
  * Use `create(PublishBatchRequestSchema)` to create a new message.
  */
 export const PublishBatchRequestSchema: GenMessage<PublishBatchRequest> = /*@__PURE__*/
-  messageDesc(file_notify_v1_notify, 11);
+  messageDesc(file_notify_v1_notify, 14);
 
 /**
  * PublishBatchResponse has one result per request, in order.
@@ -622,7 +794,7 @@ export type PublishBatchResponse = Message<"notify.v1.PublishBatchResponse"> & {
  * Use `create(PublishBatchResponseSchema)` to create a new message.
  */
 export const PublishBatchResponseSchema: GenMessage<PublishBatchResponse> = /*@__PURE__*/
-  messageDesc(file_notify_v1_notify, 12);
+  messageDesc(file_notify_v1_notify, 15);
 
 /**
  * ConfirmActionRequest is a guest's confirmation of an action.
@@ -658,7 +830,7 @@ export type ConfirmActionRequest = Message<"notify.v1.ConfirmActionRequest"> & {
  * Use `create(ConfirmActionRequestSchema)` to create a new message.
  */
 export const ConfirmActionRequestSchema: GenMessage<ConfirmActionRequest> = /*@__PURE__*/
-  messageDesc(file_notify_v1_notify, 13);
+  messageDesc(file_notify_v1_notify, 16);
 
 /**
  * ConfirmActionResponse says where the confirmation was delivered.
@@ -691,7 +863,7 @@ export type ConfirmActionResponse = Message<"notify.v1.ConfirmActionResponse"> &
  * Use `create(ConfirmActionResponseSchema)` to create a new message.
  */
 export const ConfirmActionResponseSchema: GenMessage<ConfirmActionResponse> = /*@__PURE__*/
-  messageDesc(file_notify_v1_notify, 14);
+  messageDesc(file_notify_v1_notify, 17);
 
 /**
  * GetStatsRequest has no fields.
@@ -706,7 +878,7 @@ export type GetStatsRequest = Message<"notify.v1.GetStatsRequest"> & {
  * Use `create(GetStatsRequestSchema)` to create a new message.
  */
 export const GetStatsRequestSchema: GenMessage<GetStatsRequest> = /*@__PURE__*/
-  messageDesc(file_notify_v1_notify, 15);
+  messageDesc(file_notify_v1_notify, 18);
 
 /**
  * NodeStats describes one node.
@@ -753,7 +925,7 @@ export type NodeStats = Message<"notify.v1.NodeStats"> & {
  * Use `create(NodeStatsSchema)` to create a new message.
  */
 export const NodeStatsSchema: GenMessage<NodeStats> = /*@__PURE__*/
-  messageDesc(file_notify_v1_notify, 16);
+  messageDesc(file_notify_v1_notify, 19);
 
 /**
  * GetStatsResponse has the answering node's stats, every live node's (the
@@ -784,7 +956,7 @@ export type GetStatsResponse = Message<"notify.v1.GetStatsResponse"> & {
  * Use `create(GetStatsResponseSchema)` to create a new message.
  */
 export const GetStatsResponseSchema: GenMessage<GetStatsResponse> = /*@__PURE__*/
-  messageDesc(file_notify_v1_notify, 17);
+  messageDesc(file_notify_v1_notify, 20);
 
 /**
  * DisconnectReason says why the server ends a stream.
