@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/maxloyalty/notify/server/gcfloor"
@@ -23,7 +21,6 @@ modes:
   suite     a few seconds of each mode with small sizes (make bench)
   soak      churn --subscribers (reconnect, resume, slow-consumer cuts) for --duration while
             sampling the server's RSS, goroutines and open files; FAIL on growth or loss (make soak)
-  serve     run a node like notifyd, with --cpuprofile / --memprofile
 
 Run "notifybench <mode> -h" for the flags.
 `
@@ -37,8 +34,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	mode := args[0]
 	switch mode {
-	case "serve":
-		return serveCmd(ctx, args[1:], stderr)
 	case "fanout", "personal", "idle", "publish", "suite", "soak":
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
@@ -138,20 +133,24 @@ func (b *bench) startServer(ctx context.Context) (*server, error) {
 	pid := o.ServerPID
 	if srv != nil {
 		o.GRPCAddr, o.HTTPAddr, pid = srv.grpcAddr, srv.httpAddr, srv.pid
+		if srv.debugAddr != "" {
+			o.ServerDebug = srv.debugAddr
+		}
 		b.progress("server at gRPC %s, HTTP %s (pid %d)", o.GRPCAddr, o.HTTPAddr, pid)
 	} else if pid == 0 {
 		if pid, err = findListener(o.GRPCAddr); err != nil {
 			b.progress("no server RSS/CPU figures: %v (use --server-pid)", err)
 		}
 	}
-	if o.ProfSignal {
-		// SIGUSR2 ends a process that does not handle it, such as notifyd.
-		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if pid == 0 || !bytes.Contains(cmd, []byte("cpuprofile-on-signal")) {
-			return srv, fmt.Errorf("--profile-signal: process %d is not a notifybench serve --cpuprofile-on-signal", pid)
+	b.server = &serverMeter{pid: pid}
+	if o.ServerProfile != "" {
+		if o.ServerDebug == "" {
+			return srv, errors.New("--server-profile needs the server's debug address: --server-debug, or --spawn")
+		}
+		b.server.profile = func() func() error {
+			return fetchProfile(o.ServerDebug, o.ServerProfile, max(1, int(o.Duration.Seconds())))
 		}
 	}
-	b.server = &serverMeter{pid: pid, signal: o.ProfSignal}
 	return srv, nil
 }
 

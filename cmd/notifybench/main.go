@@ -8,7 +8,6 @@
 //	notifybench publish  --concurrency 16 --batch 100 --duration 10s
 //	notifybench suite    --spawn ./bin/notifyd
 //	notifybench soak     --spawn ./bin/notifyd --duration 10m   (churn, resume, cuts; leak check)
-//	notifybench serve    --cpuprofile cpu.pprof --dev ...   (notifyd with profiling)
 //
 // See docs/PERFORMANCE.md for the measured figures and how they were taken.
 package main

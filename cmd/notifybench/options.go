@@ -13,11 +13,12 @@ import (
 
 // options are the flags of every mode.
 type options struct {
-	GRPCAddr   string
-	HTTPAddr   string
-	Secret     string
-	ServerPID  int
-	ProfSignal bool
+	GRPCAddr      string
+	HTTPAddr      string
+	Secret        string
+	ServerPID     int
+	ServerProfile string // a CPU profile of the server's measured phase, written here
+	ServerDebug   string // the server's --debug-addr
 	// CPUProfile is where the load generator's own CPU profile goes.
 	CPUProfile string
 	JSON       bool
@@ -92,7 +93,8 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.HTTPAddr, "http", o.HTTPAddr, "notifyd HTTP address (grpc-web, REST)")
 	fs.StringVar(&o.Secret, "secret", o.Secret, "HS256 secret the tokens are minted with (default: the dev secret)")
 	fs.IntVar(&o.ServerPID, "server-pid", o.ServerPID, "notifyd's process id for RSS and CPU (default: found by the gRPC port)")
-	fs.BoolVar(&o.ProfSignal, "profile-signal", o.ProfSignal, "send SIGUSR2 to the server as the measured phase begins and ends (for notifybench serve --cpuprofile-on-signal)")
+	fs.StringVar(&o.ServerProfile, "server-profile", o.ServerProfile, "write a CPU profile of the server, taken from the start of the measured phase for --duration, to this file (needs --server-debug, or --spawn)")
+	fs.StringVar(&o.ServerDebug, "server-debug", o.ServerDebug, "the server's debug address (notifyd --debug-addr), for --server-profile; --spawn sets it")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", o.CPUProfile, "write a CPU profile of this load generator (not the server) to this file")
 	fs.BoolVar(&o.JSON, "json", o.JSON, "print the results as JSON instead of a table")
 	fs.BoolVar(&o.Quiet, "quiet", o.Quiet, "no progress lines on stderr")

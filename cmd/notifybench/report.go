@@ -8,7 +8,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 )
@@ -97,9 +96,10 @@ type serverMeter struct {
 	serverFrom procStat
 	selfFrom   procStat
 	busyFrom   time.Duration
-	// signal sends SIGUSR2 to the server when the measured phase begins and
-	// ends (notifybench serve --cpuprofile-on-signal profiles just that).
-	signal bool
+	// profile, when set, starts a CPU profile of the server at the start of
+	// the measured phase and returns what waits for it to be written.
+	profile     func() (wait func() error)
+	profileWait func() error
 }
 
 func (m *serverMeter) begin() {
@@ -108,7 +108,9 @@ func (m *serverMeter) begin() {
 	}
 	m.selfFrom, _ = readProc(os.Getpid())
 	m.busyFrom, _ = systemBusy()
-	m.kick()
+	if m.profile != nil {
+		m.profileWait = m.profile()
+	}
 	if m.pid > 0 {
 		m.serverFrom, _ = readProc(m.pid)
 	}
@@ -130,7 +132,12 @@ func (m *serverMeter) end(r *Result) {
 	if m == nil {
 		return
 	}
-	m.kick()
+	if m.profileWait != nil {
+		if err := m.profileWait(); err != nil {
+			r.Notes = append(r.Notes, "server profile: "+err.Error())
+		}
+		m.profileWait = nil
+	}
 	self, err := readProc(os.Getpid())
 	if err != nil || !m.selfFrom.At.Before(self.At) {
 		return
@@ -159,12 +166,6 @@ func (m *serverMeter) end(r *Result) {
 	}
 	if busy, err := systemBusy(); err == nil && busy > m.busyFrom {
 		r.OtherCores = round3(max(0, (busy-m.busyFrom-used).Seconds()/wall))
-	}
-}
-
-func (m *serverMeter) kick() {
-	if m.signal && m.pid > 0 && m.pid != os.Getpid() {
-		_ = syscall.Kill(m.pid, syscall.SIGUSR2)
 	}
 }
 
