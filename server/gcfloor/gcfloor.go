@@ -5,8 +5,8 @@
 // what it kept (the live heap, goroutine stacks and globals), and never
 // below 4 MB. A node publishing at full speed keeps a live heap of a
 // megabyte or two and allocates a few kilobytes per call, so it collects
-// a hundred times a second (in a publish benchmark, collecting and
-// allocating from freshly swept memory took about a third of its CPU). A
+// many times a second, and collecting and allocating from freshly swept
+// memory take much of its CPU (docs/PERFORMANCE.md has the figures). A
 // floor lets the heap grow by at least that many bytes between cycles:
 // after each cycle the GC
 // percent is raised so that the next goal is the kept bytes plus the

@@ -56,7 +56,7 @@ const grpcReadBuffer = 4 << 10
 // grpcStreamWorkers is how many goroutines the gRPC server keeps for running
 // calls. A call that finds one idle runs on it, on a stack that earlier calls
 // already grew, instead of on a new goroutine whose stack grows (copied
-// twice or more) on every call: that was 12% of a unary Publish's CPU. A
+// twice or more) on every call (docs/PERFORMANCE.md has what it saved). A
 // stream holds its worker while it lasts; a call that finds no idle worker
 // gets a goroutine of its own, as without workers.
 const grpcStreamWorkers = 64
