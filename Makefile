@@ -164,7 +164,7 @@ test-go:
 FUZZTIME ?= 10s
 FUZZ_TARGETS := ./server/room:FuzzParse ./server/auth:FuzzVerify ./server/store:FuzzCursor \
                 ./server/hub:FuzzEventType ./server/validate:FuzzValidate ./server/broker:FuzzParseResult \
-                ./server/node:FuzzConfigFile ./server/node:FuzzRESTBodies ./server/node:FuzzResumePositions ./internal/wire:FuzzConn
+                ./server/node:FuzzConfigFile ./server/node:FuzzRESTBodies ./server/node:FuzzResumePositions ./internal/wire:FuzzConn ./gateway:FuzzWebsocketCall
 .PHONY: fuzz
 fuzz:
 	@failed=; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; \
