@@ -27,7 +27,7 @@ type Inbox interface {
 	Insert(ctx context.Context, items []store.NewItem) error
 	List(ctx context.Context, v store.Viewer, q store.ListQuery) ([]store.Item, string, error)
 	UnreadCount(ctx context.Context, v store.Viewer) (int64, error)
-	UnreadCounts(ctx context.Context, users []string) (map[string]int64, error)
+	UnreadCounts(ctx context.Context, users []string) (map[string]store.Counts, error)
 	MarkRead(ctx context.Context, v store.Viewer, ids []string, read bool) error
 	MarkAllRead(ctx context.Context, v store.Viewer) (int64, error)
 	Delete(ctx context.Context, v store.Viewer, id string) error
@@ -214,7 +214,7 @@ func (u *unreadNotifier) run(ctx context.Context) {
 				continue
 			}
 			for _, user := range batch {
-				u.hub.Notify(user, hub.NewUnreadFrame(counts[user]))
+				u.hub.Notify(user, hub.NewUnreadFrame(counts[user].Unread))
 			}
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -17,7 +18,7 @@ type core struct {
 	// writes each call in a transaction of its own.
 	gc *groupCommit
 	// insertSQL inserts one row: owner, event id, type, event, created at,
-	// restaurant.
+	// restaurant, priority, category, tags, expires at, action.
 	insertSQL string
 	// afterInsert, when set (by tests), runs after the i-th item of an
 	// Insert call is written, inside the transaction, with the
@@ -27,8 +28,12 @@ type core struct {
 
 func newCore(eng engine, d dialect) core {
 	b := &qb{d: d}
-	insertSQL := "INSERT INTO inbox_items (owner, event_id, event_type, event, created_at, restaurant_id) VALUES (" +
-		b.arg(nil) + ", " + b.arg(nil) + ", " + b.arg(nil) + ", " + b.arg(nil) + ", " + b.arg(nil) + ", " + b.arg(nil) +
+	ph := make([]string, 11)
+	for i := range ph {
+		ph[i] = b.arg(nil)
+	}
+	insertSQL := "INSERT INTO inbox_items (owner, event_id, event_type, event, created_at, restaurant_id," +
+		" priority, category, tags, expires_at, action) VALUES (" + strings.Join(ph, ", ") +
 		") ON CONFLICT (owner, event_id) DO NOTHING"
 	return core{eng: eng, d: d, now: time.Now, insertSQL: insertSQL}
 }
@@ -42,22 +47,6 @@ func (c *core) wrap(op string, err error) error {
 }
 
 func (c *core) qb() *qb { return &qb{d: c.d} }
-
-// fromView is the FROM clause of a viewer's items: each item with the
-// viewer's state row for it, if any; u is the user id placeholder.
-func fromView(u string) string {
-	return "inbox_items i LEFT JOIN inbox_state s ON s.item_id = i.id AND s.user_id = " + u
-}
-
-// readExpr is the viewer's read flag of item i.
-func readExpr(u string) string {
-	return "(CASE WHEN i.owner = " + u + " THEN i.is_read ELSE COALESCE(s.is_read, FALSE) END)"
-}
-
-// deletedExpr is the viewer's deleted flag of item i.
-func deletedExpr(u string) string {
-	return "(CASE WHEN i.owner = " + u + " THEN i.is_deleted ELSE COALESCE(s.is_deleted, FALSE) END)"
-}
 
 // insert validates items and has them written in one transaction, shared
 // with concurrent calls (see groupCommit).
@@ -83,7 +72,12 @@ func (c *core) writeItems(ctx context.Context, tx dbtx, items []NewItem) error {
 	for i, it := range items {
 		// One statement text for every row: SQLite prepares it once (see
 		// sqliteEngine.stmts), pgx caches it per connection.
-		if _, err := tx.exec(ctx, c.insertSQL, it.Owner, it.EventID, it.EventType, it.Event, c.eng.timeArg(it.CreatedAt), it.Restaurant); err != nil {
+		var expires any
+		if !it.ExpiresAt.IsZero() {
+			expires = c.eng.timeArg(it.ExpiresAt)
+		}
+		if _, err := tx.exec(ctx, c.insertSQL, it.Owner, it.EventID, it.EventType, it.Event, c.eng.timeArg(it.CreatedAt), it.Restaurant,
+			int64(it.Priority), it.Category, strings.Join(it.Tags, ","), expires, it.Action); err != nil {
 			return fmt.Errorf("item %d: %w", i, err)
 		}
 		if c.afterInsert != nil {
@@ -100,24 +94,35 @@ func (c *core) list(ctx context.Context, v Viewer, q ListQuery) ([]Item, string,
 	if err != nil {
 		return nil, "", c.wrap("list", err)
 	}
-	after, types, err := checkListQuery(q)
+	after, f, err := checkListQuery(q)
 	if err != nil {
 		return nil, "", c.wrap("list", err)
 	}
+	now := c.now().UTC().Truncate(time.Microsecond)
 	b := c.qb()
-	u := b.arg(vw.user)
-	sql := "SELECT i.id, i.owner, i.event_id, i.event_type, i.event, " + readExpr(u) + ", i.created_at FROM " +
-		fromView(u) + " WHERE " + b.inStrings("i.owner", vw.all) + " AND NOT " + deletedExpr(u)
-	if after > 0 {
-		sql += " AND i.id < " + b.arg(after)
-	}
+	n := b.arg(c.eng.timeArg(now))
+	fromSQL, get := b.from(vw)
+	sql := "SELECT i.id, i.owner, i.event_id, i.event_type, i.event, " + get("is_read") + ", i.created_at, " +
+		get("is_seen") + ", " + get("seen_at") + ", " + get("read_at") + ", " + get("archived_at") + ", " +
+		get("snoozed_until") + ", i.priority, i.category, i.tags, i.expires_at, i.action FROM " +
+		fromSQL + " WHERE " + b.inStrings("i.owner", vw.all) + " AND NOT " + get("is_deleted") +
+		" AND " + notExpired("i.", n) + " AND " + stateCond(get, f.state, n) + b.filterCond("i.", f)
 	if q.UnreadOnly {
-		sql += " AND NOT " + readExpr(u)
+		sql += " AND NOT " + get("is_read")
 	}
-	if len(types) > 0 {
-		sql += " AND " + b.inStrings("i.event_type", types)
+	switch {
+	case after.id > 0 && q.Order == OrderPriority:
+		p, id := b.arg(int64(after.priority)), b.arg(after.id)
+		sql += " AND (i.priority < " + p + " OR (i.priority = " + p + " AND i.id < " + id + "))"
+	case after.id > 0:
+		sql += " AND i.id < " + b.arg(after.id)
 	}
-	sql += " ORDER BY i.id DESC LIMIT " + b.arg(int64(q.Limit+1))
+	if q.Order == OrderPriority {
+		sql += " ORDER BY i.priority DESC, i.id DESC"
+	} else {
+		sql += " ORDER BY i.id DESC"
+	}
+	sql += " LIMIT " + b.arg(int64(q.Limit+1))
 
 	r, err := c.eng.reader().query(ctx, sql, b.args...)
 	if err != nil {
@@ -128,15 +133,31 @@ func (c *core) list(ctx context.Context, v Viewer, q ListQuery) ([]Item, string,
 	var ids []int64
 	for r.Next() {
 		var (
-			it Item
-			id int64
-			td = c.eng.newTimeDest()
+			it       Item
+			id, prio int64
+			tags     string
+			created  = c.eng.newTimeDest()
+			times    = [5]timeDest{c.eng.newNullTimeDest(), c.eng.newNullTimeDest(), c.eng.newNullTimeDest(), c.eng.newNullTimeDest(), c.eng.newNullTimeDest()}
 		)
-		if err := r.Scan(&id, &it.Owner, &it.EventID, &it.EventType, &it.Event, &it.Read, td.dest()); err != nil {
+		if err := r.Scan(&id, &it.Owner, &it.EventID, &it.EventType, &it.Event, &it.Read, created.dest(),
+			&it.Seen, times[0].dest(), times[1].dest(), times[2].dest(), times[3].dest(),
+			&prio, &it.Category, &tags, times[4].dest(), &it.Action); err != nil {
 			return nil, "", c.wrap("list", err)
 		}
 		it.ID = formatID(id)
-		it.CreatedAt = td.value()
+		it.CreatedAt = created.value()
+		it.SeenAt, it.ReadAt, it.ArchivedAt = times[0].value(), times[1].value(), times[2].value()
+		if t := times[3].value(); t.After(now) {
+			it.SnoozedUntil = t
+		}
+		it.ExpiresAt = times[4].value()
+		it.Priority = int(prio)
+		if tags != "" {
+			it.Tags = strings.Split(tags, ",")
+		}
+		if len(it.Action) == 0 {
+			it.Action = nil
+		}
 		items = append(items, it)
 		ids = append(ids, id)
 	}
@@ -146,7 +167,12 @@ func (c *core) list(ctx context.Context, v Viewer, q ListQuery) ([]Item, string,
 	next := ""
 	if len(items) > q.Limit {
 		items = items[:q.Limit]
-		next = encodeCursor(ids[q.Limit-1])
+		last := items[q.Limit-1]
+		if q.Order == OrderPriority {
+			next = encodePriorityCursor(last.Priority, ids[q.Limit-1])
+		} else {
+			next = encodeCursor(ids[q.Limit-1])
+		}
 	}
 	return items, next, nil
 }
@@ -171,23 +197,6 @@ func queryInt64(ctx context.Context, db dbtx, sql string, args ...any) (int64, e
 	return n, r.Err()
 }
 
-func (c *core) unreadCount(ctx context.Context, v Viewer) (int64, error) {
-	vw, err := checkViewer(v)
-	if err != nil {
-		return 0, c.wrap("unread count", err)
-	}
-	b := c.qb()
-	u := b.arg(vw.user)
-	sql := "SELECT COUNT(*) FROM inbox_items WHERE owner = " + u + " AND NOT is_read AND NOT is_deleted"
-	if len(vw.groups) > 0 {
-		sql = "SELECT (" + sql + ") + (SELECT COUNT(*) FROM " + fromView(u) + " WHERE " +
-			b.inStrings("i.owner", vw.groups) +
-			" AND NOT COALESCE(s.is_read, FALSE) AND NOT COALESCE(s.is_deleted, FALSE))"
-	}
-	n, err := queryInt64(ctx, c.eng.reader(), sql, b.args...)
-	return n, c.wrap("unread count", err)
-}
-
 // hasEventFrom reports whether owner has a row from restaurant, deleted
 // (a tombstone) or not.
 func (c *core) hasEventFrom(ctx context.Context, owner, restaurant string) (bool, error) {
@@ -201,196 +210,27 @@ func (c *core) hasEventFrom(ctx context.Context, owner, restaurant string) (bool
 	return n > 0, c.wrap("has event from", err)
 }
 
-// MaxCountUsers bounds the users of one UnreadCounts call.
-const MaxCountUsers = 500
-
-// unreadCounts counts the unread, undeleted items of each of users (their
-// own items only: no groups) in one query. Users with none are absent from
-// the result.
-func (c *core) unreadCounts(ctx context.Context, users []string) (map[string]int64, error) {
-	switch {
-	case len(users) == 0:
-		return map[string]int64{}, nil
-	case len(users) > MaxCountUsers:
-		return nil, c.wrap("unread counts", fmt.Errorf("%w: %d users, at most %d", ErrInvalid, len(users), MaxCountUsers))
-	case slices.Contains(users, ""):
-		return nil, c.wrap("unread counts", fmt.Errorf("%w: empty user id", ErrInvalid))
-	}
-	b := c.qb()
-	sql := "SELECT owner, COUNT(*) FROM inbox_items WHERE " + b.inStrings("owner", users) +
-		" AND NOT is_read AND NOT is_deleted GROUP BY owner"
-	r, err := c.eng.reader().query(ctx, sql, b.args...)
-	if err != nil {
-		return nil, c.wrap("unread counts", err)
-	}
-	defer r.Close()
-	out := make(map[string]int64, len(users))
-	for r.Next() {
-		var owner string
-		var n int64
-		if err := r.Scan(&owner, &n); err != nil {
-			return nil, c.wrap("unread counts", err)
-		}
-		out[owner] = n
-	}
-	return out, c.wrap("unread counts", r.Err())
-}
-
-// visible locks and returns the items among ids the viewer sees, split into
-// the viewer's own items and shared ones.
-func (c *core) visible(ctx context.Context, tx dbtx, vw viewer, ids []int64) (own, shared []int64, err error) {
-	b := c.qb()
-	u := b.arg(vw.user)
-	sql := "SELECT i.id, i.owner FROM " + fromView(u) + " WHERE " + b.inInts("i.id", ids) +
-		" AND " + b.inStrings("i.owner", vw.all) + " AND NOT " + deletedExpr(u) + c.d.rowLock
-	r, err := tx.query(ctx, sql, b.args...)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer r.Close()
-	for r.Next() {
-		var (
-			id    int64
-			owner string
-		)
-		if err := r.Scan(&id, &owner); err != nil {
-			return nil, nil, err
-		}
-		if owner == vw.user {
-			own = append(own, id)
-		} else {
-			shared = append(shared, id)
-		}
-	}
-	if err := r.Err(); err != nil {
-		return nil, nil, err
-	}
-	if len(own)+len(shared) != len(ids) {
-		for _, id := range ids {
-			if !slices.Contains(own, id) && !slices.Contains(shared, id) {
-				return nil, nil, fmt.Errorf("%w: item %s", ErrNotFound, formatID(id))
-			}
-		}
-	}
-	return own, shared, nil
-}
-
-// setState sets one flag of the viewer's items: col is "is_read" or
-// "is_deleted"; own and shared come from visible.
-func (c *core) setState(ctx context.Context, tx dbtx, vw viewer, own, shared []int64, col string, val bool) error {
-	if len(own) > 0 {
-		b := c.qb()
-		sql := "UPDATE inbox_items SET " + col + " = " + boolLit(val) + " WHERE " + b.inInts("id", own) +
-			" AND owner = " + b.arg(vw.user)
-		if _, err := tx.exec(ctx, sql, b.args...); err != nil {
-			return err
-		}
-	}
-	if len(shared) > 0 {
-		b := c.qb()
-		sql := "INSERT INTO inbox_state (user_id, item_id, " + col + ") SELECT CAST(" + b.arg(vw.user) +
-			" AS TEXT), i.id, " + boolLit(val) + " FROM inbox_items i WHERE " + b.inInts("i.id", shared) +
-			" ON CONFLICT (user_id, item_id) DO UPDATE SET " + col + " = excluded." + col
-		if _, err := tx.exec(ctx, sql, b.args...); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 func (c *core) markRead(ctx context.Context, v Viewer, ids []string, read bool) error {
-	vw, err := checkViewer(v)
-	if err != nil {
-		return c.wrap("mark read", err)
+	ch := Change{Action: ActionRead}
+	if !read {
+		ch.Action = ActionUnread
 	}
-	parsed, err := checkIDs(ids)
-	if err != nil {
-		return c.wrap("mark read", err)
-	}
-	err = c.eng.inTx(ctx, func(tx dbtx) error {
-		own, shared, err := c.visible(ctx, tx, vw, parsed)
-		if err != nil {
-			return err
-		}
-		return c.setState(ctx, tx, vw, own, shared, "is_read", read)
-	})
-	return c.wrap("mark read", err)
+	return c.update(ctx, "mark read", v, ids, ch)
 }
 
 func (c *core) delete(ctx context.Context, v Viewer, id string) error {
-	vw, err := checkViewer(v)
-	if err != nil {
+	if _, err := parseID(id); err != nil {
 		return c.wrap("delete", err)
 	}
-	parsed, err := parseID(id)
-	if err != nil {
-		return c.wrap("delete", err)
-	}
-	err = c.eng.inTx(ctx, func(tx dbtx) error {
-		own, shared, err := c.visible(ctx, tx, vw, []int64{parsed})
-		if err != nil {
-			return err
-		}
-		return c.setState(ctx, tx, vw, own, shared, "is_deleted", true)
-	})
-	return c.wrap("delete", err)
-}
-
-// setAll sets one flag ("is_read" or "is_deleted") to true on every item
-// the viewer sees that does not have it yet, and returns how many changed.
-func (c *core) setAll(ctx context.Context, vw viewer, col string) (int64, error) {
-	var total int64
-	err := c.eng.inTx(ctx, func(tx dbtx) error {
-		b := c.qb()
-		sql := "UPDATE inbox_items SET " + col + " = TRUE WHERE owner = " + b.arg(vw.user) + " AND NOT is_deleted"
-		if col == "is_read" {
-			sql += " AND NOT is_read"
-		}
-		n, err := tx.exec(ctx, sql, b.args...)
-		if err != nil {
-			return err
-		}
-		total = n
-		if len(vw.groups) == 0 {
-			return nil
-		}
-		b = c.qb()
-		u := b.arg(vw.user)
-		sql = "INSERT INTO inbox_state (user_id, item_id, " + col + ") SELECT CAST(" + u + " AS TEXT), i.id, TRUE FROM " +
-			fromView(u) + " WHERE " + b.inStrings("i.owner", vw.groups) + " AND NOT COALESCE(s.is_deleted, FALSE)"
-		if col == "is_read" {
-			sql += " AND NOT COALESCE(s.is_read, FALSE)"
-		}
-		sql += " ON CONFLICT (user_id, item_id) DO UPDATE SET " + col + " = TRUE"
-		n, err = tx.exec(ctx, sql, b.args...)
-		if err != nil {
-			return err
-		}
-		total += n
-		return nil
-	})
-	if err != nil {
-		return 0, err
-	}
-	return total, nil
+	return c.update(ctx, "delete", v, []string{id}, Change{Action: ActionDelete})
 }
 
 func (c *core) markAllRead(ctx context.Context, v Viewer) (int64, error) {
-	vw, err := checkViewer(v)
-	if err != nil {
-		return 0, c.wrap("mark all read", err)
-	}
-	n, err := c.setAll(ctx, vw, "is_read")
-	return n, c.wrap("mark all read", err)
+	return c.updateWhere(ctx, "mark all read", v, Filter{State: StateInbox}, Change{Action: ActionRead})
 }
 
 func (c *core) clear(ctx context.Context, v Viewer) (int64, error) {
-	vw, err := checkViewer(v)
-	if err != nil {
-		return 0, c.wrap("clear", err)
-	}
-	n, err := c.setAll(ctx, vw, "is_deleted")
-	return n, c.wrap("clear", err)
+	return c.updateWhere(ctx, "clear", v, Filter{State: StateAll}, Change{Action: ActionDelete})
 }
 
 func (c *core) preferences(ctx context.Context, userID string) (Preferences, error) {
@@ -470,6 +310,17 @@ func (c *core) prune(ctx context.Context, maxPerOwner int, maxAge time.Duration,
 			b := c.qb()
 			cut := now.Add(-maxAge).UTC().Truncate(time.Microsecond)
 			n, err := tx.exec(ctx, "DELETE FROM inbox_items WHERE created_at < "+b.arg(c.eng.timeArg(cut)), b.args...)
+			if err != nil {
+				return err
+			}
+			total += n
+		}
+		if !now.IsZero() {
+			// Expired items leave the inbox: queries hide them at once,
+			// pruning removes them.
+			b := c.qb()
+			n, err := tx.exec(ctx, "DELETE FROM inbox_items WHERE expires_at <= "+
+				b.arg(c.eng.timeArg(now.UTC().Truncate(time.Microsecond))), b.args...)
 			if err != nil {
 				return err
 			}

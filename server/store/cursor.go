@@ -58,3 +58,45 @@ func parseID(s string) (int64, error) {
 	}
 	return id, nil
 }
+
+// maxPriorityCursorLen bounds an encoded priority cursor: base64url of
+// "p", a priority digit, "." and at most 19 digits.
+const maxPriorityCursorLen = 30
+
+// cursor is where a page ended: an item id and, in priority order, its
+// priority.
+type cursor struct {
+	priority int
+	id       int64
+}
+
+// encodePriorityCursor returns the opaque cursor of a page in priority
+// order ending at the item with this priority and id. Its text differs
+// from a newest-first cursor's, so that one is never taken for the other.
+func encodePriorityCursor(priority int, id int64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("p" + strconv.Itoa(priority) + "." + formatID(id)))
+}
+
+// decodePriorityCursor returns the place a cursor made by
+// encodePriorityCursor carries. Anything else is an ErrInvalid.
+func decodePriorityCursor(s string) (cursor, error) {
+	if len(s) > maxPriorityCursorLen {
+		return cursor{}, fmt.Errorf("%w: cursor: too long (%d bytes)", ErrInvalid, len(s))
+	}
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(s)
+	if err != nil {
+		return cursor{}, fmt.Errorf("%w: cursor: not base64url: %w", ErrInvalid, err)
+	}
+	if len(raw) < 4 || raw[0] != 'p' || raw[1] < '0' || raw[1] > '0'+MaxPriority || raw[2] != '.' {
+		return cursor{}, fmt.Errorf("%w: cursor: not from a list in priority order", ErrInvalid)
+	}
+	id, err := parseID(string(raw[3:]))
+	if err != nil {
+		return cursor{}, fmt.Errorf("%w: cursor: does not hold an item id", ErrInvalid)
+	}
+	c := cursor{priority: int(raw[1] - '0'), id: id}
+	if encodePriorityCursor(c.priority, c.id) != s {
+		return cursor{}, fmt.Errorf("%w: cursor: not in canonical form", ErrInvalid)
+	}
+	return c, nil
+}

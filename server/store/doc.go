@@ -15,7 +15,28 @@
 // deleted flags; shared rows keep read and deleted state per viewer, so one
 // member marking a shared row read, or deleting it, does not affect another
 // member. The store trusts the Viewer it is given: checking that a user really
-// belongs to the groups named is the caller's job.
+// belongs to the groups named is the caller's job. A GroupsOnly viewer sees
+// the groups' rows only, with the user's state: someone acting for the user
+// in the shared inbox.
+//
+// # States
+//
+// Each viewer has, for each item it sees, states with their times: seen
+// (shown; badges count unseen items), read (reading sees too), archived
+// (out of the inbox, kept) and snoozed until a time. "The inbox" is the
+// items neither archived nor snoozed; UnreadCount, UnreadCounts and the
+// unseen and unread Counts are of the inbox. A snooze hides an item until
+// its end and makes it unseen and unread: the item comes back by itself
+// when the end passes, with no write, so that every node can tell when
+// (NextWake, SnoozesEnded) and announce it to its own streams. Archiving
+// ends a snooze; snoozing unarchives. Update changes items by id, and
+// UpdateWhere every item matching a Filter (state, event types,
+// categories, priorities), each in one transaction.
+//
+// Items carry the publisher's metadata: a priority (0 to 4, which List can
+// order by), a category and tags, an optional action (opaque) and an
+// optional expiry, after which the item is neither listed, counted nor
+// found, and Prune deletes it (ExpiredOwners tells whose counts changed).
 //
 // A row may name the restaurant its event is from (NewItem.Restaurant):
 // HasEventFrom tells whether an owner has, or had until Prune removed the
@@ -29,8 +50,8 @@
 //
 // Every method of *SQLite and *Postgres is safe for concurrent use by any
 // number of goroutines. Each method that writes runs in a single transaction:
-// it either takes full effect or none (Insert of a batch, MarkRead of many
-// ids, Prune). Reads see only committed data. SQLite serialises all writes
+// it either takes full effect or none (Insert of a batch, MarkRead or Update
+// of many ids, UpdateWhere, Prune). Reads see only committed data. SQLite serialises all writes
 // through one connection, waiting up to its busy timeout for other processes,
 // and serves reads from a separate pool of read-only connections (WAL mode),
 // so reads do not wait for writes; each committed SQLite write is synced to

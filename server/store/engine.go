@@ -47,6 +47,9 @@ type engine interface {
 	timeArg(t time.Time) any
 	// newTimeDest returns a destination for scanning a timestamp column.
 	newTimeDest() timeDest
+	// newNullTimeDest returns a destination for scanning a nullable
+	// timestamp column; NULL scans as the zero time.
+	newNullTimeDest() timeDest
 	// classify wraps driver errors in ErrUnavailable or ErrInvalid where
 	// they mean that, and returns other errors unchanged.
 	classify(err error) error
@@ -60,6 +63,8 @@ type dialect struct {
 	// rowLock is appended to a SELECT over "inbox_items i" to lock the
 	// selected items until the transaction ends.
 	rowLock string
+	// tsType is the type of timestamp columns, for casts.
+	tsType string
 }
 
 // qb builds one statement's argument list.

@@ -549,6 +549,7 @@ func (e *fakeEngine) inTx(ctx context.Context, fn func(tx dbtx) error) error {
 func (e *fakeEngine) lockMigrations(context.Context, dbtx) error { return nil }
 func (e *fakeEngine) timeArg(t time.Time) any                    { return t }
 func (e *fakeEngine) newTimeDest() timeDest                      { return &pgTimeDest{} }
+func (e *fakeEngine) newNullTimeDest() timeDest                  { return &pgNullTimeDest{} }
 func (e *fakeEngine) classify(err error) error                   { return err }
 
 type fakeRunner struct{ tx *fakeTx }

@@ -51,7 +51,11 @@ func OpenPostgres(ctx context.Context, dsn string) (*Postgres, error) {
 		return nil, fmt.Errorf("store: open postgres: %w", err)
 	}
 	eng := &pgEngine{pool: pool}
-	s := &Postgres{c: newCore(eng, dialect{dollar: true, rowLock: " FOR UPDATE OF i"}), pool: pool}
+	// FOR NO KEY UPDATE, not FOR UPDATE: the items are changed but never
+	// their key, and a concurrent insert of a viewer's state row takes a
+	// KEY SHARE lock on its item (the foreign key), which FOR UPDATE would
+	// block, deadlocking an action by id with a bulk one.
+	s := &Postgres{c: newCore(eng, dialect{dollar: true, rowLock: " FOR NO KEY UPDATE OF i", tsType: "timestamptz"}), pool: pool}
 	if err := s.open(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("store: open postgres: %w", classifyConnect(err))
@@ -94,21 +98,64 @@ func (s *Postgres) Insert(ctx context.Context, items []NewItem) error {
 	return s.c.insert(ctx, items)
 }
 
-// List returns up to q.Limit of the viewer's items, newest first, and the
-// cursor of the next page ("" on the last page). A malformed cursor or a
-// limit outside 1..MaxPageSize is ErrInvalid.
+// List returns up to q.Limit of the viewer's items matching q, newest
+// first or by priority, and the cursor of the next page ("" on the last
+// page). Expired items are never listed. A malformed cursor (or one of the
+// other order), a limit outside 1..MaxPageSize or a bad filter is
+// ErrInvalid.
 func (s *Postgres) List(ctx context.Context, v Viewer, q ListQuery) ([]Item, string, error) {
 	return s.c.list(ctx, v, q)
 }
 
-// UnreadCount returns how many of the viewer's items are unread.
+// UnreadCount returns how many items of the viewer's inbox (neither
+// archived nor snoozed) are unread.
 func (s *Postgres) UnreadCount(ctx context.Context, v Viewer) (int64, error) {
 	return s.c.unreadCount(ctx, v)
 }
 
-// UnreadCounts counts the unread items of several users in one query.
-func (s *Postgres) UnreadCounts(ctx context.Context, users []string) (map[string]int64, error) {
+// UnreadCounts counts the unseen and unread items of several users'
+// inboxes in one query (Counts.Unseen and Counts.Unread only).
+func (s *Postgres) UnreadCounts(ctx context.Context, users []string) (map[string]Counts, error) {
 	return s.c.unreadCounts(ctx, users)
+}
+
+// Counts counts the viewer's items per state.
+func (s *Postgres) Counts(ctx context.Context, v Viewer) (Counts, error) {
+	return s.c.counts(ctx, v)
+}
+
+// Update applies ch to 1..MaxMarkIDs items at once, in one transaction.
+// If any id is not an item the viewer sees, it returns ErrNotFound and
+// changes nothing; a malformed id, an unknown action or a snooze that does
+// not end after now is ErrInvalid. Items whose state already is what ch
+// makes it keep their times.
+func (s *Postgres) Update(ctx context.Context, v Viewer, ids []string, ch Change) error {
+	return s.c.update(ctx, "update", v, ids, ch)
+}
+
+// UpdateWhere applies ch to every item of the viewer matching f, in one
+// transaction, and returns how many changed.
+func (s *Postgres) UpdateWhere(ctx context.Context, v Viewer, f Filter, ch Change) (int64, error) {
+	return s.c.updateWhere(ctx, "update where", v, f, ch)
+}
+
+// NextWake returns the earliest time after after when a snooze ends or an
+// item expires, of any viewer; false when there is none.
+func (s *Postgres) NextWake(ctx context.Context, after time.Time) (time.Time, bool, error) {
+	return s.c.nextWake(ctx, after)
+}
+
+// SnoozesEnded returns, in (Until, ID, User) order, up to limit
+// (1..MaxEnded) snoozes that ended after the mark and at or before until,
+// of items still in their viewer's inbox. Page on with the last one's Mark.
+func (s *Postgres) SnoozesEnded(ctx context.Context, after SnoozeMark, until time.Time, limit int) ([]Returned, error) {
+	return s.c.snoozesEnded(ctx, after, until, limit)
+}
+
+// ExpiredOwners returns the owners of items that expired after after and
+// at or before until.
+func (s *Postgres) ExpiredOwners(ctx context.Context, after, until time.Time) ([]string, error) {
+	return s.c.expiredOwners(ctx, after, until)
 }
 
 // MarkRead sets the viewer's read state of 1..MaxMarkIDs items at once. If
@@ -118,8 +165,8 @@ func (s *Postgres) MarkRead(ctx context.Context, v Viewer, ids []string, read bo
 	return s.c.markRead(ctx, v, ids, read)
 }
 
-// MarkAllRead marks every item the viewer sees as read and returns how many
-// changed.
+// MarkAllRead marks every item of the viewer's inbox (neither archived nor
+// snoozed) read and returns how many changed.
 func (s *Postgres) MarkAllRead(ctx context.Context, v Viewer) (int64, error) {
 	return s.c.markAllRead(ctx, v)
 }
@@ -154,9 +201,10 @@ func (s *Postgres) HasEventFrom(ctx context.Context, owner, restaurant string) (
 	return s.c.hasEventFrom(ctx, owner, restaurant)
 }
 
-// Prune deletes items created before now-maxAge and, per owner, all but the
-// newest maxPerOwner items, with their per-viewer state; a zero bound is
-// disabled. It returns how many items it deleted.
+// Prune deletes items created before now-maxAge, items expired at now
+// (unless now is zero) and, per owner, all but the newest maxPerOwner
+// items, with their per-viewer state; a zero bound is disabled. It returns
+// how many items it deleted.
 func (s *Postgres) Prune(ctx context.Context, maxPerOwner int, maxAge time.Duration, now time.Time) (int64, error) {
 	return s.c.prune(ctx, maxPerOwner, maxAge, now)
 }
@@ -202,6 +250,8 @@ func (e *pgEngine) timeArg(t time.Time) any { return t }
 
 func (e *pgEngine) newTimeDest() timeDest { return &pgTimeDest{} }
 
+func (e *pgEngine) newNullTimeDest() timeDest { return &pgNullTimeDest{} }
+
 func (e *pgEngine) classify(err error) error { return classifyPG(err) }
 
 // classifyPG wraps err in ErrUnavailable when the server could not be
@@ -241,6 +291,17 @@ type pgTimeDest struct{ v time.Time }
 
 func (d *pgTimeDest) dest() any        { return &d.v }
 func (d *pgTimeDest) value() time.Time { return d.v.UTC() }
+
+// pgNullTimeDest scans a nullable timestamptz column.
+type pgNullTimeDest struct{ v *time.Time }
+
+func (d *pgNullTimeDest) dest() any { return &d.v }
+func (d *pgNullTimeDest) value() time.Time {
+	if d.v == nil {
+		return time.Time{}
+	}
+	return d.v.UTC()
+}
 
 // pgxQuerier is the part of *pgxpool.Pool and pgx.Tx that pgxRunner uses.
 type pgxQuerier interface {

@@ -52,7 +52,7 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 		return nil, fmt.Errorf("store: open sqlite: %w", err)
 	}
 	eng := &sqliteEngine{}
-	s := &SQLite{c: newCore(eng, dialect{}), eng: eng}
+	s := &SQLite{c: newCore(eng, dialect{tsType: "INTEGER"}), eng: eng}
 	if err := s.open(ctx, abs); err != nil {
 		if cerr := eng.close(); cerr != nil {
 			err = errors.Join(err, cerr)
@@ -128,21 +128,64 @@ func (s *SQLite) Insert(ctx context.Context, items []NewItem) error {
 	return s.c.insert(ctx, items)
 }
 
-// List returns up to q.Limit of the viewer's items, newest first, and the
-// cursor of the next page ("" on the last page). A malformed cursor or a
-// limit outside 1..MaxPageSize is ErrInvalid.
+// List returns up to q.Limit of the viewer's items matching q, newest
+// first or by priority, and the cursor of the next page ("" on the last
+// page). Expired items are never listed. A malformed cursor (or one of the
+// other order), a limit outside 1..MaxPageSize or a bad filter is
+// ErrInvalid.
 func (s *SQLite) List(ctx context.Context, v Viewer, q ListQuery) ([]Item, string, error) {
 	return s.c.list(ctx, v, q)
 }
 
-// UnreadCount returns how many of the viewer's items are unread.
+// UnreadCount returns how many items of the viewer's inbox (neither
+// archived nor snoozed) are unread.
 func (s *SQLite) UnreadCount(ctx context.Context, v Viewer) (int64, error) {
 	return s.c.unreadCount(ctx, v)
 }
 
-// UnreadCounts counts the unread items of several users in one query.
-func (s *SQLite) UnreadCounts(ctx context.Context, users []string) (map[string]int64, error) {
+// UnreadCounts counts the unseen and unread items of several users'
+// inboxes in one query (Counts.Unseen and Counts.Unread only).
+func (s *SQLite) UnreadCounts(ctx context.Context, users []string) (map[string]Counts, error) {
 	return s.c.unreadCounts(ctx, users)
+}
+
+// Counts counts the viewer's items per state.
+func (s *SQLite) Counts(ctx context.Context, v Viewer) (Counts, error) {
+	return s.c.counts(ctx, v)
+}
+
+// Update applies ch to 1..MaxMarkIDs items at once, in one transaction.
+// If any id is not an item the viewer sees, it returns ErrNotFound and
+// changes nothing; a malformed id, an unknown action or a snooze that does
+// not end after now is ErrInvalid. Items whose state already is what ch
+// makes it keep their times.
+func (s *SQLite) Update(ctx context.Context, v Viewer, ids []string, ch Change) error {
+	return s.c.update(ctx, "update", v, ids, ch)
+}
+
+// UpdateWhere applies ch to every item of the viewer matching f, in one
+// transaction, and returns how many changed.
+func (s *SQLite) UpdateWhere(ctx context.Context, v Viewer, f Filter, ch Change) (int64, error) {
+	return s.c.updateWhere(ctx, "update where", v, f, ch)
+}
+
+// NextWake returns the earliest time after after when a snooze ends or an
+// item expires, of any viewer; false when there is none.
+func (s *SQLite) NextWake(ctx context.Context, after time.Time) (time.Time, bool, error) {
+	return s.c.nextWake(ctx, after)
+}
+
+// SnoozesEnded returns, in (Until, ID, User) order, up to limit
+// (1..MaxEnded) snoozes that ended after the mark and at or before until,
+// of items still in their viewer's inbox. Page on with the last one's Mark.
+func (s *SQLite) SnoozesEnded(ctx context.Context, after SnoozeMark, until time.Time, limit int) ([]Returned, error) {
+	return s.c.snoozesEnded(ctx, after, until, limit)
+}
+
+// ExpiredOwners returns the owners of items that expired after after and
+// at or before until.
+func (s *SQLite) ExpiredOwners(ctx context.Context, after, until time.Time) ([]string, error) {
+	return s.c.expiredOwners(ctx, after, until)
 }
 
 // MarkRead sets the viewer's read state of 1..MaxMarkIDs items at once. If
@@ -152,8 +195,8 @@ func (s *SQLite) MarkRead(ctx context.Context, v Viewer, ids []string, read bool
 	return s.c.markRead(ctx, v, ids, read)
 }
 
-// MarkAllRead marks every item the viewer sees as read and returns how many
-// changed.
+// MarkAllRead marks every item of the viewer's inbox (neither archived nor
+// snoozed) read and returns how many changed.
 func (s *SQLite) MarkAllRead(ctx context.Context, v Viewer) (int64, error) {
 	return s.c.markAllRead(ctx, v)
 }
@@ -188,9 +231,10 @@ func (s *SQLite) HasEventFrom(ctx context.Context, owner, restaurant string) (bo
 	return s.c.hasEventFrom(ctx, owner, restaurant)
 }
 
-// Prune deletes items created before now-maxAge and, per owner, all but the
-// newest maxPerOwner items, with their per-viewer state; a zero bound is
-// disabled. It returns how many items it deleted.
+// Prune deletes items created before now-maxAge, items expired at now
+// (unless now is zero) and, per owner, all but the newest maxPerOwner
+// items, with their per-viewer state; a zero bound is disabled. It returns
+// how many items it deleted.
 func (s *SQLite) Prune(ctx context.Context, maxPerOwner int, maxAge time.Duration, now time.Time) (int64, error) {
 	return s.c.prune(ctx, maxPerOwner, maxAge, now)
 }
@@ -288,6 +332,8 @@ func (e *sqliteEngine) timeArg(t time.Time) any { return t.UnixMicro() }
 
 func (e *sqliteEngine) newTimeDest() timeDest { return &unixMicroDest{} }
 
+func (e *sqliteEngine) newNullTimeDest() timeDest { return &nullUnixMicroDest{} }
+
 func (e *sqliteEngine) classify(err error) error {
 	var se *sqlite.Error
 	if errors.As(err, &se) {
@@ -309,6 +355,17 @@ type unixMicroDest struct{ v int64 }
 
 func (d *unixMicroDest) dest() any        { return &d.v }
 func (d *unixMicroDest) value() time.Time { return time.UnixMicro(d.v).UTC() }
+
+// nullUnixMicroDest scans a nullable Unix-microseconds INTEGER column.
+type nullUnixMicroDest struct{ v sql.NullInt64 }
+
+func (d *nullUnixMicroDest) dest() any { return &d.v }
+func (d *nullUnixMicroDest) value() time.Time {
+	if !d.v.Valid {
+		return time.Time{}
+	}
+	return time.UnixMicro(d.v.Int64).UTC()
+}
 
 // sqlQuerier is the part of *sql.DB and *sql.Tx that sqlRunner uses.
 type sqlQuerier interface {

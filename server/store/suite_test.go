@@ -56,7 +56,7 @@ func suiteCases() []suiteCase {
 		{"Ping", testPing},
 		{"CancelledContext", testCancelledContext},
 		{"HasEventFrom", testHasEventFrom},
-	}, groupCases()...)
+	}, append(groupCases(), stateCases()...)...)
 }
 
 // ---- helpers ----

@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -11,16 +12,20 @@ const maxTypes = 100
 
 // viewer is a validated Viewer.
 type viewer struct {
-	user   string
-	groups []string // unique, non-empty, never user
-	all    []string // user followed by groups
+	user       string
+	groups     []string // unique, non-empty, never user
+	all        []string // the owners whose rows the viewer sees: user (unless groupsOnly), then groups
+	groupsOnly bool
 }
 
 func checkViewer(v Viewer) (viewer, error) {
 	if v.UserID == "" {
 		return viewer{}, fmt.Errorf("%w: viewer has no user id", ErrInvalid)
 	}
-	out := viewer{user: v.UserID, all: []string{v.UserID}}
+	out := viewer{user: v.UserID, groupsOnly: v.GroupsOnly}
+	if !v.GroupsOnly {
+		out.all = []string{v.UserID}
+	}
 	for _, g := range v.Groups {
 		if g == "" {
 			return viewer{}, fmt.Errorf("%w: viewer has an empty group", ErrInvalid)
@@ -30,6 +35,9 @@ func checkViewer(v Viewer) (viewer, error) {
 		}
 		out.groups = append(out.groups, g)
 		out.all = append(out.all, g)
+	}
+	if v.GroupsOnly && len(out.groups) == 0 {
+		return viewer{}, fmt.Errorf("%w: a groups-only viewer has no group", ErrInvalid)
 	}
 	return out, nil
 }
@@ -47,8 +55,17 @@ func checkNewItems(items []NewItem, now time.Time) ([]NewItem, error) {
 		case it.EventType == "":
 			return nil, fmt.Errorf("%w: item %d: empty event type", ErrInvalid, i)
 		}
+		if err := checkLabels(it); err != nil {
+			return nil, fmt.Errorf("%w: item %d: %w", ErrInvalid, i, err)
+		}
 		if it.Event == nil {
 			it.Event = []byte{}
+		}
+		if !it.ExpiresAt.IsZero() {
+			it.ExpiresAt = it.ExpiresAt.UTC().Truncate(time.Microsecond)
+		}
+		if len(it.Action) == 0 {
+			it.Action = nil
 		}
 		if it.CreatedAt.IsZero() {
 			it.CreatedAt = now
@@ -59,20 +76,93 @@ func checkNewItems(items []NewItem, now time.Time) ([]NewItem, error) {
 	return out, nil
 }
 
-func checkListQuery(q ListQuery) (after int64, types []string, err error) {
-	if q.Limit < 1 || q.Limit > MaxPageSize {
-		return 0, nil, fmt.Errorf("%w: limit %d not in 1..%d", ErrInvalid, q.Limit, MaxPageSize)
+// checkLabels checks an item's priority, category and tags.
+func checkLabels(it NewItem) error {
+	switch {
+	case it.Priority < 0 || it.Priority > MaxPriority:
+		return fmt.Errorf("priority %d not in 0..%d", it.Priority, MaxPriority)
+	case len(it.Category) > MaxLabelLen:
+		return fmt.Errorf("category longer than %d bytes", MaxLabelLen)
+	case len(it.Tags) > MaxTags:
+		return fmt.Errorf("%d tags, at most %d", len(it.Tags), MaxTags)
 	}
-	if q.Cursor != "" {
-		if after, err = decodeCursor(q.Cursor); err != nil {
-			return 0, nil, err
+	for _, t := range it.Tags {
+		if t == "" || len(t) > MaxLabelLen || strings.Contains(t, ",") {
+			return fmt.Errorf("tag %q is empty, longer than %d bytes or has a comma", t, MaxLabelLen)
 		}
 	}
-	if len(q.Types) > maxTypes {
-		return 0, nil, fmt.Errorf("%w: %d types, at most %d", ErrInvalid, len(q.Types), maxTypes)
+	return nil
+}
+
+// filter is a validated Filter.
+type filter struct {
+	state             State
+	types, categories []string
+	priorities        []int64
+}
+
+func checkFilter(f Filter) (filter, error) {
+	if f.State < StateInbox || f.State > StateAll {
+		return filter{}, fmt.Errorf("%w: unknown state %d", ErrInvalid, f.State)
 	}
-	types, err = uniqueNonEmpty(q.Types, "event type")
-	return after, types, err
+	if len(f.Types) > maxTypes || len(f.Categories) > maxTypes {
+		return filter{}, fmt.Errorf("%w: %d types and %d categories, at most %d of each", ErrInvalid, len(f.Types), len(f.Categories), maxTypes)
+	}
+	out := filter{state: f.State}
+	var err error
+	if out.types, err = uniqueNonEmpty(f.Types, "event type"); err != nil {
+		return filter{}, err
+	}
+	if out.categories, err = uniqueNonEmpty(f.Categories, "category"); err != nil {
+		return filter{}, err
+	}
+	for _, p := range f.Priorities {
+		if p < 0 || p > MaxPriority {
+			return filter{}, fmt.Errorf("%w: priority %d not in 0..%d", ErrInvalid, p, MaxPriority)
+		}
+		if !slices.Contains(out.priorities, int64(p)) {
+			out.priorities = append(out.priorities, int64(p))
+		}
+	}
+	slices.Sort(out.priorities)
+	return out, nil
+}
+
+// checkChange checks an action and, for a snooze, that it ends after now.
+func checkChange(ch Change, now time.Time) error {
+	switch {
+	case ch.Action < ActionSeen || ch.Action > ActionDelete:
+		return fmt.Errorf("%w: unknown action %d", ErrInvalid, ch.Action)
+	case ch.Action == ActionSnooze && !ch.Until.After(now):
+		return fmt.Errorf("%w: a snooze must end after now", ErrInvalid)
+	case ch.Action != ActionSnooze && !ch.Until.IsZero():
+		return fmt.Errorf("%w: only a snooze has an end", ErrInvalid)
+	}
+	return nil
+}
+
+func checkListQuery(q ListQuery) (after cursor, f filter, err error) {
+	if q.Limit < 1 || q.Limit > MaxPageSize {
+		return cursor{}, filter{}, fmt.Errorf("%w: limit %d not in 1..%d", ErrInvalid, q.Limit, MaxPageSize)
+	}
+	switch q.Order {
+	case OrderNewest:
+		if q.Cursor != "" {
+			if after.id, err = decodeCursor(q.Cursor); err != nil {
+				return cursor{}, filter{}, err
+			}
+		}
+	case OrderPriority:
+		if q.Cursor != "" {
+			if after, err = decodePriorityCursor(q.Cursor); err != nil {
+				return cursor{}, filter{}, err
+			}
+		}
+	default:
+		return cursor{}, filter{}, fmt.Errorf("%w: unknown order %d", ErrInvalid, q.Order)
+	}
+	f, err = checkFilter(q.filter())
+	return after, f, err
 }
 
 // checkIDs parses 1..MaxMarkIDs ids and returns them without repeats.

@@ -1,7 +1,9 @@
 package store
 
 import (
+	"encoding/base64"
 	"errors"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -75,28 +77,99 @@ func TestCheckListQuery(t *testing.T) {
 	tests := []struct {
 		name    string
 		q       ListQuery
-		after   int64
+		after   cursor
 		types   []string
 		invalid bool
 	}{
-		{"first page", ListQuery{Limit: 1}, 0, []string{}, false},
-		{"cursor and types", ListQuery{Limit: MaxPageSize, Cursor: encodeCursor(7), Types: []string{"b", "a", "b"}}, 7, []string{"a", "b"}, false},
-		{"limit 0", ListQuery{}, 0, nil, true},
-		{"limit too big", ListQuery{Limit: MaxPageSize + 1}, 0, nil, true},
-		{"bad cursor", ListQuery{Limit: 1, Cursor: "!"}, 0, nil, true},
-		{"empty type", ListQuery{Limit: 1, Types: []string{""}}, 0, nil, true},
-		{"too many types", ListQuery{Limit: 1, Types: many}, 0, nil, true},
+		{"first page", ListQuery{Limit: 1}, cursor{}, []string{}, false},
+		{"cursor and types", ListQuery{Limit: MaxPageSize, Cursor: encodeCursor(7), Types: []string{"b", "a", "b"}}, cursor{id: 7}, []string{"a", "b"}, false},
+		{"priority cursor", ListQuery{Limit: 1, Order: OrderPriority, Cursor: encodePriorityCursor(3, 9)}, cursor{priority: 3, id: 9}, []string{}, false},
+		{"limit 0", ListQuery{}, cursor{}, nil, true},
+		{"limit too big", ListQuery{Limit: MaxPageSize + 1}, cursor{}, nil, true},
+		{"bad cursor", ListQuery{Limit: 1, Cursor: "!"}, cursor{}, nil, true},
+		{"priority cursor, newest order", ListQuery{Limit: 1, Cursor: encodePriorityCursor(3, 9)}, cursor{}, nil, true},
+		{"newest cursor, priority order", ListQuery{Limit: 1, Order: OrderPriority, Cursor: encodeCursor(9)}, cursor{}, nil, true},
+		{"unknown order", ListQuery{Limit: 1, Order: 7}, cursor{}, nil, true},
+		{"unknown state", ListQuery{Limit: 1, State: StateAll + 1}, cursor{}, nil, true},
+		{"negative state", ListQuery{Limit: 1, State: -1}, cursor{}, nil, true},
+		{"priority out of range", ListQuery{Limit: 1, Priorities: []int{5}}, cursor{}, nil, true},
+		{"empty category", ListQuery{Limit: 1, Categories: []string{"a", ""}}, cursor{}, nil, true},
+		{"empty type", ListQuery{Limit: 1, Types: []string{""}}, cursor{}, nil, true},
+		{"too many types", ListQuery{Limit: 1, Types: many}, cursor{}, nil, true},
+		{"too many categories", ListQuery{Limit: 1, Categories: many}, cursor{}, nil, true},
 	}
 	for _, tc := range tests {
-		after, types, err := checkListQuery(tc.q)
+		after, f, err := checkListQuery(tc.q)
 		if tc.invalid {
 			if !errors.Is(err, ErrInvalid) {
 				t.Errorf("%s: error %v, want ErrInvalid", tc.name, err)
 			}
 			continue
 		}
-		if err != nil || after != tc.after || !slices.Equal(types, tc.types) {
-			t.Errorf("%s: got %d, %v, %v; want %d, %v", tc.name, after, types, err, tc.after, tc.types)
+		if err != nil || after != tc.after || !slices.Equal(f.types, tc.types) {
+			t.Errorf("%s: got %+v, %v, %v; want %+v, %v", tc.name, after, f.types, err, tc.after, tc.types)
+		}
+	}
+}
+
+func TestPriorityCursor(t *testing.T) {
+	for _, c := range []cursor{{0, 1}, {4, math.MaxInt64}, {2, 12345}} {
+		s := encodePriorityCursor(c.priority, c.id)
+		got, err := decodePriorityCursor(s)
+		if err != nil || got != c {
+			t.Errorf("decodePriorityCursor(%q) = %+v, %v; want %+v", s, got, err, c)
+		}
+		if len(s) > maxPriorityCursorLen {
+			t.Errorf("cursor %q longer than %d", s, maxPriorityCursorLen)
+		}
+	}
+	b64 := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+	for _, bad := range []string{"", "!!", b64("p5.1"), b64("p2.0"), b64("p2.01"), b64("p21"), b64("q2.1"), b64("p-.1"),
+		b64("p2."), b64("12"), encodeCursor(12), b64("p2.9223372036854775808"), b64("p2.1") + "=", b64("p2.12345678901234567890")} {
+		if _, err := decodePriorityCursor(bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("decodePriorityCursor(%q): %v, want ErrInvalid", bad, err)
+		}
+	}
+}
+
+func TestCheckChangeAndLabels(t *testing.T) {
+	now := baseTime()
+	for _, tc := range []struct {
+		name string
+		ch   Change
+		ok   bool
+	}{
+		{"seen", Change{Action: ActionSeen}, true},
+		{"delete", Change{Action: ActionDelete}, true},
+		{"snooze", Change{Action: ActionSnooze, Until: now.Add(time.Second)}, true},
+		{"zero action", Change{}, false},
+		{"unknown action", Change{Action: ActionDelete + 1}, false},
+		{"snooze without end", Change{Action: ActionSnooze}, false},
+		{"snooze ending now", Change{Action: ActionSnooze, Until: now}, false},
+		{"snooze in the past", Change{Action: ActionSnooze, Until: now.Add(-time.Hour)}, false},
+		{"end without snooze", Change{Action: ActionRead, Until: now.Add(time.Hour)}, false},
+	} {
+		if err := checkChange(tc.ch, now); (err == nil) != tc.ok || (err != nil && !errors.Is(err, ErrInvalid)) {
+			t.Errorf("%s: checkChange = %v, want ok %v", tc.name, err, tc.ok)
+		}
+	}
+	long := strings.Repeat("x", MaxLabelLen+1)
+	for _, tc := range []struct {
+		name string
+		it   NewItem
+		ok   bool
+	}{
+		{"labels", NewItem{Priority: 4, Category: "points", Tags: []string{"a", "b"}}, true},
+		{"negative priority", NewItem{Priority: -1}, false},
+		{"priority too high", NewItem{Priority: MaxPriority + 1}, false},
+		{"long category", NewItem{Category: long}, false},
+		{"empty tag", NewItem{Tags: []string{""}}, false},
+		{"comma in tag", NewItem{Tags: []string{"a,b"}}, false},
+		{"long tag", NewItem{Tags: []string{long}}, false},
+		{"too many tags", NewItem{Tags: make([]string, MaxTags+1)}, false},
+	} {
+		if err := checkLabels(tc.it); (err == nil) != tc.ok {
+			t.Errorf("%s: checkLabels = %v, want ok %v", tc.name, err, tc.ok)
 		}
 	}
 }
