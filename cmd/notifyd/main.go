@@ -4,6 +4,8 @@
 //	notifyd [flags]              serve
 //	notifyd --version            print the version
 //	notifyd config print [flags] print the effective configuration, secrets masked
+//	notifyd healthcheck [flags]  GET /healthz of the notifyd these flags describe, on
+//	                             this machine: exit 0 when it answers 200, 1 otherwise
 package main
 
 import (
@@ -25,6 +27,10 @@ func main() {
 	if printConfig {
 		args = args[2:]
 	}
+	health := len(args) >= 1 && args[0] == "healthcheck"
+	if health {
+		args = args[1:]
+	}
 	var cfg node.Config
 	fs := flag.NewFlagSet("notifyd", flag.ExitOnError)
 	envErr := cfg.BindFlags(fs)
@@ -32,7 +38,7 @@ func main() {
 	file := fs.String("config", os.Getenv("NOTIFY_CONFIG"), "config file of name = value lines (NOTIFY_CONFIG); flags win over it")
 	_ = fs.Parse(args)
 	if fs.NArg() > 0 {
-		fail(2, fmt.Errorf("unexpected argument %q (commands: config print)", fs.Arg(0)))
+		fail(2, fmt.Errorf("unexpected argument %q (commands: config print, healthcheck)", fs.Arg(0)))
 	}
 	if *version {
 		fmt.Println("notifyd", node.Version)
@@ -41,6 +47,16 @@ func main() {
 	err := envErr
 	if *file != "" {
 		err = errors.Join(err, node.ApplyFile(fs, *file))
+	}
+	if health {
+		// A container runtime reads exit 1 as unhealthy and reserves 2.
+		if err == nil {
+			err = healthcheck(context.Background(), cfg)
+		}
+		if err != nil {
+			fail(1, err)
+		}
+		return
 	}
 	if err != nil {
 		fail(2, fmt.Errorf("config: %w", err))
