@@ -401,14 +401,14 @@ func readBounded(r io.Reader, limit int64) []byte {
 // excerpt makes a provider's answer safe to store and show: valid UTF-8, control
 // characters as spaces, at most maxReasonBytes.
 func excerpt(s string) string {
-	s = strings.TrimSpace(s)
+	s = strings.ToValidUTF8(strings.TrimSpace(s), "\uFFFD")
 	if len(s) > maxReasonBytes {
-		s = s[:maxReasonBytes]
-		for len(s) > 0 && !utf8.ValidString(s) {
-			s = s[:len(s)-1]
+		n := maxReasonBytes
+		for n > 0 && !utf8.RuneStart(s[n]) {
+			n--
 		}
+		s = s[:n]
 	}
-	s = strings.ToValidUTF8(s, "\uFFFD")
 	return strings.Map(func(r rune) rune {
 		if unicode.IsControl(r) {
 			return ' '

@@ -73,8 +73,8 @@ func TestFCMDelivers(t *testing.T) {
 			"apns-expiration": msg["apns"].(map[string]any)["headers"].(map[string]any)["apns-expiration"],
 		}},
 	}
-	// French groups digits with a narrow no-break space.
-	normalise := cmp.Transformer("nbsp", func(s string) string { return strings.ReplaceAll(s, "\u202f", " ") })
+	// French groups digits with a no-break space.
+	normalise := cmp.Transformer("spaces", spaces)
 	if diff := cmp.Diff(wantMsg, msg, normalise); diff != "" {
 		t.Errorf("FCM message (-want +got):\n%s", diff)
 	}
