@@ -43,9 +43,15 @@ build:
 
 ## bench: the hub's Go benchmarks, then a short load run of every mode (a few
 ## seconds each, small sizes) against a dev notifyd that notifybench starts on
-## free ports and stops; the full-size runs are in docs/PERFORMANCE.md
+## free ports and stops; the full-size runs are in docs/PERFORMANCE.md. The
+## publish mode drives unary gRPC with h2load and REST with wrk: their Debian
+## packages (nghttp2-client, wrk) are installed when missing
 .PHONY: bench
 bench:
+	@missing=; command -v h2load >/dev/null || missing="$$missing nghttp2-client"; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	if [ -n "$$missing" ]; then echo "installing$$missing (Debian packages)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
 	go test -run '^$$' -bench . -benchmem ./server/hub/
 	@mkdir -p bin
 	go build -o bin/ ./cmd/notifyd ./cmd/notifybench

@@ -17,7 +17,7 @@ modes:
   fanout    one room, --subscribers streams over --conns connections, --rate events/s
   personal  --subscribers rooms guest:<i> with one stream each, --rate events/s spread over them
   idle      hold --subscribers streams over --conns connections; server RSS per stream
-  publish   publish only: gRPC unary, PublishBatch (--batch) and REST, --concurrency calls
+  publish   publish only: gRPC unary (h2load), PublishBatch of --batch (grpc-go) and REST (wrk)
   suite     a few seconds of each mode with small sizes (make bench)
   soak      churn --subscribers (reconnect, resume, slow-consumer cuts) for --duration while
             sampling the server's RSS, goroutines and open files; FAIL on growth or loss (make soak)

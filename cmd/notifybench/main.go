@@ -5,7 +5,7 @@
 //	notifybench fanout   --subscribers 10000 --conns 100 --rate 30 --duration 30s
 //	notifybench personal --subscribers 10000 --rate 5000 --duration 30s
 //	notifybench idle     --subscribers 100000 --conns 1000 --hold 10s
-//	notifybench publish  --concurrency 16 --batch 100 --duration 10s
+//	notifybench publish  --concurrency 16 --batch 100 --duration 10s   (unary: h2load, batch: grpc-go, REST: wrk)
 //	notifybench suite    --spawn ./bin/notifyd
 //	notifybench soak     --spawn ./bin/notifyd --duration 10m   (churn, resume, cuts; leak check)
 //

@@ -42,6 +42,8 @@ type options struct {
 	Hold        time.Duration
 	Concurrency int
 	Publish     string
+	// DriverThreads is h2load's and wrk's -t.
+	DriverThreads int
 
 	ConnectParallel int
 	ConnectTimeout  time.Duration
@@ -76,6 +78,7 @@ func defaultOptions() options {
 		Hold:            5 * time.Second,
 		Concurrency:     16,
 		Publish:         "unary,batch,rest",
+		DriverThreads:   1,
 		ConnectParallel: 128,
 		ConnectTimeout:  3 * time.Minute,
 		Drain:           10 * time.Second,
@@ -104,10 +107,10 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.IntVar(&o.Conns, "conns", o.Conns, "gRPC connections the streams are spread over (grpc-web: one per stream)")
 	fs.Float64Var(&o.Rate, "rate", o.Rate, "target events published per second (0: as fast as possible)")
 	fs.IntVar(&o.Payload, "payload", o.Payload, "encoded PointsAdded bytes per event (padded description)")
-	fs.IntVar(&o.Batch, "batch", o.Batch, "events per publish call (>1: PublishBatch)")
+	fs.IntVar(&o.Batch, "batch", o.Batch, "events per publish call (>1: PublishBatch); publish: the batch variant's")
 	fs.IntVar(&o.Publishers, "publishers", o.Publishers, "concurrent publish calls in fanout and personal")
-	fs.IntVar(&o.PubConns, "pub-conns", o.PubConns, "gRPC connections of the publishers")
-	fs.StringVar(&o.Transport, "transport", o.Transport, "subscriber transport (publish mode: the unary and batch publishers', grpc or h2, or the rest publisher's, h1 for a lean HTTP/1.1 client instead of net/http's): grpc (grpc-go client streams), h2 (gRPC over HTTP/2 frames read by one goroutine per connection: a lighter load generator) or grpcweb")
+	fs.IntVar(&o.PubConns, "pub-conns", o.PubConns, "gRPC connections of the publishers (publish: of grpc-go's client and h2load's -c)")
+	fs.StringVar(&o.Transport, "transport", o.Transport, "subscriber transport: grpc (grpc-go client streams), h2 (gRPC over HTTP/2 frames read by one goroutine per connection: a lighter load generator) or grpcweb")
 	fs.StringVar(&o.Decode, "decode", o.Decode, "subscriber decoding: full (generated types) or wire (scan only the needed fields)")
 	fs.StringVar(&o.Room, "room", o.Room, "fanout and publish room")
 	fs.StringVar(&o.RoomPrefix, "room-prefix", o.RoomPrefix, "personal and idle rooms are <prefix><i> (default guest:nb<random>-)")
@@ -115,8 +118,9 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.Int64Var(&o.MaxEvents, "max-events", o.MaxEvents, "upper bound on the events of one publishing run")
 
 	fs.DurationVar(&o.Hold, "hold", o.Hold, "idle: how long streams are held before RSS is read")
-	fs.IntVar(&o.Concurrency, "concurrency", o.Concurrency, "publish: concurrent calls")
-	fs.StringVar(&o.Publish, "variants", o.Publish, "publish: comma-separated variants among unary, batch, rest")
+	fs.IntVar(&o.Concurrency, "concurrency", o.Concurrency, "publish: calls in flight (unary: h2load's -c --pub-conns times -m streams per connection; rest: wrk's -c connections)")
+	fs.StringVar(&o.Publish, "variants", o.Publish, "publish: comma-separated variants among unary (gRPC Publish from h2load), batch (PublishBatch from grpc-go's client) and rest (POST /v1/events from wrk)")
+	fs.IntVar(&o.DriverThreads, "driver-threads", o.DriverThreads, "publish: threads of h2load and wrk (-t)")
 
 	fs.IntVar(&o.ConnectParallel, "connect-parallel", o.ConnectParallel, "streams being opened at once")
 	fs.DurationVar(&o.ConnectTimeout, "connect-timeout", o.ConnectTimeout, "limit on opening every stream")
@@ -143,12 +147,12 @@ func (o *options) validate() error {
 		return fmt.Errorf("--rate: must not be negative")
 	case o.Batch < 1 || o.Batch > 10_000:
 		return fmt.Errorf("--batch: %d is not in [1, 10000]", o.Batch)
-	case o.Publishers < 1 || o.Concurrency < 1 || o.PubConns < 1:
-		return fmt.Errorf("--publishers, --concurrency and --pub-conns must be at least 1")
+	case o.Publishers < 1 || o.Concurrency < 1 || o.PubConns < 1 || o.DriverThreads < 1:
+		return fmt.Errorf("--publishers, --concurrency, --pub-conns and --driver-threads must be at least 1")
 	case o.Window < 64<<10 || o.ConnWindow < 64<<10:
 		return fmt.Errorf("--window and --conn-window must be at least 65536")
-	case o.Transport != "grpc" && o.Transport != "grpcweb" && o.Transport != "h2" && o.Transport != "h1":
-		return fmt.Errorf("--transport: %q is not grpc, grpcweb, h2 or h1", o.Transport)
+	case o.Transport != "grpc" && o.Transport != "grpcweb" && o.Transport != "h2":
+		return fmt.Errorf("--transport: %q is not grpc, grpcweb or h2", o.Transport)
 	}
 	if _, err := newDecoder(o.Decode); err != nil {
 		return err

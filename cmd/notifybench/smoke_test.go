@@ -87,6 +87,9 @@ func TestModesEndToEnd(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			if c.mode == "publish" {
+				needTools(t, h2loadTool, wrkTool)
+			}
 			o := base
 			c.set(&o)
 			b := &bench{opts: o, minter: newMinter(node.DevSecret), server: &serverMeter{pid: os.Getpid()}}
