@@ -198,6 +198,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	// streams together); the native port has a server of its own.
 	n.grpc = grpc.NewServer(append(slices.Clip(opts),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: cfg.KeepaliveTime, Timeout: cfg.KeepaliveTimeout}),
+		// Innermost: a client stream over a websocket reads its next
+		// message only once the handler has read the last (HTTP/2 flow
+		// control does this on the other doors).
+		grpc.ChainStreamInterceptor(gateway.WebsocketStreamInterceptor()),
 	)...)
 	registrars := []grpc.ServiceRegistrar{n.grpc}
 	if cfg.GRPCTransport == "wire" {
