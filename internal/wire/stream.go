@@ -510,8 +510,10 @@ func (c *conn) trailersLocked(st *stream) {
 	c.wakeLocked()
 }
 
-// headersLocked writes the response headers.
-func (c *conn) headersLocked(st *stream) {
+// headersLocked writes the response headers. It returns what to tell the
+// stats handlers, nil without any: the caller tells them once it has
+// released c.mu, so that no handler's code runs under the connection's lock.
+func (c *conn) headersLocked(st *stream) *stats.OutHeader {
 	c.hbuf.Reset()
 	c.enc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
 	c.enc.WriteField(hpack.HeaderField{Name: "content-type", Value: "application/grpc"})
@@ -521,15 +523,24 @@ func (c *conn) headersLocked(st *stream) {
 	metadataFields(c.enc, st.header)
 	c.out = appendHeaders(c.outBuf(), st.id, c.hbuf.Bytes(), false)
 	st.headerSent = true
+	var out *stats.OutHeader
 	if len(c.stats) > 0 {
-		out := &stats.OutHeader{Compression: compName(st.comp), Header: st.header, FullMethod: st.m.name, RemoteAddr: c.peer.Addr, LocalAddr: c.peer.LocalAddr}
-		for _, h := range c.stats {
-			h.HandleRPC(st.ctx, out)
-		}
+		out = &stats.OutHeader{Compression: compName(st.comp), Header: st.header, FullMethod: st.m.name, RemoteAddr: c.peer.Addr, LocalAddr: c.peer.LocalAddr}
 	}
 	st.header = nil
 	if !st.cork {
 		c.wakeLocked()
+	}
+	return out
+}
+
+// tellHeader tells the stats handlers the response headers were sent.
+func (st *stream) tellHeader(out *stats.OutHeader) {
+	if out == nil {
+		return
+	}
+	for _, h := range st.c.stats {
+		h.HandleRPC(st.ctx, out)
 	}
 }
 
@@ -592,18 +603,19 @@ func (st *stream) send(v any, n int, fill func([]byte) []byte) error {
 		fill = func(b []byte) []byte { return append(b, z...) }
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	for !st.direct && (len(st.pending) > pendingLimit || len(c.out)+c.flushing > maxOutput) && !st.closed && st.finished == nil && !c.closed {
 		c.cond.Wait()
 	}
 	if st.closed || st.finished != nil || c.closed {
+		c.mu.Unlock()
 		if err := st.ctx.Err(); err != nil {
 			return status.FromContextError(err).Err()
 		}
 		return errStreamClosed
 	}
+	var header *stats.OutHeader
 	if !st.headerSent {
-		c.headersLocked(st)
+		header = c.headersLocked(st)
 	}
 	c.sentData.Store(true)
 	if len(st.pending) == 0 && int64(n+5) <= min(st.sendWindow, c.sendWindow) {
@@ -626,7 +638,9 @@ func (st *stream) send(v any, n int, fill func([]byte) []byte) error {
 		st.pending = fill(appendMessagePrefix(st.pending, flag, n))
 		c.flushLocked(st)
 	}
+	c.mu.Unlock()
 	if len(c.stats) > 0 {
+		st.tellHeader(header)
 		out := &stats.OutPayload{Payload: v, Length: length, CompressedLength: n, WireLength: n + 5, SentTime: time.Now()}
 		for _, h := range c.stats {
 			h.HandleRPC(st.ctx, out)
@@ -709,12 +723,14 @@ func (st *stream) SetHeader(md metadata.MD) error {
 func (st *stream) SendHeader(md metadata.MD) error {
 	c := st.c
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if st.headerSent || st.closed || st.finished != nil {
+		c.mu.Unlock()
 		return status.Error(codes.Internal, "wire: headers already sent")
 	}
 	st.header = metadata.Join(st.header, md)
-	c.headersLocked(st)
+	out := c.headersLocked(st)
+	c.mu.Unlock()
+	st.tellHeader(out)
 	return nil
 }
 
