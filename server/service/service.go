@@ -58,6 +58,12 @@ type Config struct {
 	// or its deadline passes), so that an event delivered live is also
 	// stored. Default: 10s.
 	WriteTimeout time.Duration
+	// InboxResync is how often the node looks for inbox snoozes that end
+	// and notifications that expire, besides when it changes one itself:
+	// another node's snooze of a user connected here comes back on this
+	// node's streams within about this long after its end. Default: 1s
+	// with a shared broker (several nodes), 30s alone.
+	InboxResync time.Duration
 	// Metrics receives observations. Default: none.
 	Metrics Metrics
 	// Limits bound publishers and streams. Default: none.
@@ -106,6 +112,7 @@ type Service struct {
 	hub    *hub.Hub
 	inbox  Inbox // nil: no inbox
 	unread *unreadNotifier
+	wake   *waker
 	log    *slog.Logger
 	now    func() time.Time
 }
@@ -117,6 +124,14 @@ func New(cfg Config, b Broker, h *hub.Hub, in Inbox, log *slog.Logger) *Service 
 	s := &Service{cfg: cfg, broker: b, hub: h, inbox: in, log: log, now: time.Now}
 	if in != nil {
 		s.unread = newUnreadNotifier(in, h, log)
+		resync := s.cfg.InboxResync
+		if resync <= 0 {
+			resync = localResync
+			if _, ok := b.(cluster); ok {
+				resync = clusterResync
+			}
+		}
+		s.wake = newWaker(in, s.unread, log, resync, time.Now)
 	}
 	return s
 }
@@ -131,6 +146,8 @@ type prepared struct {
 	// with its inbox rows (a guest confirms actions only at restaurants
 	// that sent them an event); "" otherwise.
 	restaurant string
+	// inbox is what the event's inbox rows carry besides the event.
+	inbox inboxMeta
 }
 
 // MaxIdempotencyKeyLen bounds idempotency keys.
@@ -149,6 +166,10 @@ func (s *Service) prepare(c auth.Claims, req *notifyv1.PublishRequest) (out prep
 	}
 	if len(req.IdempotencyKey) > MaxIdempotencyKeyLen {
 		return out, invalid("idempotency_key: longer than %d bytes", MaxIdempotencyKeyLen)
+	}
+	meta, err := inboxMetaOf(req.Inbox, payload, typ, now)
+	if err != nil {
+		return out, err
 	}
 	names := req.Rooms
 	if req.Room != "" {
@@ -195,9 +216,17 @@ func (s *Service) prepare(c auth.Claims, req *notifyv1.PublishRequest) (out prep
 		if err != nil {
 			return out, invalid("event cannot be encoded: %v", err)
 		}
+		// The inbox options are part of the request, when given.
+		part, err := fingerprintPart(req.Inbox)
+		if err != nil {
+			return out, invalid("inbox cannot be encoded: %v", err)
+		}
+		if part != "" {
+			fp = fingerprint(fp, "inbox", part)
+		}
 		p.Fingerprint = fp
 	}
-	return prepared{pub: p, kinds: kinds, typ: typ, time: now, restaurant: restaurantOf(payload)}, nil
+	return prepared{pub: p, kinds: kinds, typ: typ, time: now, restaurant: restaurantOf(payload), inbox: meta}, nil
 }
 
 // restaurantOf returns the restaurant_id of an event that has one and

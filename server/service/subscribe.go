@@ -256,11 +256,11 @@ func (s *Service) open(req *notifyv1.SubscribeRequest, stream grpc.ServerStreami
 	}
 	if v, ok := viewer(c); ok && s.inbox != nil {
 		// The badge starts right; later changes arrive as they happen.
-		n, err := s.inbox.UnreadCount(ctx, v)
+		n, err := s.inbox.Badge(ctx, v)
 		if err != nil {
 			return nil, 0, toStatusErr(err)
 		}
-		if err := w.write([]*hub.Frame{hub.NewUnreadFrame(n)}, false); err != nil {
+		if err := w.write([]*hub.Frame{countsFrame(n, nil)}, false); err != nil {
 			return nil, 0, err
 		}
 	}

@@ -119,6 +119,12 @@ func (s *Postgres) UnreadCounts(ctx context.Context, users []string) (map[string
 	return s.c.unreadCounts(ctx, users)
 }
 
+// Badge counts the unseen and unread items of the viewer's inbox
+// (Counts.Unseen and Counts.Unread only), with the indexes made for it.
+func (s *Postgres) Badge(ctx context.Context, v Viewer) (Counts, error) {
+	return s.c.badgeOf(ctx, v)
+}
+
 // Counts counts the viewer's items per state.
 func (s *Postgres) Counts(ctx context.Context, v Viewer) (Counts, error) {
 	return s.c.counts(ctx, v)

@@ -149,6 +149,12 @@ func (s *SQLite) UnreadCounts(ctx context.Context, users []string) (map[string]C
 	return s.c.unreadCounts(ctx, users)
 }
 
+// Badge counts the unseen and unread items of the viewer's inbox
+// (Counts.Unseen and Counts.Unread only), with the indexes made for it.
+func (s *SQLite) Badge(ctx context.Context, v Viewer) (Counts, error) {
+	return s.c.badgeOf(ctx, v)
+}
+
 // Counts counts the viewer's items per state.
 func (s *SQLite) Counts(ctx context.Context, v Viewer) (Counts, error) {
 	return s.c.counts(ctx, v)

@@ -362,6 +362,16 @@ func (c *core) badge(ctx context.Context, vw viewer) (Counts, error) {
 	return out, r.Err()
 }
 
+// badgeOf counts the unseen and unread items of the viewer's inbox.
+func (c *core) badgeOf(ctx context.Context, v Viewer) (Counts, error) {
+	vw, err := checkViewer(v)
+	if err != nil {
+		return Counts{}, c.wrap("badge", err)
+	}
+	n, err := c.badge(ctx, vw)
+	return n, c.wrap("badge", err)
+}
+
 func (c *core) unreadCount(ctx context.Context, v Viewer) (int64, error) {
 	vw, err := checkViewer(v)
 	if err != nil {

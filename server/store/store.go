@@ -279,6 +279,8 @@ type Store interface {
 	// to MaxCountUsers users, their own items only (viewers without
 	// groups), in one query; users with none are absent from the result.
 	UnreadCounts(ctx context.Context, users []string) (map[string]Counts, error)
+	// Badge counts the unseen and unread items of the viewer's inbox.
+	Badge(ctx context.Context, v Viewer) (Counts, error)
 	// Counts counts the viewer's items per state.
 	Counts(ctx context.Context, v Viewer) (Counts, error)
 	// MarkRead sets the viewer's read state of the items with these ids.

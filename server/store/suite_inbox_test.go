@@ -120,6 +120,9 @@ func wantCounts(t *testing.T, s Store, v Viewer, want Counts) {
 	if n := mustCount(t, s, v); n != got.Unread {
 		t.Fatalf("UnreadCount(%s) = %d, Counts says %d", v.UserID, n, got.Unread)
 	}
+	if b, err := s.Badge(t.Context(), v); err != nil || b != (Counts{Unseen: got.Unseen, Unread: got.Unread}) {
+		t.Fatalf("Badge(%s) = %+v, %v; Counts says %+v", v.UserID, b, err, got)
+	}
 	if len(v.Groups) == 0 {
 		m, err := s.UnreadCounts(t.Context(), []string{v.UserID})
 		if err != nil {
