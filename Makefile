@@ -145,12 +145,86 @@ check-deploy:
 	@if command -v nginx >/dev/null; then nginx -q -t -c $(CURDIR)/deploy/nginx/notify.conf && echo "deploy/nginx/notify.conf is valid"; \
 	else echo "check-deploy: nginx is not installed, skipped"; fi
 
+## check-alerts: promtool checks deploy/prometheus: the alerting rules, their
+## unit tests (alerts_test.yaml) and the example prometheus.yml. promtool comes
+## with Debian's prometheus package, installed when missing (in CI a failed
+## install fails; elsewhere the check is skipped)
+.PHONY: check-alerts
+check-alerts:
+	@if ! command -v promtool >/dev/null; then \
+		echo "installing promtool (Debian package prometheus)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null || true; \
+	fi; \
+	if ! command -v promtool >/dev/null; then \
+		if [ "$${CI:-}" = true ]; then echo "check-alerts: promtool could not be installed" >&2; exit 1; fi; \
+		echo "check-alerts: promtool is not installed, skipped"; exit 0; \
+	fi; \
+	cd deploy/prometheus && promtool check rules alerts.yaml && promtool test rules alerts_test.yaml && \
+	promtool check config prometheus.yml
+
+# The container image: IMAGE names it, IMAGE_TOOL (podman or docker) builds
+# it with IMAGE_BUILD_FLAGS.
+IMAGE      ?= notifyd:$(VERSION)
+IMAGE_TOOL ?= podman
+IMAGE_BUILD_FLAGS ?=
+CHECK_IMAGE := localhost/notifyd-check:$(shell echo $$PPID)
+
+## image-context: stage what the Dockerfile's default first stage copies into
+## bin/image/: notifyd built static (CGO_ENABLED=0; the SQLite driver is pure
+## Go), the web app, the CA certificates and an empty data directory
+.PHONY: image-context image check-image
+image-context: web
+	rm -rf bin/image
+	mkdir -p bin/image/data
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/maxloyalty/notify/server/node.Version=$(VERSION)" -o bin/image/notifyd ./cmd/notifyd
+	cp -r $(WEB_DIR)/dist bin/image/web
+	cp /etc/ssl/certs/ca-certificates.crt bin/image/
+
+## image: build the container image $(IMAGE) from the Dockerfile (a scratch
+## image: no registry needed), e.g. `make image IMAGE=notifyd:1.4`
+image: image-context
+	$(IMAGE_TOOL) build $(if $(filter podman,$(IMAGE_TOOL)),--format docker) $(IMAGE_BUILD_FLAGS) -t $(IMAGE) .
+
+## check-image: build the image with podman (installed when missing; in CI a
+## failed install fails, elsewhere the check is skipped), check its user,
+## entrypoint, ports and health check (podman image inspect), and run the
+## notifyd copied out of it against /healthz: cmd/notifyd's TestContainerImage
+## (build tag image). Podman builds a scratch image here but cannot run it.
+check-image:
+	@if ! command -v podman >/dev/null; then \
+		echo "installing podman (Debian package)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman >/dev/null || true; \
+	fi; \
+	if ! command -v podman >/dev/null; then \
+		if [ "$${CI:-}" = true ]; then echo "check-image: podman could not be installed" >&2; exit 1; fi; \
+		echo "check-image: podman is not installed, skipped"; exit 0; \
+	fi; \
+	$(MAKE) --no-print-directory image IMAGE_TOOL=podman IMAGE=$(CHECK_IMAGE) IMAGE_BUILD_FLAGS=--layers=false && \
+	NOTIFY_TEST_IMAGE=$(CHECK_IMAGE) go test $(GO_TEST_FLAGS) -tags image -run '^TestContainerImage$$' ./cmd/notifyd/; \
+	status=$$?; podman rmi -f $(CHECK_IMAGE) >/dev/null 2>&1; exit $$status
+
+## check-compose: validate deploy/compose.yaml, monitoring profile included,
+## with docker-compose config (Debian's docker-compose, installed when missing;
+## in CI a failed install fails, elsewhere the check is skipped)
+.PHONY: check-compose
+check-compose:
+	@if ! command -v docker-compose >/dev/null; then \
+		echo "installing docker-compose (Debian package)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null || true; \
+	fi; \
+	if ! command -v docker-compose >/dev/null; then \
+		if [ "$${CI:-}" = true ]; then echo "check-compose: docker-compose could not be installed" >&2; exit 1; fi; \
+		echo "check-compose: docker-compose is not installed, skipped"; exit 0; \
+	fi; \
+	NOTIFY_JWT_SECRET=check-compose-secret-of-at-least-32-bytes docker-compose -f deploy/compose.yaml --profile monitoring config -q && \
+	echo "deploy/compose.yaml is valid"
+
 ## services: start Redis and PostgreSQL when they are not running
 services:
 	@bash .ci/services
 
 ## test: everything CI runs
-test: tools check-generated check-tidy lint breaking check-deploy services test-go test-web
+test: tools check-generated check-tidy lint breaking check-deploy check-alerts check-compose check-image services test-go test-web
 
 ## test-go: every Go test, then the node suite and notifyd's tests again with
 ## the nodes they start on the wire transport (the default run uses grpc-go)
