@@ -162,3 +162,53 @@ func ExampleSubscribeOptions_positions() {
 	// 2 20
 	// 3 30
 }
+
+// A backend snoozes a guest's notification on the guest's behalf, then
+// archives everything the guest has read.
+func ExampleInbox() {
+	addr, stop := exampleServer()
+	defer stop()
+	backend, err := notify.Dial(addr, notify.WithInsecure(), notify.WithToken(exampleToken("loyalty-backend", "service")))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer backend.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	for _, amount := range []int64{10, 20} {
+		if _, err := backend.Publish(ctx, &notifyv1.PointsAdded{GuestId: "g1", CardId: "c1", RestaurantId: "r1", Amount: amount, NewBalance: 100},
+			notify.WithInbox(&notifyv1.InboxOptions{Category: "points", Tags: []string{"summer"}})); err != nil {
+			fmt.Println(err)
+			return
+		}
+	}
+	g1 := backend.InboxOf("g1")
+	list, err := g1.List(ctx, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	newest, oldest := list.Notifications[0].Id, list.Notifications[1].Id
+	if _, err := g1.MarkRead(ctx, oldest); err != nil {
+		fmt.Println(err)
+		return
+	}
+	_, counts, err := g1.Snooze(ctx, time.Hour, newest)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("inbox", counts.Inbox, "snoozed", counts.Snoozed, "unread", counts.Unread)
+	archived, counts, err := g1.Bulk(ctx, notifyv1.InboxAction_INBOX_ACTION_ARCHIVE,
+		&notifyv1.InboxFilter{State: notifyv1.NotificationState_NOTIFICATION_STATE_READ})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("archived", archived, "inbox", counts.Inbox, "archive", counts.Archived)
+	// Output:
+	// inbox 1 snoozed 1 unread 0
+	// archived 1 inbox 0 archive 1
+}

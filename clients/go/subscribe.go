@@ -57,6 +57,11 @@ type SubscribeOptions struct {
 	// which the server sends after Connected and whenever it changes (when
 	// the server has an inbox). It runs on the subscription's goroutine.
 	OnUnread func(count int64)
+	// OnInbox, when set, is called with every inbox counts message: the
+	// unread and unseen counts (Count, Unseen), and the notifications back
+	// from snooze since the last message (Returned). It runs on the
+	// subscription's goroutine, after OnUnread.
+	OnInbox func(*notifyv1.UnreadCount)
 }
 
 // Subscription is a running subscription. Its goroutine connects, delivers
@@ -276,8 +281,13 @@ func (s *Subscription) stream(ctx context.Context) (end streamEnd) {
 				return end
 			}
 		}
-		if u := msg.GetUnread(); u != nil && s.opts.OnUnread != nil {
-			s.opts.OnUnread(u.Count)
+		if u := msg.GetUnread(); u != nil {
+			if s.opts.OnUnread != nil {
+				s.opts.OnUnread(u.Count)
+			}
+			if s.opts.OnInbox != nil {
+				s.opts.OnInbox(u)
+			}
 		}
 		if d := msg.GetDisconnected(); d != nil {
 			end.disconnected = d
