@@ -148,7 +148,8 @@ check-deploy:
 ## check-alerts: promtool checks deploy/prometheus: the alerting rules, their
 ## unit tests (alerts_test.yaml) and the example prometheus.yml. promtool comes
 ## with Debian's prometheus package, installed when missing (in CI a failed
-## install fails; elsewhere the check is skipped)
+## install fails; elsewhere the check is skipped); server/node's deploy tests
+## use its prometheus and promtool too
 .PHONY: check-alerts
 check-alerts:
 	@if ! command -v promtool >/dev/null; then \

@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -44,7 +45,10 @@ const (
 // deliver, and fail a broker and an inbox write (so that the error
 // counters, which have no series before their first error, exist), scrapes
 // /metrics, and checks every expression of the alerting rules and of the
-// dashboard against it.
+// dashboard against it. With a real Prometheus scraping the node (Debian's
+// prometheus; required in CI), the failures must start their alerts, every
+// rule must evaluate without error, and every dashboard query must return
+// data.
 func TestDeployMetricNames(t *testing.T) {
 	exprs := append(deployRuleExprs(t, deployAlerts), deployDashboardExprs(t, deployDashboard)...)
 	redisURL := testenv.Service(t, testenv.RedisURL)
@@ -63,7 +67,9 @@ func TestDeployMetricNames(t *testing.T) {
 		c.RedisPrefix = fmt.Sprintf("notify-deploy-test-%d", time.Now().UnixNano())
 		c.Store = dbPath
 	})
-	ctx := testCtx(t)
+	// Longer than testCtx: Prometheus scrapes and evaluates once a second.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 	c := dial(t, n.GRPCAddr())
 	base := "http://" + n.HTTPAddr()
 	svc := withToken(ctx, mint(t, serviceClaims))
@@ -78,27 +84,76 @@ func TestDeployMetricNames(t *testing.T) {
 	}
 	s.nextN(t, pubs)
 
+	// A real Prometheus, when installed (in CI it must be), scrapes the
+	// node and evaluates the alerting rules from now on.
+	prom := startPrometheus(t, n.HTTPAddr())
+	if prom != nil {
+		prom.await(t, ctx, "two scrapes of the node", `count_over_time(up{job="notify"}[1m]) >= 2`)
+	}
+	// twice does a failing step, and with Prometheus, waits until it has
+	// scraped the series the failure made, then fails again: a counter's
+	// first sample is not an increase to rate().
+	twice := func(step func(), series string) {
+		t.Helper()
+		step()
+		if prom != nil {
+			prom.await(t, ctx, series, series)
+			step()
+		}
+	}
+
 	// An inbox write fails: the store refuses new inbox rows.
 	failInboxWrites(t, dbPath)
-	_, err = c.Publish(svc, pointsReq(pointsAdded("g1", "r1", 100)))
-	wantCode(t, err, codes.Unavailable, "publish with inbox writes refused")
+	twice(func() {
+		_, err := c.Publish(svc, pointsReq(pointsAdded("g1", "r1", 100)))
+		wantCode(t, err, codes.Unavailable, "publish with inbox writes refused")
+	}, `notify_store_errors_total{op="insert"}`)
 
 	// The broker goes away: a publish and a new room's subscription fail.
 	proxy.cut()
-	if _, err := c.Publish(svc, pointsReq(pointsAdded("g1", "r1", 101))); err == nil {
-		t.Fatal("publish with the broker unreachable succeeded")
-	}
-	g2 := auth.Claims{Subject: "g2", Role: notifyv1.Role_ROLE_GUEST}
-	if st, err := openStream(ctx, c, mint(t, g2), &notifyv1.SubscribeRequest{Rooms: []string{"guest:g2"}}); err == nil {
-		if _, err := st.Recv(); err == nil {
-			t.Fatal("subscribe to a new room with the broker unreachable succeeded")
+	twice(func() {
+		if _, err := c.Publish(svc, pointsReq(pointsAdded("g1", "r1", 101))); err == nil {
+			t.Fatal("publish with the broker unreachable succeeded")
 		}
-	}
+	}, `notify_broker_errors_total{op="publish"}`)
+	g2 := auth.Claims{Subject: "g2", Role: notifyv1.Role_ROLE_GUEST}
+	twice(func() {
+		if st, err := openStream(ctx, c, mint(t, g2), &notifyv1.SubscribeRequest{Rooms: []string{"guest:g2"}}); err == nil {
+			if _, err := st.Recv(); err == nil {
+				t.Fatal("subscribe to a new room with the broker unreachable succeeded")
+			}
+		}
+	}, `notify_broker_errors_total{op="listen"}`)
 
 	m := opsScrape(t, ctx, http.DefaultClient, base)
 	for _, e := range exprs {
 		for _, p := range checkPromExpr(e.expr, m) {
 			t.Errorf("%s: %s\n  expr: %s", e.where, p, e.expr)
+		}
+	}
+	if prom == nil {
+		return
+	}
+
+	// The failures above start their alerts (pending: each has a "for").
+	for _, alert := range []string{"NotifyInboxWriteFailures", "NotifyBrokerErrors", "NotifyBrokerListenFailing", "NotifyPublishErrors"} {
+		prom.await(t, ctx, alert+" pending", `ALERTS{alertname="`+alert+`", alertstate="pending", job="notify"}`)
+	}
+	// Every rule evaluates without error, and every dashboard query
+	// returns data for this node.
+	for _, r := range prom.rules(t, ctx) {
+		if r.Health != "ok" {
+			t.Errorf("rule %s: health %q: %s", r.Name, r.Health, r.LastError)
+		}
+	}
+	for _, e := range deployDashboardExprs(t, deployDashboard) {
+		q := grafanaToPromQL(e.expr)
+		res, err := prom.query(ctx, q)
+		switch {
+		case err != nil:
+			t.Errorf("%s: %v\n  query: %s", e.where, err, q)
+		case len(res) == 0:
+			t.Errorf("%s: no data\n  query: %s", e.where, q)
 		}
 	}
 }
@@ -618,6 +673,207 @@ func opsParse(t *testing.T, body string) opsMetrics {
 		t.Fatalf("parsing %q: %v", body, err)
 	}
 	return opsMetrics(fams)
+}
+
+// ---- a real Prometheus ----
+
+// promServer is a Prometheus of the test's own, scraping one node every
+// second as job "notify" and evaluating deploy/'s alerting rules.
+type promServer struct {
+	base   string
+	logs   *deployLog
+	exited chan struct{}
+}
+
+// deployLog collects a child's output.
+type deployLog struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (l *deployLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *deployLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// startPrometheus starts Debian's prometheus on a free loopback port,
+// scraping target, and returns nil when it is not installed (a failure in
+// CI, where `make check-alerts` installs it). It is stopped when the test
+// ends.
+func startPrometheus(t *testing.T, target string) *promServer {
+	t.Helper()
+	bin, err := exec.LookPath("prometheus")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("prometheus is required in CI (make check-alerts installs Debian's prometheus)")
+		}
+		t.Log("prometheus not installed: the rules and the dashboard are not evaluated")
+		return nil
+	}
+	rules, err := filepath.Abs(deployAlerts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	config := fmt.Sprintf(`global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+rule_files: [%q]
+scrape_configs:
+  - job_name: notify
+    static_configs:
+      - targets: [%q]
+`, rules, target)
+	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	p := &promServer{base: "http://" + addr, logs: &deployLog{}, exited: make(chan struct{})}
+	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "prometheus.yml"),
+		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+addr, "--log.level=warn")
+	cmd.Stdout, cmd.Stderr = p.logs, p.logs
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting prometheus: %v", err)
+	}
+	go func() {
+		_ = cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-p.exited
+		}
+		if t.Failed() {
+			t.Logf("prometheus output:\n%s", p.logs.String())
+		}
+	})
+	return p
+}
+
+// promResponse is the envelope of Prometheus's HTTP API.
+type promResponse struct {
+	Status string          `json:"status"`
+	Error  string          `json:"error"`
+	Data   json.RawMessage `json:"data"`
+}
+
+// get calls the API at path and returns its data.
+func (p *promServer) get(ctx context.Context, path string) (json.RawMessage, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.base+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var r promResponse
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 8<<20)).Decode(&r); err != nil {
+		return nil, fmt.Errorf("%s: HTTP %d: %w", path, resp.StatusCode, err)
+	}
+	if r.Status != "success" {
+		return nil, fmt.Errorf("%s: %s", r.Status, r.Error)
+	}
+	return r.Data, nil
+}
+
+// query evaluates q now and returns its series.
+func (p *promServer) query(ctx context.Context, q string) ([]json.RawMessage, error) {
+	data, err := p.get(ctx, "/api/v1/query?query="+url.QueryEscape(q))
+	if err != nil {
+		return nil, err
+	}
+	var v struct {
+		Result []json.RawMessage `json:"result"`
+	}
+	if err := json.Unmarshal(data, &v); err != nil {
+		return nil, err
+	}
+	return v.Result, nil
+}
+
+// await polls q until it returns a series, failing after 30 seconds or
+// when Prometheus exits.
+func (p *promServer) await(t *testing.T, ctx context.Context, what, q string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var last error
+	for {
+		res, err := p.query(ctx, q)
+		if err == nil && len(res) > 0 {
+			return
+		}
+		last = err
+		if time.Now().After(deadline) {
+			t.Fatalf("prometheus: no %s after 30s (last error %v)\n  query: %s", what, last, q)
+		}
+		select {
+		case <-p.exited:
+			t.Fatalf("prometheus exited:\n%s", p.logs.String())
+		case <-ctx.Done():
+			t.Fatalf("prometheus: waiting for %s: %v", what, ctx.Err())
+		case <-time.After(200 * time.Millisecond): // polling interval, bounded by the deadline
+		}
+	}
+}
+
+// promRule is one rule's state in /api/v1/rules.
+type promRule struct {
+	Name      string `json:"name"`
+	Health    string `json:"health"`
+	LastError string `json:"lastError"`
+}
+
+// rules returns every rule's state once each has been evaluated.
+func (p *promServer) rules(t *testing.T, ctx context.Context) []promRule {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		data, err := p.get(ctx, "/api/v1/rules")
+		if err != nil {
+			t.Fatalf("prometheus rules: %v", err)
+		}
+		var v struct {
+			Groups []struct {
+				Rules []promRule `json:"rules"`
+			} `json:"groups"`
+		}
+		if err := json.Unmarshal(data, &v); err != nil {
+			t.Fatalf("prometheus rules: %v", err)
+		}
+		var out []promRule
+		evaluated := true
+		for _, g := range v.Groups {
+			for _, r := range g.Rules {
+				out = append(out, r)
+				evaluated = evaluated && r.Health != "unknown"
+			}
+		}
+		if len(out) > 0 && evaluated {
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("prometheus: rules not all evaluated after 30s: %+v", out)
+		}
+		time.Sleep(200 * time.Millisecond) // polling interval, bounded by the deadline
+	}
 }
 
 // ---- failures on demand ----
