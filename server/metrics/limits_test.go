@@ -35,3 +35,21 @@ func scrapeText(t *testing.T, m *metrics.Metrics) string {
 	}
 	return string(b)
 }
+
+// TestErrorSeriesFromStart: the broker and store error counters are
+// exposed at 0 for every op before the first error, so that an alert on
+// their rate fires on the first one.
+func TestErrorSeriesFromStart(t *testing.T) {
+	m := metrics.New("test", "")
+	body := scrapeText(t, m)
+	for _, op := range metrics.BrokerOps() {
+		if want := `notify_broker_errors_total{op="` + op + `"} 0`; !strings.Contains(body, want) {
+			t.Errorf("no %s before any error", want)
+		}
+	}
+	for _, op := range metrics.StoreOps() {
+		if want := `notify_store_errors_total{op="` + op + `"} 0`; !strings.Contains(body, want) {
+			t.Errorf("no %s before any error", want)
+		}
+	}
+}

@@ -159,8 +159,24 @@ func New(buildVersion, buildCommit string) *Metrics {
 	for _, l := range Limits() {
 		m.limitRejections.WithLabelValues(l)
 	}
+	// So do the error counters: an alert on their rate then fires on a
+	// node's first error, not its second.
+	for _, op := range BrokerOps() {
+		m.brokerErrors.WithLabelValues(op)
+	}
+	for _, op := range StoreOps() {
+		m.storeErrors.WithLabelValues(op)
+	}
 	return m
 }
+
+// BrokerOps returns the op label values of notify_broker_errors_total
+// that BrokerError is called with.
+func BrokerOps() []string { return []string{"publish", "history", "listen"} }
+
+// StoreOps returns the op label values of notify_store_errors_total that
+// StoreError is called with.
+func StoreOps() []string { return []string{"insert"} }
 
 // Limits returns the limit label values of notify_limit_rejections_total
 // that LimitRejected is called with.
