@@ -1,16 +1,26 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { durationMs } from "@bufbuild/protobuf/wkt";
+import { durationMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import {
   InboxService,
+  type ArchiveResponse,
+  type BulkUpdateRequestSchema,
+  type BulkUpdateResponse,
   type DeleteNotificationResponse,
+  type GetCountsResponse,
   type GetPreferencesResponse,
   type ListNotificationsRequestSchema,
   type ListNotificationsResponse,
   type MarkAllReadResponse,
   type MarkReadResponse,
+  type MarkSeenResponse,
+  type MarkUnreadResponse,
+  type MarkUnseenResponse,
   type PreferencesSchema,
+  type SnoozeResponse,
+  type UnarchiveResponse,
+  type UnsnoozeResponse,
   type UpdatePreferencesResponse,
 } from "../gen/notify/v1/inbox_pb";
 import {
@@ -22,6 +32,7 @@ import {
   type Event,
   type PublishRequestSchema,
   type PublishResponse,
+  type ReturnedNotification,
   type RoomState,
   type SubscribeRequestSchema,
 } from "../gen/notify/v1/notify_pb";
@@ -92,6 +103,18 @@ export interface ConnectOptions {
   positions?: Record<string, Position> | Map<string, Position>;
 }
 
+/**
+ * The inbox's live counts, as the stream carries them: after Connected and
+ * whenever they change. Both are of the inbox (neither archived nor
+ * snoozed); returned lists the notifications back from snooze since the
+ * last message.
+ */
+export interface InboxLive {
+  unread: number;
+  unseen: number;
+  returned: ReturnedNotification[];
+}
+
 /** How one stream ended. */
 export interface StreamEnd {
   error: ConnectError;
@@ -140,12 +163,14 @@ export class NotifyClient {
   private _lastError?: ConnectError;
   private _connected?: Connected;
   private _unread?: number;
+  private _unseen?: number;
 
   private readonly stateChanged = new Emitter<[ConnectionState, ConnectionState]>();
   private readonly byCase = new Map<EventCase, Emitter<[never, Event]>>();
   private readonly anyEvent = new Emitter<[Event]>();
   private readonly gap = new Emitter<[string, RoomState]>();
   private readonly unreadChanged = new Emitter<[number]>();
+  private readonly inboxChanged = new Emitter<[InboxLive]>();
   private readonly connectedEv = new Emitter<[Connected]>();
   private readonly errorEv = new Emitter<[ConnectError]>();
   private readonly streamEnded = new Emitter<[StreamEnd]>();
@@ -244,6 +269,11 @@ export class NotifyClient {
     return this._unread;
   }
 
+  /** The inbox unseen count (the badge) the server sent last, if any. */
+  get unseen(): number | undefined {
+    return this._unseen;
+  }
+
   /** The rooms of the current stream, once connected (else the rooms asked for). */
   get streamRooms(): string[] {
     return this.rooms ? [...this.rooms] : [...this.requested];
@@ -290,6 +320,14 @@ export class NotifyClient {
     return this.unreadChanged.add(handler);
   }
 
+  /**
+   * Calls handler with every inbox counts message: unread and unseen counts,
+   * and the notifications back from snooze. Runs after onUnread's handlers.
+   */
+  onInbox(handler: (live: InboxLive) => void): () => void {
+    return this.inboxChanged.add(handler);
+  }
+
   /** Calls handler with every stream's Connected message. */
   onConnected(handler: (c: Connected) => void): () => void {
     return this.connectedEv.add(handler);
@@ -331,6 +369,55 @@ export class NotifyClient {
   /** Marks every inbox notification read. Queued while offline. */
   markAllRead(): Promise<MarkAllReadResponse> {
     return this.enqueue("markAllRead", (headers) => this.inbox.markAllRead({}, { headers }));
+  }
+
+  /** Marks inbox notifications unread. Queued while offline. */
+  markUnread(ids: string[]): Promise<MarkUnreadResponse> {
+    return this.enqueue("markUnread", (headers) => this.inbox.markUnread({ ids }, { headers }));
+  }
+
+  /** Marks inbox notifications seen (shown to the user). Queued while offline. */
+  markSeen(ids: string[]): Promise<MarkSeenResponse> {
+    return this.enqueue("markSeen", (headers) => this.inbox.markSeen({ ids }, { headers }));
+  }
+
+  /** Marks inbox notifications unseen. Queued while offline. */
+  markUnseen(ids: string[]): Promise<MarkUnseenResponse> {
+    return this.enqueue("markUnseen", (headers) => this.inbox.markUnseen({ ids }, { headers }));
+  }
+
+  /** Archives inbox notifications. Queued while offline. */
+  archive(ids: string[]): Promise<ArchiveResponse> {
+    return this.enqueue("archive", (headers) => this.inbox.archive({ ids }, { headers }));
+  }
+
+  /** Moves archived notifications back to the inbox. Queued while offline. */
+  unarchive(ids: string[]): Promise<UnarchiveResponse> {
+    return this.enqueue("unarchive", (headers) => this.inbox.unarchive({ ids }, { headers }));
+  }
+
+  /**
+   * Snoozes inbox notifications until a time (1 s to 366 days ahead); they
+   * come back unseen and unread, announced on the stream (onInbox). Queued
+   * while offline: a time already past when it is sent is refused.
+   */
+  snooze(ids: string[], until: Date): Promise<SnoozeResponse> {
+    return this.enqueue("snooze", (headers) => this.inbox.snooze({ ids, until: timestampFromDate(until) }, { headers }));
+  }
+
+  /** Brings snoozed notifications back now. Queued while offline. */
+  unsnooze(ids: string[]): Promise<UnsnoozeResponse> {
+    return this.enqueue("unsnooze", (headers) => this.inbox.unsnooze({ ids }, { headers }));
+  }
+
+  /** Applies one action to every notification matching a filter (all seen, archive all read, ...). Queued while offline. */
+  bulkUpdate(req: MessageInitShape<typeof BulkUpdateRequestSchema>): Promise<BulkUpdateResponse> {
+    return this.enqueue("bulkUpdate", (headers) => this.inbox.bulkUpdate(req, { headers }));
+  }
+
+  /** The inbox's counts per state. Not queued. */
+  getCounts(): Promise<GetCountsResponse> {
+    return this.unary((headers) => this.inbox.getCounts({}, { headers }));
   }
 
   /** Deletes one inbox notification. Queued while offline. */
@@ -574,7 +661,9 @@ export class NotifyClient {
         for (const ev of msg.events) this.deliver(ev);
         if (c.case === "unread") {
           this._unread = Number(c.value.count);
+          this._unseen = Number(c.value.unseen);
           this.unreadChanged.emit(this._unread);
+          this.inboxChanged.emit({ unread: this._unread, unseen: this._unseen, returned: c.value.returned });
         } else if (c.case === "disconnected") {
           end.disconnected = c.value;
         }

@@ -1,10 +1,12 @@
 export { NotifyClient } from "./client";
-export type { ConnectOptions, ConnectionState, Logger, NotifyClientOptions, Position, StreamEnd, TokenSource } from "./client";
+export type { ConnectOptions, ConnectionState, InboxLive, Logger, NotifyClientOptions, Position, StreamEnd, TokenSource } from "./client";
 export { Backoff } from "./backoff";
 export { ErrorInfoSchema, Reason, errorInfo, errorReason, isPermanent, isTokenExpired, isTransient } from "./errors";
 export type { ErrorInfo } from "./errors";
 export { describeEvent, eventCases, isolate } from "./events";
 export type { EventCase, EventView, PayloadOf, Priority, Tone } from "./events";
 export { Emitter, Observable } from "./observable";
-export { NotificationStore } from "./store";
-export type { NotificationItem, NotificationState, NotificationStoreOptions, Toast } from "./store";
+export { NotificationStore, inTab } from "./store";
+export type { Counts, InboxTab, NotificationItem, NotificationState, NotificationStoreOptions, Toast } from "./store";
+export { snoozeLabel, snoozeOptions } from "./snooze";
+export type { SnoozeChoice, SnoozeOption } from "./snooze";

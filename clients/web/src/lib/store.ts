@@ -1,9 +1,18 @@
+import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { ConnectError } from "@connectrpc/connect";
-import type { Notification, Preferences } from "../gen/notify/v1/inbox_pb";
-import type { Event } from "../gen/notify/v1/notify_pb";
-import type { ConnectionState, NotifyClient } from "./client";
-import { describeEvent, type EventView, type Tone } from "./events";
+import { Priority as ProtoPriority } from "../gen/notify/v1/events_pb";
+import {
+  InboxAction,
+  NotificationState as ProtoState,
+  type InboxCounts,
+  type InboxFilterSchema,
+  type Notification,
+  type Preferences,
+} from "../gen/notify/v1/inbox_pb";
+import type { Event, NotificationAction, ReturnedNotification } from "../gen/notify/v1/notify_pb";
+import type { ConnectionState, InboxLive, NotifyClient } from "./client";
+import { describeEvent, type EventView, type Priority, type Tone } from "./events";
 import { Observable } from "./observable";
 
 /** One entry of the notification center: an inbox notification, described. */
@@ -13,8 +22,36 @@ export interface NotificationItem extends EventView {
   /** The event's id, the same in every room it was routed to. */
   eventId: string;
   read: boolean;
+  /** Shown to the user: the badge counts the unseen ones. */
+  seen: boolean;
+  /** Out of the inbox, kept. */
+  archived: boolean;
+  /** Set while snoozed: when it comes back. */
+  snoozedUntil?: Date;
+  /** The publisher's category (points, card, alerts, ...). */
+  category: string;
+  tags: string[];
+  /** What the user can do from it: a link or a confirmation. */
+  action?: NotificationAction;
+  /** When it leaves the inbox, if it does. */
+  expiresAt?: Date;
   createdAt: Date;
   event: Event;
+}
+
+/** The notification center's tabs: the inbox's unread, the whole inbox, the archive, the snoozed. */
+export type InboxTab = "unread" | "all" | "archived" | "snoozed";
+
+/** The inbox's notifications per state. */
+export interface Counts {
+  /** In the inbox, not seen: the badge. */
+  unseen: number;
+  /** In the inbox, not read. */
+  unread: number;
+  archived: number;
+  snoozed: number;
+  /** In the inbox (neither archived nor snoozed). */
+  inbox: number;
 }
 
 /** A transient message shown by ToastContainer. */
@@ -31,15 +68,24 @@ export interface Toast {
 }
 
 export interface NotificationState {
-  /** The inbox, newest first, one entry per event. */
+  /** The inbox (neither archived nor snoozed), newest first, one entry per event. */
   items: NotificationItem[];
-  /** The inbox unread count (from the stream, or the last write's answer). */
+  /** The inbox unread count (from the stream, or the last call's answer). */
   unread: number;
-  /** A next page exists (loadMore). */
+  /** The inbox unseen count, which the badge shows. */
+  unseen: number;
+  /** The counts per state. */
+  counts: Counts;
+  /** A next page of items exists (loadMore). */
   hasMore: boolean;
   /** The first page arrived. */
   loaded: boolean;
   loading: boolean;
+  /** The center's tab and its list ("all": the same as items). */
+  tab: InboxTab;
+  tabItems: NotificationItem[];
+  tabHasMore: boolean;
+  tabLoading: boolean;
   /** The last failed inbox call's message. */
   error?: string;
   preferences?: Preferences;
@@ -71,20 +117,34 @@ function isInboxRoom(room: string): boolean {
   return room.startsWith("guest:") || room.startsWith("user:") || room === "admin";
 }
 
+/** The server's state of each tab. */
+const tabState: Record<InboxTab, ProtoState> = {
+  unread: ProtoState.UNREAD,
+  all: ProtoState.INBOX,
+  archived: ProtoState.ARCHIVED,
+  snoozed: ProtoState.SNOOZED,
+};
+
+const noCounts: Counts = { unseen: 0, unread: 0, archived: 0, snoozed: 0, inbox: 0 };
+
 let toastSeq = 0;
 
 /**
  * NotificationStore is the notification center's state, framework-agnostic:
- * the inbox (InboxService, paged, newest first, one entry per event id), the
- * live unread count, preferences and a toast queue. It follows a
- * NotifyClient: live events raise toasts and pull the new inbox rows, a
- * room that could not be resumed reloads the inbox, and writes go through
- * the client's offline queue.
+ * the inbox (InboxService, paged, newest first, one entry per event id) and
+ * the list of the center's tab, the live counts (unseen for the badge,
+ * unread, archived, snoozed), preferences and a toast queue. It follows a
+ * NotifyClient: live events raise toasts and pull the new inbox rows,
+ * notifications back from snooze come back into the lists with a toast, a
+ * room that could not be resumed reloads the inbox, and writes are applied
+ * here at once and go through the client's offline queue.
  */
 export class NotificationStore extends Observable<NotificationState> {
   private readonly client: NotifyClient;
   private readonly opts: Required<Omit<NotificationStoreOptions, "toastFilter">> & Pick<NotificationStoreOptions, "toastFilter">;
   private pageToken = "";
+  private tabToken = "";
+  private tabLoad = 0; // the latest tab load; older answers are dropped
   private unsub: (() => void)[] = [];
   private toastedEvents = new Set<string>();
   private timers = new Map<string, ReturnType<typeof setTimeout>>();
@@ -92,15 +152,23 @@ export class NotificationStore extends Observable<NotificationState> {
   private refreshing?: Promise<void>;
   private refreshAgain = false;
   private awaited = new Map<string, number>(); // event ids expected in the inbox → tries
+  private seenSent = new Set<string>(); // ids a markSeen is on its way for
+  private legacy = false; // the server answers lists without counts: the badge shows unread
   private started = false;
 
   constructor(client: NotifyClient, opts: NotificationStoreOptions = {}) {
     super({
       items: [],
       unread: 0,
+      unseen: 0,
+      counts: { ...noCounts },
       hasMore: false,
       loaded: false,
       loading: false,
+      tab: "all",
+      tabItems: [],
+      tabHasMore: false,
+      tabLoading: false,
       toasts: [],
       connection: client.state,
       pending: client.pendingCalls,
@@ -128,12 +196,7 @@ export class NotificationStore extends Observable<NotificationState> {
       c.onConnected(() => {
         if (!this.getState().loaded) void this.refresh();
       }),
-      c.onUnread((unread) => {
-        const prev = this.getState().unread;
-        this.setState({ unread });
-        // A new inbox row: the count rises after the row is written.
-        if (unread > prev || this.awaited.size > 0) this.scheduleRefresh(0);
-      }),
+      c.onInbox((live) => this.onLive(live)),
       c.onEvent((ev) => this.onEvent(ev)),
       c.onGap(() => {
         this.setState((s) => ({ gaps: s.gaps + 1 }));
@@ -157,9 +220,10 @@ export class NotificationStore extends Observable<NotificationState> {
   // ---- inbox --------------------------------------------------------------
 
   /**
-   * Loads the newest page and merges it in; with full, pages on until it
-   * meets a notification it already had (at most 10 pages), so everything
-   * missed during a gap is back, each event once.
+   * Loads the newest page of the inbox and merges it in (and the tab's
+   * first page, for another tab); with full, pages on until it meets a
+   * notification it already had (at most 10 pages), so everything missed
+   * during a gap is back, each event once.
    */
   refresh(full = false): Promise<void> {
     if (this.refreshing) {
@@ -172,6 +236,7 @@ export class NotificationStore extends Observable<NotificationState> {
         do {
           this.refreshAgain = false;
           await this.loadNewest(full);
+          if (this.getState().tab !== "all") await this.loadTab(true);
         } while (this.refreshAgain);
         this.setState({ error: undefined });
       } catch (err) {
@@ -190,21 +255,34 @@ export class NotificationStore extends Observable<NotificationState> {
     let token = "";
     let fetched: Notification[] = [];
     let nextToken = "";
-    let unread = this.getState().unread;
+    let counts: InboxCounts | undefined;
+    let unreadCount: bigint | undefined;
     for (let page = 0; page < 10; page++) {
       const res = await this.client.listNotifications({ pageSize: this.opts.pageSize, pageToken: token });
       fetched = fetched.concat(res.notifications);
-      unread = Number(res.unreadCount);
+      counts = res.counts;
+      unreadCount = res.unreadCount;
       nextToken = res.nextPageToken;
       const metKnown = res.notifications.some((n) => known.has(n.id));
       if (!full || !wasLoaded || metKnown || !nextToken) break;
       token = nextToken;
     }
     const fresh = fetched.map(toItem);
+    // What the server listed replaces what was here over the same span of
+    // ids (an item archived, snoozed or deleted elsewhere leaves); older
+    // items, past the pages fetched, stay.
+    const oldest = nextToken && fresh.length ? fresh[fresh.length - 1].id : undefined;
     this.setState((s) => {
-      const byId = new Map(s.items.map((i) => [i.id, i]));
-      for (const it of fresh) byId.set(it.id, it); // the server's read state wins
-      return { items: dedupe([...byId.values()]), unread, loaded: true, hasMore: s.loaded ? s.hasMore : !!nextToken };
+      const kept = s.items.filter((i) => oldest !== undefined && newerId(i.id, oldest) > 0);
+      const items = dedupe([...fresh, ...kept]);
+      const hasMore = s.loaded ? s.hasMore || !!nextToken : !!nextToken;
+      return {
+        items,
+        ...this.withCounts(counts, unreadCount),
+        loaded: true,
+        hasMore,
+        ...(s.tab === "all" ? { tabItems: items, tabHasMore: hasMore } : {}),
+      };
     });
     if (!wasLoaded) this.pageToken = nextToken;
     // Events that arrived live before their inbox row was written.
@@ -219,7 +297,7 @@ export class NotificationStore extends Observable<NotificationState> {
     }
   }
 
-  /** Loads the next (older) page. */
+  /** Loads the next (older) page of the inbox. */
   async loadMore(): Promise<void> {
     if (!this.pageToken) return;
     this.setState({ loading: true });
@@ -227,16 +305,60 @@ export class NotificationStore extends Observable<NotificationState> {
       const res = await this.client.listNotifications({ pageSize: this.opts.pageSize, pageToken: this.pageToken });
       this.pageToken = res.nextPageToken;
       const more = res.notifications.map(toItem);
+      this.setState((s) => {
+        const items = dedupe([...s.items, ...more.filter((m) => !s.items.some((i) => i.id === m.id))]);
+        return {
+          items,
+          hasMore: !!res.nextPageToken,
+          ...this.withCounts(res.counts, res.unreadCount),
+          error: undefined,
+          ...(s.tab === "all" ? { tabItems: items, tabHasMore: !!res.nextPageToken } : {}),
+        };
+      });
+    } catch (err) {
+      this.setState({ error: ConnectError.from(err).rawMessage });
+    } finally {
+      this.setState({ loading: false });
+    }
+  }
+
+  /** Shows a tab of the center: its list is loaded from the server. */
+  async setTab(tab: InboxTab): Promise<void> {
+    if (tab === "all") {
+      this.tabLoad++;
+      this.setState((s) => ({ tab, tabItems: s.items, tabHasMore: s.hasMore, tabLoading: false }));
+      return;
+    }
+    this.setState({ tab, tabItems: [], tabHasMore: false });
+    await this.loadTab(true);
+  }
+
+  /** Loads the next page of the current tab. */
+  async loadMoreTab(): Promise<void> {
+    if (this.getState().tab === "all") return this.loadMore();
+    if (this.tabToken) await this.loadTab(false);
+  }
+
+  private async loadTab(first: boolean): Promise<void> {
+    const tab = this.getState().tab;
+    if (tab === "all") return;
+    const load = ++this.tabLoad;
+    this.setState({ tabLoading: true });
+    try {
+      const res = await this.client.listNotifications({ pageSize: this.opts.pageSize, pageToken: first ? "" : this.tabToken, state: tabState[tab] });
+      if (load !== this.tabLoad || this.getState().tab !== tab) return;
+      this.tabToken = res.nextPageToken;
+      const got = res.notifications.map(toItem);
       this.setState((s) => ({
-        items: dedupe([...s.items, ...more.filter((m) => !s.items.some((i) => i.id === m.id))]),
-        hasMore: !!res.nextPageToken,
-        unread: Number(res.unreadCount),
+        tabItems: first ? got : dedupe([...s.tabItems, ...got.filter((g) => !s.tabItems.some((i) => i.id === g.id))]),
+        tabHasMore: !!res.nextPageToken,
+        ...this.withCounts(res.counts, res.unreadCount),
         error: undefined,
       }));
     } catch (err) {
       this.setState({ error: ConnectError.from(err).rawMessage });
     } finally {
-      this.setState({ loading: false });
+      if (load === this.tabLoad) this.setState({ tabLoading: false });
     }
   }
 
@@ -254,47 +376,224 @@ export class NotificationStore extends Observable<NotificationState> {
     }, ms);
   }
 
-  /** Marks one notification read: at once here, then on the server (queued while offline). */
-  async markRead(id: string): Promise<void> {
-    const it = this.getState().items.find((i) => i.id === id);
-    if (!it || it.read) return;
-    this.setState((s) => ({
-      items: s.items.map((i) => (i.id === id ? { ...i, read: true } : i)),
-      unread: Math.max(0, s.unread - 1),
-    }));
+  /**
+   * The state's counts from a server answer (unseen and unread also at top
+   * level). A server without counts (before they existed) gives the unread
+   * count only, which the badge then shows.
+   */
+  private withCounts(c: InboxCounts | undefined, unreadCount?: bigint): Partial<NotificationState> {
+    if (!c) {
+      if (unreadCount === undefined) return {};
+      this.legacy = true;
+      const unread = Number(unreadCount);
+      return { unread, unseen: unread, counts: { ...this.getState().counts, unread, unseen: unread } };
+    }
+    this.legacy = false;
+    const counts: Counts = {
+      unseen: Number(c.unseen),
+      unread: Number(c.unread),
+      archived: Number(c.archived),
+      snoozed: Number(c.snoozed),
+      inbox: Number(c.inbox),
+    };
+    return { counts, unread: counts.unread, unseen: counts.unseen };
+  }
+
+  private onLive(live: InboxLive): void {
+    if (this.legacy) live = { ...live, unseen: live.unread };
+    const prev = this.getState();
+    this.setState((s) => ({ unread: live.unread, unseen: live.unseen, counts: { ...s.counts, unread: live.unread, unseen: live.unseen } }));
+    for (const r of live.returned) this.announceReturn(r);
+    // A new inbox row: the counts rise after the row is written. Back from
+    // snooze, or changed by another client: the lists follow.
+    if (live.unread > prev.unread || live.unseen > prev.unseen || live.returned.length > 0 || this.awaited.size > 0) {
+      this.scheduleRefresh(0);
+    } else if (live.unread !== prev.unread || live.unseen !== prev.unseen) {
+      this.scheduleRefresh(200);
+    }
+  }
+
+  /** A toast for a notification back from snooze. */
+  private announceReturn(r: ReturnedNotification): void {
+    const v = r.event ? describeEvent(r.event) : undefined;
+    this.showToast({ tone: "info", title: v ? v.title : "A notification is back", message: "Back from snooze", eventId: r.event?.id });
+  }
+
+  // ---- state changes ------------------------------------------------------
+
+  /**
+   * Applies change to the items with these ids, here at once (both lists,
+   * and the counts), then sends it; the server's answer sets the counts.
+   * Items that no longer belong to a list leave it.
+   */
+  private async change<R extends { counts?: InboxCounts; unreadCount?: bigint }>(
+    ids: string[],
+    patch: (i: NotificationItem) => NotificationItem,
+    send: () => Promise<R>,
+  ): Promise<void> {
+    const want = new Set(ids);
+    const now = Date.now();
+    this.setState((s) => {
+      const counts = { ...s.counts };
+      const seenIds = new Set<string>();
+      const apply = (list: NotificationItem[], tab: InboxTab, countIt: boolean) =>
+        list
+          .map((i) => {
+            if (!want.has(i.id)) return i;
+            const next = patch(i);
+            if (countIt && !seenIds.has(i.id)) {
+              seenIds.add(i.id);
+              adjust(counts, i, next, now);
+            }
+            return next;
+          })
+          .filter((i) => !want.has(i.id) || inTab(tab, i, now));
+      const items = apply(s.items, "all", true);
+      const tabItems = s.tab === "all" ? items : apply(s.tabItems, s.tab, true);
+      return { items, tabItems, counts, unread: counts.unread, unseen: counts.unseen };
+    });
     try {
-      const res = await this.client.markRead([id]);
-      this.setState({ unread: Number(res.unreadCount) });
+      const res = await send();
+      if (res.counts) this.setState(this.withCounts(res.counts));
+      else if (res.unreadCount !== undefined) {
+        const unread = Number(res.unreadCount);
+        this.setState((s) => ({ unread, counts: { ...s.counts, unread } }));
+      }
     } catch (err) {
       this.fail(err);
     }
   }
 
-  /** Marks every notification read. */
-  async markAllRead(): Promise<void> {
-    this.setState((s) => ({ items: s.items.map((i) => (i.read ? i : { ...i, read: true })), unread: 0 }));
+  /** Marks one notification read (and seen): at once here, then on the server (queued while offline). */
+  async markRead(id: string): Promise<void> {
+    const it = this.find(id);
+    if (!it || it.read) return;
+    await this.change([id], (i) => ({ ...i, read: true, seen: true }), () => this.client.markRead([id]));
+  }
+
+  /** Marks notifications read. */
+  async markReadMany(ids: string[]): Promise<void> {
+    if (ids.length === 0) return;
+    await this.change(ids, (i) => ({ ...i, read: true, seen: true }), () => this.client.markRead(ids));
+  }
+
+  /** Marks notifications unread. */
+  async markUnread(ids: string[]): Promise<void> {
+    if (ids.length === 0) return;
+    await this.change(ids, (i) => ({ ...i, read: false }), () => this.client.markUnread(ids));
+  }
+
+  /**
+   * Marks notifications seen (the center calls it for what it shows while
+   * open); ids already seen, or already being marked, are skipped.
+   */
+  async markSeen(ids: string[]): Promise<void> {
+    const todo = ids.filter((id) => !this.seenSent.has(id) && this.find(id)?.seen === false);
+    if (todo.length === 0) return;
+    todo.forEach((id) => this.seenSent.add(id));
     try {
-      const res = await this.client.markAllRead();
-      this.setState({ unread: Number(res.unreadCount) });
-    } catch (err) {
-      this.fail(err);
+      await this.change(todo, (i) => ({ ...i, seen: true }), () => this.client.markSeen(todo));
+    } finally {
+      todo.forEach((id) => this.seenSent.delete(id));
     }
+  }
+
+  /** Archives notifications. */
+  async archive(ids: string[]): Promise<void> {
+    if (ids.length === 0) return;
+    await this.change(ids, (i) => ({ ...i, archived: true, snoozedUntil: undefined }), () => this.client.archive(ids));
+  }
+
+  /** Moves archived notifications back to the inbox. */
+  async unarchive(ids: string[]): Promise<void> {
+    if (ids.length === 0) return;
+    await this.change(ids, (i) => ({ ...i, archived: false }), () => this.client.unarchive(ids));
+    void this.refresh();
+  }
+
+  /** Snoozes notifications until a time: they come back unseen and unread. */
+  async snooze(ids: string[], until: Date): Promise<void> {
+    if (ids.length === 0) return;
+    await this.change(
+      ids,
+      (i) => ({ ...i, snoozedUntil: until, archived: false, seen: false, read: false }),
+      () => this.client.snooze(ids, until),
+    );
+  }
+
+  /** Brings snoozed notifications back now. */
+  async unsnooze(ids: string[]): Promise<void> {
+    if (ids.length === 0) return;
+    await this.change(ids, (i) => ({ ...i, snoozedUntil: undefined }), () => this.client.unsnooze(ids));
+    void this.refresh();
+  }
+
+  /** Marks every notification of the inbox read. */
+  async markAllRead(): Promise<void> {
+    const ids = this.getState().items.filter((i) => !i.read).map((i) => i.id);
+    // The stream's counts follow, for the items not loaded here.
+    await this.change(ids, (i) => ({ ...i, read: true, seen: true }), () => this.client.markAllRead());
+  }
+
+  /** Marks every notification of the inbox seen. */
+  async markAllSeen(): Promise<void> {
+    const ids = this.getState().items.filter((i) => !i.seen).map((i) => i.id);
+    await this.bulk(ids, (i) => ({ ...i, seen: true }), { action: InboxAction.SEEN });
+  }
+
+  /** Archives every read notification of the inbox. */
+  async archiveAllRead(): Promise<void> {
+    const ids = this.getState().items.filter((i) => i.read).map((i) => i.id);
+    await this.bulk(ids, (i) => ({ ...i, archived: true, snoozedUntil: undefined }), {
+      action: InboxAction.ARCHIVE,
+      filter: { state: ProtoState.READ },
+    });
+  }
+
+  /** Deletes every notification matching a filter (the archived ones, ...). */
+  async deleteWhere(filter: MessageInitShape<typeof InboxFilterSchema>): Promise<void> {
+    await this.bulk([], (i) => i, { action: InboxAction.DELETE, filter });
+    void this.refresh();
+  }
+
+  private async bulk(
+    known: string[],
+    patch: (i: NotificationItem) => NotificationItem,
+    req: { action: InboxAction; filter?: MessageInitShape<typeof InboxFilterSchema> },
+  ): Promise<void> {
+    await this.change(known, patch, () => this.client.bulkUpdate(req));
   }
 
   /** Deletes one notification. */
   async remove(id: string): Promise<void> {
-    const it = this.getState().items.find((i) => i.id === id);
-    if (!it) return;
-    this.setState((s) => ({
-      items: s.items.filter((i) => i.id !== id),
-      unread: it.read ? s.unread : Math.max(0, s.unread - 1),
-    }));
+    if (!this.find(id)) return;
+    await this.change([id], (i) => ({ ...i, deleted: true }) as NotificationItem, () => this.client.deleteNotification(id));
+  }
+
+  /** Deletes notifications. */
+  async removeMany(ids: string[]): Promise<void> {
+    for (const id of ids) await this.remove(id);
+  }
+
+  /**
+   * Takes a notification's confirm action: sends its ConfirmAction (queued
+   * while offline, safe to repeat), then marks the notification read.
+   */
+  async confirm(item: NotificationItem): Promise<void> {
+    const a = item.action;
+    if (a?.target.case !== "confirm") return;
     try {
-      const res = await this.client.deleteNotification(id);
-      this.setState({ unread: Number(res.unreadCount) });
+      await this.client.confirmAction(a.target.value);
+      this.showToast({ tone: "success", title: a.label, message: "Confirmed" });
+      await this.markRead(item.id);
     } catch (err) {
       this.fail(err);
     }
+  }
+
+  private find(id: string): NotificationItem | undefined {
+    const s = this.getState();
+    return s.items.find((i) => i.id === id) ?? s.tabItems.find((i) => i.id === id);
   }
 
   private fail(err: unknown): void {
@@ -397,14 +696,62 @@ export class NotificationStore extends Observable<NotificationState> {
   }
 }
 
+/** Whether an item belongs to a tab's list at now. */
+export function inTab(tab: InboxTab, i: NotificationItem & { deleted?: boolean }, now = Date.now()): boolean {
+  if (i.deleted) return false;
+  const snoozed = !!i.snoozedUntil && i.snoozedUntil.getTime() > now;
+  switch (tab) {
+    case "archived":
+      return i.archived;
+    case "snoozed":
+      return snoozed && !i.archived;
+    case "unread":
+      return !i.archived && !snoozed && !i.read;
+    default:
+      return !i.archived && !snoozed;
+  }
+}
+
+/** Moves counts from an item's state before a change to its state after. */
+function adjust(c: Counts, before: NotificationItem, after: NotificationItem & { deleted?: boolean }, now: number): void {
+  const add = (i: NotificationItem & { deleted?: boolean }, k: 1 | -1) => {
+    if (i.deleted) return;
+    if (inTab("archived", i, now)) c.archived += k;
+    else if (inTab("snoozed", i, now)) c.snoozed += k;
+    else {
+      c.inbox += k;
+      if (!i.read) c.unread += k;
+      if (!i.seen) c.unseen += k;
+    }
+  };
+  add(before, -1);
+  add(after, 1);
+  for (const k of Object.keys(c) as (keyof Counts)[]) c[k] = Math.max(0, c[k]);
+}
+
+const priorityOf: Partial<Record<ProtoPriority, Priority>> = {
+  [ProtoPriority.LOW]: "low",
+  [ProtoPriority.MEDIUM]: "normal",
+  [ProtoPriority.HIGH]: "high",
+  [ProtoPriority.CRITICAL]: "critical",
+};
+
 function toItem(n: Notification): NotificationItem {
   const ev = n.event!;
   const view = describeEvent(ev);
   return {
     ...view,
+    priority: priorityOf[n.priority] ?? view.priority,
     id: n.id,
     eventId: ev?.id ?? n.id,
     read: n.read,
+    seen: n.seen,
+    archived: n.archived,
+    snoozedUntil: n.snoozeUntil ? timestampDate(n.snoozeUntil) : undefined,
+    category: n.category,
+    tags: n.tags,
+    action: n.action,
+    expiresAt: n.expireTime ? timestampDate(n.expireTime) : undefined,
     createdAt: n.createTime ? timestampDate(n.createTime) : (view.time ?? new Date(0)),
     event: ev,
     time: view.time ?? (n.createTime ? timestampDate(n.createTime) : undefined),

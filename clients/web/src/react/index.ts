@@ -1,6 +1,6 @@
 export { NotifyProvider, useNotify } from "./context";
 export { useConnectionState, useNotifications, useNotifyEvent, useNotifyGap } from "./useNotifications";
-export { NotificationCenter } from "./NotificationCenter";
+export { NotificationCenter, safeHref } from "./NotificationCenter";
 export type { NotificationCenterProps } from "./NotificationCenter";
 export { ToastContainer } from "./ToastContainer";
 export type { ToastContainerProps } from "./ToastContainer";

@@ -2,12 +2,13 @@ import { useEffect, useMemo, useRef, useSyncExternalStore } from "react";
 import type { Event } from "../gen/notify/v1/notify_pb";
 import type { ConnectionState } from "../lib/client";
 import type { EventCase, PayloadOf } from "../lib/events";
-import type { NotificationState } from "../lib/store";
+import type { InboxTab, NotificationItem, NotificationState } from "../lib/store";
 import { useNotify } from "./context";
 
 /**
- * The notification state (inbox, unread count, toasts, connection) and its
- * actions, re-rendering on every change.
+ * The notification state (inbox, the center's tab, counts, toasts,
+ * connection) and its actions (read, seen, archive, snooze, bulk, tabs),
+ * re-rendering on every change.
  */
 export function useNotifications() {
   const { client, store } = useNotify();
@@ -15,8 +16,21 @@ export function useNotifications() {
   const actions = useMemo(
     () => ({
       markRead: (id: string) => store.markRead(id),
+      markReadMany: (ids: string[]) => store.markReadMany(ids),
+      markUnread: (ids: string[]) => store.markUnread(ids),
+      markSeen: (ids: string[]) => store.markSeen(ids),
       markAllRead: () => store.markAllRead(),
+      markAllSeen: () => store.markAllSeen(),
+      archive: (ids: string[]) => store.archive(ids),
+      unarchive: (ids: string[]) => store.unarchive(ids),
+      archiveAllRead: () => store.archiveAllRead(),
+      snooze: (ids: string[], until: Date) => store.snooze(ids, until),
+      unsnooze: (ids: string[]) => store.unsnooze(ids),
+      confirm: (item: NotificationItem) => store.confirm(item),
       remove: (id: string) => store.remove(id),
+      removeMany: (ids: string[]) => store.removeMany(ids),
+      setTab: (tab: InboxTab) => store.setTab(tab),
+      loadMoreTab: () => store.loadMoreTab(),
       loadMore: () => store.loadMore(),
       refresh: () => store.refresh(true),
       dismissToast: (id: string) => store.dismissToast(id),

@@ -6,6 +6,8 @@ import {
   badge,
   buildNotifyd,
   centerEventIds,
+  closeCenter,
+  tabCount,
   launchChromium,
   pointsAdded,
   screenshot,
@@ -113,13 +115,17 @@ describe("the demo app against a real notifyd", () => {
       await toast.getByTestId("toast-close").click();
       await toast.waitFor({ state: "detached", timeout: 5000 });
 
-      // Open the center: one unread entry; click marks it read.
+      // Open the center: one unread entry, now seen (the badge counts
+      // unseen ones); click marks it read.
       expect(await centerEventIds(page)).toEqual([id]);
       const item = page.locator(`[data-testid="notification-item"][data-event-id="${id}"]`);
       expect(await item.getAttribute("data-read")).toBe("false");
+      await until("entry seen", async () => (await item.getAttribute("data-seen")) === "true");
+      await until("badge gone once seen", async () => (await badge(page)) === "");
+      expect(await tabCount(page, "unread")).toBe("1");
       await item.locator(".notify-item__body").click();
       await until("entry read", async () => (await item.getAttribute("data-read")) === "true");
-      await until("badge gone", async () => (await badge(page)) === "");
+      await until("no unread", async () => (await tabCount(page, "unread")) === "");
       await screenshot(page, "1-marked-read");
 
       // The server kept it: after a reload the entry is still read, no badge.
@@ -133,7 +139,9 @@ describe("the demo app against a real notifyd", () => {
       expect(await page.getByTestId("points-balance").textContent()).toBe("600");
       await screenshot(page, "1-after-reload");
 
-      // Dark mode follows prefers-color-scheme.
+      // Dark mode follows prefers-color-scheme. (With the center closed, a
+      // new notification is unseen: the badge shows it.)
+      await closeCenter(page);
       await page.emulateMedia({ colorScheme: "dark" });
       await s.publish(pointsAdded("g1", 50, 650, "Dinner"));
       await page.getByTestId("toast").first().waitFor();
@@ -190,7 +198,9 @@ describe("the demo app against a real notifyd", () => {
       for (const id of during) {
         expect(await page.locator(`[data-testid="toast"][data-event-id="${id}"]`).count()).toBe(1);
       }
-      await until("badge 4", async () => (await badge(page)) === "4");
+      // The center is open: what it shows is seen, and 4 are unread.
+      await until("4 unread", async () => (await tabCount(page, "unread")) === "4");
+      expect(await badge(page)).toBe("");
       const stats = await page.evaluate(() => {
         const n = (window as unknown as { __notify: { client: { stats: Record<string, number> } } }).__notify;
         return n.client.stats;
@@ -209,7 +219,8 @@ describe("the demo app against a real notifyd", () => {
         expect(await page.locator(`[data-testid="toast"][data-event-id="${id}"]`).count()).toBeLessThanOrEqual(1);
       }
       expect(await page.getByTestId("points-balance").textContent()).toBe("165");
-      expect(await badge(page)).toBe("5");
+      await until("5 unread", async () => (await tabCount(page, "unread")) === "5");
+      expect(await badge(page)).toBe("");
       await screenshot(page, "2-after-restart");
     } catch (err) {
       await screenshot(page, "2-failure");

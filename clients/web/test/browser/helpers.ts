@@ -220,6 +220,28 @@ export async function badge(page: Page): Promise<string> {
   return (await b.count()) ? ((await b.textContent({ timeout: 2000 })) ?? "") : "";
 }
 
+/** Opens the notification center if it is closed. */
+export async function openCenter(page: Page): Promise<void> {
+  if ((await page.getByTestId("notification-panel").count()) === 0) {
+    await page.getByTestId("notification-bell").click({ timeout: 5000 });
+    await page.getByTestId("notification-panel").waitFor({ timeout: 5000 });
+  }
+}
+
+/** Closes the notification center if it is open. */
+export async function closeCenter(page: Page): Promise<void> {
+  if ((await page.getByTestId("notification-panel").count()) > 0) {
+    await page.keyboard.press("Escape");
+    await page.getByTestId("notification-panel").waitFor({ state: "detached", timeout: 5000 });
+  }
+}
+
+/** The count a tab of the open center shows, or "" when none. */
+export async function tabCount(page: Page, tab: string): Promise<string> {
+  const c = page.locator(`[data-testid="notification-tab"][data-tab="${tab}"] [data-testid="tab-count"]`);
+  return (await c.count()) ? ((await c.textContent({ timeout: 2000 })) ?? "") : "";
+}
+
 /** The event ids of the notification center's entries, opening it if needed. */
 export async function centerEventIds(page: Page): Promise<string[]> {
   if ((await page.getByTestId("notification-panel").count()) === 0) {

@@ -1,10 +1,14 @@
+import { create } from "@bufbuild/protobuf";
 import { renderToString } from "react-dom/server";
 import { afterEach, describe, expect, test } from "vitest";
 import { NotifyClient } from "../../src/lib/client";
 import { NotificationStore } from "../../src/lib/store";
 import { NotifyProvider } from "../../src/react/context";
 import { badgeText, relativeTime } from "../../src/react/format";
-import { NotificationCenter } from "../../src/react/NotificationCenter";
+import { Priority } from "../../src/gen/notify/v1/events_pb";
+import { NotificationActionSchema } from "../../src/gen/notify/v1/notify_pb";
+import { snoozeLabel, snoozeOptions } from "../../src/lib/snooze";
+import { NotificationCenter, safeHref } from "../../src/react/NotificationCenter";
 import { ToastContainer } from "../../src/react/ToastContainer";
 import { FakeServer, pointsAdded } from "./harness";
 
@@ -15,12 +19,14 @@ afterEach(() => {
   stores = [];
 });
 
-async function setup(unread: number, read = 0) {
+async function setup(unread: number, read = 0, prepare?: (server: FakeServer) => void) {
   const server = new FakeServer();
   for (let i = 0; i < unread + read; i++) {
     const n = server.addToInbox(pointsAdded("guest:g1", i + 1, "e1", `ev${i + 1}`));
     n.read = i < read;
+    n.seen = i < read;
   }
+  prepare?.(server);
   const client = new NotifyClient({ transport: server.transport });
   // Inbox reads need a token, not a stream: connect for the token, then stop.
   client.connect({ token: "t" });
@@ -53,19 +59,20 @@ describe("components", () => {
     expect(relativeTime(undefined, now)).toBe("");
   });
 
-  test("the bell shows 99+ above 99 unread, and the list highlights unread entries", async () => {
+  test("the bell shows 99+ above 99 unseen, and the list highlights unread entries", async () => {
     const { client, store } = await setup(150, 2);
     expect(store.getState().unread).toBe(150);
+    expect(store.getState().unseen).toBe(150);
     const html = render(client, store, <NotificationCenter defaultOpen />);
     expect(html).toMatch(/data-testid="unread-badge"[^>]*>99\+</);
-    expect(html).toContain('aria-label="Notifications, 150 unread"');
+    expect(html).toContain('aria-label="Notifications, 150 new, 150 unread"');
     expect(html.match(/data-testid="notification-item"/g)).toHaveLength(10);
     expect(html).toContain('data-testid="notification-load-more"');
     expect(html).toContain("notify-item--unread");
     expect(html).toContain('data-testid="mark-all-read"');
   });
 
-  test("exactly 99 unread shows 99; none shows no badge and the empty state", async () => {
+  test("exactly 99 unseen shows 99; none shows no badge and the empty state", async () => {
     const a = await setup(99);
     expect(render(a.client, a.store, <NotificationCenter />)).toMatch(/data-testid="unread-badge"[^>]*>99</);
     const b = await setup(0);
@@ -74,8 +81,78 @@ describe("components", () => {
     expect(html).toContain('data-testid="notification-empty"');
     expect(html).toContain("No notifications yet");
     // A drawn bell, not an emoji that a font may lack.
-    expect(html).toMatch(/data-testid="notification-empty"><svg class="notify-empty__icon"/);
+    expect(html).toMatch(/data-testid="notification-empty"[^>]*><svg class="notify-empty__icon"/);
     expect(html).not.toContain("🔔");
+  });
+
+  test("the badge counts unseen: seen but unread shows no badge, and says so", async () => {
+    const { client, store } = await setup(0, 0, (server) => {
+      for (let i = 0; i < 3; i++) server.addToInbox(pointsAdded("guest:g1", i + 1, "e1", `s${i}`)).seen = true;
+    });
+    expect(store.getState().counts).toEqual({ unseen: 0, unread: 3, archived: 0, snoozed: 0, inbox: 3 });
+    const html = render(client, store, <NotificationCenter />);
+    expect(html).not.toContain("unread-badge");
+    expect(html).toContain('aria-label="Notifications, 3 unread"');
+  });
+
+  test("tabs with their counts; each entry's priority, category, tags, state and a safe action", async () => {
+    const { client, store } = await setup(2, 1, (server) => {
+      const promo = server.addToInbox(pointsAdded("guest:g1", 9, "e1", "promo"));
+      promo.priority = Priority.HIGH;
+      promo.category = "promo";
+      promo.tags = ["summer"];
+      promo.action = create(NotificationActionSchema, { label: "Open card", target: { case: "url", value: "/cards/c1" } });
+      const evil = server.addToInbox(pointsAdded("guest:g1", 10, "e1", "evil"));
+      evil.action = create(NotificationActionSchema, { label: "Click", target: { case: "url", value: "javascript:alert(1)" } });
+      server.addToInbox(pointsAdded("guest:g1", 11, "e1", "old")).archived = true;
+    });
+    const html = render(client, store, <NotificationCenter defaultOpen />);
+    const tab = (t: string) => html.match(new RegExp(`aria-selected="(true|false)" data-testid="notification-tab" data-tab="${t}">[^<]*(<span[^>]*>(\\d+)</span>)?`));
+    expect(tab("all")?.[1]).toBe("true");
+    expect(tab("all")?.[3]).toBe("5");
+    expect(tab("unread")?.[3]).toBe("4");
+    expect(tab("archived")?.[3]).toBe("1");
+    expect(tab("snoozed")?.[3]).toBeUndefined();
+    expect(html).toMatch(/data-priority="high" data-category="promo" data-notification-id="\d+" data-event-id="promo"/);
+    expect(html).toMatch(/data-testid="notification-priority">high</);
+    expect(html).toMatch(/data-testid="notification-category" dir="auto">promo</);
+    expect(html).toMatch(/data-testid="notification-tag" dir="auto">#<!-- -->summer</);
+    expect(html).toMatch(/<a class="notify-action" data-testid="notification-action" href="\/cards\/c1"/);
+    expect(html).not.toContain("javascript:");
+    expect(html.match(/data-testid="notification-action"/g)).toHaveLength(1);
+    // The archived entry is not in the All tab.
+    expect(html).not.toContain('data-event-id="old"');
+  });
+
+  test("only http(s) links and the app's own paths are opened", () => {
+    expect(safeHref("/cards/1")).toBe("/cards/1");
+    expect(safeHref("https://example.com/x")).toBe("https://example.com/x");
+    expect(safeHref("http://example.com")).toBe("http://example.com/");
+    for (const bad of ["//evil.example", "javascript:alert(1)", "JAVASCRIPT:alert(1)", "data:text/html,x", "maxloyalty://cards/1", "cards/1", ""]) {
+      expect(safeHref(bad)).toBeUndefined();
+    }
+  });
+
+  test("snooze choices: 1 hour, tonight (until 19:00), tomorrow and next Monday morning", () => {
+    const at = (s: string) => new Date(s); // local time
+    const opts = (s: string) => snoozeOptions(at(s)).map((o) => [o.choice, o.until.toString()]);
+    // Wednesday 10:00.
+    expect(opts("2026-06-10T10:00:00")).toEqual([
+      ["1h", at("2026-06-10T11:00:00").toString()],
+      ["tonight", at("2026-06-10T20:00:00").toString()],
+      ["tomorrow", at("2026-06-11T09:00:00").toString()],
+      ["nextweek", at("2026-06-15T09:00:00").toString()],
+    ]);
+    // Late: no "tonight"; Monday: next week is the Monday after; Sunday:
+    // not tomorrow (a choice of its own) but the Monday after.
+    expect(opts("2026-06-10T19:30:00").map((o) => o[0])).toEqual(["1h", "tomorrow", "nextweek"]);
+    expect(opts("2026-06-15T08:00:00")[3][1]).toBe(at("2026-06-22T09:00:00").toString());
+    expect(opts("2026-06-14T12:00:00")[3][1]).toBe(at("2026-06-22T09:00:00").toString());
+    expect(opts("2026-06-13T12:00:00")[3][1]).toBe(at("2026-06-15T09:00:00").toString());
+    // Across a month's end.
+    expect(opts("2026-06-30T10:00:00")[2][1]).toBe(at("2026-07-01T09:00:00").toString());
+    expect(snoozeLabel(at("2026-06-10T20:00:00"), at("2026-06-10T10:00:00"))).toBe("at 20:00");
+    expect(snoozeLabel(at("2026-06-11T09:00:00"), at("2026-06-10T10:00:00"))).toBe("tomorrow at 09:00");
   });
 
   test("toasts: a polite live region, tone, icon and close button", async () => {

@@ -2,10 +2,13 @@
 // Subscribe call is a Stream the test feeds message by message.
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createRouterTransport, type HandlerContext } from "@connectrpc/connect";
-import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, timestampDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import {
+  InboxAction,
   InboxService,
   NotificationSchema,
+  NotificationState,
+  type InboxCounts,
   type Notification,
 } from "../../src/gen/notify/v1/inbox_pb";
 import {
@@ -14,6 +17,7 @@ import {
   SubscribeResponseSchema,
   type ConfirmActionRequest,
   type Event,
+  type ReturnedNotification,
   type SubscribeRequest,
   type SubscribeResponse,
 } from "../../src/gen/notify/v1/notify_pb";
@@ -60,6 +64,11 @@ export class Stream {
 
   unread(count: number): this {
     return this.send({ control: { case: "unread", value: { count: BigInt(count) } } });
+  }
+
+  /** An inbox counts message: unread, unseen, and notifications back from snooze. */
+  inbox(unread: number, unseen: number, returned: ReturnedNotification[] = []): this {
+    return this.send({ control: { case: "unread", value: { count: BigInt(unread), unseen: BigInt(unseen), returned } } });
   }
 
   disconnected(reconnectDelayMs: number): this {
@@ -114,14 +123,19 @@ export function pointsAdded(room: string, offset: number, epoch: string, id = `e
 
 export type UnaryCall = { method: string; req: unknown; auth: string | null };
 
-/** The fake server: streams, unary calls, and an inbox. */
+/** The fake server: streams, unary calls, and an inbox with notifyd's states. */
 export class FakeServer {
   streams: Stream[] = [];
   calls: UnaryCall[] = [];
   inbox: Notification[] = [];
   /** Errors to answer the next unary calls with, in order (undefined: answer normally). */
   failNext: (ConnectError | undefined)[] = [];
+  /** Answer as a notifyd before inbox states: no counts in lists. */
+  legacy = false;
+  /** The server's clock, for snoozes. */
+  now = () => Date.now();
   private streamWaiters: (() => void)[] = [];
+  private nextId = 1;
 
   readonly transport = createRouterTransport(({ service }) => {
     service(NotificationService, {
@@ -140,17 +154,73 @@ export class FakeServer {
         return { eventId: "p1" };
       },
     });
+    // Unknown ids are skipped (the client's tests mark ids the inbox never had).
+    const update = (ids: string[], f: (n: Notification) => void) => {
+      for (const n of this.inbox) if (ids.includes(n.id)) f(n);
+    };
     service(InboxService, {
       markRead: async (req, ctx) => {
         this.unary("markRead", req, ctx);
-        for (const n of this.inbox) if (req.ids.includes(n.id)) n.read = true;
+        update(req.ids, (n) => ((n.read = true), (n.seen = true)));
         return { unreadCount: this.unreadCount() };
+      },
+      markUnread: async (req, ctx) => {
+        this.unary("markUnread", req, ctx);
+        update(req.ids, (n) => (n.read = false));
+        return { unreadCount: this.unreadCount() };
+      },
+      markSeen: async (req, ctx) => {
+        this.unary("markSeen", req, ctx);
+        update(req.ids, (n) => (n.seen = true));
+        return { counts: this.counts() };
+      },
+      markUnseen: async (req, ctx) => {
+        this.unary("markUnseen", req, ctx);
+        update(req.ids, (n) => (n.seen = false));
+        return { counts: this.counts() };
+      },
+      archive: async (req, ctx) => {
+        this.unary("archive", req, ctx);
+        update(req.ids, (n) => ((n.archived = true), (n.snoozeUntil = undefined)));
+        return { counts: this.counts() };
+      },
+      unarchive: async (req, ctx) => {
+        this.unary("unarchive", req, ctx);
+        update(req.ids, (n) => (n.archived = false));
+        return { counts: this.counts() };
+      },
+      snooze: async (req, ctx) => {
+        this.unary("snooze", req, ctx);
+        update(req.ids, (n) => Object.assign(n, { snoozeUntil: req.until, archived: false, seen: false, read: false }));
+        return { until: req.until, counts: this.counts() };
+      },
+      unsnooze: async (req, ctx) => {
+        this.unary("unsnooze", req, ctx);
+        update(req.ids, (n) => (n.snoozeUntil = undefined));
+        return { counts: this.counts() };
+      },
+      bulkUpdate: async (req, ctx) => {
+        this.unary("bulkUpdate", req, ctx);
+        const hit = this.inbox.filter((n) => this.inState(n, req.filter?.state ?? NotificationState.UNSPECIFIED));
+        const act: Partial<Record<InboxAction, (n: Notification) => void>> = {
+          [InboxAction.SEEN]: (n) => (n.seen = true),
+          [InboxAction.READ]: (n) => ((n.read = true), (n.seen = true)),
+          [InboxAction.ARCHIVE]: (n) => ((n.archived = true), (n.snoozeUntil = undefined)),
+          [InboxAction.DELETE]: (n) => (this.inbox = this.inbox.filter((x) => x !== n)),
+        };
+        hit.forEach((n) => act[req.action]!(n));
+        return { changed: BigInt(hit.length), counts: this.counts() };
+      },
+      getCounts: async (req, ctx) => {
+        this.unary("getCounts", req, ctx);
+        return { counts: this.counts() };
       },
       markAllRead: async (req, ctx) => {
         this.unary("markAllRead", req, ctx);
-        const marked = this.inbox.filter((n) => !n.read).length;
-        this.inbox.forEach((n) => (n.read = true));
-        return { marked: BigInt(marked), unreadCount: 0n };
+        const inbox = this.inbox.filter((n) => this.inState(n, NotificationState.INBOX));
+        const marked = inbox.filter((n) => !n.read).length;
+        inbox.forEach((n) => ((n.read = true), (n.seen = true)));
+        return { marked: BigInt(marked), unreadCount: this.unreadCount() };
       },
       deleteNotification: async (req, ctx) => {
         this.unary("deleteNotification", req, ctx);
@@ -159,12 +229,12 @@ export class FakeServer {
       },
       listNotifications: async (req, ctx) => {
         this.unary("listNotifications", req, ctx);
-        const sorted = [...this.inbox].sort((a, b) => Number(b.id) - Number(a.id));
+        const sorted = [...this.inbox].filter((n) => this.inState(n, req.state)).sort((a, b) => Number(b.id) - Number(a.id));
         const start = req.pageToken ? Number(req.pageToken) : 0;
         const size = req.pageSize || 50;
         const page = sorted.slice(start, start + size);
         const next = start + size < sorted.length ? String(start + size) : "";
-        return { notifications: page, nextPageToken: next, unreadCount: this.unreadCount() };
+        return { notifications: page, nextPageToken: next, unreadCount: this.unreadCount(), counts: this.legacy ? undefined : this.counts() };
       },
       getPreferences: async (req, ctx) => {
         this.unary("getPreferences", req, ctx);
@@ -173,6 +243,39 @@ export class FakeServer {
     });
   });
 
+  /** Whether n is in a state, at the server's now. */
+  inState(n: Notification, st: NotificationState): boolean {
+    const snoozed = !!n.snoozeUntil && timestampDate(n.snoozeUntil).getTime() > this.now();
+    const inbox = !n.archived && !snoozed;
+    switch (st) {
+      case NotificationState.UNREAD:
+        return inbox && !n.read;
+      case NotificationState.UNSEEN:
+        return inbox && !n.seen;
+      case NotificationState.READ:
+        return inbox && n.read;
+      case NotificationState.ARCHIVED:
+        return n.archived;
+      case NotificationState.SNOOZED:
+        return snoozed && !n.archived;
+      case NotificationState.ALL:
+        return true;
+    }
+    return inbox;
+  }
+
+  counts(): InboxCounts {
+    const inbox = this.inbox.filter((n) => this.inState(n, NotificationState.INBOX));
+    return {
+      $typeName: "notify.v1.InboxCounts",
+      unseen: BigInt(inbox.filter((n) => !n.seen).length),
+      unread: BigInt(inbox.filter((n) => !n.read).length),
+      archived: BigInt(this.inbox.filter((n) => this.inState(n, NotificationState.ARCHIVED)).length),
+      snoozed: BigInt(this.inbox.filter((n) => this.inState(n, NotificationState.SNOOZED)).length),
+      inbox: BigInt(inbox.length),
+    };
+  }
+
   private unary(method: string, req: unknown, ctx: HandlerContext): void {
     this.calls.push({ method, req, auth: ctx.requestHeader.get("authorization") });
     const err = this.failNext.shift();
@@ -180,13 +283,13 @@ export class FakeServer {
   }
 
   unreadCount(): bigint {
-    return BigInt(this.inbox.filter((n) => !n.read).length);
+    return this.counts().unread;
   }
 
   /** Adds an inbox row for ev (ids count up, like notifyd's). */
   addToInbox(ev: Event): Notification {
     const n = create(NotificationSchema, {
-      id: String(this.inbox.length + 1),
+      id: String(this.nextId++),
       event: ev,
       read: false,
       createTime: ev.publishTime,

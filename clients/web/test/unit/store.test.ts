@@ -1,7 +1,11 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
 import { NotifyClient } from "../../src/lib/client";
 import { NotificationStore } from "../../src/lib/store";
+import { InboxAction, NotificationState } from "../../src/gen/notify/v1/inbox_pb";
+import { ReturnedNotificationSchema } from "../../src/gen/notify/v1/notify_pb";
 import { FakeServer, pointsAdded, settle, type Stream } from "./harness";
 
 let server: FakeServer;
@@ -161,5 +165,123 @@ describe("NotificationStore", () => {
     await settle();
     expect(store.getState().connection).toBe("disconnected");
     expect(store.getState().connectionError).toBe("not your room");
+  });
+});
+
+describe("NotificationStore: inbox states", () => {
+  const ids = () => store.getState().items.map((i) => i.eventId);
+
+  test("counts come from the list; archive and snooze leave the inbox at once, with the counts", async () => {
+    for (let i = 1; i <= 4; i++) server.addToInbox(pointsAdded("guest:g1", i, "e1", `ev${i}`));
+    store = undefined as unknown as NotificationStore;
+    client = new NotifyClient({ transport: server.transport, random: () => 0.5 });
+    store = new NotificationStore(client, { pageSize: 10 });
+    store.start();
+    client.connect({ token: "t" });
+    (await server.waitStreams(1)).connected(rooms);
+    await advance(0);
+    expect(store.getState().counts).toEqual({ unseen: 4, unread: 4, archived: 0, snoozed: 0, inbox: 4 });
+    expect(store.getState().unseen).toBe(4);
+
+    const archiving = store.archive(["1", "2"]);
+    // At once, before the server answers.
+    expect(ids()).toEqual(["ev4", "ev3"]);
+    expect(store.getState().counts).toEqual({ unseen: 2, unread: 2, archived: 2, snoozed: 0, inbox: 2 });
+    await archiving;
+    expect(server.inbox.filter((n) => n.archived).map((n) => n.id)).toEqual(["1", "2"]);
+
+    const until = new Date(Date.now() + 3_600_000);
+    await store.snooze(["3"], until);
+    expect(ids()).toEqual(["ev4"]);
+    expect(store.getState().counts).toEqual({ unseen: 1, unread: 1, archived: 2, snoozed: 1, inbox: 1 });
+    const call = server.calls.find((c) => c.method === "snooze")!.req as { ids: string[]; until: { seconds: bigint } };
+    expect(call.ids).toEqual(["3"]);
+    expect(Number(call.until.seconds)).toBe(Math.floor(until.getTime() / 1000));
+
+    // Tabs list what the server keeps in each state.
+    await store.setTab("archived");
+    expect(store.getState().tabItems.map((i) => i.eventId)).toEqual(["ev2", "ev1"]);
+    expect(store.getState().tabItems.every((i) => i.archived)).toBe(true);
+    await store.setTab("snoozed");
+    expect(store.getState().tabItems.map((i) => [i.eventId, i.snoozedUntil?.getTime()])).toEqual([["ev3", until.getTime()]]);
+    await store.unsnooze(["3"]);
+    expect(store.getState().tabItems).toEqual([]);
+    await advance(10);
+    expect(ids()).toEqual(["ev4", "ev3"]);
+    await store.setTab("unread");
+    expect(store.getState().tabItems.map((i) => i.eventId)).toEqual(["ev4", "ev3"]);
+    // Reading in the Unread tab takes the entry out of it.
+    await store.markRead("4");
+    expect(store.getState().tabItems.map((i) => i.eventId)).toEqual(["ev3"]);
+    await store.setTab("all");
+    expect(store.getState().tabItems).toBe(store.getState().items);
+  });
+
+  test("a notification back from snooze: a toast, the lists and the badge follow the stream", async () => {
+    const ev = pointsAdded("guest:g1", 1, "e1", "snz", 30);
+    server.addToInbox(ev);
+    const s = await start();
+    await store.snooze(["1"], new Date(Date.now() + 2000));
+    expect(store.getState().items).toEqual([]);
+    // The server's clock passes the end; the stream announces it.
+    server.now = () => Date.now() + 3000;
+    s.inbox(1, 1, [create(ReturnedNotificationSchema, { id: "1", event: ev, snoozeUntil: timestampFromMs(Date.now() + 2000) })]);
+    await settle();
+    expect(store.getState().unseen).toBe(1);
+    expect(store.getState().toasts.map((t) => [t.title, t.message])).toEqual([["+30 points", "Back from snooze"]]);
+    await advance(10);
+    expect(ids()).toEqual(["snz"]);
+    expect(store.getState().items[0].seen).toBe(false);
+    expect(store.getState().counts.snoozed).toBe(0);
+  });
+
+  test("the counts on the stream move the badge; another client's change reloads the lists", async () => {
+    for (let i = 1; i <= 3; i++) server.addToInbox(pointsAdded("guest:g1", i, "e1", `ev${i}`));
+    const s = await start();
+    expect(store.getState().unseen).toBe(3);
+    // Another client archives one, and the stream says so.
+    server.inbox[0].archived = true;
+    s.inbox(2, 2);
+    await advance(250);
+    expect(store.getState().unseen).toBe(2);
+    expect(ids()).toEqual(["ev3", "ev2"]);
+    expect(store.getState().counts.archived).toBe(1);
+  });
+
+  test("markSeen sends each id once, even when asked again while on its way", async () => {
+    for (let i = 1; i <= 2; i++) server.addToInbox(pointsAdded("guest:g1", i, "e1", `ev${i}`));
+    await start();
+    const a = store.markSeen(["2"]);
+    const b = store.markSeen(["2", "1"]);
+    await Promise.all([a, b]);
+    const sent = server.calls.filter((c) => c.method === "markSeen").map((c) => (c.req as { ids: string[] }).ids);
+    expect(sent).toEqual([["2"], ["1"]]);
+    expect(store.getState().unseen).toBe(0);
+    await store.markSeen(["2", "1"]);
+    expect(server.calls.filter((c) => c.method === "markSeen")).toHaveLength(2);
+  });
+
+  test("bulk: archive all read, mark all seen", async () => {
+    for (let i = 1; i <= 4; i++) server.addToInbox(pointsAdded("guest:g1", i, "e1", `ev${i}`));
+    await start();
+    await store.markReadMany(["1", "2"]);
+    await store.archiveAllRead();
+    expect(ids()).toEqual(["ev4", "ev3"]);
+    const bulk = server.calls.find((c) => c.method === "bulkUpdate")!.req as { action: number; filter: { state: number } };
+    expect([bulk.action, bulk.filter.state]).toEqual([InboxAction.ARCHIVE, NotificationState.READ]);
+    expect(store.getState().counts).toEqual({ unseen: 2, unread: 2, archived: 2, snoozed: 0, inbox: 2 });
+    await store.markAllSeen();
+    expect(store.getState().unseen).toBe(0);
+    expect(server.inbox.filter((n) => !n.archived).every((n) => n.seen)).toBe(true);
+  });
+
+  test("a server without counts: the badge shows the unread count", async () => {
+    server.legacy = true;
+    for (let i = 1; i <= 2; i++) server.addToInbox(pointsAdded("guest:g1", i, "e1", `ev${i}`)).seen = true;
+    const s = await start();
+    expect(store.getState().unseen).toBe(2);
+    s.unread(1);
+    await advance(10);
+    expect([store.getState().unread, store.getState().unseen]).toEqual([1, 1]);
   });
 });
