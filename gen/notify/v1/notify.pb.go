@@ -643,7 +643,8 @@ type UnreadCount struct {
 	// Unseen notifications in the inbox: what a badge shows.
 	Unseen int64 `protobuf:"varint,2,opt,name=unseen,proto3" json:"unseen,omitempty"`
 	// Notifications whose snooze ended since the last message: they are back
-	// in the inbox, unseen and unread.
+	// in the inbox, unseen and unread. At most 50 per message: when more come
+	// back at once, the counts still say so; reload the list.
 	Returned      []*ReturnedNotification `protobuf:"bytes,3,rep,name=returned,proto3" json:"returned,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

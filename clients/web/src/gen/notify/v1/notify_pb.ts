@@ -293,7 +293,8 @@ export type UnreadCount = Message<"notify.v1.UnreadCount"> & {
 
   /**
    * Notifications whose snooze ended since the last message: they are back
-   * in the inbox, unseen and unread.
+   * in the inbox, unseen and unread. At most 50 per message: when more come
+   * back at once, the counts still say so; reload the list.
    *
    * @generated from field: repeated notify.v1.ReturnedNotification returned = 3;
    */
