@@ -610,7 +610,7 @@ func (s *Service) snoozeEnd(until *timestamppb.Timestamp, d *durationpb.Duration
 		return time.Time{}, invalid("%s: required (or %s)", untilField, durField)
 	}
 	if left := end.Sub(now); left < minSnooze || left > maxSnooze {
-		return time.Time{}, invalid("%s: %s is not between %v and %v from now", untilField, end.UTC().Format(time.RFC3339Nano), minSnooze, maxSnooze)
+		return time.Time{}, invalid("%s: %s is not between %v and %d days from now", untilField, end.UTC().Format(time.RFC3339Nano), minSnooze, maxSnooze/(24*time.Hour))
 	}
 	// The store keeps microseconds: answer with the time it keeps.
 	return end.UTC().Truncate(time.Microsecond), nil
