@@ -24,6 +24,8 @@ type Hub struct {
 
 	closeMu  sync.Mutex
 	closeErr error // set by CloseAll; later joiners are closed at once
+
+	sched schedule
 }
 
 type shard struct {
@@ -159,8 +161,9 @@ func remove(set map[string]*members, name string, s *Subscriber) {
 	}
 }
 
-// Leave removes s from every room and key it joined.
+// Leave removes s from every room and key it joined, and unschedules it.
 func (h *Hub) Leave(s *Subscriber) {
+	h.Unschedule(s)
 	s.mu.Lock()
 	rooms, keys, joined := s.rooms, s.keys, s.joined
 	s.rooms, s.keys, s.joined = nil, nil, false

@@ -28,6 +28,14 @@ type Subscriber struct {
 	closed atomic.Bool            // set when the subscriber is closed
 	done   chan struct{}          // closed when the subscriber is closed
 
+	// The hub's schedule (schedule.mu): when tick is due, the subscriber's
+	// place in the schedule's heap (-1: none), and whether it was
+	// unscheduled for good.
+	due         int64
+	at          int
+	tick        func(now int64) int64
+	unscheduled bool
+
 	mu      sync.Mutex
 	queue   []*Frame
 	bytes   int
@@ -67,6 +75,7 @@ func (s *Subscriber) Wants(f *Frame) bool {
 func NewSubscriber(maxBytes int) *Subscriber {
 	return &Subscriber{
 		maxBytes: maxBytes,
+		at:       -1,
 		ready:    make(chan struct{}, 1),
 		done:     make(chan struct{}),
 	}

@@ -34,109 +34,120 @@ type partsSender interface {
 }
 
 // live prepares the writer for the live phase, once Connected and the
-// replay are written. A transport that can run the pump on its connection's
-// writer (attacher) gets it, and the hub's pushes kick it directly: no
-// goroutine wakes per push. Otherwise the loop starts sender goroutines.
-func (w *writer) live(ctx context.Context) {
-	w.exit = make(chan error, 1)
-	a, ok := grpc.ServerTransportStreamFromContext(ctx).(attacher)
-	if !ok {
+// replay are written, and schedules its heartbeats and token expiry on the
+// hub (tick). A transport that can run the pump on its connection's writer
+// (attacher) gets it, and the hub's pushes kick it directly: no goroutine
+// wakes per push. Otherwise a push starts a sender goroutine, or wakes the
+// one running. It runs on the setup goroutine, as everything the stream's
+// loop needs does, so that the loop's goroutine stays shallow.
+func (w *writer) live(ctx context.Context, s *Service, expiry int64) {
+	w.result = make(chan error, 1)
+	w.expiry = expiry
+	if a, ok := grpc.ServerTransportStreamFromContext(ctx).(attacher); ok {
+		// Sends go straight to the transport's stream, not through the
+		// interceptors' wrappers (which only change Context): a pointer chase
+		// less per write, on ten thousand streams per event.
+		w.sender, w.parts = a, a
+		w.kick = a.Attach(w.pumpAttached)
+	} else {
 		w.wakeup, w.quit = make(chan struct{}, 1), make(chan struct{})
-		return
 	}
-	// Sends go straight to the transport's stream, not through the
-	// interceptors' wrappers (which only change Context): a pointer chase
-	// less per write, on ten thousand streams per event.
-	w.sender, w.parts = a, a
-	w.kick = a.Attach(w.pumpAttached)
-	w.sub.Notify(w.kick)
-	w.kick() // for what was queued before
+	w.sub.Notify(w.notify)
+	now := time.Now().UnixNano()
+	s.hub.Schedule(w.sub, now+int64(w.next(now, expiry)), w.tick)
+	w.poke() // for what was queued before
 }
 
-// run serves the live stream until it ends, and returns its status. It
-// holds the delivery rules whoever writes: it keeps one timer for the
-// heartbeat and the token expiry, and ends the stream when its context
-// ends, when the pump gives the stream's end (a closed subscriber's last
-// message was written, or a send failed), or at once when the hub cuts a
-// slow consumer, even while a send is stuck on a client that stopped
-// reading (HTTP/2 flow control holds it, and only the handler's return
-// ends the stream).
+// run waits for the live stream's end and returns its status: its context
+// ends, or the writer gives the stream's end (finish): a closed
+// subscriber's last message was written, a send failed, or the hub cut a
+// slow consumer, at once, even while a send is stuck on a client that
+// stopped reading (HTTP/2 flow control holds it, and only the handler's
+// return ends the stream).
 //
-// Who writes is the transport's business. Attached (see live), the
-// connection's writer runs the pump whenever the hub kicks it, and the loop
-// only kicks it for a heartbeat. Otherwise the loop starts a sender
-// goroutine when the subscriber's queue becomes ready and none runs; the
-// sender waits on Ready itself, one wake-up per write, and exits after
-// senderIdle without work, so that an idle stream costs one goroutine.
+// Nothing else wakes it. The hub's schedule runs tick for heartbeats and
+// token expiry; the hub's pushes run or start the pump (notify). Who
+// writes is the transport's business: attached (see live), the
+// connection's writer runs the pump; otherwise sender goroutines, one at a
+// time, each waiting for work itself and exiting after senderIdle without
+// any, so that an idle stream costs one goroutine.
 //
-// The loop's goroutine is the handler's, parked for the stream's life:
-// it makes no deep call before the stream ends.
-func (s *Service) run(w *writer, expiry int64) error {
+// The loop's goroutine is the handler's, parked for the stream's life
+// under every interceptor's frame: it makes no call here before the
+// stream ends, so that its stack keeps its first size.
+func (s *Service) run(w *writer) error {
+	select {
+	case <-w.stream.Context().Done():
+		return s.ended(w, nil)
+	case err := <-w.result:
+		return s.ended(w, err)
+	}
+}
+
+// ended stops the stream's writer and schedule and returns its status:
+// err from the writer, or nil when the stream's context ended.
+func (s *Service) ended(w *writer, err error) error {
+	s.hub.Unschedule(w.sub)
 	if w.quit != nil {
-		defer close(w.quit)
+		close(w.quit)
 	}
-	ctxDone := w.stream.Context().Done()
-	sub := w.sub
-	timer := time.NewTimer(w.next(time.Now().UnixNano(), expiry))
-	defer timer.Stop()
-	// exit is the pump's results while a sender runs, and always when
-	// attached (the loop then never waits on Ready).
-	var exit chan error
-	if w.kick != nil {
-		exit = w.exit
+	switch {
+	case err == nil:
+		return toStatusErr(w.stream.Context().Err())
+	case errors.Is(err, errAbandoned):
+		return s.abandon(w.sub, w)
 	}
-	done := sub.Done()
-	for {
-		var ready <-chan struct{}
-		if exit == nil {
-			ready = sub.Ready()
-		}
-		select {
-		case <-ctxDone:
-			return toStatusErr(w.stream.Context().Err())
-		case <-timer.C:
-			now := time.Now().UnixNano()
-			switch {
-			case expiry != 0 && now >= expiry:
-				// The pump writes what is queued, then Disconnected.
-				expiry = 0
-				sub.Close(errTokenExpired)
-			case now-w.lastWrite.Load() >= int64(w.interval) && !w.beat.Load():
-				w.beat.Store(true)
-				switch {
-				case w.kick != nil:
-					w.kick()
-				case exit == nil:
-					exit = w.start()
-				default:
-					w.wake()
-				}
-			}
-			timer.Reset(w.next(now, expiry))
-		case <-ready:
-			exit = w.start()
-		case err := <-exit:
-			switch {
-			case errors.Is(err, errAbandoned):
-				return s.abandon(sub, w)
-			case err != nil:
-				return err
-			}
-			// A sender went idle.
-			exit = nil
-			if w.beat.Load() {
-				exit = w.start() // a heartbeat came due as it did
-			}
-		case <-done:
-			done = nil
-			if errors.Is(sub.Err(), hub.ErrSlowConsumer) {
-				// Whether or not a send is stuck, the stream ends now.
-				return s.abandon(sub, w)
-			}
-			// Otherwise the pump is kicked (attached) or Ready signalled:
-			// it writes what is queued and the reason, and ends the stream.
-		}
+	return err
+}
+
+// finish gives the stream's end to the loop; the first one given wins.
+func (w *writer) finish(err error) {
+	if w.gave.CompareAndSwap(false, true) {
+		w.result <- err
 	}
+}
+
+// notify is the subscriber's wake-up: frames were queued, or it was
+// closed. A slow consumer ends the stream at once, whatever its pump does;
+// anything else is the pump's to write.
+func (w *writer) notify() {
+	if w.sub.Closed() && errors.Is(w.sub.Err(), hub.ErrSlowConsumer) {
+		w.finish(errAbandoned)
+		return
+	}
+	w.poke()
+}
+
+// poke makes the pump run: kicked on the transport's writer, or on a
+// sender goroutine, started unless one runs.
+func (w *writer) poke() {
+	switch {
+	case w.kick != nil:
+		w.kick()
+	case w.running.CompareAndSwap(false, true):
+		go w.loop()
+	default:
+		w.wake()
+	}
+}
+
+// tick is the hub's schedule looking at the stream at now: the token
+// expired (the subscriber is closed, and the pump writes what is queued,
+// then Disconnected), or a heartbeat is due (the pump writes it unless it
+// writes anything else first). It returns when to look again. Writes do
+// not reschedule the stream (that would cost more than the write's
+// bookkeeping): tick runs at the latest time a heartbeat could be due and
+// reschedules for what is left.
+func (w *writer) tick(now int64) int64 {
+	switch {
+	case w.expiry != 0 && now >= w.expiry:
+		w.expiry = 0
+		w.sub.Close(errTokenExpired)
+	case now-w.lastWrite.Load() >= int64(w.interval) && !w.beat.Load():
+		w.beat.Store(true)
+		w.poke()
+	}
+	return now + int64(w.next(now, w.expiry))
 }
 
 // expiry is when c's token stops being accepted, in Unix nanoseconds; 0:
@@ -149,10 +160,8 @@ func (s *Service) expiry(c auth.Claims) int64 {
 	return c.ExpiresAt.Add(s.cfg.TokenLeeway).UnixNano()
 }
 
-// next is when the stream's one timer must fire next: the heartbeat and
-// the expiry share it. Writes do not reset it (a timer reset per write
-// costs more than the write's bookkeeping): it fires at the latest
-// heartbeat time and is re-armed for what is left.
+// next is how long until tick must look at the stream again: the
+// heartbeat and the expiry share the one slot.
 func (w *writer) next(now, expiry int64) time.Duration {
 	interval := int64(w.interval)
 	d := w.lastWrite.Load() + interval - now
@@ -201,7 +210,7 @@ func (w *writer) pumpAttached() {
 	}
 	if err := w.pump(); err != nil {
 		w.over = true
-		w.exit <- err
+		w.finish(err)
 	}
 }
 
@@ -210,16 +219,10 @@ func (w *writer) pumpAttached() {
 // the heartbeat interval, or heartbeats alone would keep it alive.
 const senderIdle = 2 * time.Second
 
-// start starts a sender goroutine and returns the channel of its result.
-func (w *writer) start() chan error {
-	go w.loop()
-	return w.exit
-}
-
 // loop is a sender goroutine: it writes what the subscriber has queued and
-// any heartbeat due, until it has been idle for senderIdle (result nil), the
-// stream ends (its final status) or the stream's loop returns. It gives at
-// most one result, which the loop takes before it starts another sender.
+// any heartbeat due, until it has been idle for senderIdle, the stream
+// ends (its final status goes to the loop) or the stream's loop returns.
+// At most one runs at a time (running).
 func (w *writer) loop() {
 	var idle *time.Timer
 	for {
@@ -227,14 +230,13 @@ func (w *writer) loop() {
 			if idle != nil {
 				idle.Stop()
 			}
-			w.exit <- err
+			w.finish(err)
 			return
 		}
 		if idle == nil {
 			idle = time.NewTimer(senderIdle)
 		}
 		select {
-		case <-w.sub.Ready():
 		case <-w.wakeup:
 		case <-idle.C:
 			// Like the heartbeat, the idle timer is not reset per write.
@@ -242,7 +244,14 @@ func (w *writer) loop() {
 				idle.Reset(senderIdle - d)
 				continue
 			}
-			w.exit <- nil
+			w.running.Store(false)
+			// A push or heartbeat that came as this sender stopped found it
+			// running and only woke it: go on, unless another sender
+			// started meanwhile.
+			if (len(w.wakeup) > 0 || w.beat.Load()) && w.running.CompareAndSwap(false, true) {
+				idle.Reset(senderIdle)
+				continue
+			}
 			return
 		case <-w.quit:
 			idle.Stop()
@@ -251,7 +260,7 @@ func (w *writer) loop() {
 	}
 }
 
-// wake makes a running sender look for work.
+// wake makes the running sender look for work.
 func (w *writer) wake() {
 	select {
 	case w.wakeup <- struct{}{}:

@@ -109,18 +109,28 @@ func truncate(s string, n int) string {
 // replay's encoding) would leave every idle stream holding a stack twice
 // the size it needs to wait.
 func (s *Service) Subscribe(req *notifyv1.SubscribeRequest, stream grpc.ServerStreamingServer[notifyv1.SubscribeResponse]) error {
-	var (
-		w      *writer
-		expiry int64
-		u      undo
-		err    error
-	)
-	defer u.run(s)
-	stack.Aside(func() { w, expiry, err = s.open(req, stream, &u) })
+	w, err := s.setup(req, stream)
 	if err != nil {
 		return err
 	}
-	return s.run(w, expiry)
+	defer w.undo.run(s)
+	return s.run(w)
+}
+
+// setup opens the subscription on a short-lived goroutine (see Subscribe)
+// and returns its writer, live; on error, what it took is given back. Its
+// frame stays off the stream's goroutine while that is parked.
+//
+//go:noinline
+func (s *Service) setup(req *notifyv1.SubscribeRequest, stream grpc.ServerStreamingServer[notifyv1.SubscribeResponse]) (w *writer, err error) {
+	u := new(undo)
+	stack.Aside(func() { w, err = s.open(req, stream, u) })
+	if err != nil {
+		u.run(s)
+		return nil, err
+	}
+	w.undo = u
+	return w, nil
 }
 
 // undo is what an opened subscription gives back when it ends.
@@ -148,29 +158,29 @@ func (u *undo) run(s *Service) {
 }
 
 // open checks and joins a subscription, sends its Connected message and
-// replay, and readies the writer for the live phase (live). It returns the
-// writer and when the caller's token expires (see expiry); u collects what
-// to give back when the stream ends.
-func (s *Service) open(req *notifyv1.SubscribeRequest, stream grpc.ServerStreamingServer[notifyv1.SubscribeResponse], u *undo) (w *writer, expiry int64, err error) {
+// replay, and readies the writer for the live phase (live), which ends
+// when the caller's token expires (see expiry). u collects what to give
+// back when the stream ends.
+func (s *Service) open(req *notifyv1.SubscribeRequest, stream grpc.ServerStreamingServer[notifyv1.SubscribeResponse], u *undo) (w *writer, err error) {
 	ctx := stream.Context()
 	c, err := claims(ctx)
 	if err != nil {
-		return nil, 0, toStatusErr(err)
+		return nil, toStatusErr(err)
 	}
 	rooms, err := s.subscriptionRooms(c, req)
 	if err != nil {
-		return nil, 0, toStatusErr(err)
+		return nil, toStatusErr(err)
 	}
 	pos, err := positions(rooms, req.Positions)
 	if err != nil {
-		return nil, 0, toStatusErr(err)
+		return nil, toStatusErr(err)
 	}
 
 	if s.cfg.Limits.Streams != nil {
 		release, err := s.cfg.Limits.Streams.Acquire(c.Subject)
 		if err != nil {
 			s.cfg.Metrics.LimitRejected("streams")
-			return nil, 0, toStatusErr(err)
+			return nil, toStatusErr(err)
 		}
 		u.release = release
 	}
@@ -187,7 +197,7 @@ func (s *Service) open(req *notifyv1.SubscribeRequest, stream grpc.ServerStreami
 		// the writer applies the mutes too, to anything queued before.
 		prefs, err := s.inbox.Preferences(ctx, v.UserID)
 		if err != nil {
-			return nil, 0, toStatusErr(err)
+			return nil, toStatusErr(err)
 		}
 		applyPreferences(sub, prefs)
 	}
@@ -202,7 +212,7 @@ func (s *Service) open(req *notifyv1.SubscribeRequest, stream grpc.ServerStreami
 		for _, name := range names {
 			if err := l.Listen(ctx, name); err != nil {
 				s.cfg.Metrics.BrokerError("listen")
-				return nil, 0, toStatusErr(err)
+				return nil, toStatusErr(err)
 			}
 			u.listened = append(u.listened, name)
 		}
@@ -222,7 +232,7 @@ func (s *Service) open(req *notifyv1.SubscribeRequest, stream grpc.ServerStreami
 		h, err := s.broker.History(ctx, name, p)
 		if err != nil {
 			s.cfg.Metrics.BrokerError("history")
-			return nil, 0, toStatusErr(err)
+			return nil, toStatusErr(err)
 		}
 		st := &notifyv1.RoomState{Room: name, Epoch: h.Top.Epoch, Offset: h.Top.Offset}
 		switch {
@@ -249,23 +259,23 @@ func (s *Service) open(req *notifyv1.SubscribeRequest, stream grpc.ServerStreami
 		w.rooms[i].sent = w.rooms[i].last
 	}
 	if err := w.send(&notifyv1.SubscribeResponse{Control: &notifyv1.SubscribeResponse_Connected{Connected: connected}}); err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	if err := w.replay(replay); err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	if v, ok := viewer(c); ok && s.inbox != nil {
 		// The badge starts right; later changes arrive as they happen.
 		n, err := s.inbox.Badge(ctx, v)
 		if err != nil {
-			return nil, 0, toStatusErr(err)
+			return nil, toStatusErr(err)
 		}
 		if err := w.write([]*hub.Frame{countsFrame(n, nil)}, false); err != nil {
-			return nil, 0, err
+			return nil, err
 		}
 	}
-	w.live(ctx)
-	return w, s.expiry(c), nil
+	w.live(ctx, s, s.expiry(c))
+	return w, nil
 }
 
 // replay writes the rooms' missed messages in order. It frames them a
@@ -297,8 +307,8 @@ func (w *writer) replay(rooms [][]broker.Message) error {
 // last offset already sent in its room and coalescing the rest into writes
 // of at most max bytes. The setup goroutine uses it for the Connected
 // message and the replay; live, its pump runs either on sender goroutines
-// started by the stream's loop or on the transport's connection writer
-// (see run), one at a time.
+// started by the hub's pushes and schedule or on the transport's
+// connection writer (see run), one at a time.
 type writer struct {
 	sub      *hub.Subscriber
 	stream   grpc.ServerStreamingServer[notifyv1.SubscribeResponse]
@@ -317,15 +327,19 @@ type writer struct {
 
 	lastWrite atomic.Int64 // Unix nanoseconds of the last send
 	beat      atomic.Bool  // a heartbeat is due
-	// exit takes the pump's results to the loop: a sender's (nil when it
-	// went idle), or the attached pump's one error that ends the stream.
-	exit chan error
+	// result takes the stream's end to the loop (finish), once (gave): a
+	// send's error, the status after the last message, or errAbandoned.
+	result chan error
+	gave   atomic.Bool
+	expiry int64 // when the token expires (0: never); tick's alone once live
+	undo   *undo // what the stream gives back when it ends
 	// Attached to the transport (attacher), whose writer runs the pump.
 	kick func() // makes the transport run the pump
 	over bool   // the attached pump gave its result; only the pump uses it
 	// Sender goroutines, when the transport cannot run the pump.
-	wakeup chan struct{} // wakes a running sender for a heartbeat
-	quit   chan struct{} // closed when the loop returns
+	running atomic.Bool   // a sender runs
+	wakeup  chan struct{} // wakes the running sender
+	quit    chan struct{} // closed when the loop returns
 
 	mu sync.Mutex // guards roomPos.sent: the loop reads it while a send may be stuck
 }
