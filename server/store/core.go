@@ -337,6 +337,12 @@ func (c *core) prune(ctx context.Context, maxPerOwner int, maxAge time.Duration,
 			}
 			total += n
 		}
+		if maxAge > 0 {
+			// Delivery timelines go with the notifications' age.
+			if _, err := c.pruneStatuses(ctx, tx, now.Add(-maxAge).UTC().Truncate(time.Microsecond)); err != nil {
+				return err
+			}
+		}
 		// Per-viewer state of the deleted items goes with them: inbox_state
 		// references inbox_items ON DELETE CASCADE.
 		return nil

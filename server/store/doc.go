@@ -46,6 +46,23 @@
 // so that a redelivered event (same owner and event id) stays deduplicated
 // and does not reappear.
 //
+// # Delivery
+//
+// Beside the inbox the store keeps what reaches users elsewhere: devices
+// (web push subscriptions and mobile tokens, a token belonging to one user
+// at a time), profiles (email address, locale, and whether the user's own
+// token said admin, which makes the admin group's recipients), delivery
+// policies (rules per event type) and each delivery's timeline (Status).
+// The delivery queue is River's, in River's own tables of the same
+// database, migrated by River's migrator right after the store's own. Its
+// jobs are inserted in the inbox's transactions: InsertWith runs a hook in
+// the Insert transaction, shared by group commit like any Insert, with a
+// Tx through which the hook reads devices and profiles, records timeline
+// steps and hands River the driver's transaction (Tx.SQL, Tx.PGX). InTx
+// gives workers the same Tx outside Insert, so that a timeline step, the
+// removal of a device a provider reports gone, and River's completion of
+// the job commit together.
+//
 // # Concurrency contract
 //
 // Every method of *SQLite and *Postgres is safe for concurrent use by any

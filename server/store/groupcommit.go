@@ -47,8 +47,11 @@ var errClosed = fmt.Errorf("%w: store is closed", ErrUnavailable)
 
 // insertCall is one Insert waiting for a committer.
 type insertCall struct {
-	ctx      context.Context
-	items    []NewItem
+	ctx   context.Context
+	items []NewItem
+	// fn, when set, writes the call in tx instead of the committer's write
+	// (the items and what goes with them, see InsertHook).
+	fn       func(ctx context.Context, tx dbtx) error
 	done     chan error // capacity 1: a committer never waits for the caller
 	answered bool       // by the committer that took the call, or by close
 }
@@ -102,10 +105,16 @@ func newGroupCommit(eng engine, write func(ctx context.Context, tx dbtx, items [
 // insert queues items (validated, not empty) and waits for the result or
 // for ctx to end.
 func (g *groupCommit) insert(ctx context.Context, items []NewItem) error {
+	return g.insertFunc(ctx, items, nil)
+}
+
+// insertFunc is insert with fn writing the call (nil: the committer's
+// write of items); items still count towards a batch's bound.
+func (g *groupCommit) insertFunc(ctx context.Context, items []NewItem, fn func(ctx context.Context, tx dbtx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	c := &insertCall{ctx: ctx, items: items, done: make(chan error, 1)}
+	c := &insertCall{ctx: ctx, items: items, fn: fn, done: make(chan error, 1)}
 	g.mu.Lock()
 	if g.closed {
 		g.mu.Unlock()
@@ -313,7 +322,7 @@ func (g *groupCommit) sharedTx(calls []*insertCall) (k int, err error) {
 	k = -1
 	err = g.eng.inTx(ctx, func(tx dbtx) error {
 		for i, c := range calls {
-			if err := g.write(ctx, tx, c.items); err != nil {
+			if err := g.writeCall(ctx, tx, c); err != nil {
 				k = i
 				return err
 			}
@@ -333,7 +342,7 @@ func (g *groupCommit) alone(c *insertCall) error {
 	ctx, cancel := context.WithCancel(c.ctx)
 	defer cancel()
 	defer context.AfterFunc(g.ctx, cancel)()
-	err := g.eng.inTx(ctx, func(tx dbtx) error { return g.write(ctx, tx, c.items) })
+	err := g.eng.inTx(ctx, func(tx dbtx) error { return g.writeCall(ctx, tx, c) })
 	switch {
 	case err == nil:
 		g.committed.Add(1)
@@ -342,4 +351,12 @@ func (g *groupCommit) alone(c *insertCall) error {
 		return errClosed
 	}
 	return err
+}
+
+// writeCall writes one call's part of a transaction.
+func (g *groupCommit) writeCall(ctx context.Context, tx dbtx, c *insertCall) error {
+	if c.fn != nil {
+		return c.fn(ctx, tx)
+	}
+	return g.write(ctx, tx, c.items)
 }

@@ -72,8 +72,10 @@ func (s *Postgres) open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	_, err = migrate(ctx, s.c.eng, s.c.d, pgMigrationsTable, ms)
-	return err
+	if _, err = migrate(ctx, s.c.eng, s.c.d, pgMigrationsTable, ms); err != nil {
+		return err
+	}
+	return migrateRiverPostgres(ctx, s.pool)
 }
 
 // classifyConnect classifies an error met while connecting: besides what

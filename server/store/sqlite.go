@@ -84,6 +84,9 @@ func (s *SQLite) open(ctx context.Context, abs string) error {
 	if _, err := migrate(ctx, s.eng, s.c.d, sqliteMigrationsTable, ms); err != nil {
 		return err
 	}
+	if err := migrateRiverSQLite(ctx, s.eng.w); err != nil {
+		return err
+	}
 	if err := s.eng.prepare(ctx, s.c.insertSQL); err != nil {
 		return err
 	}

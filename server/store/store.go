@@ -310,6 +310,36 @@ type Store interface {
 	HasEventFrom(ctx context.Context, owner, restaurant string) (bool, error)
 	// Prune deletes items by age, by count per owner, and expired ones.
 	Prune(ctx context.Context, maxPerOwner int, maxAge time.Duration, now time.Time) (int64, error)
+	// InsertWith is Insert with a hook in the same transaction.
+	InsertWith(ctx context.Context, items []NewItem, hook InsertHook) error
+	// InTx runs fn in a write transaction of its own.
+	InTx(ctx context.Context, fn func(ctx context.Context, tx *Tx) error) error
+	// RegisterDevice stores a user's device.
+	RegisterDevice(ctx context.Context, d Device) (Device, error)
+	// Devices returns a user's devices.
+	Devices(ctx context.Context, userID string) ([]Device, error)
+	// Device returns a device by id.
+	Device(ctx context.Context, id string) (Device, error)
+	// RemoveDevice removes a user's device.
+	RemoveDevice(ctx context.Context, userID, id string) error
+	// Profile returns a user's profile.
+	Profile(ctx context.Context, userID string) (Profile, error)
+	// UpdateProfile changes some fields of a profile.
+	UpdateProfile(ctx context.Context, u ProfileUpdate) (Profile, error)
+	// DeliveryPolicy returns a user's delivery rules.
+	DeliveryPolicy(ctx context.Context, userID string) ([]DeliveryRule, bool, error)
+	// SetDeliveryPolicy replaces a user's delivery rules.
+	SetDeliveryPolicy(ctx context.Context, userID string, rules []DeliveryRule) error
+	// AddStatuses records delivery timeline steps.
+	AddStatuses(ctx context.Context, st []Status) error
+	// Statuses returns the timelines of events.
+	Statuses(ctx context.Context, eventIDs []string, userID string) ([]Status, error)
+	// LiveDelivered reports whether an event reached a user's live stream.
+	LiveDelivered(ctx context.Context, eventID, userID string) (bool, error)
+	// ItemState returns a user's state of one notification.
+	ItemState(ctx context.Context, owner, key, user string) (ItemState, error)
+	// QueueStats counts the delivery queue's unfinished jobs.
+	QueueStats(ctx context.Context) ([]QueueStat, error)
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
 	// Close releases the database.

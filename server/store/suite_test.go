@@ -56,7 +56,7 @@ func suiteCases() []suiteCase {
 		{"Ping", testPing},
 		{"CancelledContext", testCancelledContext},
 		{"HasEventFrom", testHasEventFrom},
-	}, append(groupCases(), stateCases()...)...)
+	}, append(append(groupCases(), stateCases()...), deliveryCases()...)...)
 }
 
 // ---- helpers ----
