@@ -100,10 +100,9 @@ func (m *Metrics) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 func (m *Metrics) StreamServerInterceptor() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		start := time.Now()
-		m.streamsOpen.Inc()
+		m.StreamStarted()
 		err := handler(srv, ss)
-		m.streamsOpen.Dec()
-		m.record(info.FullMethod, err, time.Since(start))
+		m.StreamEnded(info.FullMethod, err, time.Since(start))
 		return err
 	}
 }
@@ -144,4 +143,14 @@ func (m *Metrics) HTTPConnState(transport string) func(net.Conn, http.ConnState)
 			open.Dec()
 		}
 	}
+}
+
+// StreamStarted counts a stream in progress, until StreamEnded.
+func (m *Metrics) StreamStarted() { m.streamsOpen.Inc() }
+
+// StreamEnded ends a stream StreamStarted counted, and counts and times it
+// by its code, as StreamServerInterceptor does.
+func (m *Metrics) StreamEnded(method string, err error, took time.Duration) {
+	m.streamsOpen.Dec()
+	m.record(method, err, took)
 }
