@@ -19,6 +19,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
+
+	"github.com/maxloyalty/notify/server/stack"
 )
 
 // pendingLimit is how much of a stream's output may wait for flow control
@@ -346,16 +348,33 @@ func (st *stream) runUnary() {
 	st.finish(err)
 }
 
+// runStream runs a streaming call's handler on the goroutine dispatch
+// started for it. A live Subscribe keeps that goroutine parked under the
+// handler for the stream's life: the frame here is kept small (what comes
+// before and after is in functions of their own), so that the stack keeps
+// its first size.
 func (st *stream) runStream() {
-	defer st.handlerDone()
 	sd := st.m.stream
 	var err error
 	if ic := st.c.srv.stream; ic != nil {
-		info := &grpc.StreamServerInfo{FullMethod: st.m.name, IsClientStream: sd.ClientStreams, IsServerStream: sd.ServerStreams}
-		err = ic(st.m.impl, st, info, sd.Handler)
+		err = ic(st.m.impl, st, st.info(), sd.Handler)
 	} else {
 		err = sd.Handler(st.m.impl, st)
 	}
+	st.streamDone(err)
+}
+
+//go:noinline
+func (st *stream) info() *grpc.StreamServerInfo {
+	sd := st.m.stream
+	return &grpc.StreamServerInfo{FullMethod: st.m.name, IsClientStream: sd.ClientStreams, IsServerStream: sd.ServerStreams}
+}
+
+// streamDone ends a streaming call whose handler returned.
+//
+//go:noinline
+func (st *stream) streamDone(err error) {
+	defer st.handlerDone()
 	st.finish(err)
 }
 
@@ -672,6 +691,14 @@ func (st *stream) RecvMsg(v any) error {
 			return io.EOF
 		}
 		st.recvd = true
+		if st.m.stream != nil {
+			// A stream's goroutine may live as long as the stream, and a
+			// deep call (decoding) would leave its stack grown for that
+			// long: decode aside.
+			var err error
+			stack.Aside(func() { err = st.decode(v) })
+			return err
+		}
 		return st.decode(v)
 	}
 	b, empty, err := st.rq.next(st.ctx)
