@@ -262,6 +262,29 @@ func (t *Tx) Policies(ctx context.Context, users []string) (map[string][]Deliver
 	return t.c.policiesOf(ctx, t.db, users)
 }
 
+// EmailOptIns returns the users who turned email on in their
+// preferences (Preferences.Email).
+func (t *Tx) EmailOptIns(ctx context.Context, users []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	if len(users) == 0 {
+		return out, nil
+	}
+	b := t.c.qb()
+	r, err := t.db.query(ctx, "SELECT user_id FROM preferences WHERE email = TRUE AND "+b.inStrings("user_id", users), b.args...)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	for r.Next() {
+		var u string
+		if err := r.Scan(&u); err != nil {
+			return nil, err
+		}
+		out[u] = true
+	}
+	return out, r.Err()
+}
+
 // AddStatuses records timeline steps.
 func (t *Tx) AddStatuses(ctx context.Context, st []Status) error {
 	return t.c.addStatuses(ctx, t.db, st)

@@ -1,6 +1,7 @@
 package channeltest
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -8,9 +9,14 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"fmt"
 	"io"
 	"math/big"
+	"mime"
+	"mime/multipart"
+	"mime/quotedprintable"
 	"net"
+	"net/mail"
 	"sync"
 	"testing"
 	"time"
@@ -222,4 +228,50 @@ func selfSigned(t testing.TB) (tls.Certificate, *x509.CertPool) {
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pool
+}
+
+// Mail is a received message, parsed: its header and its text and HTML parts.
+type Mail struct {
+	Header     mail.Header
+	Text, HTML string
+}
+
+// ParseMail parses a multipart/alternative message with text/plain and text/html
+// parts (quoted-printable or not), as the email sender writes them.
+func ParseMail(data []byte) (Mail, error) {
+	msg, err := mail.ReadMessage(bytes.NewReader(data))
+	if err != nil {
+		return Mail{}, err
+	}
+	m := Mail{Header: msg.Header}
+	mt, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
+	if err != nil || mt != "multipart/alternative" {
+		return Mail{}, fmt.Errorf("Content-Type %q, want multipart/alternative", msg.Header.Get("Content-Type"))
+	}
+	r := multipart.NewReader(msg.Body, params["boundary"])
+	for {
+		part, err := r.NextPart()
+		if err == io.EOF {
+			return m, nil
+		}
+		if err != nil {
+			return Mail{}, err
+		}
+		var body io.Reader = part
+		if part.Header.Get("Content-Transfer-Encoding") == "quoted-printable" {
+			body = quotedprintable.NewReader(part)
+		}
+		b, err := io.ReadAll(io.LimitReader(body, 1<<20))
+		if err != nil {
+			return Mail{}, err
+		}
+		switch pt, _, _ := mime.ParseMediaType(part.Header.Get("Content-Type")); pt {
+		case "text/plain":
+			m.Text = string(b)
+		case "text/html":
+			m.HTML = string(b)
+		default:
+			return Mail{}, fmt.Errorf("unexpected part %q", pt)
+		}
+	}
 }

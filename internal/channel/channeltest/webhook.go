@@ -86,6 +86,8 @@ type WebhookReceiver struct {
 	status     int
 	retryAfter string
 	body       string
+	gate       chan struct{} // non-nil: genuine deliveries wait for it to close
+	held       int
 }
 
 // WebhookDelivery is one request the receiver got.
@@ -136,6 +138,48 @@ func (w *WebhookReceiver) Answer(status int, retryAfter, body string) {
 	w.status, w.retryAfter, w.body = status, retryAfter, body
 }
 
+// Hold makes genuine deliveries wait, unanswered, until Release or until their
+// client goes away (a delivery whose client went away is recorded with Status 0 and
+// an error: the sender never learnt of it, so it was not delivered).
+func (w *WebhookReceiver) Hold() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.gate == nil {
+		w.gate = make(chan struct{})
+	}
+}
+
+// Release answers the held deliveries and stops holding.
+func (w *WebhookReceiver) Release() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.gate != nil {
+		close(w.gate)
+		w.gate = nil
+	}
+}
+
+// Held is the number of deliveries waiting for Release.
+func (w *WebhookReceiver) Held() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.held
+}
+
+// Delivered returns the genuine deliveries answered with a 2xx status, by webhook-id,
+// each with how many times it was delivered.
+func (w *WebhookReceiver) Delivered() map[string]int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := map[string]int{}
+	for _, d := range w.deliveries {
+		if d.Err == nil && d.Status >= 200 && d.Status < 300 {
+			out[d.ID]++
+		}
+	}
+	return out
+}
+
 // Deliveries returns the requests received so far.
 func (w *WebhookReceiver) Deliveries() []WebhookDelivery {
 	w.mu.Lock()
@@ -162,6 +206,24 @@ func (w *WebhookReceiver) serve(rw http.ResponseWriter, r *http.Request) {
 		d.Err = errors.Join(d.Err, errors.New("not POST /hooks/notify"))
 	}
 	w.mu.Lock()
+	if gate := w.gate; gate != nil && d.Err == nil {
+		w.held++
+		w.mu.Unlock()
+		var gone bool
+		select {
+		case <-gate:
+		case <-r.Context().Done():
+			gone = true
+		}
+		w.mu.Lock()
+		w.held--
+		if gone {
+			d.Err = errors.New("held, and the client went away before an answer")
+			w.deliveries = append(w.deliveries, d)
+			w.mu.Unlock()
+			return
+		}
+	}
 	d.Status = w.status
 	if d.Err != nil {
 		d.Status = http.StatusUnauthorized
