@@ -24,7 +24,8 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 WEB_DIR       := clients/web
 WEB_DEPS      := $(WEB_DIR)/node_modules/.deps-stamp
 WEB_SRC       := $(shell find $(WEB_DIR)/src $(WEB_DIR)/public -type f 2>/dev/null) \
-                 $(wildcard $(WEB_DIR)/index.html $(WEB_DIR)/vite.config.ts $(WEB_DIR)/tsconfig.json)
+                 $(wildcard $(WEB_DIR)/index.html $(WEB_DIR)/vite.config.ts $(WEB_DIR)/vite.sw.config.ts \
+                   $(WEB_DIR)/tsconfig.json $(WEB_DIR)/tsconfig.sw.json)
 # Absolute, so that check-generated can run buf in a temporary directory.
 PROTOC_GEN_ES := $(CURDIR)/$(WEB_DIR)/node_modules/.bin/protoc-gen-es
 
