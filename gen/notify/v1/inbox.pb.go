@@ -1363,7 +1363,16 @@ type Preferences struct {
 	// Also send email (a setting for mailers). Default false.
 	Email bool `protobuf:"varint,3,opt,name=email,proto3" json:"email,omitempty"`
 	// Event types not pushed live to the user's streams; still kept in the inbox.
-	MutedTypes    []EventType `protobuf:"varint,4,rep,packed,name=muted_types,json=mutedTypes,proto3,enum=notify.v1.EventType" json:"muted_types,omitempty"`
+	MutedTypes []EventType `protobuf:"varint,4,rep,packed,name=muted_types,json=mutedTypes,proto3,enum=notify.v1.EventType" json:"muted_types,omitempty"`
+	// The user's IANA time zone ("Europe/Paris"), in which quiet hours are
+	// read. Empty: UTC.
+	TimeZone string `protobuf:"bytes,5,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
+	// Hours of the day when push and email wait; unset: none.
+	QuietHours *QuietHours `protobuf:"bytes,6,opt,name=quiet_hours,json=quietHours,proto3" json:"quiet_hours,omitempty"`
+	// Event types summarized on push and email instead of sent one by one:
+	// at most one rule per type. Unset types follow the server's digests
+	// (--digest).
+	Digests       []*DigestRule `protobuf:"bytes,7,rep,name=digests,proto3" json:"digests,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1426,6 +1435,158 @@ func (x *Preferences) GetMutedTypes() []EventType {
 	return nil
 }
 
+func (x *Preferences) GetTimeZone() string {
+	if x != nil {
+		return x.TimeZone
+	}
+	return ""
+}
+
+func (x *Preferences) GetQuietHours() *QuietHours {
+	if x != nil {
+		return x.QuietHours
+	}
+	return nil
+}
+
+func (x *Preferences) GetDigests() []*DigestRule {
+	if x != nil {
+		return x.Digests
+	}
+	return nil
+}
+
+// QuietHours are hours of the day, in the user's time zone, when push and
+// email notifications wait: the live stream and the inbox get events at
+// once, and what push and email would have sent goes out when the quiet
+// hours end. CRITICAL system alerts are sent anyway. Across a
+// daylight-saving change, the end is the first instant at or after that
+// wall-clock time on that day.
+type QuietHours struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Start, as "HH:MM" (24-hour) in the user's time zone.
+	Start string `protobuf:"bytes,1,opt,name=start,proto3" json:"start,omitempty"`
+	// End, as "HH:MM". Before start: the quiet hours span midnight ("22:00"
+	// to "07:00"). Equal to start: none.
+	End           string `protobuf:"bytes,2,opt,name=end,proto3" json:"end,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QuietHours) Reset() {
+	*x = QuietHours{}
+	mi := &file_notify_v1_inbox_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QuietHours) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QuietHours) ProtoMessage() {}
+
+func (x *QuietHours) ProtoReflect() protoreflect.Message {
+	mi := &file_notify_v1_inbox_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QuietHours.ProtoReflect.Descriptor instead.
+func (*QuietHours) Descriptor() ([]byte, []int) {
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *QuietHours) GetStart() string {
+	if x != nil {
+		return x.Start
+	}
+	return ""
+}
+
+func (x *QuietHours) GetEnd() string {
+	if x != nil {
+		return x.End
+	}
+	return ""
+}
+
+// DigestRule summarizes one event type on push and email: the events of a
+// window enter the inbox and the live stream at once, and push and email
+// send one summary when the window closes (the count, and the points
+// summed for points events). The window opens with the first event and
+// later events join it.
+type DigestRule struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	EventType EventType              `protobuf:"varint,1,opt,name=event_type,json=eventType,proto3,enum=notify.v1.EventType" json:"event_type,omitempty"`
+	// The window, 1 minute to 7 days. Zero: the type is not summarized for
+	// this user, whatever the server's digests say.
+	Window *durationpb.Duration `protobuf:"bytes,2,opt,name=window,proto3" json:"window,omitempty"`
+	// One summary per value of this field of the event, e.g. "restaurant_id"
+	// (a snake_case string field of the event type). Empty: one summary per
+	// user and type.
+	Key           string `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DigestRule) Reset() {
+	*x = DigestRule{}
+	mi := &file_notify_v1_inbox_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DigestRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DigestRule) ProtoMessage() {}
+
+func (x *DigestRule) ProtoReflect() protoreflect.Message {
+	mi := &file_notify_v1_inbox_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DigestRule.ProtoReflect.Descriptor instead.
+func (*DigestRule) Descriptor() ([]byte, []int) {
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *DigestRule) GetEventType() EventType {
+	if x != nil {
+		return x.EventType
+	}
+	return EventType_EVENT_TYPE_UNSPECIFIED
+}
+
+func (x *DigestRule) GetWindow() *durationpb.Duration {
+	if x != nil {
+		return x.Window
+	}
+	return nil
+}
+
+func (x *DigestRule) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
 // GetPreferencesRequest names whose preferences; by default the caller's.
 type GetPreferencesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1438,7 +1599,7 @@ type GetPreferencesRequest struct {
 
 func (x *GetPreferencesRequest) Reset() {
 	*x = GetPreferencesRequest{}
-	mi := &file_notify_v1_inbox_proto_msgTypes[19]
+	mi := &file_notify_v1_inbox_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1450,7 +1611,7 @@ func (x *GetPreferencesRequest) String() string {
 func (*GetPreferencesRequest) ProtoMessage() {}
 
 func (x *GetPreferencesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_inbox_proto_msgTypes[19]
+	mi := &file_notify_v1_inbox_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1463,7 +1624,7 @@ func (x *GetPreferencesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPreferencesRequest.ProtoReflect.Descriptor instead.
 func (*GetPreferencesRequest) Descriptor() ([]byte, []int) {
-	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{19}
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetPreferencesRequest) GetUserId() string {
@@ -1483,7 +1644,7 @@ type GetPreferencesResponse struct {
 
 func (x *GetPreferencesResponse) Reset() {
 	*x = GetPreferencesResponse{}
-	mi := &file_notify_v1_inbox_proto_msgTypes[20]
+	mi := &file_notify_v1_inbox_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1495,7 +1656,7 @@ func (x *GetPreferencesResponse) String() string {
 func (*GetPreferencesResponse) ProtoMessage() {}
 
 func (x *GetPreferencesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_inbox_proto_msgTypes[20]
+	mi := &file_notify_v1_inbox_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1508,7 +1669,7 @@ func (x *GetPreferencesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPreferencesResponse.ProtoReflect.Descriptor instead.
 func (*GetPreferencesResponse) Descriptor() ([]byte, []int) {
-	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{20}
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetPreferencesResponse) GetPreferences() *Preferences {
@@ -1531,7 +1692,7 @@ type UpdatePreferencesRequest struct {
 
 func (x *UpdatePreferencesRequest) Reset() {
 	*x = UpdatePreferencesRequest{}
-	mi := &file_notify_v1_inbox_proto_msgTypes[21]
+	mi := &file_notify_v1_inbox_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1543,7 +1704,7 @@ func (x *UpdatePreferencesRequest) String() string {
 func (*UpdatePreferencesRequest) ProtoMessage() {}
 
 func (x *UpdatePreferencesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_inbox_proto_msgTypes[21]
+	mi := &file_notify_v1_inbox_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1556,7 +1717,7 @@ func (x *UpdatePreferencesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePreferencesRequest.ProtoReflect.Descriptor instead.
 func (*UpdatePreferencesRequest) Descriptor() ([]byte, []int) {
-	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{21}
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *UpdatePreferencesRequest) GetPreferences() *Preferences {
@@ -1583,7 +1744,7 @@ type UpdatePreferencesResponse struct {
 
 func (x *UpdatePreferencesResponse) Reset() {
 	*x = UpdatePreferencesResponse{}
-	mi := &file_notify_v1_inbox_proto_msgTypes[22]
+	mi := &file_notify_v1_inbox_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1595,7 +1756,7 @@ func (x *UpdatePreferencesResponse) String() string {
 func (*UpdatePreferencesResponse) ProtoMessage() {}
 
 func (x *UpdatePreferencesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_inbox_proto_msgTypes[22]
+	mi := &file_notify_v1_inbox_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1608,7 +1769,7 @@ func (x *UpdatePreferencesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePreferencesResponse.ProtoReflect.Descriptor instead.
 func (*UpdatePreferencesResponse) Descriptor() ([]byte, []int) {
-	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{22}
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *UpdatePreferencesResponse) GetPreferences() *Preferences {
@@ -1631,7 +1792,7 @@ type MarkSeenRequest struct {
 
 func (x *MarkSeenRequest) Reset() {
 	*x = MarkSeenRequest{}
-	mi := &file_notify_v1_inbox_proto_msgTypes[23]
+	mi := &file_notify_v1_inbox_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1643,7 +1804,7 @@ func (x *MarkSeenRequest) String() string {
 func (*MarkSeenRequest) ProtoMessage() {}
 
 func (x *MarkSeenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_inbox_proto_msgTypes[23]
+	mi := &file_notify_v1_inbox_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1656,7 +1817,7 @@ func (x *MarkSeenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkSeenRequest.ProtoReflect.Descriptor instead.
 func (*MarkSeenRequest) Descriptor() ([]byte, []int) {
-	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{23}
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *MarkSeenRequest) GetIds() []string {
@@ -1683,7 +1844,7 @@ type MarkSeenResponse struct {
 
 func (x *MarkSeenResponse) Reset() {
 	*x = MarkSeenResponse{}
-	mi := &file_notify_v1_inbox_proto_msgTypes[24]
+	mi := &file_notify_v1_inbox_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1695,7 +1856,7 @@ func (x *MarkSeenResponse) String() string {
 func (*MarkSeenResponse) ProtoMessage() {}
 
 func (x *MarkSeenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_inbox_proto_msgTypes[24]
+	mi := &file_notify_v1_inbox_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1708,7 +1869,7 @@ func (x *MarkSeenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkSeenResponse.ProtoReflect.Descriptor instead.
 func (*MarkSeenResponse) Descriptor() ([]byte, []int) {
-	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{24}
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *MarkSeenResponse) GetCounts() *InboxCounts {
@@ -1731,7 +1892,7 @@ type MarkUnseenRequest struct {
 
 func (x *MarkUnseenRequest) Reset() {
 	*x = MarkUnseenRequest{}
-	mi := &file_notify_v1_inbox_proto_msgTypes[25]
+	mi := &file_notify_v1_inbox_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1743,7 +1904,7 @@ func (x *MarkUnseenRequest) String() string {
 func (*MarkUnseenRequest) ProtoMessage() {}
 
 func (x *MarkUnseenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_inbox_proto_msgTypes[25]
+	mi := &file_notify_v1_inbox_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1756,7 +1917,7 @@ func (x *MarkUnseenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkUnseenRequest.ProtoReflect.Descriptor instead.
 func (*MarkUnseenRequest) Descriptor() ([]byte, []int) {
-	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{25}
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *MarkUnseenRequest) GetIds() []string {
@@ -1783,7 +1944,7 @@ type MarkUnseenResponse struct {
 
 func (x *MarkUnseenResponse) Reset() {
 	*x = MarkUnseenResponse{}
-	mi := &file_notify_v1_inbox_proto_msgTypes[26]
+	mi := &file_notify_v1_inbox_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1795,7 +1956,7 @@ func (x *MarkUnseenResponse) String() string {
 func (*MarkUnseenResponse) ProtoMessage() {}
 
 func (x *MarkUnseenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_inbox_proto_msgTypes[26]
+	mi := &file_notify_v1_inbox_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1808,7 +1969,7 @@ func (x *MarkUnseenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkUnseenResponse.ProtoReflect.Descriptor instead.
 func (*MarkUnseenResponse) Descriptor() ([]byte, []int) {
-	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{26}
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *MarkUnseenResponse) GetCounts() *InboxCounts {
@@ -1831,7 +1992,7 @@ type ArchiveRequest struct {
 
 func (x *ArchiveRequest) Reset() {
 	*x = ArchiveRequest{}
-	mi := &file_notify_v1_inbox_proto_msgTypes[27]
+	mi := &file_notify_v1_inbox_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1843,7 +2004,7 @@ func (x *ArchiveRequest) String() string {
 func (*ArchiveRequest) ProtoMessage() {}
 
 func (x *ArchiveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_inbox_proto_msgTypes[27]
+	mi := &file_notify_v1_inbox_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1856,7 +2017,7 @@ func (x *ArchiveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArchiveRequest.ProtoReflect.Descriptor instead.
 func (*ArchiveRequest) Descriptor() ([]byte, []int) {
-	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{27}
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ArchiveRequest) GetIds() []string {
@@ -1883,7 +2044,7 @@ type ArchiveResponse struct {
 
 func (x *ArchiveResponse) Reset() {
 	*x = ArchiveResponse{}
-	mi := &file_notify_v1_inbox_proto_msgTypes[28]
+	mi := &file_notify_v1_inbox_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1895,7 +2056,7 @@ func (x *ArchiveResponse) String() string {
 func (*ArchiveResponse) ProtoMessage() {}
 
 func (x *ArchiveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_inbox_proto_msgTypes[28]
+	mi := &file_notify_v1_inbox_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1908,7 +2069,7 @@ func (x *ArchiveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArchiveResponse.ProtoReflect.Descriptor instead.
 func (*ArchiveResponse) Descriptor() ([]byte, []int) {
-	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{28}
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ArchiveResponse) GetCounts() *InboxCounts {
@@ -1931,7 +2092,7 @@ type UnarchiveRequest struct {
 
 func (x *UnarchiveRequest) Reset() {
 	*x = UnarchiveRequest{}
-	mi := &file_notify_v1_inbox_proto_msgTypes[29]
+	mi := &file_notify_v1_inbox_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1943,7 +2104,7 @@ func (x *UnarchiveRequest) String() string {
 func (*UnarchiveRequest) ProtoMessage() {}
 
 func (x *UnarchiveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_inbox_proto_msgTypes[29]
+	mi := &file_notify_v1_inbox_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1956,7 +2117,7 @@ func (x *UnarchiveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnarchiveRequest.ProtoReflect.Descriptor instead.
 func (*UnarchiveRequest) Descriptor() ([]byte, []int) {
-	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{29}
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *UnarchiveRequest) GetIds() []string {
@@ -1983,7 +2144,7 @@ type UnarchiveResponse struct {
 
 func (x *UnarchiveResponse) Reset() {
 	*x = UnarchiveResponse{}
-	mi := &file_notify_v1_inbox_proto_msgTypes[30]
+	mi := &file_notify_v1_inbox_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1995,7 +2156,7 @@ func (x *UnarchiveResponse) String() string {
 func (*UnarchiveResponse) ProtoMessage() {}
 
 func (x *UnarchiveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_inbox_proto_msgTypes[30]
+	mi := &file_notify_v1_inbox_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2008,7 +2169,7 @@ func (x *UnarchiveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnarchiveResponse.ProtoReflect.Descriptor instead.
 func (*UnarchiveResponse) Descriptor() ([]byte, []int) {
-	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{30}
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *UnarchiveResponse) GetCounts() *InboxCounts {
@@ -2036,7 +2197,7 @@ type SnoozeRequest struct {
 
 func (x *SnoozeRequest) Reset() {
 	*x = SnoozeRequest{}
-	mi := &file_notify_v1_inbox_proto_msgTypes[31]
+	mi := &file_notify_v1_inbox_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2048,7 +2209,7 @@ func (x *SnoozeRequest) String() string {
 func (*SnoozeRequest) ProtoMessage() {}
 
 func (x *SnoozeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_inbox_proto_msgTypes[31]
+	mi := &file_notify_v1_inbox_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2061,7 +2222,7 @@ func (x *SnoozeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnoozeRequest.ProtoReflect.Descriptor instead.
 func (*SnoozeRequest) Descriptor() ([]byte, []int) {
-	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{31}
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SnoozeRequest) GetIds() []string {
@@ -2104,7 +2265,7 @@ type SnoozeResponse struct {
 
 func (x *SnoozeResponse) Reset() {
 	*x = SnoozeResponse{}
-	mi := &file_notify_v1_inbox_proto_msgTypes[32]
+	mi := &file_notify_v1_inbox_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2116,7 +2277,7 @@ func (x *SnoozeResponse) String() string {
 func (*SnoozeResponse) ProtoMessage() {}
 
 func (x *SnoozeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_inbox_proto_msgTypes[32]
+	mi := &file_notify_v1_inbox_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2129,7 +2290,7 @@ func (x *SnoozeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnoozeResponse.ProtoReflect.Descriptor instead.
 func (*SnoozeResponse) Descriptor() ([]byte, []int) {
-	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{32}
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SnoozeResponse) GetUntil() *timestamppb.Timestamp {
@@ -2159,7 +2320,7 @@ type UnsnoozeRequest struct {
 
 func (x *UnsnoozeRequest) Reset() {
 	*x = UnsnoozeRequest{}
-	mi := &file_notify_v1_inbox_proto_msgTypes[33]
+	mi := &file_notify_v1_inbox_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2171,7 +2332,7 @@ func (x *UnsnoozeRequest) String() string {
 func (*UnsnoozeRequest) ProtoMessage() {}
 
 func (x *UnsnoozeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_inbox_proto_msgTypes[33]
+	mi := &file_notify_v1_inbox_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2184,7 +2345,7 @@ func (x *UnsnoozeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnsnoozeRequest.ProtoReflect.Descriptor instead.
 func (*UnsnoozeRequest) Descriptor() ([]byte, []int) {
-	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{33}
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *UnsnoozeRequest) GetIds() []string {
@@ -2211,7 +2372,7 @@ type UnsnoozeResponse struct {
 
 func (x *UnsnoozeResponse) Reset() {
 	*x = UnsnoozeResponse{}
-	mi := &file_notify_v1_inbox_proto_msgTypes[34]
+	mi := &file_notify_v1_inbox_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2223,7 +2384,7 @@ func (x *UnsnoozeResponse) String() string {
 func (*UnsnoozeResponse) ProtoMessage() {}
 
 func (x *UnsnoozeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_inbox_proto_msgTypes[34]
+	mi := &file_notify_v1_inbox_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2236,7 +2397,7 @@ func (x *UnsnoozeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnsnoozeResponse.ProtoReflect.Descriptor instead.
 func (*UnsnoozeResponse) Descriptor() ([]byte, []int) {
-	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{34}
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *UnsnoozeResponse) GetCounts() *InboxCounts {
@@ -2263,7 +2424,7 @@ type InboxFilter struct {
 
 func (x *InboxFilter) Reset() {
 	*x = InboxFilter{}
-	mi := &file_notify_v1_inbox_proto_msgTypes[35]
+	mi := &file_notify_v1_inbox_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2275,7 +2436,7 @@ func (x *InboxFilter) String() string {
 func (*InboxFilter) ProtoMessage() {}
 
 func (x *InboxFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_inbox_proto_msgTypes[35]
+	mi := &file_notify_v1_inbox_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2288,7 +2449,7 @@ func (x *InboxFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InboxFilter.ProtoReflect.Descriptor instead.
 func (*InboxFilter) Descriptor() ([]byte, []int) {
-	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{35}
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *InboxFilter) GetState() NotificationState {
@@ -2338,7 +2499,7 @@ type BulkUpdateRequest struct {
 
 func (x *BulkUpdateRequest) Reset() {
 	*x = BulkUpdateRequest{}
-	mi := &file_notify_v1_inbox_proto_msgTypes[36]
+	mi := &file_notify_v1_inbox_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2350,7 +2511,7 @@ func (x *BulkUpdateRequest) String() string {
 func (*BulkUpdateRequest) ProtoMessage() {}
 
 func (x *BulkUpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_inbox_proto_msgTypes[36]
+	mi := &file_notify_v1_inbox_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2363,7 +2524,7 @@ func (x *BulkUpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BulkUpdateRequest.ProtoReflect.Descriptor instead.
 func (*BulkUpdateRequest) Descriptor() ([]byte, []int) {
-	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{36}
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *BulkUpdateRequest) GetFilter() *InboxFilter {
@@ -2413,7 +2574,7 @@ type BulkUpdateResponse struct {
 
 func (x *BulkUpdateResponse) Reset() {
 	*x = BulkUpdateResponse{}
-	mi := &file_notify_v1_inbox_proto_msgTypes[37]
+	mi := &file_notify_v1_inbox_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2425,7 +2586,7 @@ func (x *BulkUpdateResponse) String() string {
 func (*BulkUpdateResponse) ProtoMessage() {}
 
 func (x *BulkUpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_inbox_proto_msgTypes[37]
+	mi := &file_notify_v1_inbox_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2438,7 +2599,7 @@ func (x *BulkUpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BulkUpdateResponse.ProtoReflect.Descriptor instead.
 func (*BulkUpdateResponse) Descriptor() ([]byte, []int) {
-	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{37}
+	return file_notify_v1_inbox_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *BulkUpdateResponse) GetChanged() int64 {
@@ -2540,13 +2701,27 @@ const file_notify_v1_inbox_proto_rawDesc = "" +
 	"\x19ClearNotificationsRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\"6\n" +
 	"\x1aClearNotificationsResponse\x12\x18\n" +
-	"\adeleted\x18\x01 \x01(\x03R\adeleted\"\x8a\x01\n" +
+	"\adeleted\x18\x01 \x01(\x03R\adeleted\"\x90\x02\n" +
 	"\vPreferences\x12\x18\n" +
 	"\aenabled\x18\x01 \x01(\bR\aenabled\x12\x14\n" +
 	"\x05sound\x18\x02 \x01(\bR\x05sound\x12\x14\n" +
 	"\x05email\x18\x03 \x01(\bR\x05email\x125\n" +
 	"\vmuted_types\x18\x04 \x03(\x0e2\x14.notify.v1.EventTypeR\n" +
-	"mutedTypes\"0\n" +
+	"mutedTypes\x12\x1b\n" +
+	"\ttime_zone\x18\x05 \x01(\tR\btimeZone\x126\n" +
+	"\vquiet_hours\x18\x06 \x01(\v2\x15.notify.v1.QuietHoursR\n" +
+	"quietHours\x12/\n" +
+	"\adigests\x18\a \x03(\v2\x15.notify.v1.DigestRuleR\adigests\"4\n" +
+	"\n" +
+	"QuietHours\x12\x14\n" +
+	"\x05start\x18\x01 \x01(\tR\x05start\x12\x10\n" +
+	"\x03end\x18\x02 \x01(\tR\x03end\"\x86\x01\n" +
+	"\n" +
+	"DigestRule\x123\n" +
+	"\n" +
+	"event_type\x18\x01 \x01(\x0e2\x14.notify.v1.EventTypeR\teventType\x121\n" +
+	"\x06window\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x06window\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\tR\x03key\"0\n" +
 	"\x15GetPreferencesRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\"R\n" +
 	"\x16GetPreferencesResponse\x128\n" +
@@ -2668,7 +2843,7 @@ func file_notify_v1_inbox_proto_rawDescGZIP() []byte {
 }
 
 var file_notify_v1_inbox_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_notify_v1_inbox_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_notify_v1_inbox_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_notify_v1_inbox_proto_goTypes = []any{
 	(NotificationState)(0),             // 0: notify.v1.NotificationState
 	(NotificationOrder)(0),             // 1: notify.v1.NotificationOrder
@@ -2692,110 +2867,116 @@ var file_notify_v1_inbox_proto_goTypes = []any{
 	(*ClearNotificationsRequest)(nil),  // 19: notify.v1.ClearNotificationsRequest
 	(*ClearNotificationsResponse)(nil), // 20: notify.v1.ClearNotificationsResponse
 	(*Preferences)(nil),                // 21: notify.v1.Preferences
-	(*GetPreferencesRequest)(nil),      // 22: notify.v1.GetPreferencesRequest
-	(*GetPreferencesResponse)(nil),     // 23: notify.v1.GetPreferencesResponse
-	(*UpdatePreferencesRequest)(nil),   // 24: notify.v1.UpdatePreferencesRequest
-	(*UpdatePreferencesResponse)(nil),  // 25: notify.v1.UpdatePreferencesResponse
-	(*MarkSeenRequest)(nil),            // 26: notify.v1.MarkSeenRequest
-	(*MarkSeenResponse)(nil),           // 27: notify.v1.MarkSeenResponse
-	(*MarkUnseenRequest)(nil),          // 28: notify.v1.MarkUnseenRequest
-	(*MarkUnseenResponse)(nil),         // 29: notify.v1.MarkUnseenResponse
-	(*ArchiveRequest)(nil),             // 30: notify.v1.ArchiveRequest
-	(*ArchiveResponse)(nil),            // 31: notify.v1.ArchiveResponse
-	(*UnarchiveRequest)(nil),           // 32: notify.v1.UnarchiveRequest
-	(*UnarchiveResponse)(nil),          // 33: notify.v1.UnarchiveResponse
-	(*SnoozeRequest)(nil),              // 34: notify.v1.SnoozeRequest
-	(*SnoozeResponse)(nil),             // 35: notify.v1.SnoozeResponse
-	(*UnsnoozeRequest)(nil),            // 36: notify.v1.UnsnoozeRequest
-	(*UnsnoozeResponse)(nil),           // 37: notify.v1.UnsnoozeResponse
-	(*InboxFilter)(nil),                // 38: notify.v1.InboxFilter
-	(*BulkUpdateRequest)(nil),          // 39: notify.v1.BulkUpdateRequest
-	(*BulkUpdateResponse)(nil),         // 40: notify.v1.BulkUpdateResponse
-	(*Event)(nil),                      // 41: notify.v1.Event
-	(*timestamppb.Timestamp)(nil),      // 42: google.protobuf.Timestamp
-	(EventType)(0),                     // 43: notify.v1.EventType
-	(Priority)(0),                      // 44: notify.v1.Priority
-	(*NotificationAction)(nil),         // 45: notify.v1.NotificationAction
-	(*durationpb.Duration)(nil),        // 46: google.protobuf.Duration
+	(*QuietHours)(nil),                 // 22: notify.v1.QuietHours
+	(*DigestRule)(nil),                 // 23: notify.v1.DigestRule
+	(*GetPreferencesRequest)(nil),      // 24: notify.v1.GetPreferencesRequest
+	(*GetPreferencesResponse)(nil),     // 25: notify.v1.GetPreferencesResponse
+	(*UpdatePreferencesRequest)(nil),   // 26: notify.v1.UpdatePreferencesRequest
+	(*UpdatePreferencesResponse)(nil),  // 27: notify.v1.UpdatePreferencesResponse
+	(*MarkSeenRequest)(nil),            // 28: notify.v1.MarkSeenRequest
+	(*MarkSeenResponse)(nil),           // 29: notify.v1.MarkSeenResponse
+	(*MarkUnseenRequest)(nil),          // 30: notify.v1.MarkUnseenRequest
+	(*MarkUnseenResponse)(nil),         // 31: notify.v1.MarkUnseenResponse
+	(*ArchiveRequest)(nil),             // 32: notify.v1.ArchiveRequest
+	(*ArchiveResponse)(nil),            // 33: notify.v1.ArchiveResponse
+	(*UnarchiveRequest)(nil),           // 34: notify.v1.UnarchiveRequest
+	(*UnarchiveResponse)(nil),          // 35: notify.v1.UnarchiveResponse
+	(*SnoozeRequest)(nil),              // 36: notify.v1.SnoozeRequest
+	(*SnoozeResponse)(nil),             // 37: notify.v1.SnoozeResponse
+	(*UnsnoozeRequest)(nil),            // 38: notify.v1.UnsnoozeRequest
+	(*UnsnoozeResponse)(nil),           // 39: notify.v1.UnsnoozeResponse
+	(*InboxFilter)(nil),                // 40: notify.v1.InboxFilter
+	(*BulkUpdateRequest)(nil),          // 41: notify.v1.BulkUpdateRequest
+	(*BulkUpdateResponse)(nil),         // 42: notify.v1.BulkUpdateResponse
+	(*Event)(nil),                      // 43: notify.v1.Event
+	(*timestamppb.Timestamp)(nil),      // 44: google.protobuf.Timestamp
+	(EventType)(0),                     // 45: notify.v1.EventType
+	(Priority)(0),                      // 46: notify.v1.Priority
+	(*NotificationAction)(nil),         // 47: notify.v1.NotificationAction
+	(*durationpb.Duration)(nil),        // 48: google.protobuf.Duration
 }
 var file_notify_v1_inbox_proto_depIdxs = []int32{
-	41, // 0: notify.v1.Notification.event:type_name -> notify.v1.Event
-	42, // 1: notify.v1.Notification.create_time:type_name -> google.protobuf.Timestamp
-	43, // 2: notify.v1.Notification.event_type:type_name -> notify.v1.EventType
-	42, // 3: notify.v1.Notification.seen_time:type_name -> google.protobuf.Timestamp
-	42, // 4: notify.v1.Notification.read_time:type_name -> google.protobuf.Timestamp
-	42, // 5: notify.v1.Notification.archive_time:type_name -> google.protobuf.Timestamp
-	42, // 6: notify.v1.Notification.snooze_until:type_name -> google.protobuf.Timestamp
-	44, // 7: notify.v1.Notification.priority:type_name -> notify.v1.Priority
-	42, // 8: notify.v1.Notification.expire_time:type_name -> google.protobuf.Timestamp
-	45, // 9: notify.v1.Notification.action:type_name -> notify.v1.NotificationAction
-	43, // 10: notify.v1.ListNotificationsRequest.event_types:type_name -> notify.v1.EventType
+	43, // 0: notify.v1.Notification.event:type_name -> notify.v1.Event
+	44, // 1: notify.v1.Notification.create_time:type_name -> google.protobuf.Timestamp
+	45, // 2: notify.v1.Notification.event_type:type_name -> notify.v1.EventType
+	44, // 3: notify.v1.Notification.seen_time:type_name -> google.protobuf.Timestamp
+	44, // 4: notify.v1.Notification.read_time:type_name -> google.protobuf.Timestamp
+	44, // 5: notify.v1.Notification.archive_time:type_name -> google.protobuf.Timestamp
+	44, // 6: notify.v1.Notification.snooze_until:type_name -> google.protobuf.Timestamp
+	46, // 7: notify.v1.Notification.priority:type_name -> notify.v1.Priority
+	44, // 8: notify.v1.Notification.expire_time:type_name -> google.protobuf.Timestamp
+	47, // 9: notify.v1.Notification.action:type_name -> notify.v1.NotificationAction
+	45, // 10: notify.v1.ListNotificationsRequest.event_types:type_name -> notify.v1.EventType
 	0,  // 11: notify.v1.ListNotificationsRequest.state:type_name -> notify.v1.NotificationState
-	44, // 12: notify.v1.ListNotificationsRequest.priorities:type_name -> notify.v1.Priority
+	46, // 12: notify.v1.ListNotificationsRequest.priorities:type_name -> notify.v1.Priority
 	1,  // 13: notify.v1.ListNotificationsRequest.order:type_name -> notify.v1.NotificationOrder
 	3,  // 14: notify.v1.ListNotificationsResponse.notifications:type_name -> notify.v1.Notification
 	6,  // 15: notify.v1.ListNotificationsResponse.counts:type_name -> notify.v1.InboxCounts
 	6,  // 16: notify.v1.GetCountsResponse.counts:type_name -> notify.v1.InboxCounts
-	43, // 17: notify.v1.Preferences.muted_types:type_name -> notify.v1.EventType
-	21, // 18: notify.v1.GetPreferencesResponse.preferences:type_name -> notify.v1.Preferences
-	21, // 19: notify.v1.UpdatePreferencesRequest.preferences:type_name -> notify.v1.Preferences
-	21, // 20: notify.v1.UpdatePreferencesResponse.preferences:type_name -> notify.v1.Preferences
-	6,  // 21: notify.v1.MarkSeenResponse.counts:type_name -> notify.v1.InboxCounts
-	6,  // 22: notify.v1.MarkUnseenResponse.counts:type_name -> notify.v1.InboxCounts
-	6,  // 23: notify.v1.ArchiveResponse.counts:type_name -> notify.v1.InboxCounts
-	6,  // 24: notify.v1.UnarchiveResponse.counts:type_name -> notify.v1.InboxCounts
-	42, // 25: notify.v1.SnoozeRequest.until:type_name -> google.protobuf.Timestamp
-	46, // 26: notify.v1.SnoozeRequest.duration:type_name -> google.protobuf.Duration
-	42, // 27: notify.v1.SnoozeResponse.until:type_name -> google.protobuf.Timestamp
-	6,  // 28: notify.v1.SnoozeResponse.counts:type_name -> notify.v1.InboxCounts
-	6,  // 29: notify.v1.UnsnoozeResponse.counts:type_name -> notify.v1.InboxCounts
-	0,  // 30: notify.v1.InboxFilter.state:type_name -> notify.v1.NotificationState
-	43, // 31: notify.v1.InboxFilter.event_types:type_name -> notify.v1.EventType
-	44, // 32: notify.v1.InboxFilter.priorities:type_name -> notify.v1.Priority
-	38, // 33: notify.v1.BulkUpdateRequest.filter:type_name -> notify.v1.InboxFilter
-	2,  // 34: notify.v1.BulkUpdateRequest.action:type_name -> notify.v1.InboxAction
-	42, // 35: notify.v1.BulkUpdateRequest.snooze_until:type_name -> google.protobuf.Timestamp
-	46, // 36: notify.v1.BulkUpdateRequest.snooze_duration:type_name -> google.protobuf.Duration
-	6,  // 37: notify.v1.BulkUpdateResponse.counts:type_name -> notify.v1.InboxCounts
-	4,  // 38: notify.v1.InboxService.ListNotifications:input_type -> notify.v1.ListNotificationsRequest
-	7,  // 39: notify.v1.InboxService.GetUnreadCount:input_type -> notify.v1.GetUnreadCountRequest
-	9,  // 40: notify.v1.InboxService.GetCounts:input_type -> notify.v1.GetCountsRequest
-	11, // 41: notify.v1.InboxService.MarkRead:input_type -> notify.v1.MarkReadRequest
-	13, // 42: notify.v1.InboxService.MarkUnread:input_type -> notify.v1.MarkUnreadRequest
-	15, // 43: notify.v1.InboxService.MarkAllRead:input_type -> notify.v1.MarkAllReadRequest
-	26, // 44: notify.v1.InboxService.MarkSeen:input_type -> notify.v1.MarkSeenRequest
-	28, // 45: notify.v1.InboxService.MarkUnseen:input_type -> notify.v1.MarkUnseenRequest
-	30, // 46: notify.v1.InboxService.Archive:input_type -> notify.v1.ArchiveRequest
-	32, // 47: notify.v1.InboxService.Unarchive:input_type -> notify.v1.UnarchiveRequest
-	34, // 48: notify.v1.InboxService.Snooze:input_type -> notify.v1.SnoozeRequest
-	36, // 49: notify.v1.InboxService.Unsnooze:input_type -> notify.v1.UnsnoozeRequest
-	39, // 50: notify.v1.InboxService.BulkUpdate:input_type -> notify.v1.BulkUpdateRequest
-	17, // 51: notify.v1.InboxService.DeleteNotification:input_type -> notify.v1.DeleteNotificationRequest
-	19, // 52: notify.v1.InboxService.ClearNotifications:input_type -> notify.v1.ClearNotificationsRequest
-	22, // 53: notify.v1.InboxService.GetPreferences:input_type -> notify.v1.GetPreferencesRequest
-	24, // 54: notify.v1.InboxService.UpdatePreferences:input_type -> notify.v1.UpdatePreferencesRequest
-	5,  // 55: notify.v1.InboxService.ListNotifications:output_type -> notify.v1.ListNotificationsResponse
-	8,  // 56: notify.v1.InboxService.GetUnreadCount:output_type -> notify.v1.GetUnreadCountResponse
-	10, // 57: notify.v1.InboxService.GetCounts:output_type -> notify.v1.GetCountsResponse
-	12, // 58: notify.v1.InboxService.MarkRead:output_type -> notify.v1.MarkReadResponse
-	14, // 59: notify.v1.InboxService.MarkUnread:output_type -> notify.v1.MarkUnreadResponse
-	16, // 60: notify.v1.InboxService.MarkAllRead:output_type -> notify.v1.MarkAllReadResponse
-	27, // 61: notify.v1.InboxService.MarkSeen:output_type -> notify.v1.MarkSeenResponse
-	29, // 62: notify.v1.InboxService.MarkUnseen:output_type -> notify.v1.MarkUnseenResponse
-	31, // 63: notify.v1.InboxService.Archive:output_type -> notify.v1.ArchiveResponse
-	33, // 64: notify.v1.InboxService.Unarchive:output_type -> notify.v1.UnarchiveResponse
-	35, // 65: notify.v1.InboxService.Snooze:output_type -> notify.v1.SnoozeResponse
-	37, // 66: notify.v1.InboxService.Unsnooze:output_type -> notify.v1.UnsnoozeResponse
-	40, // 67: notify.v1.InboxService.BulkUpdate:output_type -> notify.v1.BulkUpdateResponse
-	18, // 68: notify.v1.InboxService.DeleteNotification:output_type -> notify.v1.DeleteNotificationResponse
-	20, // 69: notify.v1.InboxService.ClearNotifications:output_type -> notify.v1.ClearNotificationsResponse
-	23, // 70: notify.v1.InboxService.GetPreferences:output_type -> notify.v1.GetPreferencesResponse
-	25, // 71: notify.v1.InboxService.UpdatePreferences:output_type -> notify.v1.UpdatePreferencesResponse
-	55, // [55:72] is the sub-list for method output_type
-	38, // [38:55] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	45, // 17: notify.v1.Preferences.muted_types:type_name -> notify.v1.EventType
+	22, // 18: notify.v1.Preferences.quiet_hours:type_name -> notify.v1.QuietHours
+	23, // 19: notify.v1.Preferences.digests:type_name -> notify.v1.DigestRule
+	45, // 20: notify.v1.DigestRule.event_type:type_name -> notify.v1.EventType
+	48, // 21: notify.v1.DigestRule.window:type_name -> google.protobuf.Duration
+	21, // 22: notify.v1.GetPreferencesResponse.preferences:type_name -> notify.v1.Preferences
+	21, // 23: notify.v1.UpdatePreferencesRequest.preferences:type_name -> notify.v1.Preferences
+	21, // 24: notify.v1.UpdatePreferencesResponse.preferences:type_name -> notify.v1.Preferences
+	6,  // 25: notify.v1.MarkSeenResponse.counts:type_name -> notify.v1.InboxCounts
+	6,  // 26: notify.v1.MarkUnseenResponse.counts:type_name -> notify.v1.InboxCounts
+	6,  // 27: notify.v1.ArchiveResponse.counts:type_name -> notify.v1.InboxCounts
+	6,  // 28: notify.v1.UnarchiveResponse.counts:type_name -> notify.v1.InboxCounts
+	44, // 29: notify.v1.SnoozeRequest.until:type_name -> google.protobuf.Timestamp
+	48, // 30: notify.v1.SnoozeRequest.duration:type_name -> google.protobuf.Duration
+	44, // 31: notify.v1.SnoozeResponse.until:type_name -> google.protobuf.Timestamp
+	6,  // 32: notify.v1.SnoozeResponse.counts:type_name -> notify.v1.InboxCounts
+	6,  // 33: notify.v1.UnsnoozeResponse.counts:type_name -> notify.v1.InboxCounts
+	0,  // 34: notify.v1.InboxFilter.state:type_name -> notify.v1.NotificationState
+	45, // 35: notify.v1.InboxFilter.event_types:type_name -> notify.v1.EventType
+	46, // 36: notify.v1.InboxFilter.priorities:type_name -> notify.v1.Priority
+	40, // 37: notify.v1.BulkUpdateRequest.filter:type_name -> notify.v1.InboxFilter
+	2,  // 38: notify.v1.BulkUpdateRequest.action:type_name -> notify.v1.InboxAction
+	44, // 39: notify.v1.BulkUpdateRequest.snooze_until:type_name -> google.protobuf.Timestamp
+	48, // 40: notify.v1.BulkUpdateRequest.snooze_duration:type_name -> google.protobuf.Duration
+	6,  // 41: notify.v1.BulkUpdateResponse.counts:type_name -> notify.v1.InboxCounts
+	4,  // 42: notify.v1.InboxService.ListNotifications:input_type -> notify.v1.ListNotificationsRequest
+	7,  // 43: notify.v1.InboxService.GetUnreadCount:input_type -> notify.v1.GetUnreadCountRequest
+	9,  // 44: notify.v1.InboxService.GetCounts:input_type -> notify.v1.GetCountsRequest
+	11, // 45: notify.v1.InboxService.MarkRead:input_type -> notify.v1.MarkReadRequest
+	13, // 46: notify.v1.InboxService.MarkUnread:input_type -> notify.v1.MarkUnreadRequest
+	15, // 47: notify.v1.InboxService.MarkAllRead:input_type -> notify.v1.MarkAllReadRequest
+	28, // 48: notify.v1.InboxService.MarkSeen:input_type -> notify.v1.MarkSeenRequest
+	30, // 49: notify.v1.InboxService.MarkUnseen:input_type -> notify.v1.MarkUnseenRequest
+	32, // 50: notify.v1.InboxService.Archive:input_type -> notify.v1.ArchiveRequest
+	34, // 51: notify.v1.InboxService.Unarchive:input_type -> notify.v1.UnarchiveRequest
+	36, // 52: notify.v1.InboxService.Snooze:input_type -> notify.v1.SnoozeRequest
+	38, // 53: notify.v1.InboxService.Unsnooze:input_type -> notify.v1.UnsnoozeRequest
+	41, // 54: notify.v1.InboxService.BulkUpdate:input_type -> notify.v1.BulkUpdateRequest
+	17, // 55: notify.v1.InboxService.DeleteNotification:input_type -> notify.v1.DeleteNotificationRequest
+	19, // 56: notify.v1.InboxService.ClearNotifications:input_type -> notify.v1.ClearNotificationsRequest
+	24, // 57: notify.v1.InboxService.GetPreferences:input_type -> notify.v1.GetPreferencesRequest
+	26, // 58: notify.v1.InboxService.UpdatePreferences:input_type -> notify.v1.UpdatePreferencesRequest
+	5,  // 59: notify.v1.InboxService.ListNotifications:output_type -> notify.v1.ListNotificationsResponse
+	8,  // 60: notify.v1.InboxService.GetUnreadCount:output_type -> notify.v1.GetUnreadCountResponse
+	10, // 61: notify.v1.InboxService.GetCounts:output_type -> notify.v1.GetCountsResponse
+	12, // 62: notify.v1.InboxService.MarkRead:output_type -> notify.v1.MarkReadResponse
+	14, // 63: notify.v1.InboxService.MarkUnread:output_type -> notify.v1.MarkUnreadResponse
+	16, // 64: notify.v1.InboxService.MarkAllRead:output_type -> notify.v1.MarkAllReadResponse
+	29, // 65: notify.v1.InboxService.MarkSeen:output_type -> notify.v1.MarkSeenResponse
+	31, // 66: notify.v1.InboxService.MarkUnseen:output_type -> notify.v1.MarkUnseenResponse
+	33, // 67: notify.v1.InboxService.Archive:output_type -> notify.v1.ArchiveResponse
+	35, // 68: notify.v1.InboxService.Unarchive:output_type -> notify.v1.UnarchiveResponse
+	37, // 69: notify.v1.InboxService.Snooze:output_type -> notify.v1.SnoozeResponse
+	39, // 70: notify.v1.InboxService.Unsnooze:output_type -> notify.v1.UnsnoozeResponse
+	42, // 71: notify.v1.InboxService.BulkUpdate:output_type -> notify.v1.BulkUpdateResponse
+	18, // 72: notify.v1.InboxService.DeleteNotification:output_type -> notify.v1.DeleteNotificationResponse
+	20, // 73: notify.v1.InboxService.ClearNotifications:output_type -> notify.v1.ClearNotificationsResponse
+	25, // 74: notify.v1.InboxService.GetPreferences:output_type -> notify.v1.GetPreferencesResponse
+	27, // 75: notify.v1.InboxService.UpdatePreferences:output_type -> notify.v1.UpdatePreferencesResponse
+	59, // [59:76] is the sub-list for method output_type
+	42, // [42:59] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_notify_v1_inbox_proto_init() }
@@ -2811,7 +2992,7 @@ func file_notify_v1_inbox_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_notify_v1_inbox_proto_rawDesc), len(file_notify_v1_inbox_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   38,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -85,6 +85,71 @@ func (DisconnectReason) EnumDescriptor() ([]byte, []int) {
 	return file_notify_v1_notify_proto_rawDescGZIP(), []int{0}
 }
 
+// ScheduledState is where a scheduled publish stands.
+type ScheduledState int32
+
+const (
+	ScheduledState_SCHEDULED_STATE_UNSPECIFIED ScheduledState = 0
+	// Waiting for its time.
+	ScheduledState_SCHEDULED_STATE_PENDING ScheduledState = 1
+	// Its time came and it is being published (or retried after a failure).
+	ScheduledState_SCHEDULED_STATE_RUNNING ScheduledState = 2
+	// Published.
+	ScheduledState_SCHEDULED_STATE_PUBLISHED ScheduledState = 3
+	// Cancelled before its time.
+	ScheduledState_SCHEDULED_STATE_CANCELLED ScheduledState = 4
+	// Could not be published (its request was refused at its time, or every
+	// attempt failed).
+	ScheduledState_SCHEDULED_STATE_FAILED ScheduledState = 5
+)
+
+// Enum value maps for ScheduledState.
+var (
+	ScheduledState_name = map[int32]string{
+		0: "SCHEDULED_STATE_UNSPECIFIED",
+		1: "SCHEDULED_STATE_PENDING",
+		2: "SCHEDULED_STATE_RUNNING",
+		3: "SCHEDULED_STATE_PUBLISHED",
+		4: "SCHEDULED_STATE_CANCELLED",
+		5: "SCHEDULED_STATE_FAILED",
+	}
+	ScheduledState_value = map[string]int32{
+		"SCHEDULED_STATE_UNSPECIFIED": 0,
+		"SCHEDULED_STATE_PENDING":     1,
+		"SCHEDULED_STATE_RUNNING":     2,
+		"SCHEDULED_STATE_PUBLISHED":   3,
+		"SCHEDULED_STATE_CANCELLED":   4,
+		"SCHEDULED_STATE_FAILED":      5,
+	}
+)
+
+func (x ScheduledState) Enum() *ScheduledState {
+	p := new(ScheduledState)
+	*p = x
+	return p
+}
+
+func (x ScheduledState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ScheduledState) Descriptor() protoreflect.EnumDescriptor {
+	return file_notify_v1_notify_proto_enumTypes[1].Descriptor()
+}
+
+func (ScheduledState) Type() protoreflect.EnumType {
+	return &file_notify_v1_notify_proto_enumTypes[1]
+}
+
+func (x ScheduledState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ScheduledState.Descriptor instead.
+func (ScheduledState) EnumDescriptor() ([]byte, []int) {
+	return file_notify_v1_notify_proto_rawDescGZIP(), []int{1}
+}
+
 // Event is the envelope of every delivered event.
 type Event struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1053,6 +1118,22 @@ type PublishRequest struct {
 	// How the event is kept in the inboxes it enters (priority, category,
 	// tags, expiry, action). Optional: by default they come from the event.
 	Inbox *InboxOptions `protobuf:"bytes,4,opt,name=inbox,proto3" json:"inbox,omitempty"`
+	// Publish at this time instead of now (a scheduled publish, see
+	// ScheduleService): the request is validated and stored now, and
+	// published once at that time through the normal path, with its
+	// idempotency key. Not more than a few seconds in the past (a time
+	// already passed publishes at once), nor beyond the server's scheduling
+	// horizon (--schedule-horizon, 90 days by default). At most one of
+	// deliver_at and delay.
+	DeliverAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=deliver_at,json=deliverAt,proto3" json:"deliver_at,omitempty"`
+	// Publish this long after the request is accepted; zero publishes at once.
+	Delay *durationpb.Duration `protobuf:"bytes,6,opt,name=delay,proto3" json:"delay,omitempty"`
+	// Names a scheduled publish so that CancelScheduled can cancel it before
+	// it fires: 1 to 128 characters of [A-Za-z0-9_.:-], scoped to the
+	// publisher. While one is pending under a key, the same request again
+	// returns it (duplicate), another is ALREADY_EXISTS. Needs deliver_at or
+	// delay.
+	CancelKey string `protobuf:"bytes,7,opt,name=cancel_key,json=cancelKey,proto3" json:"cancel_key,omitempty"`
 	// The domain event; exactly one must be set.
 	//
 	// Types that are valid to be assigned to Payload:
@@ -1130,6 +1211,27 @@ func (x *PublishRequest) GetInbox() *InboxOptions {
 		return x.Inbox
 	}
 	return nil
+}
+
+func (x *PublishRequest) GetDeliverAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DeliverAt
+	}
+	return nil
+}
+
+func (x *PublishRequest) GetDelay() *durationpb.Duration {
+	if x != nil {
+		return x.Delay
+	}
+	return nil
+}
+
+func (x *PublishRequest) GetCancelKey() string {
+	if x != nil {
+		return x.CancelKey
+	}
+	return ""
 }
 
 func (x *PublishRequest) GetPayload() isPublishRequest_Payload {
@@ -1526,8 +1628,12 @@ type PublishResponse struct {
 	// The event's position in each room it was published in.
 	Positions []*StreamPosition `protobuf:"bytes,2,rep,name=positions,proto3" json:"positions,omitempty"`
 	// True when the idempotency key was seen before and this is the first
-	// publish's result.
-	Duplicate     bool `protobuf:"varint,3,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	// publish's result; for a scheduled publish, when the same request was
+	// already pending under its cancel or idempotency key.
+	Duplicate bool `protobuf:"varint,3,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	// Set when the request was scheduled (deliver_at or delay in the future):
+	// nothing is published yet, and event_id and positions are empty.
+	Scheduled     *ScheduledPublish `protobuf:"bytes,4,opt,name=scheduled,proto3" json:"scheduled,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1583,6 +1689,152 @@ func (x *PublishResponse) GetDuplicate() bool {
 	return false
 }
 
+func (x *PublishResponse) GetScheduled() *ScheduledPublish {
+	if x != nil {
+		return x.Scheduled
+	}
+	return nil
+}
+
+// ScheduledPublish is a publish request waiting for its time (see
+// ScheduleService).
+type ScheduledPublish struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The server's id of the scheduled publish.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The publisher's cancel key, if it gave one.
+	CancelKey string `protobuf:"bytes,2,opt,name=cancel_key,json=cancelKey,proto3" json:"cancel_key,omitempty"`
+	// The idempotency key it is published with: the publisher's, else one
+	// the server chose when it accepted the request.
+	IdempotencyKey string `protobuf:"bytes,3,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	// When it is published.
+	DeliverTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=deliver_time,json=deliverTime,proto3" json:"deliver_time,omitempty"`
+	// When the server accepted it.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// Where it stands.
+	State ScheduledState `protobuf:"varint,6,opt,name=state,proto3,enum=notify.v1.ScheduledState" json:"state,omitempty"`
+	// Who scheduled it: "role:subject" ("service:loyalty-backend").
+	Publisher string `protobuf:"bytes,7,opt,name=publisher,proto3" json:"publisher,omitempty"`
+	// The event's type.
+	EventType EventType `protobuf:"varint,8,opt,name=event_type,json=eventType,proto3,enum=notify.v1.EventType" json:"event_type,omitempty"`
+	// The request as it will be published (without deliver_at, delay and
+	// cancel_key).
+	Request *PublishRequest `protobuf:"bytes,9,opt,name=request,proto3" json:"request,omitempty"`
+	// Once published: the event's id.
+	EventId string `protobuf:"bytes,10,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	// Why it failed or was cancelled, when it did.
+	Detail        string `protobuf:"bytes,11,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScheduledPublish) Reset() {
+	*x = ScheduledPublish{}
+	mi := &file_notify_v1_notify_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScheduledPublish) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScheduledPublish) ProtoMessage() {}
+
+func (x *ScheduledPublish) ProtoReflect() protoreflect.Message {
+	mi := &file_notify_v1_notify_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScheduledPublish.ProtoReflect.Descriptor instead.
+func (*ScheduledPublish) Descriptor() ([]byte, []int) {
+	return file_notify_v1_notify_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ScheduledPublish) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ScheduledPublish) GetCancelKey() string {
+	if x != nil {
+		return x.CancelKey
+	}
+	return ""
+}
+
+func (x *ScheduledPublish) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
+func (x *ScheduledPublish) GetDeliverTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DeliverTime
+	}
+	return nil
+}
+
+func (x *ScheduledPublish) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *ScheduledPublish) GetState() ScheduledState {
+	if x != nil {
+		return x.State
+	}
+	return ScheduledState_SCHEDULED_STATE_UNSPECIFIED
+}
+
+func (x *ScheduledPublish) GetPublisher() string {
+	if x != nil {
+		return x.Publisher
+	}
+	return ""
+}
+
+func (x *ScheduledPublish) GetEventType() EventType {
+	if x != nil {
+		return x.EventType
+	}
+	return EventType_EVENT_TYPE_UNSPECIFIED
+}
+
+func (x *ScheduledPublish) GetRequest() *PublishRequest {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *ScheduledPublish) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *ScheduledPublish) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
 // PublishBatchRequest carries several events.
 type PublishBatchRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1593,7 +1845,7 @@ type PublishBatchRequest struct {
 
 func (x *PublishBatchRequest) Reset() {
 	*x = PublishBatchRequest{}
-	mi := &file_notify_v1_notify_proto_msgTypes[14]
+	mi := &file_notify_v1_notify_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1605,7 +1857,7 @@ func (x *PublishBatchRequest) String() string {
 func (*PublishBatchRequest) ProtoMessage() {}
 
 func (x *PublishBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_notify_proto_msgTypes[14]
+	mi := &file_notify_v1_notify_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1618,7 +1870,7 @@ func (x *PublishBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishBatchRequest.ProtoReflect.Descriptor instead.
 func (*PublishBatchRequest) Descriptor() ([]byte, []int) {
-	return file_notify_v1_notify_proto_rawDescGZIP(), []int{14}
+	return file_notify_v1_notify_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PublishBatchRequest) GetRequests() []*PublishRequest {
@@ -1638,7 +1890,7 @@ type PublishBatchResponse struct {
 
 func (x *PublishBatchResponse) Reset() {
 	*x = PublishBatchResponse{}
-	mi := &file_notify_v1_notify_proto_msgTypes[15]
+	mi := &file_notify_v1_notify_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1650,7 +1902,7 @@ func (x *PublishBatchResponse) String() string {
 func (*PublishBatchResponse) ProtoMessage() {}
 
 func (x *PublishBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_notify_proto_msgTypes[15]
+	mi := &file_notify_v1_notify_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1663,7 +1915,7 @@ func (x *PublishBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishBatchResponse.ProtoReflect.Descriptor instead.
 func (*PublishBatchResponse) Descriptor() ([]byte, []int) {
-	return file_notify_v1_notify_proto_rawDescGZIP(), []int{15}
+	return file_notify_v1_notify_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PublishBatchResponse) GetResults() []*PublishResponse {
@@ -1687,7 +1939,7 @@ type ConfirmActionRequest struct {
 
 func (x *ConfirmActionRequest) Reset() {
 	*x = ConfirmActionRequest{}
-	mi := &file_notify_v1_notify_proto_msgTypes[16]
+	mi := &file_notify_v1_notify_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1699,7 +1951,7 @@ func (x *ConfirmActionRequest) String() string {
 func (*ConfirmActionRequest) ProtoMessage() {}
 
 func (x *ConfirmActionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_notify_proto_msgTypes[16]
+	mi := &file_notify_v1_notify_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1712,7 +1964,7 @@ func (x *ConfirmActionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmActionRequest.ProtoReflect.Descriptor instead.
 func (*ConfirmActionRequest) Descriptor() ([]byte, []int) {
-	return file_notify_v1_notify_proto_rawDescGZIP(), []int{16}
+	return file_notify_v1_notify_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ConfirmActionRequest) GetActionId() string {
@@ -1758,7 +2010,7 @@ type ConfirmActionResponse struct {
 
 func (x *ConfirmActionResponse) Reset() {
 	*x = ConfirmActionResponse{}
-	mi := &file_notify_v1_notify_proto_msgTypes[17]
+	mi := &file_notify_v1_notify_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1770,7 +2022,7 @@ func (x *ConfirmActionResponse) String() string {
 func (*ConfirmActionResponse) ProtoMessage() {}
 
 func (x *ConfirmActionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_notify_proto_msgTypes[17]
+	mi := &file_notify_v1_notify_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1783,7 +2035,7 @@ func (x *ConfirmActionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmActionResponse.ProtoReflect.Descriptor instead.
 func (*ConfirmActionResponse) Descriptor() ([]byte, []int) {
-	return file_notify_v1_notify_proto_rawDescGZIP(), []int{17}
+	return file_notify_v1_notify_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ConfirmActionResponse) GetEventId() string {
@@ -1816,7 +2068,7 @@ type GetStatsRequest struct {
 
 func (x *GetStatsRequest) Reset() {
 	*x = GetStatsRequest{}
-	mi := &file_notify_v1_notify_proto_msgTypes[18]
+	mi := &file_notify_v1_notify_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1828,7 +2080,7 @@ func (x *GetStatsRequest) String() string {
 func (*GetStatsRequest) ProtoMessage() {}
 
 func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_notify_proto_msgTypes[18]
+	mi := &file_notify_v1_notify_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1841,7 +2093,7 @@ func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsRequest.ProtoReflect.Descriptor instead.
 func (*GetStatsRequest) Descriptor() ([]byte, []int) {
-	return file_notify_v1_notify_proto_rawDescGZIP(), []int{18}
+	return file_notify_v1_notify_proto_rawDescGZIP(), []int{19}
 }
 
 // NodeStats describes one node.
@@ -1862,7 +2114,7 @@ type NodeStats struct {
 
 func (x *NodeStats) Reset() {
 	*x = NodeStats{}
-	mi := &file_notify_v1_notify_proto_msgTypes[19]
+	mi := &file_notify_v1_notify_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1874,7 +2126,7 @@ func (x *NodeStats) String() string {
 func (*NodeStats) ProtoMessage() {}
 
 func (x *NodeStats) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_notify_proto_msgTypes[19]
+	mi := &file_notify_v1_notify_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1887,7 +2139,7 @@ func (x *NodeStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStats.ProtoReflect.Descriptor instead.
 func (*NodeStats) Descriptor() ([]byte, []int) {
-	return file_notify_v1_notify_proto_rawDescGZIP(), []int{19}
+	return file_notify_v1_notify_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *NodeStats) GetServerId() string {
@@ -1939,7 +2191,7 @@ type GetStatsResponse struct {
 
 func (x *GetStatsResponse) Reset() {
 	*x = GetStatsResponse{}
-	mi := &file_notify_v1_notify_proto_msgTypes[20]
+	mi := &file_notify_v1_notify_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1951,7 +2203,7 @@ func (x *GetStatsResponse) String() string {
 func (*GetStatsResponse) ProtoMessage() {}
 
 func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_notify_v1_notify_proto_msgTypes[20]
+	mi := &file_notify_v1_notify_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1964,7 +2216,7 @@ func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetStatsResponse) Descriptor() ([]byte, []int) {
-	return file_notify_v1_notify_proto_rawDescGZIP(), []int{20}
+	return file_notify_v1_notify_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetStatsResponse) GetNode() *NodeStats {
@@ -2053,12 +2305,17 @@ const file_notify_v1_notify_proto_rawDesc = "" +
 	"\fDisconnected\x123\n" +
 	"\x06reason\x18\x01 \x01(\x0e2\x1b.notify.v1.DisconnectReasonR\x06reason\x12B\n" +
 	"\x0freconnect_delay\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x0ereconnectDelay\x127\n" +
-	"\tpositions\x18\x03 \x03(\v2\x19.notify.v1.StreamPositionR\tpositions\"\xa4\b\n" +
+	"\tpositions\x18\x03 \x03(\v2\x19.notify.v1.StreamPositionR\tpositions\"\xaf\t\n" +
 	"\x0ePublishRequest\x12\x14\n" +
 	"\x05rooms\x18\x01 \x03(\tR\x05rooms\x12'\n" +
 	"\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey\x12\x12\n" +
 	"\x04room\x18\x03 \x01(\tR\x04room\x12-\n" +
-	"\x05inbox\x18\x04 \x01(\v2\x17.notify.v1.InboxOptionsR\x05inbox\x12;\n" +
+	"\x05inbox\x18\x04 \x01(\v2\x17.notify.v1.InboxOptionsR\x05inbox\x129\n" +
+	"\n" +
+	"deliver_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tdeliverAt\x12/\n" +
+	"\x05delay\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x05delay\x12\x1d\n" +
+	"\n" +
+	"cancel_key\x18\a \x01(\tR\tcancelKey\x12;\n" +
 	"\fpoints_added\x18\n" +
 	" \x01(\v2\x16.notify.v1.PointsAddedH\x00R\vpointsAdded\x12D\n" +
 	"\x0fpoints_redeemed\x18\v \x01(\v2\x19.notify.v1.PointsRedeemedH\x00R\x0epointsRedeemed\x12A\n" +
@@ -2085,11 +2342,28 @@ const file_notify_v1_notify_proto_rawDesc = "" +
 	"\x05label\x18\x01 \x01(\tR\x05label\x12\x12\n" +
 	"\x03url\x18\x02 \x01(\tH\x00R\x03url\x12;\n" +
 	"\aconfirm\x18\x03 \x01(\v2\x1f.notify.v1.ConfirmActionRequestH\x00R\aconfirmB\b\n" +
-	"\x06target\"\x83\x01\n" +
+	"\x06target\"\xbe\x01\n" +
 	"\x0fPublishResponse\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x127\n" +
 	"\tpositions\x18\x02 \x03(\v2\x19.notify.v1.StreamPositionR\tpositions\x12\x1c\n" +
-	"\tduplicate\x18\x03 \x01(\bR\tduplicate\"L\n" +
+	"\tduplicate\x18\x03 \x01(\bR\tduplicate\x129\n" +
+	"\tscheduled\x18\x04 \x01(\v2\x1b.notify.v1.ScheduledPublishR\tscheduled\"\xd2\x03\n" +
+	"\x10ScheduledPublish\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
+	"\n" +
+	"cancel_key\x18\x02 \x01(\tR\tcancelKey\x12'\n" +
+	"\x0fidempotency_key\x18\x03 \x01(\tR\x0eidempotencyKey\x12=\n" +
+	"\fdeliver_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vdeliverTime\x12;\n" +
+	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12/\n" +
+	"\x05state\x18\x06 \x01(\x0e2\x19.notify.v1.ScheduledStateR\x05state\x12\x1c\n" +
+	"\tpublisher\x18\a \x01(\tR\tpublisher\x123\n" +
+	"\n" +
+	"event_type\x18\b \x01(\x0e2\x14.notify.v1.EventTypeR\teventType\x123\n" +
+	"\arequest\x18\t \x01(\v2\x19.notify.v1.PublishRequestR\arequest\x12\x19\n" +
+	"\bevent_id\x18\n" +
+	" \x01(\tR\aeventId\x12\x16\n" +
+	"\x06detail\x18\v \x01(\tR\x06detail\"L\n" +
 	"\x13PublishBatchRequest\x125\n" +
 	"\brequests\x18\x01 \x03(\v2\x19.notify.v1.PublishRequestR\brequests\"L\n" +
 	"\x14PublishBatchResponse\x124\n" +
@@ -2120,7 +2394,14 @@ const file_notify_v1_notify_proto_rawDesc = "" +
 	" DISCONNECT_REASON_SERVER_RESTART\x10\x01\x12#\n" +
 	"\x1fDISCONNECT_REASON_TOKEN_EXPIRED\x10\x02\x12#\n" +
 	"\x1fDISCONNECT_REASON_SLOW_CONSUMER\x10\x03\x12(\n" +
-	"$DISCONNECT_REASON_BROKER_UNAVAILABLE\x10\x042\x8b\x03\n" +
+	"$DISCONNECT_REASON_BROKER_UNAVAILABLE\x10\x04*\xc5\x01\n" +
+	"\x0eScheduledState\x12\x1f\n" +
+	"\x1bSCHEDULED_STATE_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17SCHEDULED_STATE_PENDING\x10\x01\x12\x1b\n" +
+	"\x17SCHEDULED_STATE_RUNNING\x10\x02\x12\x1d\n" +
+	"\x19SCHEDULED_STATE_PUBLISHED\x10\x03\x12\x1d\n" +
+	"\x19SCHEDULED_STATE_CANCELLED\x10\x04\x12\x1a\n" +
+	"\x16SCHEDULED_STATE_FAILED\x10\x052\x8b\x03\n" +
 	"\x13NotificationService\x12H\n" +
 	"\tSubscribe\x12\x1b.notify.v1.SubscribeRequest\x1a\x1c.notify.v1.SubscribeResponse0\x01\x12@\n" +
 	"\aPublish\x12\x19.notify.v1.PublishRequest\x1a\x1a.notify.v1.PublishResponse\x12O\n" +
@@ -2140,121 +2421,132 @@ func file_notify_v1_notify_proto_rawDescGZIP() []byte {
 	return file_notify_v1_notify_proto_rawDescData
 }
 
-var file_notify_v1_notify_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_notify_v1_notify_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_notify_v1_notify_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_notify_v1_notify_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_notify_v1_notify_proto_goTypes = []any{
 	(DisconnectReason)(0),           // 0: notify.v1.DisconnectReason
-	(*Event)(nil),                   // 1: notify.v1.Event
-	(*StreamPosition)(nil),          // 2: notify.v1.StreamPosition
-	(*SubscribeRequest)(nil),        // 3: notify.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),       // 4: notify.v1.SubscribeResponse
-	(*UnreadCount)(nil),             // 5: notify.v1.UnreadCount
-	(*ReturnedNotification)(nil),    // 6: notify.v1.ReturnedNotification
-	(*Connected)(nil),               // 7: notify.v1.Connected
-	(*RoomState)(nil),               // 8: notify.v1.RoomState
-	(*Heartbeat)(nil),               // 9: notify.v1.Heartbeat
-	(*Disconnected)(nil),            // 10: notify.v1.Disconnected
-	(*PublishRequest)(nil),          // 11: notify.v1.PublishRequest
-	(*InboxOptions)(nil),            // 12: notify.v1.InboxOptions
-	(*NotificationAction)(nil),      // 13: notify.v1.NotificationAction
-	(*PublishResponse)(nil),         // 14: notify.v1.PublishResponse
-	(*PublishBatchRequest)(nil),     // 15: notify.v1.PublishBatchRequest
-	(*PublishBatchResponse)(nil),    // 16: notify.v1.PublishBatchResponse
-	(*ConfirmActionRequest)(nil),    // 17: notify.v1.ConfirmActionRequest
-	(*ConfirmActionResponse)(nil),   // 18: notify.v1.ConfirmActionResponse
-	(*GetStatsRequest)(nil),         // 19: notify.v1.GetStatsRequest
-	(*NodeStats)(nil),               // 20: notify.v1.NodeStats
-	(*GetStatsResponse)(nil),        // 21: notify.v1.GetStatsResponse
-	(*timestamppb.Timestamp)(nil),   // 22: google.protobuf.Timestamp
-	(*PointsAdded)(nil),             // 23: notify.v1.PointsAdded
-	(*PointsRedeemed)(nil),          // 24: notify.v1.PointsRedeemed
-	(*PointsExpired)(nil),           // 25: notify.v1.PointsExpired
-	(*CardCreated)(nil),             // 26: notify.v1.CardCreated
-	(*GuestCardUpdated)(nil),        // 27: notify.v1.GuestCardUpdated
-	(*GuestRegistered)(nil),         // 28: notify.v1.GuestRegistered
-	(*RestaurantGuestJoined)(nil),   // 29: notify.v1.RestaurantGuestJoined
-	(*RestaurantStatusChanged)(nil), // 30: notify.v1.RestaurantStatusChanged
-	(*RestaurantTransaction)(nil),   // 31: notify.v1.RestaurantTransaction
-	(*SystemAlert)(nil),             // 32: notify.v1.SystemAlert
-	(*AdminNotification)(nil),       // 33: notify.v1.AdminNotification
-	(*ActionConfirmed)(nil),         // 34: notify.v1.ActionConfirmed
-	(Role)(0),                       // 35: notify.v1.Role
-	(*durationpb.Duration)(nil),     // 36: google.protobuf.Duration
-	(Priority)(0),                   // 37: notify.v1.Priority
-	(ActionType)(0),                 // 38: notify.v1.ActionType
+	(ScheduledState)(0),             // 1: notify.v1.ScheduledState
+	(*Event)(nil),                   // 2: notify.v1.Event
+	(*StreamPosition)(nil),          // 3: notify.v1.StreamPosition
+	(*SubscribeRequest)(nil),        // 4: notify.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),       // 5: notify.v1.SubscribeResponse
+	(*UnreadCount)(nil),             // 6: notify.v1.UnreadCount
+	(*ReturnedNotification)(nil),    // 7: notify.v1.ReturnedNotification
+	(*Connected)(nil),               // 8: notify.v1.Connected
+	(*RoomState)(nil),               // 9: notify.v1.RoomState
+	(*Heartbeat)(nil),               // 10: notify.v1.Heartbeat
+	(*Disconnected)(nil),            // 11: notify.v1.Disconnected
+	(*PublishRequest)(nil),          // 12: notify.v1.PublishRequest
+	(*InboxOptions)(nil),            // 13: notify.v1.InboxOptions
+	(*NotificationAction)(nil),      // 14: notify.v1.NotificationAction
+	(*PublishResponse)(nil),         // 15: notify.v1.PublishResponse
+	(*ScheduledPublish)(nil),        // 16: notify.v1.ScheduledPublish
+	(*PublishBatchRequest)(nil),     // 17: notify.v1.PublishBatchRequest
+	(*PublishBatchResponse)(nil),    // 18: notify.v1.PublishBatchResponse
+	(*ConfirmActionRequest)(nil),    // 19: notify.v1.ConfirmActionRequest
+	(*ConfirmActionResponse)(nil),   // 20: notify.v1.ConfirmActionResponse
+	(*GetStatsRequest)(nil),         // 21: notify.v1.GetStatsRequest
+	(*NodeStats)(nil),               // 22: notify.v1.NodeStats
+	(*GetStatsResponse)(nil),        // 23: notify.v1.GetStatsResponse
+	(*timestamppb.Timestamp)(nil),   // 24: google.protobuf.Timestamp
+	(*PointsAdded)(nil),             // 25: notify.v1.PointsAdded
+	(*PointsRedeemed)(nil),          // 26: notify.v1.PointsRedeemed
+	(*PointsExpired)(nil),           // 27: notify.v1.PointsExpired
+	(*CardCreated)(nil),             // 28: notify.v1.CardCreated
+	(*GuestCardUpdated)(nil),        // 29: notify.v1.GuestCardUpdated
+	(*GuestRegistered)(nil),         // 30: notify.v1.GuestRegistered
+	(*RestaurantGuestJoined)(nil),   // 31: notify.v1.RestaurantGuestJoined
+	(*RestaurantStatusChanged)(nil), // 32: notify.v1.RestaurantStatusChanged
+	(*RestaurantTransaction)(nil),   // 33: notify.v1.RestaurantTransaction
+	(*SystemAlert)(nil),             // 34: notify.v1.SystemAlert
+	(*AdminNotification)(nil),       // 35: notify.v1.AdminNotification
+	(*ActionConfirmed)(nil),         // 36: notify.v1.ActionConfirmed
+	(Role)(0),                       // 37: notify.v1.Role
+	(*durationpb.Duration)(nil),     // 38: google.protobuf.Duration
+	(Priority)(0),                   // 39: notify.v1.Priority
+	(EventType)(0),                  // 40: notify.v1.EventType
+	(ActionType)(0),                 // 41: notify.v1.ActionType
 }
 var file_notify_v1_notify_proto_depIdxs = []int32{
-	22, // 0: notify.v1.Event.publish_time:type_name -> google.protobuf.Timestamp
-	23, // 1: notify.v1.Event.points_added:type_name -> notify.v1.PointsAdded
-	24, // 2: notify.v1.Event.points_redeemed:type_name -> notify.v1.PointsRedeemed
-	25, // 3: notify.v1.Event.points_expired:type_name -> notify.v1.PointsExpired
-	26, // 4: notify.v1.Event.card_created:type_name -> notify.v1.CardCreated
-	27, // 5: notify.v1.Event.guest_card_updated:type_name -> notify.v1.GuestCardUpdated
-	28, // 6: notify.v1.Event.guest_registered:type_name -> notify.v1.GuestRegistered
-	29, // 7: notify.v1.Event.restaurant_guest_joined:type_name -> notify.v1.RestaurantGuestJoined
-	30, // 8: notify.v1.Event.restaurant_status_changed:type_name -> notify.v1.RestaurantStatusChanged
-	31, // 9: notify.v1.Event.restaurant_transaction:type_name -> notify.v1.RestaurantTransaction
-	32, // 10: notify.v1.Event.system_alert:type_name -> notify.v1.SystemAlert
-	33, // 11: notify.v1.Event.admin_notification:type_name -> notify.v1.AdminNotification
-	34, // 12: notify.v1.Event.action_confirmed:type_name -> notify.v1.ActionConfirmed
-	2,  // 13: notify.v1.SubscribeRequest.positions:type_name -> notify.v1.StreamPosition
-	1,  // 14: notify.v1.SubscribeResponse.events:type_name -> notify.v1.Event
-	7,  // 15: notify.v1.SubscribeResponse.connected:type_name -> notify.v1.Connected
-	9,  // 16: notify.v1.SubscribeResponse.heartbeat:type_name -> notify.v1.Heartbeat
-	10, // 17: notify.v1.SubscribeResponse.disconnected:type_name -> notify.v1.Disconnected
-	5,  // 18: notify.v1.SubscribeResponse.unread:type_name -> notify.v1.UnreadCount
-	6,  // 19: notify.v1.UnreadCount.returned:type_name -> notify.v1.ReturnedNotification
-	1,  // 20: notify.v1.ReturnedNotification.event:type_name -> notify.v1.Event
-	22, // 21: notify.v1.ReturnedNotification.snooze_until:type_name -> google.protobuf.Timestamp
-	35, // 22: notify.v1.Connected.role:type_name -> notify.v1.Role
-	36, // 23: notify.v1.Connected.heartbeat_interval:type_name -> google.protobuf.Duration
-	8,  // 24: notify.v1.Connected.rooms:type_name -> notify.v1.RoomState
-	22, // 25: notify.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
+	24, // 0: notify.v1.Event.publish_time:type_name -> google.protobuf.Timestamp
+	25, // 1: notify.v1.Event.points_added:type_name -> notify.v1.PointsAdded
+	26, // 2: notify.v1.Event.points_redeemed:type_name -> notify.v1.PointsRedeemed
+	27, // 3: notify.v1.Event.points_expired:type_name -> notify.v1.PointsExpired
+	28, // 4: notify.v1.Event.card_created:type_name -> notify.v1.CardCreated
+	29, // 5: notify.v1.Event.guest_card_updated:type_name -> notify.v1.GuestCardUpdated
+	30, // 6: notify.v1.Event.guest_registered:type_name -> notify.v1.GuestRegistered
+	31, // 7: notify.v1.Event.restaurant_guest_joined:type_name -> notify.v1.RestaurantGuestJoined
+	32, // 8: notify.v1.Event.restaurant_status_changed:type_name -> notify.v1.RestaurantStatusChanged
+	33, // 9: notify.v1.Event.restaurant_transaction:type_name -> notify.v1.RestaurantTransaction
+	34, // 10: notify.v1.Event.system_alert:type_name -> notify.v1.SystemAlert
+	35, // 11: notify.v1.Event.admin_notification:type_name -> notify.v1.AdminNotification
+	36, // 12: notify.v1.Event.action_confirmed:type_name -> notify.v1.ActionConfirmed
+	3,  // 13: notify.v1.SubscribeRequest.positions:type_name -> notify.v1.StreamPosition
+	2,  // 14: notify.v1.SubscribeResponse.events:type_name -> notify.v1.Event
+	8,  // 15: notify.v1.SubscribeResponse.connected:type_name -> notify.v1.Connected
+	10, // 16: notify.v1.SubscribeResponse.heartbeat:type_name -> notify.v1.Heartbeat
+	11, // 17: notify.v1.SubscribeResponse.disconnected:type_name -> notify.v1.Disconnected
+	6,  // 18: notify.v1.SubscribeResponse.unread:type_name -> notify.v1.UnreadCount
+	7,  // 19: notify.v1.UnreadCount.returned:type_name -> notify.v1.ReturnedNotification
+	2,  // 20: notify.v1.ReturnedNotification.event:type_name -> notify.v1.Event
+	24, // 21: notify.v1.ReturnedNotification.snooze_until:type_name -> google.protobuf.Timestamp
+	37, // 22: notify.v1.Connected.role:type_name -> notify.v1.Role
+	38, // 23: notify.v1.Connected.heartbeat_interval:type_name -> google.protobuf.Duration
+	9,  // 24: notify.v1.Connected.rooms:type_name -> notify.v1.RoomState
+	24, // 25: notify.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
 	0,  // 26: notify.v1.Disconnected.reason:type_name -> notify.v1.DisconnectReason
-	36, // 27: notify.v1.Disconnected.reconnect_delay:type_name -> google.protobuf.Duration
-	2,  // 28: notify.v1.Disconnected.positions:type_name -> notify.v1.StreamPosition
-	12, // 29: notify.v1.PublishRequest.inbox:type_name -> notify.v1.InboxOptions
-	23, // 30: notify.v1.PublishRequest.points_added:type_name -> notify.v1.PointsAdded
-	24, // 31: notify.v1.PublishRequest.points_redeemed:type_name -> notify.v1.PointsRedeemed
-	25, // 32: notify.v1.PublishRequest.points_expired:type_name -> notify.v1.PointsExpired
-	26, // 33: notify.v1.PublishRequest.card_created:type_name -> notify.v1.CardCreated
-	27, // 34: notify.v1.PublishRequest.guest_card_updated:type_name -> notify.v1.GuestCardUpdated
-	28, // 35: notify.v1.PublishRequest.guest_registered:type_name -> notify.v1.GuestRegistered
-	29, // 36: notify.v1.PublishRequest.restaurant_guest_joined:type_name -> notify.v1.RestaurantGuestJoined
-	30, // 37: notify.v1.PublishRequest.restaurant_status_changed:type_name -> notify.v1.RestaurantStatusChanged
-	31, // 38: notify.v1.PublishRequest.restaurant_transaction:type_name -> notify.v1.RestaurantTransaction
-	32, // 39: notify.v1.PublishRequest.system_alert:type_name -> notify.v1.SystemAlert
-	33, // 40: notify.v1.PublishRequest.admin_notification:type_name -> notify.v1.AdminNotification
-	34, // 41: notify.v1.PublishRequest.action_confirmed:type_name -> notify.v1.ActionConfirmed
-	37, // 42: notify.v1.InboxOptions.priority:type_name -> notify.v1.Priority
-	22, // 43: notify.v1.InboxOptions.expire_time:type_name -> google.protobuf.Timestamp
-	36, // 44: notify.v1.InboxOptions.ttl:type_name -> google.protobuf.Duration
-	13, // 45: notify.v1.InboxOptions.action:type_name -> notify.v1.NotificationAction
-	17, // 46: notify.v1.NotificationAction.confirm:type_name -> notify.v1.ConfirmActionRequest
-	2,  // 47: notify.v1.PublishResponse.positions:type_name -> notify.v1.StreamPosition
-	11, // 48: notify.v1.PublishBatchRequest.requests:type_name -> notify.v1.PublishRequest
-	14, // 49: notify.v1.PublishBatchResponse.results:type_name -> notify.v1.PublishResponse
-	38, // 50: notify.v1.ConfirmActionRequest.action:type_name -> notify.v1.ActionType
-	2,  // 51: notify.v1.ConfirmActionResponse.position:type_name -> notify.v1.StreamPosition
-	22, // 52: notify.v1.NodeStats.update_time:type_name -> google.protobuf.Timestamp
-	20, // 53: notify.v1.GetStatsResponse.node:type_name -> notify.v1.NodeStats
-	20, // 54: notify.v1.GetStatsResponse.nodes:type_name -> notify.v1.NodeStats
-	20, // 55: notify.v1.GetStatsResponse.cluster:type_name -> notify.v1.NodeStats
-	3,  // 56: notify.v1.NotificationService.Subscribe:input_type -> notify.v1.SubscribeRequest
-	11, // 57: notify.v1.NotificationService.Publish:input_type -> notify.v1.PublishRequest
-	15, // 58: notify.v1.NotificationService.PublishBatch:input_type -> notify.v1.PublishBatchRequest
-	17, // 59: notify.v1.NotificationService.ConfirmAction:input_type -> notify.v1.ConfirmActionRequest
-	19, // 60: notify.v1.NotificationService.GetStats:input_type -> notify.v1.GetStatsRequest
-	4,  // 61: notify.v1.NotificationService.Subscribe:output_type -> notify.v1.SubscribeResponse
-	14, // 62: notify.v1.NotificationService.Publish:output_type -> notify.v1.PublishResponse
-	16, // 63: notify.v1.NotificationService.PublishBatch:output_type -> notify.v1.PublishBatchResponse
-	18, // 64: notify.v1.NotificationService.ConfirmAction:output_type -> notify.v1.ConfirmActionResponse
-	21, // 65: notify.v1.NotificationService.GetStats:output_type -> notify.v1.GetStatsResponse
-	61, // [61:66] is the sub-list for method output_type
-	56, // [56:61] is the sub-list for method input_type
-	56, // [56:56] is the sub-list for extension type_name
-	56, // [56:56] is the sub-list for extension extendee
-	0,  // [0:56] is the sub-list for field type_name
+	38, // 27: notify.v1.Disconnected.reconnect_delay:type_name -> google.protobuf.Duration
+	3,  // 28: notify.v1.Disconnected.positions:type_name -> notify.v1.StreamPosition
+	13, // 29: notify.v1.PublishRequest.inbox:type_name -> notify.v1.InboxOptions
+	24, // 30: notify.v1.PublishRequest.deliver_at:type_name -> google.protobuf.Timestamp
+	38, // 31: notify.v1.PublishRequest.delay:type_name -> google.protobuf.Duration
+	25, // 32: notify.v1.PublishRequest.points_added:type_name -> notify.v1.PointsAdded
+	26, // 33: notify.v1.PublishRequest.points_redeemed:type_name -> notify.v1.PointsRedeemed
+	27, // 34: notify.v1.PublishRequest.points_expired:type_name -> notify.v1.PointsExpired
+	28, // 35: notify.v1.PublishRequest.card_created:type_name -> notify.v1.CardCreated
+	29, // 36: notify.v1.PublishRequest.guest_card_updated:type_name -> notify.v1.GuestCardUpdated
+	30, // 37: notify.v1.PublishRequest.guest_registered:type_name -> notify.v1.GuestRegistered
+	31, // 38: notify.v1.PublishRequest.restaurant_guest_joined:type_name -> notify.v1.RestaurantGuestJoined
+	32, // 39: notify.v1.PublishRequest.restaurant_status_changed:type_name -> notify.v1.RestaurantStatusChanged
+	33, // 40: notify.v1.PublishRequest.restaurant_transaction:type_name -> notify.v1.RestaurantTransaction
+	34, // 41: notify.v1.PublishRequest.system_alert:type_name -> notify.v1.SystemAlert
+	35, // 42: notify.v1.PublishRequest.admin_notification:type_name -> notify.v1.AdminNotification
+	36, // 43: notify.v1.PublishRequest.action_confirmed:type_name -> notify.v1.ActionConfirmed
+	39, // 44: notify.v1.InboxOptions.priority:type_name -> notify.v1.Priority
+	24, // 45: notify.v1.InboxOptions.expire_time:type_name -> google.protobuf.Timestamp
+	38, // 46: notify.v1.InboxOptions.ttl:type_name -> google.protobuf.Duration
+	14, // 47: notify.v1.InboxOptions.action:type_name -> notify.v1.NotificationAction
+	19, // 48: notify.v1.NotificationAction.confirm:type_name -> notify.v1.ConfirmActionRequest
+	3,  // 49: notify.v1.PublishResponse.positions:type_name -> notify.v1.StreamPosition
+	16, // 50: notify.v1.PublishResponse.scheduled:type_name -> notify.v1.ScheduledPublish
+	24, // 51: notify.v1.ScheduledPublish.deliver_time:type_name -> google.protobuf.Timestamp
+	24, // 52: notify.v1.ScheduledPublish.create_time:type_name -> google.protobuf.Timestamp
+	1,  // 53: notify.v1.ScheduledPublish.state:type_name -> notify.v1.ScheduledState
+	40, // 54: notify.v1.ScheduledPublish.event_type:type_name -> notify.v1.EventType
+	12, // 55: notify.v1.ScheduledPublish.request:type_name -> notify.v1.PublishRequest
+	12, // 56: notify.v1.PublishBatchRequest.requests:type_name -> notify.v1.PublishRequest
+	15, // 57: notify.v1.PublishBatchResponse.results:type_name -> notify.v1.PublishResponse
+	41, // 58: notify.v1.ConfirmActionRequest.action:type_name -> notify.v1.ActionType
+	3,  // 59: notify.v1.ConfirmActionResponse.position:type_name -> notify.v1.StreamPosition
+	24, // 60: notify.v1.NodeStats.update_time:type_name -> google.protobuf.Timestamp
+	22, // 61: notify.v1.GetStatsResponse.node:type_name -> notify.v1.NodeStats
+	22, // 62: notify.v1.GetStatsResponse.nodes:type_name -> notify.v1.NodeStats
+	22, // 63: notify.v1.GetStatsResponse.cluster:type_name -> notify.v1.NodeStats
+	4,  // 64: notify.v1.NotificationService.Subscribe:input_type -> notify.v1.SubscribeRequest
+	12, // 65: notify.v1.NotificationService.Publish:input_type -> notify.v1.PublishRequest
+	17, // 66: notify.v1.NotificationService.PublishBatch:input_type -> notify.v1.PublishBatchRequest
+	19, // 67: notify.v1.NotificationService.ConfirmAction:input_type -> notify.v1.ConfirmActionRequest
+	21, // 68: notify.v1.NotificationService.GetStats:input_type -> notify.v1.GetStatsRequest
+	5,  // 69: notify.v1.NotificationService.Subscribe:output_type -> notify.v1.SubscribeResponse
+	15, // 70: notify.v1.NotificationService.Publish:output_type -> notify.v1.PublishResponse
+	18, // 71: notify.v1.NotificationService.PublishBatch:output_type -> notify.v1.PublishBatchResponse
+	20, // 72: notify.v1.NotificationService.ConfirmAction:output_type -> notify.v1.ConfirmActionResponse
+	23, // 73: notify.v1.NotificationService.GetStats:output_type -> notify.v1.GetStatsResponse
+	69, // [69:74] is the sub-list for method output_type
+	64, // [64:69] is the sub-list for method input_type
+	64, // [64:64] is the sub-list for extension type_name
+	64, // [64:64] is the sub-list for extension extendee
+	0,  // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_notify_v1_notify_proto_init() }
@@ -2306,8 +2598,8 @@ func file_notify_v1_notify_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_notify_v1_notify_proto_rawDesc), len(file_notify_v1_notify_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   21,
+			NumEnums:      2,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

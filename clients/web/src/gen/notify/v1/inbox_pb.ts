@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file notify/v1/inbox.proto.
  */
 export const file_notify_v1_inbox: GenFile = /*@__PURE__*/
-  fileDesc("ChVub3RpZnkvdjEvaW5ib3gucHJvdG8SCW5vdGlmeS52MSKtBAoMTm90aWZpY2F0aW9uEgoKAmlkGAEgASgJEh8KBWV2ZW50GAIgASgLMhAubm90aWZ5LnYxLkV2ZW50EgwKBHJlYWQYAyABKAgSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKCmV2ZW50X3R5cGUYBSABKA4yFC5ub3RpZnkudjEuRXZlbnRUeXBlEgwKBHNlZW4YBiABKAgSLQoJc2Vlbl90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCglyZWFkX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGFyY2hpdmVkGAkgASgIEjAKDGFyY2hpdmVfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMc25vb3plX3VudGlsGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIlCghwcmlvcml0eRgMIAEoDjITLm5vdGlmeS52MS5Qcmlvcml0eRIQCghjYXRlZ29yeRgNIAEoCRIMCgR0YWdzGA4gAygJEi8KC2V4cGlyZV90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCgZhY3Rpb24YECABKAsyHS5ub3RpZnkudjEuTm90aWZpY2F0aW9uQWN0aW9uIqkCChhMaXN0Tm90aWZpY2F0aW9uc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSEwoLdW5yZWFkX29ubHkYAyABKAgSKQoLZXZlbnRfdHlwZXMYBCADKA4yFC5ub3RpZnkudjEuRXZlbnRUeXBlEisKBXN0YXRlGAUgASgOMhwubm90aWZ5LnYxLk5vdGlmaWNhdGlvblN0YXRlEhIKCmNhdGVnb3JpZXMYBiADKAkSJwoKcHJpb3JpdGllcxgHIAMoDjITLm5vdGlmeS52MS5Qcmlvcml0eRIrCgVvcmRlchgIIAEoDjIcLm5vdGlmeS52MS5Ob3RpZmljYXRpb25PcmRlchIPCgd1c2VyX2lkGAkgASgJIqIBChlMaXN0Tm90aWZpY2F0aW9uc1Jlc3BvbnNlEi4KDW5vdGlmaWNhdGlvbnMYASADKAsyFy5ub3RpZnkudjEuTm90aWZpY2F0aW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRIUCgx1bnJlYWRfY291bnQYAyABKAMSJgoGY291bnRzGAQgASgLMhYubm90aWZ5LnYxLkluYm94Q291bnRzIl8KC0luYm94Q291bnRzEg4KBnVuc2VlbhgBIAEoAxIOCgZ1bnJlYWQYAiABKAMSEAoIYXJjaGl2ZWQYAyABKAMSDwoHc25vb3plZBgEIAEoAxINCgVpbmJveBgFIAEoAyIoChVHZXRVbnJlYWRDb3VudFJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCSIuChZHZXRVbnJlYWRDb3VudFJlc3BvbnNlEhQKDHVucmVhZF9jb3VudBgBIAEoAyIjChBHZXRDb3VudHNSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkiOwoRR2V0Q291bnRzUmVzcG9uc2USJgoGY291bnRzGAEgASgLMhYubm90aWZ5LnYxLkluYm94Q291bnRzIi8KD01hcmtSZWFkUmVxdWVzdBILCgNpZHMYASADKAkSDwoHdXNlcl9pZBgCIAEoCSIoChBNYXJrUmVhZFJlc3BvbnNlEhQKDHVucmVhZF9jb3VudBgBIAEoAyIxChFNYXJrVW5yZWFkUmVxdWVzdBILCgNpZHMYASADKAkSDwoHdXNlcl9pZBgCIAEoCSIqChJNYXJrVW5yZWFkUmVzcG9uc2USFAoMdW5yZWFkX2NvdW50GAEgASgDIiUKEk1hcmtBbGxSZWFkUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJIjsKE01hcmtBbGxSZWFkUmVzcG9uc2USDgoGbWFya2VkGAEgASgDEhQKDHVucmVhZF9jb3VudBgCIAEoAyI4ChlEZWxldGVOb3RpZmljYXRpb25SZXF1ZXN0EgoKAmlkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkiMgoaRGVsZXRlTm90aWZpY2F0aW9uUmVzcG9uc2USFAoMdW5yZWFkX2NvdW50GAEgASgDIiwKGUNsZWFyTm90aWZpY2F0aW9uc1JlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCSItChpDbGVhck5vdGlmaWNhdGlvbnNSZXNwb25zZRIPCgdkZWxldGVkGAEgASgDImcKC1ByZWZlcmVuY2VzEg8KB2VuYWJsZWQYASABKAgSDQoFc291bmQYAiABKAgSDQoFZW1haWwYAyABKAgSKQoLbXV0ZWRfdHlwZXMYBCADKA4yFC5ub3RpZnkudjEuRXZlbnRUeXBlIigKFUdldFByZWZlcmVuY2VzUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJIkUKFkdldFByZWZlcmVuY2VzUmVzcG9uc2USKwoLcHJlZmVyZW5jZXMYASABKAsyFi5ub3RpZnkudjEuUHJlZmVyZW5jZXMiWAoYVXBkYXRlUHJlZmVyZW5jZXNSZXF1ZXN0EisKC3ByZWZlcmVuY2VzGAEgASgLMhYubm90aWZ5LnYxLlByZWZlcmVuY2VzEg8KB3VzZXJfaWQYAiABKAkiSAoZVXBkYXRlUHJlZmVyZW5jZXNSZXNwb25zZRIrCgtwcmVmZXJlbmNlcxgBIAEoCzIWLm5vdGlmeS52MS5QcmVmZXJlbmNlcyIvCg9NYXJrU2VlblJlcXVlc3QSCwoDaWRzGAEgAygJEg8KB3VzZXJfaWQYAiABKAkiOgoQTWFya1NlZW5SZXNwb25zZRImCgZjb3VudHMYASABKAsyFi5ub3RpZnkudjEuSW5ib3hDb3VudHMiMQoRTWFya1Vuc2VlblJlcXVlc3QSCwoDaWRzGAEgAygJEg8KB3VzZXJfaWQYAiABKAkiPAoSTWFya1Vuc2VlblJlc3BvbnNlEiYKBmNvdW50cxgBIAEoCzIWLm5vdGlmeS52MS5JbmJveENvdW50cyIuCg5BcmNoaXZlUmVxdWVzdBILCgNpZHMYASADKAkSDwoHdXNlcl9pZBgCIAEoCSI5Cg9BcmNoaXZlUmVzcG9uc2USJgoGY291bnRzGAEgASgLMhYubm90aWZ5LnYxLkluYm94Q291bnRzIjAKEFVuYXJjaGl2ZVJlcXVlc3QSCwoDaWRzGAEgAygJEg8KB3VzZXJfaWQYAiABKAkiOwoRVW5hcmNoaXZlUmVzcG9uc2USJgoGY291bnRzGAEgASgLMhYubm90aWZ5LnYxLkluYm94Q291bnRzIoUBCg1Tbm9vemVSZXF1ZXN0EgsKA2lkcxgBIAMoCRIpCgV1bnRpbBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKwoIZHVyYXRpb24YAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDwoHdXNlcl9pZBgEIAEoCSJjCg5Tbm9vemVSZXNwb25zZRIpCgV1bnRpbBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJgoGY291bnRzGAIgASgLMhYubm90aWZ5LnYxLkluYm94Q291bnRzIi8KD1Vuc25vb3plUmVxdWVzdBILCgNpZHMYASADKAkSDwoHdXNlcl9pZBgCIAEoCSI6ChBVbnNub296ZVJlc3BvbnNlEiYKBmNvdW50cxgBIAEoCzIWLm5vdGlmeS52MS5JbmJveENvdW50cyKiAQoLSW5ib3hGaWx0ZXISKwoFc3RhdGUYASABKA4yHC5ub3RpZnkudjEuTm90aWZpY2F0aW9uU3RhdGUSKQoLZXZlbnRfdHlwZXMYAiADKA4yFC5ub3RpZnkudjEuRXZlbnRUeXBlEhIKCmNhdGVnb3JpZXMYAyADKAkSJwoKcHJpb3JpdGllcxgEIAMoDjITLm5vdGlmeS52MS5Qcmlvcml0eSLaAQoRQnVsa1VwZGF0ZVJlcXVlc3QSJgoGZmlsdGVyGAEgASgLMhYubm90aWZ5LnYxLkluYm94RmlsdGVyEiYKBmFjdGlvbhgCIAEoDjIWLm5vdGlmeS52MS5JbmJveEFjdGlvbhIwCgxzbm9vemVfdW50aWwYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKD3Nub296ZV9kdXJhdGlvbhgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIPCgd1c2VyX2lkGAUgASgJIk0KEkJ1bGtVcGRhdGVSZXNwb25zZRIPCgdjaGFuZ2VkGAEgASgDEiYKBmNvdW50cxgCIAEoCzIWLm5vdGlmeS52MS5JbmJveENvdW50cyqNAgoRTm90aWZpY2F0aW9uU3RhdGUSIgoeTk9USUZJQ0FUSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASHAoYTk9USUZJQ0FUSU9OX1NUQVRFX0lOQk9YEAESHQoZTk9USUZJQ0FUSU9OX1NUQVRFX1VOU0VFThACEh0KGU5PVElGSUNBVElPTl9TVEFURV9VTlJFQUQQAxIbChdOT1RJRklDQVRJT05fU1RBVEVfUkVBRBAEEh8KG05PVElGSUNBVElPTl9TVEFURV9BUkNISVZFRBAFEh4KGk5PVElGSUNBVElPTl9TVEFURV9TTk9PWkVEEAYSGgoWTk9USUZJQ0FUSU9OX1NUQVRFX0FMTBAHKncKEU5vdGlmaWNhdGlvbk9yZGVyEiIKHk5PVElGSUNBVElPTl9PUkRFUl9VTlNQRUNJRklFRBAAEh0KGU5PVElGSUNBVElPTl9PUkRFUl9ORVdFU1QQARIfChtOT1RJRklDQVRJT05fT1JERVJfUFJJT1JJVFkQAiqOAgoLSW5ib3hBY3Rpb24SHAoYSU5CT1hfQUNUSU9OX1VOU1BFQ0lGSUVEEAASFQoRSU5CT1hfQUNUSU9OX1NFRU4QARIXChNJTkJPWF9BQ1RJT05fVU5TRUVOEAISFQoRSU5CT1hfQUNUSU9OX1JFQUQQAxIXChNJTkJPWF9BQ1RJT05fVU5SRUFEEAQSGAoUSU5CT1hfQUNUSU9OX0FSQ0hJVkUQBRIaChZJTkJPWF9BQ1RJT05fVU5BUkNISVZFEAYSFwoTSU5CT1hfQUNUSU9OX1NOT09aRRAHEhkKFUlOQk9YX0FDVElPTl9VTlNOT09aRRAIEhcKE0lOQk9YX0FDVElPTl9ERUxFVEUQCTLRCgoMSW5ib3hTZXJ2aWNlEl4KEUxpc3ROb3RpZmljYXRpb25zEiMubm90aWZ5LnYxLkxpc3ROb3RpZmljYXRpb25zUmVxdWVzdBokLm5vdGlmeS52MS5MaXN0Tm90aWZpY2F0aW9uc1Jlc3BvbnNlElUKDkdldFVucmVhZENvdW50EiAubm90aWZ5LnYxLkdldFVucmVhZENvdW50UmVxdWVzdBohLm5vdGlmeS52MS5HZXRVbnJlYWRDb3VudFJlc3BvbnNlEkYKCUdldENvdW50cxIbLm5vdGlmeS52MS5HZXRDb3VudHNSZXF1ZXN0Ghwubm90aWZ5LnYxLkdldENvdW50c1Jlc3BvbnNlEkMKCE1hcmtSZWFkEhoubm90aWZ5LnYxLk1hcmtSZWFkUmVxdWVzdBobLm5vdGlmeS52MS5NYXJrUmVhZFJlc3BvbnNlEkkKCk1hcmtVbnJlYWQSHC5ub3RpZnkudjEuTWFya1VucmVhZFJlcXVlc3QaHS5ub3RpZnkudjEuTWFya1VucmVhZFJlc3BvbnNlEkwKC01hcmtBbGxSZWFkEh0ubm90aWZ5LnYxLk1hcmtBbGxSZWFkUmVxdWVzdBoeLm5vdGlmeS52MS5NYXJrQWxsUmVhZFJlc3BvbnNlEkMKCE1hcmtTZWVuEhoubm90aWZ5LnYxLk1hcmtTZWVuUmVxdWVzdBobLm5vdGlmeS52MS5NYXJrU2VlblJlc3BvbnNlEkkKCk1hcmtVbnNlZW4SHC5ub3RpZnkudjEuTWFya1Vuc2VlblJlcXVlc3QaHS5ub3RpZnkudjEuTWFya1Vuc2VlblJlc3BvbnNlEkAKB0FyY2hpdmUSGS5ub3RpZnkudjEuQXJjaGl2ZVJlcXVlc3QaGi5ub3RpZnkudjEuQXJjaGl2ZVJlc3BvbnNlEkYKCVVuYXJjaGl2ZRIbLm5vdGlmeS52MS5VbmFyY2hpdmVSZXF1ZXN0Ghwubm90aWZ5LnYxLlVuYXJjaGl2ZVJlc3BvbnNlEj0KBlNub296ZRIYLm5vdGlmeS52MS5Tbm9vemVSZXF1ZXN0Ghkubm90aWZ5LnYxLlNub296ZVJlc3BvbnNlEkMKCFVuc25vb3plEhoubm90aWZ5LnYxLlVuc25vb3plUmVxdWVzdBobLm5vdGlmeS52MS5VbnNub296ZVJlc3BvbnNlEkkKCkJ1bGtVcGRhdGUSHC5ub3RpZnkudjEuQnVsa1VwZGF0ZVJlcXVlc3QaHS5ub3RpZnkudjEuQnVsa1VwZGF0ZVJlc3BvbnNlEmEKEkRlbGV0ZU5vdGlmaWNhdGlvbhIkLm5vdGlmeS52MS5EZWxldGVOb3RpZmljYXRpb25SZXF1ZXN0GiUubm90aWZ5LnYxLkRlbGV0ZU5vdGlmaWNhdGlvblJlc3BvbnNlEmEKEkNsZWFyTm90aWZpY2F0aW9ucxIkLm5vdGlmeS52MS5DbGVhck5vdGlmaWNhdGlvbnNSZXF1ZXN0GiUubm90aWZ5LnYxLkNsZWFyTm90aWZpY2F0aW9uc1Jlc3BvbnNlElUKDkdldFByZWZlcmVuY2VzEiAubm90aWZ5LnYxLkdldFByZWZlcmVuY2VzUmVxdWVzdBohLm5vdGlmeS52MS5HZXRQcmVmZXJlbmNlc1Jlc3BvbnNlEl4KEVVwZGF0ZVByZWZlcmVuY2VzEiMubm90aWZ5LnYxLlVwZGF0ZVByZWZlcmVuY2VzUmVxdWVzdBokLm5vdGlmeS52MS5VcGRhdGVQcmVmZXJlbmNlc1Jlc3BvbnNlQjVaM2dpdGh1Yi5jb20vbWF4bG95YWx0eS9ub3RpZnkvZ2VuL25vdGlmeS92MTtub3RpZnl2MWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_notify_v1_events, file_notify_v1_notify]);
+  fileDesc("ChVub3RpZnkvdjEvaW5ib3gucHJvdG8SCW5vdGlmeS52MSKtBAoMTm90aWZpY2F0aW9uEgoKAmlkGAEgASgJEh8KBWV2ZW50GAIgASgLMhAubm90aWZ5LnYxLkV2ZW50EgwKBHJlYWQYAyABKAgSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKCmV2ZW50X3R5cGUYBSABKA4yFC5ub3RpZnkudjEuRXZlbnRUeXBlEgwKBHNlZW4YBiABKAgSLQoJc2Vlbl90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCglyZWFkX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGFyY2hpdmVkGAkgASgIEjAKDGFyY2hpdmVfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMc25vb3plX3VudGlsGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIlCghwcmlvcml0eRgMIAEoDjITLm5vdGlmeS52MS5Qcmlvcml0eRIQCghjYXRlZ29yeRgNIAEoCRIMCgR0YWdzGA4gAygJEi8KC2V4cGlyZV90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCgZhY3Rpb24YECABKAsyHS5ub3RpZnkudjEuTm90aWZpY2F0aW9uQWN0aW9uIqkCChhMaXN0Tm90aWZpY2F0aW9uc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSEwoLdW5yZWFkX29ubHkYAyABKAgSKQoLZXZlbnRfdHlwZXMYBCADKA4yFC5ub3RpZnkudjEuRXZlbnRUeXBlEisKBXN0YXRlGAUgASgOMhwubm90aWZ5LnYxLk5vdGlmaWNhdGlvblN0YXRlEhIKCmNhdGVnb3JpZXMYBiADKAkSJwoKcHJpb3JpdGllcxgHIAMoDjITLm5vdGlmeS52MS5Qcmlvcml0eRIrCgVvcmRlchgIIAEoDjIcLm5vdGlmeS52MS5Ob3RpZmljYXRpb25PcmRlchIPCgd1c2VyX2lkGAkgASgJIqIBChlMaXN0Tm90aWZpY2F0aW9uc1Jlc3BvbnNlEi4KDW5vdGlmaWNhdGlvbnMYASADKAsyFy5ub3RpZnkudjEuTm90aWZpY2F0aW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRIUCgx1bnJlYWRfY291bnQYAyABKAMSJgoGY291bnRzGAQgASgLMhYubm90aWZ5LnYxLkluYm94Q291bnRzIl8KC0luYm94Q291bnRzEg4KBnVuc2VlbhgBIAEoAxIOCgZ1bnJlYWQYAiABKAMSEAoIYXJjaGl2ZWQYAyABKAMSDwoHc25vb3plZBgEIAEoAxINCgVpbmJveBgFIAEoAyIoChVHZXRVbnJlYWRDb3VudFJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCSIuChZHZXRVbnJlYWRDb3VudFJlc3BvbnNlEhQKDHVucmVhZF9jb3VudBgBIAEoAyIjChBHZXRDb3VudHNSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkiOwoRR2V0Q291bnRzUmVzcG9uc2USJgoGY291bnRzGAEgASgLMhYubm90aWZ5LnYxLkluYm94Q291bnRzIi8KD01hcmtSZWFkUmVxdWVzdBILCgNpZHMYASADKAkSDwoHdXNlcl9pZBgCIAEoCSIoChBNYXJrUmVhZFJlc3BvbnNlEhQKDHVucmVhZF9jb3VudBgBIAEoAyIxChFNYXJrVW5yZWFkUmVxdWVzdBILCgNpZHMYASADKAkSDwoHdXNlcl9pZBgCIAEoCSIqChJNYXJrVW5yZWFkUmVzcG9uc2USFAoMdW5yZWFkX2NvdW50GAEgASgDIiUKEk1hcmtBbGxSZWFkUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJIjsKE01hcmtBbGxSZWFkUmVzcG9uc2USDgoGbWFya2VkGAEgASgDEhQKDHVucmVhZF9jb3VudBgCIAEoAyI4ChlEZWxldGVOb3RpZmljYXRpb25SZXF1ZXN0EgoKAmlkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkiMgoaRGVsZXRlTm90aWZpY2F0aW9uUmVzcG9uc2USFAoMdW5yZWFkX2NvdW50GAEgASgDIiwKGUNsZWFyTm90aWZpY2F0aW9uc1JlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCSItChpDbGVhck5vdGlmaWNhdGlvbnNSZXNwb25zZRIPCgdkZWxldGVkGAEgASgDIs4BCgtQcmVmZXJlbmNlcxIPCgdlbmFibGVkGAEgASgIEg0KBXNvdW5kGAIgASgIEg0KBWVtYWlsGAMgASgIEikKC211dGVkX3R5cGVzGAQgAygOMhQubm90aWZ5LnYxLkV2ZW50VHlwZRIRCgl0aW1lX3pvbmUYBSABKAkSKgoLcXVpZXRfaG91cnMYBiABKAsyFS5ub3RpZnkudjEuUXVpZXRIb3VycxImCgdkaWdlc3RzGAcgAygLMhUubm90aWZ5LnYxLkRpZ2VzdFJ1bGUiKAoKUXVpZXRIb3VycxINCgVzdGFydBgBIAEoCRILCgNlbmQYAiABKAkibgoKRGlnZXN0UnVsZRIoCgpldmVudF90eXBlGAEgASgOMhQubm90aWZ5LnYxLkV2ZW50VHlwZRIpCgZ3aW5kb3cYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SCwoDa2V5GAMgASgJIigKFUdldFByZWZlcmVuY2VzUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJIkUKFkdldFByZWZlcmVuY2VzUmVzcG9uc2USKwoLcHJlZmVyZW5jZXMYASABKAsyFi5ub3RpZnkudjEuUHJlZmVyZW5jZXMiWAoYVXBkYXRlUHJlZmVyZW5jZXNSZXF1ZXN0EisKC3ByZWZlcmVuY2VzGAEgASgLMhYubm90aWZ5LnYxLlByZWZlcmVuY2VzEg8KB3VzZXJfaWQYAiABKAkiSAoZVXBkYXRlUHJlZmVyZW5jZXNSZXNwb25zZRIrCgtwcmVmZXJlbmNlcxgBIAEoCzIWLm5vdGlmeS52MS5QcmVmZXJlbmNlcyIvCg9NYXJrU2VlblJlcXVlc3QSCwoDaWRzGAEgAygJEg8KB3VzZXJfaWQYAiABKAkiOgoQTWFya1NlZW5SZXNwb25zZRImCgZjb3VudHMYASABKAsyFi5ub3RpZnkudjEuSW5ib3hDb3VudHMiMQoRTWFya1Vuc2VlblJlcXVlc3QSCwoDaWRzGAEgAygJEg8KB3VzZXJfaWQYAiABKAkiPAoSTWFya1Vuc2VlblJlc3BvbnNlEiYKBmNvdW50cxgBIAEoCzIWLm5vdGlmeS52MS5JbmJveENvdW50cyIuCg5BcmNoaXZlUmVxdWVzdBILCgNpZHMYASADKAkSDwoHdXNlcl9pZBgCIAEoCSI5Cg9BcmNoaXZlUmVzcG9uc2USJgoGY291bnRzGAEgASgLMhYubm90aWZ5LnYxLkluYm94Q291bnRzIjAKEFVuYXJjaGl2ZVJlcXVlc3QSCwoDaWRzGAEgAygJEg8KB3VzZXJfaWQYAiABKAkiOwoRVW5hcmNoaXZlUmVzcG9uc2USJgoGY291bnRzGAEgASgLMhYubm90aWZ5LnYxLkluYm94Q291bnRzIoUBCg1Tbm9vemVSZXF1ZXN0EgsKA2lkcxgBIAMoCRIpCgV1bnRpbBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKwoIZHVyYXRpb24YAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDwoHdXNlcl9pZBgEIAEoCSJjCg5Tbm9vemVSZXNwb25zZRIpCgV1bnRpbBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJgoGY291bnRzGAIgASgLMhYubm90aWZ5LnYxLkluYm94Q291bnRzIi8KD1Vuc25vb3plUmVxdWVzdBILCgNpZHMYASADKAkSDwoHdXNlcl9pZBgCIAEoCSI6ChBVbnNub296ZVJlc3BvbnNlEiYKBmNvdW50cxgBIAEoCzIWLm5vdGlmeS52MS5JbmJveENvdW50cyKiAQoLSW5ib3hGaWx0ZXISKwoFc3RhdGUYASABKA4yHC5ub3RpZnkudjEuTm90aWZpY2F0aW9uU3RhdGUSKQoLZXZlbnRfdHlwZXMYAiADKA4yFC5ub3RpZnkudjEuRXZlbnRUeXBlEhIKCmNhdGVnb3JpZXMYAyADKAkSJwoKcHJpb3JpdGllcxgEIAMoDjITLm5vdGlmeS52MS5Qcmlvcml0eSLaAQoRQnVsa1VwZGF0ZVJlcXVlc3QSJgoGZmlsdGVyGAEgASgLMhYubm90aWZ5LnYxLkluYm94RmlsdGVyEiYKBmFjdGlvbhgCIAEoDjIWLm5vdGlmeS52MS5JbmJveEFjdGlvbhIwCgxzbm9vemVfdW50aWwYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKD3Nub296ZV9kdXJhdGlvbhgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIPCgd1c2VyX2lkGAUgASgJIk0KEkJ1bGtVcGRhdGVSZXNwb25zZRIPCgdjaGFuZ2VkGAEgASgDEiYKBmNvdW50cxgCIAEoCzIWLm5vdGlmeS52MS5JbmJveENvdW50cyqNAgoRTm90aWZpY2F0aW9uU3RhdGUSIgoeTk9USUZJQ0FUSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASHAoYTk9USUZJQ0FUSU9OX1NUQVRFX0lOQk9YEAESHQoZTk9USUZJQ0FUSU9OX1NUQVRFX1VOU0VFThACEh0KGU5PVElGSUNBVElPTl9TVEFURV9VTlJFQUQQAxIbChdOT1RJRklDQVRJT05fU1RBVEVfUkVBRBAEEh8KG05PVElGSUNBVElPTl9TVEFURV9BUkNISVZFRBAFEh4KGk5PVElGSUNBVElPTl9TVEFURV9TTk9PWkVEEAYSGgoWTk9USUZJQ0FUSU9OX1NUQVRFX0FMTBAHKncKEU5vdGlmaWNhdGlvbk9yZGVyEiIKHk5PVElGSUNBVElPTl9PUkRFUl9VTlNQRUNJRklFRBAAEh0KGU5PVElGSUNBVElPTl9PUkRFUl9ORVdFU1QQARIfChtOT1RJRklDQVRJT05fT1JERVJfUFJJT1JJVFkQAiqOAgoLSW5ib3hBY3Rpb24SHAoYSU5CT1hfQUNUSU9OX1VOU1BFQ0lGSUVEEAASFQoRSU5CT1hfQUNUSU9OX1NFRU4QARIXChNJTkJPWF9BQ1RJT05fVU5TRUVOEAISFQoRSU5CT1hfQUNUSU9OX1JFQUQQAxIXChNJTkJPWF9BQ1RJT05fVU5SRUFEEAQSGAoUSU5CT1hfQUNUSU9OX0FSQ0hJVkUQBRIaChZJTkJPWF9BQ1RJT05fVU5BUkNISVZFEAYSFwoTSU5CT1hfQUNUSU9OX1NOT09aRRAHEhkKFUlOQk9YX0FDVElPTl9VTlNOT09aRRAIEhcKE0lOQk9YX0FDVElPTl9ERUxFVEUQCTLRCgoMSW5ib3hTZXJ2aWNlEl4KEUxpc3ROb3RpZmljYXRpb25zEiMubm90aWZ5LnYxLkxpc3ROb3RpZmljYXRpb25zUmVxdWVzdBokLm5vdGlmeS52MS5MaXN0Tm90aWZpY2F0aW9uc1Jlc3BvbnNlElUKDkdldFVucmVhZENvdW50EiAubm90aWZ5LnYxLkdldFVucmVhZENvdW50UmVxdWVzdBohLm5vdGlmeS52MS5HZXRVbnJlYWRDb3VudFJlc3BvbnNlEkYKCUdldENvdW50cxIbLm5vdGlmeS52MS5HZXRDb3VudHNSZXF1ZXN0Ghwubm90aWZ5LnYxLkdldENvdW50c1Jlc3BvbnNlEkMKCE1hcmtSZWFkEhoubm90aWZ5LnYxLk1hcmtSZWFkUmVxdWVzdBobLm5vdGlmeS52MS5NYXJrUmVhZFJlc3BvbnNlEkkKCk1hcmtVbnJlYWQSHC5ub3RpZnkudjEuTWFya1VucmVhZFJlcXVlc3QaHS5ub3RpZnkudjEuTWFya1VucmVhZFJlc3BvbnNlEkwKC01hcmtBbGxSZWFkEh0ubm90aWZ5LnYxLk1hcmtBbGxSZWFkUmVxdWVzdBoeLm5vdGlmeS52MS5NYXJrQWxsUmVhZFJlc3BvbnNlEkMKCE1hcmtTZWVuEhoubm90aWZ5LnYxLk1hcmtTZWVuUmVxdWVzdBobLm5vdGlmeS52MS5NYXJrU2VlblJlc3BvbnNlEkkKCk1hcmtVbnNlZW4SHC5ub3RpZnkudjEuTWFya1Vuc2VlblJlcXVlc3QaHS5ub3RpZnkudjEuTWFya1Vuc2VlblJlc3BvbnNlEkAKB0FyY2hpdmUSGS5ub3RpZnkudjEuQXJjaGl2ZVJlcXVlc3QaGi5ub3RpZnkudjEuQXJjaGl2ZVJlc3BvbnNlEkYKCVVuYXJjaGl2ZRIbLm5vdGlmeS52MS5VbmFyY2hpdmVSZXF1ZXN0Ghwubm90aWZ5LnYxLlVuYXJjaGl2ZVJlc3BvbnNlEj0KBlNub296ZRIYLm5vdGlmeS52MS5Tbm9vemVSZXF1ZXN0Ghkubm90aWZ5LnYxLlNub296ZVJlc3BvbnNlEkMKCFVuc25vb3plEhoubm90aWZ5LnYxLlVuc25vb3plUmVxdWVzdBobLm5vdGlmeS52MS5VbnNub296ZVJlc3BvbnNlEkkKCkJ1bGtVcGRhdGUSHC5ub3RpZnkudjEuQnVsa1VwZGF0ZVJlcXVlc3QaHS5ub3RpZnkudjEuQnVsa1VwZGF0ZVJlc3BvbnNlEmEKEkRlbGV0ZU5vdGlmaWNhdGlvbhIkLm5vdGlmeS52MS5EZWxldGVOb3RpZmljYXRpb25SZXF1ZXN0GiUubm90aWZ5LnYxLkRlbGV0ZU5vdGlmaWNhdGlvblJlc3BvbnNlEmEKEkNsZWFyTm90aWZpY2F0aW9ucxIkLm5vdGlmeS52MS5DbGVhck5vdGlmaWNhdGlvbnNSZXF1ZXN0GiUubm90aWZ5LnYxLkNsZWFyTm90aWZpY2F0aW9uc1Jlc3BvbnNlElUKDkdldFByZWZlcmVuY2VzEiAubm90aWZ5LnYxLkdldFByZWZlcmVuY2VzUmVxdWVzdBohLm5vdGlmeS52MS5HZXRQcmVmZXJlbmNlc1Jlc3BvbnNlEl4KEVVwZGF0ZVByZWZlcmVuY2VzEiMubm90aWZ5LnYxLlVwZGF0ZVByZWZlcmVuY2VzUmVxdWVzdBokLm5vdGlmeS52MS5VcGRhdGVQcmVmZXJlbmNlc1Jlc3BvbnNlQjVaM2dpdGh1Yi5jb20vbWF4bG95YWx0eS9ub3RpZnkvZ2VuL25vdGlmeS92MTtub3RpZnl2MWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_notify_v1_events, file_notify_v1_notify]);
 
 /**
  * Notification is one inbox entry.
@@ -645,6 +645,30 @@ export type Preferences = Message<"notify.v1.Preferences"> & {
    * @generated from field: repeated notify.v1.EventType muted_types = 4;
    */
   mutedTypes: EventType[];
+
+  /**
+   * The user's IANA time zone ("Europe/Paris"), in which quiet hours are
+   * read. Empty: UTC.
+   *
+   * @generated from field: string time_zone = 5;
+   */
+  timeZone: string;
+
+  /**
+   * Hours of the day when push and email wait; unset: none.
+   *
+   * @generated from field: notify.v1.QuietHours quiet_hours = 6;
+   */
+  quietHours?: QuietHours | undefined;
+
+  /**
+   * Event types summarized on push and email instead of sent one by one:
+   * at most one rule per type. Unset types follow the server's digests
+   * (--digest).
+   *
+   * @generated from field: repeated notify.v1.DigestRule digests = 7;
+   */
+  digests: DigestRule[];
 };
 
 /**
@@ -653,6 +677,80 @@ export type Preferences = Message<"notify.v1.Preferences"> & {
  */
 export const PreferencesSchema: GenMessage<Preferences> = /*@__PURE__*/
   messageDesc(file_notify_v1_inbox, 18);
+
+/**
+ * QuietHours are hours of the day, in the user's time zone, when push and
+ * email notifications wait: the live stream and the inbox get events at
+ * once, and what push and email would have sent goes out when the quiet
+ * hours end. CRITICAL system alerts are sent anyway. Across a
+ * daylight-saving change, the end is the first instant at or after that
+ * wall-clock time on that day.
+ *
+ * @generated from message notify.v1.QuietHours
+ */
+export type QuietHours = Message<"notify.v1.QuietHours"> & {
+  /**
+   * Start, as "HH:MM" (24-hour) in the user's time zone.
+   *
+   * @generated from field: string start = 1;
+   */
+  start: string;
+
+  /**
+   * End, as "HH:MM". Before start: the quiet hours span midnight ("22:00"
+   * to "07:00"). Equal to start: none.
+   *
+   * @generated from field: string end = 2;
+   */
+  end: string;
+};
+
+/**
+ * Describes the message notify.v1.QuietHours.
+ * Use `create(QuietHoursSchema)` to create a new message.
+ */
+export const QuietHoursSchema: GenMessage<QuietHours> = /*@__PURE__*/
+  messageDesc(file_notify_v1_inbox, 19);
+
+/**
+ * DigestRule summarizes one event type on push and email: the events of a
+ * window enter the inbox and the live stream at once, and push and email
+ * send one summary when the window closes (the count, and the points
+ * summed for points events). The window opens with the first event and
+ * later events join it.
+ *
+ * @generated from message notify.v1.DigestRule
+ */
+export type DigestRule = Message<"notify.v1.DigestRule"> & {
+  /**
+   * @generated from field: notify.v1.EventType event_type = 1;
+   */
+  eventType: EventType;
+
+  /**
+   * The window, 1 minute to 7 days. Zero: the type is not summarized for
+   * this user, whatever the server's digests say.
+   *
+   * @generated from field: google.protobuf.Duration window = 2;
+   */
+  window?: Duration | undefined;
+
+  /**
+   * One summary per value of this field of the event, e.g. "restaurant_id"
+   * (a snake_case string field of the event type). Empty: one summary per
+   * user and type.
+   *
+   * @generated from field: string key = 3;
+   */
+  key: string;
+};
+
+/**
+ * Describes the message notify.v1.DigestRule.
+ * Use `create(DigestRuleSchema)` to create a new message.
+ */
+export const DigestRuleSchema: GenMessage<DigestRule> = /*@__PURE__*/
+  messageDesc(file_notify_v1_inbox, 20);
 
 /**
  * GetPreferencesRequest names whose preferences; by default the caller's.
@@ -674,7 +772,7 @@ export type GetPreferencesRequest = Message<"notify.v1.GetPreferencesRequest"> &
  * Use `create(GetPreferencesRequestSchema)` to create a new message.
  */
 export const GetPreferencesRequestSchema: GenMessage<GetPreferencesRequest> = /*@__PURE__*/
-  messageDesc(file_notify_v1_inbox, 19);
+  messageDesc(file_notify_v1_inbox, 21);
 
 /**
  * GetPreferencesResponse carries the caller's preferences.
@@ -693,7 +791,7 @@ export type GetPreferencesResponse = Message<"notify.v1.GetPreferencesResponse">
  * Use `create(GetPreferencesResponseSchema)` to create a new message.
  */
 export const GetPreferencesResponseSchema: GenMessage<GetPreferencesResponse> = /*@__PURE__*/
-  messageDesc(file_notify_v1_inbox, 20);
+  messageDesc(file_notify_v1_inbox, 22);
 
 /**
  * UpdatePreferencesRequest replaces the caller's preferences.
@@ -720,7 +818,7 @@ export type UpdatePreferencesRequest = Message<"notify.v1.UpdatePreferencesReque
  * Use `create(UpdatePreferencesRequestSchema)` to create a new message.
  */
 export const UpdatePreferencesRequestSchema: GenMessage<UpdatePreferencesRequest> = /*@__PURE__*/
-  messageDesc(file_notify_v1_inbox, 21);
+  messageDesc(file_notify_v1_inbox, 23);
 
 /**
  * UpdatePreferencesResponse carries the stored preferences.
@@ -739,7 +837,7 @@ export type UpdatePreferencesResponse = Message<"notify.v1.UpdatePreferencesResp
  * Use `create(UpdatePreferencesResponseSchema)` to create a new message.
  */
 export const UpdatePreferencesResponseSchema: GenMessage<UpdatePreferencesResponse> = /*@__PURE__*/
-  messageDesc(file_notify_v1_inbox, 22);
+  messageDesc(file_notify_v1_inbox, 24);
 
 /**
  * MarkSeenRequest names notifications to mark seen.
@@ -767,7 +865,7 @@ export type MarkSeenRequest = Message<"notify.v1.MarkSeenRequest"> & {
  * Use `create(MarkSeenRequestSchema)` to create a new message.
  */
 export const MarkSeenRequestSchema: GenMessage<MarkSeenRequest> = /*@__PURE__*/
-  messageDesc(file_notify_v1_inbox, 23);
+  messageDesc(file_notify_v1_inbox, 25);
 
 /**
  * MarkSeenResponse carries the new counts.
@@ -786,7 +884,7 @@ export type MarkSeenResponse = Message<"notify.v1.MarkSeenResponse"> & {
  * Use `create(MarkSeenResponseSchema)` to create a new message.
  */
 export const MarkSeenResponseSchema: GenMessage<MarkSeenResponse> = /*@__PURE__*/
-  messageDesc(file_notify_v1_inbox, 24);
+  messageDesc(file_notify_v1_inbox, 26);
 
 /**
  * MarkUnseenRequest names notifications to mark unseen.
@@ -814,7 +912,7 @@ export type MarkUnseenRequest = Message<"notify.v1.MarkUnseenRequest"> & {
  * Use `create(MarkUnseenRequestSchema)` to create a new message.
  */
 export const MarkUnseenRequestSchema: GenMessage<MarkUnseenRequest> = /*@__PURE__*/
-  messageDesc(file_notify_v1_inbox, 25);
+  messageDesc(file_notify_v1_inbox, 27);
 
 /**
  * MarkUnseenResponse carries the new counts.
@@ -833,7 +931,7 @@ export type MarkUnseenResponse = Message<"notify.v1.MarkUnseenResponse"> & {
  * Use `create(MarkUnseenResponseSchema)` to create a new message.
  */
 export const MarkUnseenResponseSchema: GenMessage<MarkUnseenResponse> = /*@__PURE__*/
-  messageDesc(file_notify_v1_inbox, 26);
+  messageDesc(file_notify_v1_inbox, 28);
 
 /**
  * ArchiveRequest names notifications to archive.
@@ -861,7 +959,7 @@ export type ArchiveRequest = Message<"notify.v1.ArchiveRequest"> & {
  * Use `create(ArchiveRequestSchema)` to create a new message.
  */
 export const ArchiveRequestSchema: GenMessage<ArchiveRequest> = /*@__PURE__*/
-  messageDesc(file_notify_v1_inbox, 27);
+  messageDesc(file_notify_v1_inbox, 29);
 
 /**
  * ArchiveResponse carries the new counts.
@@ -880,7 +978,7 @@ export type ArchiveResponse = Message<"notify.v1.ArchiveResponse"> & {
  * Use `create(ArchiveResponseSchema)` to create a new message.
  */
 export const ArchiveResponseSchema: GenMessage<ArchiveResponse> = /*@__PURE__*/
-  messageDesc(file_notify_v1_inbox, 28);
+  messageDesc(file_notify_v1_inbox, 30);
 
 /**
  * UnarchiveRequest names notifications to move back to the inbox.
@@ -908,7 +1006,7 @@ export type UnarchiveRequest = Message<"notify.v1.UnarchiveRequest"> & {
  * Use `create(UnarchiveRequestSchema)` to create a new message.
  */
 export const UnarchiveRequestSchema: GenMessage<UnarchiveRequest> = /*@__PURE__*/
-  messageDesc(file_notify_v1_inbox, 29);
+  messageDesc(file_notify_v1_inbox, 31);
 
 /**
  * UnarchiveResponse carries the new counts.
@@ -927,7 +1025,7 @@ export type UnarchiveResponse = Message<"notify.v1.UnarchiveResponse"> & {
  * Use `create(UnarchiveResponseSchema)` to create a new message.
  */
 export const UnarchiveResponseSchema: GenMessage<UnarchiveResponse> = /*@__PURE__*/
-  messageDesc(file_notify_v1_inbox, 30);
+  messageDesc(file_notify_v1_inbox, 32);
 
 /**
  * SnoozeRequest names notifications to snooze and until when.
@@ -970,7 +1068,7 @@ export type SnoozeRequest = Message<"notify.v1.SnoozeRequest"> & {
  * Use `create(SnoozeRequestSchema)` to create a new message.
  */
 export const SnoozeRequestSchema: GenMessage<SnoozeRequest> = /*@__PURE__*/
-  messageDesc(file_notify_v1_inbox, 31);
+  messageDesc(file_notify_v1_inbox, 33);
 
 /**
  * SnoozeResponse carries when the notifications come back and the new
@@ -995,7 +1093,7 @@ export type SnoozeResponse = Message<"notify.v1.SnoozeResponse"> & {
  * Use `create(SnoozeResponseSchema)` to create a new message.
  */
 export const SnoozeResponseSchema: GenMessage<SnoozeResponse> = /*@__PURE__*/
-  messageDesc(file_notify_v1_inbox, 32);
+  messageDesc(file_notify_v1_inbox, 34);
 
 /**
  * UnsnoozeRequest names notifications whose snooze ends now.
@@ -1023,7 +1121,7 @@ export type UnsnoozeRequest = Message<"notify.v1.UnsnoozeRequest"> & {
  * Use `create(UnsnoozeRequestSchema)` to create a new message.
  */
 export const UnsnoozeRequestSchema: GenMessage<UnsnoozeRequest> = /*@__PURE__*/
-  messageDesc(file_notify_v1_inbox, 33);
+  messageDesc(file_notify_v1_inbox, 35);
 
 /**
  * UnsnoozeResponse carries the new counts.
@@ -1042,7 +1140,7 @@ export type UnsnoozeResponse = Message<"notify.v1.UnsnoozeResponse"> & {
  * Use `create(UnsnoozeResponseSchema)` to create a new message.
  */
 export const UnsnoozeResponseSchema: GenMessage<UnsnoozeResponse> = /*@__PURE__*/
-  messageDesc(file_notify_v1_inbox, 34);
+  messageDesc(file_notify_v1_inbox, 36);
 
 /**
  * InboxFilter selects notifications for a bulk action.
@@ -1084,7 +1182,7 @@ export type InboxFilter = Message<"notify.v1.InboxFilter"> & {
  * Use `create(InboxFilterSchema)` to create a new message.
  */
 export const InboxFilterSchema: GenMessage<InboxFilter> = /*@__PURE__*/
-  messageDesc(file_notify_v1_inbox, 35);
+  messageDesc(file_notify_v1_inbox, 37);
 
 /**
  * BulkUpdateRequest applies an action to every notification matching a
@@ -1132,7 +1230,7 @@ export type BulkUpdateRequest = Message<"notify.v1.BulkUpdateRequest"> & {
  * Use `create(BulkUpdateRequestSchema)` to create a new message.
  */
 export const BulkUpdateRequestSchema: GenMessage<BulkUpdateRequest> = /*@__PURE__*/
-  messageDesc(file_notify_v1_inbox, 36);
+  messageDesc(file_notify_v1_inbox, 38);
 
 /**
  * BulkUpdateResponse says how many notifications changed, with the new
@@ -1157,7 +1255,7 @@ export type BulkUpdateResponse = Message<"notify.v1.BulkUpdateResponse"> & {
  * Use `create(BulkUpdateResponseSchema)` to create a new message.
  */
 export const BulkUpdateResponseSchema: GenMessage<BulkUpdateResponse> = /*@__PURE__*/
-  messageDesc(file_notify_v1_inbox, 37);
+  messageDesc(file_notify_v1_inbox, 39);
 
 /**
  * NotificationState selects notifications by state.

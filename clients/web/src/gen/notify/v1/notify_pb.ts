@@ -6,7 +6,7 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { ActionConfirmed, ActionType, AdminNotification, CardCreated, GuestCardUpdated, GuestRegistered, PointsAdded, PointsExpired, PointsRedeemed, Priority, RestaurantGuestJoined, RestaurantStatusChanged, RestaurantTransaction, Role, SystemAlert } from "./events_pb";
+import type { ActionConfirmed, ActionType, AdminNotification, CardCreated, EventType, GuestCardUpdated, GuestRegistered, PointsAdded, PointsExpired, PointsRedeemed, Priority, RestaurantGuestJoined, RestaurantStatusChanged, RestaurantTransaction, Role, SystemAlert } from "./events_pb";
 import { file_notify_v1_events } from "./events_pb";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file notify/v1/notify.proto.
  */
 export const file_notify_v1_notify: GenFile = /*@__PURE__*/
-  fileDesc("ChZub3RpZnkvdjEvbm90aWZ5LnByb3RvEglub3RpZnkudjEiyQYKBUV2ZW50EgoKAmlkGAEgASgJEgwKBHJvb20YAiABKAkSDgoGb2Zmc2V0GAMgASgEEg0KBWVwb2NoGAQgASgJEjAKDHB1Ymxpc2hfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPaWRlbXBvdGVuY3lfa2V5GAYgASgJEi4KDHBvaW50c19hZGRlZBgKIAEoCzIWLm5vdGlmeS52MS5Qb2ludHNBZGRlZEgAEjQKD3BvaW50c19yZWRlZW1lZBgLIAEoCzIZLm5vdGlmeS52MS5Qb2ludHNSZWRlZW1lZEgAEjIKDnBvaW50c19leHBpcmVkGAwgASgLMhgubm90aWZ5LnYxLlBvaW50c0V4cGlyZWRIABIuCgxjYXJkX2NyZWF0ZWQYDSABKAsyFi5ub3RpZnkudjEuQ2FyZENyZWF0ZWRIABI5ChJndWVzdF9jYXJkX3VwZGF0ZWQYDiABKAsyGy5ub3RpZnkudjEuR3Vlc3RDYXJkVXBkYXRlZEgAEjYKEGd1ZXN0X3JlZ2lzdGVyZWQYDyABKAsyGi5ub3RpZnkudjEuR3Vlc3RSZWdpc3RlcmVkSAASQwoXcmVzdGF1cmFudF9ndWVzdF9qb2luZWQYECABKAsyIC5ub3RpZnkudjEuUmVzdGF1cmFudEd1ZXN0Sm9pbmVkSAASRwoZcmVzdGF1cmFudF9zdGF0dXNfY2hhbmdlZBgRIAEoCzIiLm5vdGlmeS52MS5SZXN0YXVyYW50U3RhdHVzQ2hhbmdlZEgAEkIKFnJlc3RhdXJhbnRfdHJhbnNhY3Rpb24YEiABKAsyIC5ub3RpZnkudjEuUmVzdGF1cmFudFRyYW5zYWN0aW9uSAASLgoMc3lzdGVtX2FsZXJ0GBMgASgLMhYubm90aWZ5LnYxLlN5c3RlbUFsZXJ0SAASOgoSYWRtaW5fbm90aWZpY2F0aW9uGBQgASgLMhwubm90aWZ5LnYxLkFkbWluTm90aWZpY2F0aW9uSAASNgoQYWN0aW9uX2NvbmZpcm1lZBgVIAEoCzIaLm5vdGlmeS52MS5BY3Rpb25Db25maXJtZWRIAEIJCgdwYXlsb2FkIj0KDlN0cmVhbVBvc2l0aW9uEgwKBHJvb20YASABKAkSDgoGb2Zmc2V0GAIgASgEEg0KBWVwb2NoGAMgASgJIk8KEFN1YnNjcmliZVJlcXVlc3QSDQoFcm9vbXMYASADKAkSLAoJcG9zaXRpb25zGAIgAygLMhkubm90aWZ5LnYxLlN0cmVhbVBvc2l0aW9uIvEBChFTdWJzY3JpYmVSZXNwb25zZRIgCgZldmVudHMYASADKAsyEC5ub3RpZnkudjEuRXZlbnQSKQoJY29ubmVjdGVkGAIgASgLMhQubm90aWZ5LnYxLkNvbm5lY3RlZEgAEikKCWhlYXJ0YmVhdBgDIAEoCzIULm5vdGlmeS52MS5IZWFydGJlYXRIABIvCgxkaXNjb25uZWN0ZWQYBCABKAsyFy5ub3RpZnkudjEuRGlzY29ubmVjdGVkSAASKAoGdW5yZWFkGAUgASgLMhYubm90aWZ5LnYxLlVucmVhZENvdW50SABCCQoHY29udHJvbCJfCgtVbnJlYWRDb3VudBINCgVjb3VudBgBIAEoAxIOCgZ1bnNlZW4YAiABKAMSMQoIcmV0dXJuZWQYAyADKAsyHy5ub3RpZnkudjEuUmV0dXJuZWROb3RpZmljYXRpb24idQoUUmV0dXJuZWROb3RpZmljYXRpb24SCgoCaWQYASABKAkSHwoFZXZlbnQYAiABKAsyEC5ub3RpZnkudjEuRXZlbnQSMAoMc25vb3plX3VudGlsGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKqAQoJQ29ubmVjdGVkEg8KB3VzZXJfaWQYASABKAkSHQoEcm9sZRgCIAEoDjIPLm5vdGlmeS52MS5Sb2xlEhEKCXNlcnZlcl9pZBgDIAEoCRI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SIwoFcm9vbXMYBSADKAsyFC5ub3RpZnkudjEuUm9vbVN0YXRlImEKCVJvb21TdGF0ZRIMCgRyb29tGAEgASgJEg0KBWVwb2NoGAIgASgJEg4KBm9mZnNldBgDIAEoBBIRCglyZWNvdmVyZWQYBCABKAgSFAoMc3RhcnRfb2Zmc2V0GAUgASgEIjUKCUhlYXJ0YmVhdBIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKdAQoMRGlzY29ubmVjdGVkEisKBnJlYXNvbhgBIAEoDjIbLm5vdGlmeS52MS5EaXNjb25uZWN0UmVhc29uEjIKD3JlY29ubmVjdF9kZWxheRgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIsCglwb3NpdGlvbnMYAyADKAsyGS5ub3RpZnkudjEuU3RyZWFtUG9zaXRpb24irAYKDlB1Ymxpc2hSZXF1ZXN0Eg0KBXJvb21zGAEgAygJEhcKD2lkZW1wb3RlbmN5X2tleRgCIAEoCRIMCgRyb29tGAMgASgJEiYKBWluYm94GAQgASgLMhcubm90aWZ5LnYxLkluYm94T3B0aW9ucxIuCgxwb2ludHNfYWRkZWQYCiABKAsyFi5ub3RpZnkudjEuUG9pbnRzQWRkZWRIABI0Cg9wb2ludHNfcmVkZWVtZWQYCyABKAsyGS5ub3RpZnkudjEuUG9pbnRzUmVkZWVtZWRIABIyCg5wb2ludHNfZXhwaXJlZBgMIAEoCzIYLm5vdGlmeS52MS5Qb2ludHNFeHBpcmVkSAASLgoMY2FyZF9jcmVhdGVkGA0gASgLMhYubm90aWZ5LnYxLkNhcmRDcmVhdGVkSAASOQoSZ3Vlc3RfY2FyZF91cGRhdGVkGA4gASgLMhsubm90aWZ5LnYxLkd1ZXN0Q2FyZFVwZGF0ZWRIABI2ChBndWVzdF9yZWdpc3RlcmVkGA8gASgLMhoubm90aWZ5LnYxLkd1ZXN0UmVnaXN0ZXJlZEgAEkMKF3Jlc3RhdXJhbnRfZ3Vlc3Rfam9pbmVkGBAgASgLMiAubm90aWZ5LnYxLlJlc3RhdXJhbnRHdWVzdEpvaW5lZEgAEkcKGXJlc3RhdXJhbnRfc3RhdHVzX2NoYW5nZWQYESABKAsyIi5ub3RpZnkudjEuUmVzdGF1cmFudFN0YXR1c0NoYW5nZWRIABJCChZyZXN0YXVyYW50X3RyYW5zYWN0aW9uGBIgASgLMiAubm90aWZ5LnYxLlJlc3RhdXJhbnRUcmFuc2FjdGlvbkgAEi4KDHN5c3RlbV9hbGVydBgTIAEoCzIWLm5vdGlmeS52MS5TeXN0ZW1BbGVydEgAEjoKEmFkbWluX25vdGlmaWNhdGlvbhgUIAEoCzIcLm5vdGlmeS52MS5BZG1pbk5vdGlmaWNhdGlvbkgAEjYKEGFjdGlvbl9jb25maXJtZWQYFSABKAsyGi5ub3RpZnkudjEuQWN0aW9uQ29uZmlybWVkSABCCQoHcGF5bG9hZCLdAQoMSW5ib3hPcHRpb25zEiUKCHByaW9yaXR5GAEgASgOMhMubm90aWZ5LnYxLlByaW9yaXR5EhAKCGNhdGVnb3J5GAIgASgJEgwKBHRhZ3MYAyADKAkSLwoLZXhwaXJlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiYKA3R0bBgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhItCgZhY3Rpb24YBiABKAsyHS5ub3RpZnkudjEuTm90aWZpY2F0aW9uQWN0aW9uInAKEk5vdGlmaWNhdGlvbkFjdGlvbhINCgVsYWJlbBgBIAEoCRINCgN1cmwYAiABKAlIABIyCgdjb25maXJtGAMgASgLMh8ubm90aWZ5LnYxLkNvbmZpcm1BY3Rpb25SZXF1ZXN0SABCCAoGdGFyZ2V0ImQKD1B1Ymxpc2hSZXNwb25zZRIQCghldmVudF9pZBgBIAEoCRIsCglwb3NpdGlvbnMYAiADKAsyGS5ub3RpZnkudjEuU3RyZWFtUG9zaXRpb24SEQoJZHVwbGljYXRlGAMgASgIIkIKE1B1Ymxpc2hCYXRjaFJlcXVlc3QSKwoIcmVxdWVzdHMYASADKAsyGS5ub3RpZnkudjEuUHVibGlzaFJlcXVlc3QiQwoUUHVibGlzaEJhdGNoUmVzcG9uc2USKwoHcmVzdWx0cxgBIAMoCzIaLm5vdGlmeS52MS5QdWJsaXNoUmVzcG9uc2UidwoUQ29uZmlybUFjdGlvblJlcXVlc3QSEQoJYWN0aW9uX2lkGAEgASgJEiUKBmFjdGlvbhgCIAEoDjIVLm5vdGlmeS52MS5BY3Rpb25UeXBlEg4KBmFtb3VudBgDIAEoAxIVCg1yZXN0YXVyYW50X2lkGAQgASgJImkKFUNvbmZpcm1BY3Rpb25SZXNwb25zZRIQCghldmVudF9pZBgBIAEoCRIrCghwb3NpdGlvbhgCIAEoCzIZLm5vdGlmeS52MS5TdHJlYW1Qb3NpdGlvbhIRCglkdXBsaWNhdGUYAyABKAgiEQoPR2V0U3RhdHNSZXF1ZXN0IogBCglOb2RlU3RhdHMSEQoJc2VydmVyX2lkGAEgASgJEhcKD2Nvbm5lY3RlZF91c2VycxgCIAEoAxIPCgdzdHJlYW1zGAMgASgDEg0KBXJvb21zGAQgASgDEi8KC3VwZGF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKCAQoQR2V0U3RhdHNSZXNwb25zZRIiCgRub2RlGAEgASgLMhQubm90aWZ5LnYxLk5vZGVTdGF0cxIjCgVub2RlcxgCIAMoCzIULm5vdGlmeS52MS5Ob2RlU3RhdHMSJQoHY2x1c3RlchgDIAEoCzIULm5vdGlmeS52MS5Ob2RlU3RhdHMqzwEKEERpc2Nvbm5lY3RSZWFzb24SIQodRElTQ09OTkVDVF9SRUFTT05fVU5TUEVDSUZJRUQQABIkCiBESVNDT05ORUNUX1JFQVNPTl9TRVJWRVJfUkVTVEFSVBABEiMKH0RJU0NPTk5FQ1RfUkVBU09OX1RPS0VOX0VYUElSRUQQAhIjCh9ESVNDT05ORUNUX1JFQVNPTl9TTE9XX0NPTlNVTUVSEAMSKAokRElTQ09OTkVDVF9SRUFTT05fQlJPS0VSX1VOQVZBSUxBQkxFEAQyiwMKE05vdGlmaWNhdGlvblNlcnZpY2USSAoJU3Vic2NyaWJlEhsubm90aWZ5LnYxLlN1YnNjcmliZVJlcXVlc3QaHC5ub3RpZnkudjEuU3Vic2NyaWJlUmVzcG9uc2UwARJACgdQdWJsaXNoEhkubm90aWZ5LnYxLlB1Ymxpc2hSZXF1ZXN0Ghoubm90aWZ5LnYxLlB1Ymxpc2hSZXNwb25zZRJPCgxQdWJsaXNoQmF0Y2gSHi5ub3RpZnkudjEuUHVibGlzaEJhdGNoUmVxdWVzdBofLm5vdGlmeS52MS5QdWJsaXNoQmF0Y2hSZXNwb25zZRJSCg1Db25maXJtQWN0aW9uEh8ubm90aWZ5LnYxLkNvbmZpcm1BY3Rpb25SZXF1ZXN0GiAubm90aWZ5LnYxLkNvbmZpcm1BY3Rpb25SZXNwb25zZRJDCghHZXRTdGF0cxIaLm5vdGlmeS52MS5HZXRTdGF0c1JlcXVlc3QaGy5ub3RpZnkudjEuR2V0U3RhdHNSZXNwb25zZUI1WjNnaXRodWIuY29tL21heGxveWFsdHkvbm90aWZ5L2dlbi9ub3RpZnkvdjE7bm90aWZ5djFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_notify_v1_events]);
+  fileDesc("ChZub3RpZnkvdjEvbm90aWZ5LnByb3RvEglub3RpZnkudjEiyQYKBUV2ZW50EgoKAmlkGAEgASgJEgwKBHJvb20YAiABKAkSDgoGb2Zmc2V0GAMgASgEEg0KBWVwb2NoGAQgASgJEjAKDHB1Ymxpc2hfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPaWRlbXBvdGVuY3lfa2V5GAYgASgJEi4KDHBvaW50c19hZGRlZBgKIAEoCzIWLm5vdGlmeS52MS5Qb2ludHNBZGRlZEgAEjQKD3BvaW50c19yZWRlZW1lZBgLIAEoCzIZLm5vdGlmeS52MS5Qb2ludHNSZWRlZW1lZEgAEjIKDnBvaW50c19leHBpcmVkGAwgASgLMhgubm90aWZ5LnYxLlBvaW50c0V4cGlyZWRIABIuCgxjYXJkX2NyZWF0ZWQYDSABKAsyFi5ub3RpZnkudjEuQ2FyZENyZWF0ZWRIABI5ChJndWVzdF9jYXJkX3VwZGF0ZWQYDiABKAsyGy5ub3RpZnkudjEuR3Vlc3RDYXJkVXBkYXRlZEgAEjYKEGd1ZXN0X3JlZ2lzdGVyZWQYDyABKAsyGi5ub3RpZnkudjEuR3Vlc3RSZWdpc3RlcmVkSAASQwoXcmVzdGF1cmFudF9ndWVzdF9qb2luZWQYECABKAsyIC5ub3RpZnkudjEuUmVzdGF1cmFudEd1ZXN0Sm9pbmVkSAASRwoZcmVzdGF1cmFudF9zdGF0dXNfY2hhbmdlZBgRIAEoCzIiLm5vdGlmeS52MS5SZXN0YXVyYW50U3RhdHVzQ2hhbmdlZEgAEkIKFnJlc3RhdXJhbnRfdHJhbnNhY3Rpb24YEiABKAsyIC5ub3RpZnkudjEuUmVzdGF1cmFudFRyYW5zYWN0aW9uSAASLgoMc3lzdGVtX2FsZXJ0GBMgASgLMhYubm90aWZ5LnYxLlN5c3RlbUFsZXJ0SAASOgoSYWRtaW5fbm90aWZpY2F0aW9uGBQgASgLMhwubm90aWZ5LnYxLkFkbWluTm90aWZpY2F0aW9uSAASNgoQYWN0aW9uX2NvbmZpcm1lZBgVIAEoCzIaLm5vdGlmeS52MS5BY3Rpb25Db25maXJtZWRIAEIJCgdwYXlsb2FkIj0KDlN0cmVhbVBvc2l0aW9uEgwKBHJvb20YASABKAkSDgoGb2Zmc2V0GAIgASgEEg0KBWVwb2NoGAMgASgJIk8KEFN1YnNjcmliZVJlcXVlc3QSDQoFcm9vbXMYASADKAkSLAoJcG9zaXRpb25zGAIgAygLMhkubm90aWZ5LnYxLlN0cmVhbVBvc2l0aW9uIvEBChFTdWJzY3JpYmVSZXNwb25zZRIgCgZldmVudHMYASADKAsyEC5ub3RpZnkudjEuRXZlbnQSKQoJY29ubmVjdGVkGAIgASgLMhQubm90aWZ5LnYxLkNvbm5lY3RlZEgAEikKCWhlYXJ0YmVhdBgDIAEoCzIULm5vdGlmeS52MS5IZWFydGJlYXRIABIvCgxkaXNjb25uZWN0ZWQYBCABKAsyFy5ub3RpZnkudjEuRGlzY29ubmVjdGVkSAASKAoGdW5yZWFkGAUgASgLMhYubm90aWZ5LnYxLlVucmVhZENvdW50SABCCQoHY29udHJvbCJfCgtVbnJlYWRDb3VudBINCgVjb3VudBgBIAEoAxIOCgZ1bnNlZW4YAiABKAMSMQoIcmV0dXJuZWQYAyADKAsyHy5ub3RpZnkudjEuUmV0dXJuZWROb3RpZmljYXRpb24idQoUUmV0dXJuZWROb3RpZmljYXRpb24SCgoCaWQYASABKAkSHwoFZXZlbnQYAiABKAsyEC5ub3RpZnkudjEuRXZlbnQSMAoMc25vb3plX3VudGlsGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKqAQoJQ29ubmVjdGVkEg8KB3VzZXJfaWQYASABKAkSHQoEcm9sZRgCIAEoDjIPLm5vdGlmeS52MS5Sb2xlEhEKCXNlcnZlcl9pZBgDIAEoCRI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SIwoFcm9vbXMYBSADKAsyFC5ub3RpZnkudjEuUm9vbVN0YXRlImEKCVJvb21TdGF0ZRIMCgRyb29tGAEgASgJEg0KBWVwb2NoGAIgASgJEg4KBm9mZnNldBgDIAEoBBIRCglyZWNvdmVyZWQYBCABKAgSFAoMc3RhcnRfb2Zmc2V0GAUgASgEIjUKCUhlYXJ0YmVhdBIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKdAQoMRGlzY29ubmVjdGVkEisKBnJlYXNvbhgBIAEoDjIbLm5vdGlmeS52MS5EaXNjb25uZWN0UmVhc29uEjIKD3JlY29ubmVjdF9kZWxheRgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIsCglwb3NpdGlvbnMYAyADKAsyGS5ub3RpZnkudjEuU3RyZWFtUG9zaXRpb24imgcKDlB1Ymxpc2hSZXF1ZXN0Eg0KBXJvb21zGAEgAygJEhcKD2lkZW1wb3RlbmN5X2tleRgCIAEoCRIMCgRyb29tGAMgASgJEiYKBWluYm94GAQgASgLMhcubm90aWZ5LnYxLkluYm94T3B0aW9ucxIuCgpkZWxpdmVyX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIoCgVkZWxheRgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhISCgpjYW5jZWxfa2V5GAcgASgJEi4KDHBvaW50c19hZGRlZBgKIAEoCzIWLm5vdGlmeS52MS5Qb2ludHNBZGRlZEgAEjQKD3BvaW50c19yZWRlZW1lZBgLIAEoCzIZLm5vdGlmeS52MS5Qb2ludHNSZWRlZW1lZEgAEjIKDnBvaW50c19leHBpcmVkGAwgASgLMhgubm90aWZ5LnYxLlBvaW50c0V4cGlyZWRIABIuCgxjYXJkX2NyZWF0ZWQYDSABKAsyFi5ub3RpZnkudjEuQ2FyZENyZWF0ZWRIABI5ChJndWVzdF9jYXJkX3VwZGF0ZWQYDiABKAsyGy5ub3RpZnkudjEuR3Vlc3RDYXJkVXBkYXRlZEgAEjYKEGd1ZXN0X3JlZ2lzdGVyZWQYDyABKAsyGi5ub3RpZnkudjEuR3Vlc3RSZWdpc3RlcmVkSAASQwoXcmVzdGF1cmFudF9ndWVzdF9qb2luZWQYECABKAsyIC5ub3RpZnkudjEuUmVzdGF1cmFudEd1ZXN0Sm9pbmVkSAASRwoZcmVzdGF1cmFudF9zdGF0dXNfY2hhbmdlZBgRIAEoCzIiLm5vdGlmeS52MS5SZXN0YXVyYW50U3RhdHVzQ2hhbmdlZEgAEkIKFnJlc3RhdXJhbnRfdHJhbnNhY3Rpb24YEiABKAsyIC5ub3RpZnkudjEuUmVzdGF1cmFudFRyYW5zYWN0aW9uSAASLgoMc3lzdGVtX2FsZXJ0GBMgASgLMhYubm90aWZ5LnYxLlN5c3RlbUFsZXJ0SAASOgoSYWRtaW5fbm90aWZpY2F0aW9uGBQgASgLMhwubm90aWZ5LnYxLkFkbWluTm90aWZpY2F0aW9uSAASNgoQYWN0aW9uX2NvbmZpcm1lZBgVIAEoCzIaLm5vdGlmeS52MS5BY3Rpb25Db25maXJtZWRIAEIJCgdwYXlsb2FkIt0BCgxJbmJveE9wdGlvbnMSJQoIcHJpb3JpdHkYASABKA4yEy5ub3RpZnkudjEuUHJpb3JpdHkSEAoIY2F0ZWdvcnkYAiABKAkSDAoEdGFncxgDIAMoCRIvCgtleHBpcmVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJgoDdHRsGAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi0KBmFjdGlvbhgGIAEoCzIdLm5vdGlmeS52MS5Ob3RpZmljYXRpb25BY3Rpb24icAoSTm90aWZpY2F0aW9uQWN0aW9uEg0KBWxhYmVsGAEgASgJEg0KA3VybBgCIAEoCUgAEjIKB2NvbmZpcm0YAyABKAsyHy5ub3RpZnkudjEuQ29uZmlybUFjdGlvblJlcXVlc3RIAEIICgZ0YXJnZXQilAEKD1B1Ymxpc2hSZXNwb25zZRIQCghldmVudF9pZBgBIAEoCRIsCglwb3NpdGlvbnMYAiADKAsyGS5ub3RpZnkudjEuU3RyZWFtUG9zaXRpb24SEQoJZHVwbGljYXRlGAMgASgIEi4KCXNjaGVkdWxlZBgEIAEoCzIbLm5vdGlmeS52MS5TY2hlZHVsZWRQdWJsaXNoIuMCChBTY2hlZHVsZWRQdWJsaXNoEgoKAmlkGAEgASgJEhIKCmNhbmNlbF9rZXkYAiABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAMgASgJEjAKDGRlbGl2ZXJfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLY3JlYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKBXN0YXRlGAYgASgOMhkubm90aWZ5LnYxLlNjaGVkdWxlZFN0YXRlEhEKCXB1Ymxpc2hlchgHIAEoCRIoCgpldmVudF90eXBlGAggASgOMhQubm90aWZ5LnYxLkV2ZW50VHlwZRIqCgdyZXF1ZXN0GAkgASgLMhkubm90aWZ5LnYxLlB1Ymxpc2hSZXF1ZXN0EhAKCGV2ZW50X2lkGAogASgJEg4KBmRldGFpbBgLIAEoCSJCChNQdWJsaXNoQmF0Y2hSZXF1ZXN0EisKCHJlcXVlc3RzGAEgAygLMhkubm90aWZ5LnYxLlB1Ymxpc2hSZXF1ZXN0IkMKFFB1Ymxpc2hCYXRjaFJlc3BvbnNlEisKB3Jlc3VsdHMYASADKAsyGi5ub3RpZnkudjEuUHVibGlzaFJlc3BvbnNlIncKFENvbmZpcm1BY3Rpb25SZXF1ZXN0EhEKCWFjdGlvbl9pZBgBIAEoCRIlCgZhY3Rpb24YAiABKA4yFS5ub3RpZnkudjEuQWN0aW9uVHlwZRIOCgZhbW91bnQYAyABKAMSFQoNcmVzdGF1cmFudF9pZBgEIAEoCSJpChVDb25maXJtQWN0aW9uUmVzcG9uc2USEAoIZXZlbnRfaWQYASABKAkSKwoIcG9zaXRpb24YAiABKAsyGS5ub3RpZnkudjEuU3RyZWFtUG9zaXRpb24SEQoJZHVwbGljYXRlGAMgASgIIhEKD0dldFN0YXRzUmVxdWVzdCKIAQoJTm9kZVN0YXRzEhEKCXNlcnZlcl9pZBgBIAEoCRIXCg9jb25uZWN0ZWRfdXNlcnMYAiABKAMSDwoHc3RyZWFtcxgDIAEoAxINCgVyb29tcxgEIAEoAxIvCgt1cGRhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiggEKEEdldFN0YXRzUmVzcG9uc2USIgoEbm9kZRgBIAEoCzIULm5vdGlmeS52MS5Ob2RlU3RhdHMSIwoFbm9kZXMYAiADKAsyFC5ub3RpZnkudjEuTm9kZVN0YXRzEiUKB2NsdXN0ZXIYAyABKAsyFC5ub3RpZnkudjEuTm9kZVN0YXRzKs8BChBEaXNjb25uZWN0UmVhc29uEiEKHURJU0NPTk5FQ1RfUkVBU09OX1VOU1BFQ0lGSUVEEAASJAogRElTQ09OTkVDVF9SRUFTT05fU0VSVkVSX1JFU1RBUlQQARIjCh9ESVNDT05ORUNUX1JFQVNPTl9UT0tFTl9FWFBJUkVEEAISIwofRElTQ09OTkVDVF9SRUFTT05fU0xPV19DT05TVU1FUhADEigKJERJU0NPTk5FQ1RfUkVBU09OX0JST0tFUl9VTkFWQUlMQUJMRRAEKsUBCg5TY2hlZHVsZWRTdGF0ZRIfChtTQ0hFRFVMRURfU1RBVEVfVU5TUEVDSUZJRUQQABIbChdTQ0hFRFVMRURfU1RBVEVfUEVORElORxABEhsKF1NDSEVEVUxFRF9TVEFURV9SVU5OSU5HEAISHQoZU0NIRURVTEVEX1NUQVRFX1BVQkxJU0hFRBADEh0KGVNDSEVEVUxFRF9TVEFURV9DQU5DRUxMRUQQBBIaChZTQ0hFRFVMRURfU1RBVEVfRkFJTEVEEAUyiwMKE05vdGlmaWNhdGlvblNlcnZpY2USSAoJU3Vic2NyaWJlEhsubm90aWZ5LnYxLlN1YnNjcmliZVJlcXVlc3QaHC5ub3RpZnkudjEuU3Vic2NyaWJlUmVzcG9uc2UwARJACgdQdWJsaXNoEhkubm90aWZ5LnYxLlB1Ymxpc2hSZXF1ZXN0Ghoubm90aWZ5LnYxLlB1Ymxpc2hSZXNwb25zZRJPCgxQdWJsaXNoQmF0Y2gSHi5ub3RpZnkudjEuUHVibGlzaEJhdGNoUmVxdWVzdBofLm5vdGlmeS52MS5QdWJsaXNoQmF0Y2hSZXNwb25zZRJSCg1Db25maXJtQWN0aW9uEh8ubm90aWZ5LnYxLkNvbmZpcm1BY3Rpb25SZXF1ZXN0GiAubm90aWZ5LnYxLkNvbmZpcm1BY3Rpb25SZXNwb25zZRJDCghHZXRTdGF0cxIaLm5vdGlmeS52MS5HZXRTdGF0c1JlcXVlc3QaGy5ub3RpZnkudjEuR2V0U3RhdHNSZXNwb25zZUI1WjNnaXRodWIuY29tL21heGxveWFsdHkvbm90aWZ5L2dlbi9ub3RpZnkvdjE7bm90aWZ5djFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_notify_v1_events]);
 
 /**
  * Event is the envelope of every delivered event.
@@ -530,6 +530,37 @@ export type PublishRequest = Message<"notify.v1.PublishRequest"> & {
   inbox?: InboxOptions | undefined;
 
   /**
+   * Publish at this time instead of now (a scheduled publish, see
+   * ScheduleService): the request is validated and stored now, and
+   * published once at that time through the normal path, with its
+   * idempotency key. Not more than a few seconds in the past (a time
+   * already passed publishes at once), nor beyond the server's scheduling
+   * horizon (--schedule-horizon, 90 days by default). At most one of
+   * deliver_at and delay.
+   *
+   * @generated from field: google.protobuf.Timestamp deliver_at = 5;
+   */
+  deliverAt?: Timestamp | undefined;
+
+  /**
+   * Publish this long after the request is accepted; zero publishes at once.
+   *
+   * @generated from field: google.protobuf.Duration delay = 6;
+   */
+  delay?: Duration | undefined;
+
+  /**
+   * Names a scheduled publish so that CancelScheduled can cancel it before
+   * it fires: 1 to 128 characters of [A-Za-z0-9_.:-], scoped to the
+   * publisher. While one is pending under a key, the same request again
+   * returns it (duplicate), another is ALREADY_EXISTS. Needs deliver_at or
+   * delay.
+   *
+   * @generated from field: string cancel_key = 7;
+   */
+  cancelKey: string;
+
+  /**
    * The domain event; exactly one must be set.
    *
    * @generated from oneof notify.v1.PublishRequest.payload
@@ -745,11 +776,20 @@ export type PublishResponse = Message<"notify.v1.PublishResponse"> & {
 
   /**
    * True when the idempotency key was seen before and this is the first
-   * publish's result.
+   * publish's result; for a scheduled publish, when the same request was
+   * already pending under its cancel or idempotency key.
    *
    * @generated from field: bool duplicate = 3;
    */
   duplicate: boolean;
+
+  /**
+   * Set when the request was scheduled (deliver_at or delay in the future):
+   * nothing is published yet, and event_id and positions are empty.
+   *
+   * @generated from field: notify.v1.ScheduledPublish scheduled = 4;
+   */
+  scheduled?: ScheduledPublish | undefined;
 };
 
 /**
@@ -758,6 +798,100 @@ export type PublishResponse = Message<"notify.v1.PublishResponse"> & {
  */
 export const PublishResponseSchema: GenMessage<PublishResponse> = /*@__PURE__*/
   messageDesc(file_notify_v1_notify, 13);
+
+/**
+ * ScheduledPublish is a publish request waiting for its time (see
+ * ScheduleService).
+ *
+ * @generated from message notify.v1.ScheduledPublish
+ */
+export type ScheduledPublish = Message<"notify.v1.ScheduledPublish"> & {
+  /**
+   * The server's id of the scheduled publish.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * The publisher's cancel key, if it gave one.
+   *
+   * @generated from field: string cancel_key = 2;
+   */
+  cancelKey: string;
+
+  /**
+   * The idempotency key it is published with: the publisher's, else one
+   * the server chose when it accepted the request.
+   *
+   * @generated from field: string idempotency_key = 3;
+   */
+  idempotencyKey: string;
+
+  /**
+   * When it is published.
+   *
+   * @generated from field: google.protobuf.Timestamp deliver_time = 4;
+   */
+  deliverTime?: Timestamp | undefined;
+
+  /**
+   * When the server accepted it.
+   *
+   * @generated from field: google.protobuf.Timestamp create_time = 5;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * Where it stands.
+   *
+   * @generated from field: notify.v1.ScheduledState state = 6;
+   */
+  state: ScheduledState;
+
+  /**
+   * Who scheduled it: "role:subject" ("service:loyalty-backend").
+   *
+   * @generated from field: string publisher = 7;
+   */
+  publisher: string;
+
+  /**
+   * The event's type.
+   *
+   * @generated from field: notify.v1.EventType event_type = 8;
+   */
+  eventType: EventType;
+
+  /**
+   * The request as it will be published (without deliver_at, delay and
+   * cancel_key).
+   *
+   * @generated from field: notify.v1.PublishRequest request = 9;
+   */
+  request?: PublishRequest | undefined;
+
+  /**
+   * Once published: the event's id.
+   *
+   * @generated from field: string event_id = 10;
+   */
+  eventId: string;
+
+  /**
+   * Why it failed or was cancelled, when it did.
+   *
+   * @generated from field: string detail = 11;
+   */
+  detail: string;
+};
+
+/**
+ * Describes the message notify.v1.ScheduledPublish.
+ * Use `create(ScheduledPublishSchema)` to create a new message.
+ */
+export const ScheduledPublishSchema: GenMessage<ScheduledPublish> = /*@__PURE__*/
+  messageDesc(file_notify_v1_notify, 14);
 
 /**
  * PublishBatchRequest carries several events.
@@ -776,7 +910,7 @@ export type PublishBatchRequest = Message<"notify.v1.PublishBatchRequest"> & {
  * Use `create(PublishBatchRequestSchema)` to create a new message.
  */
 export const PublishBatchRequestSchema: GenMessage<PublishBatchRequest> = /*@__PURE__*/
-  messageDesc(file_notify_v1_notify, 14);
+  messageDesc(file_notify_v1_notify, 15);
 
 /**
  * PublishBatchResponse has one result per request, in order.
@@ -795,7 +929,7 @@ export type PublishBatchResponse = Message<"notify.v1.PublishBatchResponse"> & {
  * Use `create(PublishBatchResponseSchema)` to create a new message.
  */
 export const PublishBatchResponseSchema: GenMessage<PublishBatchResponse> = /*@__PURE__*/
-  messageDesc(file_notify_v1_notify, 15);
+  messageDesc(file_notify_v1_notify, 16);
 
 /**
  * ConfirmActionRequest is a guest's confirmation of an action.
@@ -831,7 +965,7 @@ export type ConfirmActionRequest = Message<"notify.v1.ConfirmActionRequest"> & {
  * Use `create(ConfirmActionRequestSchema)` to create a new message.
  */
 export const ConfirmActionRequestSchema: GenMessage<ConfirmActionRequest> = /*@__PURE__*/
-  messageDesc(file_notify_v1_notify, 16);
+  messageDesc(file_notify_v1_notify, 17);
 
 /**
  * ConfirmActionResponse says where the confirmation was delivered.
@@ -864,7 +998,7 @@ export type ConfirmActionResponse = Message<"notify.v1.ConfirmActionResponse"> &
  * Use `create(ConfirmActionResponseSchema)` to create a new message.
  */
 export const ConfirmActionResponseSchema: GenMessage<ConfirmActionResponse> = /*@__PURE__*/
-  messageDesc(file_notify_v1_notify, 17);
+  messageDesc(file_notify_v1_notify, 18);
 
 /**
  * GetStatsRequest has no fields.
@@ -879,7 +1013,7 @@ export type GetStatsRequest = Message<"notify.v1.GetStatsRequest"> & {
  * Use `create(GetStatsRequestSchema)` to create a new message.
  */
 export const GetStatsRequestSchema: GenMessage<GetStatsRequest> = /*@__PURE__*/
-  messageDesc(file_notify_v1_notify, 18);
+  messageDesc(file_notify_v1_notify, 19);
 
 /**
  * NodeStats describes one node.
@@ -926,7 +1060,7 @@ export type NodeStats = Message<"notify.v1.NodeStats"> & {
  * Use `create(NodeStatsSchema)` to create a new message.
  */
 export const NodeStatsSchema: GenMessage<NodeStats> = /*@__PURE__*/
-  messageDesc(file_notify_v1_notify, 19);
+  messageDesc(file_notify_v1_notify, 20);
 
 /**
  * GetStatsResponse has the answering node's stats, every live node's (the
@@ -957,7 +1091,7 @@ export type GetStatsResponse = Message<"notify.v1.GetStatsResponse"> & {
  * Use `create(GetStatsResponseSchema)` to create a new message.
  */
 export const GetStatsResponseSchema: GenMessage<GetStatsResponse> = /*@__PURE__*/
-  messageDesc(file_notify_v1_notify, 20);
+  messageDesc(file_notify_v1_notify, 21);
 
 /**
  * DisconnectReason says why the server ends a stream.
@@ -1006,6 +1140,60 @@ export enum DisconnectReason {
  */
 export const DisconnectReasonSchema: GenEnum<DisconnectReason> = /*@__PURE__*/
   enumDesc(file_notify_v1_notify, 0);
+
+/**
+ * ScheduledState is where a scheduled publish stands.
+ *
+ * @generated from enum notify.v1.ScheduledState
+ */
+export enum ScheduledState {
+  /**
+   * @generated from enum value: SCHEDULED_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Waiting for its time.
+   *
+   * @generated from enum value: SCHEDULED_STATE_PENDING = 1;
+   */
+  PENDING = 1,
+
+  /**
+   * Its time came and it is being published (or retried after a failure).
+   *
+   * @generated from enum value: SCHEDULED_STATE_RUNNING = 2;
+   */
+  RUNNING = 2,
+
+  /**
+   * Published.
+   *
+   * @generated from enum value: SCHEDULED_STATE_PUBLISHED = 3;
+   */
+  PUBLISHED = 3,
+
+  /**
+   * Cancelled before its time.
+   *
+   * @generated from enum value: SCHEDULED_STATE_CANCELLED = 4;
+   */
+  CANCELLED = 4,
+
+  /**
+   * Could not be published (its request was refused at its time, or every
+   * attempt failed).
+   *
+   * @generated from enum value: SCHEDULED_STATE_FAILED = 5;
+   */
+  FAILED = 5,
+}
+
+/**
+ * Describes the enum notify.v1.ScheduledState.
+ */
+export const ScheduledStateSchema: GenEnum<ScheduledState> = /*@__PURE__*/
+  enumDesc(file_notify_v1_notify, 1);
 
 /**
  * NotificationService streams Max Loyalty events to rooms and accepts them
