@@ -34,7 +34,7 @@ const sqliteMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
 // Insert calls share transactions, so one fsync commits many of them (group
 // commit, see Insert).
 type SQLite struct {
-	c   core
+	shared
 	eng *sqliteEngine
 }
 
@@ -52,7 +52,7 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 		return nil, fmt.Errorf("store: open sqlite: %w", err)
 	}
 	eng := &sqliteEngine{}
-	s := &SQLite{c: newCore(eng, dialect{tsType: "INTEGER"}), eng: eng}
+	s := &SQLite{shared: shared{c: newCore(eng, dialect{tsType: "INTEGER"})}, eng: eng}
 	if err := s.open(ctx, abs); err != nil {
 		if cerr := eng.close(); cerr != nil {
 			err = errors.Join(err, cerr)
@@ -114,138 +114,6 @@ func sqliteDSN(abs string, writer bool) string {
 	}
 	u := url.URL{Path: abs}
 	return "file:" + u.EscapedPath() + "?" + q.Encode()
-}
-
-// Insert stores items in one transaction: all or none. An item whose owner
-// and event id are already stored is skipped. An empty Owner, EventID or
-// EventType is ErrInvalid and nothing is stored.
-//
-// The transaction is shared with the Insert calls of other goroutines
-// waiting at the same time (group commit): Insert returns nil once it is
-// committed and synced to disk, and an error when items were not stored;
-// another call's failure never fails this one. When ctx ends while the call
-// waits, Insert returns ctx's error at once, and the items are then either
-// not stored or stored by the shared transaction that was already under
-// way: repeat the call (duplicates are skipped) to know which.
-func (s *SQLite) Insert(ctx context.Context, items []NewItem) error {
-	return s.c.insert(ctx, items)
-}
-
-// List returns up to q.Limit of the viewer's items matching q, newest
-// first or by priority, and the cursor of the next page ("" on the last
-// page). Expired items are never listed. A malformed cursor (or one of the
-// other order), a limit outside 1..MaxPageSize or a bad filter is
-// ErrInvalid.
-func (s *SQLite) List(ctx context.Context, v Viewer, q ListQuery) ([]Item, string, error) {
-	return s.c.list(ctx, v, q)
-}
-
-// UnreadCount returns how many items of the viewer's inbox (neither
-// archived nor snoozed) are unread.
-func (s *SQLite) UnreadCount(ctx context.Context, v Viewer) (int64, error) {
-	return s.c.unreadCount(ctx, v)
-}
-
-// UnreadCounts counts the unseen and unread items of several users'
-// inboxes in one query (Counts.Unseen and Counts.Unread only).
-func (s *SQLite) UnreadCounts(ctx context.Context, users []string) (map[string]Counts, error) {
-	return s.c.unreadCounts(ctx, users)
-}
-
-// Badge counts the unseen and unread items of the viewer's inbox
-// (Counts.Unseen and Counts.Unread only), with the indexes made for it.
-func (s *SQLite) Badge(ctx context.Context, v Viewer) (Counts, error) {
-	return s.c.badgeOf(ctx, v)
-}
-
-// Counts counts the viewer's items per state.
-func (s *SQLite) Counts(ctx context.Context, v Viewer) (Counts, error) {
-	return s.c.counts(ctx, v)
-}
-
-// Update applies ch to 1..MaxMarkIDs items at once, in one transaction.
-// If any id is not an item the viewer sees, it returns ErrNotFound and
-// changes nothing; a malformed id, an unknown action or a snooze that does
-// not end after now is ErrInvalid. Items whose state already is what ch
-// makes it keep their times.
-func (s *SQLite) Update(ctx context.Context, v Viewer, ids []string, ch Change) error {
-	return s.c.update(ctx, "update", v, ids, ch)
-}
-
-// UpdateWhere applies ch to every item of the viewer matching f, in one
-// transaction, and returns how many changed.
-func (s *SQLite) UpdateWhere(ctx context.Context, v Viewer, f Filter, ch Change) (int64, error) {
-	return s.c.updateWhere(ctx, "update where", v, f, ch)
-}
-
-// NextWake returns the earliest time after after when a snooze ends or an
-// item expires, of any viewer; false when there is none.
-func (s *SQLite) NextWake(ctx context.Context, after time.Time) (time.Time, bool, error) {
-	return s.c.nextWake(ctx, after)
-}
-
-// SnoozesEnded returns, in (Until, ID, User) order, up to limit
-// (1..MaxEnded) snoozes that ended after the mark and at or before until,
-// of items still in their viewer's inbox. Page on with the last one's Mark.
-func (s *SQLite) SnoozesEnded(ctx context.Context, after SnoozeMark, until time.Time, limit int) ([]Returned, error) {
-	return s.c.snoozesEnded(ctx, after, until, limit)
-}
-
-// ExpiredOwners returns the owners of items that expired after after and
-// at or before until.
-func (s *SQLite) ExpiredOwners(ctx context.Context, after, until time.Time) ([]string, error) {
-	return s.c.expiredOwners(ctx, after, until)
-}
-
-// MarkRead sets the viewer's read state of 1..MaxMarkIDs items at once. If
-// any id is not an item the viewer sees, it returns ErrNotFound and changes
-// nothing; a malformed id is ErrInvalid.
-func (s *SQLite) MarkRead(ctx context.Context, v Viewer, ids []string, read bool) error {
-	return s.c.markRead(ctx, v, ids, read)
-}
-
-// MarkAllRead marks every item of the viewer's inbox (neither archived nor
-// snoozed) read and returns how many changed.
-func (s *SQLite) MarkAllRead(ctx context.Context, v Viewer) (int64, error) {
-	return s.c.markAllRead(ctx, v)
-}
-
-// Delete removes the item from the viewer's inbox; a shared item is hidden
-// for this viewer only. An id the viewer does not see is ErrNotFound.
-func (s *SQLite) Delete(ctx context.Context, v Viewer, id string) error {
-	return s.c.delete(ctx, v, id)
-}
-
-// Clear removes every item from the viewer's inbox (shared items only for
-// this viewer) and returns how many it removed.
-func (s *SQLite) Clear(ctx context.Context, v Viewer) (int64, error) {
-	return s.c.clear(ctx, v)
-}
-
-// Preferences returns the user's preferences, or DefaultPreferences if none
-// were set.
-func (s *SQLite) Preferences(ctx context.Context, userID string) (Preferences, error) {
-	return s.c.preferences(ctx, userID)
-}
-
-// SetPreferences replaces the user's preferences. Muted is stored sorted and
-// without repeats; an empty muted type is ErrInvalid.
-func (s *SQLite) SetPreferences(ctx context.Context, userID string, p Preferences) error {
-	return s.c.setPreferences(ctx, userID, p)
-}
-
-// HasEventFrom reports whether owner has, or had, an item from
-// restaurant: one not pruned yet, deleted or not.
-func (s *SQLite) HasEventFrom(ctx context.Context, owner, restaurant string) (bool, error) {
-	return s.c.hasEventFrom(ctx, owner, restaurant)
-}
-
-// Prune deletes items created before now-maxAge, items expired at now
-// (unless now is zero) and, per owner, all but the newest maxPerOwner
-// items, with their per-viewer state; a zero bound is disabled. It returns
-// how many items it deleted.
-func (s *SQLite) Prune(ctx context.Context, maxPerOwner int, maxAge time.Duration, now time.Time) (int64, error) {
-	return s.c.prune(ctx, maxPerOwner, maxAge, now)
 }
 
 // Ping checks that the database file can be read and written.
