@@ -238,7 +238,7 @@ func (c *core) preferences(ctx context.Context, userID string) (Preferences, err
 		return Preferences{}, c.wrap("preferences", fmt.Errorf("%w: empty user id", ErrInvalid))
 	}
 	b := c.qb()
-	sql := "SELECT p.enabled, p.sound, p.email, m.event_type FROM preferences p" +
+	sql := "SELECT p.enabled, p.sound, p.email, p.time_zone, p.quiet_start, p.quiet_end, p.digests, m.event_type FROM preferences p" +
 		" LEFT JOIN preference_muted m ON m.user_id = p.user_id WHERE p.user_id = " + b.arg(userID)
 	r, err := c.eng.reader().query(ctx, sql, b.args...)
 	if err != nil {
@@ -248,9 +248,18 @@ func (c *core) preferences(ctx context.Context, userID string) (Preferences, err
 	p := Preferences{Muted: []string{}}
 	found := false
 	for r.Next() {
-		var muted *string
-		if err := r.Scan(&p.Enabled, &p.Sound, &p.Email, &muted); err != nil {
+		var (
+			muted          *string
+			tz, digests    string
+			quietS, quietE int64
+		)
+		if err := r.Scan(&p.Enabled, &p.Sound, &p.Email, &tz, &quietS, &quietE, &digests, &muted); err != nil {
 			return Preferences{}, c.wrap("preferences", err)
+		}
+		if !found {
+			if err := setTiming(&p, tz, quietS, quietE, digests); err != nil {
+				return Preferences{}, c.wrap("preferences", err)
+			}
 		}
 		found = true
 		if muted != nil {
@@ -274,9 +283,15 @@ func (c *core) setPreferences(ctx context.Context, userID string, p Preferences)
 	}
 	err = c.eng.inTx(ctx, func(tx dbtx) error {
 		b := c.qb()
-		sql := "INSERT INTO preferences (user_id, enabled, sound, email) VALUES (" + b.arg(userID) + ", " +
-			b.arg(p.Enabled) + ", " + b.arg(p.Sound) + ", " + b.arg(p.Email) + ") ON CONFLICT (user_id) DO UPDATE SET" +
-			" enabled = excluded.enabled, sound = excluded.sound, email = excluded.email"
+		timing, err := timingArgs(p)
+		if err != nil {
+			return err
+		}
+		sql := "INSERT INTO preferences (user_id, enabled, sound, email, " + timingColumns + ") VALUES (" + b.arg(userID) + ", " +
+			b.arg(p.Enabled) + ", " + b.arg(p.Sound) + ", " + b.arg(p.Email) + ", " + b.arg(timing[0]) + ", " + b.arg(timing[1]) + ", " +
+			b.arg(timing[2]) + ", " + b.arg(timing[3]) + ") ON CONFLICT (user_id) DO UPDATE SET" +
+			" enabled = excluded.enabled, sound = excluded.sound, email = excluded.email, time_zone = excluded.time_zone," +
+			" quiet_start = excluded.quiet_start, quiet_end = excluded.quiet_end, digests = excluded.digests"
 		if _, err := tx.exec(ctx, sql, b.args...); err != nil {
 			return err
 		}

@@ -260,11 +260,17 @@ type Preferences struct {
 	Email bool
 	// Muted lists muted event types, sorted and unique.
 	Muted []string
+	// TimeZone is the user's IANA time zone; "" is UTC.
+	TimeZone string
+	// Quiet are the user's quiet hours in TimeZone; nil: none.
+	Quiet *QuietHours
+	// Digests are the user's digest rules, by event type (timing.go).
+	Digests []DigestRule
 }
 
 // DefaultPreferences returns the preferences of a user who never set any.
 func DefaultPreferences() Preferences {
-	return Preferences{Enabled: true, Sound: true, Email: false, Muted: []string{}}
+	return Preferences{Enabled: true, Sound: true, Email: false, Muted: []string{}, Digests: []DigestRule{}}
 }
 
 // Store is the method set shared by *SQLite and *Postgres.

@@ -56,7 +56,7 @@ func suiteCases() []suiteCase {
 		{"Ping", testPing},
 		{"CancelledContext", testCancelledContext},
 		{"HasEventFrom", testHasEventFrom},
-	}, append(append(groupCases(), stateCases()...), deliveryCases()...)...)
+	}, append(append(append(groupCases(), stateCases()...), deliveryCases()...), timingCases()...)...)
 }
 
 // ---- helpers ----

@@ -194,6 +194,9 @@ func checkPreferences(userID string, p Preferences) (Preferences, error) {
 		return Preferences{}, err
 	}
 	p.Muted = muted
+	if err := checkTiming(p); err != nil {
+		return Preferences{}, err
+	}
 	return p, nil
 }
 
