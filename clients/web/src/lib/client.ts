@@ -36,6 +36,26 @@ import {
   type RoomState,
   type SubscribeRequestSchema,
 } from "../gen/notify/v1/notify_pb";
+import {
+  DeliveryService,
+  type GetDeliveryConfigResponse,
+  type GetDeliveryStatusResponse,
+  type ListDevicesResponse,
+  type RegisterDeviceRequestSchema,
+  type RegisterDeviceResponse,
+  type RemoveDeviceRequestSchema,
+  type RemoveDeviceResponse,
+} from "../gen/notify/v1/delivery_pb";
+import {
+  ScheduleService,
+  type CancelScheduledRequestSchema,
+  type CancelScheduledResponse,
+  type ListDigestsResponse,
+  type ListScheduledRequestSchema,
+  type ListScheduledResponse,
+  type ReleaseDigestRequestSchema,
+  type ReleaseDigestResponse,
+} from "../gen/notify/v1/schedule_pb";
 import { Backoff } from "./backoff";
 import { isPermanent, isTokenExpired, isTransient } from "./errors";
 import type { EventCase, PayloadOf } from "./events";
@@ -148,6 +168,10 @@ export class NotifyClient {
   readonly notifications: Client<typeof NotificationService>;
   /** InboxService over the client's transport (pass authHeaders() yourself). */
   readonly inbox: Client<typeof InboxService>;
+  /** DeliveryService (devices, web push, delivery timelines) over the client's transport. */
+  readonly delivery: Client<typeof DeliveryService>;
+  /** ScheduleService (scheduled publishes, digests) over the client's transport. */
+  readonly schedule: Client<typeof ScheduleService>;
   readonly backoff: Backoff;
 
   /** Counters, for tests and a status panel. */
@@ -197,6 +221,8 @@ export class NotifyClient {
       });
     this.notifications = createClient(NotificationService, transport);
     this.inbox = createClient(InboxService, transport);
+    this.delivery = createClient(DeliveryService, transport);
+    this.schedule = createClient(ScheduleService, transport);
     this.backoff = new Backoff(opts.backoff?.baseMs ?? 250, opts.backoff?.maxMs ?? 30_000);
     this.random = opts.random ?? Math.random;
     this.healthyAfterMs = opts.healthyAfterMs ?? 500;
@@ -448,6 +474,53 @@ export class NotifyClient {
   /** Publishes an event (service tokens; admins for alerts). */
   publish(req: MessageInitShape<typeof PublishRequestSchema>): Promise<PublishResponse> {
     return this.unary((headers) => this.notifications.publish(req, { headers }));
+  }
+
+  // ---- delivery and schedules (not queued: they fail while offline) -------
+
+  /** The server's delivery settings: its channels and the VAPID public key for web push. */
+  getDeliveryConfig(): Promise<GetDeliveryConfigResponse> {
+    return this.unary((headers) => this.delivery.getDeliveryConfig({}, { headers }));
+  }
+
+  /** Registers a web push subscription or device token for the caller (or, for services, a user). */
+  registerDevice(req: MessageInitShape<typeof RegisterDeviceRequestSchema>): Promise<RegisterDeviceResponse> {
+    return this.unary((headers) => this.delivery.registerDevice(req, { headers }));
+  }
+
+  /** Removes a device by id or token (a web push endpoint). */
+  removeDevice(req: MessageInitShape<typeof RemoveDeviceRequestSchema>): Promise<RemoveDeviceResponse> {
+    return this.unary((headers) => this.delivery.removeDevice(req, { headers }));
+  }
+
+  /** The caller's devices. */
+  listDevices(): Promise<ListDevicesResponse> {
+    return this.unary((headers) => this.delivery.listDevices({}, { headers }));
+  }
+
+  /** The delivery timelines of events (1 to 100 Event ids): where each was also sent. */
+  getDeliveryStatus(eventIds: string[]): Promise<GetDeliveryStatusResponse> {
+    return this.unary((headers) => this.delivery.getDeliveryStatus({ eventIds }, { headers }));
+  }
+
+  /** Cancels a scheduled publish by its cancel key or id (services; admins any publisher's). */
+  cancelScheduled(req: MessageInitShape<typeof CancelScheduledRequestSchema>): Promise<CancelScheduledResponse> {
+    return this.unary((headers) => this.schedule.cancelScheduled(req, { headers }));
+  }
+
+  /** Lists scheduled publishes, soonest first. */
+  listScheduled(req: MessageInitShape<typeof ListScheduledRequestSchema> = {}): Promise<ListScheduledResponse> {
+    return this.unary((headers) => this.schedule.listScheduled(req, { headers }));
+  }
+
+  /** The caller's open digests. */
+  listDigests(): Promise<ListDigestsResponse> {
+    return this.unary((headers) => this.schedule.listDigests({}, { headers }));
+  }
+
+  /** Sends the caller's open digests now (all, or one type's). */
+  releaseDigest(req: MessageInitShape<typeof ReleaseDigestRequestSchema> = {}): Promise<ReleaseDigestResponse> {
+    return this.unary((headers) => this.schedule.releaseDigest(req, { headers }));
   }
 
   /** Runs a call with the token, once more with a fresh one if it had expired. */

@@ -10,3 +10,5 @@ export { NotificationStore, inTab } from "./store";
 export type { Counts, InboxTab, NotificationItem, NotificationState, NotificationStoreOptions, Toast } from "./store";
 export { snoozeLabel, snoozeOptions } from "./snooze";
 export type { SnoozeChoice, SnoozeOption } from "./snooze";
+export { WebPushControl, base64UrlDecode, base64UrlEncode, browserPushEnvironment, subscriptionInfo } from "./push";
+export type { PushBackend, PushEnvironment, PushState, PushStatus, WebPushControlOptions, WebPushSubscriptionInfo, WorkerMessage } from "./push";

@@ -1,6 +1,6 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { Priority as ProtoPriority } from "../gen/notify/v1/events_pb";
 import {
   InboxAction,
@@ -12,6 +12,7 @@ import {
 } from "../gen/notify/v1/inbox_pb";
 import type { Event, NotificationAction, ReturnedNotification } from "../gen/notify/v1/notify_pb";
 import type { ConnectionState, InboxLive, NotifyClient } from "./client";
+import { routesOf, settled, type DeliveryInfo } from "./deliveries";
 import { describeEvent, type EventView, type Priority, type Tone } from "./events";
 import { Observable } from "./observable";
 
@@ -99,6 +100,13 @@ export interface NotificationState {
   gaps: number;
   /** Inbox reloads done after a gap. */
   reloads: number;
+  /**
+   * Where each notification was also sent (web push, email...), by event
+   * id, for the notifications loadDeliveries was asked about.
+   */
+  deliveries: Record<string, DeliveryInfo>;
+  /** The server keeps delivery timelines (false once it answered Unimplemented). */
+  deliveriesAvailable: boolean;
 }
 
 export interface NotificationStoreOptions {
@@ -110,6 +118,14 @@ export interface NotificationStoreOptions {
   maxToasts?: number;
   /** Whether an event raises a toast. Default: every event. */
   toastFilter?: (ev: Event) => boolean;
+}
+
+/** Preferences to change: any of their fields. */
+export type PreferencesUpdate = Partial<Omit<Preferences, "$typeName" | "$unknown">>;
+
+function withoutType(p: Preferences): PreferencesUpdate {
+  const { $typeName: _t, $unknown: _u, ...rest } = p;
+  return rest;
 }
 
 /** Rooms whose events enter the caller's inbox. */
@@ -154,6 +170,7 @@ export class NotificationStore extends Observable<NotificationState> {
   private awaited = new Map<string, number>(); // event ids expected in the inbox → tries
   private seenSent = new Set<string>(); // ids a markSeen is on its way for
   private legacy = false; // the server answers lists without counts: the badge shows unread
+  private deliveryLoads = new Set<string>(); // event ids whose timelines are being read
   private started = false;
 
   constructor(client: NotifyClient, opts: NotificationStoreOptions = {}) {
@@ -174,6 +191,8 @@ export class NotificationStore extends Observable<NotificationState> {
       pending: client.pendingCalls,
       gaps: 0,
       reloads: 0,
+      deliveries: {},
+      deliveriesAvailable: true,
     });
     this.client = client;
     this.opts = {
@@ -601,6 +620,64 @@ export class NotificationStore extends Observable<NotificationState> {
     void this.refresh();
   }
 
+  // ---- deliveries ---------------------------------------------------------
+
+  /**
+   * Reads where these events' notifications were also sent (their delivery
+   * timelines, GetDeliveryStatus, 100 ids a call): those not read yet, and
+   * those read more than staleMs ago that may still change (queued,
+   * waiting, retrying); with force, every one not being read already. A
+   * server without delivery timelines is asked once.
+   */
+  async loadDeliveries(eventIds: string[], opts: { staleMs?: number; force?: boolean } = {}): Promise<void> {
+    const s = this.getState();
+    if (!s.deliveriesAvailable) return;
+    const staleMs = opts.staleMs ?? 3000;
+    const now = Date.now();
+    const ids = [...new Set(eventIds)].filter((id) => {
+      if (!id || this.deliveryLoads.has(id)) return false;
+      const d = s.deliveries[id];
+      return !d || opts.force || (!d.settled && now - d.loadedAt >= staleMs);
+    });
+    for (let i = 0; i < ids.length; i += 100) {
+      const chunk = ids.slice(i, i + 100);
+      chunk.forEach((id) => this.deliveryLoads.add(id));
+      try {
+        const res = await this.client.getDeliveryStatus(chunk);
+        const byId = new Map(res.timelines.map((t) => [t.eventId, t]));
+        const loadedAt = Date.now();
+        this.setState((st) => {
+          const deliveries = { ...st.deliveries };
+          for (const id of chunk) {
+            const routes = routesOf(byId.get(id));
+            deliveries[id] = { routes, settled: settled(routes), loadedAt };
+          }
+          return { deliveries: this.pruneDeliveries(deliveries, st) };
+        });
+      } catch (err) {
+        const e = ConnectError.from(err);
+        if (e.code === Code.Unimplemented) {
+          this.setState({ deliveriesAvailable: false });
+          return;
+        }
+        this.setState({ error: e.rawMessage });
+        return;
+      } finally {
+        chunk.forEach((id) => this.deliveryLoads.delete(id));
+      }
+    }
+  }
+
+  /** Keeps at most 500 timelines, those of listed notifications first. */
+  private pruneDeliveries(d: Record<string, DeliveryInfo>, s: NotificationState): Record<string, DeliveryInfo> {
+    const keys = Object.keys(d);
+    if (keys.length <= 500) return d;
+    const listed = new Set([...s.items, ...s.tabItems].map((i) => i.eventId));
+    const out: Record<string, DeliveryInfo> = {};
+    for (const k of keys) if (listed.has(k)) out[k] = d[k];
+    return out;
+  }
+
   // ---- preferences --------------------------------------------------------
 
   async loadPreferences(): Promise<Preferences | undefined> {
@@ -614,21 +691,31 @@ export class NotificationStore extends Observable<NotificationState> {
     }
   }
 
-  async updatePreferences(p: Partial<Pick<Preferences, "enabled" | "sound" | "email" | "mutedTypes">>): Promise<void> {
+  /**
+   * Changes some preferences: the others (quiet hours, digests, fields of a
+   * newer server) are sent back as they were read, since the call replaces
+   * them all. Resolves to whether the server took them (on refusal, error
+   * says why and the old preferences are back).
+   */
+  async updatePreferences(p: PreferencesUpdate): Promise<boolean> {
     const cur = this.getState().preferences ?? (await this.loadPreferences());
-    const next = {
-      enabled: p.enabled ?? cur?.enabled ?? true,
-      sound: p.sound ?? cur?.sound ?? true,
-      email: p.email ?? cur?.email ?? false,
-      mutedTypes: p.mutedTypes ?? cur?.mutedTypes ?? [],
+    const next: PreferencesUpdate = {
+      ...(cur ? withoutType(cur) : {}),
+      enabled: cur?.enabled ?? true,
+      sound: cur?.sound ?? true,
+      email: cur?.email ?? false,
+      mutedTypes: cur?.mutedTypes ?? [],
+      ...p,
     };
     // At once here; the server's answer (or the old value, on failure) follows.
-    if (cur) this.setState({ preferences: { ...cur, ...next } });
+    if (cur) this.setState({ preferences: { ...cur, ...next } as Preferences });
     try {
       const res = await this.client.updatePreferences(next);
       this.setState({ preferences: res.preferences, error: undefined });
+      return true;
     } catch (err) {
       this.setState({ preferences: cur, error: ConnectError.from(err).rawMessage });
+      return false;
     }
   }
 

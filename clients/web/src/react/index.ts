@@ -5,3 +5,5 @@ export type { NotificationCenterProps } from "./NotificationCenter";
 export { ToastContainer } from "./ToastContainer";
 export type { ToastContainerProps } from "./ToastContainer";
 export { badgeText, relativeTime } from "./format";
+export { PushToggle, usePushState } from "./PushToggle";
+export type { PushToggleProps } from "./PushToggle";

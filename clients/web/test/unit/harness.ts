@@ -2,7 +2,7 @@
 // Subscribe call is a Stream the test feeds message by message.
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createRouterTransport, type HandlerContext } from "@connectrpc/connect";
-import { durationFromMs, timestampDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, timestampDate, timestampFromMs, type Timestamp } from "@bufbuild/protobuf/wkt";
 import {
   InboxAction,
   InboxService,
@@ -21,6 +21,13 @@ import {
   type SubscribeRequest,
   type SubscribeResponse,
 } from "../../src/gen/notify/v1/notify_pb";
+import {
+  DeliveryService,
+  DeliveryStepSchema,
+  type DeliveryStep,
+  type RegisterDeviceRequest,
+} from "../../src/gen/notify/v1/delivery_pb";
+import { PreferencesSchema, type Preferences } from "../../src/gen/notify/v1/inbox_pb";
 import { ErrorInfoSchema } from "../../src/lib/errors";
 
 /** One Subscribe call, driven by the test. */
@@ -134,6 +141,14 @@ export class FakeServer {
   legacy = false;
   /** The server's clock, for snoozes. */
   now = () => Date.now();
+  /** The caller's preferences (UpdatePreferences replaces them). */
+  preferences: Preferences = create(PreferencesSchema, { enabled: true, sound: true });
+  /** GetDeliveryConfig's VAPID public key ("" : no web push). */
+  vapidPublicKey = "";
+  /** Registered devices, by token (a web push endpoint). */
+  devices = new Map<string, RegisterDeviceRequest>();
+  /** Delivery steps per event id, for GetDeliveryStatus. */
+  timelines = new Map<string, DeliveryStep[]>();
   private streamWaiters: (() => void)[] = [];
   private nextId = 1;
 
@@ -238,7 +253,35 @@ export class FakeServer {
       },
       getPreferences: async (req, ctx) => {
         this.unary("getPreferences", req, ctx);
-        return { preferences: { enabled: true, sound: true } };
+        return { preferences: this.preferences };
+      },
+      updatePreferences: async (req, ctx) => {
+        this.unary("updatePreferences", req, ctx);
+        this.preferences = create(PreferencesSchema, req.preferences);
+        return { preferences: this.preferences };
+      },
+    });
+    service(DeliveryService, {
+      getDeliveryConfig: async (req, ctx) => {
+        this.unary("getDeliveryConfig", req, ctx);
+        return { vapidPublicKey: this.vapidPublicKey };
+      },
+      registerDevice: async (req, ctx) => {
+        this.unary("registerDevice", req, ctx);
+        const token = req.device.case === "webPush" ? req.device.value.endpoint : String(req.device.value);
+        this.devices.set(token, req);
+        return { device: { id: `d${this.devices.size}`, label: req.label } };
+      },
+      removeDevice: async (req, ctx) => {
+        this.unary("removeDevice", req, ctx);
+        if (!this.devices.delete(req.token)) throw new ConnectError("no such device", Code.NotFound);
+        return {};
+      },
+      getDeliveryStatus: async (req, ctx) => {
+        this.unary("getDeliveryStatus", req, ctx);
+        return {
+          timelines: req.eventIds.filter((id) => this.timelines.has(id)).map((id) => ({ eventId: id, steps: this.timelines.get(id)! })),
+        };
       },
     });
   });
@@ -303,6 +346,13 @@ export class FakeServer {
   async waitStreams(n: number): Promise<Stream> {
     while (this.streams.length < n) await new Promise<void>((r) => this.streamWaiters.push(r));
     return this.streams[n - 1];
+  }
+
+  /** Appends a delivery step to an event's timeline. */
+  addStep(eventId: string, step: { channel: number; state: number; target?: string; detail?: string; attempt?: number; time?: Timestamp }): void {
+    const list = this.timelines.get(eventId) ?? [];
+    list.push(create(DeliveryStepSchema, { ...step, eventId, id: `s${list.length + 1}` }));
+    this.timelines.set(eventId, list);
   }
 
   methods(): string[] {
