@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
+	"github.com/maxloyalty/notify/internal/delivery"
 	"github.com/maxloyalty/notify/server/access"
 	"github.com/maxloyalty/notify/server/auth"
 	"github.com/maxloyalty/notify/server/broker"
@@ -136,10 +137,11 @@ func (s *Service) record(ctx context.Context, pr prepared, res broker.Result) er
 		pr.inbox.apply(&it)
 		items = append(items, it)
 	}
-	if len(items) == 0 {
+	deliver := s.cfg.Deliveries != nil && s.cfg.Deliveries.Enabled() && (len(items) > 0 || s.cfg.Deliveries.WantsEvents())
+	if len(items) == 0 && !deliver {
 		return nil
 	}
-	if err := s.inbox.Insert(ctx, items); err != nil {
+	if err := s.insert(ctx, pr, res, key, items, deliver); err != nil {
 		s.log.Error("inbox write failed", "event_id", res.EventID, "err", err)
 		// The driver's text stays in the log; the publisher learns what to do.
 		return fmt.Errorf("%w: event %s was published but not stored; retry with the same idempotency key", ErrInboxWrite, res.EventID)
@@ -151,6 +153,34 @@ func (s *Service) record(ctx context.Context, pr prepared, res broker.Result) er
 		s.wake.changed()
 	}
 	return nil
+}
+
+// insert writes a published event's inbox rows and, when deliver, queues
+// its deliveries in the same transaction (store.InsertWith): an accepted
+// event has its pushes, emails and webhooks queued, or is not accepted.
+func (s *Service) insert(ctx context.Context, pr prepared, res broker.Result, key string, items []store.NewItem, deliver bool) error {
+	iw, ok := s.inbox.(insertWith)
+	if !deliver || !ok {
+		return s.inbox.Insert(ctx, items)
+	}
+	pub := delivery.Publication{
+		EventID: res.EventID, Key: key, Type: typeName(pr.typ), Data: pr.pub.Data,
+		Critical: pr.critical, Email: pr.email, Time: pr.time,
+	}
+	for _, pos := range res.Positions {
+		pub.Rooms = append(pub.Rooms, delivery.Room{Name: pos.Room, Offset: pos.Offset, Epoch: pos.Epoch})
+	}
+	return iw.InsertWith(ctx, items, func(ctx context.Context, tx *store.Tx, inserted []bool) error {
+		// The hook may run again in a new transaction: build the owners
+		// afresh each time.
+		p := pub
+		for i, it := range items {
+			if inserted[i] {
+				p.Owners = append(p.Owners, delivery.Owner{ID: it.Owner, Event: it.Event})
+			}
+		}
+		return s.cfg.Deliveries.Enqueue(ctx, tx, p)
+	})
 }
 
 // Run runs the service's background work until ctx ends: pushing inbox

@@ -68,6 +68,9 @@ type Config struct {
 	Metrics Metrics
 	// Limits bound publishers and streams. Default: none.
 	Limits Limits
+	// Deliveries queues published events' pushes, emails and webhooks in
+	// the transaction of their inbox rows. Default: none.
+	Deliveries Deliveries
 }
 
 func (c *Config) setDefaults() {
@@ -148,6 +151,11 @@ type prepared struct {
 	restaurant string
 	// inbox is what the event's inbox rows carry besides the event.
 	inbox inboxMeta
+	// critical sends the event at once on every channel (a CRITICAL
+	// SystemAlert); email is the address the event gives its recipient
+	// (GuestRegistered), for the delivery queue.
+	critical bool
+	email    string
 }
 
 // MaxIdempotencyKeyLen bounds idempotency keys.
@@ -226,7 +234,14 @@ func (s *Service) prepare(c auth.Claims, req *notifyv1.PublishRequest) (out prep
 		}
 		p.Fingerprint = fp
 	}
-	return prepared{pub: p, kinds: kinds, typ: typ, time: now, restaurant: restaurantOf(payload), inbox: meta}, nil
+	out = prepared{pub: p, kinds: kinds, typ: typ, time: now, restaurant: restaurantOf(payload), inbox: meta}
+	switch e := payload.(type) {
+	case *notifyv1.SystemAlert:
+		out.critical = e.Level == notifyv1.AlertLevel_ALERT_LEVEL_CRITICAL
+	case *notifyv1.GuestRegistered:
+		out.email = e.Email
+	}
+	return out, nil
 }
 
 // restaurantOf returns the restaurant_id of an event that has one and
