@@ -220,53 +220,55 @@ func (s *Service) Inbox() *InboxService { return &InboxService{svc: s} }
 // DefaultPageSize is the page size of a ListNotifications that names none.
 const DefaultPageSize = 50
 
-// target is the viewer a call is about: the caller's own inbox when
-// userID is empty or the caller's subject; otherwise, on behalf of userID,
-// that user's own notifications for a service, and that admin's view of
-// the admin inbox (the shared rows only, with that admin's state) for an
-// admin. Anyone else acting for another user is PermissionDenied.
+// target is the viewer a call is about, as access.InboxFor decides: the
+// caller's own inbox when userID is empty or the caller's subject;
+// otherwise, on behalf of userID, that user's own notifications for a
+// service, and that admin's view of the admin inbox (the shared rows
+// only, with that admin's state) for an admin.
 func (x *InboxService) target(ctx context.Context, userID string) (store.Viewer, error) {
 	c, err := claims(ctx)
 	if err != nil {
 		return store.Viewer{}, err
 	}
-	if userID == "" || userID == c.Subject {
-		v, ok := viewer(c)
-		if !ok {
-			return store.Viewer{}, fmt.Errorf("%w: this token's subject has no inbox (a subject must be 1-64 characters of [A-Za-z0-9_-])", access.ErrDenied)
-		}
-		return v, nil
+	if err := checkUserID(c, userID); err != nil {
+		return store.Viewer{}, err
 	}
-	if err := room.ValidID(userID); err != nil {
-		return store.Viewer{}, invalid("user_id: %v", err)
+	view, err := access.InboxFor(c, userID)
+	if err != nil {
+		return store.Viewer{}, err
 	}
-	switch c.Role {
-	case notifyv1.Role_ROLE_SERVICE:
+	switch view {
+	case access.UserInbox:
 		return store.Viewer{UserID: userID}, nil
-	case notifyv1.Role_ROLE_ADMIN:
+	case access.AdminGroupInbox:
 		return store.Viewer{UserID: userID, Groups: []string{adminGroup}, GroupsOnly: true}, nil
 	}
-	return store.Viewer{}, fmt.Errorf("%w: user_id: %s tokens act on their own inbox only, not %q's", access.ErrDenied, auth.RoleName(c.Role), userID)
+	v, _ := viewer(c) // InboxFor checked that the subject has an inbox
+	return v, nil
+}
+
+// checkUserID checks the user_id of a call on behalf of another user.
+func checkUserID(c auth.Claims, userID string) error {
+	if userID == "" || userID == c.Subject {
+		return nil
+	}
+	if err := room.ValidID(userID); err != nil {
+		return invalid("user_id: %v", err)
+	}
+	return nil
 }
 
 // preferencesOf is whose preferences a call is about: the caller's, or
-// for services another user's.
+// for services another user's (access.PreferencesUser).
 func (x *InboxService) preferencesOf(ctx context.Context, userID string) (string, error) {
 	c, err := claims(ctx)
 	if err != nil {
 		return "", err
 	}
-	if userID != "" && userID != c.Subject {
-		if err := room.ValidID(userID); err != nil {
-			return "", invalid("user_id: %v", err)
-		}
-		if c.Role != notifyv1.Role_ROLE_SERVICE {
-			return "", fmt.Errorf("%w: user_id: only services read or change another user's preferences", access.ErrDenied)
-		}
-		return userID, nil
+	if err := checkUserID(c, userID); err != nil {
+		return "", err
 	}
-	v, err := x.target(ctx, "")
-	return v.UserID, err
+	return access.PreferencesUser(c, userID)
 }
 
 // changed has v's user's new counts pushed to its streams on this node,
