@@ -14,6 +14,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -71,6 +74,9 @@ type Config struct {
 	// Deliveries queues published events' pushes, emails and webhooks in
 	// the transaction of their inbox rows. Default: none.
 	Deliveries Deliveries
+	// Tracer, when set, traces the steps of a publish (the broker's,
+	// the inbox write) as children of the call's span. Default: none.
+	Tracer trace.Tracer
 }
 
 func (c *Config) setDefaults() {
@@ -301,7 +307,12 @@ func (s *Service) publish(ctx context.Context, p prepared) (*notifyv1.PublishRes
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	res, err := s.broker.Publish(ctx, p.pub)
+	bctx, span := s.startSpan(ctx, "broker.Publish")
+	res, err := s.broker.Publish(bctx, p.pub)
+	if span != nil {
+		endSpan(span, err, attribute.StringSlice("notify.rooms", p.pub.Rooms),
+			attribute.String("notify.event_id", res.EventID), attribute.Bool("notify.duplicate", res.Duplicate))
+	}
 	if errors.Is(err, broker.ErrKeyReused) {
 		first := strings.TrimPrefix(err.Error(), broker.ErrKeyReused.Error()+": ")
 		return nil, fmt.Errorf("%w (%s) within the idempotency window; a new request needs a new key", errKeyReused, first)
@@ -312,7 +323,12 @@ func (s *Service) publish(ctx context.Context, p prepared) (*notifyv1.PublishRes
 	}
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.WriteTimeout)
 	defer cancel()
-	if err := s.record(wctx, p, res); err != nil {
+	wctx, span = s.startSpan(wctx, "inbox.Insert")
+	err = s.record(wctx, p, res)
+	if span != nil {
+		endSpan(span, err, attribute.String("notify.event_id", res.EventID))
+	}
+	if err != nil {
 		s.cfg.Metrics.StoreError("insert")
 		return nil, err
 	}
@@ -322,6 +338,26 @@ func (s *Service) publish(ctx context.Context, p prepared) (*notifyv1.PublishRes
 		}
 	}
 	return toResponse(res), nil
+}
+
+// startSpan starts a span of the publish path when tracing is on; the
+// span is nil when it is off, so that an untraced publish builds no
+// attributes.
+func (s *Service) startSpan(ctx context.Context, name string) (context.Context, trace.Span) {
+	if s.cfg.Tracer == nil {
+		return ctx, nil
+	}
+	return s.cfg.Tracer.Start(ctx, name)
+}
+
+// endSpan ends span with attrs, and err as its status when not nil.
+func endSpan(span trace.Span, err error, attrs ...attribute.KeyValue) {
+	span.SetAttributes(attrs...)
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
 }
 
 // allowPublish applies the publisher's rate limit to n events.
