@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/stats"
 
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
+	"github.com/maxloyalty/notify/internal/tracing"
 	"github.com/maxloyalty/notify/server/auth"
 	"github.com/maxloyalty/notify/server/broker"
 	"github.com/maxloyalty/notify/server/gcfloor"
@@ -199,6 +200,13 @@ type Config struct {
 	// native port on either transport, and grpc-web), as grpc.StatsHandler
 	// does: otelgrpc.NewServerHandler() for OpenTelemetry. Set in code only.
 	StatsHandlers []stats.Handler
+	// Tracing, when set, traces the node's calls with OpenTelemetry: a
+	// stats handler on the gRPC servers (after StatsHandlers), otelhttp on
+	// the HTTP port, the in-process connection of REST streams, and the
+	// service's own spans. notifyd builds it from the OTEL_* environment
+	// (tracing.FromEnv) and shuts it down; the node does not. Set in code
+	// only. Default nil: off.
+	Tracing *tracing.Tracing
 
 	// DebugAddr serves Go's profiles (net/http/pprof, /debug/pprof/) on
 	// this address; a bare port (":6060") binds 127.0.0.1. Profiles show

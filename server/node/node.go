@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	// gzip for calls that compress their messages: grpc-go's server, and
@@ -27,6 +28,7 @@ import (
 
 	"github.com/maxloyalty/notify/gateway"
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
+	"github.com/maxloyalty/notify/internal/tracing"
 	"github.com/maxloyalty/notify/internal/wire"
 	"github.com/maxloyalty/notify/server/auth"
 	"github.com/maxloyalty/notify/server/broker"
@@ -188,6 +190,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		grpc.ReadBufferSize(grpcReadBuffer),
 		grpc.NumStreamWorkers(grpcStreamWorkers),
 	}
+	if cfg.Tracing != nil {
+		cfg.StatsHandlers = append(slices.Clip(cfg.StatsHandlers), cfg.Tracing.ServerHandler())
+	}
 	for _, h := range cfg.StatsHandlers {
 		opts = append(opts, grpc.StatsHandler(h))
 	}
@@ -238,6 +243,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		ReconnectDelayMax: cfg.ReconnectDelayMax,
 		TokenLeeway:       cfg.JWTLeeway,
 		Metrics:           n.metrics,
+		Tracer:            tracer(cfg.Tracing),
 		Limits: service.Limits{
 			Publish: limit.NewPublishRate(cfg.PublishRate, cfg.PublishBurst),
 			Streams: limit.NewStreams(cfg.MaxStreamsPerUser),
@@ -248,10 +254,15 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	// unary interceptors and message size bound; its streams (GET
 	// /v1/subscribe) reach the gRPC server over an in-process connection.
 	n.inner = bufconn.Listen(1 << 20)
-	n.conn, err = grpc.NewClient("passthrough:///notifyd",
+	copts := []grpc.DialOption{
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return n.inner.DialContext(ctx) }),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-	)
+	}
+	if cfg.Tracing != nil {
+		// A REST stream's gRPC call continues its HTTP request's trace.
+		copts = append(copts, grpc.WithStatsHandler(cfg.Tracing.ClientHandler()))
+	}
+	n.conn, err = grpc.NewClient("passthrough:///notifyd", copts...)
 	if err != nil {
 		n.broker.Close()
 		n.store.Close()
@@ -288,7 +299,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		return nil, err
 	}
 	n.http = &http.Server{
-		Handler:           handler,
+		Handler:           cfg.Tracing.Handler(handler),
 		ReadHeaderTimeout: cfg.HTTPReadHeaderTimeout,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -316,6 +327,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		return nil, fmt.Errorf("http-addr: %w", err)
 	}
 	return n, nil
+}
+
+// tracer is the service's tracer: nil when tracing is off.
+func tracer(t *tracing.Tracing) trace.Tracer {
+	if t == nil {
+		return nil
+	}
+	return t.Tracer()
 }
 
 // nativeOptions are the native port's per-connection settings on grpc-go's
