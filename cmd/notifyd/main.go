@@ -16,7 +16,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
+	"github.com/maxloyalty/notify/internal/tracing"
 	"github.com/maxloyalty/notify/server/gcfloor"
 	"github.com/maxloyalty/notify/server/node"
 )
@@ -73,6 +75,14 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Tracing is configured by the standard OTEL_* variables, off unless
+	// they name an exporter or an OTLP endpoint (docs/OPERATIONS.md).
+	if cfg.Tracing, err = tracing.FromEnv(ctx, node.Version); err != nil {
+		fail(2, fmt.Errorf("config: %w", err))
+	}
+	if cfg.Tracing != nil {
+		tracing.LogErrors(log)
+	}
 	n, err := node.New(ctx, cfg, log)
 	if err != nil {
 		fail(2, err)
@@ -80,7 +90,14 @@ func main() {
 	if cfg.Dev {
 		fmt.Fprintf(os.Stderr, devHint, n.HTTPAddr(), n.GRPCAddr(), n.HTTPAddr())
 	}
-	if err := n.Run(ctx); err != nil {
+	err = n.Run(ctx)
+	// The spans of the last calls are exported before exit.
+	flush, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if terr := cfg.Tracing.Shutdown(flush); terr != nil {
+		log.Warn("tracing shutdown", "err", terr)
+	}
+	if err != nil {
 		fail(1, err)
 	}
 }

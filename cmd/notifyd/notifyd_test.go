@@ -471,6 +471,7 @@ func TestBadConfig(t *testing.T) {
 		{"short jwt secret", []string{"--jwt-secret", "short"}, nil, "jwt-secret: must be at least 32 bytes"},
 		{"unknown flag", []string{"--no-such-flag"}, nil, "flag provided but not defined: -no-such-flag"},
 		{"bad history", []string{"--history", "nope=1/1m"}, nil, `unknown room kind "nope"`},
+		{"unknown trace exporter", nil, []string{"OTEL_TRACES_EXPORTER=zipkin"}, `OTEL_TRACES_EXPORTER "zipkin"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
