@@ -33,6 +33,9 @@ type Config struct {
 
 	// Policy is the server's default delivery policy.
 	Policy Policy
+	// Timing configures scheduled publishes, digests and throttles
+	// (timing.go).
+	Timing Timing
 	// Streams tells who on this node receives an event live (HubStreams):
 	// Observe records them, which cancels their delayed deliveries. Nil:
 	// only the inbox's seen and read states cancel them.
@@ -178,6 +181,7 @@ func (c *Config) defaults() {
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
+	c.Timing.defaults()
 }
 
 func (c *Config) validate() error {
@@ -228,5 +232,6 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("delivery: rate of %s must not be negative", ch))
 		}
 	}
+	errs = append(errs, c.Timing.validate())
 	return errors.Join(errs...)
 }

@@ -67,6 +67,8 @@ type deliverArgs struct {
 	UnlessSeen bool   `json:"unless_seen,omitempty"`
 	Critical   bool   `json:"critical,omitempty"`
 	Locale     string `json:"locale,omitempty"`
+	// Summary makes it one message for several events (throttle.go).
+	Summary *summary `json:"summary,omitempty"`
 }
 
 func (deliverArgs) Kind() string { return kindDeliver }
@@ -121,6 +123,8 @@ type Queue struct {
 	// next holds the time a failed job's next attempt was announced for,
 	// by job id, from its Work to River's NextRetry call right after.
 	next sync.Map
+
+	timing timingState
 
 	runMu   sync.Mutex
 	running bool
@@ -196,6 +200,7 @@ func New(cfg Config, st store.Store) (*Queue, error) {
 	if cfg.Clock != nil {
 		rcfg.Test.Time = riverTime{cfg.Clock}
 	}
+	q.addTiming(workers, queues, rcfg)
 	if len(queues) == 0 {
 		// Nothing to work: River's client is not built (its maintenance
 		// would only poll an empty queue).
@@ -327,7 +332,14 @@ func (q *Queue) Enqueue(ctx context.Context, tx *store.Tx, p Publication) error 
 		if err != nil {
 			return err
 		}
+		digested, err := q.digest(ctx, tx, p, recips)
+		if err != nil {
+			return err
+		}
 		for _, r := range recips {
+			if digested[r.user] {
+				continue
+			}
 			for _, d := range plan(q.cfg.Policy, q.channels, p.Type, p.Critical, r) {
 				a := deliverArgs{
 					Key: p.Key, User: d.user, Channel: d.channel, Target: d.target, EventID: p.EventID,

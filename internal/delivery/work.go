@@ -116,6 +116,9 @@ func (q *Queue) deliver(ctx context.Context, job *river.Job[deliverArgs]) error 
 		}
 		to = deviceTarget(d)
 	}
+	if done, err := q.hold(ctx, job.JobRow, &a, step); done {
+		return err
+	}
 	m, err := q.message(a)
 	if err != nil {
 		step.State, step.Detail = StateFailed, err.Error()
@@ -280,6 +283,9 @@ func (q *Queue) wait(ctx context.Context, ch string) error {
 
 // message renders a delivery in the recipient's locale.
 func (q *Queue) message(a deliverArgs) (*channel.Message, error) {
+	if a.Summary != nil {
+		return q.summaryMessage(a)
+	}
 	js, err := eventJSON(a.Event)
 	if err != nil {
 		return nil, err
