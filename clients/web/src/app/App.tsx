@@ -11,7 +11,7 @@ import { Settings } from "./pages/Settings";
 import { SignIn } from "./pages/SignIn";
 import { Till } from "./pages/Till";
 import { Link, navigate, usePath } from "./router";
-import { createRuntime } from "./runtime";
+import { createRuntime, type Runtime } from "./runtime";
 import { clearSession, homeOf, loadSession, type Session } from "./session";
 import { applyTheme, loadTheme, type Theme } from "./theme";
 
@@ -37,13 +37,16 @@ export function App() {
     return <SignIn onSignedIn={setSession} />;
   }
   const signOut = () => {
+    // This browser stops receiving the user's pushes (best effort: the
+    // push service's "gone" answer removes it from notifyd otherwise).
+    if (runtime.push.getState().status === "on") void runtime.push.turnOff();
     clearSession();
     setSession(null);
   };
   return (
     <NotifyProvider client={runtime.client} store={runtime.store}>
       <Shell session={session} onSignOut={signOut}>
-        <Page session={session} path={path} />
+        <Page session={session} path={path} runtime={runtime} />
       </Shell>
       <ToastContainer position="bottom-right" />
     </NotifyProvider>
@@ -58,7 +61,7 @@ const pageRoles: Record<string, { roles: Session["role"][]; what: string }> = {
   "/admin": { roles: ["admin"], what: "the administrators' alerts" },
 };
 
-function Page({ session, path }: { session: Session; path: string }) {
+function Page({ session, path, runtime }: { session: Session; path: string; runtime: Runtime }) {
   const only = pageRoles[path];
   if (only && !only.roles.includes(session.role)) {
     return (
@@ -80,7 +83,7 @@ function Page({ session, path }: { session: Session; path: string }) {
     case "/admin":
       return <AdminAlerts session={session} />;
     case "/settings":
-      return <Settings />;
+      return <Settings session={session} push={runtime.push} />;
     default:
       return (
         <section className="card">

@@ -1,12 +1,17 @@
 import type { Event } from "../gen/notify/v1/notify_pb";
 import { NotifyClient, type Position } from "../lib/client";
+import { WebPushControl } from "../lib/push";
+import { deliveryPushBackend } from "../lib/pushBackend";
 import { NotificationStore } from "../lib/store";
+import { navigate } from "./router";
 import { sessionTokenSource, type Session } from "./session";
 
 /** One signed-in session's client and store. */
 export interface Runtime {
   client: NotifyClient;
   store: NotificationStore;
+  /** Web push in this browser for the session's user ("Turn on notifications"). */
+  push: WebPushControl;
   start(): void;
   stop(): void;
 }
@@ -44,16 +49,25 @@ export function createRuntime(session: Session): Runtime {
     rooms = [r, `${r}:points`, `${r}:transactions`, `user:${session.sub}`];
     for (const room of rooms.slice(0, 3)) positions.set(room, { offset: 0n, epoch: "" });
   }
+  const push = new WebPushControl({ backend: deliveryPushBackend(client) });
+  // A click on a push notification: the service worker focused this window
+  // and says which page to show.
+  push.onWorkerMessage((m) => {
+    if (m.type === "notify:click" && typeof m.url === "string") navigate(m.url);
+  });
   return {
     client,
     store,
+    push,
     start() {
       store.start();
       client.connect({ getToken, rooms, positions });
-      (window as unknown as { __notify?: unknown }).__notify = { client, store };
+      void push.init();
+      (window as unknown as { __notify?: unknown }).__notify = { client, store, push };
     },
     stop() {
       store.stop();
+      push.stop();
       client.disconnect();
     },
   };

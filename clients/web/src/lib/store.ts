@@ -1,4 +1,4 @@
-import type { MessageInitShape } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Priority as ProtoPriority } from "../gen/notify/v1/events_pb";
@@ -8,6 +8,7 @@ import {
   type InboxCounts,
   type InboxFilterSchema,
   type Notification,
+  PreferencesSchema,
   type Preferences,
 } from "../gen/notify/v1/inbox_pb";
 import type { Event, NotificationAction, ReturnedNotification } from "../gen/notify/v1/notify_pb";
@@ -120,8 +121,8 @@ export interface NotificationStoreOptions {
   toastFilter?: (ev: Event) => boolean;
 }
 
-/** Preferences to change: any of their fields. */
-export type PreferencesUpdate = Partial<Omit<Preferences, "$typeName" | "$unknown">>;
+/** Preferences to change: any of their fields (nested messages as plain objects or messages). */
+export type PreferencesUpdate = Omit<Exclude<MessageInitShape<typeof PreferencesSchema>, Preferences>, "$typeName">;
 
 function withoutType(p: Preferences): PreferencesUpdate {
   const { $typeName: _t, $unknown: _u, ...rest } = p;
@@ -708,7 +709,7 @@ export class NotificationStore extends Observable<NotificationState> {
       ...p,
     };
     // At once here; the server's answer (or the old value, on failure) follows.
-    if (cur) this.setState({ preferences: { ...cur, ...next } as Preferences });
+    if (cur) this.setState({ preferences: create(PreferencesSchema, next) });
     try {
       const res = await this.client.updatePreferences(next);
       this.setState({ preferences: res.preferences, error: undefined });

@@ -1,5 +1,6 @@
 import { useEffect, useId, useRef, useState } from "react";
 import type { NotificationAction } from "../gen/notify/v1/notify_pb";
+import { stepText, type DeliveryInfo } from "../lib/deliveries";
 import { snoozeLabel, snoozeOptions, type SnoozeOption } from "../lib/snooze";
 import type { InboxTab, NotificationItem } from "../lib/store";
 import { badgeText, relativeTime, toneIcon } from "./format";
@@ -12,6 +13,14 @@ export interface NotificationCenterProps {
   defaultOpen?: boolean;
   /** The clock of the snooze choices (tests). Default: now. */
   now?: () => Date;
+  /**
+   * Show where each notification was also sent (web push, email...): its
+   * delivery timeline, read while the panel is open and every
+   * deliveryRefreshMs while one may still change. Default true.
+   */
+  deliveries?: boolean;
+  /** Default 4000. */
+  deliveryRefreshMs?: number;
 }
 
 const tabs: { tab: InboxTab; label: string; empty: string }[] = [
@@ -29,7 +38,13 @@ const tabs: { tab: InboxTab; label: string; empty: string }[] = [
  * several for bulk actions; mark all read, archive all read. What the list
  * shows while open is marked seen.
  */
-export function NotificationCenter({ maxBadge = 99, defaultOpen = false, now = () => new Date() }: NotificationCenterProps) {
+export function NotificationCenter({
+  maxBadge = 99,
+  defaultOpen = false,
+  now = () => new Date(),
+  deliveries = true,
+  deliveryRefreshMs = 4000,
+}: NotificationCenterProps) {
   const n = useNotifications();
   const [open, setOpen] = useState(defaultOpen);
   const [selected, setSelected] = useState<ReadonlySet<string>>(new Set());
@@ -62,6 +77,25 @@ export function NotificationCenter({ maxBadge = 99, defaultOpen = false, now = (
     const ids = n.tabItems.filter((i) => !i.seen).map((i) => i.id);
     if (ids.length > 0) void markSeen(ids);
   }, [open, n.tabItems, markSeen]);
+
+  // Where the listed notifications were also sent: read when the panel
+  // opens (again, whatever was known), then as the list changes, and
+  // re-read while a delivery may still change (waiting, retrying).
+  const { store } = n;
+  const showDeliveries = deliveries && n.deliveriesAvailable;
+  const eventIds = n.tabItems.map((i) => i.eventId).join(",");
+  const opened = useRef(false);
+  useEffect(() => {
+    if (!open || !showDeliveries || !eventIds) {
+      if (!open) opened.current = false;
+      return;
+    }
+    const ids = eventIds.split(",");
+    void store.loadDeliveries(ids, { force: !opened.current });
+    opened.current = true;
+    const t = setInterval(() => void store.loadDeliveries(ids, { staleMs: deliveryRefreshMs }), deliveryRefreshMs);
+    return () => clearInterval(t);
+  }, [open, showDeliveries, eventIds, store, deliveryRefreshMs]);
 
   // A selection belongs to the list it was made in.
   const shown = new Set(n.tabItems.map((i) => i.id));
@@ -242,6 +276,7 @@ export function NotificationCenter({ maxBadge = 99, defaultOpen = false, now = (
                 <Item
                   key={it.id}
                   item={it}
+                  deliveries={showDeliveries ? n.deliveries[it.eventId] : undefined}
                   tab={n.tab}
                   selected={selected.has(it.id)}
                   now={now}
@@ -355,6 +390,7 @@ function ActionButton({ action, item, onConfirm, onRead }: { action: Notificatio
 
 function Item({
   item,
+  deliveries,
   tab,
   selected,
   now,
@@ -368,6 +404,7 @@ function Item({
   onConfirm,
 }: {
   item: NotificationItem;
+  deliveries?: DeliveryInfo;
   tab: InboxTab;
   selected: boolean;
   now: () => Date;
@@ -472,7 +509,66 @@ function Item({
           ×
         </button>
       </span>
+      {deliveries && deliveries.routes.length > 0 && <Deliveries info={deliveries} />}
     </li>
+  );
+}
+
+/**
+ * Where a notification was also sent: one chip per channel and target with
+ * its latest step ("Web push: sent", "Email: not sent"), and the whole
+ * timeline when opened.
+ */
+function Deliveries({ info }: { info: DeliveryInfo }) {
+  return (
+    <details className="notify-deliveries" data-testid="notification-deliveries" data-settled={info.settled ? "true" : "false"}>
+      <summary aria-label="Where it was also sent">
+        {info.routes.map((r) => (
+          <span
+            key={`${r.channel}|${r.target}`}
+            className={`notify-delivery notify-delivery--${r.state}`}
+            data-testid="delivery-route"
+            data-channel={r.channel}
+            data-state={r.state}
+            title={[r.target, r.detail].filter(Boolean).join(": ")}
+          >
+            {r.channelLabel}: {stepText[r.state]}
+          </span>
+        ))}
+      </summary>
+      <ol className="notify-deliveries__steps" data-testid="delivery-steps">
+        {info.routes.flatMap((r) =>
+          r.steps.map((st, i) => (
+            <li key={`${r.channel}|${r.target}|${i}`} data-testid="delivery-step" data-channel={r.channel} data-state={st.state}>
+              {st.time && (
+                <time dateTime={st.time.toISOString()} title={st.time.toLocaleString()}>
+                  {st.time.toLocaleTimeString()}
+                </time>
+              )}{" "}
+              {r.channelLabel}
+              {r.target && (
+                <>
+                  {" "}
+                  <span className="notify-user-text" dir="auto">
+                    {r.target}
+                  </span>
+                </>
+              )}
+              : {stepText[st.state]}
+              {st.attempt > 1 ? ` (attempt ${st.attempt})` : ""}
+              {st.detail && (
+                <>
+                  {" — "}
+                  <span className="notify-user-text" dir="auto">
+                    {st.detail}
+                  </span>
+                </>
+              )}
+            </li>
+          )),
+        )}
+      </ol>
+    </details>
   );
 }
 

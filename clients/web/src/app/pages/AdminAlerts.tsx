@@ -1,9 +1,29 @@
-import { useMemo, useState, type FormEvent } from "react";
+import { durationFromMs, timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { ConnectError } from "@connectrpc/connect";
+import { useCallback, useEffect, useMemo, useState, type FormEvent } from "react";
 import { AlertLevel, AlertSource } from "../../gen/notify/v1/events_pb";
+import { ScheduledState, type ScheduledPublish } from "../../gen/notify/v1/notify_pb";
 import { relativeTime } from "../../react/format";
 import { useNotifications } from "../../react/useNotifications";
-import { now } from "../demo";
+import { now, randomId } from "../demo";
 import type { Session } from "../session";
+
+type When = "now" | "in" | "at";
+
+/** A datetime-local input's value for a time (local, to the minute). */
+function localInput(d: Date): string {
+  const p = (n: number) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`;
+}
+
+const stateName: Record<ScheduledState, string> = {
+  [ScheduledState.UNSPECIFIED]: "unknown",
+  [ScheduledState.PENDING]: "pending",
+  [ScheduledState.RUNNING]: "publishing",
+  [ScheduledState.PUBLISHED]: "published",
+  [ScheduledState.CANCELLED]: "cancelled",
+  [ScheduledState.FAILED]: "failed",
+};
 
 const levels: [string, AlertLevel][] = [
   ["info", AlertLevel.INFO],
@@ -19,19 +39,63 @@ export function AdminAlerts({ session }: { session: Session }) {
   const [title, setTitle] = useState("High load");
   const [message, setMessage] = useState("Redemptions are slower than usual.");
   const [status, setStatus] = useState("");
+  const [when, setWhen] = useState<When>("now");
+  const [minutes, setMinutes] = useState(5);
+  const [at, setAt] = useState(() => localInput(new Date(Date.now() + 3_600_000)));
+  const [scheduled, setScheduled] = useState<ScheduledPublish[] | null>(null);
+  const [listError, setListError] = useState("");
+
+  const loadScheduled = useCallback(async () => {
+    try {
+      setScheduled((await n.client.listScheduled({ includeDone: true, pageSize: 50 })).scheduled);
+      setListError("");
+    } catch (err) {
+      setListError(ConnectError.from(err).rawMessage);
+    }
+  }, [n.client]);
+  // What waits for its time changes by itself: read again every few seconds.
+  useEffect(() => {
+    void loadScheduled();
+    const t = setInterval(() => void loadScheduled(), 3000);
+    return () => clearInterval(t);
+  }, [loadScheduled]);
 
   const publish = async (e: FormEvent) => {
     e.preventDefault();
-    setStatus("Publishing…");
+    setStatus(when === "now" ? "Publishing…" : "Scheduling…");
     try {
-      // Admins may publish system alerts themselves.
-      await n.client.publish({
+      // Admins may publish system alerts themselves, now or later; a
+      // scheduled one gets a cancel key to cancel it by.
+      const later =
+        when === "in"
+          ? { delay: durationFromMs(minutes * 60_000), cancelKey: randomId("alert-") }
+          : when === "at"
+            ? { deliverAt: timestampFromDate(new Date(at)), cancelKey: randomId("alert-") }
+            : {};
+      const res = await n.client.publish({
         payload: { case: "systemAlert", value: { level, title, message, source: AlertSource.SYSTEM, occurredAt: now() } },
+        ...later,
       });
-      setStatus("Published.");
+      if (res.scheduled) {
+        const t = res.scheduled.deliverTime ? timestampDate(res.scheduled.deliverTime) : undefined;
+        setStatus(`Scheduled${t ? ` for ${t.toLocaleString()}` : ""}.`);
+        void loadScheduled();
+      } else {
+        setStatus("Published.");
+      }
     } catch (err) {
       setStatus(`Failed: ${err instanceof Error ? err.message : String(err)}`);
     }
+  };
+
+  const cancel = async (sp: ScheduledPublish) => {
+    try {
+      await n.client.cancelScheduled(sp.cancelKey ? { cancelKey: sp.cancelKey } : { id: sp.id });
+      setStatus("Cancelled.");
+    } catch (err) {
+      setStatus(`Not cancelled: ${ConnectError.from(err).rawMessage}`);
+    }
+    void loadScheduled();
   };
 
   return (
@@ -93,15 +157,90 @@ export function AdminAlerts({ session }: { session: Session }) {
             Message
             <input value={message} onChange={(e) => setMessage(e.target.value)} />
           </label>
+          <label>
+            When
+            <select value={when} onChange={(e) => setWhen(e.target.value as When)} data-testid="alert-when">
+              <option value="now">now</option>
+              <option value="in">in some minutes</option>
+              <option value="at">at a time</option>
+            </select>
+          </label>
+          {when === "in" && (
+            <label>
+              Minutes from now
+              <input
+                type="number"
+                min={1}
+                max={129600}
+                value={minutes}
+                onChange={(e) => setMinutes(Math.max(1, Number(e.target.value) || 1))}
+                data-testid="alert-delay-minutes"
+              />
+            </label>
+          )}
+          {when === "at" && (
+            <label>
+              At (your local time)
+              <input type="datetime-local" value={at} onChange={(e) => setAt(e.target.value)} required data-testid="alert-deliver-at" />
+            </label>
+          )}
           <button type="submit" className="btn" data-testid="alert-submit">
-            Publish to admins
+            {when === "now" ? "Publish to admins" : "Schedule for admins"}
           </button>
           {status && (
-            <p className="small" role="status">
+            <p className="small" role="status" data-testid="alert-status">
               {status}
             </p>
           )}
         </form>
+      </section>
+      <section className="card" aria-labelledby="scheduled-title">
+        <h2 id="scheduled-title">Scheduled alerts</h2>
+        {listError ? (
+          <p className="muted small">Cannot list them: {listError}</p>
+        ) : !scheduled ? (
+          <p className="muted small">Loading…</p>
+        ) : scheduled.length === 0 ? (
+          <p className="muted small" data-testid="scheduled-empty">
+            Nothing scheduled.
+          </p>
+        ) : (
+          <ul className="feed" data-testid="scheduled-list">
+            {scheduled.map((sp) => {
+              const req = sp.request?.payload;
+              const what = req?.case === "systemAlert" ? req.value.title : (sp.request?.payload.case ?? "event");
+              const t = sp.deliverTime ? timestampDate(sp.deliverTime) : undefined;
+              return (
+                <li
+                  key={sp.id}
+                  className="feed__item"
+                  data-testid="scheduled-item"
+                  data-state={stateName[sp.state]}
+                  data-id={sp.id}
+                  data-cancel-key={sp.cancelKey}
+                >
+                  <strong className="user-text" dir="auto">
+                    {what}
+                  </strong>{" "}
+                  <span className="muted small" data-testid="scheduled-state">
+                    {stateName[sp.state]}
+                  </span>
+                  {t && (
+                    <time className="muted small" dateTime={t.toISOString()}>
+                      {t.toLocaleString()}
+                    </time>
+                  )}
+                  {sp.detail && <div className="muted small">{sp.detail}</div>}
+                  {sp.state === ScheduledState.PENDING && (
+                    <button type="button" className="notify-link small" onClick={() => void cancel(sp)} data-testid="scheduled-cancel">
+                      Cancel
+                    </button>
+                  )}
+                </li>
+              );
+            })}
+          </ul>
+        )}
       </section>
     </div>
   );
