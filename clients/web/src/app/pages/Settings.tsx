@@ -212,8 +212,11 @@ function DigestForm({ p }: { p: Preferences }) {
       setOpenError(ConnectError.from(err).rawMessage);
     }
   };
+  // Events join open digests as they come: read them again every few seconds.
   useEffect(() => {
     void loadOpen();
+    const t = setInterval(() => void loadOpen(), 4000);
+    return () => clearInterval(t);
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, []);
 
@@ -229,7 +232,8 @@ function DigestForm({ p }: { p: Preferences }) {
         const secs = Number(c.window);
         return create(DigestRuleSchema, {
           eventType: t.value,
-          window: secs > 0 ? durationFromMs(secs * 1000) : undefined,
+          // Zero: this type is sent one by one, whatever the server's digests.
+          window: durationFromMs(secs * 1000),
           key: secs > 0 && c.perRestaurant && perRestaurant.has(t.value) ? "restaurant_id" : "",
         });
       });
