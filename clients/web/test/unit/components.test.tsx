@@ -10,6 +10,9 @@ import { NotificationActionSchema } from "../../src/gen/notify/v1/notify_pb";
 import { snoozeLabel, snoozeOptions } from "../../src/lib/snooze";
 import { NotificationCenter, safeHref } from "../../src/react/NotificationCenter";
 import { ToastContainer } from "../../src/react/ToastContainer";
+import { DeliveryChannel, DeliveryState } from "../../src/gen/notify/v1/delivery_pb";
+import { WebPushControl, type PushBackend, type PushState } from "../../src/lib/push";
+import { PushToggle } from "../../src/react/PushToggle";
 import { FakeServer, pointsAdded } from "./harness";
 
 let stores: NotificationStore[] = [];
@@ -169,5 +172,57 @@ describe("components", () => {
     // The event's text is isolated from its neighbours, and clamped by class.
     expect(html).toMatch(/<strong class="notify-toast__title" data-testid="toast-title" dir="auto">Points expired</);
     expect(html).toMatch(/<p class="notify-toast__message" data-testid="toast-message" dir="auto">50 points</);
+  });
+
+  test("each entry says where it also went; the timeline is in its details", async () => {
+    const { client, store } = await setup(0, 0, (server) => {
+      server.addToInbox(pointsAdded("guest:g1", 1, "e1", "pushed"));
+      server.addToInbox(pointsAdded("guest:g1", 2, "e1", "seen"));
+      server.addToInbox(pointsAdded("guest:g1", 3, "e1", "nowhere"));
+      server.addStep("pushed", { channel: DeliveryChannel.WEB_PUSH, target: "Chrome on Linux", state: DeliveryState.SCHEDULED });
+      server.addStep("pushed", { channel: DeliveryChannel.WEB_PUSH, target: "Chrome on Linux", state: DeliveryState.SENT, attempt: 1 });
+      server.addStep("seen", { channel: DeliveryChannel.WEB_PUSH, target: "Chrome on Linux", state: DeliveryState.CANCELLED, detail: "seen live" });
+      server.addStep("seen", { channel: DeliveryChannel.EMAIL, target: "a***@example.com", state: DeliveryState.RETRYING, attempt: 2, detail: "421 try later" });
+    });
+    await store.loadDeliveries(["pushed", "seen", "nowhere"]);
+    const html = render(client, store, <NotificationCenter defaultOpen />);
+    // An entry's html: up to the next entry.
+    const item = (id: string) => {
+      const at = html.indexOf(`data-event-id="${id}"`);
+      const next = html.indexOf('data-testid="notification-item"', at);
+      return html.slice(at, next < 0 ? undefined : next);
+    };
+    expect(item("pushed")).toMatch(/data-testid="notification-deliveries" data-settled="true"/);
+    expect(item("pushed")).toMatch(/data-testid="delivery-route" data-channel="webPush" data-state="sent" title="Chrome on Linux">Web push<!-- -->: <!-- -->sent</);
+    expect(item("pushed").match(/data-testid="delivery-step"/g)).toHaveLength(2);
+    expect(item("seen")).toMatch(/data-settled="false"/);
+    expect(item("seen")).toMatch(/data-channel="webPush" data-state="cancelled" title="Chrome on Linux: seen live">Web push<!-- -->: <!-- -->not sent</);
+    expect(item("seen")).toMatch(/data-channel="email" data-state="retrying"[^>]*>Email<!-- -->: <!-- -->retrying</);
+    expect(item("seen")).toContain(" (attempt 2)");
+    expect(item("nowhere")).not.toContain("notification-deliveries");
+    expect(render(client, store, <NotificationCenter defaultOpen deliveries={false} />)).not.toContain("notification-deliveries");
+  });
+
+  test("the push toggle says what push does here and offers the right button", () => {
+    const backend: PushBackend = { vapidPublicKey: async () => "", register: async () => {}, remove: async () => {} };
+    const html = (st: Partial<PushState>) => {
+      const c = new WebPushControl({ backend, env: { pushManager: false } });
+      (c as unknown as { setState(s: Partial<PushState>): void }).setState({ permission: "default", ...st });
+      return renderToString(<PushToggle control={c} />);
+    };
+    expect(html({ status: "off" })).toMatch(/data-state="off" data-permission="default".*only while this app is open.*aria-pressed="false"[^>]*>Turn on notifications</);
+    expect(html({ status: "on", permission: "granted" })).toMatch(/aria-pressed="true"[^>]*>Turn off notifications</);
+    expect(html({ status: "working" })).toMatch(/disabled=""[^>]*>Turn on notifications</);
+    expect(html({ status: "error", error: "AbortError: push service error" })).toMatch(/data-testid="push-error">AbortError: push service error<.*Turn on notifications/);
+    for (const [status, text] of [
+      ["denied", "blocked for this site"],
+      ["unsupported", "cannot receive push"],
+      ["unavailable", "no web push"],
+      ["checking", "Checking"],
+    ] as const) {
+      const h = html({ status });
+      expect(h).toContain(text);
+      expect(h).not.toContain("push-toggle");
+    }
   });
 });
