@@ -1,5 +1,5 @@
 import { durationFromMs, timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { useCallback, useEffect, useMemo, useState, type FormEvent } from "react";
 import { AlertLevel, AlertSource } from "../../gen/notify/v1/events_pb";
 import { ScheduledState, type ScheduledPublish } from "../../gen/notify/v1/notify_pb";
@@ -45,19 +45,32 @@ export function AdminAlerts({ session }: { session: Session }) {
   const [scheduled, setScheduled] = useState<ScheduledPublish[] | null>(null);
   const [listError, setListError] = useState("");
 
-  const loadScheduled = useCallback(async () => {
+  /** Reads the list; false when the server has no ScheduleService (asking again is pointless). */
+  const loadScheduled = useCallback(async (): Promise<boolean> => {
     try {
       setScheduled((await n.client.listScheduled({ includeDone: true, pageSize: 50 })).scheduled);
       setListError("");
     } catch (err) {
-      setListError(ConnectError.from(err).rawMessage);
+      const e = ConnectError.from(err);
+      if (e.code === Code.Unimplemented) {
+        setListError("this server does not schedule publishes");
+        return false;
+      }
+      setListError(e.rawMessage);
     }
+    return true;
   }, [n.client]);
   // What waits for its time changes by itself: read again every few seconds.
   useEffect(() => {
-    void loadScheduled();
-    const t = setInterval(() => void loadScheduled(), 3000);
-    return () => clearInterval(t);
+    let t: ReturnType<typeof setInterval> | undefined;
+    let gone = false;
+    void loadScheduled().then((more) => {
+      if (more && !gone) t = setInterval(() => void loadScheduled().then((again) => again || clearInterval(t)), 3000);
+    });
+    return () => {
+      gone = true;
+      clearInterval(t);
+    };
   }, [loadScheduled]);
 
   const publish = async (e: FormEvent) => {

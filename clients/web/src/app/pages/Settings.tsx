@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, durationMs, timestampDate } from "@bufbuild/protobuf/wkt";
-import { ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { useEffect, useState, type FormEvent } from "react";
 import { EventType } from "../../gen/notify/v1/events_pb";
 import { DigestRuleSchema, type Preferences } from "../../gen/notify/v1/inbox_pb";
@@ -204,19 +204,29 @@ function DigestForm({ p }: { p: Preferences }) {
   const [open, setOpen] = useState<Digest[] | null>(null);
   const [openError, setOpenError] = useState("");
 
-  const loadOpen = async () => {
+  /** Reads the open digests; false when the server has no ScheduleService. */
+  const loadOpen = async (): Promise<boolean> => {
     try {
       setOpen((await n.client.listDigests()).digests);
       setOpenError("");
     } catch (err) {
-      setOpenError(ConnectError.from(err).rawMessage);
+      const e = ConnectError.from(err);
+      setOpenError(e.code === Code.Unimplemented ? "this server keeps no digests" : e.rawMessage);
+      return e.code !== Code.Unimplemented;
     }
+    return true;
   };
   // Events join open digests as they come: read them again every few seconds.
   useEffect(() => {
-    void loadOpen();
-    const t = setInterval(() => void loadOpen(), 4000);
-    return () => clearInterval(t);
+    let t: ReturnType<typeof setInterval> | undefined;
+    let gone = false;
+    void loadOpen().then((more) => {
+      if (more && !gone) t = setInterval(() => void loadOpen().then((again) => again || clearInterval(t)), 4000);
+    });
+    return () => {
+      gone = true;
+      clearInterval(t);
+    };
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, []);
 
