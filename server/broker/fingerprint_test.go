@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,9 +17,9 @@ type publisher interface {
 // checkFingerprints runs the idempotency rules shared by both brokers: a
 // key repeated with the same fingerprint (or without one on either side)
 // is a duplicate returning the first result; with a different fingerprint
-// it fails with ErrKeyReused and publishes nothing. delivered counts what
-// the broker handed to its handler so far.
-func checkFingerprints(t *testing.T, b publisher, delivered func() int) {
+// it fails with ErrKeyReused and publishes nothing. rec records what the
+// broker hands to its handler.
+func checkFingerprints(t *testing.T, b publisher, rec *recorder) {
 	ctx := context.Background()
 	pub := func(id, key, fp string) (Result, error) {
 		return b.Publish(ctx, Publication{EventID: id, Rooms: []string{"r"}, Data: []byte(id), IdempotencyKey: key, Fingerprint: fp})
@@ -55,25 +56,32 @@ func checkFingerprints(t *testing.T, b publisher, delivered func() int) {
 	if res, err := pub("e6", "k2", "fp-c"); err != nil || !res.Duplicate || res.EventID != "e5" {
 		t.Errorf("key first used without a fingerprint: %+v, %v; want a duplicate of e5", res, err)
 	}
-	waitDelivered(t, delivered, 2)
+	// A last publish without a key is delivered after anything the ones
+	// above delivered (a room's messages reach the handler in order): once
+	// it is in, what was delivered is final.
+	if _, err := pub("last", "", ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the last publish", func() bool { d := rec.data(); return len(d) > 0 && d[len(d)-1] == "last" })
+	if got, want := rec.data(), []string{"e1", "e5", "last"}; !slices.Equal(got, want) {
+		t.Errorf("delivered %q, want %q (one per publish that was not a duplicate or refused)", got, want)
+	}
 }
 
-// waitDelivered waits until delivered() reaches want, then checks it stays
-// there for a moment (a refused or duplicate publish delivers nothing).
-func waitDelivered(t *testing.T, delivered func() int, want int) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); delivered() < want && time.Now().Before(deadline); {
-		time.Sleep(5 * time.Millisecond)
+// data returns the Data of the messages recorded so far.
+func (r *recorder) data() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, len(r.msgs))
+	for i, m := range r.msgs {
+		out[i] = string(m.Data)
 	}
-	time.Sleep(50 * time.Millisecond)
-	if n := delivered(); n != want {
-		t.Errorf("delivered %d messages, want %d (one per publish that was not a duplicate or refused)", n, want)
-	}
+	return out
 }
 
 func TestMemoryFingerprint(t *testing.T) {
 	m, rec, c := newTestMemory(t, Limits{Size: 10, TTL: time.Hour})
-	checkFingerprints(t, m, func() int { rec.mu.Lock(); defer rec.mu.Unlock(); return len(rec.msgs) })
+	checkFingerprints(t, m, rec)
 	// Past the window the key is forgotten: another request publishes.
 	c.Add(2 * time.Minute)
 	res, err := m.Publish(context.Background(), Publication{EventID: "e9", Rooms: []string{"r"}, Data: []byte("x"), IdempotencyKey: "k", Fingerprint: "fp-z"})
@@ -89,7 +97,7 @@ func TestRedisFingerprint(t *testing.T) {
 	if err := r.Listen(ctx, "r"); err != nil {
 		t.Fatal(err)
 	}
-	checkFingerprints(t, r, rec.len)
+	checkFingerprints(t, r, rec)
 
 	// A record kept by a version without fingerprints ("result" alone)
 	// matches any request.
