@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -240,46 +241,52 @@ func TestResumeAfterConnectionDrops(t *testing.T) {
 	defer sub.Close()
 	waitFor(t, 10*time.Second, "the first connection", func() bool { _, c, _ := rec.counts(); return c == 1 })
 
-	// Publish every 20ms while the proxy cuts the subscriber's connection
-	// three times, each time once it has reconnected.
-	stopPublishing := make(chan struct{})
-	published := make(chan int, 1)
-	publishErr := make(chan error, 1)
-	go func() {
-		n := 0
-		defer func() { published <- n }()
-		for n < 1000 {
-			select {
-			case <-stopPublishing:
-				return
-			default:
-			}
-			if _, err := pub.Publish(ctx, points(n+1)); err != nil {
-				publishErr <- err
-				return
-			}
+	// Three times: events delivered live, then the proxy cuts the
+	// subscriber's connection while a burst of publishes is under way, more
+	// events are published while it is down, and the proxy lets it back.
+	n := 0 // events published
+	publishN := func(k int) {
+		t.Helper()
+		for range k {
 			n++
-			time.Sleep(20 * time.Millisecond)
+			if _, err := pub.Publish(ctx, points(n)); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}()
+	}
+	received := func() int { e, _, _ := rec.counts(); return e }
 	for cut := 1; cut <= 3; cut++ {
 		waitFor(t, 10*time.Second, "a connection", func() bool { _, c, _ := rec.counts(); return c == cut })
-		time.Sleep(100 * time.Millisecond)
+		publishN(5)
+		waitFor(t, 10*time.Second, "the live events", func() bool { return received() >= n })
+		const burst = 20
+		var sent atomic.Int32
+		burstErr := make(chan error, 1)
+		go func(from int) {
+			for i := range burst {
+				if _, err := pub.Publish(ctx, points(from+i)); err != nil {
+					burstErr <- err
+					return
+				}
+				sent.Add(1)
+			}
+			burstErr <- nil
+		}(n + 1)
+		waitFor(t, 10*time.Second, "the burst under way", func() bool { return sent.Load() >= 5 })
 		px.cut()
-		time.Sleep(150 * time.Millisecond)
+		if err := <-burstErr; err != nil {
+			t.Fatal(err)
+		}
+		n += burst
+		publishN(5) // missed live: the reconnection replays them
 		px.restore()
 	}
 	waitFor(t, 10*time.Second, "the last reconnection", func() bool { _, c, _ := rec.counts(); return c == 4 })
-	time.Sleep(100 * time.Millisecond)
-	close(stopPublishing)
-	total := <-published
-	select {
-	case err := <-publishErr:
-		t.Fatal(err)
-	default:
-	}
-	waitFor(t, 20*time.Second, "every event", func() bool { e, _, _ := rec.counts(); return e >= total })
-	time.Sleep(100 * time.Millisecond) // room for a duplicate to show up
+	// The last event is received last: a duplicate of any before it (a
+	// replay overlapping the live events) would have come first.
+	publishN(1)
+	total := n
+	waitFor(t, 20*time.Second, "every event", func() bool { return received() >= total })
 	t.Logf("%d events published across 3 cuts", total)
 
 	events, connected, gaps := rec.snapshot()
@@ -303,10 +310,8 @@ func TestResumeAfterConnectionDrops(t *testing.T) {
 		}
 	}
 	// Events were published during each cut: the reconnections replayed them.
-	if n := rec.replayed("guest:g1"); n == 0 {
-		t.Errorf("no reconnection replayed events missed during a cut")
-	} else {
-		t.Logf("%d of 3 reconnections replayed missed events", n)
+	if n := rec.replayed("guest:g1"); n != 3 {
+		t.Errorf("%d reconnections replayed the events missed during their cut, want 3", n)
 	}
 }
 
@@ -329,16 +334,28 @@ func TestTokenSourceRefreshesExpiringStreams(t *testing.T) {
 	defer sub.Close()
 	waitFor(t, 10*time.Second, "the first connection", func() bool { _, c, _ := rec.counts(); return c == 1 })
 
-	// About 6s of events: three token lifetimes and more.
-	const total = 60
-	for i := 1; i <= total; i++ {
-		if _, err := pub.Publish(ctx, points(i)); err != nil {
-			t.Fatal(err)
+	// Events before and after each of three token renewals: the stream's
+	// token expires, the source is asked for a new one, and the stream goes
+	// on from where it was.
+	total := 0
+	for renewal := 1; renewal <= 4; renewal++ {
+		for range 5 {
+			total++
+			if _, err := pub.Publish(ctx, points(total)); err != nil {
+				t.Fatal(err)
+			}
 		}
-		time.Sleep(100 * time.Millisecond)
+		waitFor(t, 10*time.Second, "the events", func() bool { e, _, _ := rec.counts(); return e >= total })
+		if renewal < 4 {
+			waitFor(t, 10*time.Second, "a renewed token", func() bool { return calls.Load() > int32(renewal) })
+		}
+	}
+	// The last event is received last: a duplicate would have come first.
+	total++
+	if _, err := pub.Publish(ctx, points(total)); err != nil {
+		t.Fatal(err)
 	}
 	waitFor(t, 20*time.Second, "every event", func() bool { e, _, _ := rec.counts(); return e >= total })
-	time.Sleep(100 * time.Millisecond)
 
 	if err := sub.Err(); err != nil {
 		t.Fatalf("subscription stopped: %v", err)
@@ -351,8 +368,8 @@ func TestTokenSourceRefreshesExpiringStreams(t *testing.T) {
 	if len(gaps) != 0 {
 		t.Errorf("OnGap fired for %v", gaps)
 	}
-	if len(connected) < 3 {
-		t.Errorf("%d connections in 6s of 2s tokens, want at least 3", len(connected))
+	if len(connected) < 4 {
+		t.Errorf("%d connections across three token renewals, want at least 4", len(connected))
 	}
 	if int(calls.Load()) < len(connected) {
 		t.Errorf("token source called %d times for %d connections", calls.Load(), len(connected))
@@ -589,13 +606,28 @@ func TestExpiredTokensDoNotSpin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := dial(t, srv.GRPCAddr, notify.WithTokenSource(notify.TokenFunc(func(context.Context) (string, error) { return stale, nil })))
+	var logs syncBuffer
+	c := dial(t, srv.GRPCAddr, notify.WithBackoff(10*time.Millisecond, 100*time.Millisecond),
+		notify.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))),
+		notify.WithTokenSource(notify.TokenFunc(func(context.Context) (string, error) { return stale, nil })))
 	var rec recorder
 	sub := c.Subscribe(ctx, rec.options())
-	time.Sleep(time.Second)
+	// Every stream ends as it opens. A subscription that spins reconnects
+	// at once each time; one that backs off waits a random part of a
+	// growing delay: after five reconnections, some wait was not zero.
+	reconnections := func() [][]string {
+		return regexp.MustCompile(`msg="notify: stream ended, reconnecting".* wait=(\S+)`).FindAllStringSubmatch(logs.String(), -1)
+	}
+	waitFor(t, 10*time.Second, "five reconnections", func() bool { return len(reconnections()) >= 5 })
 	sub.Close()
-	if _, n, _ := rec.counts(); n > 20 {
-		t.Errorf("%d connections in 1s with a stale token: the subscription spins", n)
+	waited := false
+	var waits []string
+	for _, m := range reconnections() {
+		waits = append(waits, m[1])
+		waited = waited || m[1] != "0s"
+	}
+	if !waited {
+		t.Errorf("reconnections with a stale token waited %v: the subscription spins", waits)
 	}
 
 	for _, ttl := range []time.Duration{-2 * time.Second, -time.Minute} {
