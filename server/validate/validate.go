@@ -29,104 +29,34 @@ const (
 
 // Event checks a payload of the contract (one of the twelve event
 // messages); prefix is the path of the payload field, e.g. "points_added".
+// Each event's rules are a method of checker, in events.go.
 func Event(payload any, prefix string, now time.Time) error {
 	c := &checker{prefix: prefix, now: now}
 	switch p := payload.(type) {
 	case *notifyv1.PointsAdded:
-		c.id("guest_id", p.GuestId, true)
-		c.id("card_id", p.CardId, false)
-		c.id("restaurant_id", p.RestaurantId, true)
-		c.id("transaction_id", p.TransactionId, false)
-		c.positive("amount", p.Amount)
-		c.nonNegative("new_balance", p.NewBalance)
-		c.text("restaurant_name", p.RestaurantName, MaxName)
-		c.text("description", p.Description, MaxText)
-		c.time("occurred_at", p.OccurredAt)
+		c.pointsAdded(p)
 	case *notifyv1.PointsRedeemed:
-		c.id("guest_id", p.GuestId, true)
-		c.id("card_id", p.CardId, false)
-		c.id("restaurant_id", p.RestaurantId, true)
-		c.id("transaction_id", p.TransactionId, false)
-		c.positive("amount", p.Amount)
-		c.nonNegative("new_balance", p.NewBalance)
-		c.text("reward_name", p.RewardName, MaxName)
-		c.time("occurred_at", p.OccurredAt)
+		c.pointsRedeemed(p)
 	case *notifyv1.PointsExpired:
-		c.id("guest_id", p.GuestId, true)
-		c.id("card_id", p.CardId, false)
-		c.id("restaurant_id", p.RestaurantId, false)
-		c.positive("amount", p.Amount)
-		c.nonNegative("new_balance", p.NewBalance)
-		c.date("expiry_date", p.ExpiryDate)
-		c.text("reason", p.Reason, MaxText)
-		c.time("occurred_at", p.OccurredAt)
+		c.pointsExpired(p)
 	case *notifyv1.CardCreated:
-		c.id("guest_id", p.GuestId, true)
-		c.id("card_id", p.CardId, true)
-		c.id("restaurant_id", p.RestaurantId, true)
-		c.text("restaurant_name", p.RestaurantName, MaxName)
-		c.text("qr_code", p.QrCode, MaxQRCode)
-		c.nonNegative("initial_points", p.InitialPoints)
-		c.time("occurred_at", p.OccurredAt)
+		c.cardCreated(p)
 	case *notifyv1.GuestCardUpdated:
-		c.id("guest_id", p.GuestId, true)
-		c.id("card_id", p.CardId, true)
-		c.id("restaurant_id", p.RestaurantId, false)
-		c.enum("status", p.Status, false)
-		c.enum("tier", p.Tier, false)
-		if p.Status == 0 && p.Tier == 0 {
-			c.fail("status", "status or tier must change")
-		}
-		c.time("occurred_at", p.OccurredAt)
+		c.guestCardUpdated(p)
 	case *notifyv1.GuestRegistered:
-		c.id("guest_id", p.GuestId, true)
-		c.id("restaurant_id", p.RestaurantId, true)
-		c.text("guest_name", p.GuestName, MaxName)
-		c.email("email", p.Email)
-		c.time("occurred_at", p.OccurredAt)
+		c.guestRegistered(p)
 	case *notifyv1.RestaurantGuestJoined:
-		c.id("restaurant_id", p.RestaurantId, true)
-		c.id("guest_id", p.GuestId, true)
-		c.id("card_id", p.CardId, false)
-		c.text("guest_name", p.GuestName, MaxName)
-		c.time("occurred_at", p.OccurredAt)
+		c.restaurantGuestJoined(p)
 	case *notifyv1.RestaurantStatusChanged:
-		c.id("restaurant_id", p.RestaurantId, true)
-		c.enum("status", p.Status, true)
-		c.text("reason", p.Reason, MaxText)
-		c.time("estimated_restore", p.EstimatedRestore, allowFuture)
-		c.time("occurred_at", p.OccurredAt)
+		c.restaurantStatusChanged(p)
 	case *notifyv1.RestaurantTransaction:
-		c.id("restaurant_id", p.RestaurantId, true)
-		c.id("transaction_id", p.TransactionId, true)
-		c.id("guest_id", p.GuestId, false)
-		c.text("guest_name", p.GuestName, MaxName)
-		c.enum("type", p.Type, true)
-		c.positive("amount", p.Amount)
-		c.nonNegative("total_today", p.TotalToday)
-		c.time("occurred_at", p.OccurredAt)
+		c.restaurantTransaction(p)
 	case *notifyv1.SystemAlert:
-		c.enum("level", p.Level, true)
-		c.enum("source", p.Source, false)
-		c.required("title", p.Title)
-		c.text("title", p.Title, MaxName)
-		c.text("message", p.Message, MaxText)
-		c.time("occurred_at", p.OccurredAt)
+		c.systemAlert(p)
 	case *notifyv1.AdminNotification:
-		c.id("notification_id", p.NotificationId, false)
-		c.enum("type", p.Type, true)
-		c.enum("priority", p.Priority, true)
-		c.required("title", p.Title)
-		c.text("title", p.Title, MaxName)
-		c.text("message", p.Message, MaxText)
-		c.time("occurred_at", p.OccurredAt)
+		c.adminNotification(p)
 	case *notifyv1.ActionConfirmed:
-		c.id("action_id", p.ActionId, true)
-		c.enum("action", p.Action, true)
-		c.nonNegative("amount", p.Amount)
-		c.id("guest_id", p.GuestId, true)
-		c.id("restaurant_id", p.RestaurantId, true)
-		c.time("occurred_at", p.OccurredAt)
+		c.actionConfirmed(p)
 	default:
 		return fmt.Errorf("%w: %s: not an event of the contract", ErrInvalid, prefix)
 	}

@@ -2,6 +2,7 @@ package validate
 
 import (
 	"errors"
+	"google.golang.org/protobuf/reflect/protoregistry"
 	"strings"
 	"testing"
 	"time"
@@ -93,6 +94,26 @@ func TestQuotesWholeCharacters(t *testing.T) {
 		err := Event(tc.payload, "x", now)
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !utf8.ValidString(err.Error()) {
 			t.Errorf("%s: %v, want valid UTF-8 containing %s", tc.name, err, tc.want)
+		}
+	}
+}
+
+// TestEveryEventHasRules: each message of PublishRequest's payload oneof
+// has rules in Event, so that a message added to the contract cannot skip
+// validation.
+func TestEveryEventHasRules(t *testing.T) {
+	oneof := (&notifyv1.PublishRequest{}).ProtoReflect().Descriptor().Oneofs().ByName("payload")
+	if oneof == nil || oneof.Fields().Len() == 0 {
+		t.Fatal("PublishRequest has no payload oneof")
+	}
+	for i := range oneof.Fields().Len() {
+		f := oneof.Fields().Get(i)
+		typ, err := protoregistry.GlobalTypes.FindMessageByName(f.Message().FullName())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := Event(typ.New().Interface(), string(f.Name()), now); err != nil && strings.Contains(err.Error(), "not an event of the contract") {
+			t.Errorf("%s has no rules: %v", f.Message().FullName(), err)
 		}
 	}
 }
