@@ -332,6 +332,7 @@ func TestCORSGrants(t *testing.T) {
 		{"/v1/inbox/preferences", http.MethodPut},
 		{"/v1/events", http.MethodPost},
 		{"/v1/stats", http.MethodGet},
+		{"/v1/delivery/profile", http.MethodPatch},
 	} {
 		a := preflight(tc.path, tc.method, "authorization,content-type")
 		methods := strings.Split(a.hdr.Get("Access-Control-Allow-Methods"), ", ")
@@ -343,9 +344,9 @@ func TestCORSGrants(t *testing.T) {
 			t.Errorf("REST preflight: Allow-Credentials %q", c)
 		}
 	}
-	// No route uses PATCH: not granted.
-	if m := preflight("/v1/inbox/preferences", http.MethodPatch, "").hdr.Get("Access-Control-Allow-Methods"); strings.Contains(m, "PATCH") {
-		t.Errorf("REST preflight grants %q, PATCH is not routed", m)
+	// Exactly the methods routes use (PATCH since /v1/delivery/profile).
+	if m := preflight("/v1/inbox/preferences", http.MethodPut, "").hdr.Get("Access-Control-Allow-Methods"); m != "GET, POST, PUT, DELETE, PATCH, OPTIONS" {
+		t.Errorf("REST preflight grants %q", m)
 	}
 
 	const webPath = "/notify.v1.NotificationService/Publish"

@@ -19,8 +19,8 @@ import (
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
 	"github.com/maxloyalty/notify/internal/channel"
 	"github.com/maxloyalty/notify/internal/channel/channeltest"
-	"github.com/maxloyalty/notify/server/hub"
 	"github.com/maxloyalty/notify/server/broker"
+	"github.com/maxloyalty/notify/server/hub"
 	"github.com/maxloyalty/notify/server/store"
 )
 

@@ -214,6 +214,11 @@ type Config struct {
 	// "": off.
 	DebugAddr string
 
+	// Delivery configures web push, FCM, APNs, email and the operator's
+	// webhooks on the durable delivery queue (docs/CHANNELS.md). Default:
+	// none configured.
+	Delivery DeliveryConfig
+
 	// LogFormat is "text" or "json". Default text.
 	LogFormat string
 	// LogLevel is debug, info, warn or error. Default info.
@@ -286,6 +291,7 @@ func (c Config) Defaults() Config {
 	if c.ConnBurst <= 0 {
 		c.ConnBurst = int(2 * c.ConnRate)
 	}
+	c.Delivery = c.Delivery.defaults()
 	setStr(&c.LogFormat, "text")
 	setStr(&c.LogLevel, "info")
 	return c
@@ -327,6 +333,7 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("queue-bytes: must be at least 4096"))
 	}
 	errs = append(errs, c.validateNative()...)
+	errs = append(errs, c.Delivery.validate()...)
 	switch c.GRPCTransport {
 	case "wire", "grpc-go":
 	default:

@@ -77,6 +77,7 @@ func (c *Config) BindFlags(fs *flag.FlagSet) error {
 	str(&c.DebugAddr, "debug-addr", d.DebugAddr, "serve Go's profiles (/debug/pprof/) on this address, a bare port on 127.0.0.1; off when empty")
 	str(&c.LogFormat, "log-format", d.LogFormat, "text or json")
 	str(&c.LogLevel, "log-level", d.LogLevel, "debug, info, warn or error")
+	c.Delivery.bindFlags(b)
 	return errors.Join(b.errs...)
 }
 
@@ -221,7 +222,10 @@ func ApplyFile(fs *flag.FlagSet, path string) error {
 }
 
 // secretFlags hold secrets, or URLs and DSNs that may embed a password.
-var secretFlags = map[string]bool{"jwt-secret": true}
+var secretFlags = map[string]bool{
+	"jwt-secret": true, "webpush-vapid-private-key": true, "fcm-credentials": true,
+	"apns-key": true, "smtp-password": true, "webhook-secrets": true,
+}
 
 // PrintConfig writes the effective value of every flag, one `name = value`
 // per line (the config file format), with secrets masked.

@@ -84,6 +84,9 @@ type Node struct {
 	svc     *service.Service
 	metrics *metrics.Metrics
 	certs   *certs.Reloader // nil: plaintext
+	// deliveries is the delivery queue (web push, FCM, APNs, email,
+	// webhooks) and its senders.
+	deliveries *deliveries
 }
 
 // Version is notifyd's version, set at build time with
@@ -130,6 +133,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	if n.store, err = store.Open(ctx, cfg.Store); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
+	if n.deliveries, err = newDeliveries(ctx, cfg, n.store, n.hub, log); err != nil {
+		n.store.Close()
+		return nil, err
+	}
 	switch cfg.Broker {
 	case "redis":
 		n.broker, err = broker.NewRedis(ctx, broker.RedisConfig{
@@ -138,12 +145,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 			Limits:            cfg.historyLimits(),
 			IdempotencyWindow: cfg.IdempotencyWindow,
 			Log:               log,
-		}, n.hub.Deliver, func(err error) {
+		}, n.deliver, func(err error) {
 			// Messages may have been missed: streams end and resume from
 			// the shared history.
 			n.hub.CloseCurrent(err)
 		})
 		if err != nil {
+			n.deliveries.close()
 			n.store.Close()
 			return nil, fmt.Errorf("broker: %w", err)
 		}
@@ -151,7 +159,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		n.broker = broker.NewMemory(broker.MemoryConfig{
 			Limits:            cfg.historyLimits(),
 			IdempotencyWindow: cfg.IdempotencyWindow,
-		}, n.hub.Deliver)
+		}, n.deliver)
 	}
 
 	skip := func(method string) bool {
@@ -248,6 +256,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 			Publish: limit.NewPublishRate(cfg.PublishRate, cfg.PublishBurst),
 			Streams: limit.NewStreams(cfg.MaxStreamsPerUser),
 		},
+		Deliveries: n.deliveries.queue,
 	}, n.broker, n.hub, n.store, log)
 
 	// The REST gateway runs unary calls in process, through the server's
@@ -272,12 +281,16 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	for _, r := range append(registrars, local) {
 		notifyv1.RegisterNotificationServiceServer(r, n.svc)
 		notifyv1.RegisterInboxServiceServer(r, n.svc.Inbox())
+		notifyv1.RegisterDeliveryServiceServer(r, service.NewDeliveryService(n.store, n.deliveries.info))
 	}
 	for _, r := range registrars {
 		healthpb.RegisterHealthServer(r, n.health)
 		reflection.Register(r.(reflection.GRPCServer))
 	}
 	n.metrics.InitGRPC(n.grpc)
+	if n.deliveries.queue.Enabled() {
+		n.metrics.Registry().MustRegister(n.deliveries.queue.Metrics())
+	}
 	n.metrics.Observe("notify_hub_rooms", "Rooms with at least one subscriber on this node.", func() float64 { return float64(n.hub.Stats().Rooms) })
 	n.metrics.Observe("notify_connected_users", "Users with at least one open stream on this node.", func() float64 { return float64(n.hub.Stats().Users) })
 
@@ -391,6 +404,7 @@ func (n *Node) close() {
 		n.conn.Close()
 	}
 	n.broker.Close()
+	n.deliveries.close()
 	n.store.Close()
 }
 
@@ -444,6 +458,11 @@ func (n *Node) Run(ctx context.Context) error {
 		go func() { _ = n.debug.Serve(n.debugLn) }()
 	}
 	bg, stopBG := context.WithCancel(context.Background())
+	if err := n.deliveries.queue.Start(bg); err != nil {
+		stopBG()
+		n.shutdown()
+		return err
+	}
 	var wg sync.WaitGroup
 	wg.Go(func() { n.svc.Run(bg) })
 	wg.Go(func() { n.prune(bg) })
@@ -478,6 +497,15 @@ func (n *Node) shutdown() {
 
 	drain, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownDrain)
 	defer cancel()
+	// Deliveries in progress finish within the drain; those left are
+	// cancelled and run again later, on this node or another.
+	queueStopped := make(chan struct{})
+	go func() {
+		defer close(queueStopped)
+		if err := n.deliveries.queue.Stop(drain); err != nil {
+			n.log.Warn("delivery queue stop", "err", err)
+		}
+	}()
 	// grpc-web streams ride on HTTP requests that GracefulStop would close
 	// at once; let them end by themselves first.
 	_ = n.http.Shutdown(drain)
@@ -506,6 +534,7 @@ func (n *Node) shutdown() {
 	if n.debug != nil {
 		n.debug.Close()
 	}
+	<-queueStopped
 	n.close()
 	n.log.Info("notifyd stopped", "took", time.Since(start).Round(time.Millisecond))
 }
