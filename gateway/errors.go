@@ -15,6 +15,8 @@ import (
 // grpc-gateway's 400: the request conflicts with one accepted before.
 var conflictReasons = map[string]bool{
 	"IDEMPOTENCY_KEY_REUSED": true,
+	// A scheduled publish already published, being published or cancelled.
+	"SCHEDULED_DONE": true,
 }
 
 // restErrorHandler is grpc-gateway's error handler with the statuses of

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/maxloyalty/notify/internal/delivery"
 	"github.com/maxloyalty/notify/server/access"
 	"github.com/maxloyalty/notify/server/auth"
 	"github.com/maxloyalty/notify/server/broker"
@@ -57,6 +58,11 @@ var mapping = []struct {
 	{ErrInboxWrite, codes.Unavailable, "INBOX_WRITE_FAILED"},
 	{errKeyReused, codes.FailedPrecondition, "IDEMPOTENCY_KEY_REUSED"},
 	{ErrInvalid, codes.InvalidArgument, "INVALID_ARGUMENT"},
+	{delivery.ErrScheduleConflict, codes.AlreadyExists, "SCHEDULE_KEY_PENDING"},
+	{delivery.ErrScheduledNotFound, codes.NotFound, "NOT_FOUND"},
+	{delivery.ErrScheduledDone, codes.FailedPrecondition, "SCHEDULED_DONE"},
+	{delivery.ErrNoScheduler, codes.FailedPrecondition, "NO_SCHEDULER"},
+	{delivery.ErrBadPageToken, codes.InvalidArgument, "INVALID_ARGUMENT"},
 	{errBatchTooLarge, codes.ResourceExhausted, "BATCH_TOO_LARGE"},
 	{errTooManyRooms, codes.ResourceExhausted, "TOO_MANY_ROOMS"},
 	{limit.ErrRateLimited, codes.ResourceExhausted, limit.ReasonRateLimited},

@@ -716,6 +716,9 @@ func (x *InboxService) UpdatePreferences(ctx context.Context, req *notifyv1.Upda
 		}
 	}
 	slices.Sort(p.Muted)
+	if err := timingFromProto(req.Preferences, &p); err != nil {
+		return nil, toStatusErr(err)
+	}
 	if err := x.svc.inbox.SetPreferences(ctx, user, p); err != nil {
 		return nil, toStatusErr(inboxErr(err, ""))
 	}
@@ -728,6 +731,7 @@ func toProtoPrefs(p store.Preferences) *notifyv1.Preferences {
 	for _, m := range p.Muted {
 		out.MutedTypes = append(out.MutedTypes, typeByName(m))
 	}
+	timingToProto(p, out)
 	return out
 }
 

@@ -74,6 +74,9 @@ type Config struct {
 	// Deliveries queues published events' pushes, emails and webhooks in
 	// the transaction of their inbox rows. Default: none.
 	Deliveries Deliveries
+	// Scheduler keeps scheduled publishes and digests (schedule.go).
+	// Default: none; requests with a time are refused.
+	Scheduler Scheduler
 	// Tracer, when set, traces the steps of a publish (the broker's,
 	// the inbox write) as children of the call's span. Default: none.
 	Tracer trace.Tracer
@@ -169,12 +172,17 @@ const MaxIdempotencyKeyLen = 128
 
 // prepare validates one publish request and turns it into a publication.
 func (s *Service) prepare(c auth.Claims, req *notifyv1.PublishRequest) (out prepared, err error) {
+	return s.prepareAt(c, req, s.now())
+}
+
+// prepareAt is prepare as if published at now (a scheduled publish is
+// validated for its time).
+func (s *Service) prepareAt(c auth.Claims, req *notifyv1.PublishRequest, now time.Time) (out prepared, err error) {
 	ev := &notifyv1.Event{IdempotencyKey: req.IdempotencyKey}
 	payload, name, typ := takePayload(req, ev)
 	if payload == nil || !payload.ProtoReflect().IsValid() {
 		return out, invalid("payload: exactly one event (e.g. pointsAdded) is required")
 	}
-	now := s.now()
 	if err := validate.Event(payload, name, now); err != nil {
 		return out, err
 	}
@@ -428,6 +436,9 @@ func (s *Service) Publish(ctx context.Context, req *notifyv1.PublishRequest) (*n
 	if err != nil {
 		return nil, toStatusErr(err)
 	}
+	if scheduled(req) {
+		return s.publishLater(ctx, c, req)
+	}
 	p, err := s.prepare(c, req)
 	if err != nil {
 		return nil, toStatusErr(err)
@@ -453,6 +464,9 @@ func (s *Service) PublishBatch(ctx context.Context, req *notifyv1.PublishBatchRe
 	if len(req.Requests) > s.cfg.MaxBatch {
 		s.cfg.Metrics.LimitRejected("batch_size")
 		return nil, toStatusErr(fmt.Errorf("%w: requests: %d requests, at most %d per batch", errBatchTooLarge, len(req.Requests), s.cfg.MaxBatch))
+	}
+	if slices.ContainsFunc(req.Requests, scheduled) {
+		return s.publishBatchLater(ctx, c, req.Requests)
 	}
 	pubs := make([]prepared, len(req.Requests))
 	for i, r := range req.Requests {
