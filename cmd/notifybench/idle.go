@@ -33,6 +33,14 @@ func (b *bench) runIdle(ctx context.Context) (*Result, error) {
 		tokens[i] = t
 	}
 	before := b.server.rss()
+	var memBefore memStats
+	if o.ServerDebug != "" {
+		m, err := readMemStats(o.ServerDebug)
+		if err != nil {
+			return nil, fmt.Errorf("idle: the server's memory figures: %w", err)
+		}
+		memBefore = m
+	}
 	b.progress("idle: server RSS %s MB before; opening %d streams over %d %s connections", mb(before), n, conns, o.Transport)
 	openCtx, cancelOpen := context.WithTimeout(ctx, o.ConnectTimeout)
 	opened := time.Now()
@@ -86,6 +94,17 @@ wait:
 	b.server.end(r)
 	if before > 0 && after > 0 {
 		r.BytesPerStream = round3(float64(after-before) / float64(n))
+	}
+	if o.ServerDebug != "" {
+		m, err := readMemStats(o.ServerDebug)
+		if err != nil {
+			return nil, fmt.Errorf("idle: the server's memory figures: %w", err)
+		}
+		r.HeapPerStream = round3(float64(m.HeapAlloc-memBefore.HeapAlloc) / float64(n))
+		r.StackPerStream = round3(float64(m.Stack-memBefore.Stack) / float64(n))
+		r.GoroutinesPerStream = round3(float64(m.Goroutines-memBefore.Goroutines) / float64(n))
+		r.Notes = append(r.Notes, fmt.Sprintf("after a forced collection: live heap %s MB (%s MB before), %.0f B per stream; stacks %s MB (%s MB before), %.0f B per stream; %.2f goroutines per stream",
+			mb(m.HeapAlloc), mb(memBefore.HeapAlloc), r.HeapPerStream, mb(m.Stack), mb(memBefore.Stack), r.StackPerStream, r.GoroutinesPerStream))
 	}
 	f.stop(stopTimeout)
 	t := f.totals(func(string) uint64 { return 0 })

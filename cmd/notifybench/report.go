@@ -54,9 +54,16 @@ type Result struct {
 	RSSBefore      int64   `json:"server_rss_before,omitempty"`
 	RSSAfter       int64   `json:"server_rss_after,omitempty"`
 	BytesPerStream float64 `json:"bytes_per_stream,omitempty"`
-	ServerCPU      float64 `json:"server_cpu_seconds,omitempty"`
-	ServerCores    float64 `json:"server_cores,omitempty"`
-	ClientCores    float64 `json:"client_cores,omitempty"`
+	// HeapPerStream and StackPerStream (idle, with the server's debug
+	// address) are the growth of its live heap after a forced collection
+	// and of its goroutine stacks, per stream; GoroutinesPerStream the
+	// growth of its goroutine count.
+	HeapPerStream       float64 `json:"heap_bytes_per_stream,omitempty"`
+	StackPerStream      float64 `json:"stack_bytes_per_stream,omitempty"`
+	GoroutinesPerStream float64 `json:"goroutines_per_stream,omitempty"`
+	ServerCPU           float64 `json:"server_cpu_seconds,omitempty"`
+	ServerCores         float64 `json:"server_cores,omitempty"`
+	ClientCores         float64 `json:"client_cores,omitempty"`
 	// ServerMicrosPerEvent is the server's CPU time per delivered event
 	// (delivery modes) or per published event (publish modes): unlike the
 	// rates, it hardly depends on what else the machine runs.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -95,9 +96,7 @@ func TestSlowSubscriberIsClosedOthersUnaffected(t *testing.T) {
 	for i := range 10 {
 		h.Deliver(message(t, "r", uint64(i+1)))
 	}
-	select {
-	case <-slow.Done():
-	default:
+	if !slow.Closed() {
 		t.Fatal("slow subscriber not closed after overflowing")
 	}
 	frames, err := slow.Take(nil)
@@ -267,5 +266,44 @@ func TestMembersAcrossIndexThreshold(t *testing.T) {
 	}
 	if st := h.Stats(); st.Subscribers != 0 || st.Rooms != 0 {
 		t.Errorf("after leave, stats = %+v", st)
+	}
+}
+
+// TestSubscriberNotify: the Notify function runs after each push and after
+// a close (the slow consumer's overflow included), without the
+// subscriber's lock: it may Take at once.
+func TestSubscriberNotify(t *testing.T) {
+	h := New()
+	msg := message(t, "r", 1)
+	frameSize := len(NewFrame(msg).Bytes) + frameOverhead
+	s := NewSubscriber(3 * frameSize)
+	var took []int
+	var errs []error
+	s.Notify(func() {
+		frames, err := s.Take(nil) // deadlocks if called under the lock
+		took = append(took, len(frames))
+		errs = append(errs, err)
+	})
+	h.Join(s, []string{"r"}, nil)
+	h.Deliver(message(t, "r", 1))
+	h.Deliver(message(t, "r", 2))
+	s.Close(ErrShutdown)
+	h.Deliver(message(t, "r", 3)) // closed: not queued
+
+	if len(took) < 3 || took[0] != 1 || took[1] != 1 || took[2] != 0 || slices.Max(took[2:]) != 0 {
+		t.Fatalf("Notify took %v frames per call, want [1 1 0], then nothing", took)
+	}
+	if errs[0] != nil || errs[1] != nil || !errors.Is(errs[2], ErrShutdown) {
+		t.Fatalf("Take errors %v, want nil, nil, ErrShutdown", errs)
+	}
+
+	slow := NewSubscriber(frameSize)
+	calls := 0
+	slow.Notify(func() { calls++ })
+	h.Join(slow, []string{"r"}, nil)
+	h.Deliver(message(t, "r", 4))
+	h.Deliver(message(t, "r", 5)) // overflows: closed
+	if calls < 2 || !slow.Closed() {
+		t.Fatalf("slow subscriber: %d calls, closed %v; want 2 and closed", calls, slow.Closed())
 	}
 }

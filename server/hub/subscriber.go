@@ -23,10 +23,8 @@ type Subscriber struct {
 	maxBytes int
 	// muted holds a bit per EventType not to deliver; bit 0 mutes everything.
 	muted  atomic.Uint64
-	ready  chan struct{}          // signalled when frames arrive or the subscriber closes
-	notify atomic.Pointer[func()] // when set, called instead of signalling ready
+	notify atomic.Pointer[func()] // called when frames arrive or the subscriber closes
 	closed atomic.Bool            // set when the subscriber is closed
-	done   chan struct{}          // closed when the subscriber is closed
 
 	// The hub's schedule (schedule.mu): when tick is due, the subscriber's
 	// place in the schedule's heap (-1: none), and whether it was
@@ -76,25 +74,17 @@ func NewSubscriber(maxBytes int) *Subscriber {
 	return &Subscriber{
 		maxBytes: maxBytes,
 		at:       -1,
-		ready:    make(chan struct{}, 1),
-		done:     make(chan struct{}),
 	}
 }
 
 // Notify makes fn be called whenever frames are queued or the subscriber is
 // closed, never with the subscriber's lock held, but possibly with the
-// hub's (fn must not join or leave rooms itself). Ready is still
-// signalled on close.
+// hub's (fn must not join or leave rooms itself). Whoever reads the queue
+// sets it before looking at it (Take), so that nothing queued is missed.
 func (s *Subscriber) Notify(fn func()) { s.notify.Store(&fn) }
-
-// Ready is signalled when frames are queued or the subscriber is closed.
-func (s *Subscriber) Ready() <-chan struct{} { return s.ready }
 
 // Closed reports whether the subscriber is closed, without its lock.
 func (s *Subscriber) Closed() bool { return s.closed.Load() }
-
-// Done is closed when the subscriber is closed.
-func (s *Subscriber) Done() <-chan struct{} { return s.done }
 
 // push queues f, or closes the subscriber if f would overflow its bound;
 // it reports whether f was queued (the caller then signals the subscriber)
@@ -125,25 +115,12 @@ func (s *Subscriber) push(f *Frame) (queued, overflowed bool) {
 func (s *Subscriber) signal() {
 	if fn := s.notify.Load(); fn != nil {
 		(*fn)()
-		return
-	}
-	s.signalReady()
-}
-
-// notifyClosed tells a Notify function of a close; it runs without the
-// subscriber's lock (Ready was signalled under it).
-func (s *Subscriber) notifyClosed() {
-	if fn := s.notify.Load(); fn != nil {
-		(*fn)()
 	}
 }
 
-func (s *Subscriber) signalReady() {
-	select {
-	case s.ready <- struct{}{}:
-	default:
-	}
-}
+// notifyClosed tells the Notify function of a close; it runs without the
+// subscriber's lock.
+func (s *Subscriber) notifyClosed() { s.signal() }
 
 // Take moves the queued frames onto buf and returns it with the reason the
 // subscriber was closed, if it was. After ErrSlowConsumer nothing is
@@ -180,8 +157,6 @@ func (s *Subscriber) closeLocked(err error) {
 		s.queue = nil
 		s.bytes = 0
 	}
-	close(s.done)
-	s.signalReady()
 }
 
 // Dropped returns how many queued frames were dropped when the queue

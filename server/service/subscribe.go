@@ -119,12 +119,34 @@ func (s *Service) Subscribe(req *notifyv1.SubscribeRequest, stream grpc.ServerSt
 
 // setup opens the subscription on a short-lived goroutine (see Subscribe)
 // and returns its writer, live; on error, what it took is given back. Its
-// frame stays off the stream's goroutine while that is parked.
+// frame stays off the stream's goroutine while that is parked, and so does
+// every wait but one receive: a select here would grow the stream's stack
+// past its first size for the stream's whole life.
+//
+// The setup's context ends when the stream's does, but is not derived from
+// it: every context derived from the stream's (the store makes one per
+// query) registers in it, which leaves the stream's context a map of
+// children for the stream's whole life. A watcher goroutine, gone when the
+// setup is, ends it instead.
 //
 //go:noinline
 func (s *Service) setup(req *notifyv1.SubscribeRequest, stream grpc.ServerStreamingServer[notifyv1.SubscribeResponse]) (w *writer, err error) {
 	u := new(undo)
-	stack.Aside(func() { w, err = s.open(req, stream, u) })
+	stack.Aside(func() {
+		streamCtx := stream.Context()
+		ctx, cancel := context.WithCancel(context.WithoutCancel(streamCtx))
+		defer cancel()
+		opened := make(chan struct{})
+		defer close(opened)
+		go func() {
+			select {
+			case <-streamCtx.Done():
+				cancel()
+			case <-opened:
+			}
+		}()
+		w, err = s.open(ctx, req, stream, u)
+	})
 	if err != nil {
 		u.run(s)
 		return nil, err
@@ -161,8 +183,7 @@ func (u *undo) run(s *Service) {
 // replay, and readies the writer for the live phase (live), which ends
 // when the caller's token expires (see expiry). u collects what to give
 // back when the stream ends.
-func (s *Service) open(req *notifyv1.SubscribeRequest, stream grpc.ServerStreamingServer[notifyv1.SubscribeResponse], u *undo) (w *writer, err error) {
-	ctx := stream.Context()
+func (s *Service) open(ctx context.Context, req *notifyv1.SubscribeRequest, stream grpc.ServerStreamingServer[notifyv1.SubscribeResponse], u *undo) (w *writer, err error) {
 	c, err := claims(ctx)
 	if err != nil {
 		return nil, toStatusErr(err)
