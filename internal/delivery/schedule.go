@@ -100,11 +100,16 @@ type publishOutput struct {
 }
 
 // SetPublisher sets what publishes scheduled requests at their time; call
-// it before Start.
-func (q *Queue) SetPublisher(p Publisher) { q.timing.publisher.Store(&p) }
+// it before Start. A nil queue does nothing.
+func (q *Queue) SetPublisher(p Publisher) {
+	if q != nil {
+		q.timing.publisher.Store(&p)
+	}
+}
 
-// Scheduling reports whether the queue keeps scheduled publishes.
-func (q *Queue) Scheduling() bool { return q.timingEngine() != nil }
+// Scheduling reports whether the queue keeps scheduled publishes; a nil
+// queue does not.
+func (q *Queue) Scheduling() bool { return q != nil && q.timingEngine() != nil }
 
 // Horizon is how far ahead a publish may be scheduled.
 func (q *Queue) Horizon() time.Duration { return q.cfg.Timing.Horizon }

@@ -218,6 +218,9 @@ type Config struct {
 	// webhooks on the durable delivery queue (docs/CHANNELS.md). Default:
 	// none configured.
 	Delivery DeliveryConfig
+	// Timing configures scheduled publishes, digests and throttles
+	// (docs/SCHEDULING.md).
+	Timing TimingConfig
 
 	// LogFormat is "text" or "json". Default text.
 	LogFormat string
@@ -292,6 +295,7 @@ func (c Config) Defaults() Config {
 		c.ConnBurst = int(2 * c.ConnRate)
 	}
 	c.Delivery = c.Delivery.defaults()
+	c.Timing = c.Timing.defaults()
 	setStr(&c.LogFormat, "text")
 	setStr(&c.LogLevel, "info")
 	return c
@@ -334,6 +338,7 @@ func (c Config) Validate() error {
 	}
 	errs = append(errs, c.validateNative()...)
 	errs = append(errs, c.Delivery.validate()...)
+	errs = append(errs, c.Timing.validate()...)
 	switch c.GRPCTransport {
 	case "wire", "grpc-go":
 	default:

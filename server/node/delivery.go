@@ -424,8 +424,10 @@ func newDeliveries(ctx context.Context, cfg Config, st store.Store, h *hub.Hub, 
 	if len(dc.DelayedTypes) == 1 && dc.DelayedTypes[0] == "none" {
 		policy.DelayedTypes = []string{}
 	}
+	timing, _ := cfg.Timing.delivery() // valid: checked by Validate
 	q, err := delivery.New(delivery.Config{
 		ClientID:          cfg.ServerID,
+		Timing:            timing,
 		Senders:           senders,
 		Webhook:           hookSender,
 		Webhooks:          hooks,

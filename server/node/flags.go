@@ -78,6 +78,7 @@ func (c *Config) BindFlags(fs *flag.FlagSet) error {
 	str(&c.LogFormat, "log-format", d.LogFormat, "text or json")
 	str(&c.LogLevel, "log-level", d.LogLevel, "debug, info, warn or error")
 	c.Delivery.bindFlags(b)
+	c.Timing.bindFlags(b)
 	return errors.Join(b.errs...)
 }
 

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
+	"github.com/maxloyalty/notify/internal/delivery"
 	"github.com/maxloyalty/notify/server/access"
 	"github.com/maxloyalty/notify/server/auth"
 	"github.com/maxloyalty/notify/server/broker"
@@ -144,6 +145,14 @@ func New(cfg Config, b Broker, h *hub.Hub, in Inbox, log *slog.Logger) *Service 
 			}
 		}
 		s.wake = newWaker(in, s.unread, log, resync, time.Now)
+	}
+	// The delivery queue keeps scheduled publishes too, and hands them back
+	// to this service at their time.
+	if s.cfg.Scheduler == nil {
+		s.cfg.Scheduler, _ = cfg.Deliveries.(Scheduler)
+	}
+	if p, ok := s.cfg.Scheduler.(interface{ SetPublisher(delivery.Publisher) }); ok {
+		p.SetPublisher(s)
 	}
 	return s
 }
