@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/riverqueue/river/rivertype"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/maxloyalty/notify/internal/channel"
 	"github.com/maxloyalty/notify/server/store"
@@ -40,6 +41,10 @@ type Config struct {
 	// Observe records them, which cancels their delayed deliveries. Nil:
 	// only the inbox's seen and read states cancel them.
 	Streams Streams
+	// Tracer, when set, traces each attempt of a delivery or webhook as a
+	// span of its own trace, linked to the publish that queued it. Default:
+	// none.
+	Tracer trace.Tracer
 
 	// MaxAttempts bounds the attempts of one delivery before it is dead.
 	// Default 10.

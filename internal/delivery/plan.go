@@ -35,6 +35,10 @@ type Publication struct {
 	Locale string
 	// Time is when the event was published.
 	Time time.Time
+	// TraceParent is the W3C traceparent of the publish's span
+	// (tracing.TraceParent), "" when it was not traced: each delivery's
+	// span links to it.
+	TraceParent string
 }
 
 // Room is one room of a publication.

@@ -69,6 +69,8 @@ type deliverArgs struct {
 	Locale     string `json:"locale,omitempty"`
 	// Summary makes it one message for several events (throttle.go).
 	Summary *summary `json:"summary,omitempty"`
+	// TraceParent is the publish's (Publication.TraceParent).
+	TraceParent string `json:"traceparent,omitempty"`
 }
 
 func (deliverArgs) Kind() string { return kindDeliver }
@@ -86,6 +88,8 @@ type webhookArgs struct {
 	Data    json.RawMessage `json:"data"`
 	// Status marks a status change: its deliveries have no timeline.
 	Status bool `json:"status,omitempty"`
+	// TraceParent is the publish's (Publication.TraceParent).
+	TraceParent string `json:"traceparent,omitempty"`
 }
 
 func (webhookArgs) Kind() string { return kindWebhook }
@@ -318,7 +322,7 @@ func (q *Queue) Enqueue(ctx context.Context, tx *store.Tx, p Publication) error 
 				continue
 			}
 			jobs = append(jobs, river.InsertManyParams{
-				Args: webhookArgs{ID: p.EventID, Webhook: w.Name, Type: contractType(p.Type), EventID: p.EventID, Data: data},
+				Args: webhookArgs{ID: p.EventID, Webhook: w.Name, Type: contractType(p.Type), EventID: p.EventID, Data: data, TraceParent: p.TraceParent},
 				InsertOpts: &river.InsertOpts{
 					Queue: queueWebhook, MaxAttempts: q.cfg.MaxAttempts, Priority: 2,
 					UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: allStates},
@@ -344,7 +348,7 @@ func (q *Queue) Enqueue(ctx context.Context, tx *store.Tx, p Publication) error 
 				a := deliverArgs{
 					Key: p.Key, User: d.user, Channel: d.channel, Target: d.target, EventID: p.EventID,
 					Owner: d.owner.ID, Type: p.Type, Event: d.owner.Event, Label: d.label,
-					UnlessSeen: d.delay > 0, Critical: p.Critical, Locale: d.locale,
+					UnlessSeen: d.delay > 0, Critical: p.Critical, Locale: d.locale, TraceParent: p.TraceParent,
 				}
 				opts := &river.InsertOpts{
 					Queue: d.channel, MaxAttempts: q.cfg.MaxAttempts, Priority: 2,

@@ -27,7 +27,9 @@ type deliverWorker struct {
 	q *Queue
 }
 
-func (w *deliverWorker) Work(ctx context.Context, job *river.Job[deliverArgs]) error {
+func (w *deliverWorker) Work(ctx context.Context, job *river.Job[deliverArgs]) (err error) {
+	ctx, end := w.q.span(ctx, "delivery "+job.Args.Channel, job.Args.TraceParent, job.Attempt, job.Args.EventID, job.Args.Channel)
+	defer func() { end(err) }()
 	return w.q.deliver(ctx, job)
 }
 
@@ -43,7 +45,9 @@ type webhookWorker struct {
 	q *Queue
 }
 
-func (w *webhookWorker) Work(ctx context.Context, job *river.Job[webhookArgs]) error {
+func (w *webhookWorker) Work(ctx context.Context, job *river.Job[webhookArgs]) (err error) {
+	ctx, end := w.q.span(ctx, "delivery webhook", job.Args.TraceParent, job.Attempt, job.Args.EventID, store.ChannelWebhook)
+	defer func() { end(err) }()
 	return w.q.sendWebhook(ctx, job)
 }
 
