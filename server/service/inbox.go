@@ -15,6 +15,7 @@ import (
 
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
 	"github.com/maxloyalty/notify/internal/delivery"
+	"github.com/maxloyalty/notify/internal/tracing"
 	"github.com/maxloyalty/notify/server/access"
 	"github.com/maxloyalty/notify/server/auth"
 	"github.com/maxloyalty/notify/server/broker"
@@ -166,6 +167,8 @@ func (s *Service) insert(ctx context.Context, pr prepared, res broker.Result, ke
 	pub := delivery.Publication{
 		EventID: res.EventID, Key: key, Type: typeName(pr.typ), Data: pr.pub.Data,
 		Critical: pr.critical, Email: pr.email, Time: pr.time,
+		// The deliveries' spans link to this publish's.
+		TraceParent: tracing.TraceParent(ctx),
 	}
 	for _, pos := range res.Positions {
 		pub.Rooms = append(pub.Rooms, delivery.Room{Name: pos.Room, Offset: pos.Offset, Epoch: pos.Epoch})
