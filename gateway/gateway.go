@@ -100,6 +100,9 @@ func New(ctx context.Context, cfg Config, srv *grpc.Server, conn grpc.ClientConn
 	if err := notifyv1gw.RegisterDeliveryServiceHandlerClient(ctx, mux, notifyv1.NewDeliveryServiceClient(conn)); err != nil {
 		return nil, err
 	}
+	if err := notifyv1gw.RegisterScheduleServiceHandlerClient(ctx, mux, notifyv1.NewScheduleServiceClient(conn)); err != nil {
+		return nil, err
+	}
 
 	root := http.NewServeMux()
 	maxBody := cfg.MaxBodyBytes

@@ -282,6 +282,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		notifyv1.RegisterNotificationServiceServer(r, n.svc)
 		notifyv1.RegisterInboxServiceServer(r, n.svc.Inbox())
 		notifyv1.RegisterDeliveryServiceServer(r, service.NewDeliveryService(n.store, n.deliveries.info))
+		notifyv1.RegisterScheduleServiceServer(r, n.svc.Schedules())
 	}
 	for _, r := range registrars {
 		healthpb.RegisterHealthServer(r, n.health)
