@@ -111,6 +111,7 @@ var stateValues = map[string]notifyv1.DeliveryState{
 	delivery.StateRetrying:  notifyv1.DeliveryState_DELIVERY_STATE_RETRYING,
 	delivery.StateFailed:    notifyv1.DeliveryState_DELIVERY_STATE_FAILED,
 	delivery.StateCancelled: notifyv1.DeliveryState_DELIVERY_STATE_CANCELLED,
+	delivery.StateHeld:      notifyv1.DeliveryState_DELIVERY_STATE_HELD,
 }
 
 // deliveryUser is whose devices, profile or rules a call is about.

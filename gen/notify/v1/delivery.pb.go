@@ -99,7 +99,9 @@ const (
 	DeliveryState_DELIVERY_STATE_UNSPECIFIED DeliveryState = 0
 	// Queued, to be sent at once.
 	DeliveryState_DELIVERY_STATE_QUEUED DeliveryState = 1
-	// Queued for later: sent then only if the user has not seen it.
+	// Queued for later: sent then only if the user has not seen it; or held
+	// by the user's quiet hours, or gathered into a digest (detail says
+	// until when).
 	DeliveryState_DELIVERY_STATE_SCHEDULED DeliveryState = 2
 	// The provider accepted it.
 	DeliveryState_DELIVERY_STATE_SENT DeliveryState = 3
@@ -111,6 +113,9 @@ const (
 	DeliveryState_DELIVERY_STATE_FAILED DeliveryState = 6
 	// Not sent: the user saw it in time, or the device was removed.
 	DeliveryState_DELIVERY_STATE_CANCELLED DeliveryState = 7
+	// Held back by a throttle: counted in the next send, which stands for it
+	// and the others held (docs/SCHEDULING.md).
+	DeliveryState_DELIVERY_STATE_HELD DeliveryState = 8
 )
 
 // Enum value maps for DeliveryState.
@@ -124,6 +129,7 @@ var (
 		5: "DELIVERY_STATE_RETRYING",
 		6: "DELIVERY_STATE_FAILED",
 		7: "DELIVERY_STATE_CANCELLED",
+		8: "DELIVERY_STATE_HELD",
 	}
 	DeliveryState_value = map[string]int32{
 		"DELIVERY_STATE_UNSPECIFIED": 0,
@@ -134,6 +140,7 @@ var (
 		"DELIVERY_STATE_RETRYING":    5,
 		"DELIVERY_STATE_FAILED":      6,
 		"DELIVERY_STATE_CANCELLED":   7,
+		"DELIVERY_STATE_HELD":        8,
 	}
 )
 
@@ -1769,7 +1776,7 @@ const file_notify_v1_delivery_proto_rawDesc = "" +
 	"\x15DELIVERY_CHANNEL_APNS\x10\x03\x12\x1a\n" +
 	"\x16DELIVERY_CHANNEL_EMAIL\x10\x04\x12\x1c\n" +
 	"\x18DELIVERY_CHANNEL_WEBHOOK\x10\x05\x12\x19\n" +
-	"\x15DELIVERY_CHANNEL_LIVE\x10\x06*\xf5\x01\n" +
+	"\x15DELIVERY_CHANNEL_LIVE\x10\x06*\x8e\x02\n" +
 	"\rDeliveryState\x12\x1e\n" +
 	"\x1aDELIVERY_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15DELIVERY_STATE_QUEUED\x10\x01\x12\x1c\n" +
@@ -1778,7 +1785,8 @@ const file_notify_v1_delivery_proto_rawDesc = "" +
 	"\x18DELIVERY_STATE_DELIVERED\x10\x04\x12\x1b\n" +
 	"\x17DELIVERY_STATE_RETRYING\x10\x05\x12\x19\n" +
 	"\x15DELIVERY_STATE_FAILED\x10\x06\x12\x1c\n" +
-	"\x18DELIVERY_STATE_CANCELLED\x10\a2\xdf\x06\n" +
+	"\x18DELIVERY_STATE_CANCELLED\x10\a\x12\x17\n" +
+	"\x13DELIVERY_STATE_HELD\x10\b2\xdf\x06\n" +
 	"\x0fDeliveryService\x12^\n" +
 	"\x11GetDeliveryConfig\x12#.notify.v1.GetDeliveryConfigRequest\x1a$.notify.v1.GetDeliveryConfigResponse\x12U\n" +
 	"\x0eRegisterDevice\x12 .notify.v1.RegisterDeviceRequest\x1a!.notify.v1.RegisterDeviceResponse\x12L\n" +

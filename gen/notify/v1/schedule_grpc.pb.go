@@ -47,7 +47,7 @@ type ScheduleServiceClient interface {
 	// and with include_done those published, cancelled or failed recently.
 	ListScheduled(ctx context.Context, in *ListScheduledRequest, opts ...grpc.CallOption) (*ListScheduledResponse, error)
 	// ListDigests lists a user's open digests. Users see their own; services
-	// and admins any user's.
+	// and admins any user's (user_id).
 	ListDigests(ctx context.Context, in *ListDigestsRequest, opts ...grpc.CallOption) (*ListDigestsResponse, error)
 	// ReleaseDigest closes a user's open digests now, instead of at the end
 	// of their window: their summaries are sent at once (quiet hours still
@@ -125,7 +125,7 @@ type ScheduleServiceServer interface {
 	// and with include_done those published, cancelled or failed recently.
 	ListScheduled(context.Context, *ListScheduledRequest) (*ListScheduledResponse, error)
 	// ListDigests lists a user's open digests. Users see their own; services
-	// and admins any user's.
+	// and admins any user's (user_id).
 	ListDigests(context.Context, *ListDigestsRequest) (*ListDigestsResponse, error)
 	// ReleaseDigest closes a user's open digests now, instead of at the end
 	// of their window: their summaries are sent at once (quiet hours still

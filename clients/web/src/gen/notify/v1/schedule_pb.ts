@@ -341,7 +341,7 @@ export const ScheduleService: GenService<{
   },
   /**
    * ListDigests lists a user's open digests. Users see their own; services
-   * and admins any user's.
+   * and admins any user's (user_id).
    *
    * @generated from rpc notify.v1.ScheduleService.ListDigests
    */
