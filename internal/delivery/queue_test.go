@@ -399,15 +399,23 @@ func TestProviderDownForAMinute(t *testing.T) {
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("deliveries per event (-want +got):\n%s", d)
 	}
-	if failedBefore < guests*3 {
-		t.Errorf("%d refused attempts during the minute, want several per message", failedBefore)
+	// How many attempts fit in the minute depends on River's scheduler,
+	// which makes retried jobs available every 5 s of the wall's clock
+	// (150 s of the queue's): each message was refused at least once.
+	if failedBefore < guests {
+		t.Errorf("%d refused attempts during the minute, want at least one per message", failedBefore)
 	}
-	if n := testutil.ToFloat64(q.metrics.retried.WithLabelValues("webpush")); n < guests*3 {
+	if n := testutil.ToFloat64(q.metrics.retried.WithLabelValues("webpush")); n < guests {
 		t.Errorf("retried = %v", n)
 	}
 	for id := range ids {
-		ss, _ := st.Statuses(t.Context(), []string{id}, "")
-		if last := ss[len(ss)-1]; last.State != StateSent || ss[1].State != StateRetrying || !strings.Contains(ss[1].Detail, "503") {
+		// The sent step is recorded once the push service has answered.
+		var ss []store.Status
+		eventually(t, 5*time.Second, "the sent step of "+id, func() bool {
+			ss, _ = st.Statuses(t.Context(), []string{id}, "")
+			return len(ss) > 0 && ss[len(ss)-1].State == StateSent
+		})
+		if ss[1].State != StateRetrying || !strings.Contains(ss[1].Detail, "503") {
 			t.Errorf("timeline of %s: %+v", id, ss)
 		}
 	}
@@ -497,9 +505,10 @@ func TestCriticalAlertEmailsAdmins(t *testing.T) {
 			t.Errorf("%s: parts text %q html %q", to, m.Text, m.HTML)
 		}
 	}
-	if got := states(t, st, crit.Id, "a1"); !slices.Equal(got, []string{"email:queued", "email:sent"}) {
-		t.Errorf("a1's timeline: %v", got)
-	}
+	// The sent step is recorded once the SMTP server has answered.
+	eventually(t, 5*time.Second, "a1's timeline: queued, sent", func() bool {
+		return slices.Equal(states(t, st, crit.Id, "a1"), []string{"email:queued", "email:sent"})
+	})
 	if got := states(t, st, info.Id, ""); len(got) != 0 {
 		t.Errorf("the info alert was queued: %v", got)
 	}

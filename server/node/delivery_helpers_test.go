@@ -76,18 +76,26 @@ func newVAPID(t *testing.T) vapidKeys {
 // --delivery-ca-file.
 func certFile(t *testing.T, origin string) string {
 	t.Helper()
-	u, err := url.Parse(origin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := tls.Dial("tcp", u.Host, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
-	if err != nil {
-		t.Fatalf("dial %s: %v", u.Host, err)
-	}
-	defer conn.Close()
+	return certsFile(t, origin)
+}
+
+// certsFile is certFile for several servers.
+func certsFile(t *testing.T, origins ...string) string {
+	t.Helper()
 	var buf bytes.Buffer
-	for _, c := range conn.ConnectionState().PeerCertificates {
-		pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+	for _, origin := range origins {
+		u, err := url.Parse(origin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := tls.Dial("tcp", u.Host, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
+		if err != nil {
+			t.Fatalf("dial %s: %v", u.Host, err)
+		}
+		for _, c := range conn.ConnectionState().PeerCertificates {
+			pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+		}
+		conn.Close()
 	}
 	path := filepath.Join(t.TempDir(), "ca.pem")
 	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {

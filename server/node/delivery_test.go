@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"flag"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -395,6 +397,82 @@ func TestDeliveryConfigPrintMasksSecrets(t *testing.T) {
 		}
 		if !strings.Contains(out.String(), name+" = ********") {
 			t.Errorf("config print: %s not masked", name)
+		}
+	}
+}
+
+// TestDeliveryMobilePush: FCM and APNs configured from key files reach
+// their peers (HTTP/2, the documented APIs); the tokens they say are gone
+// (FCM UNREGISTERED, APNs 410 Unregistered) are removed at once.
+func TestDeliveryMobilePush(t *testing.T) {
+	t.Parallel()
+	fcm, apns := channeltest.NewFCMServer(t), channeltest.NewAPNsServer(t)
+	dir := t.TempDir()
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	e := startDeliveryNode(t, func(c *node.Config) {
+		d := &c.Delivery
+		d.DelayedTypes = []string{"none"}
+		d.FCMCredentialsFile = write("fcm.json", fcm.CredentialsJSON())
+		d.FCMEndpoint = fcm.Endpoint()
+		d.APNsKeyFile = write("apns.p8", apns.AuthKey())
+		d.APNsKeyID, d.APNsTeamID, d.APNsTopic = channeltest.APNsKeyID, channeltest.APNsTeamID, "com.maxloyalty.app"
+		d.APNsEndpoint = apns.URL()
+		d.CAFile = certsFile(t, fcm.Endpoint(), apns.URL())
+		d.WebPushVAPIDPrivateKey = "" // web push off: its service is not trusted here
+	})
+	ctx := deliveryCtx(t)
+	guest, svc := mint(t, guestID("m1")), mint(t, serviceClaims)
+	goneAPNs := strings.Repeat("ab", 32)
+	for _, req := range []*notifyv1.RegisterDeviceRequest{
+		{Device: &notifyv1.RegisterDeviceRequest_FcmToken{FcmToken: "fcm-live"}, Label: "Pixel"},
+		{Device: &notifyv1.RegisterDeviceRequest_FcmToken{FcmToken: "fcm-gone"}},
+		{Device: &notifyv1.RegisterDeviceRequest_ApnsToken{ApnsToken: strings.Repeat("cd", 32)}, Label: "iPhone"},
+		{Device: &notifyv1.RegisterDeviceRequest_ApnsToken{ApnsToken: goneAPNs}},
+	} {
+		if _, err := e.dl.RegisterDevice(withToken(ctx, guest), req); err != nil {
+			t.Fatalf("RegisterDevice(%v): %v", req, err)
+		}
+	}
+	fcm.Answer("fcm-gone", channeltest.FCMAnswer{HTTP: http.StatusNotFound, Status: "NOT_FOUND", ErrorCode: "UNREGISTERED"})
+	apns.Answer(goneAPNs, channeltest.APNsAnswer{Status: http.StatusGone, Reason: "Unregistered"})
+
+	resp := publishAs(t, ctx, e.pub, svc, pointsReq(pointsAdded("m1", "r1", 40)))
+	want := []string{"apns:failed", "apns:sent", "fcm:failed", "fcm:sent"}
+	var got []string
+	eventually(t, deliveryTimeout/2, "the mobile deliveries' outcomes", func() bool {
+		all, _ := e.timeline(t, ctx, guest, resp.EventId, nil)
+		got = nil
+		for _, s := range all {
+			if strings.HasSuffix(s, ":sent") || strings.HasSuffix(s, ":failed") {
+				got = append(got, s)
+			}
+		}
+		slices.Sort(got)
+		return slices.Equal(got, want)
+	})
+	list, err := e.dl.ListDevices(withToken(ctx, guest), &notifyv1.ListDevicesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var labels []string
+	for _, d := range list.Devices {
+		labels = append(labels, d.Label)
+	}
+	if !slices.Equal(labels, []string{"Pixel", "iPhone"}) {
+		t.Errorf("devices left: %v, want the two live ones", list.Devices)
+	}
+	if n := len(apns.Received()); n != 2 {
+		t.Errorf("APNs got %d requests, want 2", n)
+	}
+	for _, r := range apns.Received() {
+		if r.Header.Get("apns-topic") != "com.maxloyalty.app" || r.Header.Get("apns-collapse-id") == "" {
+			t.Errorf("APNs headers %v", r.Header)
 		}
 	}
 }
