@@ -97,7 +97,7 @@ export class PushService {
 
   constructor(
     private readonly vapidPublicKey: string,
-    private readonly tls?: TLSFiles,
+    readonly tls?: TLSFiles,
   ) {}
 
   async start(): Promise<void> {

@@ -6,6 +6,7 @@ import { rmSync } from "node:fs";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { Notifyd, buildNotifyd, launchChromium, pointsAdded, screenshot, until, waitConnection } from "./helpers";
+import { PushService, p256KeyPair, selfSigned, webPushFlags } from "./push";
 
 let bin: string;
 let tmp: string;
@@ -197,21 +198,40 @@ describe("scheduling in the demo app against a real notifyd", () => {
     expect(p.digests).toHaveLength(2);
   });
 
-  test("open digests are listed and can be sent at once", async () => {
-    const s = await server("digest");
-    await rest(s, guest, "PUT", "/v1/inbox/preferences", {
-      preferences: { enabled: true, digests: [{ eventType: "EVENT_TYPE_POINTS_ADDED", window: "3600s" }] },
-    });
-    const page = await newPage("UTC");
-    await signIn(page, s.base, "guest", "/guest");
-    await s.publish(pointsAdded("g1", 100, 600));
-    await s.publish(pointsAdded("g1", 50, 650));
-    await page.getByRole("link", { name: "Settings" }).click();
-    const open = page.locator('[data-testid="open-digest"][data-type="POINTS_ADDED"]');
-    await open.waitFor({ timeout: 20_000 });
-    await until("two events, 150 points", async () => /^2 points added \(\+150 points\)/.test((await open.textContent()) ?? ""));
-    await page.getByTestId("digest-release").click();
-    await until("released", async () => /^Sent 1 summary now\./.test((await page.getByTestId("digest-status").textContent()) ?? ""));
-    await page.getByTestId("open-digests-empty").waitFor();
+  test("open digests are listed and can be sent at once: one push with the points summed", async () => {
+    // A digest holds what would go out on push and email: web push is on
+    // and g1 has a subscription (registered over REST, as the push test's
+    // page does).
+    const vapid = p256KeyPair();
+    const ps = new PushService(vapid.publicKey, selfSigned(tmp));
+    await ps.start();
+    try {
+      const s = await Notifyd.create(bin, tmp, "digest", webPushFlags(vapid, ps.tls!));
+      servers.push(s);
+      await s.start();
+      const sub = ps.subscription();
+      await rest(s, guest, "POST", "/v1/delivery/devices", { webPush: { endpoint: sub.endpoint, keys: { p256dh: sub.p256dh, auth: sub.auth } }, label: "test" });
+      await rest(s, guest, "PUT", "/v1/inbox/preferences", {
+        preferences: { enabled: true, digests: [{ eventType: "EVENT_TYPE_POINTS_ADDED", window: "3600s" }] },
+      });
+      const page = await newPage("UTC");
+      await signIn(page, s.base, "guest", "/guest");
+      await s.publish(pointsAdded("g1", 100, 600));
+      await s.publish(pointsAdded("g1", 50, 650));
+      await page.getByRole("link", { name: "Settings" }).click();
+      const open = page.locator('[data-testid="open-digest"][data-type="POINTS_ADDED"]');
+      await until("two events, 150 points", async () => /^2 points added \(\+150 points\)/.test((await open.textContent({ timeout: 1000 })) ?? ""), 20_000);
+      expect(ps.messagesFor(sub)).toEqual([]);
+      await page.getByTestId("digest-release").click();
+      await until("released", async () => /^Sent 1 summary now\./.test((await page.getByTestId("digest-status").textContent()) ?? ""));
+      await page.getByTestId("open-digests-empty").waitFor();
+      await screenshot(page, "settings-digest-released");
+      // The summary went out as one push.
+      const msg = (await until("the summary's push", () => ps.messagesFor(sub)[0], 20_000))!;
+      expect(msg.text).toMatch(/150/);
+      expect(ps.messagesFor(sub)).toHaveLength(1);
+    } finally {
+      await ps.stop();
+    }
   });
 });

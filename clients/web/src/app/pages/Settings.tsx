@@ -262,7 +262,7 @@ function DigestForm({ p }: { p: Preferences }) {
   };
 
   return (
-    <section className="card" aria-labelledby="digest-title">
+    <section className="card card--wide" aria-labelledby="digest-title">
       <h2 id="digest-title">Summaries</h2>
       <p className="muted small">Instead of a push or an email for each event, one summary per period, with the count and the points added up.</p>
       <form className="form" onSubmit={save} data-testid="digest-form">
