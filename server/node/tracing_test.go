@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/grpc/metadata"
 
+	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
 	"github.com/maxloyalty/notify/internal/tracing"
 	"github.com/maxloyalty/notify/internal/tracing/otlptest"
 	"github.com/maxloyalty/notify/server/node"
@@ -20,9 +21,9 @@ type caller struct{ trace, span string }
 
 func (c caller) traceparent() string { return "00-" + c.trace + "-" + c.span + "-01" }
 
-// tracedNode starts a node whose tracing is built from the OTEL_*
-// environment, pointed at a local OTLP/HTTP collector.
-func tracedNode(t *testing.T, transport string) (*testNode, *tracing.Tracing, *otlptest.Receiver) {
+// tracingFromEnv builds tracing from the OTEL_* environment, pointed at a
+// local OTLP/HTTP collector.
+func tracingFromEnv(t *testing.T) (*tracing.Tracing, *otlptest.Receiver) {
 	t.Helper()
 	recv := otlptest.NewReceiver(t)
 	for _, k := range []string{"OTEL_SDK_DISABLED", "OTEL_TRACES_EXPORTER", "OTEL_PROPAGATORS", "OTEL_EXPORTER_OTLP_PROTOCOL",
@@ -36,6 +37,14 @@ func tracedNode(t *testing.T, transport string) (*testNode, *tracing.Tracing, *o
 		t.Fatalf("tracing.FromEnv = %v, %v", tr, err)
 	}
 	t.Cleanup(func() { _ = tr.Shutdown(context.Background()) })
+	return tr, recv
+}
+
+// tracedNode starts a node whose tracing is built from the OTEL_*
+// environment, pointed at a local OTLP/HTTP collector.
+func tracedNode(t *testing.T, transport string) (*testNode, *tracing.Tracing, *otlptest.Receiver) {
+	t.Helper()
+	tr, recv := tracingFromEnv(t)
 	tn := startNode(t, func(c *node.Config) {
 		c.Tracing = tr
 		c.GRPCTransport = transport
@@ -155,6 +164,46 @@ func TestTracing(t *testing.T) {
 	}
 }
 
+// TestTracingDeliveries: the span of an event webhook's delivery is the
+// root of a trace of its own, linked to the publish's inbox write, in the
+// trace the publisher sent.
+func TestTracingDeliveries(t *testing.T) {
+	tr, recv := tracingFromEnv(t)
+	e := startDeliveryNode(t, func(c *node.Config) { c.Tracing = tr })
+	ctx := deliveryCtx(t)
+	publisher := caller{"6cf92f3577b34da6a3ce929d0e0e4736", "22f067aa0ba902b7"}
+	pctx := metadata.AppendToOutgoingContext(withToken(ctx, mint(t, serviceClaims)), "traceparent", publisher.traceparent())
+	resp, err := e.pub.Publish(pctx, &notifyv1.PublishRequest{Payload: &notifyv1.PublishRequest_RestaurantStatusChanged{
+		RestaurantStatusChanged: &notifyv1.RestaurantStatusChanged{RestaurantId: "r1", Status: notifyv1.RestaurantStatus_RESTAURANT_STATUS_ACTIVE},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, deliveryTimeout/2, "the event's webhook", func() bool {
+		for _, d := range e.hook.Deliveries() {
+			if d.ID == resp.EventId {
+				return true
+			}
+		}
+		return false
+	})
+	if err := e.tn.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	spans := recv.Spans()
+	insert := onlySpan(t, spans, func(s otlptest.Span) bool { return s.TraceID == publisher.trace && s.Name == "inbox.Insert" })
+	hook := onlySpan(t, spans, func(s otlptest.Span) bool {
+		return s.Name == "delivery webhook" && s.Attributes["notify.event_id"] == resp.EventId
+	})
+	want := otlptest.Link{TraceID: publisher.trace, SpanID: insert.SpanID}
+	if len(hook.Links) != 1 || hook.Links[0] != want || hook.TraceID == publisher.trace {
+		t.Errorf("webhook span in trace %s with links %v, want its own trace linked to %v", hook.TraceID, hook.Links, want)
+	}
+}
+
 // TestTracingOff: a node without tracing serves as before (every other
 // test runs so); FromEnv with no OTEL_* variable set leaves it off.
 func TestTracingOff(t *testing.T) {
@@ -187,4 +236,3 @@ func onlySpan(t *testing.T, spans []otlptest.Span, match func(otlptest.Span) boo
 	}
 	return found[0]
 }
-
