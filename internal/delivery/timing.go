@@ -26,6 +26,7 @@ const (
 	kindPublish   = "notify_publish"
 	kindDigest    = "notify_digest"
 	kindThrottle  = "notify_throttle"
+	kindPrune     = "notify_time_prune"
 	queueSchedule = "schedule"
 )
 
@@ -104,7 +105,30 @@ func (q *Queue) addTiming(workers *river.Workers, queues map[string]river.QueueC
 	river.AddWorker(workers, &publishWorker{q: q})
 	river.AddWorker(workers, &digestWorker{q: q})
 	river.AddWorker(workers, &throttleWorker{q: q})
+	river.AddWorker(workers, &pruneWorker{q: q})
 	rcfg.Middleware = append(rcfg.Middleware, &dueAtTime{})
+	// River's leader inserts it: one prune per hour whatever the nodes.
+	rcfg.PeriodicJobs = append(rcfg.PeriodicJobs, river.NewPeriodicJob(river.PeriodicInterval(time.Hour),
+		func() (river.JobArgs, *river.InsertOpts) { return pruneArgs{}, &river.InsertOpts{Queue: queueSchedule} }, nil))
+}
+
+// pruneArgs removes throttle windows that ended long ago and hold nothing.
+type pruneArgs struct{}
+
+func (pruneArgs) Kind() string { return kindPrune }
+
+// pruneWorker removes throttle windows older than the longest period.
+type pruneWorker struct {
+	river.WorkerDefaults[pruneArgs]
+	q *Queue
+}
+
+func (w *pruneWorker) Work(ctx context.Context, _ *river.Job[pruneArgs]) error {
+	cut := w.q.now().Add(-8 * 24 * time.Hour)
+	return w.q.st.InTx(ctx, func(ctx context.Context, tx *store.Tx) error {
+		_, err := tx.PruneThrottles(ctx, cut)
+		return err
+	})
 }
 
 // dueAtTime inserts the time jobs due later as available, not scheduled:
