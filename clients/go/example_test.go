@@ -212,3 +212,44 @@ func ExampleInbox() {
 	// inbox 1 snoozed 1 unread 0
 	// archived 1 inbox 0 archive 1
 }
+
+// A service schedules a points-expiry reminder for a later time, under a
+// cancel key, lists it, and cancels it before it is published.
+func ExampleClient_CancelScheduled() {
+	addr, stop := exampleServer()
+	defer stop()
+	c, err := notify.Dial(addr, notify.WithInsecure(), notify.WithToken(exampleToken("loyalty-backend", "service")))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	resp, err := c.Publish(ctx, &notifyv1.PointsExpired{GuestId: "g1", CardId: "c1", Amount: 200, ExpiryDate: "2026-12-31"},
+		notify.DeliverAt(time.Now().Add(7*24*time.Hour)), notify.CancelKey("expiry-g1-c1"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(resp.Scheduled.State, resp.Scheduled.CancelKey)
+
+	list, err := c.Schedules().ListScheduled(ctx, &notifyv1.ListScheduledRequest{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(len(list.Scheduled), list.Scheduled[0].Publisher)
+
+	sp, err := c.CancelScheduled(ctx, "expiry-g1-c1")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(sp.State)
+	// Output:
+	// SCHEDULED_STATE_PENDING expiry-g1-c1
+	// 1 service:loyalty-backend
+	// SCHEDULED_STATE_CANCELLED
+}
