@@ -144,9 +144,12 @@ func (q *Queue) Schedule(ctx context.Context, ss []Schedule) ([]ScheduledResult,
 		}
 		params[i] = river.InsertManyParams{Args: a, InsertOpts: opts}
 	}
-	var out []ScheduledResult
+	var (
+		out      []ScheduledResult
+		conflict error // the caller's error, which rolls the insert back
+	)
 	err := q.st.InTx(ctx, func(ctx context.Context, tx *store.Tx) error {
-		out = out[:0]
+		out, conflict = out[:0], nil
 		res, err := q.eng.insert(ctx, tx, params)
 		if err != nil {
 			return err
@@ -162,18 +165,26 @@ func (q *Queue) Schedule(ctx context.Context, ss []Schedule) ([]ScheduledResult,
 					return err
 				}
 				if prev.Fingerprint != ss[i].Fingerprint {
-					return &IndexError{Index: i, Err: fmt.Errorf("%w (scheduled for %s)", ErrScheduleConflict, sp.GetDeliverTime().AsTime().UTC().Format(time.RFC3339))}
+					conflict = &IndexError{Index: i, Err: fmt.Errorf("%w (scheduled for %s)", ErrScheduleConflict, sp.GetDeliverTime().AsTime().UTC().Format(time.RFC3339))}
+					return errRollback
 				}
 			}
 			out = append(out, ScheduledResult{Scheduled: sp, Duplicate: r.UniqueSkippedAsDuplicate})
 		}
 		return nil
 	})
+	if conflict != nil {
+		return nil, conflict
+	}
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
+
+// errRollback ends a transaction whose caller's error is kept aside, so
+// that the store's wrapping does not reach the caller.
+var errRollback = errors.New("rolled back")
 
 // ScheduledResult is one stored request.
 type ScheduledResult struct {
@@ -266,14 +277,19 @@ func (q *Queue) CancelScheduled(ctx context.Context, publisher, cancelKey, id st
 	if te == nil {
 		return nil, ErrNoScheduler
 	}
-	var out *notifyv1.ScheduledPublish
+	var (
+		out    *notifyv1.ScheduledPublish
+		refuse error // the caller's error, kept out of the store's wrapping
+	)
 	err := q.st.InTx(ctx, func(ctx context.Context, tx *store.Tx) error {
+		refuse = nil
 		params := river.NewJobListParams().Kinds(kindPublish).First(1).
 			Where("args ->> 'publisher' = @publisher", river.NamedArgs{"publisher": publisher})
 		if id != "" {
 			n, err := strconv.ParseInt(id, 10, 64)
 			if err != nil {
-				return ErrScheduledNotFound
+				refuse = ErrScheduledNotFound
+				return errRollback
 			}
 			params = params.IDs(n)
 		} else {
@@ -284,7 +300,8 @@ func (q *Queue) CancelScheduled(ctx context.Context, publisher, cancelKey, id st
 			return err
 		}
 		if len(res.Jobs) == 0 {
-			return ErrScheduledNotFound
+			refuse = ErrScheduledNotFound
+			return errRollback
 		}
 		row, err := te.cancelPending(ctx, tx, res.Jobs[0].ID)
 		if errors.Is(err, errNotPending) {
@@ -292,7 +309,8 @@ func (q *Queue) CancelScheduled(ctx context.Context, publisher, cancelKey, id st
 			if serr != nil {
 				return serr
 			}
-			return fmt.Errorf("%w: it is %s", ErrScheduledDone, strings.ToLower(strings.TrimPrefix(sp.State.String(), "SCHEDULED_STATE_")))
+			refuse = fmt.Errorf("%w: it is %s", ErrScheduledDone, strings.ToLower(strings.TrimPrefix(sp.State.String(), "SCHEDULED_STATE_")))
+			return errRollback
 		}
 		if err != nil {
 			return err
@@ -300,6 +318,9 @@ func (q *Queue) CancelScheduled(ctx context.Context, publisher, cancelKey, id st
 		out, err = scheduledOf(row)
 		return err
 	})
+	if refuse != nil {
+		return nil, refuse
+	}
 	return out, err
 }
 
