@@ -5,7 +5,7 @@ import { DeliveryChannel, DeliveryState, type DeliveryStep, type DeliveryTimelin
 export type ChannelName = "webPush" | "fcm" | "apns" | "email" | "webhook" | "live" | "other";
 
 /** A step of a delivery, by its short name. */
-export type StepState = "queued" | "scheduled" | "sent" | "delivered" | "retrying" | "failed" | "cancelled" | "unknown";
+export type StepState = "queued" | "scheduled" | "sent" | "delivered" | "retrying" | "failed" | "cancelled" | "held" | "unknown";
 
 /** One step of a delivery, as the center shows it. */
 export interface StepView {
@@ -59,10 +59,14 @@ const stateNames: Record<number, StepState> = {
   [DeliveryState.RETRYING]: "retrying",
   [DeliveryState.FAILED]: "failed",
   [DeliveryState.CANCELLED]: "cancelled",
+  [DeliveryState.HELD]: "held",
 };
 
-/** States after which a route changes no more by itself. */
-const final = new Set<StepState>(["sent", "delivered", "failed", "cancelled"]);
+/**
+ * States after which a route changes no more by itself (held: a throttle
+ * folded it into the next send, which has a route of its own).
+ */
+const final = new Set<StepState>(["sent", "delivered", "failed", "cancelled", "held"]);
 
 /** Words for a step's state. */
 export const stepText: Record<StepState, string> = {
@@ -73,6 +77,7 @@ export const stepText: Record<StepState, string> = {
   retrying: "retrying",
   failed: "failed",
   cancelled: "not sent",
+  held: "held back",
   unknown: "unknown",
 };
 

@@ -73,6 +73,9 @@ describe("delivery timelines", () => {
     expect(routes[0].steps[0]).toMatchObject({ state: "scheduled", time: new Date(1000) });
     expect(settled(routes)).toBe(true);
     expect(settled([{ ...routes[0], state: "retrying" }])).toBe(false);
+    expect(settled([{ ...routes[0], state: "held" }])).toBe(true);
+    const held = routesOf({ $typeName: "notify.v1.DeliveryTimeline", eventId: "e2", steps: [{ ...server.timelines.get("e1")![0], state: DeliveryState.HELD }] });
+    expect(held[0].state).toBe("held");
     expect(routesOf(undefined)).toEqual([]);
   });
 
