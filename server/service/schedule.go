@@ -439,6 +439,11 @@ func (x *ScheduleService) ReleaseDigest(ctx context.Context, req *notifyv1.Relea
 // timingFromProto reads a request's time zone, quiet hours and digests.
 func timingFromProto(in *notifyv1.Preferences, p *store.Preferences) error {
 	p.TimeZone = in.TimeZone
+	if z := in.TimeZone; z != "" {
+		if _, err := time.LoadLocation(z); err != nil || z == "Local" || len(z) > 64 {
+			return invalid("preferences.time_zone: %q is not an IANA time zone (e.g. Europe/Paris)", boundedText(z))
+		}
+	}
 	if q := in.QuietHours; q != nil {
 		start, err := clockMinutes(q.Start)
 		if err != nil {
@@ -488,3 +493,11 @@ func clockMinutes(s string) (int, error) {
 }
 
 func clockText(m int) string { return fmt.Sprintf("%02d:%02d", m/60, m%60) }
+
+// boundedText is s cut to 64 bytes, for quoting a caller's value.
+func boundedText(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}
