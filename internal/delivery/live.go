@@ -132,9 +132,27 @@ type liveRecorder struct {
 	metrics *Metrics
 	log     *slog.Logger
 
-	mu   sync.Mutex
-	buf  []store.Status
-	kick chan struct{}
+	mu  sync.Mutex
+	buf []store.Status
+	// writing is the batch being written: still pending until written.
+	writing []store.Status
+	kick    chan struct{}
+}
+
+// pending reports whether a live step of eventID for user is buffered or
+// being written: a delayed delivery that checks whether its user saw the
+// event counts it, so that a slow write does not let it through.
+func (l *liveRecorder) pending(eventID, user string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, list := range [][]store.Status{l.buf, l.writing} {
+		for _, s := range list {
+			if s.EventID == eventID && s.UserID == user {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Batching of live steps.
@@ -193,11 +211,16 @@ func (l *liveRecorder) flush(ctx context.Context) {
 		if len(l.buf) == 0 {
 			l.buf = nil
 		}
+		l.writing = batch
 		l.mu.Unlock()
 		if n == 0 {
 			return
 		}
-		if err := l.st.AddStatuses(ctx, batch); err != nil {
+		err := l.st.AddStatuses(ctx, batch)
+		l.mu.Lock()
+		l.writing = nil
+		l.mu.Unlock()
+		if err != nil {
 			l.metrics.liveDropped.Add(float64(n))
 			l.log.Warn("delivery: live deliveries not recorded", "n", n, "err", err)
 			continue

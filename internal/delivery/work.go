@@ -249,6 +249,9 @@ func (q *Queue) finish(ctx context.Context, step store.Status, extra func(ctx co
 // read, archived, snoozed or deleted the notification, or it was delivered
 // to one of their live streams; "" when it is still needed.
 func (q *Queue) seen(ctx context.Context, a deliverArgs) (string, error) {
+	if q.live.pending(a.EventID, a.User) {
+		return "seen: delivered on a live stream", nil
+	}
 	live, err := q.st.LiveDelivered(ctx, a.EventID, a.User)
 	if err != nil {
 		return "", err

@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"net/http"
@@ -242,13 +243,30 @@ func TestDeliveryTokenGone(t *testing.T) {
 	}
 }
 
-// TestDeliveryProviderDown: a push service that answers 503 for a while
-// gets the delivery retried, with the answer in the timeline, and delivered
-// once it is back.
+// providerDown is how long TestDeliveryProviderDown's providers stay down
+// after every delivery has failed once: NOTIFY_TEST_PROVIDER_DOWN (a
+// duration, e.g. 1m), else 1s.
+func providerDown(t *testing.T) time.Duration {
+	v := os.Getenv("NOTIFY_TEST_PROVIDER_DOWN")
+	if v == "" {
+		return time.Second
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 || d > 10*time.Minute {
+		t.Fatalf("NOTIFY_TEST_PROVIDER_DOWN=%q: want a duration up to 10m", v)
+	}
+	return d
+}
+
+// TestDeliveryProviderDown: a push service and a webhook receiver that
+// answer 503 for a while get their deliveries retried, with the answer in
+// the timeline, and delivered once each when they are back.
 func TestDeliveryProviderDown(t *testing.T) {
 	t.Parallel()
+	down := providerDown(t)
 	e := startDeliveryNode(t, func(c *node.Config) { c.Delivery.DelayedTypes = []string{"none"} })
-	ctx := deliveryCtx(t)
+	ctx, cancel := context.WithTimeout(context.Background(), deliveryTimeout+down)
+	defer cancel()
 	guest, svc := mint(t, guestID("g3")), mint(t, serviceClaims)
 	sub, _ := e.subscribePush(t, ctx, guest)
 	e.push.Answer(sub.ID, http.StatusServiceUnavailable, "")
@@ -263,8 +281,8 @@ func TestDeliveryProviderDown(t *testing.T) {
 			t.Errorf("retrying because %q", step.Detail)
 		}
 	}
-	// Down a little longer: several attempts each.
-	time.Sleep(time.Second)
+	// Down a while longer: more attempts each.
+	time.Sleep(down)
 	e.push.Answer(sub.ID, http.StatusCreated, "")
 	e.hook.Answer(http.StatusNoContent, "", "")
 	for _, id := range ids {
