@@ -55,6 +55,20 @@
 // delivery is also queued, in the same transaction, as a "delivery.status"
 // webhook.
 //
+// # Time
+//
+// Scheduled publishes (schedule.go), quiet hours (quiet.go), digests
+// (digest.go) and throttles (throttle.go) are jobs of the same client in a
+// queue of their own, "schedule" (docs/SCHEDULING.md): a scheduled publish
+// is handed back to the service's publish path (Publisher) at its time,
+// once, with its idempotency key; a digest gathers a type's events in a
+// window (store.Tx.JoinDigest) closed by a job that queues one summary per
+// target; quiet hours snooze a delivery until they end in the user's time
+// zone (CRITICAL alerts excepted); a throttle holds sends over its limit
+// ("held" steps) and folds them into the next one, or into a send at the
+// window's end. Their state is in the store's tables, written in the jobs'
+// transactions; nothing waits in memory.
+//
 // # Concurrency
 //
 // A Queue is safe for concurrent use. Enqueue runs inside the caller's
