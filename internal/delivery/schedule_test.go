@@ -197,7 +197,18 @@ func TestScheduleKeys(t *testing.T) {
 // listed as cancelled; cancelling it again, or an unknown key, or another
 // publisher's key, says so.
 func TestCancelledNeverFires(t *testing.T) {
-	st := openSQLite(t)
+	for _, db := range []string{"sqlite", "postgres"} {
+		t.Run(db, func(t *testing.T) {
+			if db == "postgres" {
+				testCancelledNeverFires(t, openPostgres(t, newPostgresSchema(t)))
+				return
+			}
+			testCancelledNeverFires(t, openSQLite(t))
+		})
+	}
+}
+
+func testCancelledNeverFires(t *testing.T, st store.Store) {
 	pub := &recordingPublisher{}
 	q := startScheduler(t, st, pub)
 	at := time.Now().Add(time.Second)
