@@ -513,3 +513,23 @@ func (n *Node) deliver(m broker.Message) {
 	n.hub.Deliver(m)
 	n.deliveries.queue.Observe(m.Room, m.Data)
 }
+
+// startDeliveries starts the delivery queue, retrying until it starts or
+// ctx ends: a database that is down when the node starts delays the
+// deliveries (they wait in the queue) but not the node.
+func (n *Node) startDeliveries(ctx context.Context) {
+	wait := time.Second
+	for {
+		err := n.deliveries.queue.Start(ctx)
+		if err == nil {
+			return
+		}
+		n.log.Warn("delivery queue not started; retrying", "in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
+}

@@ -459,12 +459,8 @@ func (n *Node) Run(ctx context.Context) error {
 		go func() { _ = n.debug.Serve(n.debugLn) }()
 	}
 	bg, stopBG := context.WithCancel(context.Background())
-	if err := n.deliveries.queue.Start(bg); err != nil {
-		stopBG()
-		n.shutdown()
-		return err
-	}
 	var wg sync.WaitGroup
+	wg.Go(func() { n.startDeliveries(bg) })
 	wg.Go(func() { n.svc.Run(bg) })
 	wg.Go(func() { n.prune(bg) })
 	wg.Go(func() { n.announce(bg) })
