@@ -62,6 +62,7 @@ func New(ctx context.Context, cfg Config, srv *grpc.Server, conn grpc.ClientConn
 	// transport and REST follow one origin rule, grant no credentials and
 	// carry messages up to the gRPC server's own size limit.
 	web := grpcweb.WrapServer(srv)
+	streams := webStreamsOf(conn) // nil: every grpc-web call goes to srv
 	endpoints := grpcEndpoints(srv)
 	ws := &wsTransport{
 		grpc:      srv,
@@ -140,7 +141,9 @@ func New(ctx context.Context, cfg Config, srv *grpc.Server, conn grpc.ClientConn
 			grpcWebPreflight(w, r, allowed)
 		case web.IsGrpcWebRequest(r):
 			grantOrigin(w, r, allowed)
-			web.HandleGrpcWebRequest(w, r)
+			if streams == nil || !streams.serve(w, r) {
+				web.HandleGrpcWebRequest(w, r)
+			}
 		default:
 			root.ServeHTTP(w, r)
 		}

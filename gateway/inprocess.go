@@ -34,6 +34,8 @@ type InProcess struct {
 	maxRecv     int
 	interceptor grpc.UnaryServerInterceptor
 	methods     map[string]localMethod
+	streams     map[string]*streamMethod // server-streaming methods, for grpc-web
+	web         *webStreams              // set by ServeStreams
 }
 
 // localMethod is one unary method of a registered service.
@@ -52,11 +54,13 @@ func NewInProcess(conn grpc.ClientConnInterface, maxRecv int, interceptors ...gr
 		maxRecv:     maxRecv,
 		interceptor: intercept.Unary(interceptors),
 		methods:     make(map[string]localMethod),
+		streams:     make(map[string]*streamMethod),
 	}
 }
 
 // RegisterService makes the unary methods of desc, implemented by impl,
-// run in process. It panics if impl does not implement desc's handler type,
+// run in process, and its server-streaming methods too for grpc-web once
+// ServeStreams is called. It panics if impl does not implement desc's handler type,
 // as grpc.Server does.
 func (c *InProcess) RegisterService(desc *grpc.ServiceDesc, impl any) {
 	if desc.HandlerType != nil {
@@ -67,6 +71,15 @@ func (c *InProcess) RegisterService(desc *grpc.ServiceDesc, impl any) {
 	}
 	for _, m := range desc.Methods {
 		c.methods["/"+desc.ServiceName+"/"+m.MethodName] = localMethod{impl: impl, handler: m.Handler}
+	}
+	for _, m := range desc.Streams {
+		if m.ServerStreams && !m.ClientStreams {
+			name := "/" + desc.ServiceName + "/" + m.StreamName
+			c.streams[name] = &streamMethod{
+				name: name, impl: impl, handler: m.Handler,
+				info: &grpc.StreamServerInfo{FullMethod: name, IsServerStream: true},
+			}
+		}
 	}
 }
 

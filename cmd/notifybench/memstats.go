@@ -19,7 +19,7 @@ type memStats struct {
 	Goroutines int64
 }
 
-// readMemStats forces a collection in the server at debugAddr (notifyd
+// readMemStats forces two collections in the server at debugAddr (notifyd
 // --debug-addr) and reads its heap and stack figures and goroutine count.
 func readMemStats(debugAddr string) (memStats, error) {
 	var m memStats
@@ -42,9 +42,12 @@ func readMemStats(debugAddr string) (memStats, error) {
 		return sc.Err()
 	}
 	// gc=1 collects before the profile; the figures below are then taken
-	// from a profile of the collected heap.
-	if err := get("/debug/pprof/heap?gc=1", func(string) {}); err != nil {
-		return m, err
+	// from a profile of the collected heap. Twice: what the first
+	// collection left in sync.Pools' victim caches goes at the second.
+	for range 2 {
+		if err := get("/debug/pprof/heap?gc=1", func(string) {}); err != nil {
+			return m, err
+		}
 	}
 	err := get("/debug/pprof/heap?debug=1", func(l string) {
 		switch {

@@ -84,6 +84,7 @@ type Node struct {
 	svc     *service.Service
 	metrics *metrics.Metrics
 	certs   *certs.Reloader // nil: plaintext
+	local   *gateway.InProcess
 	// deliveries is the delivery queue (web push, FCM, APNs, email,
 	// webhooks) and its senders.
 	deliveries *deliveries
@@ -278,6 +279,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		return nil, err
 	}
 	local := gateway.NewInProcess(n.conn, cfg.MaxMessageBytes, unary...)
+	// grpc-web's server-streaming calls run in process too, with the stream
+	// chain and stats handlers of the server behind grpc-web.
+	local.ServeStreams(gateway.Streams{Interceptors: stream, StatsHandlers: cfg.StatsHandlers, Codec: service.NewCodec()})
+	n.local = local
 	for _, r := range append(registrars, local) {
 		notifyv1.RegisterNotificationServiceServer(r, n.svc)
 		notifyv1.RegisterInboxServiceServer(r, n.svc.Inbox())
@@ -506,6 +511,7 @@ func (n *Node) shutdown() {
 	// grpc-web streams ride on HTTP requests that GracefulStop would close
 	// at once; let them end by themselves first.
 	_ = n.http.Shutdown(drain)
+	_ = n.local.Shutdown(drain) // grpc-web streams that own their connections
 	done := make(chan struct{})
 	go func() {
 		if n.wire != nil {
