@@ -82,7 +82,8 @@ type conn struct {
 	runq   []*stream  // streams whose pump is due
 	spareq []*stream  // the other run queue, while the writer has none
 
-	// Reader goroutine only.
+	// Reader goroutine only (the goroutine changes: see readLoop).
+	grown       bool      // the reader did deep work since it started
 	lastPing    time.Time // the client's last ping
 	pingStrikes int
 	reset       [recentResets]uint32 // stream ids the server reset, a ring
@@ -139,8 +140,29 @@ func newConn(s *Server, nc net.Conn) *conn {
 func (c *conn) serve() {
 	err := c.handshake()
 	if err == nil {
-		err = c.readLoop()
+		var handed bool
+		if handed, err = c.readLoop(); handed {
+			return
+		}
 	}
+	c.end(err)
+}
+
+// resume is the reader on a fresh goroutine (see readLoop): it waits for
+// the connection's next bytes a few hundred bytes deep, then reads on.
+func (c *conn) resume() {
+	err := c.rd.fill()
+	if err == nil {
+		var handed bool
+		if handed, err = c.readLoop(); handed {
+			return
+		}
+	}
+	c.end(err)
+}
+
+// end closes the connection once its reader has stopped.
+func (c *conn) end(err error) {
 	c.close(err)
 	c.waitWriter()
 	c.mu.Lock()
@@ -225,6 +247,7 @@ func (c *conn) handshake() error {
 		c.age = time.AfterFunc(jitter(cfg.MaxConnectionAge), c.aged)
 	}
 	c.mu.Unlock()
+	c.grown = true // the TLS handshake and the first frames ran deep
 	return nil
 }
 
@@ -241,14 +264,34 @@ func jitter(d time.Duration) time.Duration {
 // readLoop reads and handles frames until the connection fails. A
 // connection error queues its GOAWAY and ends the loop with it; a stream
 // error resets that stream only.
-func (c *conn) readLoop() error {
+//
+// A goroutine's stack grows to its deepest call and hardly ever shrinks
+// back: the TLS handshake, a header block's decoding and a call's dispatch
+// leave the reader with a stack of 8 KiB, which a connection carrying one
+// idle stream would keep for the stream's life. So once the reader has
+// done such work and has nothing left to read (no bytes buffered, no
+// unary call in flight whose client is likely to send more), it hands the
+// connection to a fresh goroutine (resume), whose wait for the next bytes
+// fits the smallest stack, and reports handed: a goroutine start per
+// burst of requests, none per frame of a busy connection.
+func (c *conn) readLoop() (handed bool, err error) {
 	for {
 		if !c.throttle() {
-			return errConnClosed
+			return false, errConnClosed
+		}
+		if c.grown && len(c.rd.cur) == 0 && c.inflight.Load() == 0 {
+			c.grown = false
+			go c.resume()
+			return true, nil
 		}
 		f, err := c.fr.ReadFrame()
 		if err == nil {
 			c.lastRead.Store(time.Now().UnixNano())
+			switch f.(type) {
+			case *http2.WindowUpdateFrame, *http2.PingFrame:
+			default:
+				c.grown = true
+			}
 			err = c.handle(f)
 		}
 		if err == nil {
@@ -271,7 +314,7 @@ func (c *conn) readLoop() error {
 		if errors.As(err, &ce) {
 			c.goAway(http2.ErrCode(ce), "")
 		}
-		return err
+		return false, err
 	}
 }
 

@@ -4,7 +4,9 @@
 // grpc-go's server gives every stream a goroutine for its handler and
 // another that writes, and wakes a goroutine per stream per message. Here a
 // connection has one reader goroutine and, only while it has bytes to
-// write, one writer goroutine. A stream whose handler attaches a pump
+// write, one writer goroutine. The reader hands an idle connection to a
+// fresh goroutine once it has done deep work, so that a connection that
+// waits keeps the smallest stack. A stream whose handler attaches a pump
 // (Attach) is written by its connection's writer: a delivery to ten
 // thousand streams over a hundred connections wakes a hundred goroutines,
 // each writing its connection's share in one system call, instead of ten

@@ -299,6 +299,28 @@ func connBounds(c *conn) error {
 // which the server's own table usually absorbs.
 func fuzzOutputBound(n int) int { return 64*n + 64<<10 }
 
+// serveConn serves c, registered with srv, and returns a channel closed
+// when it has ended: when srv has forgotten it, which its reader does last
+// (serve itself may return earlier, having handed the connection to a new
+// reader goroutine).
+func serveConn(srv *Server, c *conn) <-chan struct{} {
+	served := make(chan struct{})
+	go c.serve()
+	go func() {
+		defer close(served)
+		for {
+			srv.mu.Lock()
+			_, ok := srv.conns[c]
+			srv.mu.Unlock()
+			if !ok {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	return served
+}
+
 // runConn runs one connection on in and checks it.
 func runConn(t *testing.T, in []byte) {
 	strict := true
@@ -313,8 +335,7 @@ func runConn(t *testing.T, in []byte) {
 	srv.mu.Lock()
 	srv.conns[c] = struct{}{}
 	srv.mu.Unlock()
-	served := make(chan struct{})
-	go func() { defer close(served); c.serve() }()
+	served := serveConn(srv, c)
 
 	var out atomic.Int64
 	readDone := make(chan struct{})
@@ -481,8 +502,10 @@ func TestRecvConnWindowOverflow(t *testing.T) {
 	defer s2cr.Close()
 	c := newConn(srv, halfConn{r: s2c, w: s2cw})
 	c.recvWindow = 100 // the handshake adds nothing: the window is HTTP/2's default
-	served := make(chan struct{})
-	go func() { defer close(served); c.serve() }()
+	srv.mu.Lock()
+	srv.conns[c] = struct{}{}
+	srv.mu.Unlock()
+	served := serveConn(srv, c)
 
 	s := newSeed()
 	s.call(1, "UnaryCall", false)

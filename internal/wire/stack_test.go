@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc/encoding/proto"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/maxloyalty/notify/internal/wire"
 )
@@ -74,5 +76,55 @@ func TestStreamRequestDecodedAside(t *testing.T) {
 	}
 	if strings.Contains(codec.stacks[1], aside) {
 		t.Errorf("unary request decoded aside:\n%s", codec.stacks[1])
+	}
+}
+
+// TestIdleReaderStartsAfresh: once a connection's calls are set up and it
+// has nothing more to read, its reader is a fresh goroutine (resume), not
+// the one whose stack the handshake and the request grew; a unary call
+// after that is served as before.
+func TestIdleReaderStartsAfresh(t *testing.T) {
+	srv := wire.NewServer(wire.Config{Codec: encoding.GetCodecV2(proto.Name)})
+	svc := &testService{cancelled: make(chan struct{})}
+	testpb.RegisterTestServiceServer(srv, svc)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	defer func() { srv.Stop(); <-served }()
+	conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := testpb.NewTestServiceClient(conn)
+
+	s, err := c.StreamingOutputCall(metadata.AppendToOutgoingContext(ctx(t), "x-hold", "1"), &testpb.StreamingOutputCallRequest{ResponseParameters: params(1, 10)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	reader := func() string {
+		buf := make([]byte, 1<<20)
+		for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			if strings.Contains(g, "wire.(*lazyReader).fill") {
+				return g
+			}
+		}
+		return ""
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for g := reader(); !strings.Contains(g, "wire.(*conn).resume"); g = reader() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the idle connection's reader is not a fresh goroutine:\n%s", g)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := c.UnaryCall(ctx(t), &testpb.SimpleRequest{ResponseSize: 1}); err != nil {
+		t.Fatalf("a call after the handoff: %v", err)
 	}
 }
