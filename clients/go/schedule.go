@@ -31,7 +31,9 @@ func CancelKey(key string) PublishOption {
 
 // Schedules returns the ScheduleService client: scheduled publishes
 // (cancel, list) and digests (list, release).
-func (c *Client) Schedules() notifyv1.ScheduleServiceClient { return notifyv1.NewScheduleServiceClient(c.conn) }
+func (c *Client) Schedules() notifyv1.ScheduleServiceClient {
+	return notifyv1.NewScheduleServiceClient(c.conn)
+}
 
 // CancelScheduled cancels the caller's pending scheduled publish named
 // cancelKey. One already published is FailedPrecondition; an unknown key
