@@ -100,6 +100,46 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
+	verifier, err := newVerifier(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: log, hub: hub.New(), health: health.NewServer(), metrics: metrics.New(Version, "")}
+	if cfg.TLSCertFile != "" {
+		if n.certs, err = certs.New(cfg.TLSCertFile, cfg.TLSKeyFile, log); err != nil {
+			return nil, fmt.Errorf("config: tls: %w", err)
+		}
+	}
+	if err := n.openBackends(ctx); err != nil {
+		return nil, err
+	}
+	unary, stream := n.interceptors(verifier)
+	registrars := n.newServers(unary, stream)
+	n.newService()
+	if err := n.dialInner(); err != nil {
+		n.close()
+		return nil, err
+	}
+	n.local = gateway.NewInProcess(n.conn, cfg.MaxMessageBytes, unary...)
+	// grpc-web's server-streaming calls run in process too, with the stream
+	// chain and stats handlers of the server behind grpc-web.
+	n.local.ServeStreams(gateway.Streams{Interceptors: stream, StatsHandlers: n.cfg.StatsHandlers, Codec: service.NewCodec()})
+	n.register(append(registrars, n.local), registrars)
+	n.observe()
+	if err := n.newHTTP(ctx); err != nil {
+		n.close()
+		return nil, err
+	}
+	if err := n.listenAll(); err != nil {
+		n.close()
+		return nil, err
+	}
+	return n, nil
+}
+
+// newVerifier builds the JWT verifier of cfg; in dev mode it accepts the
+// dev secret only.
+func newVerifier(cfg Config, log *slog.Logger) (*auth.Verifier, error) {
 	noExpiry, _ := cfg.noExpiryRoles() // valid: checked by Validate
 	vcfg := auth.Config{
 		HMACSecret:    []byte(cfg.JWTSecret),
@@ -120,49 +160,54 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		vcfg.HMACSecret = []byte(DevSecret)
 		log.Warn("dev mode: tokens signed with the public dev secret are accepted, and POST /dev/token mints them for any role, admin and service included; never expose this node")
 	}
-	verifier, err := auth.NewVerifier(vcfg)
+	v, err := auth.NewVerifier(vcfg)
 	if err != nil {
 		return nil, fmt.Errorf("config: jwt: %w", err)
 	}
+	return v, nil
+}
 
-	n := &Node{cfg: cfg, log: log, hub: hub.New(), health: health.NewServer(), metrics: metrics.New(Version, "")}
-	if cfg.TLSCertFile != "" {
-		if n.certs, err = certs.New(cfg.TLSCertFile, cfg.TLSKeyFile, log); err != nil {
-			return nil, fmt.Errorf("config: tls: %w", err)
-		}
-	}
+// openBackends opens the store, the delivery queue on it, and the broker;
+// on error, what was opened is closed.
+func (n *Node) openBackends(ctx context.Context) error {
+	cfg := n.cfg
+	var err error
 	if n.store, err = store.Open(ctx, cfg.Store); err != nil {
-		return nil, fmt.Errorf("store: %w", err)
+		return fmt.Errorf("store: %w", err)
 	}
-	if n.deliveries, err = newDeliveries(ctx, cfg, n.store, n.hub, log); err != nil {
+	if n.deliveries, err = newDeliveries(ctx, cfg, n.store, n.hub, n.log); err != nil {
 		n.store.Close()
-		return nil, err
+		return err
 	}
-	switch cfg.Broker {
-	case "redis":
-		n.broker, err = broker.NewRedis(ctx, broker.RedisConfig{
-			URL:               cfg.RedisURL,
-			Prefix:            cfg.RedisPrefix,
-			Limits:            cfg.historyLimits(),
-			IdempotencyWindow: cfg.IdempotencyWindow,
-			Log:               log,
-		}, n.deliver, func(err error) {
-			// Messages may have been missed: streams end and resume from
-			// the shared history.
-			n.hub.CloseCurrent(err)
-		})
-		if err != nil {
-			n.deliveries.close()
-			n.store.Close()
-			return nil, fmt.Errorf("broker: %w", err)
-		}
-	default:
+	if cfg.Broker != "redis" {
 		n.broker = broker.NewMemory(broker.MemoryConfig{
 			Limits:            cfg.historyLimits(),
 			IdempotencyWindow: cfg.IdempotencyWindow,
 		}, n.deliver)
+		return nil
 	}
+	n.broker, err = broker.NewRedis(ctx, broker.RedisConfig{
+		URL:               cfg.RedisURL,
+		Prefix:            cfg.RedisPrefix,
+		Limits:            cfg.historyLimits(),
+		IdempotencyWindow: cfg.IdempotencyWindow,
+		Log:               n.log,
+	}, n.deliver, func(err error) {
+		// Messages may have been missed: streams end and resume from
+		// the shared history.
+		n.hub.CloseCurrent(err)
+	})
+	if err != nil {
+		n.deliveries.close()
+		n.store.Close()
+		return fmt.Errorf("broker: %w", err)
+	}
+	return nil
+}
 
+// interceptors returns the node's unary and stream chains, the configured
+// interceptors outside the node's own.
+func (n *Node) interceptors(verifier *auth.Verifier) (unary []grpc.UnaryServerInterceptor, stream []grpc.StreamServerInterceptor) {
 	skip := func(method string) bool {
 		return strings.HasPrefix(method, "/grpc.health.v1.") || strings.HasPrefix(method, "/grpc.reflection.")
 	}
@@ -171,20 +216,27 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	// is counted and logged as the Internal it becomes. Per-caller limits
 	// are applied by the service, which knows the caller and the batch size.
 	// REST's unary calls run through the same unary chain (gateway.InProcess).
-	// The configured interceptors go outside the node's own.
-	unary := append(slices.Clip(cfg.UnaryInterceptors),
+	unary = append(slices.Clip(n.cfg.UnaryInterceptors),
 		n.metrics.UnaryServerInterceptor(),
-		logging.UnaryServerInterceptor(log),
+		logging.UnaryServerInterceptor(n.log),
 		verifier.UnaryInterceptor(skip),
 		logging.UnaryTag(),
-		logging.UnaryRecovery(log),
+		logging.UnaryRecovery(n.log),
 	)
 	// The stream chain is the same five as one interceptor: a live stream's
 	// goroutine stays parked under the chain, and one frame keeps its stack
 	// at the smallest size.
-	stream := append(slices.Clip(cfg.StreamInterceptors),
-		logging.StreamInterceptor(log, n.metrics, verifier.StreamInterceptor(skip)),
+	stream = append(slices.Clip(n.cfg.StreamInterceptors),
+		logging.StreamInterceptor(n.log, n.metrics, verifier.StreamInterceptor(skip)),
 	)
+	return unary, stream
+}
+
+// newServers builds the gRPC server behind grpc-web and REST streams, and
+// the native port's server on the configured transport; it returns both
+// as the registrars of the node's services.
+func (n *Node) newServers(unary []grpc.UnaryServerInterceptor, stream []grpc.StreamServerInterceptor) []grpc.ServiceRegistrar {
+	cfg := n.cfg
 	opts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(service.NewCodec()),
 		grpc.ChainUnaryInterceptor(unary...),
@@ -200,9 +252,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		grpc.NumStreamWorkers(grpcStreamWorkers),
 	}
 	if cfg.Tracing != nil {
-		cfg.StatsHandlers = append(slices.Clip(cfg.StatsHandlers), cfg.Tracing.ServerHandler())
+		n.cfg.StatsHandlers = append(slices.Clip(cfg.StatsHandlers), cfg.Tracing.ServerHandler())
 	}
-	for _, h := range cfg.StatsHandlers {
+	for _, h := range n.cfg.StatsHandlers {
 		opts = append(opts, grpc.StatsHandler(h))
 	}
 	// One server for grpc-web and for the in-process connection that
@@ -216,32 +268,35 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		// control does this on the other doors).
 		grpc.ChainStreamInterceptor(gateway.WebsocketStreamInterceptor()),
 	)...)
-	registrars := []grpc.ServiceRegistrar{n.grpc}
-	if cfg.GRPCTransport == "wire" {
-		n.wire = wire.NewServer(wire.Config{
-			Codec:                 service.NewCodec(),
-			UnaryInterceptors:     unary,
-			StreamInterceptors:    stream,
-			MaxRecvMsgSize:        cfg.MaxMessageBytes,
-			MaxConcurrentStreams:  cfg.MaxConcurrentStreams,
-			InitialWindowSize:     int32(cfg.InitialWindowSize),
-			InitialConnWindowSize: int32(cfg.InitialConnWindowSize),
-			MaxHeaderListSize:     uint32(cfg.MaxHeaderListSize),
-			MaxConnectionIdle:     cfg.MaxConnectionIdle,
-			MaxConnectionAge:      cfg.MaxConnectionAge,
-			MaxConnectionAgeGrace: cfg.MaxConnectionAgeGrace,
-			KeepaliveTime:         cfg.KeepaliveTime,
-			KeepaliveTimeout:      cfg.KeepaliveTimeout,
-			MinPingInterval:       cfg.MinPingInterval,
-			Workers:               grpcStreamWorkers,
-			StatsHandlers:         cfg.StatsHandlers,
-			Log:                   log,
-		})
-		registrars = append(registrars, n.wire)
-	} else {
+	if cfg.GRPCTransport != "wire" {
 		n.native = grpc.NewServer(append(opts, nativeOptions(cfg)...)...)
-		registrars = append(registrars, n.native)
+		return []grpc.ServiceRegistrar{n.grpc, n.native}
 	}
+	n.wire = wire.NewServer(wire.Config{
+		Codec:                 service.NewCodec(),
+		UnaryInterceptors:     unary,
+		StreamInterceptors:    stream,
+		MaxRecvMsgSize:        cfg.MaxMessageBytes,
+		MaxConcurrentStreams:  cfg.MaxConcurrentStreams,
+		InitialWindowSize:     int32(cfg.InitialWindowSize),
+		InitialConnWindowSize: int32(cfg.InitialConnWindowSize),
+		MaxHeaderListSize:     uint32(cfg.MaxHeaderListSize),
+		MaxConnectionIdle:     cfg.MaxConnectionIdle,
+		MaxConnectionAge:      cfg.MaxConnectionAge,
+		MaxConnectionAgeGrace: cfg.MaxConnectionAgeGrace,
+		KeepaliveTime:         cfg.KeepaliveTime,
+		KeepaliveTimeout:      cfg.KeepaliveTimeout,
+		MinPingInterval:       cfg.MinPingInterval,
+		Workers:               grpcStreamWorkers,
+		StatsHandlers:         n.cfg.StatsHandlers,
+		Log:                   n.log,
+	})
+	return []grpc.ServiceRegistrar{n.grpc, n.wire}
+}
+
+// newService builds the notification service on the node's backends.
+func (n *Node) newService() {
+	cfg := n.cfg
 	n.svc = service.New(service.Config{
 		ServerID:          cfg.ServerID,
 		HeartbeatInterval: cfg.HeartbeatInterval,
@@ -258,48 +313,57 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 			Streams: limit.NewStreams(cfg.MaxStreamsPerUser),
 		},
 		Deliveries: n.deliveries.queue,
-	}, n.broker, n.hub, n.store, log)
+	}, n.broker, n.hub, n.store, n.log)
+}
 
-	// The REST gateway runs unary calls in process, through the server's
-	// unary interceptors and message size bound; its streams (GET
-	// /v1/subscribe) reach the gRPC server over an in-process connection.
+// dialInner connects to the grpc-web server over an in-process listener:
+// the REST gateway's streams (GET /v1/subscribe) take this connection,
+// its unary calls run in process (gateway.InProcess).
+func (n *Node) dialInner() error {
 	n.inner = bufconn.Listen(1 << 20)
 	copts := []grpc.DialOption{
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return n.inner.DialContext(ctx) }),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 	}
-	if cfg.Tracing != nil {
+	if n.cfg.Tracing != nil {
 		// A REST stream's gRPC call continues its HTTP request's trace.
-		copts = append(copts, grpc.WithStatsHandler(cfg.Tracing.ClientHandler()))
+		copts = append(copts, grpc.WithStatsHandler(n.cfg.Tracing.ClientHandler()))
 	}
+	var err error
 	n.conn, err = grpc.NewClient("passthrough:///notifyd", copts...)
-	if err != nil {
-		n.broker.Close()
-		n.store.Close()
-		return nil, err
-	}
-	local := gateway.NewInProcess(n.conn, cfg.MaxMessageBytes, unary...)
-	// grpc-web's server-streaming calls run in process too, with the stream
-	// chain and stats handlers of the server behind grpc-web.
-	local.ServeStreams(gateway.Streams{Interceptors: stream, StatsHandlers: cfg.StatsHandlers, Codec: service.NewCodec()})
-	n.local = local
-	for _, r := range append(registrars, local) {
+	return err
+}
+
+// register registers the node's services on every registrar, and health
+// and reflection on the gRPC servers.
+func (n *Node) register(all, servers []grpc.ServiceRegistrar) {
+	deliveries := service.NewDeliveryService(n.store, n.deliveries.info)
+	for _, r := range all {
 		notifyv1.RegisterNotificationServiceServer(r, n.svc)
 		notifyv1.RegisterInboxServiceServer(r, n.svc.Inbox())
-		notifyv1.RegisterDeliveryServiceServer(r, service.NewDeliveryService(n.store, n.deliveries.info))
+		notifyv1.RegisterDeliveryServiceServer(r, deliveries)
 		notifyv1.RegisterScheduleServiceServer(r, n.svc.Schedules())
 	}
-	for _, r := range registrars {
+	for _, r := range servers {
 		healthpb.RegisterHealthServer(r, n.health)
 		reflection.Register(r.(reflection.GRPCServer))
 	}
+}
+
+// observe registers the node's metrics that are read when scraped.
+func (n *Node) observe() {
 	n.metrics.InitGRPC(n.grpc)
 	if n.deliveries.queue.Enabled() {
 		n.metrics.Registry().MustRegister(n.deliveries.queue.Metrics())
 	}
 	n.metrics.Observe("notify_hub_rooms", "Rooms with at least one subscriber on this node.", func() float64 { return float64(n.hub.Stats().Rooms) })
 	n.metrics.Observe("notify_connected_users", "Users with at least one open stream on this node.", func() float64 { return float64(n.hub.Stats().Users) })
+}
 
+// newHTTP builds the HTTP port's server: REST, grpc-web, the demo app,
+// health and metrics.
+func (n *Node) newHTTP(ctx context.Context) error {
+	cfg := n.cfg
 	gwcfg := gateway.Config{
 		AllowedOrigins: cfg.AllowedOrigins,
 		WebDir:         cfg.WebDir,
@@ -312,40 +376,42 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		// never with a configured one.
 		gwcfg.DevToken = devTokenMinter([]byte(DevSecret))
 	}
-	handler, err := gateway.New(ctx, gwcfg, n.grpc, local, n.ready)
+	handler, err := gateway.New(ctx, gwcfg, n.grpc, n.local, n.ready)
 	if err != nil {
-		n.close()
-		return nil, err
+		return err
 	}
 	n.http = &http.Server{
 		Handler:           cfg.Tracing.Handler(handler),
 		ReadHeaderTimeout: cfg.HTTPReadHeaderTimeout,
 		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
 		ConnState:         n.metrics.HTTPConnState(metrics.TransportHTTP),
 		ConnContext:       gateway.ConnContext,
 	}
+	return nil
+}
 
+// listenAll binds the native port, the debug address if set, and the HTTP
+// port; on error, those bound are closed.
+func (n *Node) listenAll() error {
+	var err error
 	// The native port's open connections are counted by its connection
 	// limiter; the HTTP server counts its own (ConnState above).
-	if n.grpcLn, err = n.listen(cfg.GRPCAddr, limit.OnOpen(n.metrics.OpenConns(metrics.TransportGRPC))); err != nil {
-		n.close()
-		return nil, fmt.Errorf("grpc-addr: %w", err)
+	if n.grpcLn, err = n.listen(n.cfg.GRPCAddr, limit.OnOpen(n.metrics.OpenConns(metrics.TransportGRPC))); err != nil {
+		return fmt.Errorf("grpc-addr: %w", err)
 	}
 	if err = n.listenDebug(); err != nil {
 		n.grpcLn.Close()
-		n.close()
-		return nil, fmt.Errorf("debug-addr: %w", err)
+		return fmt.Errorf("debug-addr: %w", err)
 	}
-	if n.httpLn, err = n.listen(cfg.HTTPAddr); err != nil {
+	if n.httpLn, err = n.listen(n.cfg.HTTPAddr); err != nil {
 		if n.debugLn != nil {
 			n.debugLn.Close()
 		}
 		n.grpcLn.Close()
-		n.close()
-		return nil, fmt.Errorf("http-addr: %w", err)
+		return fmt.Errorf("http-addr: %w", err)
 	}
-	return n, nil
+	return nil
 }
 
 // tracer is the service's tracer: nil when tracing is off.
