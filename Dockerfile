@@ -34,7 +34,7 @@ COPY bin/image/ /out/
 # COPY . .
 # ARG VERSION=dev
 # RUN CGO_ENABLED=0 go build -trimpath \
-#       -ldflags "-s -w -X github.com/maxloyalty/notify/server/node.Version=${VERSION}" \
+#       -ldflags "-s -w -X github.com/maxloyalty/notify/internal/node.Version=${VERSION}" \
 #       -o /out/notifyd ./cmd/notifyd \
 #  && mkdir /out/data \
 #  && cp /etc/ssl/certs/ca-certificates.crt /out/

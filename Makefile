@@ -40,7 +40,7 @@ run: web
 
 ## build: build notifyd and notifyctl into bin/
 build:
-	go build -ldflags "-X github.com/maxloyalty/notify/server/node.Version=$(VERSION)" -o bin/ ./cmd/...
+	go build -ldflags "-X github.com/maxloyalty/notify/internal/node.Version=$(VERSION)" -o bin/ ./cmd/...
 
 ## bench: the hub's Go benchmarks, then a short load run of every mode (a few
 ## seconds each, small sizes) against a dev notifyd that notifybench starts on
@@ -53,7 +53,7 @@ bench:
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	if [ -n "$$missing" ]; then echo "installing$$missing (Debian packages)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
-	go test -run '^$$' -bench . -benchmem ./server/hub/
+	go test -run '^$$' -bench . -benchmem ./internal/hub/
 	@mkdir -p bin
 	go build -o bin/ ./cmd/notifyd ./cmd/notifybench
 	./bin/notifybench suite --spawn ./bin/notifyd
@@ -71,7 +71,7 @@ soak:
 	./bin/notifybench soak --spawn ./bin/notifyd --duration $(SOAK_DURATION)
 
 ## tools: build the pinned code generators and h2spec (HTTP/2 conformance,
-## run by server/node's TestH2spec) into .bin/ when missing
+## run by internal/node's TestH2spec) into .bin/ when missing
 tools: .bin/buf .bin/protoc-gen-go .bin/protoc-gen-go-grpc .bin/protoc-gen-grpc-gateway .bin/protoc-gen-openapiv2 .bin/h2spec
 
 .bin/buf:
@@ -90,7 +90,7 @@ tools: .bin/buf .bin/protoc-gen-go .bin/protoc-gen-go-grpc .bin/protoc-gen-grpc-
 ## generate: regenerate gen/ and the OpenAPI document from proto/ (offline)
 generate: tools web-deps
 	buf format -w
-	rm -rf gen/notify gen/gw gateway/openapi $(WEB_DIR)/src/gen
+	rm -rf gen/notify gen/gw internal/gateway/openapi $(WEB_DIR)/src/gen
 	buf generate
 	cd gen && go mod tidy
 
@@ -100,10 +100,10 @@ check-generated: tools web-deps
 	cp -r proto buf.yaml buf.gen.yaml $$tmp/ && mkdir -p $$tmp/gateway $$tmp/gen && cp gen/go.mod gen/go.sum $$tmp/gen/ && \
 	mkdir -p $$tmp/$(WEB_DIR)/node_modules/.bin && ln -s $(PROTOC_GEN_ES) $$tmp/$(WEB_DIR)/node_modules/.bin/protoc-gen-es && \
 	(cd $$tmp && buf generate) && \
-	diff -r $$tmp/gen gen && diff -r $$tmp/gateway/openapi gateway/openapi && \
+	diff -r $$tmp/gen gen && diff -r $$tmp/internal/gateway/openapi internal/gateway/openapi && \
 	diff -r $$tmp/$(WEB_DIR)/src/gen $(WEB_DIR)/src/gen && \
 	echo "generated code is up to date" || \
-	{ echo "generated code (gen/, gateway/openapi, $(WEB_DIR)/src/gen) is stale: run 'make generate' and commit the result" >&2; exit 1; }
+	{ echo "generated code (gen/, internal/gateway/openapi, $(WEB_DIR)/src/gen) is stale: run 'make generate' and commit the result" >&2; exit 1; }
 
 ## check-tidy: fail when `go mod tidy` would change go.mod or go.sum of any module
 .PHONY: check-tidy
@@ -125,7 +125,7 @@ lint: tools lint-openapi
 OPENAPI_LINT_DIR  := tools/openapi
 OPENAPI_LINT_DEPS := $(OPENAPI_LINT_DIR)/node_modules/.deps-stamp
 
-## lint-openapi: lint gateway/openapi/notify.swagger.json with Redocly CLI's
+## lint-openapi: lint internal/gateway/openapi/notify.swagger.json with Redocly CLI's
 ## recommended-strict rules (tools/openapi/redocly.yaml); no telemetry
 lint-openapi: $(OPENAPI_LINT_DEPS)
 	cd $(OPENAPI_LINT_DIR) && REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true npm run --silent lint
@@ -149,7 +149,7 @@ check-deploy:
 ## check-alerts: promtool checks deploy/prometheus: the alerting rules, their
 ## unit tests (alerts_test.yaml) and the example prometheus.yml. promtool comes
 ## with Debian's prometheus package, installed when missing (in CI a failed
-## install fails; elsewhere the check is skipped); server/node's deploy tests
+## install fails; elsewhere the check is skipped); internal/node's deploy tests
 ## use its prometheus and promtool too
 .PHONY: check-alerts
 check-alerts:
@@ -178,7 +178,7 @@ CHECK_IMAGE := localhost/notifyd-check:$(shell echo $$PPID)
 image-context: web
 	rm -rf bin/image
 	mkdir -p bin/image/data
-	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/maxloyalty/notify/server/node.Version=$(VERSION)" -o bin/image/notifyd ./cmd/notifyd
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/maxloyalty/notify/internal/node.Version=$(VERSION)" -o bin/image/notifyd ./cmd/notifyd
 	cp -r $(WEB_DIR)/dist bin/image/web
 	cp /etc/ssl/certs/ca-certificates.crt bin/image/
 
@@ -232,21 +232,21 @@ test: tools check-generated check-tidy lint breaking check-deploy check-alerts c
 ## the nodes they start on the wire transport (the default run uses grpc-go)
 test-go:
 	go test $(GO_TEST_FLAGS) ./...
-	NOTIFY_TEST_GRPC_TRANSPORT=grpc-go go test $(GO_TEST_FLAGS) ./server/node/ ./cmd/notifyd/
+	NOTIFY_TEST_GRPC_TRANSPORT=grpc-go go test $(GO_TEST_FLAGS) ./internal/node/ ./cmd/notifyd/
 	cd clients/go && go test $(GO_TEST_FLAGS) ./...
 
 ## fuzz: run every fuzz target for FUZZTIME each (default 10s), one after the
 ## other, and fail at the end if any found a failure (the failing input is
 ## written to the package's testdata/fuzz/<Target>/). Targets:
-##   server/room FuzzParse, server/auth FuzzVerify, server/store FuzzCursor,
-##   server/hub FuzzEventType, server/validate FuzzValidate,
-##   server/broker FuzzParseResult, server/node FuzzConfigFile,
+##   internal/room FuzzParse, internal/auth FuzzVerify, internal/store FuzzCursor,
+##   internal/hub FuzzEventType, internal/validate FuzzValidate,
+##   internal/broker FuzzParseResult, internal/node FuzzConfigFile,
 ##   FuzzRESTBodies and FuzzResumePositions.
 ## Their seed corpora (f.Add and testdata/fuzz) already run in `make test`.
 FUZZTIME ?= 10s
-FUZZ_TARGETS := ./server/room:FuzzParse ./server/auth:FuzzVerify ./server/store:FuzzCursor \
-                ./server/hub:FuzzEventType ./server/validate:FuzzValidate ./server/broker:FuzzParseResult \
-                ./server/node:FuzzConfigFile ./server/node:FuzzRESTBodies ./server/node:FuzzResumePositions ./internal/wire:FuzzConn ./gateway:FuzzWebsocketCall
+FUZZ_TARGETS := ./internal/room:FuzzParse ./internal/auth:FuzzVerify ./internal/store:FuzzCursor \
+                ./internal/hub:FuzzEventType ./internal/validate:FuzzValidate ./internal/broker:FuzzParseResult \
+                ./internal/node:FuzzConfigFile ./internal/node:FuzzRESTBodies ./internal/node:FuzzResumePositions ./internal/wire:FuzzConn ./internal/gateway:FuzzWebsocketCall
 .PHONY: fuzz
 fuzz:
 	@failed=; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; \

@@ -27,7 +27,7 @@ import (
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
 )
 
-// devSecret is node.DevSecret (server/node/config.go): the HS256 secret a
+// devSecret is node.DevSecret (internal/node/config.go): the HS256 secret a
 // notifyd started with --dev accepts. Copied, since the SDK must not depend
 // on the server module.
 const devSecret = "notify-dev-secret-do-not-use-in-production"

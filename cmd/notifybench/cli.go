@@ -8,7 +8,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/maxloyalty/notify/server/gcfloor"
+	"github.com/maxloyalty/notify/internal/gcfloor"
 )
 
 const usage = `usage: notifybench <mode> [flags]

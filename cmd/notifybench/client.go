@@ -16,7 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
-	"github.com/maxloyalty/notify/server/auth"
+	"github.com/maxloyalty/notify/internal/auth"
 )
 
 // tokenTTL is the lifetime of minted tokens: longer than any run.

@@ -12,8 +12,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
-	"github.com/maxloyalty/notify/server/broker"
-	"github.com/maxloyalty/notify/server/hub"
+	"github.com/maxloyalty/notify/internal/broker"
+	"github.com/maxloyalty/notify/internal/hub"
 )
 
 // recordSink records sink calls as strings.

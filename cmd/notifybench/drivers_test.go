@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/maxloyalty/notify/server/node"
+	"github.com/maxloyalty/notify/internal/node"
 )
 
 var installTools sync.Mutex

@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/maxloyalty/notify/server/node"
+	"github.com/maxloyalty/notify/internal/node"
 )
 
 // options are the flags of every mode.

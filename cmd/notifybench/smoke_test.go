@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/maxloyalty/notify/server/node"
+	"github.com/maxloyalty/notify/internal/node"
 )
 
 // startTestNode runs a dev node in this process on free ports until the

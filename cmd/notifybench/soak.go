@@ -21,9 +21,9 @@ import (
 	"google.golang.org/grpc"
 
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
-	"github.com/maxloyalty/notify/server/auth"
-	"github.com/maxloyalty/notify/server/node"
-	"github.com/maxloyalty/notify/server/room"
+	"github.com/maxloyalty/notify/internal/auth"
+	"github.com/maxloyalty/notify/internal/node"
+	"github.com/maxloyalty/notify/internal/room"
 )
 
 // The soak mode churns subscribers against a running notifyd for a bounded

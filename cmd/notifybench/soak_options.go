@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/maxloyalty/notify/server/node"
+	"github.com/maxloyalty/notify/internal/node"
 )
 
 // soakOptions are the soak mode's flags (registered for every mode like the

@@ -15,7 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
-	"github.com/maxloyalty/notify/server/node"
+	"github.com/maxloyalty/notify/internal/node"
 )
 
 // flatSamples is a steady server: values wobble around a level, as the Go

@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/maxloyalty/notify/server/node"
+	"github.com/maxloyalty/notify/internal/node"
 )
 
 // readyTimeout bounds waiting for a node to serve.

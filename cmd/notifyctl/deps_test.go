@@ -14,11 +14,11 @@ func TestDependencies(t *testing.T) {
 		t.Fatalf("go list -deps: %v", err)
 	}
 	for _, forbidden := range []string{
-		"github.com/maxloyalty/notify/server/node",
-		"github.com/maxloyalty/notify/server/service",
-		"github.com/maxloyalty/notify/server/store",
+		"github.com/maxloyalty/notify/internal/node",
+		"github.com/maxloyalty/notify/internal/service",
+		"github.com/maxloyalty/notify/internal/store",
 		"github.com/maxloyalty/notify/internal/wire",
-		"github.com/maxloyalty/notify/gateway",
+		"github.com/maxloyalty/notify/internal/gateway",
 		"github.com/grpc-ecosystem/grpc-gateway",
 		"github.com/redis/go-redis",
 		"github.com/jackc/pgx",

@@ -14,7 +14,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
-	"github.com/maxloyalty/notify/server/node"
+	"github.com/maxloyalty/notify/internal/node"
 )
 
 func TestBuildPublishAndPayload(t *testing.T) {

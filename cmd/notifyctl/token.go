@@ -7,7 +7,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/maxloyalty/notify/server/auth"
+	"github.com/maxloyalty/notify/internal/auth"
 )
 
 func tokenCmd(args []string, out io.Writer) error {

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/maxloyalty/notify/server/auth"
-	"github.com/maxloyalty/notify/server/node"
+	"github.com/maxloyalty/notify/internal/auth"
+	"github.com/maxloyalty/notify/internal/node"
 )
 
 // TestTokenAlwaysExpires: notifyctl token sets exp (its --ttl, 24h by

@@ -12,7 +12,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
-	"github.com/maxloyalty/notify/server/auth"
+	"github.com/maxloyalty/notify/internal/auth"
 )
 
 // TestSIGKILLDuringBatchPublish: notifyd is SIGKILLed while a batch is

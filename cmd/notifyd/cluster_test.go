@@ -21,8 +21,8 @@ import (
 
 	notify "github.com/maxloyalty/notify/clients/go"
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
-	"github.com/maxloyalty/notify/server/auth"
-	"github.com/maxloyalty/notify/server/testenv"
+	"github.com/maxloyalty/notify/internal/auth"
+	"github.com/maxloyalty/notify/internal/testenv"
 )
 
 // These tests run several real notifyd processes sharing rooms through the

@@ -18,7 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/maxloyalty/notify/internal/channel/channeltest"
-	"github.com/maxloyalty/notify/server/testenv"
+	"github.com/maxloyalty/notify/internal/testenv"
 )
 
 // Delivery timings of these tests: a job killed mid-attempt is retried by

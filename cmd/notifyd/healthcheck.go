@@ -9,7 +9,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/maxloyalty/notify/server/node"
+	"github.com/maxloyalty/notify/internal/node"
 )
 
 // healthcheckTimeout bounds one `notifyd healthcheck`, the same as the

@@ -18,9 +18,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/maxloyalty/notify/internal/gcfloor"
+	"github.com/maxloyalty/notify/internal/node"
 	"github.com/maxloyalty/notify/internal/tracing"
-	"github.com/maxloyalty/notify/server/gcfloor"
-	"github.com/maxloyalty/notify/server/node"
 )
 
 func main() {

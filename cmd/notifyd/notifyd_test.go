@@ -28,8 +28,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
-	"github.com/maxloyalty/notify/server/auth"
-	"github.com/maxloyalty/notify/server/node"
+	"github.com/maxloyalty/notify/internal/auth"
+	"github.com/maxloyalty/notify/internal/node"
 )
 
 const (

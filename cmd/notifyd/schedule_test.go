@@ -17,8 +17,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
+	"github.com/maxloyalty/notify/internal/auth"
 	"github.com/maxloyalty/notify/internal/channel/channeltest"
-	"github.com/maxloyalty/notify/server/auth"
 )
 
 // reminderBody is the REST body of a points-expiry reminder for guest,

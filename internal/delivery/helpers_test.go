@@ -17,11 +17,11 @@ import (
 	"github.com/google/uuid"
 
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
+	"github.com/maxloyalty/notify/internal/broker"
 	"github.com/maxloyalty/notify/internal/channel"
 	"github.com/maxloyalty/notify/internal/channel/channeltest"
-	"github.com/maxloyalty/notify/server/broker"
-	"github.com/maxloyalty/notify/server/hub"
-	"github.com/maxloyalty/notify/server/store"
+	"github.com/maxloyalty/notify/internal/hub"
+	"github.com/maxloyalty/notify/internal/store"
 )
 
 func TestMain(m *testing.M) {

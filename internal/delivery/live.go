@@ -8,9 +8,9 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 
-	"github.com/maxloyalty/notify/server/hub"
-	"github.com/maxloyalty/notify/server/room"
-	"github.com/maxloyalty/notify/server/store"
+	"github.com/maxloyalty/notify/internal/hub"
+	"github.com/maxloyalty/notify/internal/room"
+	"github.com/maxloyalty/notify/internal/store"
 )
 
 // Seen live, precisely: an event counts as seen by a user for delayed

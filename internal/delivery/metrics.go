@@ -7,7 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/maxloyalty/notify/server/store"
+	"github.com/maxloyalty/notify/internal/store"
 )
 
 // Metrics are the queue's Prometheus instruments, per channel (webpush,

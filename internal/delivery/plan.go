@@ -4,7 +4,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/maxloyalty/notify/server/store"
+	"github.com/maxloyalty/notify/internal/store"
 )
 
 // Publication is a published event as the queue plans its deliveries.

@@ -19,7 +19,7 @@ import (
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
 	"github.com/maxloyalty/notify/internal/channel"
 	"github.com/maxloyalty/notify/internal/channel/channeltest"
-	"github.com/maxloyalty/notify/server/store"
+	"github.com/maxloyalty/notify/internal/store"
 )
 
 func mustMarshal(t *testing.T, m proto.Message) []byte {

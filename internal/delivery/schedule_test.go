@@ -16,8 +16,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
-	"github.com/maxloyalty/notify/server/store"
-	"github.com/maxloyalty/notify/server/testenv"
+	"github.com/maxloyalty/notify/internal/store"
+	"github.com/maxloyalty/notify/internal/testenv"
 )
 
 // recordingPublisher publishes by recording: each idempotency key once

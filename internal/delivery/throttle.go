@@ -13,7 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
-	"github.com/maxloyalty/notify/server/store"
+	"github.com/maxloyalty/notify/internal/store"
 )
 
 // Throttles: at most Limit sends of a type per Period to each of a user's

@@ -12,7 +12,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
-	"github.com/maxloyalty/notify/server/store"
+	"github.com/maxloyalty/notify/internal/store"
 )
 
 // Time: scheduled publishes (schedule.go), quiet hours (quiet.go), digests

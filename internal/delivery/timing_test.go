@@ -10,7 +10,7 @@ import (
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
 	"github.com/maxloyalty/notify/internal/channel"
 	"github.com/maxloyalty/notify/internal/channel/channeltest"
-	"github.com/maxloyalty/notify/server/store"
+	"github.com/maxloyalty/notify/internal/store"
 )
 
 // clockAt runs factor times faster than the wall's clock, from start.

@@ -7,13 +7,13 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/maxloyalty/notify/internal/broker"
 	"github.com/maxloyalty/notify/internal/channel"
 	"github.com/maxloyalty/notify/internal/channel/channeltest"
+	"github.com/maxloyalty/notify/internal/hub"
+	"github.com/maxloyalty/notify/internal/store"
 	"github.com/maxloyalty/notify/internal/tracing"
 	"github.com/maxloyalty/notify/internal/tracing/otlptest"
-	"github.com/maxloyalty/notify/server/broker"
-	"github.com/maxloyalty/notify/server/hub"
-	"github.com/maxloyalty/notify/server/store"
 )
 
 // TestDeliverySpansLinkToThePublish: with a tracer, each attempt of a

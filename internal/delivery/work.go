@@ -14,7 +14,7 @@ import (
 
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
 	"github.com/maxloyalty/notify/internal/channel"
-	"github.com/maxloyalty/notify/server/store"
+	"github.com/maxloyalty/notify/internal/store"
 )
 
 // recordTimeout bounds recording an attempt's outcome, which runs even when

@@ -70,7 +70,7 @@ func TestStreamRequestDecodedAside(t *testing.T) {
 	if len(codec.stacks) != 2 {
 		t.Fatalf("%d requests decoded, want 2", len(codec.stacks))
 	}
-	const aside = "created by github.com/maxloyalty/notify/server/stack.Aside"
+	const aside = "created by github.com/maxloyalty/notify/internal/stack.Aside"
 	if !strings.Contains(codec.stacks[0], aside) {
 		t.Errorf("streaming request decoded on the handler's goroutine:\n%s", codec.stacks[0])
 	}

@@ -20,7 +20,7 @@ import (
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 
-	"github.com/maxloyalty/notify/server/stack"
+	"github.com/maxloyalty/notify/internal/stack"
 )
 
 // pendingLimit is how much of a stream's output may wait for flow control

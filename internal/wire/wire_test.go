@@ -27,8 +27,8 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/maxloyalty/notify/internal/certs"
 	"github.com/maxloyalty/notify/internal/wire"
-	"github.com/maxloyalty/notify/server/certs"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -1,0 +1,819 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/stats"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/maxloyalty/notify/internal/intercept"
+	"github.com/maxloyalty/notify/internal/stack"
+)
+
+// Streams configures the grpc-web server-streaming calls that run in
+// process (InProcess.ServeStreams): what the gRPC server behind grpc-web
+// would run them with.
+type Streams struct {
+	// Interceptors are the gRPC server's stream interceptors, the first
+	// outermost.
+	Interceptors []grpc.StreamServerInterceptor
+	// StatsHandlers are the gRPC server's stats handlers.
+	StatsHandlers []stats.Handler
+	// Codec encodes responses and decodes requests, as the server's forced
+	// codec (grpc.ForceServerCodecV2) does; nil: protobuf.
+	Codec encoding.CodecV2
+}
+
+// streamMethod is one server-streaming method of a registered service.
+type streamMethod struct {
+	name    string // "/package.Service/Method"
+	impl    any
+	handler grpc.StreamHandler
+	info    *grpc.StreamServerInfo
+}
+
+// webStreams runs grpc-web server-streaming calls in the HTTP handler's
+// goroutine, as the improbable wrapper and the gRPC server behind it
+// would, without them: the wrapper hands a request to grpc-go's HTTP
+// handler transport, which gives every call three goroutines beside the
+// HTTP server's (one reading the body, one watching the request's end,
+// one running the handler) and a copy of the request's headers, for the
+// stream's whole life. Here the call's handler runs on the HTTP server's
+// goroutine and writes grpc-web frames to the ResponseWriter itself.
+//
+// Only the common case runs here: a binary grpc-web request
+// (application/grpc-web or application/grpc-web+proto, no grpc-encoding)
+// for a server-streaming method, with a valid grpc-timeout if any and
+// exactly one message within the size bound. Everything else (text
+// format, other methods, compressed or malformed requests) goes on to the
+// wrapper, which answers as it always has.
+type webStreams struct {
+	methods     map[string]*streamMethod
+	interceptor grpc.StreamServerInterceptor
+	stats       []stats.Handler
+	codec       encoding.CodecV2
+	maxRecv     int
+
+	// The calls running on goroutines of their own (HTTP/1.1), which the
+	// HTTP server no longer tracks once it has handed their connections
+	// over: Shutdown waits for them.
+	mu      sync.Mutex
+	calls   map[*webStream]struct{}
+	idle    chan struct{} // closed when calls empties while stopping
+	closing bool
+}
+
+// ServeStreams makes the grpc-web server-streaming calls to the services
+// registered with c run in process (see New), with cfg's interceptors,
+// stats handlers and codec and c's message size bound. Call it before New;
+// without it, every grpc-web call goes through the gRPC server.
+func (c *InProcess) ServeStreams(cfg Streams) {
+	codec := cfg.Codec
+	if codec == nil {
+		codec = encoding.GetCodecV2("proto")
+	}
+	c.web = &webStreams{
+		calls:       make(map[*webStream]struct{}),
+		methods:     c.streams,
+		interceptor: intercept.Stream(cfg.Interceptors),
+		stats:       slices.Clone(cfg.StatsHandlers),
+		codec:       codec,
+		maxRecv:     c.maxRecv,
+	}
+}
+
+// Shutdown waits until the grpc-web calls that run on goroutines of their
+// own have ended (the HTTP server's Shutdown does not see them: their
+// connections are handed over), and refuses to start more; when ctx ends
+// first, it ends them (their contexts are cancelled and blocked writes
+// cut) and waits for them to return. Call it after the HTTP server's
+// Shutdown, once the hub has told the streams to end.
+func (c *InProcess) Shutdown(ctx context.Context) error {
+	if c.web == nil {
+		return nil
+	}
+	return c.web.shutdown(ctx)
+}
+
+func (ws *webStreams) shutdown(ctx context.Context) error {
+	ws.mu.Lock()
+	ws.closing = true
+	if ws.idle == nil {
+		ws.idle = make(chan struct{})
+		if len(ws.calls) == 0 {
+			close(ws.idle)
+		}
+	}
+	idle := ws.idle
+	ws.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+	}
+	ws.mu.Lock()
+	for s := range ws.calls {
+		s.cancel()
+	}
+	ws.mu.Unlock()
+	<-idle
+	return ctx.Err()
+}
+
+// track counts s among the calls Shutdown waits for; false once stopping.
+func (ws *webStreams) track(s *webStream) bool {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if ws.closing {
+		return false
+	}
+	ws.calls[s] = struct{}{}
+	return true
+}
+
+func (ws *webStreams) untrack(s *webStream) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	delete(ws.calls, s)
+	if ws.closing && len(ws.calls) == 0 {
+		close(ws.idle)
+	}
+}
+
+// webStreamsOf returns conn's in-process grpc-web streams, or nil.
+func webStreamsOf(conn grpc.ClientConnInterface) *webStreams {
+	if c, ok := conn.(*InProcess); ok && c.web != nil && len(c.web.methods) > 0 {
+		return c.web
+	}
+	return nil
+}
+
+// grpcWebBinary are the request content-types served in process; the
+// response mirrors the request's, as the wrapper makes it.
+func grpcWebBinary(ct string) bool {
+	return ct == "application/grpc-web" || ct == "application/grpc-web+proto"
+}
+
+// serve runs r in process and reports true, or reports false without
+// writing anything, leaving r (its body included) for the wrapper.
+//
+// Over HTTP/1.1 the call runs on a goroutine of its own and, once its
+// response has begun, takes the connection over from the HTTP server
+// (http.Hijacker): the server's goroutine, its connection buffers and the
+// goroutine that watches for the client's close go away, and the call
+// writes the chunks of its response body itself, on a connection it
+// closes at its end. The server writes the response's head; the call
+// writes only the chunked framing of its body and reads nothing (any byte
+// from the client ends it). Over HTTP/2 (no hijacking) the call runs on
+// the handler's goroutine and writes through the ResponseWriter.
+func (ws *webStreams) serve(w http.ResponseWriter, r *http.Request) bool {
+	m := ws.methods[r.URL.Path]
+	if m == nil || r.Method != http.MethodPost {
+		return false
+	}
+	var s *webStream
+	stack.Aside(func() { s = ws.open(w, r, m) })
+	if s == nil {
+		return false
+	}
+	if s.hj != nil && ws.track(s) {
+		s.released = make(chan struct{})
+		go s.runOwn()
+		<-s.released
+		return true
+	}
+	if s.hj != nil {
+		// Stopping: run here, through the ResponseWriter.
+		s.hj = nil
+	}
+	ws.run(s)
+	if s.stopReq != nil {
+		s.stopReq() // unless the connection was taken over
+	}
+	return true
+}
+
+// open checks r and readies its call, on a short-lived goroutine (the
+// HTTP/2 handler's goroutine lives as long as the stream). It returns nil
+// when r is left to the wrapper, with what it read of the body put back.
+//
+//go:noinline
+func (ws *webStreams) open(w http.ResponseWriter, r *http.Request, m *streamMethod) *webStream {
+	ct := r.Header.Get("Content-Type")
+	if !grpcWebBinary(ct) || r.Header.Get("Grpc-Encoding") != "" {
+		return nil
+	}
+	var timeout time.Duration
+	if v := r.Header.Get("Grpc-Timeout"); v != "" {
+		d, err := parseTimeout(v)
+		if err != nil {
+			return nil
+		}
+		timeout = d
+	}
+	md, ok := requestMetadata(r, strings.Replace(ct, "application/grpc-web", "application/grpc", 1))
+	if !ok {
+		return nil
+	}
+	body, msg, ok := ws.readRequest(r)
+	if !ok {
+		if len(body) > 0 {
+			r.Body = struct {
+				io.Reader
+				io.Closer
+			}{io.MultiReader(bytes.NewReader(body), r.Body), r.Body}
+		}
+		return nil
+	}
+
+	s := &webStream{ws: ws, m: m, w: w, rc: http.NewResponseController(w), contentType: ct, msg: msg}
+	s.cut.Store(s.rc)
+	ctx := r.Context()
+	if hj, ok := w.(http.Hijacker); ok && r.ProtoMajor == 1 && r.ProtoAtLeast(1, 1) {
+		// The call may outlive the request (see serve): its context is
+		// ended by the request's until the connection is taken over, then
+		// by the connection's reader (watch).
+		s.hj = hj
+		ctx = context.WithoutCancel(ctx)
+	}
+	switch {
+	case timeout > 0:
+		ctx, s.cancel = context.WithTimeout(ctx, timeout)
+	case s.hj != nil:
+		ctx, s.cancel = context.WithCancel(ctx)
+	}
+	if s.hj != nil {
+		s.stopReq = context.AfterFunc(r.Context(), s.cancel)
+	}
+	if r.TLS != nil {
+		// As grpc-go's HTTP handler transport: the peer's TLS state.
+		p, _ := peer.FromContext(ctx)
+		np := &peer.Peer{AuthInfo: credentials.TLSInfo{State: *r.TLS, CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}}}
+		if p != nil {
+			np.Addr, np.LocalAddr = p.Addr, p.LocalAddr
+		}
+		ctx = peer.NewContext(ctx, np)
+	}
+	ctx = metadata.NewIncomingContext(ctx, md)
+	if len(ws.stats) > 0 {
+		s.begun = time.Now()
+		p, _ := peer.FromContext(ctx)
+		in := &stats.InHeader{FullMethod: m.name, Header: md}
+		if p != nil {
+			in.RemoteAddr, in.LocalAddr = p.Addr, p.LocalAddr
+		}
+		begin := &stats.Begin{BeginTime: s.begun, IsServerStream: true}
+		for _, h := range ws.stats {
+			ctx = h.TagRPC(ctx, &stats.RPCTagInfo{FullMethodName: m.name})
+			h.HandleRPC(ctx, in)
+		}
+		for _, h := range ws.stats {
+			h.HandleRPC(ctx, begin)
+		}
+	}
+	s.ctx = grpc.NewContextWithServerTransportStream(ctx, (*webTransportStream)(s))
+	return s
+}
+
+// readRequest reads r's body: it must be exactly one uncompressed message
+// of at most maxRecv bytes. It returns what it read, and the message.
+func (ws *webStreams) readRequest(r *http.Request) (read, msg []byte, ok bool) {
+	limit := int64(ws.maxRecv) + 5
+	if r.ContentLength > limit {
+		return nil, nil, false
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil || int64(len(b)) > limit {
+		return b, nil, false
+	}
+	if len(b) < 5 || b[0] != 0 || int(binary.BigEndian.Uint32(b[1:5])) != len(b)-5 || len(b)-5 > ws.maxRecv {
+		return b, nil, false
+	}
+	return b, b[5:], true
+}
+
+// requestMetadata is the call's incoming metadata, as grpc-go's HTTP
+// handler transport builds it from the request the wrapper hands it: the
+// content-type (ct, the gRPC one), :authority, and every header but the
+// reserved ones and content-length, binary values decoded. ok is false
+// for a malformed binary value.
+func requestMetadata(r *http.Request, ct string) (metadata.MD, bool) {
+	md := make(metadata.MD, len(r.Header)+2)
+	md["content-type"] = []string{ct}
+	if r.Host != "" {
+		md[":authority"] = []string{r.Host}
+	}
+	for k, vs := range r.Header {
+		k = strings.ToLower(k)
+		if k == "content-length" || (reservedHeader(k) && k != "user-agent") {
+			continue
+		}
+		out := make([]string, 0, len(vs))
+		for _, v := range vs {
+			if strings.HasSuffix(k, "-bin") {
+				b, err := decodeBin(v)
+				if err != nil {
+					return nil, false
+				}
+				v = string(b)
+			}
+			out = append(out, v)
+		}
+		md[k] = append(md[k], out...)
+	}
+	return md, true
+}
+
+// reservedHeader are the headers grpc-go keeps from the metadata.
+func reservedHeader(k string) bool {
+	if k != "" && k[0] == ':' {
+		return true
+	}
+	switch k {
+	case "content-type", "user-agent", "grpc-message-type", "grpc-encoding",
+		"grpc-message", "grpc-status", "grpc-timeout", "te":
+		return true
+	}
+	return false
+}
+
+func decodeBin(v string) ([]byte, error) {
+	if len(v)%4 == 0 {
+		return base64.StdEncoding.DecodeString(v)
+	}
+	return base64.RawStdEncoding.DecodeString(v)
+}
+
+// parseTimeout reads a grpc-timeout value as grpc-go does: at most 8
+// digits and a unit.
+func parseTimeout(s string) (time.Duration, error) {
+	if len(s) < 2 || len(s) > 9 {
+		return 0, errors.New("bad length")
+	}
+	n, err := strconv.ParseInt(s[:len(s)-1], 10, 64)
+	if err != nil || n < 0 {
+		return 0, errors.New("bad number")
+	}
+	var unit time.Duration
+	switch s[len(s)-1] {
+	case 'H':
+		unit = time.Hour
+	case 'M':
+		unit = time.Minute
+	case 'S':
+		unit = time.Second
+	case 'm':
+		unit = time.Millisecond
+	case 'u':
+		unit = time.Microsecond
+	case 'n':
+		unit = time.Nanosecond
+	default:
+		return 0, errors.New("bad unit")
+	}
+	if n > (1<<63-1)/int64(unit) {
+		return 1<<63 - 1, nil
+	}
+	return time.Duration(n) * unit, nil
+}
+
+// run runs the call through the interceptors and handler and ends it with
+// its status.
+func (ws *webStreams) run(s *webStream) {
+	var err error
+	if ws.interceptor != nil {
+		err = ws.interceptor(s.m.impl, s, s.m.info, s.m.handler)
+	} else {
+		err = s.m.handler(s.m.impl, s)
+	}
+	s.finish(err)
+}
+
+// runOwn runs the call on a goroutine of its own (see serve), parked under
+// the handler for the stream's life: its frame is the smallest there is,
+// so that the goroutine's stack keeps its first size.
+func (s *webStream) runOwn() {
+	var err error
+	if s.ws.interceptor != nil {
+		err = s.ws.interceptor(s.m.impl, s, s.m.info, s.m.handler)
+	} else {
+		err = s.m.handler(s.m.impl, s)
+	}
+	s.finish(err)
+	s.ws.untrack(s)
+}
+
+// webStream is one grpc-web server-streaming call: the grpc.ServerStream
+// its handler gets, and its grpc.ServerTransportStream (webTransportStream).
+//
+// Sends come from whichever goroutine writes the stream (its handler, or
+// the sender the service starts), one at a time, under mu; the call's end
+// (finish) takes mu too and marks the stream done, so that nothing touches
+// the ResponseWriter once the HTTP handler has returned.
+type webStream struct {
+	ws          *webStreams
+	m           *streamMethod
+	w           http.ResponseWriter
+	rc          *http.ResponseController
+	ctx         context.Context
+	cancel      context.CancelFunc // the grpc-timeout's; nil: none
+	contentType string
+	msg         []byte // the request message until RecvMsg takes it
+	recvd       bool
+	begun       time.Time // for stats
+
+	// HTTP/1.1 (see serve): hj takes the connection over when the
+	// response begins; released lets the HTTP handler return (closed once
+	// the connection is taken over, or at the call's end); stopReq stops
+	// the request's end from cancelling the call.
+	hj       http.Hijacker
+	released chan struct{}
+	stopReq  func() bool
+
+	mu         sync.Mutex
+	header     metadata.MD
+	trailer    metadata.MD
+	headerSent bool
+	done       bool
+	hdr        [5]byte
+	conn       net.Conn // the connection taken over; nil: written through w
+	freed      bool     // released is closed
+
+	// For finish to cut a blocked send without mu: the connection taken
+	// over, or else the response's controller.
+	taken atomic.Value // net.Conn
+	cut   atomic.Pointer[http.ResponseController]
+}
+
+var (
+	_ grpc.ServerStream          = (*webStream)(nil)
+	_ grpc.ServerTransportStream = (*webTransportStream)(nil)
+)
+
+func (s *webStream) Context() context.Context { return s.ctx }
+
+func (s *webStream) SetHeader(md metadata.MD) error {
+	if md.Len() == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.headerSent || s.done {
+		return status.Error(codes.Internal, "transport: the stream is done or WriteHeader was already called")
+	}
+	s.header = metadata.Join(s.header, md)
+	return nil
+}
+
+func (s *webStream) SendHeader(md metadata.MD) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.headerSent || s.done {
+		return status.Error(codes.Internal, "transport: the stream is done or WriteHeader was already called")
+	}
+	s.header = metadata.Join(s.header, md)
+	s.beginLocked()
+	if s.conn == nil {
+		if err := s.rc.Flush(); err != nil {
+			return status.Errorf(codes.Unavailable, "transport: %v", err)
+		}
+	}
+	// Only a header sent by the handler is told (grpc-go's HTTP handler
+	// transport does the same).
+	if len(s.ws.stats) > 0 {
+		out := &stats.OutHeader{Header: md.Copy(), FullMethod: s.m.name}
+		for _, h := range s.ws.stats {
+			h.HandleRPC(s.ctx, out)
+		}
+	}
+	return nil
+}
+
+func (s *webStream) SetTrailer(md metadata.MD) {
+	if md.Len() == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.trailer = metadata.Join(s.trailer, md)
+}
+
+// RecvMsg gives the request message once, then io.EOF.
+func (s *webStream) RecvMsg(v any) error {
+	if s.recvd {
+		return io.EOF
+	}
+	s.recvd = true
+	msg := s.msg
+	s.msg = nil
+	var err error
+	// Aside: decoding would grow the handler goroutine's stack for the
+	// stream's life.
+	stack.Aside(func() { err = s.ws.codec.Unmarshal(mem.BufferSlice{mem.SliceBuffer(msg)}, v) })
+	if err != nil {
+		return status.Errorf(codes.Internal, "grpc: failed to unmarshal the received message: %v", err)
+	}
+	for _, h := range s.ws.stats {
+		h.HandleRPC(s.ctx, &stats.InPayload{Payload: v, Length: len(msg), CompressedLength: len(msg), WireLength: len(msg) + 5, RecvTime: time.Now()})
+	}
+	return nil
+}
+
+// SendMsg writes v in a grpc-web data frame and flushes it.
+func (s *webStream) SendMsg(v any) error {
+	data, err := s.ws.codec.Marshal(v)
+	if err != nil {
+		return status.Errorf(codes.Internal, "grpc: error while marshaling: %v", err)
+	}
+	defer data.Free()
+	n := data.Len()
+	s.mu.Lock()
+	if s.done {
+		s.mu.Unlock()
+		return status.Error(codes.Unavailable, "transport: the stream is done")
+	}
+	if !s.headerSent {
+		s.beginLocked()
+	}
+	s.hdr[0] = 0
+	binary.BigEndian.PutUint32(s.hdr[1:], uint32(n))
+	if s.conn != nil {
+		err = s.writeChunkLocked(s.hdr[:], data)
+	} else {
+		_, err = s.w.Write(s.hdr[:])
+		for _, b := range data {
+			if err != nil {
+				break
+			}
+			_, err = s.w.Write(b.ReadOnlyData())
+		}
+		if err == nil {
+			err = s.rc.Flush()
+		}
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return status.Errorf(codes.Unavailable, "transport: %v", err)
+	}
+	if len(s.ws.stats) > 0 {
+		out := &stats.OutPayload{Payload: v, Length: n, CompressedLength: n, WireLength: n + 5, SentTime: time.Now()}
+		for _, h := range s.ws.stats {
+			h.HandleRPC(s.ctx, out)
+		}
+	}
+	return nil
+}
+
+// beginLocked sends the response's headers and, over HTTP/1.1, takes the
+// connection over: the HTTP server has written the response's head with
+// chunked transfer coding (HTTP/1.1, no Content-Length) and "Connection:
+// close", and its handler returns.
+func (s *webStream) beginLocked() {
+	s.writeHeaderLocked(nil)
+	if s.hj == nil {
+		return
+	}
+	conn, brw, err := s.hj.Hijack()
+	s.hj = nil
+	if err != nil {
+		return // written through w, the HTTP handler waiting
+	}
+	s.conn = conn
+	s.taken.Store(conn)
+	s.stopReq()
+	// Nothing of the HTTP server's stays referenced: its response holds
+	// the connection's buffers and the request.
+	s.stopReq, s.w, s.rc = nil, nil, nil
+	s.cut.Store(nil)
+	if brw.Reader.Buffered() > 0 {
+		s.cancel() // bytes after the request: not a grpc-web client
+	}
+	s.freed = true
+	close(s.released)
+	go s.watch(conn)
+}
+
+// watch ends the call when its client closes the connection it took over
+// (or sends anything: a grpc-web client sends nothing more), or when the
+// call's end closes it. Its goroutine waits in Read a few hundred bytes
+// deep, within its first stack.
+func (s *webStream) watch(conn net.Conn) {
+	var b [1]byte
+	_, _ = conn.Read(b[:])
+	s.cancel()
+}
+
+// chunkBufs are the buffers a chunk is assembled in: one write per
+// message, a TLS record rather than several.
+var chunkBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// writeChunkLocked writes one chunk of the response body on the taken-over
+// connection: hdr, then data.
+func (s *webStream) writeChunkLocked(hdr []byte, data mem.BufferSlice) error {
+	n := len(hdr) + data.Len()
+	bp := chunkBufs.Get().(*[]byte)
+	b := strconv.AppendInt((*bp)[:0], int64(n), 16)
+	b = append(b, "\r\n"...)
+	b = append(b, hdr...)
+	for _, d := range data {
+		b = append(b, d.ReadOnlyData()...)
+	}
+	b = append(b, "\r\n"...)
+	_, err := s.conn.Write(b)
+	if cap(b) <= 64<<10 {
+		*bp = b[:0]
+		chunkBufs.Put(bp)
+	}
+	return err
+}
+
+// writeHeaderLocked writes the response's headers as the wrapper does over
+// grpc-go's: the content-type mirrored, the header metadata, no Date, and
+// every header name exposed to the browser with grpc-status and
+// grpc-message. status, when not nil, adds a Trailers-Only answer's
+// fields, and the caller sends the headers; otherwise they are sent.
+func (s *webStream) writeHeaderLocked(status http.Header) {
+	s.headerSent = true
+	h := s.w.Header()
+	h["Date"] = nil
+	h.Set("Content-Type", s.contentType)
+	for k, vs := range s.header {
+		if reservedHeader(k) {
+			continue
+		}
+		for _, v := range vs {
+			h.Add(k, encodeMetadataValue(k, v))
+		}
+	}
+	for k, vs := range status {
+		h[k] = vs
+	}
+	keys := make([]string, 0, len(h)+2)
+	for k := range h {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	h.Set("Access-Control-Expose-Headers", strings.Join(append(keys, "grpc-status", "grpc-message"), ", "))
+	if s.hj != nil && status == nil {
+		h.Set("Connection", "close") // the connection is taken over (beginLocked)
+	}
+	if status == nil {
+		s.w.WriteHeader(http.StatusOK)
+	}
+}
+
+// finish ends the call with the handler's err: its status in a trailer
+// frame, or in the headers of a response with no message (Trailers-Only),
+// as the wrapper writes grpc-go's. A send still blocked on a client that
+// stopped reading is cut first (write deadline now): the call is over.
+func (s *webStream) finish(err error) {
+	st, ok := status.FromError(err)
+	if !ok {
+		st = status.FromContextError(err)
+	}
+	if !s.mu.TryLock() {
+		// A send holds the lock, maybe blocked on a client that stopped
+		// reading: cut it.
+		if c, ok := s.taken.Load().(net.Conn); ok {
+			_ = c.SetWriteDeadline(time.Now())
+		} else if rc := s.cut.Load(); rc != nil {
+			_ = rc.SetWriteDeadline(time.Now())
+		}
+		s.mu.Lock()
+	}
+	defer s.mu.Unlock()
+	if s.cancel != nil {
+		defer s.cancel()
+	}
+	s.done = true
+	fields := statusFields(st, s.trailer)
+	switch {
+	case !s.headerSent:
+		s.writeHeaderLocked(fields)
+		s.w.WriteHeader(http.StatusOK)
+		_ = s.rc.Flush()
+	case s.conn != nil:
+		tr := trailerFrame(fields)
+		_ = s.writeChunkLocked(tr[:5], mem.BufferSlice{mem.SliceBuffer(tr[5:])})
+		_, _ = s.conn.Write([]byte("0\r\n\r\n"))
+		_ = s.conn.Close()
+	default:
+		_, _ = s.w.Write(trailerFrame(fields))
+		_ = s.rc.Flush()
+	}
+	if s.released != nil && !s.freed {
+		s.freed = true
+		close(s.released)
+	}
+	if len(s.ws.stats) > 0 {
+		trailer := &stats.OutTrailer{Trailer: s.trailer.Copy()}
+		end := &stats.End{BeginTime: s.begun, EndTime: time.Now()}
+		if err != nil && err != io.EOF {
+			end.Error = st.Err()
+		}
+		for _, h := range s.ws.stats {
+			h.HandleRPC(s.ctx, trailer)
+			h.HandleRPC(s.ctx, end)
+		}
+	}
+}
+
+// trailerFrame is grpc-web's trailer frame of fields: lower-case names,
+// as the wrapper writes them.
+func trailerFrame(fields http.Header) []byte {
+	var b bytes.Buffer
+	b.Write([]byte{0x80, 0, 0, 0, 0})
+	lower := make(http.Header, len(fields))
+	for k, vs := range fields {
+		lower[strings.ToLower(k)] = vs
+	}
+	_ = lower.Write(&b)
+	binary.BigEndian.PutUint32(b.Bytes()[1:5], uint32(b.Len()-5))
+	return b.Bytes()
+}
+
+// statusFields are st's fields and the trailer metadata, as grpc-go's HTTP
+// handler transport sets them (canonical names).
+func statusFields(st *status.Status, trailer metadata.MD) http.Header {
+	h := http.Header{"Grpc-Status": {strconv.Itoa(int(st.Code()))}}
+	if m := st.Message(); m != "" {
+		h["Grpc-Message"] = []string{encodeMessage(m)}
+	}
+	if p := st.Proto(); p != nil && len(p.Details) > 0 {
+		if b, err := proto.Marshal(p); err == nil {
+			h["Grpc-Status-Details-Bin"] = []string{base64.RawStdEncoding.EncodeToString(b)}
+		}
+	}
+	for k, vs := range trailer {
+		if reservedHeader(k) || k == "grpc-status-details-bin" {
+			continue
+		}
+		for _, v := range vs {
+			h.Add(k, encodeMetadataValue(k, v))
+		}
+	}
+	return h
+}
+
+func encodeMetadataValue(k, v string) string {
+	if strings.HasSuffix(k, "-bin") {
+		return base64.RawStdEncoding.EncodeToString([]byte(v))
+	}
+	return v
+}
+
+// encodeMessage percent-encodes a grpc-message value: bytes outside
+// printable ASCII and '%' itself.
+func encodeMessage(m string) string {
+	var b strings.Builder
+	for i := 0; i < len(m); i++ {
+		c := m[i]
+		if c < ' ' || c > '~' || c == '%' {
+			b.WriteByte('%')
+			b.WriteString(strings.ToUpper(strconv.FormatUint(uint64(c)|0x100, 16)[1:]))
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+// webTransportStream is a webStream as the grpc.ServerTransportStream in
+// its context (grpc.SetHeader, grpc.SendHeader, grpc.SetTrailer).
+type webTransportStream webStream
+
+func (t *webTransportStream) Method() string { return t.m.name }
+
+func (t *webTransportStream) SetHeader(md metadata.MD) error {
+	return (*webStream)(t).SetHeader(md)
+}
+
+func (t *webTransportStream) SendHeader(md metadata.MD) error {
+	return (*webStream)(t).SendHeader(md)
+}
+
+func (t *webTransportStream) SetTrailer(md metadata.MD) error {
+	(*webStream)(t).SetTrailer(md)
+	return nil
+}

@@ -1,0 +1,97 @@
+package gcfloor_test
+
+import (
+	"runtime"
+	"runtime/debug"
+	"testing"
+	"time"
+
+	"github.com/maxloyalty/notify/internal/gcfloor"
+)
+
+func TestPercent(t *testing.T) {
+	for _, c := range []struct {
+		floor int64
+		kept  uint64
+		want  int
+	}{
+		{64 << 20, 2 << 20, 1600}, // a goal of 4 MB × 16
+		{64 << 20, 0, 1600},
+		{64 << 20, 8 << 20, 800},
+		{64 << 20, 64 << 20, 100},
+		{64 << 20, 1 << 30, 100},
+		{1 << 40, 1, 10_000},
+	} {
+		if got := gcfloor.Percent(c.floor, c.kept); got != c.want {
+			t.Errorf("Percent(%d, %d) = %d, want %d", c.floor, c.kept, got, c.want)
+		}
+	}
+}
+
+var sink []byte
+
+// churn allocates n bytes in 4 KB pieces, keeping almost none, and
+// returns how many collections ran meanwhile.
+func churn(n int) uint32 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for i := 0; i < n/4096; i++ {
+		sink = make([]byte, 4096)
+	}
+	runtime.ReadMemStats(&after)
+	return after.NumGC - before.NumGC
+}
+
+// TestFloorSpacesCollections: 256 MB of garbage over a small live heap
+// costs dozens of collections at Go's default and a handful with a 64 MB
+// floor; stopping restores the default.
+func TestFloorSpacesCollections(t *testing.T) {
+	t.Setenv("GOGC", "") // an empty GOGC is unset for the floor too
+	if old := debug.SetGCPercent(100); old != 100 {
+		defer debug.SetGCPercent(old)
+	}
+	runtime.GC()
+	without := churn(256 << 20)
+
+	stop := gcfloor.Start(64 << 20)
+	runtime.GC() // the cycle whose cleanup sets the percent
+	deadline := time.Now().Add(5 * time.Second)
+	for percent() <= 100 && time.Now().Before(deadline) {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if p := percent(); p <= 100 {
+		t.Fatalf("GC percent %d with a floor over a small heap", p)
+	}
+	with := churn(256 << 20)
+	if with > 8 || with*4 > without {
+		t.Errorf("%d collections with the floor, %d without", with, without)
+	}
+	// A second floor in the same process does nothing.
+	gcfloor.Start(1 << 30)()
+	if p := percent(); p <= 100 {
+		t.Errorf("a second Start's stop reset the first: percent %d", p)
+	}
+	stop()
+	if p := percent(); p != 100 {
+		t.Errorf("GC percent %d after stop, want 100", p)
+	}
+}
+
+func TestGOGCTurnsItOff(t *testing.T) {
+	t.Setenv("GOGC", "100")
+	stop := gcfloor.Start(64 << 20)
+	defer stop()
+	runtime.GC()
+	runtime.GC()
+	time.Sleep(50 * time.Millisecond)
+	if p := percent(); p != 100 {
+		t.Errorf("GC percent %d with GOGC set", p)
+	}
+}
+
+func percent() int {
+	p := debug.SetGCPercent(100)
+	debug.SetGCPercent(p)
+	return p
+}
