@@ -76,7 +76,9 @@ type conn struct {
 	lastRead atomic.Int64 // Unix nanoseconds of the last frame read
 	sentData atomic.Bool  // data or headers written since the last client ping
 	writing  atomic.Bool  // a writer goroutine runs
-	inflight atomic.Int32 // unary calls running: more requests are likely
+
+	stackSink byte         // the writer's: keeps growStack's frame
+	inflight  atomic.Int32 // unary calls running: more requests are likely
 
 	qmu    sync.Mutex // guards runq; never held while taking mu
 	runq   []*stream  // streams whose pump is due
@@ -818,6 +820,7 @@ func (c *conn) writerExitLocked() {
 // Kicks only take the run queue's own lock (qmu), never mu, so that a
 // delivery to many streams does not wait behind the writers.
 func (c *conn) writeLoop() {
+	c.growStack(0)
 	yielded := false
 	for {
 		// The two run queues alternate: kicks append to one while this
@@ -910,6 +913,19 @@ func (c *conn) writeLoop() {
 		}
 		c.mu.Unlock()
 	}
+}
+
+// growStack grows a new writer goroutine's stack at once, past what its
+// pumps and writes need (more than the smallest stack): grown with one
+// frame on it, the stack is copied for a fraction of what growing it under
+// a dozen frames costs, which a writer started for one write (a stream on
+// a connection of its own gets one per event) would pay every time.
+//
+//go:noinline
+func (c *conn) growStack(i int) {
+	var pad [2560]byte
+	pad[i] = 1
+	c.stackSink = pad[(i+1)%len(pad)]
 }
 
 // flushLocked moves as much of st's pending data into DATA frames as the
