@@ -125,7 +125,7 @@ func (b *bench) startServer(ctx context.Context) (*server, error) {
 	case o.InProcess:
 		srv, err = startInProcess(ctx, o.QueueBytes)
 	case o.Spawn != "":
-		srv, err = spawnNotifyd(ctx, o.Spawn, o.SpawnArgs, b.log)
+		srv, err = spawnNotifyd(ctx, o.Spawn, o.SpawnArgs, b.log, nil)
 	}
 	if err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -30,9 +31,12 @@ const stopTimeout = 20 * time.Second
 // waits for the subscribers to catch up, and accounts for every event.
 func (b *bench) runDelivery(ctx context.Context, d deliveryRun) (*Result, error) {
 	o := b.opts
+	if o.Transport == "grpcweb-h2" {
+		return nil, errors.New("--transport grpcweb-h2 is for idle runs only")
+	}
 	n := len(d.subRooms)
 	conns := o.Conns
-	if o.Transport == "grpcweb" {
+	if o.Transport == "grpcweb" || o.Transport == "grpcweb-h2" {
 		conns = n
 	}
 	if err := b.checkFiles(conns + o.PubConns); err != nil {

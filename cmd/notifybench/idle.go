@@ -2,9 +2,41 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"time"
+
+	"github.com/maxloyalty/notify/internal/certs"
 )
+
+// withTLSServer runs fn against a notifyd of its own (--spawn) serving TLS
+// with a self-signed certificate, then stops it.
+func (b *bench) withTLSServer(ctx context.Context, fn func(*bench, context.Context) (*Result, error)) (*Result, error) {
+	dir, err := os.MkdirTemp("", "notifybench-tls-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	certFile, keyFile, roots, err := certs.SelfSigned(dir, "127.0.0.1")
+	if err != nil {
+		return nil, err
+	}
+	o := b.opts
+	srv, err := spawnNotifyd(ctx, o.Spawn, o.SpawnArgs+" --tls-cert-file "+certFile+" --tls-key-file "+keyFile, b.log, roots)
+	if err != nil {
+		return nil, fmt.Errorf("starting notifyd with TLS: %w", err)
+	}
+	defer func() {
+		if err := srv.stop(); err != nil {
+			b.progress("stopping notifyd with TLS: %v", err)
+		}
+	}()
+	o.GRPCAddr, o.HTTPAddr, o.ServerDebug = srv.grpcAddr, srv.httpAddr, srv.debugAddr
+	b.progress("notifyd with TLS at gRPC %s, HTTPS %s (pid %d)", o.GRPCAddr, o.HTTPAddr, srv.pid)
+	step := &bench{opts: o, minter: b.minter, server: &serverMeter{pid: srv.pid}, log: b.log, tlsRoots: roots}
+	return fn(step, ctx)
+}
 
 // runIdle opens --subscribers streams, each in a room of its own, over
 // --conns connections (grpc-web: one each), holds them for --hold, and
@@ -12,12 +44,18 @@ import (
 // the first stream opens, so it should be a freshly started notifyd.
 func (b *bench) runIdle(ctx context.Context) (*Result, error) {
 	o := b.opts
+	if o.Transport == "grpcweb-h2" && b.tlsRoots == nil {
+		if o.Spawn == "" {
+			return nil, errors.New("idle --transport grpcweb-h2 needs a notifyd with TLS on its HTTP port: use --spawn")
+		}
+		return b.withTLSServer(ctx, (*bench).runIdle)
+	}
 	n := o.Subscribers
 	if n < 1 {
 		return nil, fmt.Errorf("idle: --subscribers must be at least 1")
 	}
 	conns := min(o.Conns, n)
-	if o.Transport == "grpcweb" {
+	if o.Transport == "grpcweb" || o.Transport == "grpcweb-h2" {
 		conns = n
 	}
 	if err := b.checkFiles(conns); err != nil {

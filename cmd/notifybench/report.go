@@ -204,7 +204,7 @@ func printJSON(w io.Writer, rs []*Result) error {
 // the machine runs.
 func printTable(w io.Writer, rs []*Result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "mode\tsrv µs/op\ttransport\tsubs\tconns\trooms\trate tgt\trate got\tpayload\tdur s\tdeliv/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\tlost\tdup\tcut\terrs\trss MB\tB/stream\tsrv cores\tcli cores\tother\tcli µs/op\t")
+	fmt.Fprintln(tw, "mode\tsrv µs/op\ttransport\tsubs\tconns\trooms\trate tgt\trate got\tpayload\tdur s\tdeliv/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\tlost\tdup\tcut\terrs\trss MB\tB/stream\theap B/str\tstack B/str\tsrv cores\tcli cores\tother\tcli µs/op\t")
 	for _, r := range rs {
 		tgt := "max"
 		if r.TargetRate > 0 {
@@ -218,10 +218,10 @@ func printTable(w io.Writer, rs []*Result) error {
 		if r.ServerPID != 0 && r.ServerPID != os.Getpid() {
 			srvCores = strconv.FormatFloat(r.ServerCores, 'f', 2, 64)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%d\t%.1f\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%.2f\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%d\t%.1f\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%s\t\n",
 			r.Mode, micros(r.ServerMicrosPerEvent), r.Transport, r.Subscribers, r.Connections, r.Rooms, tgt, num(r.AchievedRate), r.PayloadBytes,
 			r.Seconds, num(r.DeliveriesPerSec), r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.Max,
-			r.Lost, r.Duplicated, r.Cut, errs, mb(r.RSSAfter), bytesPer(r.BytesPerStream), srvCores, cores(r.ClientCores), r.OtherCores, micros(r.ClientMicrosPerEvent))
+			r.Lost, r.Duplicated, r.Cut, errs, mb(r.RSSAfter), bytesPer(r.BytesPerStream), bytesPer(r.HeapPerStream), bytesPer(r.StackPerStream), srvCores, cores(r.ClientCores), r.OtherCores, micros(r.ClientMicrosPerEvent))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -47,7 +47,7 @@ func startTestNodeWith(t *testing.T, mutate func(*node.Config)) *node.Node {
 			t.Error("node did not stop")
 		}
 	})
-	if err := waitReady(ctx, n.HTTPAddr(), nil); err != nil {
+	if err := waitReady(ctx, n.HTTPAddr(), nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	return n

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -21,13 +23,18 @@ import (
 // readyTimeout bounds waiting for a node to serve.
 const readyTimeout = 30 * time.Second
 
-// waitReady polls http://addr/readyz until it answers 200, alive reports
-// false (the process died) or the timeout passes.
-func waitReady(ctx context.Context, httpAddr string, alive func() bool) error {
+// waitReady polls http://addr/readyz (https with roots) until it answers
+// 200, alive reports false (the process died) or the timeout passes.
+func waitReady(ctx context.Context, httpAddr string, roots *x509.CertPool, alive func() bool) error {
 	client := &http.Client{Timeout: time.Second}
+	scheme := "http://"
+	if roots != nil {
+		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}
+		scheme = "https://"
+	}
 	deadline := time.Now().Add(readyTimeout)
 	for {
-		resp, err := client.Get("http://" + httpAddr + "/readyz")
+		resp, err := client.Get(scheme + httpAddr + "/readyz")
 		if err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
@@ -96,7 +103,7 @@ func startInProcess(ctx context.Context, queueBytes int) (*server, error) {
 			return true
 		}
 	}
-	if err := waitReady(ctx, n.HTTPAddr(), alive); err != nil {
+	if err := waitReady(ctx, n.HTTPAddr(), nil, alive); err != nil {
 		return nil, errors.Join(err, stop())
 	}
 	return &server{grpcAddr: n.GRPCAddr(), httpAddr: n.HTTPAddr(), pid: os.Getpid(), stop: stop}, nil
@@ -115,8 +122,8 @@ func freeAddr() (string, error) {
 // spawnNotifyd starts the notifyd binary at path in dev mode on free ports
 // (its debug address included, for --server-profile) with a temporary data
 // directory, plus extra flags, and waits until it is ready. Its output goes to logw. stop sends SIGTERM and waits (then kills
-// it after 20s).
-func spawnNotifyd(ctx context.Context, path, extra string, logw io.Writer) (*server, error) {
+// it after 20s). roots, when set, verifies a notifyd started with TLS.
+func spawnNotifyd(ctx context.Context, path, extra string, logw io.Writer, roots *x509.CertPool) (*server, error) {
 	grpcAddr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -164,7 +171,7 @@ func spawnNotifyd(ctx context.Context, path, extra string, logw io.Writer) (*ser
 			return true
 		}
 	}
-	if err := waitReady(ctx, httpAddr, alive); err != nil {
+	if err := waitReady(ctx, httpAddr, roots, alive); err != nil {
 		return nil, errors.Join(err, stop())
 	}
 	return &server{grpcAddr: grpcAddr, httpAddr: httpAddr, debugAddr: debugAddr, pid: cmd.Process.Pid, stop: stop}, nil

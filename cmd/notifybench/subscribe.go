@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -103,11 +105,12 @@ func (s *subscriber) finish(err error) {
 
 // fleetConfig describes the streams to open.
 type fleetConfig struct {
-	transport  string // grpc, grpcweb or h2
+	transport  string // grpc, grpcweb, grpcweb-h2 or h2
 	grpcAddr   string
 	httpAddr   string
-	conns      int // gRPC connections the streams are spread over
-	parallel   int // streams being opened at once
+	tlsRoots   *x509.CertPool // grpcweb-h2: the HTTP port's certificate
+	conns      int            // gRPC connections the streams are spread over
+	parallel   int            // streams being opened at once
 	window     int32
 	connWindow int32
 	decode     string
@@ -160,8 +163,12 @@ func openFleet(ctx context.Context, cfg fleetConfig, rooms, tokens []string, pro
 			ReadBufferSize:      64 << 10,
 			WriteBufferSize:     4 << 10,
 		}}
+	case "grpcweb-h2":
+		if cfg.tlsRoots == nil {
+			return nil, errors.New("--transport grpcweb-h2: the server's HTTP port must serve TLS (use --spawn)")
+		}
 	default:
-		return nil, fmt.Errorf("--transport: %q is not grpc, grpcweb or h2", cfg.transport)
+		return nil, fmt.Errorf("--transport: %q is not grpc, grpcweb, grpcweb-h2 or h2", cfg.transport)
 	}
 
 	sem := make(chan struct{}, max(1, cfg.parallel))
@@ -245,7 +252,7 @@ func (f *fleet) run(s *subscriber, sem chan struct{}, opened *sync.WaitGroup, fa
 	}
 	var err error
 	switch f.cfg.transport {
-	case "grpcweb":
+	case "grpcweb", "grpcweb-h2":
 		err = f.readWeb(s, markOpen)
 	case "h2":
 		err = f.readH2(s, markOpen)
@@ -315,10 +322,22 @@ func webFrame(msg proto.Message) ([]byte, error) {
 	return append(out, b...), nil
 }
 
-// readWeb runs s over grpc-web.
+// readWeb runs s over grpc-web: HTTP/1.1 through the fleet's client, or
+// HTTP/2 over TLS through a client of its own, so that it has a
+// connection of its own.
 func (f *fleet) readWeb(s *subscriber, markOpen func(error)) error {
 	req := &notifyv1.SubscribeRequest{Rooms: []string{s.room}}
-	return webSubscribe(f.ctx, f.web, f.cfg.httpAddr, s.token, req, func(msg []byte) error {
+	client, base := f.web, "http://"+f.cfg.httpAddr
+	if f.cfg.transport == "grpcweb-h2" {
+		tr := &http.Transport{
+			TLSClientConfig:    &tls.Config{RootCAs: f.cfg.tlsRoots},
+			ForceAttemptHTTP2:  true,
+			DisableCompression: true,
+		}
+		defer tr.CloseIdleConnections()
+		client, base = &http.Client{Transport: tr}, "https://"+f.cfg.httpAddr
+	}
+	return webSubscribe(f.ctx, client, base, s.token, req, func(msg []byte) error {
 		if err := s.decode(msg); err != nil {
 			return err
 		}
@@ -334,12 +353,12 @@ func (f *fleet) readWeb(s *subscriber, markOpen func(error)) error {
 // length, message), the last one a trailer frame (flag 0x80) holding the
 // status as headers. It calls onMsg with each message (valid until it
 // returns) and returns the trailer's status, nil for OK.
-func webSubscribe(ctx context.Context, client *http.Client, httpAddr, token string, req *notifyv1.SubscribeRequest, onMsg func([]byte) error) error {
+func webSubscribe(ctx context.Context, client *http.Client, base, token string, req *notifyv1.SubscribeRequest, onMsg func([]byte) error) error {
 	body, err := webFrame(req)
 	if err != nil {
 		return err
 	}
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+httpAddr+subscribeMethod, bytes.NewReader(body))
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, base+subscribeMethod, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}

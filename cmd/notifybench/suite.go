@@ -18,8 +18,15 @@ type suiteStep struct {
 // the server's memory baseline is fresh.
 var suiteSteps = []suiteStep{
 	{"idle", func(o *options) { o.Subscribers, o.Conns, o.Hold = 1000, 10, 2*time.Second }},
+	// Browsers and phones: each stream on a connection of its own, native
+	// (grpc-go's own client), grpc-web over HTTP/1.1 and over HTTP/2 (a
+	// notifyd with TLS of its own).
+	{"idle", func(o *options) { o.Subscribers, o.Conns, o.Hold = 500, 500, 2*time.Second }},
+	{"idle", func(o *options) { o.Subscribers, o.Hold, o.Transport = 500, 2*time.Second, "grpcweb" }},
+	{"idle", func(o *options) { o.Subscribers, o.Hold, o.Transport = 200, 2*time.Second, "grpcweb-h2" }},
 	{"fanout", func(o *options) { o.Subscribers, o.Conns, o.Rate = 500, 5, 200 }},
-	{"fanout", func(o *options) { o.Subscribers, o.Rate, o.Transport = 50, 200, "grpcweb" }},
+	{"fanout", func(o *options) { o.Subscribers, o.Conns, o.Rate = 500, 500, 40 }},
+	{"fanout", func(o *options) { o.Subscribers, o.Rate, o.Transport = 200, 100, "grpcweb" }},
 	{"personal", func(o *options) { o.Subscribers, o.Conns, o.Rate = 500, 5, 500 }},
 	{"publish", func(o *options) { o.Rate, o.Batch, o.Concurrency = 0, 100, 8 }},
 }
