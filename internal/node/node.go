@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -446,6 +445,9 @@ func nativeOptions(cfg Config) []grpc.ServerOption {
 	return opts
 }
 
+// tlsHandshakeTimeout bounds a TLS handshake on either port.
+const tlsHandshakeTimeout = 10 * time.Second
+
 // listen binds addr with the connection limits (and extra, more limiter
 // options) and, when configured, TLS. Each port has limits of its own.
 func (n *Node) listen(addr string, extra ...limit.Option) (net.Listener, error) {
@@ -466,7 +468,10 @@ func (n *Node) listen(addr string, extra ...limit.Option) (net.Listener, error) 
 	opts = append(opts, extra...)
 	l = limit.NewConnRate(n.cfg.ConnRate, n.cfg.ConnBurst, opts...).WrapListener(l)
 	if n.certs != nil {
-		l = tls.NewListener(l, n.certs.TLSConfig())
+		// Handshakes complete on goroutines of their own, within the
+		// transports' 10 s: a server that goes on serving a connection on
+		// the goroutine that ran its handshake would keep that stack.
+		l = gateway.TLSListener(l, n.certs.TLSConfig(), tlsHandshakeTimeout)
 	}
 	return l, nil
 }
