@@ -434,7 +434,7 @@ func TestDeadAfterMaxAttempts(t *testing.T) {
 	q := startQueue(t, cfg, st)
 	ev := systemAlert(notifyv1.AlertLevel_ALERT_LEVEL_INFO)
 	publish(t, st, q, publication(ev, "system_alert", "admin"))
-	eventually(t, 15*time.Second, "the last attempt", func() bool {
+	eventually(t, time.Minute, "the last attempt", func() bool {
 		return testutil.ToFloat64(q.metrics.dead.WithLabelValues("webhook")) == 1
 	})
 	got := states(t, st, ev.Id, "")
