@@ -197,84 +197,14 @@ func (s *Service) open(ctx context.Context, req *notifyv1.SubscribeRequest, stre
 		return nil, toStatusErr(err)
 	}
 
-	if s.cfg.Limits.Streams != nil {
-		release, err := s.cfg.Limits.Streams.Acquire(c.Subject)
-		if err != nil {
-			s.cfg.Metrics.LimitRejected("streams")
-			return nil, toStatusErr(err)
-		}
-		u.release = release
+	sub, names, err := s.join(ctx, c, rooms, u)
+	if err != nil {
+		return nil, err
 	}
-
-	sub := hub.NewSubscriber(s.cfg.QueueBytes)
-	names := make([]string, len(rooms))
-	for i, r := range rooms {
-		names[i] = r.String()
-	}
-	s.hub.Join(sub, names, keys(c))
-	u.sub = sub
-	if v, ok := viewer(c); ok && s.inbox != nil {
-		// After Join, so that an update made meanwhile reaches this stream;
-		// the writer applies the mutes too, to anything queued before.
-		prefs, err := s.inbox.Preferences(ctx, v.UserID)
-		if err != nil {
-			return nil, toStatusErr(err)
-		}
-		applyPreferences(sub, prefs)
-	}
-	for _, r := range rooms {
-		s.cfg.Metrics.SubscriberJoined(r.Kind().String())
-		u.kinds = append(u.kinds, r.Kind())
-	}
-	if l, ok := s.broker.(listener); ok {
-		// A shared broker must confirm the node receives a room's messages
-		// before its history is read, or the seam could lose events.
-		u.listener = l
-		for _, name := range names {
-			if err := l.Listen(ctx, name); err != nil {
-				s.cfg.Metrics.BrokerError("listen")
-				return nil, toStatusErr(err)
-			}
-			u.listened = append(u.listened, name)
-		}
-	}
-
 	w = newWriter(s, sub, stream, names)
-	connected := &notifyv1.Connected{
-		UserId:            c.Subject,
-		Role:              c.Role,
-		ServerId:          s.cfg.ServerID,
-		HeartbeatInterval: durationpb.New(s.cfg.HeartbeatInterval),
-		Rooms:             make([]*notifyv1.RoomState, len(rooms)),
-	}
-	var replay [][]broker.Message // per room, what the stream replays
-	for i, name := range names {
-		p, resume := pos[name]
-		h, err := s.broker.History(ctx, name, p)
-		if err != nil {
-			s.cfg.Metrics.BrokerError("history")
-			return nil, toStatusErr(err)
-		}
-		st := &notifyv1.RoomState{Room: name, Epoch: h.Top.Epoch, Offset: h.Top.Offset}
-		switch {
-		case resume && h.Complete:
-			st.Recovered = true
-			st.StartOffset = p.Offset
-			w.rooms[i].last = broker.Position{Offset: p.Offset, Epoch: h.Top.Epoch}
-			replay = append(replay, h.Messages)
-		case resume && p.Epoch != h.Top.Epoch && len(h.Messages) > 0 && h.Messages[0].Offset == 1:
-			// The client's epoch is lost (recovered=false), but the room's
-			// new epoch is whole from its first event: replay it, so that
-			// nothing published since a restart is missed.
-			w.rooms[i].last = broker.Position{Epoch: h.Top.Epoch}
-			replay = append(replay, h.Messages)
-		default:
-			// Live from the room's current top: what came before is either
-			// not wanted (no position) or lost to this stream (recovered=false).
-			w.rooms[i].last = h.Top
-			st.StartOffset = h.Top.Offset
-		}
-		connected.Rooms[i] = st
+	connected, replay, err := s.start(ctx, c, w, names, pos)
+	if err != nil {
+		return nil, err
 	}
 	for i := range w.rooms {
 		w.rooms[i].sent = w.rooms[i].last
@@ -297,6 +227,97 @@ func (s *Service) open(ctx context.Context, req *notifyv1.SubscribeRequest, stre
 	}
 	w.live(ctx, s, s.expiry(c))
 	return w, nil
+}
+
+// join takes a stream slot for the caller, joins the subscriber to its
+// rooms with the caller's mutes, and has a shared broker listen to them;
+// u records each step for the undo.
+func (s *Service) join(ctx context.Context, c auth.Claims, rooms []room.Room, u *undo) (*hub.Subscriber, []string, error) {
+	if s.cfg.Limits.Streams != nil {
+		release, err := s.cfg.Limits.Streams.Acquire(c.Subject)
+		if err != nil {
+			s.cfg.Metrics.LimitRejected("streams")
+			return nil, nil, toStatusErr(err)
+		}
+		u.release = release
+	}
+
+	sub := hub.NewSubscriber(s.cfg.QueueBytes)
+	names := make([]string, len(rooms))
+	for i, r := range rooms {
+		names[i] = r.String()
+	}
+	s.hub.Join(sub, names, keys(c))
+	u.sub = sub
+	if v, ok := viewer(c); ok && s.inbox != nil {
+		// After Join, so that an update made meanwhile reaches this stream;
+		// the writer applies the mutes too, to anything queued before.
+		prefs, err := s.inbox.Preferences(ctx, v.UserID)
+		if err != nil {
+			return nil, nil, toStatusErr(err)
+		}
+		applyPreferences(sub, prefs)
+	}
+	for _, r := range rooms {
+		s.cfg.Metrics.SubscriberJoined(r.Kind().String())
+		u.kinds = append(u.kinds, r.Kind())
+	}
+	if l, ok := s.broker.(listener); ok {
+		// A shared broker must confirm the node receives a room's messages
+		// before its history is read, or the seam could lose events.
+		u.listener = l
+		for _, name := range names {
+			if err := l.Listen(ctx, name); err != nil {
+				s.cfg.Metrics.BrokerError("listen")
+				return nil, nil, toStatusErr(err)
+			}
+			u.listened = append(u.listened, name)
+		}
+	}
+	return sub, names, nil
+}
+
+// start reads each room's history from the stream's positions: it returns
+// the Connected message, with each room's state, and what to replay, and
+// sets where the writer starts in each room.
+func (s *Service) start(ctx context.Context, c auth.Claims, w *writer, names []string, pos map[string]broker.Position) (*notifyv1.Connected, [][]broker.Message, error) {
+	connected := &notifyv1.Connected{
+		UserId:            c.Subject,
+		Role:              c.Role,
+		ServerId:          s.cfg.ServerID,
+		HeartbeatInterval: durationpb.New(s.cfg.HeartbeatInterval),
+		Rooms:             make([]*notifyv1.RoomState, len(names)),
+	}
+	var replay [][]broker.Message // per room, what the stream replays
+	for i, name := range names {
+		p, resume := pos[name]
+		h, err := s.broker.History(ctx, name, p)
+		if err != nil {
+			s.cfg.Metrics.BrokerError("history")
+			return nil, nil, toStatusErr(err)
+		}
+		st := &notifyv1.RoomState{Room: name, Epoch: h.Top.Epoch, Offset: h.Top.Offset}
+		switch {
+		case resume && h.Complete:
+			st.Recovered = true
+			st.StartOffset = p.Offset
+			w.rooms[i].last = broker.Position{Offset: p.Offset, Epoch: h.Top.Epoch}
+			replay = append(replay, h.Messages)
+		case resume && p.Epoch != h.Top.Epoch && len(h.Messages) > 0 && h.Messages[0].Offset == 1:
+			// The client's epoch is lost (recovered=false), but the room's
+			// new epoch is whole from its first event: replay it, so that
+			// nothing published since a restart is missed.
+			w.rooms[i].last = broker.Position{Epoch: h.Top.Epoch}
+			replay = append(replay, h.Messages)
+		default:
+			// Live from the room's current top: what came before is either
+			// not wanted (no position) or lost to this stream (recovered=false).
+			w.rooms[i].last = h.Top
+			st.StartOffset = h.Top.Offset
+		}
+		connected.Rooms[i] = st
+	}
+	return connected, replay, nil
 }
 
 // replay writes the rooms' missed messages in order. It frames them a
