@@ -79,7 +79,6 @@ func TestDeliveryCancelledWhenSeen(t *testing.T) {
 	// Long enough for the guest to see the event first on a loaded machine.
 	const delay = 8 * time.Second
 	e := startDeliveryNode(t, func(c *node.Config) { c.Delivery.UnseenDelay = delay })
-	ctx := deliveryCtx(t)
 	svc := mint(t, serviceClaims)
 	t.Cleanup(func() {
 		for _, m := range e.push.Received() {
@@ -87,8 +86,11 @@ func TestDeliveryCancelledWhenSeen(t *testing.T) {
 		}
 	})
 
+	// Each subtest's deadline starts when it runs: parallel subtests wait
+	// for a free slot after this function returns.
 	t.Run("live", func(t *testing.T) {
 		t.Parallel()
+		ctx := deliveryCtx(t)
 		guest := mint(t, guestID("live1"))
 		e.subscribePush(t, ctx, guest)
 		s, _ := subscribe(t, ctx, e.pub, guest, &notifyv1.SubscribeRequest{})
@@ -107,6 +109,7 @@ func TestDeliveryCancelledWhenSeen(t *testing.T) {
 	})
 	t.Run("read", func(t *testing.T) {
 		t.Parallel()
+		ctx := deliveryCtx(t)
 		guest := mint(t, guestID("read1"))
 		e.subscribePush(t, ctx, guest)
 		resp := publishAs(t, ctx, e.pub, svc, pointsReq(pointsAdded("read1", "r1", 10)))
