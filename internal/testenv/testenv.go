@@ -7,6 +7,7 @@ package testenv
 import (
 	"os"
 	"testing"
+	"time"
 )
 
 // The variables that name the test services.
@@ -28,4 +29,25 @@ func Service(t testing.TB, variable string) string {
 		}
 	}
 	return v
+}
+
+// Eventually waits until cond holds, checking it every tick, and fails t
+// when it still does not hold after within. It is for state that another
+// process or an engine the test does not drive owns (a spawned notifyd, a
+// database queue, the kernel's sockets), where there is no event to wait
+// on; state the test's own code changes is awaited on that code's signal,
+// and time the test controls is faked with testing/synctest.
+func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	const tick = 10 * time.Millisecond
+	deadline := time.Now().Add(within)
+	ticker := time.NewTicker(tick)
+	defer ticker.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s", within, what)
+			return
+		}
+		<-ticker.C
+	}
 }

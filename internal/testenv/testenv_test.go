@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"testing"
+	"time"
 )
 
 // recorder is a testing.TB that records how Service ended the test.
@@ -35,5 +36,23 @@ func TestService(t *testing.T) {
 				t.Errorf("Service = %q, skipped %v, failed %v; want %q, %v, %v", got, r.skipped, r.failed, tc.want, tc.skipped, tc.failed)
 			}
 		})
+	}
+}
+
+func TestEventually(t *testing.T) {
+	n := 0
+	r := &recorder{TB: t}
+	Eventually(r, time.Second, "the third check", func() bool { n++; return n == 3 })
+	if r.failed || n != 3 {
+		t.Errorf("Eventually: failed %v after %d checks; want it to pass on the third", r.failed, n)
+	}
+	r = &recorder{TB: t}
+	start := time.Now()
+	Eventually(r, 30*time.Millisecond, "never", func() bool { return false })
+	if !r.failed {
+		t.Error("Eventually passed on a condition that never holds")
+	}
+	if waited := time.Since(start); waited < 30*time.Millisecond {
+		t.Errorf("Eventually gave up after %v, before its 30ms", waited)
 	}
 }
