@@ -173,27 +173,33 @@ func (n *notifyd) start() error {
 	n.mu.Unlock()
 
 	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
+	var exitErr error
+	gone := false
+	ready := poll(15*time.Second, func() bool {
 		select {
-		case err := <-exited:
-			n.mu.Lock()
-			n.cmd = nil
-			n.mu.Unlock()
-			return fmt.Errorf("notifyd exited at start (%v):\n%s", err, n.log.String())
+		case exitErr = <-exited:
+			gone = true
+			return true
 		default:
 		}
 		resp, err := client.Get("http://" + n.HTTPAddr + "/readyz")
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+		if err != nil {
+			return false
 		}
-		time.Sleep(20 * time.Millisecond)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	switch {
+	case gone:
+		n.mu.Lock()
+		n.cmd = nil
+		n.mu.Unlock()
+		return fmt.Errorf("notifyd exited at start (%v):\n%s", exitErr, n.log.String())
+	case !ready:
+		return fmt.Errorf("notifyd not ready within 15s:\n%s", n.log.String())
 	}
-	return fmt.Errorf("notifyd not ready within 15s:\n%s", n.log.String())
+	return nil
 }
 
 // signal sends sig and waits for the process to exit.
@@ -345,25 +351,25 @@ func points(i int) *notifyv1.PointsAdded {
 	}
 }
 
-// publishRetry publishes with one idempotency key, retrying (bounded) while
-// the server is unreachable, as a publisher riding out a restart would.
+// publishRetry publishes with one idempotency key, retrying (for a bounded
+// time) while the server is unreachable, as a publisher riding out a
+// restart would: the client's connection coming back has no event the
+// test can wait on.
 func publishRetry(ctx context.Context, t *testing.T, c *notify.Client, p notify.Payload) *notifyv1.PublishResponse {
 	t.Helper()
 	key := notify.NewIdempotencyKey()
-	var err error
-	for i := 0; i < 50; i++ {
-		var resp *notifyv1.PublishResponse
+	var (
+		resp *notifyv1.PublishResponse
+		err  error
+	)
+	poll(5*time.Second, func() bool {
 		resp, err = c.Publish(ctx, p, notify.IdempotencyKey(key))
-		if err == nil {
-			return resp
-		}
-		if status.Code(err) != codes.Unavailable || ctx.Err() != nil {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
+		return err == nil || status.Code(err) != codes.Unavailable || ctx.Err() != nil
+	})
+	if err != nil {
+		t.Fatalf("publish: %v", err)
 	}
-	t.Fatalf("publish: %v", err)
-	return nil
+	return resp
 }
 
 // recorder collects what a subscription reports, through its callbacks.
@@ -430,15 +436,31 @@ func (r *recorder) counts() (events, connected, gaps int) {
 	return len(r.events), len(r.connected), len(r.gaps)
 }
 
-// waitFor polls cond every 10ms until it holds, failing t after d.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
+// poll checks cond on every tick of a ticker until it holds, and reports
+// whether it did within d. It is for state that the spawned notifyd owns
+// (or the client's connection to it), where there is no event to wait on.
+// It stands for the root module's testenv.Eventually, which this module,
+// the SDK's own, cannot import; it is the package's one polling loop.
+func poll(d time.Duration, cond func() bool) bool {
+	const tick = 10 * time.Millisecond
 	deadline := time.Now().Add(d)
+	ticker := time.NewTicker(tick)
+	defer ticker.Stop()
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
+			return false
 		}
-		time.Sleep(10 * time.Millisecond)
+		<-ticker.C
+	}
+	return true
+}
+
+// waitFor polls cond until it holds, failing t when it still does not
+// after d.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	if !poll(d, cond) {
+		t.Fatalf("timed out after %v waiting for %s", d, what)
 	}
 }
 
