@@ -26,6 +26,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -299,32 +300,30 @@ func connBounds(c *conn) error {
 // which the server's own table usually absorbs.
 func fuzzOutputBound(n int) int { return 64*n + 64<<10 }
 
-// serveConn serves c, registered with srv, and returns a channel closed
-// when it has ended: when srv has forgotten it, which its reader does last
-// (serve itself may return earlier, having handed the connection to a new
-// reader goroutine).
-func serveConn(srv *Server, c *conn) <-chan struct{} {
-	served := make(chan struct{})
+// serveConn serves c, registered with srv, and returns whether srv has
+// forgotten it, which its reader does last (serve itself may return
+// earlier, having handed the connection to a new reader goroutine).
+func serveConn(srv *Server, c *conn) (forgotten func() bool) {
 	go c.serve()
-	go func() {
-		defer close(served)
-		for {
-			srv.mu.Lock()
-			_, ok := srv.conns[c]
-			srv.mu.Unlock()
-			if !ok {
-				return
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}()
-	return served
+	return func() bool {
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		_, ok := srv.conns[c]
+		return !ok
+	}
 }
 
-// runConn runs one connection on in and checks it.
+// runConn runs one connection on in and checks it, in a synctest bubble:
+// everything it runs is in memory (net.Pipe), so synctest.Wait tells when
+// the connection has done all it will with its input, and the clock the
+// connection's timers and deadlines use is fake.
 func runConn(t *testing.T, in []byte) {
+	synctest.Test(t, func(t *testing.T) { runConnInBubble(t, in) })
+}
+
+func runConnInBubble(t *testing.T, in []byte) {
 	strict := true
-	before := runtime.NumGoroutine()
+	before := bubbleGoroutines()
 	sc := &statsChecker{strict: strict}
 	srv := NewServer(fuzzConfig(sc))
 	testpb.RegisterTestServiceServer(srv, fuzzService{})
@@ -335,7 +334,7 @@ func runConn(t *testing.T, in []byte) {
 	srv.mu.Lock()
 	srv.conns[c] = struct{}{}
 	srv.mu.Unlock()
-	served := serveConn(srv, c)
+	forgotten := serveConn(srv, c)
 
 	var out atomic.Int64
 	readDone := make(chan struct{})
@@ -368,7 +367,7 @@ func runConn(t *testing.T, in []byte) {
 	if errors.As(err, &ne) && ne.Timeout() {
 		fail("the server stopped reading its input for 10 seconds")
 	}
-	settle(c, &out)
+	synctest.Wait() // the calls of the input are answered before the client closes its side (the server ends a connection whose client does)
 	if strict {
 		if err := windowKept(c); err != nil {
 			fail("%v", err)
@@ -380,23 +379,24 @@ func runConn(t *testing.T, in []byte) {
 		buf := make([]byte, 1<<20)
 		return string(buf[:runtime.Stack(buf, true)])
 	}
-	select {
-	case <-served:
-	case <-time.After(5 * time.Second):
+	// The connection ends on its own; what it waits on for that (the
+	// linger of its close) runs on the bubble's clock, all of it within
+	// these five seconds.
+	time.Sleep(5 * time.Second)
+	synctest.Wait()
+	if !forgotten() {
 		t.Fatalf("the connection did not end 5 seconds after its input:\n%s", dump())
 	}
 	select {
 	case <-readDone:
-	case <-time.After(5 * time.Second):
+	default:
 		t.Fatalf("the server did not close its side:\n%s", dump())
 	}
-	handlers := func() int {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		return c.handlers
-	}
-	if !eventually(func() bool { return handlers() == 0 }) {
-		t.Fatalf("%d handlers still run 5 seconds after the connection ended:\n%s", handlers(), dump())
+	c.mu.Lock()
+	handlers := c.handlers
+	c.mu.Unlock()
+	if handlers != 0 {
+		t.Fatalf("%d handlers still run 5 seconds after the connection ended:\n%s", handlers, dump())
 	}
 	srv.Stop()
 	s2cr.Close()
@@ -414,78 +414,44 @@ func runConn(t *testing.T, in []byte) {
 	if n := int(out.Load()); n > fuzzOutputBound(len(in)) {
 		fail("the server wrote %d bytes for %d bytes of input, bound %d", n, len(in), fuzzOutputBound(len(in)))
 	}
-	if !eventually(func() bool { return runtime.NumGoroutine() <= before }) {
-		t.Fatalf("%d goroutines before, %d after:\n%s", before, runtime.NumGoroutine(), dump())
+	synctest.Wait() // the connection's and the server's goroutines have ended, or are stuck
+	if after := bubbleGoroutines(); after > before {
+		t.Fatalf("%d goroutines before, %d after:\n%s", before, after, dump())
 	}
 	if len(failures) > 0 {
 		t.Fatal(strings.Join(failures, "\n"))
 	}
 }
 
-// windowKept checks, on a connection still open and quiet, that the
-// connection's receive window is whole: the server gives back every byte
-// it received, at once or as the handlers read, so what the client may
-// still send and what is due back (not yet acknowledged) add up to the
-// configured window. It looks for 50 ms, as the reader may still be
-// handling the last frames.
+// bubbleGoroutines counts the goroutines of the caller's synctest bubble
+// (the process has others: the fuzzing engine's come and go).
+func bubbleGoroutines() int {
+	buf := make([]byte, 1<<20)
+	all := string(buf[:runtime.Stack(buf, true)])
+	// The caller's goroutine comes first: "goroutine 7 [running, synctest bubble 3]:".
+	first, _, _ := strings.Cut(all, "\n")
+	i := strings.Index(first, "synctest bubble ")
+	if i < 0 {
+		panic("bubbleGoroutines outside a synctest bubble")
+	}
+	return strings.Count(all, first[i:])
+}
+
+// windowKept checks, on a connection still open and quiet (every
+// goroutine of the bubble blocked, so the reader has handled every frame
+// it will), that the connection's receive window is whole: the server
+// gives back every byte it received, at once or as the handlers read, so
+// what the client may still send and what is due back (not yet
+// acknowledged) add up to the configured window.
 func windowKept(c *conn) error {
-	var err error
-	for deadline := time.Now().Add(50 * time.Millisecond); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-		c.mu.Lock()
-		open := !c.closed && !c.goaway
-		got, want := c.recvWindow+c.recvUnacked, int64(c.srv.cfg.InitialConnWindowSize)
-		c.mu.Unlock()
-		if !open || got == want {
-			return nil
-		}
-		err = fmt.Errorf("connection receive window %d (with %d not yet acknowledged), want %d: %d bytes never given back", got, c.recvUnacked, want, want-got)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	open := !c.closed && !c.goaway
+	got, want := c.recvWindow+c.recvUnacked, int64(c.srv.cfg.InitialConnWindowSize)
+	if !open || got == want {
+		return nil
 	}
-	return err
-}
-
-// eventually reports whether cond holds within 5 seconds; it yields
-// first, then sleeps between looks.
-func eventually(cond func() bool) bool {
-	deadline := time.Now().Add(5 * time.Second)
-	for i := 0; !cond(); i++ {
-		if time.Now().After(deadline) {
-			return false
-		}
-		if i < 1000 {
-			runtime.Gosched()
-		} else {
-			time.Sleep(time.Millisecond)
-		}
-	}
-	return true
-}
-
-// settle waits, for at most 100 ms, until the connection has been quiet
-// for a hundred turns of the scheduler: no output written, no handler
-// started or ended, no writer running; so that the calls of the input are answered before the client
-// closes its side (the server ends a connection whose client does).
-func settle(c *conn, out *atomic.Int64) {
-	type sample struct {
-		out      int64
-		handlers int
-		busy     bool
-	}
-	look := func() sample {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		return sample{out.Load(), c.handlers, c.writing.Load() || len(c.out) > 0}
-	}
-	last, stable := look(), 0
-	for deadline := time.Now().Add(100 * time.Millisecond); stable < 100 && time.Now().Before(deadline); {
-		runtime.Gosched()
-		now := look()
-		if now == last && !now.busy {
-			stable++
-		} else {
-			stable = 0
-		}
-		last = now
-	}
+	return fmt.Errorf("connection receive window %d (with %d not yet acknowledged), want %d: %d bytes never given back", got, c.recvUnacked, want, want-got)
 }
 
 // TestRecvConnWindowOverflow: DATA past the connection's receive window is
@@ -493,6 +459,10 @@ func settle(c *conn, out *atomic.Int64) {
 // as it reads, so a client cannot pass it from outside; here the window is
 // set low before the connection starts.
 func TestRecvConnWindowOverflow(t *testing.T) {
+	synctest.Test(t, testRecvConnWindowOverflow)
+}
+
+func testRecvConnWindowOverflow(t *testing.T) {
 	srv := NewServer(fuzzConfig(&statsChecker{}))
 	testpb.RegisterTestServiceServer(srv, fuzzService{})
 	defer srv.Stop()
@@ -505,7 +475,7 @@ func TestRecvConnWindowOverflow(t *testing.T) {
 	srv.mu.Lock()
 	srv.conns[c] = struct{}{}
 	srv.mu.Unlock()
-	served := serveConn(srv, c)
+	forgotten := serveConn(srv, c)
 
 	s := newSeed()
 	s.call(1, "UnaryCall", false)
@@ -534,9 +504,9 @@ func TestRecvConnWindowOverflow(t *testing.T) {
 		t.Fatal(err)
 	}
 	c2s.Close()
-	select {
-	case <-served:
-	case <-time.After(5 * time.Second):
+	time.Sleep(5 * time.Second) // the bubble's clock: the linger of the close has run
+	synctest.Wait()
+	if !forgotten() {
 		t.Fatal("the connection did not end")
 	}
 }
