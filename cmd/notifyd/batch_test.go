@@ -13,6 +13,7 @@ import (
 
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
 	"github.com/maxloyalty/notify/internal/auth"
+	"github.com/maxloyalty/notify/internal/testenv"
 )
 
 // TestSIGKILLDuringBatchPublish: notifyd is SIGKILLed while a batch is
@@ -59,16 +60,10 @@ func TestSIGKILLDuringBatchPublish(t *testing.T) {
 		t.Fatal(err)
 	}
 	gctx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token(t, guestClaims))
-	for deadline := time.Now().Add(10 * time.Second); ; {
+	testenv.Eventually(t, 10*time.Second, "an event of the batch committed", func() bool {
 		resp, err := notifyv1.NewInboxServiceClient(conn).GetUnreadCount(gctx, &notifyv1.GetUnreadCountRequest{})
-		if err == nil && resp.UnreadCount > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no event of the batch committed within 10s: %v", err)
-		}
-		time.Sleep(time.Millisecond)
-	}
+		return err == nil && resp.UnreadCount > 0
+	})
 	conn.Close()
 	d.kill(t)
 	d.requireKilled(t)

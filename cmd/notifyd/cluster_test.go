@@ -86,17 +86,6 @@ func seq(from, to uint64) []uint64 {
 	return out
 }
 
-func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func dialNode(t *testing.T, addr, tok string) *notify.Client {
 	t.Helper()
 	c, err := notify.Dial(addr, notify.WithInsecure(), notify.WithToken(tok), notify.WithBackoff(50*time.Millisecond, 500*time.Millisecond))
@@ -126,7 +115,7 @@ func TestClusterCrossNode(t *testing.T) {
 
 	onA := &collector{}
 	subA := dialNode(t, a.grpcAddr, guest).Subscribe(ctx, notify.SubscribeOptions{Rooms: []string{"guest:g1"}, Handler: onA.handle, OnGap: onA.gap})
-	waitUntil(t, "the subscription on A", 5*time.Second, func() bool { return subA.Connected() != nil })
+	testenv.Eventually(t, 5*time.Second, "the subscription on A", func() bool { return subA.Connected() != nil })
 	pubB := dialNode(t, b.grpcAddr, service)
 	publish := func(from, to int) {
 		t.Helper()
@@ -137,7 +126,7 @@ func TestClusterCrossNode(t *testing.T) {
 		}
 	}
 	publish(0, 10)
-	waitUntil(t, "10 events on A", 5*time.Second, func() bool { return len(onA.offsets()) == 10 })
+	testenv.Eventually(t, 5*time.Second, "10 events on A", func() bool { return len(onA.offsets()) == 10 })
 	if got := onA.offsets(); !slices.Equal(got, seq(1, 10)) {
 		t.Fatalf("A received offsets %v, want 1..10", got)
 	}
@@ -152,9 +141,9 @@ func TestClusterCrossNode(t *testing.T) {
 		Rooms: []string{"guest:g1"}, Positions: positions, Handler: onB.handle, OnGap: onB.gap,
 		OnConnected: func(c *notifyv1.Connected) { connected = c },
 	})
-	waitUntil(t, "the 5 missed events on B", 5*time.Second, func() bool { return len(onB.offsets()) >= 5 })
+	testenv.Eventually(t, 5*time.Second, "the 5 missed events on B", func() bool { return len(onB.offsets()) >= 5 })
 	publish(15, 16)
-	waitUntil(t, "the live event on B", 5*time.Second, func() bool { return len(onB.offsets()) == 6 })
+	testenv.Eventually(t, 5*time.Second, "the live event on B", func() bool { return len(onB.offsets()) == 6 })
 	if got := onB.offsets(); !slices.Equal(got, seq(11, 16)) || len(onB.gaps) != 0 {
 		t.Fatalf("B received %v with gaps %v, want 11..16 and no gap", got, onB.gaps)
 	}
@@ -164,7 +153,7 @@ func TestClusterCrossNode(t *testing.T) {
 
 	// The cluster view from either node counts both.
 	admin := dialNode(t, a.grpcAddr, "")
-	waitUntil(t, "both nodes in GetStats", 10*time.Second, func() bool {
+	testenv.Eventually(t, 10*time.Second, "both nodes in GetStats", func() bool {
 		resp, err := notifyv1.NewNotificationServiceClient(admin.Conn()).GetStats(withAuth(ctx, token(t, auth.Claims{Subject: "ad", Role: notifyv1.Role_ROLE_ADMIN})), &notifyv1.GetStatsRequest{})
 		if err != nil {
 			t.Fatalf("GetStats: %v", err)
@@ -191,7 +180,7 @@ func TestClusterNodeKilled(t *testing.T) {
 		cols[i] = &collector{}
 		// A client of its own per subscriber, so nginx spreads the connections.
 		sub := dialNode(t, lb.grpcAddr, staff).Subscribe(ctx, notify.SubscribeOptions{Rooms: []string{room}, Handler: cols[i].handle, OnGap: cols[i].gap})
-		waitUntil(t, "subscriber connected", 5*time.Second, func() bool { return sub.Connected() != nil })
+		testenv.Eventually(t, 5*time.Second, "subscriber connected", func() bool { return sub.Connected() != nil })
 	}
 	onA := streamsOn(t, ctx, a)
 	if onA == 0 || onA == subscribers {
@@ -206,10 +195,12 @@ func TestClusterNodeKilled(t *testing.T) {
 		if _, err := pub.Publish(ctx, transaction(i)); err != nil {
 			t.Fatalf("publish %d: %v", i, err)
 		}
+		// pacing: the events are spread over the kill, so that some are in
+		// flight to the subscribers on A when it dies.
 		time.Sleep(2 * time.Millisecond)
 	}
 	for i, c := range cols {
-		waitUntil(t, fmt.Sprintf("subscriber %d to catch up", i), 15*time.Second, func() bool { return len(c.offsets()) >= events })
+		testenv.Eventually(t, 15*time.Second, fmt.Sprintf("subscriber %d to catch up", i), func() bool { return len(c.offsets()) >= events })
 		if got := c.offsets(); !slices.Equal(got, seq(1, events)) || len(c.gaps) != 0 {
 			t.Fatalf("subscriber %d: %d events (first %v), gaps %v; want exactly 1..%d", i, len(got), got[:min(5, len(got))], c.gaps, events)
 		}
@@ -245,7 +236,7 @@ func TestClusterRedisRestart(t *testing.T) {
 	for i := range cols {
 		cols[i] = &collector{}
 		sub := dialNode(t, nodes[i%2].grpcAddr, staff).Subscribe(ctx, notify.SubscribeOptions{Rooms: []string{room}, Handler: cols[i].handle, OnGap: cols[i].gap})
-		waitUntil(t, "subscriber connected", 5*time.Second, func() bool { return sub.Connected() != nil })
+		testenv.Eventually(t, 5*time.Second, "subscriber connected", func() bool { return sub.Connected() != nil })
 	}
 	// The raw stub, so that every failure reaches the test (the SDK retries).
 	conn := dialNode(t, nodes[1].grpcAddr, "")
@@ -280,6 +271,8 @@ func TestClusterRedisRestart(t *testing.T) {
 		} else {
 			ok = append(ok, done{resp.Positions[0].Offset, resp.Positions[0].Epoch})
 		}
+		// pacing: publishes spread over the four seconds, before, during
+		// and after Redis's outage.
 		time.Sleep(10 * time.Millisecond)
 	}
 	if failed == 0 {
@@ -296,7 +289,7 @@ func TestClusterRedisRestart(t *testing.T) {
 		}
 	}
 	for i, c := range cols {
-		waitUntil(t, fmt.Sprintf("subscriber %d to catch up", i), 15*time.Second, func() bool {
+		testenv.Eventually(t, 15*time.Second, fmt.Sprintf("subscriber %d to catch up", i), func() bool {
 			c.mu.Lock()
 			defer c.mu.Unlock()
 			n := len(c.events)
@@ -350,7 +343,7 @@ func startRedisServer(t *testing.T, port string) *redisServer {
 	}
 	r := &redisServer{port: port, cmd: cmd}
 	t.Cleanup(r.stop)
-	waitUntil(t, "redis-server", 5*time.Second, func() bool {
+	testenv.Eventually(t, 5*time.Second, "redis-server", func() bool {
 		c, err := net.Dial("tcp", "127.0.0.1:"+port)
 		if err == nil {
 			c.Close()
@@ -414,7 +407,7 @@ func startNginx(t *testing.T, nodes []*daemon) *balancer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { stopNginx(t, cmd) })
-	waitUntil(t, "nginx to listen", 5*time.Second, func() bool {
+	testenv.Eventually(t, 5*time.Second, "nginx to listen", func() bool {
 		c, err := net.Dial("tcp", lb.grpcAddr)
 		if err == nil {
 			c.Close()
@@ -445,15 +438,14 @@ func stopNginx(t *testing.T, cmd *exec.Cmd) {
 	}
 	// The master waits for its workers before it exits; check that none
 	// is left all the same (signal 0 to the group: ESRCH once it is empty).
-	deadline := time.Now().Add(5 * time.Second)
-	for syscall.Kill(-pgid, 0) == nil {
-		if time.Now().After(deadline) {
+	// When the check fails, what is left is killed on the way out.
+	defer func() {
+		if syscall.Kill(-pgid, 0) == nil {
 			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-			t.Errorf("nginx processes of group %d outlived their master", pgid)
-			return
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	}()
+	testenv.Eventually(t, 5*time.Second, fmt.Sprintf("the nginx processes of group %d to end with their master", pgid),
+		func() bool { return syscall.Kill(-pgid, 0) != nil })
 }
 
 // withAuth adds a bearer token to an outgoing context.
