@@ -86,18 +86,6 @@ func postgresSchema(t *testing.T) string {
 	return u.String()
 }
 
-// waitFor polls cond every 20ms until it holds, failing after d.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestDeliverySIGKILL: notifyd SIGKILLed while webhook deliveries are in
 // flight (held, unanswered, by the receiver) and others wait in the queue
 // loses none and sends none twice once restarted on the same database.
@@ -126,22 +114,26 @@ func TestDeliverySIGKILL(t *testing.T) {
 				published[id] = true
 			}
 			// The webhook queue's 10 workers are all in an attempt.
-			waitFor(t, startTimeout, "10 deliveries in flight", func() bool { return hook.Held() == 10 })
+			testenv.Eventually(t, startTimeout, "10 deliveries in flight", func() bool { return hook.Held() == 10 })
 			d.kill(t)
 			d.requireKilled(t)
-			killed := time.Now()
-			waitFor(t, startTimeout, "the held requests to end with their client", func() bool { return hook.Held() == 0 })
+			testenv.Eventually(t, startTimeout, "the held requests to end with their client", func() bool { return hook.Held() == 0 })
 			hook.Release()
 			if len(hook.Delivered()) != 0 {
 				t.Fatalf("delivered before the kill: %v", hook.Delivered())
 			}
 			// The attempts cut by the kill are rescued once rescueAfter has
-			// passed since they started.
-			time.Sleep(time.Until(killed.Add(rescueAfter)))
-			startDaemon(t, dir, args...)
-			waitFor(t, 2*startTimeout, "every event delivered after the restart", func() bool { return len(hook.Delivered()) >= n })
-			// A second send would come within a retry's backoff.
-			time.Sleep(time.Second)
+			// passed since they started. River's rescuer runs on the
+			// leading node when it is elected, then every half minute; the
+			// restarted node is elected only once the killed one's lease
+			// has expired, which is later than rescueAfter after the kill,
+			// so its first run finds them all. The restart need not wait:
+			// the test waits for the deliveries themselves.
+			d2 := startDaemon(t, dir, args...)
+			testenv.Eventually(t, 2*startTimeout, "every event delivered after the restart", func() bool { return len(hook.Delivered()) >= n })
+			// A second send would come from a job not yet finished (retried
+			// or rescued again): once the queue holds none, none can come.
+			testenv.Eventually(t, startTimeout, "no unfinished delivery job", func() bool { return unfinishedJobs(t, d2.httpAddr) == 0 })
 			got := hook.Delivered()
 			for id := range published {
 				if got[id] != 1 {
@@ -176,6 +168,34 @@ func sentCounter(t *testing.T, httpAddr string) int {
 	return v
 }
 
+// unfinishedJobs sums notify_delivery_queue_jobs (every channel and
+// state: available, scheduled, retryable, running) from a notifyd's
+// /metrics; the gauges are read from the database at each scrape. It
+// fails t when /metrics has none, so that a scrape that could not read
+// the queue never passes for an empty one.
+func unfinishedJobs(t *testing.T, httpAddr string) int {
+	t.Helper()
+	resp, err := http.Get("http://" + httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := regexp.MustCompile(`(?m)^notify_delivery_queue_jobs\{[^}]*\} (\d+)$`).FindAllSubmatch(b, -1)
+	if len(ms) == 0 {
+		t.Fatalf("no notify_delivery_queue_jobs in /metrics of %s", httpAddr)
+	}
+	sum := 0
+	for _, m := range ms {
+		v, _ := strconv.Atoi(string(m[1]))
+		sum += v
+	}
+	return sum
+}
+
 // TestDeliveryTwoNodesPostgres: two notifyd on one PostgreSQL database
 // share the delivery work. Each takes one webhook delivery at a time, so
 // two held at once means both work; every event is then delivered once.
@@ -197,9 +217,9 @@ func TestDeliveryTwoNodesPostgres(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, startTimeout, "a delivery in flight on each node", func() bool { return hook.Held() == 2 })
+	testenv.Eventually(t, startTimeout, "a delivery in flight on each node", func() bool { return hook.Held() == 2 })
 	hook.Release()
-	waitFor(t, startTimeout, "every event delivered", func() bool { return len(hook.Delivered()) == n })
+	testenv.Eventually(t, startTimeout, "every event delivered", func() bool { return len(hook.Delivered()) == n })
 	for id, k := range hook.Delivered() {
 		if k != 1 {
 			t.Errorf("event %s delivered %d times", id, k)
@@ -207,7 +227,7 @@ func TestDeliveryTwoNodesPostgres(t *testing.T) {
 	}
 	// A node counts a delivery once it has recorded the receiver's answer.
 	var a, b int
-	waitFor(t, startTimeout, "both nodes to count every delivery", func() bool {
+	testenv.Eventually(t, startTimeout, "both nodes to count every delivery", func() bool {
 		a, b = sentCounter(t, nodes[0].httpAddr), sentCounter(t, nodes[1].httpAddr)
 		return a+b == n
 	})

@@ -19,6 +19,7 @@ import (
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
 	"github.com/maxloyalty/notify/internal/auth"
 	"github.com/maxloyalty/notify/internal/channel/channeltest"
+	"github.com/maxloyalty/notify/internal/testenv"
 )
 
 // reminderBody is the REST body of a points-expiry reminder for guest,
@@ -82,6 +83,30 @@ func inboxOf(t *testing.T, ctx context.Context, d *daemon, guest string) []*noti
 	return resp.Notifications
 }
 
+// listScheduled lists tok's publisher's scheduled publishes on d, those
+// done included.
+func listScheduled(t *testing.T, ctx context.Context, d *daemon, tok string) []*notifyv1.ScheduledPublish {
+	t.Helper()
+	var list notifyv1.ListScheduledResponse
+	if code, body := rest(t, ctx, http.MethodGet, "http://"+d.httpAddr+"/v1/scheduled?includeDone=true&pageSize=500", tok, "", &list); code != http.StatusOK {
+		t.Fatalf("list: HTTP %d %s", code, body)
+	}
+	return list.Scheduled
+}
+
+// allDone reports whether every scheduled publish of list is done with
+// (published, cancelled or failed): its job runs no more, so whatever it
+// published is out already.
+func allDone(list []*notifyv1.ScheduledPublish) bool {
+	for _, sp := range list {
+		switch sp.State {
+		case notifyv1.ScheduledState_SCHEDULED_STATE_PENDING, notifyv1.ScheduledState_SCHEDULED_STATE_RUNNING:
+			return false
+		}
+	}
+	return true
+}
+
 // TestScheduledReminderSurvivesSIGKILL: a points-expiry reminder scheduled
 // over REST for a time a few seconds ahead fires once after notifyd is
 // SIGKILLed and restarted in between; another, cancelled before the kill,
@@ -117,9 +142,14 @@ func TestScheduledReminderSurvivesSIGKILL(t *testing.T) {
 			t.Fatalf("published before its time: %v", got)
 		}
 	}
-	waitFor(t, time.Until(at)+startTimeout, "the reminder in the inbox", func() bool { return len(inboxOf(t, ctx, d2, "g1")) > 0 })
-	// A second publish (or the cancelled one) would come within a poll.
-	time.Sleep(2 * time.Second)
+	testenv.Eventually(t, time.Until(at)+startTimeout, "the reminder in the inbox", func() bool { return len(inboxOf(t, ctx, d2, "g1")) > 0 })
+	// A second publish (or the cancelled one) would come from a job still
+	// to run: once every job is done, any would be in the inbox.
+	var list []*notifyv1.ScheduledPublish
+	testenv.Eventually(t, startTimeout, "every scheduled publish done", func() bool {
+		list = listScheduled(t, ctx, d2, svc)
+		return allDone(list)
+	})
 	got := inboxOf(t, ctx, d2, "g1")
 	if len(got) != 1 {
 		t.Fatalf("inbox has %d notifications %v, want the reminder once", len(got), got)
@@ -131,12 +161,11 @@ func TestScheduledReminderSurvivesSIGKILL(t *testing.T) {
 	if pt := ev.PublishTime.AsTime(); pt.Before(at) {
 		t.Errorf("published at %v, before its time %v", pt, at)
 	}
-	var list notifyv1.ListScheduledResponse
-	if code, body := rest(t, ctx, http.MethodGet, "http://"+d2.httpAddr+"/v1/scheduled?includeDone=true", svc, "", &list); code != http.StatusOK {
-		t.Fatalf("list: HTTP %d %s", code, body)
+	if len(list) != 2 {
+		t.Errorf("listed %d scheduled publishes, want the 2 scheduled: %v", len(list), list)
 	}
 	states := map[string]notifyv1.ScheduledState{}
-	for _, sp := range list.Scheduled {
+	for _, sp := range list {
 		states[sp.CancelKey] = sp.State
 		if sp.CancelKey == "expiry-g1" && sp.EventId != ev.Id {
 			t.Errorf("listed event id %q, published %q", sp.EventId, ev.Id)
@@ -175,8 +204,10 @@ func TestScheduleRESTValidation(t *testing.T) {
 	if code, body := rest(t, ctx, http.MethodPost, url+"/v1/events", svc, reminderBody(t, "g1", 10, time.Now().Add(time.Second), "soon"), &sp); code != http.StatusOK {
 		t.Fatalf("schedule: HTTP %d %s", code, body)
 	}
-	waitFor(t, startTimeout, "the publish", func() bool { return len(inboxOf(t, ctx, d, "g1")) == 1 })
-	time.Sleep(500 * time.Millisecond)
+	testenv.Eventually(t, startTimeout, "the publish", func() bool {
+		list := listScheduled(t, ctx, d, svc)
+		return len(list) == 1 && list[0].State == notifyv1.ScheduledState_SCHEDULED_STATE_PUBLISHED
+	})
 	if code, body := rest(t, ctx, http.MethodPost, url+"/v1/scheduled:cancel", svc, `{"id":"`+sp.Scheduled.Id+`"}`, nil); code != http.StatusConflict {
 		t.Errorf("cancel a published one: HTTP %d %s, want 409", code, body)
 	}
@@ -207,8 +238,15 @@ func TestScheduledOnceOnTwoNodes(t *testing.T) {
 			t.Fatalf("schedule %d: HTTP %d %s", i, code, body)
 		}
 	}
-	waitFor(t, time.Until(at)+startTimeout, "every reminder's webhook", func() bool { return len(hook.Delivered()) >= n })
-	time.Sleep(2 * time.Second)
+	testenv.Eventually(t, time.Until(at)+startTimeout, "every reminder's webhook", func() bool { return len(hook.Delivered()) >= n })
+	// A second publish would come from a job still to run, and its webhook
+	// from a delivery job queued with it: once every scheduled publish is
+	// done, and then no delivery job is left, any would have arrived.
+	testenv.Eventually(t, startTimeout, "every scheduled publish done", func() bool {
+		list := listScheduled(t, ctx, nodes[0], svc)
+		return len(list) == n && allDone(list)
+	})
+	testenv.Eventually(t, startTimeout, "no unfinished delivery job", func() bool { return unfinishedJobs(t, nodes[0].httpAddr) == 0 })
 	if got := hook.Delivered(); len(got) != n {
 		t.Errorf("%d events published for %d reminders: %v", len(got), n, got)
 	}
