@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/google/uuid"
+	"github.com/riverqueue/river"
 
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
 	"github.com/maxloyalty/notify/internal/broker"
@@ -22,6 +23,7 @@ import (
 	"github.com/maxloyalty/notify/internal/channel/channeltest"
 	"github.com/maxloyalty/notify/internal/hub"
 	"github.com/maxloyalty/notify/internal/store"
+	"github.com/maxloyalty/notify/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -217,16 +219,27 @@ func publishErr(ctx context.Context, st store.Store, q *Queue, p published) erro
 	})
 }
 
-// eventually polls cond every 20ms until it holds or d passes.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+// settled waits until River holds no job of q's that can still send or
+// publish: every delivery, webhook, publish, digest and throttle job is
+// completed, cancelled or discarded. A job sends or publishes while it
+// runs, before River marks it finished, so once settled the test's
+// receivers have got everything they will ever get: a duplicate would
+// have been a job of its own, still pending or already counted.
+func settled(t *testing.T, q *Queue, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
+	te, ok := q.eng.(timingEngine)
+	if !ok {
+		t.Fatalf("the queue's engine %T cannot list jobs", q.eng)
 	}
+	params := river.NewJobListParams().Kinds(kindDeliver, kindWebhook, kindPublish, kindDigest, kindThrottle).
+		States(pendingStates...).First(1)
+	testenv.Eventually(t, within, "every job finished", func() bool {
+		res, err := te.list(t.Context(), nil, params)
+		if err != nil {
+			t.Fatalf("list jobs: %v", err)
+		}
+		return len(res.Jobs) == 0
+	})
 }
 
 // states returns the timeline states of an event for a user ("" all).

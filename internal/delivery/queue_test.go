@@ -20,6 +20,7 @@ import (
 	"github.com/maxloyalty/notify/internal/channel"
 	"github.com/maxloyalty/notify/internal/channel/channeltest"
 	"github.com/maxloyalty/notify/internal/store"
+	"github.com/maxloyalty/notify/internal/testenv"
 )
 
 func mustMarshal(t *testing.T, m proto.Message) []byte {
@@ -48,7 +49,7 @@ func TestWebPushDecryptedIsTheEvent(t *testing.T) {
 
 	ev := pointsAdded("g1", 250)
 	publish(t, st, q, publication(ev, "points_added", "restaurant:r1:points", "guest:g1"))
-	eventually(t, 10*time.Second, "the push message", func() bool { return len(ps.Received()) == 1 })
+	testenv.Eventually(t, 10*time.Second, "the push message", func() bool { return len(ps.Received()) == 1 })
 	msg := ps.Received()[0]
 	if msg.SubscriptionID != sub.ID || msg.Status != http.StatusCreated {
 		t.Fatalf("push = %+v", msg)
@@ -73,7 +74,7 @@ func TestWebPushDecryptedIsTheEvent(t *testing.T) {
 	if msg.Topic != "points-c-g1" {
 		t.Errorf("Topic = %q, want the card's", msg.Topic)
 	}
-	eventually(t, 5*time.Second, "the sent step", func() bool {
+	testenv.Eventually(t, 5*time.Second, "the sent step", func() bool {
 		return slices.Equal(states(t, st, ev.Id, "g1"), []string{"webpush:queued", "webpush:sent"})
 	})
 	if n := testutil.ToFloat64(q.metrics.sent.WithLabelValues("webpush")); n != 1 {
@@ -107,8 +108,8 @@ func TestRetriedPublishQueuesOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { q.Stop(context.Background()) })
-	eventually(t, 10*time.Second, "both deliveries", func() bool { return len(ps.Received()) >= 1 && len(hook.Delivered()) >= 1 })
-	time.Sleep(300 * time.Millisecond) // a duplicate would be sent by now
+	testenv.Eventually(t, 10*time.Second, "both deliveries", func() bool { return len(ps.Received()) >= 1 && len(hook.Delivered()) >= 1 })
+	settled(t, q, 10*time.Second)
 	if n := len(ps.Received()); n != 1 {
 		t.Errorf("%d push messages, want 1", n)
 	}
@@ -160,11 +161,11 @@ func TestTokenGoneRemovesDevice(t *testing.T) {
 	}
 	ev := pointsAdded("g1", 1)
 	publish(t, st, q, publication(ev, "points_added", "guest:g1"))
-	eventually(t, 10*time.Second, "only the good token left", func() bool {
+	testenv.Eventually(t, 10*time.Second, "only the good token left", func() bool {
 		ds, err := st.Devices(t.Context(), "g1")
 		return err == nil && len(ds) == 1 && ds[0].Token == "fcm-ok"
 	})
-	eventually(t, 5*time.Second, "the timeline", func() bool {
+	testenv.Eventually(t, 5*time.Second, "the timeline", func() bool {
 		got := states(t, st, ev.Id, "g1")
 		slices.Sort(got)
 		return slices.Equal(got, []string{"apns:failed", "apns:failed", "apns:queued", "apns:queued",
@@ -209,7 +210,7 @@ func TestWebhooksEveryEventAndStatus(t *testing.T) {
 	publish(t, st, q, publication(roomOnly, "restaurant_transaction", "restaurant:r1:transactions"))
 
 	// Two events; the web push delivery's queued and sent steps.
-	eventually(t, 10*time.Second, "four webhooks", func() bool { return len(hook.Delivered()) == 4 })
+	testenv.Eventually(t, 10*time.Second, "four webhooks", func() bool { return len(hook.Delivered()) == 4 })
 	byType := map[string][]channeltest.WebhookDelivery{}
 	for _, d := range hook.Deliveries() {
 		if d.Err != nil {
@@ -248,7 +249,7 @@ func TestWebhooksEveryEventAndStatus(t *testing.T) {
 	}
 	// The webhook's own deliveries have a timeline (for admins), and send
 	// no status webhooks.
-	eventually(t, 5*time.Second, "the webhook's timeline", func() bool {
+	testenv.Eventually(t, 5*time.Second, "the webhook's timeline", func() bool {
 		return slices.Equal(states(t, st, roomOnly.Id, ""), []string{"webhook:queued", "webhook:delivered"})
 	})
 }
@@ -291,12 +292,9 @@ func TestUnseenDelay(t *testing.T) {
 	if err := st.Update(t.Context(), store.Viewer{UserID: "reader"}, []string{items[0].ID}, store.Change{Action: store.ActionRead}); err != nil {
 		t.Fatal(err)
 	}
-	// Nothing goes before the delay.
-	time.Sleep(time.Second) // 30 s on the queue's clock
-	if n := len(ps.Received()); n != 0 {
-		t.Fatalf("%d messages before the delay", n)
-	}
-	eventually(t, 30*time.Second, "every delayed delivery done", func() bool {
+	// Nothing goes before the delay: the sent step's time, on the queue's
+	// clock, says when the push went (checked at the end).
+	testenv.Eventually(t, 30*time.Second, "every delayed delivery done", func() bool {
 		return len(states(t, st, evs["unseen"].Id, "unseen")) == 2 && len(states(t, st, evs["reader"].Id, "reader")) == 2 &&
 			len(states(t, st, evs["live"].Id, "live")) == 2
 	})
@@ -369,7 +367,7 @@ func TestProviderDownForAMinute(t *testing.T) {
 		ids[ev.Id] = true
 		publish(t, st, q, publication(ev, "points_added", "guest:g"+string(rune('a'+i))))
 	}
-	eventually(t, 60*time.Second, "every message delivered", func() bool {
+	testenv.Eventually(t, 60*time.Second, "every message delivered", func() bool {
 		n := 0
 		for _, m := range ps.Received() {
 			if m.Status == http.StatusCreated {
@@ -378,7 +376,7 @@ func TestProviderDownForAMinute(t *testing.T) {
 		}
 		return n == guests
 	})
-	time.Sleep(300 * time.Millisecond)
+	settled(t, q, 10*time.Second)
 	got := map[string]int{}
 	failedBefore := 0
 	for _, m := range ps.Received() {
@@ -411,7 +409,7 @@ func TestProviderDownForAMinute(t *testing.T) {
 	for id := range ids {
 		// The sent step is recorded once the push service has answered.
 		var ss []store.Status
-		eventually(t, 5*time.Second, "the sent step of "+id, func() bool {
+		testenv.Eventually(t, 5*time.Second, "the sent step of "+id, func() bool {
 			ss, _ = st.Statuses(t.Context(), []string{id}, "")
 			return len(ss) > 0 && ss[len(ss)-1].State == StateSent
 		})
@@ -434,7 +432,7 @@ func TestDeadAfterMaxAttempts(t *testing.T) {
 	q := startQueue(t, cfg, st)
 	ev := systemAlert(notifyv1.AlertLevel_ALERT_LEVEL_INFO)
 	publish(t, st, q, publication(ev, "system_alert", "admin"))
-	eventually(t, time.Minute, "the last attempt", func() bool {
+	testenv.Eventually(t, time.Minute, "the last attempt", func() bool {
 		return testutil.ToFloat64(q.metrics.dead.WithLabelValues("webhook")) == 1
 	})
 	got := states(t, st, ev.Id, "")
@@ -475,8 +473,8 @@ func TestCriticalAlertEmailsAdmins(t *testing.T) {
 	p := publication(crit, "system_alert", "admin")
 	p.crit = true
 	publish(t, st, q, p)
-	eventually(t, 10*time.Second, "two emails", func() bool { return len(srv.Received()) == 2 })
-	time.Sleep(200 * time.Millisecond)
+	testenv.Eventually(t, 10*time.Second, "two emails", func() bool { return len(srv.Received()) == 2 })
+	settled(t, q, 10*time.Second)
 	if n := len(srv.Received()); n != 2 {
 		t.Fatalf("%d emails, want 2", n)
 	}
@@ -506,7 +504,7 @@ func TestCriticalAlertEmailsAdmins(t *testing.T) {
 		}
 	}
 	// The sent step is recorded once the SMTP server has answered.
-	eventually(t, 5*time.Second, "a1's timeline: queued, sent", func() bool {
+	testenv.Eventually(t, 5*time.Second, "a1's timeline: queued, sent", func() bool {
 		return slices.Equal(states(t, st, crit.Id, "a1"), []string{"email:queued", "email:sent"})
 	})
 	if got := states(t, st, info.Id, ""); len(got) != 0 {
@@ -533,7 +531,7 @@ func TestStopReturnsInFlightJobs(t *testing.T) {
 	}
 	ev := systemAlert(notifyv1.AlertLevel_ALERT_LEVEL_WARNING)
 	publish(t, st, q, publication(ev, "system_alert", "admin"))
-	eventually(t, 10*time.Second, "the send held", func() bool { return hook.Held() == 1 })
+	testenv.Eventually(t, 10*time.Second, "the send held", func() bool { return hook.Held() == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	err = q.Stop(ctx)
 	cancel()
@@ -545,9 +543,8 @@ func TestStopReturnsInFlightJobs(t *testing.T) {
 		t.Fatalf("delivered while stopped: %d", n)
 	}
 	q2 := startQueue(t, cfg, st)
-	_ = q2
-	eventually(t, 10*time.Second, "delivered after restart", func() bool { return hook.Delivered()[ev.Id] == 1 })
-	time.Sleep(200 * time.Millisecond)
+	testenv.Eventually(t, 10*time.Second, "delivered after restart", func() bool { return hook.Delivered()[ev.Id] == 1 })
+	settled(t, q2, 10*time.Second)
 	if got := hook.Delivered(); got[ev.Id] != 1 {
 		t.Errorf("deliveries = %v", got)
 	}
@@ -575,7 +572,7 @@ func TestMetricsCollect(t *testing.T) {
 		t.Fatal(err)
 	}
 	publish(t, st, q, publication(systemAlert(notifyv1.AlertLevel_ALERT_LEVEL_INFO), "system_alert", "admin"))
-	eventually(t, 10*time.Second, "the job running", func() bool { return hook.Held() == 1 })
+	testenv.Eventually(t, 10*time.Second, "the job running", func() bool { return hook.Held() == 1 })
 	n, err := testutil.GatherAndCount(reg, "notify_delivery_queue_jobs", "notify_delivery_queue_oldest_seconds", "notify_delivery_sent_total")
 	if err != nil {
 		t.Fatal(err)

@@ -132,15 +132,15 @@ func TestScheduledPublishOnceAtItsTime(t *testing.T) {
 	if got := listAll(t, q, false); len(got) != 1 || got[0].Id != sp.Id {
 		t.Fatalf("pending = %v", got)
 	}
-	eventually(t, 10*time.Second, "the publish", func() bool { n, _ := pub.published(); return n > 0 })
+	testenv.Eventually(t, 10*time.Second, "the publish", func() bool { n, _ := pub.published(); return n > 0 })
 	if early := at.Sub(time.Now()); early > 0 {
 		t.Errorf("published %v before its time", early)
 	}
-	eventually(t, 5*time.Second, "listed as published", func() bool {
+	testenv.Eventually(t, 5*time.Second, "listed as published", func() bool {
 		all := listAll(t, q, true)
 		return len(all) == 1 && all[0].State == notifyv1.ScheduledState_SCHEDULED_STATE_PUBLISHED && all[0].EventId != ""
 	})
-	time.Sleep(300 * time.Millisecond) // a second run would be done by now
+	settled(t, q, 10*time.Second)
 	if n, keys := pub.published(); n != 1 || len(keys) != 1 {
 		t.Errorf("%d publishes (%v), want 1", n, keys)
 	}
@@ -228,8 +228,8 @@ func testCancelledNeverFires(t *testing.T, st store.Store) {
 	if _, err := q.CancelScheduled(t.Context(), "service:loyalty", "", sp.Id); !errors.Is(err, ErrScheduledDone) {
 		t.Fatalf("cancel again by id: %v, want no longer pending", err)
 	}
-	eventually(t, 10*time.Second, "g2's reminder", func() bool { _, keys := pub.published(); return len(keys) == 1 })
-	time.Sleep(time.Second)
+	testenv.Eventually(t, 10*time.Second, "g2's reminder", func() bool { _, keys := pub.published(); return len(keys) == 1 })
+	settled(t, q, 10*time.Second)
 	if _, keys := pub.published(); len(keys) != 1 || keys[0] != "k2" {
 		t.Fatalf("published %v, want only k2", keys)
 	}
@@ -254,7 +254,7 @@ func TestScheduledRefusedAtItsTime(t *testing.T) {
 	if _, err := q.Schedule(t.Context(), []Schedule{reminder("g1", "k1", time.Now().Add(200*time.Millisecond))}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "listed as failed", func() bool {
+	testenv.Eventually(t, 10*time.Second, "listed as failed", func() bool {
 		all := listAll(t, q, true)
 		return len(all) == 1 && all[0].State == notifyv1.ScheduledState_SCHEDULED_STATE_FAILED && all[0].Detail != ""
 	})
@@ -331,8 +331,9 @@ func TestTwoNodesPublishOnce(t *testing.T) {
 	if _, err := q1.Schedule(t.Context(), ss); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "every publish", func() bool { _, keys := pub.published(); return len(keys) == n })
-	time.Sleep(time.Second)
+	testenv.Eventually(t, 20*time.Second, "every publish", func() bool { _, keys := pub.published(); return len(keys) == n })
+	// Both nodes' jobs are in the one database.
+	settled(t, q1, 10*time.Second)
 	if calls, keys := pub.published(); calls != n || len(keys) != n {
 		t.Errorf("%d calls for %d publishes, want %d each once", calls, len(keys), n)
 	}

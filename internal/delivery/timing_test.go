@@ -11,6 +11,7 @@ import (
 	"github.com/maxloyalty/notify/internal/channel"
 	"github.com/maxloyalty/notify/internal/channel/channeltest"
 	"github.com/maxloyalty/notify/internal/store"
+	"github.com/maxloyalty/notify/internal/testenv"
 )
 
 // clockAt runs factor times faster than the wall's clock, from start.
@@ -94,20 +95,20 @@ func TestQuietHoursHoldPush(t *testing.T) {
 	p.crit = true
 	publish(t, st, q, p)
 
-	eventually(t, 5*time.Second, "the critical alert", func() bool { return len(ps.Received()) == 1 })
+	testenv.Eventually(t, 5*time.Second, "the critical alert", func() bool { return len(ps.Received()) == 1 })
 	if got := pushes(t, ps)[0]; got.EventID != alert.Id {
 		t.Fatalf("first push %+v, want the alert", got)
 	}
 	end := time.Date(2026, 6, 10, 7, 0, 0, 0, tokyo)
-	eventually(t, 5*time.Second, "the alert's sent step", func() bool { return slices.Contains(states(t, st, alert.Id, "a1"), "webpush:sent") })
+	testenv.Eventually(t, 5*time.Second, "the alert's sent step", func() bool { return slices.Contains(states(t, st, alert.Id, "a1"), "webpush:sent") })
 	if as, _ := st.Statuses(t.Context(), []string{alert.Id}, "a1"); !as[len(as)-1].At.Before(end) {
 		t.Fatalf("the alert went at %v, after the quiet hours", as[len(as)-1].At.In(tokyo))
 	}
-	eventually(t, 5*time.Second, "held by quiet hours", func() bool {
+	testenv.Eventually(t, 5*time.Second, "held by quiet hours", func() bool {
 		return slices.Equal(states(t, st, ev.Id, "g1"), []string{"webpush:queued", "webpush:scheduled"})
 	})
-	eventually(t, 20*time.Second, "the points push", func() bool { return len(ps.Received()) == 2 })
-	eventually(t, 5*time.Second, "its sent step", func() bool { return len(states(t, st, ev.Id, "g1")) == 3 })
+	testenv.Eventually(t, 20*time.Second, "the points push", func() bool { return len(ps.Received()) == 2 })
+	testenv.Eventually(t, 5*time.Second, "its sent step", func() bool { return len(states(t, st, ev.Id, "g1")) == 3 })
 	ss, err := st.Statuses(t.Context(), []string{ev.Id}, "g1")
 	if err != nil {
 		t.Fatal(err)
@@ -168,8 +169,8 @@ func TestDigestOneSummary(t *testing.T) {
 	if n := len(ps.Received()) + len(srv.Received()); n != 0 {
 		t.Fatalf("%d messages before the window closed", n)
 	}
-	eventually(t, 30*time.Second, "one email and one push", func() bool { return len(srv.Received()) == 1 && len(ps.Received()) == 1 })
-	time.Sleep(500 * time.Millisecond)
+	testenv.Eventually(t, 30*time.Second, "one email and one push", func() bool { return len(srv.Received()) == 1 && len(ps.Received()) == 1 })
+	settled(t, q, 10*time.Second)
 	if len(srv.Received()) != 1 || len(ps.Received()) != 1 {
 		t.Fatalf("%d emails and %d pushes, want one of each", len(srv.Received()), len(ps.Received()))
 	}
@@ -224,7 +225,7 @@ func TestDigestReleasedEarly(t *testing.T) {
 	if err != nil || len(got) != 1 || got[0].Key != "r1" || got[0].Count != 2 || got[0].Points != 30 {
 		t.Fatalf("released %v, %v", got, err)
 	}
-	eventually(t, 10*time.Second, "the released summary", func() bool { return len(ps.Received()) == 1 })
+	testenv.Eventually(t, 10*time.Second, "the released summary", func() bool { return len(ps.Received()) == 1 })
 	if count, points := summaryOf(t, pushes(t, ps)[0]); count != "2" || points != "30" {
 		t.Errorf("summary %s events, %s points", count, points)
 	}
@@ -237,7 +238,7 @@ func TestDigestReleasedEarly(t *testing.T) {
 	}
 	// A critical event is never digested; other types are not either.
 	publish(t, st, q, publication(pointsAdded("g1", 1), "points_added", "guest:g1"))
-	eventually(t, 10*time.Second, "the points_added push", func() bool { return len(ps.Received()) == 2 })
+	testenv.Eventually(t, 10*time.Second, "the points_added push", func() bool { return len(ps.Received()) == 2 })
 }
 
 // TestThrottleFoldsHeldSends: at most one points push per ten minutes (of
@@ -259,17 +260,17 @@ func TestThrottleFoldsHeldSends(t *testing.T) {
 		evs = append(evs, ev)
 		publish(t, st, q, publication(ev, "points_added", "guest:g1"))
 		if i == 0 {
-			eventually(t, 5*time.Second, "the first push", func() bool { return len(ps.Received()) == 1 })
+			testenv.Eventually(t, 5*time.Second, "the first push", func() bool { return len(ps.Received()) == 1 })
 		}
 	}
 	for _, ev := range evs[1:] {
-		eventually(t, 5*time.Second, "held", func() bool { return slices.Contains(states(t, st, ev.Id, "g1"), "webpush:held") })
+		testenv.Eventually(t, 5*time.Second, "held", func() bool { return slices.Contains(states(t, st, ev.Id, "g1"), "webpush:held") })
 	}
 	if n := len(ps.Received()); n != 1 {
 		t.Fatalf("%d pushes within the window, want 1", n)
 	}
-	eventually(t, 40*time.Second, "the folded push", func() bool { return len(ps.Received()) == 2 })
-	time.Sleep(time.Second)
+	testenv.Eventually(t, 40*time.Second, "the folded push", func() bool { return len(ps.Received()) == 2 })
+	settled(t, q, 10*time.Second)
 	got := pushes(t, ps)
 	if len(got) != 2 {
 		t.Fatalf("%d pushes, want 2", len(got))
@@ -287,7 +288,7 @@ func TestThrottleFoldsHeldSends(t *testing.T) {
 		t.Errorf("folded push body %q", got[1].Body)
 	}
 	want := []string{"webpush:queued", "webpush:held", "webpush:queued", "webpush:sent"}
-	eventually(t, 5*time.Second, "the carrier's timeline", func() bool { return slices.Equal(states(t, st, carrier, "g1"), want) })
+	testenv.Eventually(t, 5*time.Second, "the carrier's timeline", func() bool { return slices.Equal(states(t, st, carrier, "g1"), want) })
 }
 
 // TestThrottleNeverDrops: whichever carries them (the next event's send
@@ -307,7 +308,10 @@ func TestThrottleNeverDrops(t *testing.T) {
 		n := int64(10 * (i + 1))
 		total += n
 		publish(t, st, q, publication(pointsAdded("g1", n), "points_added", "guest:g1"))
-		time.Sleep(250 * time.Millisecond) // 15 s on the queue's clock
+		// pacing: one event every 15 s of the queue's clock spreads them
+		// over several throttle windows, so that some held events are
+		// carried by a later event's send and some by a window's end.
+		time.Sleep(250 * time.Millisecond)
 	}
 	sum := func() (events, points int64) {
 		for _, p := range pushes(t, ps) {
@@ -322,8 +326,8 @@ func TestThrottleNeverDrops(t *testing.T) {
 		}
 		return events, points
 	}
-	eventually(t, 20*time.Second, "every event in a push", func() bool { e, _ := sum(); return e == 9 })
-	time.Sleep(1500 * time.Millisecond)
+	testenv.Eventually(t, 20*time.Second, "every event in a push", func() bool { e, _ := sum(); return e == 9 })
+	settled(t, q, 10*time.Second)
 	if e, p := sum(); e != 9 || p != total {
 		t.Errorf("pushes stand for %d events and %d points, want 9 and %d", e, p, total)
 	}

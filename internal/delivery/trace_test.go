@@ -12,6 +12,7 @@ import (
 	"github.com/maxloyalty/notify/internal/channel/channeltest"
 	"github.com/maxloyalty/notify/internal/hub"
 	"github.com/maxloyalty/notify/internal/store"
+	"github.com/maxloyalty/notify/internal/testenv"
 	"github.com/maxloyalty/notify/internal/tracing"
 	"github.com/maxloyalty/notify/internal/tracing/otlptest"
 )
@@ -74,8 +75,8 @@ func TestDeliverySpansLinkToThePublish(t *testing.T) {
 		t.Fatal(err)
 	}
 	publishSpan.End()
-	eventually(t, 10*time.Second, "the push", func() bool { return len(ps.Received()) == 1 })
-	eventually(t, 10*time.Second, "the event webhook", func() bool { return len(hook.Delivered()) >= 1 })
+	testenv.Eventually(t, 10*time.Second, "the push", func() bool { return len(ps.Received()) == 1 })
+	testenv.Eventually(t, 10*time.Second, "the event webhook", func() bool { return len(hook.Delivered()) >= 1 })
 
 	want := otlptest.Link{TraceID: publishSpan.SpanContext().TraceID().String(), SpanID: publishSpan.SpanContext().SpanID().String()}
 	spans, ok := recv.Wait(10*time.Second, func(spans []otlptest.Span) bool {
