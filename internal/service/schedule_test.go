@@ -26,6 +26,7 @@ import (
 	"github.com/maxloyalty/notify/internal/hub"
 	"github.com/maxloyalty/notify/internal/service"
 	"github.com/maxloyalty/notify/internal/store"
+	"github.com/maxloyalty/notify/internal/testenv"
 )
 
 // scheduleFixture is the service with the delivery queue as its scheduler
@@ -46,7 +47,9 @@ func newScheduleFixture(t *testing.T) *scheduleFixture {
 	}
 	q, err := delivery.New(delivery.Config{
 		ClientID: "test-" + uuid.NewString()[:8], FetchPollInterval: 50 * time.Millisecond, TestOnly: true,
-		Timing: delivery.Timing{Horizon: 24 * time.Hour},
+		// One time job at a time: scheduled publishes run in the order of
+		// their times (TestCancelScheduledOverTheWire relies on it).
+		Timing: delivery.Timing{Horizon: 24 * time.Hour, Workers: 1},
 	}, st)
 	if err != nil {
 		t.Fatal(err)
@@ -116,17 +119,6 @@ func inboxOf(t *testing.T, f *scheduleFixture, user string) []*notifyv1.Notifica
 	return resp.Notifications
 }
 
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestScheduledPublishOverTheWire: a reminder scheduled a second ahead is
 // listed as pending, enters the guest's inbox once at its time, and is
 // then listed as published with its event's id.
@@ -152,19 +144,20 @@ func TestScheduledPublishOverTheWire(t *testing.T) {
 	if n := len(inboxOf(t, f, "g1")); n != 0 {
 		t.Fatalf("%d notifications before the time", n)
 	}
-	waitFor(t, 10*time.Second, "the reminder in the inbox", func() bool { return len(inboxOf(t, f, "g1")) == 1 })
+	testenv.Eventually(t, 10*time.Second, "the reminder in the inbox", func() bool { return len(inboxOf(t, f, "g1")) == 1 })
 	list, err := f.schedule.ListScheduled(as(t, svcCaller), &notifyv1.ListScheduledRequest{IncludeDone: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "listed as published", func() bool {
+	testenv.Eventually(t, 5*time.Second, "listed as published", func() bool {
 		list, err = f.schedule.ListScheduled(as(t, svcCaller), &notifyv1.ListScheduledRequest{IncludeDone: true})
 		return err == nil && len(list.Scheduled) == 1 && list.Scheduled[0].State == notifyv1.ScheduledState_SCHEDULED_STATE_PUBLISHED
 	})
 	if got := inboxOf(t, f, "g1"); got[0].Event.Id != list.Scheduled[0].EventId || got[0].Event.IdempotencyKey != sp.IdempotencyKey {
 		t.Errorf("inbox event %v, scheduled %v", got[0].Event, list.Scheduled[0])
 	}
-	time.Sleep(300 * time.Millisecond)
+	// The one scheduled publish there is has finished: there is no run
+	// left that could publish it again.
 	if n := len(inboxOf(t, f, "g1")); n != 1 {
 		t.Errorf("%d notifications, want 1", n)
 	}
@@ -226,10 +219,20 @@ func TestScheduleValidation(t *testing.T) {
 // publish refuses another request.
 func TestCancelScheduledOverTheWire(t *testing.T) {
 	f := newScheduleFixture(t)
+	at := time.Now().Add(time.Second)
 	req := expiryReq("g1")
-	req.DeliverAt = timestamppb.New(time.Now().Add(time.Second))
+	req.DeliverAt = timestamppb.New(at)
 	req.CancelKey = "expiry-g1"
 	if _, err := f.notify.Publish(as(t, svcCaller), req); err != nil {
+		t.Fatal(err)
+	}
+	// A later reminder for g2: once it is in g2's inbox, the queue, which
+	// runs one time job at a time in the order of their times, has gone
+	// past g1's.
+	later := expiryReq("g2")
+	later.DeliverAt = timestamppb.New(at.Add(500 * time.Millisecond))
+	later.CancelKey = "expiry-g2"
+	if _, err := f.notify.Publish(as(t, svcCaller), later); err != nil {
 		t.Fatal(err)
 	}
 	other := proto.Clone(req).(*notifyv1.PublishRequest)
@@ -245,7 +248,7 @@ func TestCancelScheduledOverTheWire(t *testing.T) {
 	_, err = f.schedule.ListScheduled(as(t, svc2), &notifyv1.ListScheduledRequest{Publisher: "*"})
 	wantStatus(t, "a service listing all", err, codes.PermissionDenied, "")
 	all, err := f.schedule.ListScheduled(as(t, adminCaller), &notifyv1.ListScheduledRequest{Publisher: "*"})
-	if err != nil || len(all.Scheduled) != 1 {
+	if err != nil || len(all.Scheduled) != 2 {
 		t.Fatalf("admin's list: %v, %v", all, err)
 	}
 	resp, err := f.schedule.CancelScheduled(as(t, adminCaller), &notifyv1.CancelScheduledRequest{CancelKey: "expiry-g1", Publisher: "service:svc1"})
@@ -256,7 +259,7 @@ func TestCancelScheduledOverTheWire(t *testing.T) {
 	wantStatus(t, "cancel again", err, codes.FailedPrecondition, "no longer pending")
 	_, err = f.schedule.CancelScheduled(as(t, svcCaller), &notifyv1.CancelScheduledRequest{})
 	wantStatus(t, "no key", err, codes.InvalidArgument, "give one")
-	time.Sleep(2 * time.Second)
+	testenv.Eventually(t, 10*time.Second, "the later reminder in g2's inbox", func() bool { return len(inboxOf(t, f, "g2")) == 1 })
 	if n := len(inboxOf(t, f, "g1")); n != 0 {
 		t.Errorf("a cancelled reminder reached the inbox")
 	}
