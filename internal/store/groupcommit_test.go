@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/maxloyalty/notify/internal/testenv"
 )
 
 // Group commit behaviour, on every implementation (suiteCases) and, for
@@ -42,13 +44,7 @@ func groupOf(t *testing.T, s Store) (*groupCommit, *core) {
 // waitQueued waits until n calls wait in g's queue.
 func waitQueued(t *testing.T, g *groupCommit, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for g.queued() < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d calls queued, want %d", g.queued(), n)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testenv.Eventually(t, 10*time.Second, fmt.Sprintf("%d calls queued", n), func() bool { return g.queued() >= n })
 }
 
 // goInsert starts an Insert and returns where its result will arrive.
@@ -471,14 +467,19 @@ func testGroupCloseAbort(t *testing.T, s Store, reopen func(t *testing.T) Store)
 		}
 		return nil
 	}
+	committed := g.committed.Load()
 	stuck := goInsert(t.Context(), s, item("u1", "stuck"))
 	<-entered
+	const calls = 10
 	var res []<-chan error
-	for i := range 10 {
+	for i := range calls {
 		res = append(res, goInsert(t.Context(), s, item("u1", "q"+strconv.Itoa(i))))
 	}
-	// Queued behind the stuck one (SQLite), or taken by another committer.
-	time.Sleep(50 * time.Millisecond)
+	// Each call queued behind the stuck one (SQLite), or taken and
+	// committed by another committer.
+	testenv.Eventually(t, 10*time.Second, "every call queued or committed", func() bool {
+		return g.queued()+int(g.committed.Load()-committed) == calls
+	})
 	start := time.Now()
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
