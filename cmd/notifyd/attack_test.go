@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
+	"github.com/maxloyalty/notify/internal/testenv"
 )
 
 const (
@@ -386,12 +387,29 @@ func attackUnreadResponses(t *testing.T, e *attackEnv) {
 		err = c.flush()
 	}
 	t.Logf("unread responses: %d calls (%s) written in %v, then %v", calls, mib(c.sent), time.Since(start).Round(time.Millisecond), err)
-	if err != nil && !isTimeout(err) && !isClosedByPeer(err) {
+	if err != nil {
+		if !isTimeout(err) && !isClosedByPeer(err) {
+			t.Errorf("write: %v", err)
+		}
+		// The server stopped reading (no progress for stallTimeout) or
+		// closed the connection: it is past every call it took.
+		return
+	}
+	// Every call was written: the server is past them, with its memory
+	// sampled meanwhile, once it answers a PING sent after them (it reads
+	// a connection's frames in order). Reading the connection from now on
+	// lets it send only what its socket held back: the responses stay
+	// blocked by the flow-control window, which is never opened.
+	c.ping(false, [8]byte{'u', 'n', 'r', 'e', 'a', 'd'})
+	if err := c.flush(); err != nil && !isTimeout(err) && !isClosedByPeer(err) {
 		t.Errorf("write: %v", err)
 	}
-	// An observation window: the server works through what it read while
-	// its memory is sampled.
-	time.Sleep(time.Second)
+	r := c.startReader()
+	if !r.wait(reactTimeout, func(s *seen) bool { return s.pingAcks > 0 }) && !r.snapshot((*seen).serverClosed) {
+		t.Errorf("the server neither answered a PING sent after the calls nor closed the connection within %v: %s", reactTimeout, r.describe())
+		return
+	}
+	t.Logf("after the calls, %v: %s", time.Since(start).Round(time.Millisecond), r.describe())
 }
 
 // 6. Rapid reset (CVE-2023-44487): HEADERS then RST_STREAM, over and over.
@@ -549,14 +567,17 @@ func attackZeroWindowSubscribers(t *testing.T, e *attackEnv) {
 		c.data(id, true, msg)
 	}
 	c.mustFlush()
-	// The streams are subscribed once the hub counts them.
-	deadline := time.Now().Add(reactTimeout)
-	for subscribers(t, e.d) < n+1 && time.Now().Before(deadline) { // and the monitor's
-		time.Sleep(20 * time.Millisecond)
-	}
-	if got := subscribers(t, e.d); got < n+1 {
-		t.Fatalf("%d subscribers after %v, want the %d zero-window streams and the monitor's; connection: %s", got, reactTimeout, n, r.describe())
-	}
+	// The streams are subscribed once the hub counts them (and the
+	// monitor's stream).
+	subscribed := false
+	defer func() {
+		if !subscribed {
+			t.Logf("connection: %s", r.describe())
+		}
+	}()
+	testenv.Eventually(t, reactTimeout, fmt.Sprintf("the %d zero-window streams and the monitor's subscribed", n),
+		func() bool { return subscribers(t, e.d) >= n+1 })
+	subscribed = true
 
 	before := metricValue(t, e.d, "notify_slow_consumer_disconnects_total")
 	conn, err := grpc.NewClient("passthrough:///"+e.d.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -581,18 +602,14 @@ func attackZeroWindowSubscribers(t *testing.T, e *attackEnv) {
 		}
 	}
 	// Every stream fell behind by far more than its queue: each must be cut.
-	deadline = time.Now().Add(reactTimeout)
 	cut := 0.0
-	for time.Now().Before(deadline) {
-		if cut = metricValue(t, e.d, "notify_slow_consumer_disconnects_total") - before; int(cut) >= n {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Logf("%d zero-window streams, %d events of 16 KiB: %v cut as slow consumers; connection: %s", n, zeroWindowEvents, cut, r.describe())
-	if int(cut) < n {
-		t.Errorf("%v of %d zero-window streams cut as slow consumers within %v, want all", cut, n, reactTimeout)
-	}
+	defer func() {
+		t.Logf("%d zero-window streams, %d events of 16 KiB: %v cut as slow consumers; connection: %s", n, zeroWindowEvents, cut, r.describe())
+	}()
+	testenv.Eventually(t, reactTimeout, fmt.Sprintf("all %d zero-window streams cut as slow consumers", n), func() bool {
+		cut = metricValue(t, e.d, "notify_slow_consumer_disconnects_total") - before
+		return int(cut) >= n
+	})
 }
 
 // subscribers reads notifyd's open subscriber count from /metrics.
@@ -629,7 +646,8 @@ func metricValue(t *testing.T, d *daemon, name string) float64 {
 // 10. Slowloris: connections that stop mid-handshake (half the preface,
 // the preface only, or half a frame header). The server closes them
 // within its handshake and keepalive bounds or holds them at bounded
-// memory; what each transport did is logged. grpc-go closes those stopped
+// memory; one its keepalive pinged must be closed, and what each
+// transport did is logged. grpc-go closes those stopped
 // mid-frame (unanswered keepalive pings) and holds the others until its
 // connection timeout of two minutes; wire also closes those stopped after
 // the preface.
@@ -655,17 +673,34 @@ func attackSlowloris(t *testing.T, e *attackEnv) {
 			readers[k] = append(readers[k], c.startReader())
 		}
 	}
-	// An observation window: keepalive (1s) plus its timeout (1s), and as
-	// long again.
-	time.Sleep(4 * time.Second)
+	// The server's keepalive acts on each connection on a clock of its
+	// own. A control connection, opened after them all, that completes its
+	// handshake but never answers the server's pings is closed once
+	// keepalive (1s) plus its timeout (1s) have passed: by then the server
+	// has pinged every connection its keepalive watches. Each of those is
+	// then awaited until the server closes it.
+	start := time.Now()
+	ctl := e.open(t)
+	cr := ctl.startReader()
+	if !cr.wait(reactTimeout+2*time.Second, (*seen).serverClosed) {
+		t.Errorf("the server did not close a connection that never answered its keepalive pings within %v: %s", reactTimeout+2*time.Second, cr.describe())
+	}
+	t.Logf("control connection closed by the server after %v: %s", time.Since(start).Round(time.Millisecond), cr.describe())
+	pinged := func(s *seen) bool { return s.pings > 0 }
 	for k, kind := range kinds {
-		closed := 0
+		closed, pings := 0, 0
 		for _, r := range readers[k] {
+			if r.snapshot(pinged) {
+				pings++
+				if !r.wait(reactTimeout, (*seen).serverClosed) {
+					t.Errorf("%s: a connection pinged by the server's keepalive, never answering, not closed within %v: %s", kind.name, reactTimeout, r.describe())
+				}
+			}
 			if r.snapshot((*seen).serverClosed) {
 				closed++
 			}
 		}
-		t.Logf("%s: %d of %d connections closed by the server after 4s", kind.name, closed, len(readers[k]))
+		t.Logf("%s: %d of %d connections closed by the server, %d pinged by its keepalive", kind.name, closed, len(readers[k]), pings)
 	}
 }
 
