@@ -75,10 +75,10 @@ type conn struct {
 
 	lastRead atomic.Int64 // Unix nanoseconds of the last frame read
 	sentData atomic.Bool  // data or headers written since the last client ping
-	writing  atomic.Bool  // a writer goroutine runs
+	writing  atomic.Bool  // a writer runs or is queued
+	raw      *rawWriter   // non-blocking writes, when nc allows them
 
-	stackSink byte         // the writer's: keeps growStack's frame
-	inflight  atomic.Int32 // unary calls running: more requests are likely
+	inflight atomic.Int32 // unary calls running: more requests are likely
 
 	qmu    sync.Mutex // guards runq; never held while taking mu
 	runq   []*stream  // streams whose pump is due
@@ -132,6 +132,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 	c.cond = sync.NewCond(&c.mu)
 	c.enc = hpack.NewEncoder(&c.hbuf)
 	c.rd.nc = nc
+	c.raw = newRawWriter(nc)
 	c.rd.busy = &c.inflight
 	return c
 }
@@ -802,10 +803,16 @@ func (c *conn) wakeLocked() {
 	}
 }
 
-// startWriter starts a writer goroutine unless one runs.
+// startWriter starts the connection's writer unless one runs: a turn on
+// the server's shared writers when the connection can be written without
+// blocking, a goroutine of its own otherwise.
 func (c *conn) startWriter() {
 	if c.writing.CompareAndSwap(false, true) {
-		go c.writeLoop()
+		if c.raw != nil {
+			c.srv.writers.add(c)
+		} else {
+			go c.writeLoop()
+		}
 	}
 }
 
@@ -815,13 +822,28 @@ func (c *conn) writerExitLocked() {
 	c.cond.Broadcast()
 }
 
-// writeLoop runs due pumps and writes the output until there is neither;
-// it then exits, so that a quiet connection holds no writer goroutine.
-// Kicks only take the run queue's own lock (qmu), never mu, so that a
-// delivery to many streams does not wait behind the writers.
+// writeLoop is the connection's writer on a goroutine of its own.
 func (c *conn) writeLoop() {
-	c.growStack(0)
+	growStack(0)
+	c.write(false)
+}
+
+// maxTurnWrites bounds the writes of one turn on a shared writer, so that
+// a connection with a steady flow of output does not hold it from others.
+const maxTurnWrites = 8
+
+// write runs due pumps and writes the output until there is neither; it
+// then gives up the writing flag, so that a quiet connection holds no
+// writer. Kicks only take the run queue's own lock (qmu), never mu, so
+// that a delivery to many streams does not wait behind the writers.
+//
+// shared is a turn on the server's writers (see writers): the writes do
+// not block; one the kernel does not take whole moves the rest of the turn
+// to a goroutine of the connection's own, and after maxTurnWrites the
+// connection goes back to the queue.
+func (c *conn) write(shared bool) {
 	yielded := false
+	writes := 0
 	for {
 		// The two run queues alternate: kicks append to one while this
 		// goroutine runs the other.
@@ -847,12 +869,16 @@ func (c *conn) writeLoop() {
 			last := c.out
 			c.out, c.spare = nil, nil
 			c.mu.Unlock()
-			if len(last) > 0 {
-				_, _ = c.nc.Write(last)
+			if shared && len(last) > 0 {
+				n, err := c.raw.write(last)
+				if err == errWouldBlock {
+					c.srv.writers.spills.Add(1)
+					go c.finishLast(last[n:])
+					return
+				}
+				last = nil
 			}
-			c.mu.Lock()
-			c.writerExitLocked()
-			c.mu.Unlock()
+			c.finishLast(last)
 			return
 		}
 		if len(c.out) == 0 {
@@ -868,8 +894,8 @@ func (c *conn) writeLoop() {
 			c.writerExitLocked()
 			c.mu.Unlock()
 			// Work queued after the looks above finds writing true and
-			// relies on this goroutine: look again, and go on if there
-			// is some and no other writer took it.
+			// relies on this writer: look again, and go on if there is
+			// some and no other writer took it.
 			c.qmu.Lock()
 			more := len(c.runq) > 0
 			c.qmu.Unlock()
@@ -879,6 +905,11 @@ func (c *conn) writeLoop() {
 			if more && c.writing.CompareAndSwap(false, true) {
 				continue
 			}
+			return
+		}
+		if shared && writes >= maxTurnWrites {
+			c.mu.Unlock()
+			c.srv.writers.add(c)
 			return
 		}
 		if !yielded && c.inflight.Load() > 1 {
@@ -898,21 +929,63 @@ func (c *conn) writeLoop() {
 		c.control = 0
 		c.cond.Broadcast()
 		c.mu.Unlock()
-		_, err := c.nc.Write(buf)
-		c.mu.Lock()
-		c.flushing = 0
-		if c.spare == nil && cap(buf) <= maxBufCap {
-			c.spare = buf[:0]
+		writes++
+		var err error
+		if shared {
+			var n int
+			if n, err = c.raw.write(buf); err == errWouldBlock {
+				c.srv.writers.spills.Add(1)
+				go c.finishWrite(buf, n)
+				return
+			}
+		} else {
+			_, err = c.nc.Write(buf)
 		}
-		c.cond.Broadcast()
-		if err != nil {
-			c.writerExitLocked()
-			c.mu.Unlock()
-			c.close(err)
+		if !c.wrote(buf, err) {
 			return
 		}
-		c.mu.Unlock()
 	}
+}
+
+// wrote takes buf back once written and reports whether the writer goes
+// on: not after a failed write, which closes the connection.
+func (c *conn) wrote(buf []byte, err error) bool {
+	c.mu.Lock()
+	c.flushing = 0
+	if c.spare == nil && cap(buf) <= maxBufCap {
+		c.spare = buf[:0]
+	}
+	c.cond.Broadcast()
+	if err != nil {
+		c.writerExitLocked()
+		c.mu.Unlock()
+		c.close(err)
+		return false
+	}
+	c.mu.Unlock()
+	return true
+}
+
+// finishWrite is a shared writer's turn moved to a goroutine of the
+// connection's own: it writes what the kernel did not take of buf (from
+// n on), blocking as long as the peer needs, and goes on writing.
+func (c *conn) finishWrite(buf []byte, n int) {
+	growStack(0)
+	_, err := c.nc.Write(buf[n:])
+	if c.wrote(buf, err) {
+		c.write(false)
+	}
+}
+
+// finishLast writes a closed connection's last output and ends the
+// writer.
+func (c *conn) finishLast(last []byte) {
+	if len(last) > 0 {
+		_, _ = c.nc.Write(last)
+	}
+	c.mu.Lock()
+	c.writerExitLocked()
+	c.mu.Unlock()
 }
 
 // growStack grows a new writer goroutine's stack at once, past what its
@@ -922,10 +995,10 @@ func (c *conn) writeLoop() {
 // a connection of its own gets one per event) would pay every time.
 //
 //go:noinline
-func (c *conn) growStack(i int) {
+func growStack(i int) byte {
 	var pad [2560]byte
 	pad[i] = 1
-	c.stackSink = pad[(i+1)%len(pad)]
+	return pad[(i+1)%len(pad)]
 }
 
 // flushLocked moves as much of st's pending data into DATA frames as the

@@ -131,6 +131,7 @@ type Server struct {
 	info    map[string]grpc.ServiceInfo
 	work    chan *stream
 	budget  int // request bytes a connection may buffer for calls not yet started
+	writers writers
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
