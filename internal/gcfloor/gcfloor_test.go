@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/maxloyalty/notify/internal/gcfloor"
+	"github.com/maxloyalty/notify/internal/testenv"
 )
 
 func TestPercent(t *testing.T) {
@@ -54,15 +55,12 @@ func TestFloorSpacesCollections(t *testing.T) {
 	without := churn(256 << 20)
 
 	stop := gcfloor.Start(64 << 20)
-	runtime.GC() // the cycle whose cleanup sets the percent
-	deadline := time.Now().Add(5 * time.Second)
-	for percent() <= 100 && time.Now().Before(deadline) {
+	// The floor's cleanup, which sets the percent, runs after a cycle on
+	// the runtime's cleanup goroutine.
+	testenv.Eventually(t, 5*time.Second, "a GC percent above 100 with a floor over a small heap", func() bool {
 		runtime.GC()
-		time.Sleep(10 * time.Millisecond)
-	}
-	if p := percent(); p <= 100 {
-		t.Fatalf("GC percent %d with a floor over a small heap", p)
-	}
+		return percent() > 100
+	})
 	with := churn(256 << 20)
 	if with > 8 || with*4 > without {
 		t.Errorf("%d collections with the floor, %d without", with, without)
@@ -82,9 +80,17 @@ func TestGOGCTurnsItOff(t *testing.T) {
 	t.Setenv("GOGC", "100")
 	stop := gcfloor.Start(64 << 20)
 	defer stop()
+	runtime.GC() // a floor's first cleanup would be queued now
+	// A cleanup queued by a later cycle has run: a floor's, queued
+	// before it, has had its turn.
+	ran := make(chan struct{})
+	runtime.AddCleanup(new([32]byte), func(ran chan struct{}) { close(ran) }, ran)
 	runtime.GC()
-	runtime.GC()
-	time.Sleep(50 * time.Millisecond)
+	select {
+	case <-ran:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no cleanup ran after a collection")
+	}
 	if p := percent(); p != 100 {
 		t.Errorf("GC percent %d with GOGC set", p)
 	}
