@@ -23,6 +23,7 @@ import (
 	"github.com/maxloyalty/notify/internal/limit"
 	"github.com/maxloyalty/notify/internal/metrics"
 	"github.com/maxloyalty/notify/internal/room"
+	"github.com/maxloyalty/notify/internal/testenv"
 )
 
 const (
@@ -138,19 +139,10 @@ func check(t *testing.T, f families, want []series) {
 	}
 }
 
-// eventually scrapes url until cond holds or a deadline passes.
+// eventually scrapes url until cond holds, failing t after 5 seconds.
 func eventually(t *testing.T, url, what string, cond func(families) bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if cond(scrape(t, url)) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testenv.Eventually(t, 5*time.Second, what, func() bool { return cond(scrape(t, url)) })
 }
 
 func is(name string, labels map[string]string, want float64) func(families) bool {
