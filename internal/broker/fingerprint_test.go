@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/maxloyalty/notify/internal/testenv"
 )
 
 // publisher is what the fingerprint tests need of a broker.
@@ -62,7 +64,7 @@ func checkFingerprints(t *testing.T, b publisher, rec *recorder) {
 	if _, err := pub("last", "", ""); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the last publish", func() bool { d := rec.data(); return len(d) > 0 && d[len(d)-1] == "last" })
+	testenv.Eventually(t, 5*time.Second, "the last publish", func() bool { d := rec.data(); return len(d) > 0 && d[len(d)-1] == "last" })
 	if got, want := rec.data(), []string{"e1", "e5", "last"}; !slices.Equal(got, want) {
 		t.Errorf("delivered %q, want %q (one per publish that was not a duplicate or refused)", got, want)
 	}

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/maxloyalty/notify/internal/testenv"
 )
 
 // TestRedisPublishGivenUp publishes with deadlines from 0 to 2 ms: a
@@ -37,7 +39,7 @@ func TestRedisPublishGivenUp(t *testing.T) {
 	if _, err := r.Publish(context.Background(), Publication{EventID: "last", Rooms: []string{"r"}, Data: []byte("last")}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the last message", func() bool { mu.Lock(); defer mu.Unlock(); return delivered["last"] })
+	testenv.Eventually(t, 5*time.Second, "the last message", func() bool { mu.Lock(); defer mu.Unlock(); return delivered["last"] })
 	mu.Lock()
 	defer mu.Unlock()
 	for id := range delivered {

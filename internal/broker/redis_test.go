@@ -42,17 +42,6 @@ func newTestRedis(t *testing.T, url string, l Limits, h Handler, lost func(error
 
 func (r *Redis) withPrefixOf(o *Redis) *Redis { r.cfg.Prefix = o.cfg.Prefix; return r }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func (rec *recorder) len() int { rec.mu.Lock(); defer rec.mu.Unlock(); return len(rec.msgs) }
 
 func TestRedisOffsetsHistoryAndEpochs(t *testing.T) {
@@ -77,7 +66,7 @@ func TestRedisOffsetsHistoryAndEpochs(t *testing.T) {
 		epoch = res.Positions[0].Epoch
 	}
 	// Only room a is listened to; its messages arrive in order, data intact.
-	waitFor(t, "5 live messages", func() bool { return rec.len() == 5 })
+	testenv.Eventually(t, 5*time.Second, "5 live messages", func() bool { return rec.len() == 5 })
 	for i, m := range rec.msgs {
 		if m.Room != "a" || m.Offset != uint64(i+1) || m.Epoch != epoch || string(m.Data) != string([]byte{byte(i), ':', 0}) {
 			t.Fatalf("live message %d = %+v", i, m)
@@ -118,7 +107,7 @@ func TestRedisOffsetsHistoryAndEpochs(t *testing.T) {
 	if res.Positions[0] != (RoomPosition{Room: "a", Position: Position{Offset: 6, Epoch: epoch}}) {
 		t.Fatalf("publish from the second node = %+v, want a@6 in the same epoch", res.Positions[0])
 	}
-	waitFor(t, "the second node's message on the first", func() bool { return rec.len() == 6 })
+	testenv.Eventually(t, 5*time.Second, "the second node's message on the first", func() bool { return rec.len() == 6 })
 }
 
 func TestRedisIdempotency(t *testing.T) {
@@ -146,7 +135,7 @@ func TestRedisIdempotency(t *testing.T) {
 	if _, err := r.Publish(ctx, Publication{EventID: "last", Rooms: []string{"r"}, Data: []byte("last")}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the last publish", func() bool { d := rec.data(); return len(d) > 0 && d[len(d)-1] == "last" })
+	testenv.Eventually(t, 5*time.Second, "the last publish", func() bool { d := rec.data(); return len(d) > 0 && d[len(d)-1] == "last" })
 	if n := rec.len(); n != 2 {
 		t.Fatalf("delivered %d messages for the keyed publish and the last one, want 2: the repeat delivered too", n)
 	}
@@ -173,7 +162,7 @@ func TestRedisConcurrentPublishersKeepOrder(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	waitFor(t, "200 messages", func() bool { return rec.len() == 200 })
+	testenv.Eventually(t, 5*time.Second, "200 messages", func() bool { return rec.len() == 200 })
 	for i, m := range rec.msgs {
 		if m.Offset != uint64(i+1) {
 			t.Fatalf("message %d has offset %d: order broken", i, m.Offset)
@@ -211,7 +200,7 @@ func startPrivateRedis(t *testing.T, port string) *privateRedis {
 	}
 	p := &privateRedis{port: port, cmd: cmd}
 	t.Cleanup(p.stop)
-	waitFor(t, "redis-server to listen", func() bool {
+	testenv.Eventually(t, 5*time.Second, "redis-server to listen", func() bool {
 		c, err := net.Dial("tcp", "127.0.0.1:"+port)
 		if err == nil {
 			c.Close()
@@ -254,14 +243,14 @@ func TestRedisDownAndBack(t *testing.T) {
 	if !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("publish with Redis down = %v, want ErrUnavailable", err)
 	}
-	waitFor(t, "the lost callback", func() bool { lostMu.Lock(); defer lostMu.Unlock(); return len(lost) > 0 })
+	testenv.Eventually(t, 5*time.Second, "the lost callback", func() bool { lostMu.Lock(); defer lostMu.Unlock(); return len(lost) > 0 })
 	if _, err := r.History(ctx, "r", Position{}); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("history with Redis down = %v, want ErrUnavailable", err)
 	}
 
 	startPrivateRedis(t, srv.port) // back, empty
 	var after Result
-	waitFor(t, "publish to work again", func() bool {
+	testenv.Eventually(t, 5*time.Second, "publish to work again", func() bool {
 		after, err = r.Publish(ctx, Publication{EventID: "e3", Rooms: []string{"r"}, Data: []byte("d")})
 		return err == nil
 	})
@@ -269,7 +258,7 @@ func TestRedisDownAndBack(t *testing.T) {
 		t.Fatalf("after Redis lost its data: %+v, want offset 1 in a new epoch", after.Positions[0])
 	}
 	// The node resubscribed by itself: live messages flow again.
-	waitFor(t, "live delivery after reconnect", func() bool {
+	testenv.Eventually(t, 5*time.Second, "live delivery after reconnect", func() bool {
 		rec.mu.Lock()
 		defer rec.mu.Unlock()
 		for _, m := range rec.msgs {
