@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/maxloyalty/notify/internal/certs"
+	"github.com/maxloyalty/notify/internal/testenv"
 )
 
 // logBuffer is a log destination safe for the Run goroutine and the test.
@@ -123,18 +124,6 @@ func served(addr string, pool *x509.CertPool) (*big.Int, error) {
 	return st.PeerCertificates[0].SerialNumber, nil
 }
 
-// waitFor polls cond every 5 ms for at most 5 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // run starts r.Run until the test ends.
 func run(t *testing.T, r *certs.Reloader) {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -176,7 +165,7 @@ func TestReloaderServesRenewedCertificate(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "the renewed certificate", func() bool {
+	testenv.Eventually(t, 5*time.Second, "the renewed certificate", func() bool {
 		got, err := served(addr, second.pool)
 		return err == nil && got.Cmp(second.serial) == 0
 	})
@@ -186,7 +175,7 @@ func TestReloaderServesRenewedCertificate(t *testing.T) {
 	if err := os.WriteFile(first.cert, []byte("garbage"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the failed reload", func() bool { return logs.count("reload failed") > failures })
+	testenv.Eventually(t, 5*time.Second, "the failed reload", func() bool { return logs.count("reload failed") > failures })
 	got, err = served(addr, second.pool)
 	if err != nil {
 		t.Fatalf("handshake after a broken file: %v", err)
@@ -197,7 +186,7 @@ func TestReloaderServesRenewedCertificate(t *testing.T) {
 
 	// Rewritten in place (certificate, then key): tried again, served.
 	third := selfSigned(t, dir)
-	waitFor(t, "the certificate written in place", func() bool {
+	testenv.Eventually(t, 5*time.Second, "the certificate written in place", func() bool {
 		got, err := served(addr, third.pool)
 		return err == nil && got.Cmp(third.serial) == 0
 	})
