@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/maxloyalty/notify/internal/limit"
+	"github.com/maxloyalty/notify/internal/testenv"
 )
 
 // loopback serves a wrapped loopback listener: each admitted connection
@@ -281,7 +282,7 @@ func TestConnRateLogsRefused(t *testing.T) {
 	if _, ok := dial(t, lb.addr); ok {
 		t.Fatal("second connection admitted")
 	}
-	waitFor(t, "the first line", func() bool { return len(buf.lines(t)) == 1 })
+	testenv.Eventually(t, 5*time.Second, "the first line", func() bool { return len(buf.lines(t)) == 1 })
 	first := buf.lines(t)[0]
 	if first["msg"] != "connections refused" || first["level"] != "WARN" || first["addr"] != lb.addr || first["refused"] != 1.0 || first["rate_limited"] != 1.0 {
 		t.Fatalf("first line %v", first)
@@ -293,7 +294,7 @@ func TestConnRateLogsRefused(t *testing.T) {
 			t.Fatal("connection admitted")
 		}
 	}
-	waitFor(t, "the second line", func() bool { return len(buf.lines(t)) == 2 })
+	testenv.Eventually(t, 5*time.Second, "the second line", func() bool { return len(buf.lines(t)) == 2 })
 	second := buf.lines(t)[1]
 	if second["refused"] != 5.0 || second["rate_limited"] != 5.0 || second["addr"] != lb.addr {
 		t.Fatalf("second line %v, want 5 refused on %s", second, lb.addr)
@@ -313,8 +314,8 @@ func TestConnRateLogsRefused(t *testing.T) {
 func TestConnRateLogsPendingOnClose(t *testing.T) {
 	var buf syncBuffer
 	log := slog.New(slog.NewJSONHandler(&buf, nil))
-	var refused atomic.Int32
-	cr := limit.NewConnRate(0, 0, limit.MaxConns(1), limit.LogRefused(log), limit.OnReject(func(string) { refused.Add(1) }))
+	refused := make(chan struct{}, 16)
+	cr := limit.NewConnRate(0, 0, limit.MaxConns(1), limit.LogRefused(log), limit.OnReject(func(string) { refused <- struct{}{} }))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -339,7 +340,13 @@ func TestConnRateLogsPendingOnClose(t *testing.T) {
 		}
 		defer c.Close()
 	}
-	waitFor(t, "three refusals", func() bool { return refused.Load() == 3 })
+	for i := range 3 {
+		select {
+		case <-refused:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%d refusals, want 3", i)
+		}
+	}
 	wl.Close()
 	<-done
 	close(accepted)
@@ -355,17 +362,5 @@ func TestConnRateLogsPendingOnClose(t *testing.T) {
 	}
 	if total != 3 {
 		t.Errorf("%v refusals logged, want 3: %v", total, buf.lines(t))
-	}
-}
-
-// waitFor polls cond until it holds, failing the test after 5 seconds.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
