@@ -7,8 +7,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/maxloyalty/notify/internal/testenv"
 )
 
 // publisher is what the fingerprint tests need of a broker.
@@ -64,7 +62,7 @@ func checkFingerprints(t *testing.T, b publisher, rec *recorder) {
 	if _, err := pub("last", "", ""); err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, 5*time.Second, "the last publish", func() bool { d := rec.data(); return len(d) > 0 && d[len(d)-1] == "last" })
+	rec.await(t, 5*time.Second, "the last publish", last("last"))
 	if got, want := rec.data(), []string{"e1", "e5", "last"}; !slices.Equal(got, want) {
 		t.Errorf("delivered %q, want %q (one per publish that was not a duplicate or refused)", got, want)
 	}

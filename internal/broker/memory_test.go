@@ -25,9 +25,53 @@ func (c *clock) Add(d time.Duration) {
 type recorder struct {
 	mu   sync.Mutex
 	msgs []Message
+	more chan struct{} // closed by the next message; nil until awaited
 }
 
-func (r *recorder) handle(m Message) { r.mu.Lock(); r.msgs = append(r.msgs, m); r.mu.Unlock() }
+func (r *recorder) handle(m Message) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.msgs = append(r.msgs, m)
+	if r.more != nil {
+		close(r.more)
+		r.more = nil
+	}
+}
+
+// await waits until cond holds of the messages handled so far, looking
+// again on each new one, and fails t when it does not within d.
+func (r *recorder) await(t *testing.T, d time.Duration, what string, cond func([]Message) bool) {
+	t.Helper()
+	timeout := time.NewTimer(d)
+	defer timeout.Stop()
+	for {
+		r.mu.Lock()
+		if cond(r.msgs) {
+			r.mu.Unlock()
+			return
+		}
+		if r.more == nil {
+			r.more = make(chan struct{})
+		}
+		more := r.more
+		r.mu.Unlock()
+		select {
+		case <-more:
+		case <-timeout.C:
+			t.Fatalf("after %v: %s", d, what)
+		}
+	}
+}
+
+// last reports whether the last message handled carries data.
+func last(data string) func([]Message) bool {
+	return func(ms []Message) bool { return len(ms) > 0 && string(ms[len(ms)-1].Data) == data }
+}
+
+// count reports whether n messages were handled.
+func count(n int) func([]Message) bool {
+	return func(ms []Message) bool { return len(ms) == n }
+}
 
 func newTestMemory(t *testing.T, l Limits) (*Memory, *recorder, *clock) {
 	t.Helper()

@@ -66,7 +66,7 @@ func TestRedisOffsetsHistoryAndEpochs(t *testing.T) {
 		epoch = res.Positions[0].Epoch
 	}
 	// Only room a is listened to; its messages arrive in order, data intact.
-	testenv.Eventually(t, 5*time.Second, "5 live messages", func() bool { return rec.len() == 5 })
+	rec.await(t, 5*time.Second, "5 live messages", count(5))
 	for i, m := range rec.msgs {
 		if m.Room != "a" || m.Offset != uint64(i+1) || m.Epoch != epoch || string(m.Data) != string([]byte{byte(i), ':', 0}) {
 			t.Fatalf("live message %d = %+v", i, m)
@@ -107,7 +107,7 @@ func TestRedisOffsetsHistoryAndEpochs(t *testing.T) {
 	if res.Positions[0] != (RoomPosition{Room: "a", Position: Position{Offset: 6, Epoch: epoch}}) {
 		t.Fatalf("publish from the second node = %+v, want a@6 in the same epoch", res.Positions[0])
 	}
-	testenv.Eventually(t, 5*time.Second, "the second node's message on the first", func() bool { return rec.len() == 6 })
+	rec.await(t, 5*time.Second, "the second node's message on the first", count(6))
 }
 
 func TestRedisIdempotency(t *testing.T) {
@@ -135,7 +135,7 @@ func TestRedisIdempotency(t *testing.T) {
 	if _, err := r.Publish(ctx, Publication{EventID: "last", Rooms: []string{"r"}, Data: []byte("last")}); err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, 5*time.Second, "the last publish", func() bool { d := rec.data(); return len(d) > 0 && d[len(d)-1] == "last" })
+	rec.await(t, 5*time.Second, "the last publish", last("last"))
 	if n := rec.len(); n != 2 {
 		t.Fatalf("delivered %d messages for the keyed publish and the last one, want 2: the repeat delivered too", n)
 	}
@@ -162,7 +162,7 @@ func TestRedisConcurrentPublishersKeepOrder(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	testenv.Eventually(t, 5*time.Second, "200 messages", func() bool { return rec.len() == 200 })
+	rec.await(t, 5*time.Second, "200 messages", count(200))
 	for i, m := range rec.msgs {
 		if m.Offset != uint64(i+1) {
 			t.Fatalf("message %d has offset %d: order broken", i, m.Offset)
@@ -222,12 +222,12 @@ func (p *privateRedis) url() string { return "redis://127.0.0.1:" + p.port + "/0
 func TestRedisDownAndBack(t *testing.T) {
 	srv := startPrivateRedis(t, "")
 	rec := &recorder{}
-	var lostMu sync.Mutex
-	var lost []error
+	lost := make(chan error, 1)
 	r := newTestRedis(t, srv.url(), Limits{Size: 10, TTL: time.Hour}, rec.handle, func(err error) {
-		lostMu.Lock()
-		lost = append(lost, err)
-		lostMu.Unlock()
+		select {
+		case lost <- err:
+		default:
+		}
 	})
 	ctx := context.Background()
 	if err := r.Listen(ctx, "r"); err != nil {
@@ -243,7 +243,11 @@ func TestRedisDownAndBack(t *testing.T) {
 	if !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("publish with Redis down = %v, want ErrUnavailable", err)
 	}
-	testenv.Eventually(t, 5*time.Second, "the lost callback", func() bool { lostMu.Lock(); defer lostMu.Unlock(); return len(lost) > 0 })
+	select {
+	case <-lost:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no lost callback with Redis down")
+	}
 	if _, err := r.History(ctx, "r", Position{}); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("history with Redis down = %v, want ErrUnavailable", err)
 	}
