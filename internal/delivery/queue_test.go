@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -342,24 +341,22 @@ func TestProviderDownForAMinute(t *testing.T) {
 		subs = append(subs, sub)
 		ps.Answer(sub.ID, http.StatusServiceUnavailable, "")
 	}
-	back := clock.Now().Add(time.Minute)
-	var once sync.Once
+	// The service is back after a minute of the queue's clock.
+	back := time.NewTimer(time.Duration(float64(time.Minute) / clock.factor))
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for clock.Now().Before(back) {
-			select {
-			case <-stop:
-				return
-			case <-time.After(10 * time.Millisecond):
-			}
+		select {
+		case <-stop:
+			return
+		case <-back.C:
 		}
 		for _, s := range subs {
 			ps.Answer(s.ID, http.StatusCreated, "")
 		}
 	}()
-	t.Cleanup(func() { once.Do(func() { close(stop) }); <-done })
+	t.Cleanup(func() { back.Stop(); close(stop); <-done })
 
 	ids := map[string]bool{}
 	for i := range guests {
