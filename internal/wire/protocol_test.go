@@ -39,6 +39,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/maxloyalty/notify/internal/testenv"
 	"github.com/maxloyalty/notify/internal/wire"
 )
 
@@ -1283,16 +1284,31 @@ func TestMaxConcurrentStreams(t *testing.T) {
 	}
 	c.ping() // the resets are handled: no stream is open, four handlers run
 	next := c.unary(&testpb.SimpleRequest{ResponseSize: 1}, "x-gate", "1")
+	// The reader takes next's HEADERS and waits for a place in the quota:
+	// past the point where it would have started the handler.
+	testenv.Eventually(t, 10*time.Second, "the reader to wait for a place in the quota", readerWaitsForQuota)
 	select {
 	case <-s.svc.started:
 		t.Fatal("a fifth handler started while four ran")
-	case <-time.After(300 * time.Millisecond):
+	default:
 	}
 	s.svc.releaseOne(t)
 	s.svc.waitStarted(t, 1)
 	s.svc.releaseAll()
 	c.expectCode(next, codes.OK)
 	c.goodCall()
+}
+
+// readerWaitsForQuota reports whether a connection's reader waits, on the
+// connection's cond, for a handler's place in the stream quota.
+func readerWaitsForQuota() bool {
+	buf := make([]byte, 1<<20)
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		if strings.Contains(g, "sync.(*Cond).Wait") && strings.Contains(g, "wire.(*conn).onHeaders") {
+			return true
+		}
+	}
+	return false
 }
 
 // --- floods ---------------------------------------------------------------
@@ -1616,6 +1632,7 @@ type statsRecorder struct {
 	events  [][]string // by call
 	ends    []error    // by call: End's error
 	bad     []string
+	changed chan struct{} // a token when an event was recorded, for await
 }
 
 func (r *statsRecorder) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context {
@@ -1628,6 +1645,7 @@ func (r *statsRecorder) TagConn(ctx context.Context, _ *stats.ConnTagInfo) conte
 func (r *statsRecorder) HandleConn(ctx context.Context, s stats.ConnStats) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	defer r.recordedLocked()
 	if ctx.Value(connTag{}) == nil {
 		r.bad = append(r.bad, fmt.Sprintf("%T without the connection's tag", s))
 	}
@@ -1654,6 +1672,7 @@ func (r *statsRecorder) TagRPC(ctx context.Context, info *stats.RPCTagInfo) cont
 func (r *statsRecorder) HandleRPC(ctx context.Context, s stats.RPCStats) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	defer r.recordedLocked()
 	i, ok := ctx.Value(rpcTag{}).(int)
 	if !ok {
 		r.bad = append(r.bad, fmt.Sprintf("%T without the call's tag", s))
@@ -1687,14 +1706,35 @@ func (r *statsRecorder) connEnded() bool {
 	return len(r.conn) > 0 && r.conn[len(r.conn)-1] == "ConnEnd"
 }
 
-// poll waits up to 10 seconds for cond.
-func poll(t *testing.T, what string, cond func() bool) {
+// recordedLocked wakes await: an event was recorded.
+func (r *statsRecorder) recordedLocked() {
+	select {
+	case r.changedLocked() <- struct{}{}:
+	default: // a token is there already
+	}
+}
+
+func (r *statsRecorder) changedLocked() chan struct{} {
+	if r.changed == nil {
+		r.changed = make(chan struct{}, 1)
+	}
+	return r.changed
+}
+
+// await waits up to 10 seconds for cond, looking again at every event the
+// stats handler records.
+func (r *statsRecorder) await(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
+	timeout := time.After(10 * time.Second)
+	for !cond() {
+		r.mu.Lock()
+		changed := r.changedLocked()
+		r.mu.Unlock()
+		select {
+		case <-changed:
+		case <-timeout:
 			t.Fatalf("timed out waiting: %s", what)
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -1743,9 +1783,9 @@ func TestStatsHandler(t *testing.T) {
 	if _, err := bidi.Recv(); err != io.EOF {
 		t.Fatalf("bidi end: %v", err)
 	}
-	poll(t, "End of every call", rec.ended)
+	rec.await(t, "End of every call", rec.ended)
 	conn.Close()
-	poll(t, "ConnEnd", rec.connEnded)
+	rec.await(t, "ConnEnd", rec.connEnded)
 
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
@@ -1797,8 +1837,8 @@ func TestStatsEndWithoutHandler(t *testing.T) {
 	c.headers(id, false, callFields("UnaryCall")...)
 	c.ping()
 	c.nc.Close()
-	poll(t, "ConnEnd", rec.connEnded)
-	poll(t, "End of every call", rec.ended)
+	rec.await(t, "ConnEnd", rec.connEnded)
+	rec.await(t, "End of every call", rec.ended)
 }
 
 // TestClientStreamMessageOverLimit: a message over MaxRecvMsgSize on a
@@ -1819,7 +1859,7 @@ func TestClientStreamMessageOverLimit(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the handler did not return")
 	}
-	poll(t, "End", rec.ended)
+	rec.await(t, "End", rec.ended)
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	if len(rec.events) != 1 {
@@ -1849,7 +1889,9 @@ func TestMaxConnectionIdle(t *testing.T) {
 		c := dialH2(t, s.addr, 0)
 		id := c.unary(&testpb.SimpleRequest{ResponseSize: 1}, "x-gate", "1")
 		s.svc.waitStarted(t, 1)
-		time.Sleep(3 * idle)
+		// A connection dialed after this one, idle, gets its GOAWAY once
+		// MaxConnectionIdle has passed for it; by then it has for this one.
+		dialH2(t, s.addr, 0).expectGoAway(http2.ErrCodeNo)
 		for _, f := range c.ping() {
 			if f.typ == http2.FrameGoAway {
 				t.Fatalf("%v while a call ran", f)
@@ -1952,7 +1994,7 @@ func TestKeepaliveUnreadClient(t *testing.T) {
 	c.headers(id, false, callFields("StreamingOutputCall")...)
 	c.data(id, true, frameMsg(&testpb.StreamingOutputCallRequest{ResponseParameters: params(1000, 32<<10)}))
 	start := time.Now()
-	poll(t, "the connection to close", rec.connEnded)
+	rec.await(t, "the connection to close", rec.connEnded)
 	// The server's write to a client that reads nothing is given a second
 	// after the close; the rest is slack for a loaded machine.
 	if d := time.Since(start); d > kt+kto+time.Second+5*time.Second {

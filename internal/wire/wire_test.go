@@ -18,6 +18,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding"
@@ -350,6 +351,8 @@ func TestAttachedPauses(t *testing.T) {
 	}
 	recvAll(t, s, 3000, 1000, func(i int) {
 		if i == 10 || i == 1500 {
+			// pacing: the client stops reading for a while, long enough for
+			// the server to fill the windows and stop pumping.
 			time.Sleep(300 * time.Millisecond)
 		}
 	})
@@ -416,10 +419,18 @@ func TestCancelAndGracefulStop(t *testing.T) {
 	}
 	stopped := make(chan struct{})
 	go func() { srv.GracefulStop(); close(stopped) }()
+	// The client leaves READY on the GOAWAY, which GracefulStop sends
+	// before it waits for the streams: past the point where it would have
+	// returned early.
+	wctx, wcancel := context.WithTimeout(ctx(t), 5*time.Second)
+	defer wcancel()
+	if !conn.WaitForStateChange(wctx, connectivity.Ready) {
+		t.Fatal("no GOAWAY from GracefulStop")
+	}
 	select {
 	case <-stopped:
 		t.Fatal("GracefulStop returned while a stream ran")
-	case <-time.After(300 * time.Millisecond):
+	default:
 	}
 	if _, err := c.UnaryCall(ctx(t), &testpb.SimpleRequest{}, grpc.WaitForReady(false)); err == nil {
 		t.Error("a call during the drain succeeded")
