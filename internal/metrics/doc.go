@@ -10,8 +10,8 @@
 //     every call by full method name and status code, and time it; a stream
 //     is recorded when it ends, and notify_grpc_streams_open counts the
 //     streams in progress.
-//   - Connections: OpenConns counts the native port's open connections
-//     (from the listener's limit.ConnRate), HTTPConnState an http.Server's.
+//   - Connections: OpenConns counts a port's open connections, from its
+//     listener's limit.ConnRate (accept to close, taken over or not).
 //   - The fan-out path reports through typed methods: EventPublished,
 //     SubscriberJoined/SubscriberLeft, Delivered, QueueDropped, SlowConsumer,
 //     BrokerError, StoreError, LimitRejected.

@@ -2,8 +2,6 @@ package metrics
 
 import (
 	"context"
-	"net"
-	"net/http"
 	"sync/atomic"
 	"time"
 
@@ -119,30 +117,15 @@ func (m *Metrics) record(method string, err error, took time.Duration) {
 
 // OpenConns returns a function that adds delta to
 // notify_connections_open{transport}, for limit.OnOpen on a listener.
-// transport is a constant, TransportGRPC for the native port. (A grpc
+// transport is a constant: TransportGRPC for the native port, TransportHTTP
+// for the HTTP port, where the count includes the connections handlers take
+// over (grpc-web streams over HTTP/1.1, websockets) until they close them. (A grpc
 // stats.Handler could count connections too, but installing one makes
 // gRPC build and report per-message statistics for every message sent, a
 // cost paid on each delivery.)
 func (m *Metrics) OpenConns(transport string) func(delta int) {
 	open := m.connections.WithLabelValues(transport)
 	return func(delta int) { open.Add(float64(delta)) }
-}
-
-// HTTPConnState returns an http.Server ConnState hook counting the server's
-// open connections in notify_connections_open{transport}. transport is a
-// constant, TransportHTTP for the HTTP port. A hijacked connection (a
-// websocket) leaves the count when it is hijacked, since the server no
-// longer sees it close.
-func (m *Metrics) HTTPConnState(transport string) func(net.Conn, http.ConnState) {
-	open := m.connections.WithLabelValues(transport)
-	return func(_ net.Conn, state http.ConnState) {
-		switch state {
-		case http.StateNew:
-			open.Inc()
-		case http.StateHijacked, http.StateClosed:
-			open.Dec()
-		}
-	}
 }
 
 // StreamStarted counts a stream in progress, until StreamEnded.

@@ -292,43 +292,6 @@ func TestInterceptorLabels(t *testing.T) {
 	}
 }
 
-func TestHTTPConnState(t *testing.T) {
-	m := metrics.New("v", "c")
-	url := serveMetrics(t, m)
-	mux := http.NewServeMux()
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {})
-	mux.HandleFunc("/hijack", func(w http.ResponseWriter, r *http.Request) {
-		c, _, err := http.NewResponseController(w).Hijack()
-		if err == nil {
-			c.Close()
-		}
-	})
-	tracked := httptest.NewUnstartedServer(mux)
-	tracked.Config.ConnState = m.HTTPConnState(metrics.TransportHTTP)
-	tracked.Start()
-	defer tracked.Close()
-	open := func(n float64) func(families) bool {
-		return is("notify_connections_open", map[string]string{"transport": "http"}, n)
-	}
-
-	client := &http.Client{Transport: &http.Transport{}}
-	resp, err := client.Get(tracked.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	eventually(t, url, "one open http connection", open(1))
-	client.CloseIdleConnections()
-	eventually(t, url, "no open http connection", open(0))
-
-	// A hijacked connection leaves the count when hijacked.
-	if _, err := client.Get(tracked.URL + "/hijack"); err == nil {
-		t.Fatal("hijacked request returned a response")
-	}
-	eventually(t, url, "hijacked connection uncounted", open(0))
-	check(t, scrape(t, url), []series{{"notify_connections_open", map[string]string{"transport": "grpc"}, 0}})
-}
-
 func TestEvents(t *testing.T) {
 	m := metrics.New("v1.2.3", "abc123")
 	url := serveMetrics(t, m)

@@ -384,7 +384,6 @@ func (n *Node) newHTTP(ctx context.Context) error {
 		ReadHeaderTimeout: cfg.HTTPReadHeaderTimeout,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
-		ConnState:         n.metrics.HTTPConnState(metrics.TransportHTTP),
 		ConnContext:       gateway.ConnContext,
 	}
 	return nil
@@ -394,8 +393,10 @@ func (n *Node) newHTTP(ctx context.Context) error {
 // port; on error, those bound are closed.
 func (n *Node) listenAll() error {
 	var err error
-	// The native port's open connections are counted by its connection
-	// limiter; the HTTP server counts its own (ConnState above).
+	// Each port's open connections are counted by its connection limiter,
+	// from accept to close: on the HTTP port, that includes the
+	// connections a grpc-web stream or a websocket takes over, which the
+	// HTTP server no longer sees.
 	if n.grpcLn, err = n.listen(n.cfg.GRPCAddr, limit.OnOpen(n.metrics.OpenConns(metrics.TransportGRPC))); err != nil {
 		return fmt.Errorf("grpc-addr: %w", err)
 	}
@@ -403,7 +404,7 @@ func (n *Node) listenAll() error {
 		n.grpcLn.Close()
 		return fmt.Errorf("debug-addr: %w", err)
 	}
-	if n.httpLn, err = n.listen(n.cfg.HTTPAddr); err != nil {
+	if n.httpLn, err = n.listen(n.cfg.HTTPAddr, limit.OnOpen(n.metrics.OpenConns(metrics.TransportHTTP))); err != nil {
 		if n.debugLn != nil {
 			n.debugLn.Close()
 		}
