@@ -21,6 +21,7 @@ import (
 	"github.com/maxloyalty/notify/internal/auth"
 	"github.com/maxloyalty/notify/internal/gateway"
 	"github.com/maxloyalty/notify/internal/node"
+	"github.com/maxloyalty/notify/internal/testenv"
 )
 
 // testTimeout bounds every blocking step.
@@ -315,20 +316,15 @@ func startNode(t *testing.T, mutate func(*node.Config)) *node.Node {
 			t.Error("node did not stop within 20s")
 		}
 	})
-	deadline := time.Now().Add(testTimeout)
-	for {
+	testenv.Eventually(t, testTimeout, "the node to be ready", func() bool {
 		resp, err := client.Get("http://" + n.HTTPAddr() + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return n
-			}
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node not ready: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return n
 }
 
 func devToken(t *testing.T, base, body string) answer {

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
@@ -21,6 +20,7 @@ import (
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
 	"github.com/maxloyalty/notify/internal/gateway"
 	"github.com/maxloyalty/notify/internal/node"
+	"github.com/maxloyalty/notify/internal/testenv"
 )
 
 // devTokenFor mints a token on a dev node.
@@ -237,18 +237,19 @@ func TestWebsocketSubscribe(t *testing.T) {
 	}
 
 	// The client closed the websocket: the server's stream ends.
-	deadline := time.Now().Add(testTimeout)
-	for {
-		a := get(t, base+"/metrics")
-		if strings.Contains(a.body, "\nnotify_grpc_streams_open 0\n") {
-			break
+	var body string
+	closed := false
+	defer func() {
+		if !closed { // Eventually failed the test
+			i := strings.Index(body, "notify_grpc_streams_open ")
+			t.Logf("metrics: %.40s", body[max(i, 0):])
 		}
-		if time.Now().After(deadline) {
-			i := strings.Index(a.body, "notify_grpc_streams_open ")
-			t.Fatalf("stream still open on the server after the client left: %.40s", a.body[max(i, 0):])
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	}()
+	testenv.Eventually(t, testTimeout, "the stream to end on the server after the client left", func() bool {
+		body = get(t, base+"/metrics").body
+		closed = strings.Contains(body, "\nnotify_grpc_streams_open 0\n")
+		return closed
+	})
 }
 
 // TestWebsocketOrigin: an upgrade passes with no Origin (not a browser), a

@@ -17,6 +17,7 @@ import (
 	"runtime/metrics"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -57,6 +58,32 @@ type wsTestService struct {
 	controls bool
 
 	running atomic.Int64 // handlers running
+
+	mu      sync.Mutex
+	changed chan struct{} // a token when a handler or a transport call ended, for settled
+}
+
+// ended leaves a token for settled: a handler or a transport call ended.
+func (s *wsTestService) ended() {
+	select {
+	case s.changes() <- struct{}{}:
+	default: // a token is there already
+	}
+}
+
+func (s *wsTestService) changes() chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.changed == nil {
+		s.changed = make(chan struct{}, 1)
+	}
+	return s.changed
+}
+
+// handlerDone counts a handler's end.
+func (s *wsTestService) handlerDone() {
+	s.running.Add(-1)
+	s.ended()
 }
 
 const wsTestMaxReplies = 4
@@ -75,7 +102,7 @@ func (s *wsTestService) control(ctx context.Context, key string) string {
 
 func (s *wsTestService) UnaryCall(ctx context.Context, req *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
 	s.running.Add(1)
-	defer s.running.Add(-1)
+	defer s.handlerDone()
 	if s.control(ctx, "x-hold") != "" {
 		<-ctx.Done()
 		return nil, ctx.Err()
@@ -85,7 +112,7 @@ func (s *wsTestService) UnaryCall(ctx context.Context, req *testpb.SimpleRequest
 
 func (s *wsTestService) StreamingOutputCall(req *testpb.StreamingOutputCallRequest, stream grpc.ServerStreamingServer[testpb.StreamingOutputCallResponse]) error {
 	s.running.Add(1)
-	defer s.running.Add(-1)
+	defer s.handlerDone()
 	ctx := stream.Context()
 	if n, _ := strconv.Atoi(s.control(ctx, "x-flood")); n > 0 {
 		reply := &testpb.StreamingOutputCallResponse{Payload: &testpb.Payload{Body: make([]byte, n)}}
@@ -109,7 +136,7 @@ func (s *wsTestService) StreamingOutputCall(req *testpb.StreamingOutputCallReque
 
 func (s *wsTestService) StreamingInputCall(stream grpc.ClientStreamingServer[testpb.StreamingInputCallRequest, testpb.StreamingInputCallResponse]) error {
 	s.running.Add(1)
-	defer s.running.Add(-1)
+	defer s.handlerDone()
 	if s.control(stream.Context(), "x-hold") != "" {
 		<-stream.Context().Done()
 		return stream.Context().Err()
@@ -129,7 +156,7 @@ func (s *wsTestService) StreamingInputCall(stream grpc.ClientStreamingServer[tes
 
 func (s *wsTestService) FullDuplexCall(stream grpc.BidiStreamingServer[testpb.StreamingOutputCallRequest, testpb.StreamingOutputCallResponse]) error {
 	s.running.Add(1)
-	defer s.running.Add(-1)
+	defer s.handlerDone()
 	for {
 		req, err := stream.Recv()
 		if err == io.EOF {
@@ -190,7 +217,10 @@ func newWSTestServer(tb testing.TB, svc *wsTestService, configure func(*wsTransp
 	}
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.calls.Add(1)
-		defer s.calls.Add(-1)
+		defer func() {
+			s.calls.Add(-1)
+			s.svc.ended()
+		}()
 		// net/http would recover a panic and log it: record it instead.
 		defer func() {
 			if p := recover(); p != nil {
@@ -215,16 +245,17 @@ func newWSTestServer(tb testing.TB, svc *wsTestService, configure func(*wsTransp
 
 // settled waits until no call runs on the server, for at most d.
 func (s *wsTestServer) settled(d time.Duration) error {
-	deadline := time.Now().Add(d)
+	timeout := time.After(d)
 	for {
 		calls, handlers := s.calls.Load(), s.svc.running.Load()
 		if calls == 0 && handlers == 0 {
 			return nil
 		}
-		if time.Now().After(deadline) {
+		select {
+		case <-s.svc.changes():
+		case <-timeout:
 			return fmt.Errorf("%d websocket calls and %d handlers still running after %v", calls, handlers, d)
 		}
-		time.Sleep(time.Millisecond)
 	}
 }
 

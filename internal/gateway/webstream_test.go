@@ -95,8 +95,19 @@ func (scriptService) Subscribe(req *notifyv1.SubscribeRequest, stream grpc.Serve
 
 // statsRecorder records the stats events of Subscribe calls by type.
 type statsRecorder struct {
-	mu     sync.Mutex
-	events []string
+	mu      sync.Mutex
+	events  []string
+	changed chan struct{} // a token when an event was recorded, for take
+}
+
+// changes is the channel HandleRPC leaves a token in.
+func (r *statsRecorder) changes() chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.changed == nil {
+		r.changed = make(chan struct{}, 1)
+	}
+	return r.changed
 }
 
 func (r *statsRecorder) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
@@ -112,24 +123,36 @@ func (r *statsRecorder) HandleRPC(_ context.Context, s stats.RPCStats) {
 	r.mu.Lock()
 	r.events = append(r.events, name)
 	r.mu.Unlock()
+	select {
+	case r.changes() <- struct{}{}:
+	default: // a token is there already
+	}
 }
 
 // take returns the events recorded, once the call that began has ended
 // (grpc-go tells its stats handlers of the end after the client may have
 // read it).
 func (r *statsRecorder) take() []string {
-	deadline := time.Now().Add(testTimeout)
+	timeout := time.After(testTimeout)
 	for {
 		r.mu.Lock()
 		out := r.events
 		ended := len(out) == 0 || strings.HasPrefix(out[len(out)-1], "End:")
-		if ended || time.Now().After(deadline) {
+		if ended {
 			r.events = nil
 			r.mu.Unlock()
 			return out
 		}
 		r.mu.Unlock()
-		time.Sleep(5 * time.Millisecond)
+		select {
+		case <-r.changes():
+		case <-timeout:
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			out := r.events
+			r.events = nil
+			return out
+		}
 	}
 }
 
@@ -141,8 +164,20 @@ type webServer struct {
 	srv   *httptest.Server
 	stats *statsRecorder
 
-	mu    *sync.Mutex
-	calls *[]string // the stream interceptor's log
+	mu     *sync.Mutex
+	calls  *[]string     // the stream interceptor's log
+	logged chan struct{} // a token when the interceptor logged a call, for waitCalls
+}
+
+// logCall adds a call's end to the interceptor's log.
+func (s *webServer) logCall(end string) {
+	s.mu.Lock()
+	*s.calls = append(*s.calls, end)
+	s.mu.Unlock()
+	select {
+	case s.logged <- struct{}{}:
+	default: // a token is there already
+	}
 }
 
 const maxRecvTest = 1 << 10
@@ -150,13 +185,10 @@ const maxRecvTest = 1 << 10
 func newWebServer(t *testing.T, lean, h2 bool) *webServer {
 	t.Helper()
 	rec := &statsRecorder{}
-	var calls []string
-	var mu sync.Mutex
+	ws := &webServer{stats: rec, mu: &sync.Mutex{}, calls: new([]string), logged: make(chan struct{}, 1)}
 	ic := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 		err := h(srv, ss)
-		mu.Lock()
-		calls = append(calls, fmt.Sprintf("%s server=%v client=%v %s", info.FullMethod, info.IsServerStream, info.IsClientStream, status.Code(err)))
-		mu.Unlock()
+		ws.logCall(fmt.Sprintf("%s server=%v client=%v %s", info.FullMethod, info.IsServerStream, info.IsClientStream, status.Code(err)))
 		return err
 	}
 	g := grpc.NewServer(grpc.ChainStreamInterceptor(ic), grpc.StatsHandler(rec), grpc.MaxRecvMsgSize(maxRecvTest))
@@ -182,7 +214,8 @@ func newWebServer(t *testing.T, lean, h2 bool) *webServer {
 		ts.Close()
 		g.Stop()
 	})
-	return &webServer{url: ts.URL, srv: ts, stats: rec, mu: &mu, calls: &calls}
+	ws.url, ws.srv = ts.URL, ts
+	return ws
 }
 
 // webAnswer is what a grpc-web call got back: status, headers (Date
@@ -377,6 +410,8 @@ func (s stuckService) Subscribe(_ *notifyv1.SubscribeRequest, stream grpc.Server
 		}
 	}()
 	for {
+		// pacing: a watchdog that looks at the sender's progress now and
+		// then; a send stuck for 200 ms is a slow consumer's.
 		time.Sleep(20 * time.Millisecond)
 		mu.Lock()
 		stuck := time.Since(last) > 200*time.Millisecond
@@ -449,12 +484,10 @@ func TestWebStreamStuckSendIsCut(t *testing.T) {
 // streams in process; states records its connections' states.
 func leanServer(t *testing.T) (*httptest.Server, *gateway.InProcess, *webServer, func() []http.ConnState) {
 	t.Helper()
-	ws := &webServer{stats: &statsRecorder{}, mu: &sync.Mutex{}, calls: new([]string)}
+	ws := &webServer{stats: &statsRecorder{}, mu: &sync.Mutex{}, calls: new([]string), logged: make(chan struct{}, 1)}
 	ic := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 		err := h(srv, ss)
-		ws.mu.Lock()
-		*ws.calls = append(*ws.calls, status.Code(err).String())
-		ws.mu.Unlock()
+		ws.logCall(status.Code(err).String())
 		return err
 	}
 	g := grpc.NewServer()
@@ -488,10 +521,10 @@ func leanServer(t *testing.T) (*httptest.Server, *gateway.InProcess, *webServer,
 	}
 }
 
-// waitCalls polls until the interceptor logged n call ends.
+// waitCalls waits until the interceptor logged n call ends.
 func (s *webServer) waitCalls(t *testing.T, n int) []string {
 	t.Helper()
-	deadline := time.Now().Add(testTimeout)
+	timeout := time.After(testTimeout)
 	for {
 		s.mu.Lock()
 		got := slices.Clone(*s.calls)
@@ -499,10 +532,11 @@ func (s *webServer) waitCalls(t *testing.T, n int) []string {
 		if len(got) >= n {
 			return got
 		}
-		if time.Now().After(deadline) {
+		select {
+		case <-s.logged:
+		case <-timeout:
 			t.Fatalf("the interceptor logged %v, want %d call ends", got, n)
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
