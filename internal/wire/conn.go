@@ -79,6 +79,9 @@ type conn struct {
 	raw      *rawWriter   // non-blocking writes, when nc allows them
 
 	inflight atomic.Int32 // unary calls running: more requests are likely
+	parked   atomic.Bool  // the server's poller waits for the next bytes, not a reader
+	pollID   uint32       // the poller's: the connection's id in its events
+	polled   bool         // the poller's: the descriptor is in its epoll set
 
 	qmu    sync.Mutex // guards runq; never held while taking mu
 	runq   []*stream  // streams whose pump is due
@@ -268,24 +271,39 @@ func jitter(d time.Duration) time.Duration {
 // connection error queues its GOAWAY and ends the loop with it; a stream
 // error resets that stream only.
 //
-// A goroutine's stack grows to its deepest call and hardly ever shrinks
-// back: the TLS handshake, a header block's decoding and a call's dispatch
-// leave the reader with a stack of 8 KiB, which a connection carrying one
-// idle stream would keep for the stream's life. So once the reader has
-// done such work and has nothing left to read (no bytes buffered, no
-// unary call in flight whose client is likely to send more), it hands the
-// connection to a fresh goroutine (resume), whose wait for the next bytes
-// fits the smallest stack, and reports handed: a goroutine start per
-// burst of requests, none per frame of a busy connection.
+// Once the reader has nothing left to read (no bytes buffered, no unary
+// call in flight whose client is likely to send more), it parks a plain
+// socket's connection on the server's poller and exits: an idle
+// connection holds no goroutine, and the poller starts a reader (resume)
+// for its next bytes. A goroutine start per burst of requests, none per
+// frame of a busy connection.
+//
+// A connection the poller cannot take (TLS, whose records the reader may
+// hold part of) keeps a waiting reader. A goroutine's stack grows to its
+// deepest call and hardly ever shrinks back: the TLS handshake, a header
+// block's decoding and a call's dispatch leave the reader with a stack of
+// 8 KiB, which a connection carrying one idle stream would keep for the
+// stream's life. So once such a reader has done deep work and has nothing
+// left to read, it hands the connection to a fresh goroutine (resume),
+// whose wait for the next bytes fits the smallest stack, and reports
+// handed.
 func (c *conn) readLoop() (handed bool, err error) {
 	for {
 		if !c.throttle() {
 			return false, errConnClosed
 		}
-		if c.grown && len(c.rd.cur) == 0 && c.inflight.Load() == 0 {
+		if len(c.rd.cur) == 0 && c.inflight.Load() == 0 {
+			// Once parked, the connection is the next reader's: nothing
+			// of the reader's state is touched after park.
+			grown := c.grown
 			c.grown = false
-			go c.resume()
-			return true, nil
+			if c.park() {
+				return true, nil
+			}
+			if grown {
+				go c.resume()
+				return true, nil
+			}
 		}
 		f, err := c.fr.ReadFrame()
 		if err == nil {
@@ -318,6 +336,39 @@ func (c *conn) readLoop() (handed bool, err error) {
 			c.goAway(http2.ErrCode(ce), "")
 		}
 		return false, err
+	}
+}
+
+// park hands the wait for an idle connection's next bytes to the server's
+// poller, and reports whether the reader may exit: the connection is a
+// plain socket and the poller took it. A connection that waits so holds no
+// goroutine; the poller starts a reader (resume) when bytes come, and close
+// starts one to end it.
+func (c *conn) park() bool {
+	if c.raw == nil {
+		return false
+	}
+	c.rd.release()
+	if !c.srv.poll.park(c) {
+		return false
+	}
+	// A close that ran before the connection was parked did not see it
+	// parked: take it back and end it.
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		c.unpark()
+	}
+	return true
+}
+
+// unpark takes a parked connection back from the poller for its closing:
+// a reader of its own reads until close's read deadline, and ends it.
+func (c *conn) unpark() {
+	if c.parked.CompareAndSwap(true, false) {
+		c.srv.poll.forget(c)
+		go c.resume()
 	}
 }
 
@@ -770,6 +821,7 @@ func (c *conn) close(err error) {
 	now := time.Now()
 	_ = c.nc.SetReadDeadline(now)
 	_ = c.nc.SetWriteDeadline(now.Add(time.Second))
+	c.unpark()
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, ErrServerStopped) && !errors.Is(err, errConnClosed) {
 		c.srv.cfg.Log.Debug("connection closed", "remote", c.nc.RemoteAddr().String(), "err", err)
 	}

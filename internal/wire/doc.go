@@ -3,15 +3,21 @@
 //
 // grpc-go's server gives every stream a goroutine for its handler and
 // another that writes, and wakes a goroutine per stream per message. Here a
-// connection has one reader goroutine and, only while it has bytes to
-// write, one writer goroutine. The reader hands an idle connection to a
-// fresh goroutine once it has done deep work, so that a connection that
-// waits keeps the smallest stack. A stream whose handler attaches a pump
-// (Attach) is written by its connection's writer: a delivery to ten
-// thousand streams over a hundred connections wakes a hundred goroutines,
-// each writing its connection's share in one system call, instead of ten
-// thousand. Handlers still run until their call ends, so interceptors and
-// stats handlers see every call's true end and status.
+// connection has a reader goroutine only while it has bytes to read, and a
+// writer only while it has bytes to write. On Linux, an idle plain-TCP
+// connection is parked on the server's poller (one epoll set and one
+// goroutine per server), which starts a reader when bytes come; a TLS
+// connection's reader waits itself, handed to a fresh goroutine once it
+// has done deep work so that it keeps the smallest stack. Plain-TCP
+// connections are written by a few writers the server shares (at most
+// GOMAXPROCS), with non-blocking writes; a connection whose peer does not
+// take its bytes, and a TLS one, gets a writer of its own. A stream whose
+// handler attaches a pump (Attach) is written by its connection's writer:
+// a delivery to ten thousand streams over a hundred connections wakes a
+// hundred writer turns, each writing its connection's share in one system
+// call, instead of ten thousand goroutines. Handlers still run until their
+// call ends, so interceptors and stats handlers see every call's true end
+// and status.
 //
 // Services register as on a grpc.Server (the generated RegisterXServer
 // functions take a Server), and calls run through the same grpc-go unary
@@ -64,5 +70,7 @@
 // is guarded by its mutex, taken by the reader, the writer and the
 // handlers' sends; the run queue of attached pumps has a lock of its own,
 // never held while taking the connection's. Only the reader closes the
-// network connection.
+// network connection; a parked connection is taken back from the poller
+// by one atomic exchange, either by the poller (bytes came) or by its
+// closing, which then starts the reader that ends it.
 package wire

@@ -132,6 +132,7 @@ type Server struct {
 	work    chan *stream
 	budget  int // request bytes a connection may buffer for calls not yet started
 	writers writers
+	poll    *poller // idle connections' readers, parked
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -165,6 +166,7 @@ func NewServer(cfg Config) *Server {
 		methods:   make(map[string]*method),
 		info:      make(map[string]grpc.ServiceInfo),
 		work:      make(chan *stream),
+		poll:      newPoller(),
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),
 		quit:      make(chan struct{}),
@@ -294,6 +296,7 @@ func (s *Server) GracefulStop() {
 	}
 	<-idle
 	s.stopWorkers()
+	s.poll.stop()
 }
 
 // Stop closes every listener and connection at once; handlers see their
@@ -314,6 +317,7 @@ func (s *Server) Stop() {
 		c.close(ErrServerStopped)
 	}
 	s.stopWorkers()
+	s.poll.stop()
 }
 
 func (s *Server) stopWorkers() {

@@ -1,6 +1,7 @@
 package wire_test
 
 import (
+	"crypto/tls"
 	"net"
 	"runtime"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/encoding/proto"
@@ -16,6 +18,7 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/maxloyalty/notify/internal/certs"
 	"github.com/maxloyalty/notify/internal/testenv"
 	"github.com/maxloyalty/notify/internal/wire"
 )
@@ -80,11 +83,20 @@ func TestStreamRequestDecodedAside(t *testing.T) {
 	}
 }
 
-// TestIdleReaderStartsAfresh: once a connection's calls are set up and it
-// has nothing more to read, its reader is a fresh goroutine (resume), not
-// the one whose stack the handshake and the request grew; a unary call
-// after that is served as before.
+// TestIdleReaderStartsAfresh: once a TLS connection's calls are set up and
+// it has nothing more to read, its reader is a fresh goroutine (resume),
+// not the one whose stack the handshake and the request grew; a unary call
+// after that is served as before. (An idle plain-TCP connection holds no
+// reader at all: see TestParkedConnections.)
 func TestIdleReaderStartsAfresh(t *testing.T) {
+	certFile, keyFile, pool, err := certs.SelfSigned(t.TempDir(), "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := wire.NewServer(wire.Config{Codec: encoding.GetCodecV2(proto.Name)})
 	svc := &testService{cancelled: make(chan struct{})}
 	testpb.RegisterTestServiceServer(srv, svc)
@@ -92,10 +104,11 @@ func TestIdleReaderStartsAfresh(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	l = tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2"}})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
 	defer func() { srv.Stop(); <-served }()
-	conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(credentials.NewClientTLSFromCert(pool, "127.0.0.1")))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,164 @@
+//go:build linux
+
+package wire
+
+import (
+	"context"
+	"net"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding"
+	protocodec "google.golang.org/grpc/encoding/proto"
+	testpb "google.golang.org/grpc/interop/grpc_testing"
+
+	"github.com/maxloyalty/notify/internal/testenv"
+)
+
+// holdService's streams send one response and wait for their end; its
+// unary calls answer at once.
+type holdService struct {
+	testpb.UnimplementedTestServiceServer
+	ended chan struct{}
+}
+
+func (s holdService) StreamingOutputCall(_ *testpb.StreamingOutputCallRequest, stream grpc.ServerStreamingServer[testpb.StreamingOutputCallResponse]) error {
+	if err := stream.Send(&testpb.StreamingOutputCallResponse{}); err != nil {
+		return err
+	}
+	<-stream.Context().Done()
+	s.ended <- struct{}{}
+	return stream.Context().Err()
+}
+
+func (holdService) UnaryCall(context.Context, *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
+	return &testpb.SimpleResponse{}, nil
+}
+
+// readers counts the goroutines waiting for a connection's bytes.
+func readers() int {
+	buf := make([]byte, 4<<20)
+	n := 0
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		if strings.Contains(g, "wire.(*lazyReader).fill") {
+			n++
+		}
+	}
+	return n
+}
+
+func (p *poller) parked() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.conns)
+}
+
+func (s *Server) openConns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// TestParkedConnections: connections whose streams wait hold no reader
+// goroutine; the poller resumes each when its client sends (a call, a
+// stream's cancel, the connection's close), and Stop ends those still
+// parked.
+func TestParkedConnections(t *testing.T) {
+	srv := NewServer(Config{Codec: encoding.GetCodecV2(protocodec.Name)})
+	svc := holdService{ended: make(chan struct{}, 100)}
+	testpb.RegisterTestServiceServer(srv, svc)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	stopped := false
+	defer func() {
+		if !stopped {
+			srv.Stop()
+			<-served
+		}
+	}()
+
+	const conns = 20
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var (
+		clients []*grpc.ClientConn
+		cancels []context.CancelFunc
+	)
+	for range conns {
+		cc, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cc.Close()
+		sctx, scancel := context.WithCancel(ctx)
+		s, err := testpb.NewTestServiceClient(cc).StreamingOutputCall(sctx, &testpb.StreamingOutputCallRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Recv(); err != nil {
+			t.Fatal(err)
+		}
+		clients, cancels = append(clients, cc), append(cancels, scancel)
+	}
+	// When a reader parks is the kernel's and the runtimes' business:
+	// there is no event to wait on.
+	testenv.Eventually(t, 10*time.Second, "every idle connection parked", func() bool {
+		return srv.poll.parked() == conns
+	})
+	if n := readers(); n != 0 {
+		t.Errorf("%d goroutines wait for parked connections' bytes, want none", n)
+	}
+
+	// A call on a parked connection: its reader is resumed.
+	for i, cc := range clients[:5] {
+		if _, err := testpb.NewTestServiceClient(cc).UnaryCall(ctx, &testpb.SimpleRequest{}); err != nil {
+			t.Fatalf("a call on parked connection %d: %v", i, err)
+		}
+	}
+	// A cancelled stream: its RST_STREAM reaches the handler.
+	for _, c := range cancels[5:10] {
+		c()
+	}
+	for range 5 {
+		select {
+		case <-svc.ended:
+		case <-ctx.Done():
+			t.Fatal("a cancelled stream on a parked connection did not end")
+		}
+	}
+	// A closed client connection: the server ends its side.
+	for _, cc := range clients[10:15] {
+		cc.Close()
+	}
+	testenv.Eventually(t, 10*time.Second, "the closed connections to end on the server", func() bool {
+		return srv.openConns() == conns-5
+	})
+
+	// Stop ends the connections still parked, and the poller.
+	testenv.Eventually(t, 10*time.Second, "the idle connections to park again", func() bool {
+		return srv.poll.parked() >= conns-10
+	})
+	srv.Stop()
+	stopped = true
+	if err := <-served; err != ErrServerStopped {
+		t.Errorf("Serve: %v", err)
+	}
+	testenv.Eventually(t, 10*time.Second, "every connection to end after Stop", func() bool {
+		return srv.openConns() == 0
+	})
+	for range conns - 10 {
+		select {
+		case <-svc.ended:
+		case <-ctx.Done():
+			t.Fatal("a stream on a parked connection did not end after Stop")
+		}
+	}
+}
