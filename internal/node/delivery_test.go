@@ -19,6 +19,7 @@ import (
 	"github.com/maxloyalty/notify/internal/channel"
 	"github.com/maxloyalty/notify/internal/channel/channeltest"
 	"github.com/maxloyalty/notify/internal/node"
+	"github.com/maxloyalty/notify/internal/testenv"
 )
 
 func jsonField(t *testing.T, b []byte, name string) string {
@@ -185,12 +186,12 @@ func TestDeliveryWebhooks(t *testing.T) {
 		got, _ := e.timeline(t, ctx, svc, points.EventId, &notifyv1.GetDeliveryStatusRequest{AllRecipients: true})
 		return got
 	}
-	eventually(t, deliveryTimeout/2, "the webhook steps of both events", func() bool {
+	testenv.Eventually(t, deliveryTimeout/2, "the webhook steps of both events", func() bool {
 		got, _ := e.timeline(t, ctx, svc, status.EventId, &notifyv1.GetDeliveryStatusRequest{AllRecipients: true})
 		return slices.Contains(svcTimeline(), "webhook:delivered") && slices.Contains(got, "webhook:delivered")
 	})
 	// The web push's steps: queued and sent, each a delivery.status webhook.
-	eventually(t, deliveryTimeout/2, "the status webhooks", func() bool { return len(webhookTypes(t, e.hook)["delivery.status"]) >= 2 })
+	testenv.Eventually(t, deliveryTimeout/2, "the status webhooks", func() bool { return len(webhookTypes(t, e.hook)["delivery.status"]) >= 2 })
 	types := webhookTypes(t, e.hook)
 	if !slices.Contains(types["EVENT_TYPE_POINTS_ADDED"], points.EventId) || !slices.Contains(types["EVENT_TYPE_RESTAURANT_STATUS_CHANGED"], status.EventId) {
 		t.Errorf("event webhooks %v", types)
@@ -252,13 +253,13 @@ func TestDeliveryTokenGone(t *testing.T) {
 	}
 }
 
-// providerDown is how long TestDeliveryProviderDown's providers stay down
-// after every delivery has failed once: NOTIFY_TEST_PROVIDER_DOWN (a
-// duration, e.g. 1m), else 1s.
+// providerDown is how much longer TestDeliveryProviderDown's providers
+// stay down once every delivery has failed twice: NOTIFY_TEST_PROVIDER_DOWN
+// (a duration, e.g. 1m, for a long outage), else no longer.
 func providerDown(t *testing.T) time.Duration {
 	v := os.Getenv("NOTIFY_TEST_PROVIDER_DOWN")
 	if v == "" {
-		return time.Second
+		return 0
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil || d < 0 || d > 10*time.Minute {
@@ -291,13 +292,19 @@ func TestDeliveryProviderDown(t *testing.T) {
 		}
 	}
 	// Down a while longer: more attempts each.
-	time.Sleep(down)
+	for _, id := range ids {
+		testenv.Eventually(t, deliveryTimeout/2, "event "+id+": a second web_push attempt while the push service is down", func() bool {
+			steps, _ := e.timeline(t, ctx, guest, id, nil)
+			return countOf(steps, "web_push:retrying") >= 2
+		})
+	}
+	time.Sleep(down) // pacing: NOTIFY_TEST_PROVIDER_DOWN makes the outage longer; none by default
 	e.push.Answer(sub.ID, http.StatusCreated, "")
 	e.hook.Answer(http.StatusNoContent, "", "")
 	for _, id := range ids {
 		e.awaitStep(t, ctx, guest, id, "web_push:sent")
 	}
-	eventually(t, deliveryTimeout/2, "every event's webhook", func() bool {
+	testenv.Eventually(t, deliveryTimeout/2, "every event's webhook", func() bool {
 		d := e.hook.Delivered()
 		for _, id := range ids {
 			if d[id] != 1 {
@@ -315,6 +322,17 @@ func TestDeliveryProviderDown(t *testing.T) {
 	if accepted != len(ids) {
 		t.Errorf("%d pushes accepted, want %d (one each)", accepted, len(ids))
 	}
+}
+
+// countOf is how many times s holds v.
+func countOf(s []string, v string) int {
+	n := 0
+	for _, x := range s {
+		if x == v {
+			n++
+		}
+	}
+	return n
 }
 
 // TestDeliveryServiceAccess: who may act for whom, over gRPC, REST and
@@ -472,7 +490,7 @@ func TestDeliveryMobilePush(t *testing.T) {
 	resp := publishAs(t, ctx, e.pub, svc, pointsReq(pointsAdded("m1", "r1", 40)))
 	want := []string{"apns:failed", "apns:sent", "fcm:failed", "fcm:sent"}
 	var got []string
-	eventually(t, deliveryTimeout/2, "the mobile deliveries' outcomes", func() bool {
+	testenv.Eventually(t, deliveryTimeout/2, "the mobile deliveries' outcomes", func() bool {
 		all, _ := e.timeline(t, ctx, guest, resp.EventId, nil)
 		got = nil
 		for _, s := range all {

@@ -208,11 +208,28 @@ func floodUntilCut(t *testing.T, ctx context.Context, pub notifyv1.NotificationS
 // endRecorder records what a standard logging interceptor and an
 // OpenTelemetry stats handler see of Subscribe calls.
 type endRecorder struct {
-	exp *tracetest.InMemoryExporter
+	exp *signalExporter
 	tp  *sdktrace.TracerProvider
 
 	mu       sync.Mutex
 	finished []loggedEnd
+	logged   chan struct{} // a token when an end was logged
+}
+
+// signalExporter is an in-memory exporter that leaves a token in ended
+// whenever it has taken spans.
+type signalExporter struct {
+	*tracetest.InMemoryExporter
+	ended chan struct{}
+}
+
+func (e *signalExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+	err := e.InMemoryExporter.ExportSpans(ctx, spans)
+	select {
+	case e.ended <- struct{}{}:
+	default: // a token is there already
+	}
+	return err
 }
 
 // loggedEnd is one "finished call" log entry of a Subscribe.
@@ -222,8 +239,8 @@ type loggedEnd struct {
 }
 
 func newEndRecorder() *endRecorder {
-	exp := tracetest.NewInMemoryExporter()
-	return &endRecorder{exp: exp, tp: sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))}
+	exp := &signalExporter{InMemoryExporter: tracetest.NewInMemoryExporter(), ended: make(chan struct{}, 1)}
+	return &endRecorder{exp: exp, tp: sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp)), logged: make(chan struct{}, 1)}
 }
 
 // logger is go-grpc-middleware's logger, keeping Subscribe's ends.
@@ -245,6 +262,10 @@ func (r *endRecorder) logger() mwlogging.Logger {
 		r.mu.Lock()
 		r.finished = append(r.finished, loggedEnd{code: code, at: time.Now()})
 		r.mu.Unlock()
+		select {
+		case r.logged <- struct{}{}:
+		default: // a token is there already
+		}
 	})
 }
 
@@ -268,33 +289,31 @@ func (r *endRecorder) spans() []tracetest.SpanStub {
 // waitEnd waits for the one Subscribe end the interceptor logs.
 func (r *endRecorder) waitEnd(t *testing.T) loggedEnd {
 	t.Helper()
-	deadline := time.Now().Add(testTimeout)
-	for {
-		got := r.ends()
-		switch {
-		case len(got) > 1:
-			t.Fatalf("logging interceptor recorded %d ends of one stream", len(got))
-		case len(got) == 1:
-			return got[0]
-		case time.Now().After(deadline):
-			t.Fatalf("logging interceptor recorded no end within %v of the client's", testTimeout)
-		}
-		time.Sleep(5 * time.Millisecond)
+	select {
+	case <-r.logged:
+	case <-time.After(testTimeout):
+		t.Fatalf("logging interceptor recorded no end within %v of the client's", testTimeout)
 	}
+	got := r.ends()
+	if len(got) != 1 {
+		t.Fatalf("logging interceptor recorded %d ends of one stream", len(got))
+	}
+	return got[0]
 }
 
 // waitSpan waits a little for the Subscribe server span: it ends as the
 // status is written, about when the client reads it.
 func (r *endRecorder) waitSpan() (tracetest.SpanStub, bool) {
-	deadline := time.Now().Add(2 * time.Second)
+	timeout := time.After(2 * time.Second)
 	for {
 		if got := r.spans(); len(got) > 0 {
 			return got[0], true
 		}
-		if time.Now().After(deadline) {
+		select {
+		case <-r.exp.ended:
+		case <-timeout:
 			return tracetest.SpanStub{}, false
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 

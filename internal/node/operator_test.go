@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,7 @@ import (
 
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
 	"github.com/maxloyalty/notify/internal/node"
+	"github.com/maxloyalty/notify/internal/testenv"
 )
 
 // The native port's per-connection settings, on both of its transports:
@@ -159,17 +161,17 @@ func TestNativeMaxConcurrentStreams(t *testing.T) {
 			// One call ends: a new one is served (the transport may count
 			// the ended call until its handler has returned).
 			p.cancel(open[0])
-			for attempt := 0; ; attempt++ {
+			testenv.Eventually(t, testTimeout, fmt.Sprintf("a call served after one of %d ended", limit), func() bool {
 				id := p.subscribe(tok)
 				p.await(fmt.Sprintf("an answer on stream %d", id), func() bool { return p.connected(id) || p.calls[id].ended })
 				if p.connected(id) {
-					break
+					return true
 				}
-				if c := p.calls[id]; !c.reset || c.resetCode != http2.ErrCodeRefusedStream || attempt == 100 {
+				if c := p.calls[id]; !c.reset || c.resetCode != http2.ErrCodeRefusedStream {
 					t.Fatalf("call after one of %d ended: %s", limit, p)
 				}
-				time.Sleep(20 * time.Millisecond)
-			}
+				return false
+			})
 		})
 
 		t.Run("grpc-go client waits", func(t *testing.T) {
@@ -184,7 +186,8 @@ func TestNativeMaxConcurrentStreams(t *testing.T) {
 			}
 			ctx := testCtx(t)
 			got := make(chan error, 1)
-			go func() {
+			fifth := "fifth stream on " + transport
+			go pprof.Do(ctx, pprof.Labels("stream", fifth), func(ctx context.Context) {
 				s, err := openStream(ctx, c, tok, &notifyv1.SubscribeRequest{})
 				if err == nil {
 					var m *notifyv1.SubscribeResponse
@@ -193,13 +196,17 @@ func TestNativeMaxConcurrentStreams(t *testing.T) {
 					}
 				}
 				got <- err
-			}()
+			})
 			// Not a speed check: the fifth stream must not be served while
-			// four are open, however long one waits.
+			// four are open, however long one waits. Once the client waits
+			// for a stream of the connection's quota, it cannot have sent it.
+			testenv.Eventually(t, testTimeout, "the grpc-go client to wait for a free stream", func() bool {
+				return grpcClientWaits(fifth)
+			})
 			select {
 			case err := <-got:
 				t.Fatalf("fifth stream answered (err %v) while %d were open on the connection", err, limit)
-			case <-time.After(500 * time.Millisecond):
+			default:
 			}
 			cancels[0]()
 			select {
@@ -341,10 +348,24 @@ func TestNativeMaxConnectionAge(t *testing.T) {
 				if _, err := c.Publish(withToken(ctx, tok), pointsReq(pointsAdded("g1", "r1", int64(calls)), "guest:g1")); err != nil {
 					t.Fatalf("call %d (connection %d): %v", calls, dials.Load(), err)
 				}
-				time.Sleep(20 * time.Millisecond)
+				time.Sleep(20 * time.Millisecond) // pacing: calls spread over the connection's age
 			}
 		})
 	})
+}
+
+// grpcClientWaits reports whether the goroutine labelled stream=label
+// waits in grpc-go's client transport for a stream of its connection's
+// quota.
+func grpcClientWaits(label string) bool {
+	var b strings.Builder
+	_ = pprof.Lookup("goroutine").WriteTo(&b, 1)
+	for _, g := range strings.Split(b.String(), "\n\n") {
+		if strings.Contains(g, `"stream":"`+label+`"`) && strings.Contains(g, "transport.(*http2Client).NewStream") {
+			return true
+		}
+	}
+	return false
 }
 
 // opCheckGoAways: every GOAWAY said NO_ERROR and the last kept call id.

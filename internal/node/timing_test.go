@@ -17,6 +17,7 @@ import (
 	"github.com/maxloyalty/notify/internal/channel"
 	"github.com/maxloyalty/notify/internal/channel/channeltest"
 	"github.com/maxloyalty/notify/internal/node"
+	"github.com/maxloyalty/notify/internal/testenv"
 )
 
 // End-to-end tests of quiet hours, digests and throttles through a real
@@ -136,7 +137,7 @@ func TestQuietHoursHoldPushUntilTheyEnd(t *testing.T) {
 	if !strings.Contains(held.Detail, "held by quiet hours until "+end.Format("15:04")+" Asia/Kolkata") {
 		t.Errorf("held step says %q", held.Detail)
 	}
-	eventually(t, time.Until(end)+40*time.Second, "the push after the quiet hours", func() bool { return len(e.push.Received()) == 1 })
+	testenv.Eventually(t, time.Until(end)+40*time.Second, "the push after the quiet hours", func() bool { return len(e.push.Received()) == 1 })
 	if now := time.Now(); now.Before(end) {
 		t.Fatalf("pushed at %v, before the quiet hours ended at %v", now.In(kolkata), end)
 	}
@@ -186,11 +187,22 @@ func TestDigestEmailAndPushNode(t *testing.T) {
 			t.Errorf("event %s: timeline %v", id, steps)
 		}
 	}
+	// The events' steps name the digest; its summary's steps are the
+	// digest's own.
+	held := e.awaitStep(t, ctx, guest, ids[0], "email:scheduled")
+	_, digestID, ok := strings.Cut(held.Detail, "(digest ")
+	digestID, _ = strings.CutSuffix(digestID, ")")
+	if !ok || digestID == "" {
+		t.Fatalf("scheduled step %q names no digest", held.Detail)
+	}
 	closes := open.Digests[0].CloseTime.AsTime()
-	eventually(t, time.Until(closes)+40*time.Second, "one email and one push", func() bool {
+	testenv.Eventually(t, time.Until(closes)+40*time.Second, "one email and one push", func() bool {
 		return len(e.smtp.Received()) >= 1 && len(e.push.Received()) >= 1
 	})
-	time.Sleep(time.Second)
+	// Both summary deliveries are recorded sent: their jobs are done, and
+	// the digest, taken when its window closed, queues no more.
+	e.awaitStep(t, ctx, guest, digestID, "email:sent")
+	e.awaitStep(t, ctx, guest, digestID, "web_push:sent")
 	if len(e.smtp.Received()) != 1 || len(e.push.Received()) != 1 {
 		t.Fatalf("%d emails and %d pushes, want one of each", len(e.smtp.Received()), len(e.push.Received()))
 	}
@@ -230,12 +242,21 @@ func TestThrottleFoldsNode(t *testing.T) {
 	if n := len(e.push.Received()); n != 1 {
 		t.Fatalf("%d pushes within the window, want 1", n)
 	}
-	eventually(t, 30*time.Second, "the folded push", func() bool { return len(e.push.Received()) == 2 })
+	testenv.Eventually(t, 30*time.Second, "the folded push", func() bool { return len(e.push.Received()) == 2 })
 	got := pushPayloads(t, e.push)
 	if c, pts := summaryOfPush(t, got[1]); got[1].EventID != third || c != "2" || pts != "50" {
 		t.Errorf("folded push of %s counts %s events, %s points; want %s, 2 and 50", got[1].EventID, c, pts, third)
 	}
-	time.Sleep(time.Second)
+	// The folded push is recorded sent under the event it carries: its job
+	// is done, and the other event folded into it has no send of its own
+	// to come.
+	carrier := got[1].EventID
+	e.awaitStep(t, ctx, guest, carrier, "web_push:sent")
+	for _, id := range []string{second, third} {
+		if steps, _ := e.timeline(t, ctx, guest, id, nil); id != carrier && slices.Contains(steps, "web_push:sent") {
+			t.Errorf("event %s, folded into %s, was sent on its own: timeline %v", id, carrier, steps)
+		}
+	}
 	if n := len(e.push.Received()); n != 2 {
 		t.Errorf("%d pushes, want 2", n)
 	}
