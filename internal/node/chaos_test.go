@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -18,6 +19,7 @@ import (
 
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
 	"github.com/maxloyalty/notify/internal/node"
+	"github.com/maxloyalty/notify/internal/testenv"
 )
 
 // privatePostgres is a PostgreSQL cluster of the test's own, so that it can
@@ -140,17 +142,16 @@ func TestChaosPostgresStopped(t *testing.T) {
 	}
 
 	pg.start(t)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := pub(6)
-		if err == nil {
-			break
+	last := errors.New("no publish yet")
+	defer func() {
+		if last != nil { // Eventually failed the test
+			t.Logf("last publish error: %v", last)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("publish still failing after PostgreSQL came back: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	}()
+	testenv.Eventually(t, 20*time.Second, "publish to succeed after PostgreSQL came back", func() bool {
+		last = pub(6)
+		return last == nil
+	})
 	list, err := ib.ListNotifications(withToken(ctx, guest), &notifyv1.ListNotificationsRequest{PageSize: 50})
 	if err != nil {
 		t.Fatalf("inbox after PostgreSQL came back: %v", err)

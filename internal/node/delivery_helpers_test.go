@@ -25,6 +25,7 @@ import (
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
 	"github.com/maxloyalty/notify/internal/channel/channeltest"
 	"github.com/maxloyalty/notify/internal/node"
+	"github.com/maxloyalty/notify/internal/testenv"
 )
 
 // deliveryEnv is a node with every channel a test can reach on this
@@ -203,34 +204,30 @@ func stepName(s *notifyv1.DeliveryStep) string {
 }
 
 // awaitStep polls the timeline until it has want, and returns that step.
+// The node's delivery queue records the steps: there is no event to wait on.
 func (e *deliveryEnv) awaitStep(t *testing.T, ctx context.Context, tok, eventID, want string) *notifyv1.DeliveryStep {
 	t.Helper()
-	var got []string
-	deadline := time.Now().Add(deliveryTimeout / 2)
-	for time.Now().Before(deadline) {
+	var (
+		got   []string
+		found *notifyv1.DeliveryStep
+	)
+	defer func() {
+		if found == nil { // Eventually failed the test
+			t.Logf("event %s: timeline %v", eventID, got)
+		}
+	}()
+	testenv.Eventually(t, deliveryTimeout/2, "event "+eventID+": a "+want+" step", func() bool {
 		var steps []*notifyv1.DeliveryStep
 		got, steps = e.timeline(t, ctx, tok, eventID, nil)
 		for _, s := range steps {
 			if stepName(s) == want {
-				return s
+				found = s
+				return true
 			}
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("event %s: no %s step; timeline %v", eventID, want, got)
-	return nil
-}
-
-// eventually polls cond every 20ms until it holds, failing after d.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return false
+	})
+	return found
 }
 
 // webDelivery calls a unary DeliveryService method over grpc-web and

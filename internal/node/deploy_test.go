@@ -813,25 +813,29 @@ func (p *promServer) query(ctx context.Context, q string) ([]json.RawMessage, er
 // when Prometheus exits.
 func (p *promServer) await(t *testing.T, ctx context.Context, what, q string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	var last error
-	for {
-		res, err := p.query(ctx, q)
-		if err == nil && len(res) > 0 {
-			return
+	var (
+		found bool
+		last  error
+	)
+	defer func() {
+		if !found { // Eventually failed the test
+			t.Logf("prometheus: last error %v\n  query: %s", last, q)
 		}
-		last = err
-		if time.Now().After(deadline) {
-			t.Fatalf("prometheus: no %s after 30s (last error %v)\n  query: %s", what, last, q)
-		}
+	}()
+	testenv.Eventually(t, 30*time.Second, "prometheus: "+what, func() bool {
 		select {
 		case <-p.exited:
 			t.Fatalf("prometheus exited:\n%s", p.logs.String())
-		case <-ctx.Done():
-			t.Fatalf("prometheus: waiting for %s: %v", what, ctx.Err())
-		case <-time.After(200 * time.Millisecond): // polling interval, bounded by the deadline
+		default:
 		}
-	}
+		if ctx.Err() != nil {
+			t.Fatalf("prometheus: waiting for %s: %v", what, ctx.Err())
+		}
+		res, err := p.query(ctx, q)
+		last = err
+		found = err == nil && len(res) > 0
+		return found
+	})
 }
 
 // promRule is one rule's state in /api/v1/rules.
@@ -844,8 +848,14 @@ type promRule struct {
 // rules returns every rule's state once each has been evaluated.
 func (p *promServer) rules(t *testing.T, ctx context.Context) []promRule {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	var out []promRule
+	evaluated := false
+	defer func() {
+		if !evaluated { // Eventually failed the test
+			t.Logf("prometheus rules: %+v", out)
+		}
+	}()
+	testenv.Eventually(t, 30*time.Second, "prometheus: every rule evaluated", func() bool {
 		data, err := p.get(ctx, "/api/v1/rules")
 		if err != nil {
 			t.Fatalf("prometheus rules: %v", err)
@@ -858,22 +868,18 @@ func (p *promServer) rules(t *testing.T, ctx context.Context) []promRule {
 		if err := json.Unmarshal(data, &v); err != nil {
 			t.Fatalf("prometheus rules: %v", err)
 		}
-		var out []promRule
-		evaluated := true
+		out = out[:0]
+		evaluated = true
 		for _, g := range v.Groups {
 			for _, r := range g.Rules {
 				out = append(out, r)
 				evaluated = evaluated && r.Health != "unknown"
 			}
 		}
-		if len(out) > 0 && evaluated {
-			return out
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("prometheus: rules not all evaluated after 30s: %+v", out)
-		}
-		time.Sleep(200 * time.Millisecond) // polling interval, bounded by the deadline
-	}
+		evaluated = evaluated && len(out) > 0
+		return evaluated
+	})
+	return out
 }
 
 // ---- failures on demand ----

@@ -26,6 +26,7 @@ import (
 	"github.com/maxloyalty/notify/internal/broker"
 	"github.com/maxloyalty/notify/internal/node"
 	"github.com/maxloyalty/notify/internal/room"
+	"github.com/maxloyalty/notify/internal/testenv"
 )
 
 // fuzzStepTimeout bounds one request or stream opening of a fuzz input: a
@@ -73,21 +74,16 @@ func fuzzNode(f *testing.F, mutate func(*node.Config)) *node.Node {
 		}
 	})
 	// Ready when /readyz says so.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testenv.Eventually(f, 10*time.Second, "the node to be ready", func() bool {
 		resp, err := http.Get("http://" + n.HTTPAddr() + "/readyz")
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return n
-			}
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			f.Fatalf("node not ready after 10s (last error %v)", err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return n
 }
 
 // fuzzToken mints a one-day token with the dev secret.

@@ -93,17 +93,18 @@ func (s *gtServer) start(t *testing.T) {
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var n *node.Node
-	var err error
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		n, err = node.New(context.Background(), cfg, log)
-		if err == nil || time.Now().After(deadline) {
-			break
+	err := errors.New("not built yet")
+	defer func() {
+		if n == nil { // Eventually failed the test
+			t.Logf("node.New: %v", err)
 		}
-		time.Sleep(20 * time.Millisecond) // the previous node's ports are being released
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	}()
+	// The kernel releases the previous node's ports: there is no event to
+	// wait on.
+	testenv.Eventually(t, 5*time.Second, "node.New on the previous node's ports", func() bool {
+		n, err = node.New(context.Background(), cfg, log)
+		return err == nil
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- n.Run(ctx) }()
@@ -221,7 +222,7 @@ func gtRun(t *testing.T, srv *gtServer) {
 						pubMu.Lock()
 						failed++
 						pubMu.Unlock()
-						time.Sleep(10 * time.Millisecond)
+						time.Sleep(10 * time.Millisecond) // pacing: a publisher retries a failed publish after a breath, as a client would
 						continue
 					}
 					pos := resp.Positions[0]
@@ -237,7 +238,7 @@ func gtRun(t *testing.T, srv *gtServer) {
 					break
 				}
 				if prng.IntN(10) == 0 {
-					time.Sleep(time.Duration(prng.IntN(3)) * time.Millisecond)
+					time.Sleep(time.Duration(prng.IntN(3)) * time.Millisecond) // pacing: publishers' rates vary at random
 				}
 			}
 		})
@@ -261,7 +262,7 @@ func gtRun(t *testing.T, srv *gtServer) {
 	// Restarts while everything runs.
 	restarts := 0
 	for restarts < 2 && runCtx.Err() == nil {
-		time.Sleep(time.Duration(1500+rng.IntN(1000)) * time.Millisecond)
+		time.Sleep(time.Duration(1500+rng.IntN(1000)) * time.Millisecond) // pacing: the node restarts at random times while traffic runs
 		if runCtx.Err() != nil {
 			break
 		}
@@ -314,7 +315,7 @@ func gtRunSubscriber(ctx context.Context, client notifyv1.NotificationServiceCli
 		stream, err := client.Subscribe(sctx, gtRequest(s))
 		if err != nil {
 			cancel()
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond) // pacing: a subscriber reconnects after a breath, as a client would
 			continue
 		}
 		mode := rng.IntN(3)
@@ -324,7 +325,7 @@ func gtRunSubscriber(ctx context.Context, client notifyv1.NotificationServiceCli
 		first := true
 		for {
 			if mode == 0 && !first && time.Now().After(deadline.Add(-readFor+stallAfter)) {
-				// Slow phase: stop reading long enough to overflow the queue.
+				// Slow phase (pacing): stop reading long enough to overflow the queue.
 				time.Sleep(time.Duration(400+rng.IntN(400)) * time.Millisecond)
 				mode = 1
 				deadline = time.Now().Add(readFor) // then read what piled up
@@ -351,7 +352,7 @@ func gtRunSubscriber(ctx context.Context, client notifyv1.NotificationServiceCli
 			gtEvents(s, msg.Events, rec)
 		}
 		cancel()
-		time.Sleep(time.Duration(rng.IntN(30)) * time.Millisecond)
+		time.Sleep(time.Duration(rng.IntN(30)) * time.Millisecond) // pacing: a random pause between a subscriber's sessions
 	}
 }
 

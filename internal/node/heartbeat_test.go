@@ -42,7 +42,7 @@ func TestHeartbeatsOnlyWhenIdle(t *testing.T) {
 		if ev := s.next(t); ev.GetPointsAdded().GetAmount() != int64(i+1) {
 			t.Fatalf("event %d: got %v", i+1, ev)
 		}
-		time.Sleep(interval / 5)
+		time.Sleep(interval / 5) // pacing: an event every fifth of the interval keeps the stream busy
 	}
 	if s.heartbeats != 0 {
 		t.Errorf("stream carrying an event every %v got %d heartbeats, want none", interval/5, s.heartbeats)

@@ -28,6 +28,7 @@ import (
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
 	"github.com/maxloyalty/notify/internal/auth"
 	"github.com/maxloyalty/notify/internal/node"
+	"github.com/maxloyalty/notify/internal/testenv"
 )
 
 // testSecret is the HS256 secret of every test node (at least 32 bytes).
@@ -128,21 +129,26 @@ func waitReady(t *testing.T, tn *testNode) {
 // serves.
 func waitReadyWith(t *testing.T, tn *testNode, client *http.Client, scheme string) {
 	t.Helper()
-	deadline := time.Now().Add(testTimeout)
-	for {
+	var (
+		ready bool
+		last  error
+	)
+	defer func() {
+		if !ready { // Eventually failed the test
+			t.Logf("last /readyz error: %v", last)
+		}
+	}()
+	testenv.Eventually(t, testTimeout, "the node to be ready", func() bool {
 		resp, err := client.Get(scheme + "://" + tn.HTTPAddr() + "/readyz")
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
+		if err != nil {
+			last = err
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node not ready after %v (last error %v)", testTimeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		ready = resp.StatusCode == http.StatusOK
+		return ready
+	})
 }
 
 func testLogger() *slog.Logger {

@@ -23,6 +23,7 @@ import (
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
 	"github.com/maxloyalty/notify/internal/limit"
 	"github.com/maxloyalty/notify/internal/node"
+	"github.com/maxloyalty/notify/internal/testenv"
 )
 
 // ---- limits ----
@@ -167,8 +168,9 @@ func TestLimitStreamsPerUser(t *testing.T) {
 	// Closing one of g1's streams gives its place back once the server has
 	// seen the stream end: poll, bounded.
 	firstCancel()
-	deadline := time.Now().Add(5 * time.Second)
-	for attempt := 1; ; attempt++ {
+	attempt := 0
+	testenv.Eventually(t, 5*time.Second, "a new stream admitted after closing one", func() bool {
+		attempt++
 		actx, acancel := context.WithCancel(ctx)
 		st, err := openStream(actx, c, g1, &notifyv1.SubscribeRequest{})
 		var m *notifyv1.SubscribeResponse
@@ -182,15 +184,12 @@ func TestLimitStreamsPerUser(t *testing.T) {
 			}
 			t.Cleanup(acancel)
 			t.Logf("a new stream was admitted at attempt %d", attempt)
-			break
+			return true
 		}
 		acancel()
 		opsWantExhausted(t, err, limit.ReasonTooManyStreams, "stream while the closed one is released")
-		if time.Now().After(deadline) {
-			t.Fatal("no new stream admitted within 5s of closing one")
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval, bounded by the deadline
-	}
+		return false
+	})
 
 	m := opsScrape(t, ctx, http.DefaultClient, base)
 	if v := m.must(t, "notify_limit_rejections_total", "limit", "streams"); v < 2 {
@@ -435,18 +434,13 @@ func TestLimitConnRate(t *testing.T) {
 	}
 
 	// The bucket refills: a new connection is admitted again, bounded.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testenv.Eventually(t, 5*time.Second, "a connection admitted: the rate refills", func() bool {
 		nc, ok := opsProbe(t, n.GRPCAddr())
-		if ok {
-			break
+		if !ok {
+			nc.Close()
 		}
-		nc.Close()
-		if time.Now().After(deadline) {
-			t.Fatal("no connection admitted within 5s: the rate never refills")
-		}
-		time.Sleep(50 * time.Millisecond) // polling interval, bounded by the deadline
-	}
+		return ok
+	})
 }
 
 // TestLimitMaxConnections: MaxConnections 2 on the gRPC port: a 3rd open
@@ -480,16 +474,11 @@ func TestLimitMaxConnections(t *testing.T) {
 
 	// Closing one gives its place back once the server has seen it close.
 	first.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testenv.Eventually(t, 5*time.Second, "a connection admitted after closing one", func() bool {
 		nc, ok := opsProbe(t, n.GRPCAddr())
-		if ok {
-			break
+		if !ok {
+			nc.Close()
 		}
-		nc.Close()
-		if time.Now().After(deadline) {
-			t.Fatal("no connection admitted within 5s of closing one")
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval, bounded by the deadline
-	}
+		return ok
+	})
 }

@@ -118,14 +118,20 @@ func checkGiveUp(t *testing.T, n *testNode, door string, batch bool, gid string)
 		received[ev.Id] = true
 	}
 
-	// Writes of callers that gave up may still be running: poll.
-	deadline := time.Now().Add(testTimeout)
-	for {
+	// Writes of callers that gave up may still be running in the node's
+	// store: poll.
+	var missing []string
+	defer func() {
+		if len(missing) > 0 { // Eventually failed the test
+			t.Logf("%d events delivered live or answered OK are not in the inbox: %v", len(missing), missing[:min(len(missing), 10)])
+		}
+	}()
+	testenv.Eventually(t, testTimeout, "every event delivered live or answered OK in the inbox", func() bool {
 		stored := map[string]bool{}
 		for _, id := range inboxEventIDs(t, ctx, ib, guestTok) {
 			stored[id] = true
 		}
-		var missing []string
+		missing = missing[:0]
 		for id := range received {
 			if !stored[id] {
 				missing = append(missing, "live "+id)
@@ -136,16 +142,9 @@ func checkGiveUp(t *testing.T, n *testNode, door string, batch bool, gid string)
 				missing = append(missing, "ok "+id)
 			}
 		}
-		if len(missing) == 0 {
-			t.Logf("%d calls: %d events received live, %d answered OK, all stored", giveUpCalls, len(received), len(ok))
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d events delivered live or answered OK are not in the inbox %v after the calls: %v",
-				len(missing), testTimeout, missing[:min(len(missing), 10)])
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return len(missing) == 0
+	})
+	t.Logf("%d calls: %d events received live, %d answered OK, all stored", giveUpCalls, len(received), len(ok))
 }
 
 // giveUpPublish publishes reqs (one: Publish, several: PublishBatch) on

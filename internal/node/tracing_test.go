@@ -11,6 +11,7 @@ import (
 
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
 	"github.com/maxloyalty/notify/internal/node"
+	"github.com/maxloyalty/notify/internal/testenv"
 	"github.com/maxloyalty/notify/internal/tracing"
 	"github.com/maxloyalty/notify/internal/tracing/otlptest"
 )
@@ -179,7 +180,7 @@ func TestTracingDeliveries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, deliveryTimeout/2, "the event's webhook", func() bool {
+	testenv.Eventually(t, deliveryTimeout/2, "the event's webhook", func() bool {
 		for _, d := range e.hook.Deliveries() {
 			if d.ID == resp.EventId {
 				return true
