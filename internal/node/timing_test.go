@@ -244,8 +244,10 @@ func TestThrottleFoldsNode(t *testing.T) {
 	}
 	testenv.Eventually(t, 30*time.Second, "the folded push", func() bool { return len(e.push.Received()) == 2 })
 	got := pushPayloads(t, e.push)
-	if c, pts := summaryOfPush(t, got[1]); got[1].EventID != third || c != "2" || pts != "50" {
-		t.Errorf("folded push of %s counts %s events, %s points; want %s, 2 and 50", got[1].EventID, c, pts, third)
+	// Both held sends are due when the window ends; whichever job runs
+	// first carries the fold.
+	if c, pts := summaryOfPush(t, got[1]); (got[1].EventID != second && got[1].EventID != third) || c != "2" || pts != "50" {
+		t.Errorf("folded push of %s counts %s events, %s points; want %s or %s, 2 and 50", got[1].EventID, c, pts, second, third)
 	}
 	// The folded push is recorded sent under the event it carries: its job
 	// is done, and the other event folded into it has no send of its own
