@@ -321,6 +321,7 @@ func runConn(t *testing.T, in []byte) {
 	synctest.Test(t, func(t *testing.T) { runConnInBubble(t, in) })
 }
 
+// runConnInBubble is runConn, in its synctest bubble.
 func runConnInBubble(t *testing.T, in []byte) {
 	strict := true
 	before := bubbleGoroutines()
@@ -462,6 +463,7 @@ func TestRecvConnWindowOverflow(t *testing.T) {
 	synctest.Test(t, testRecvConnWindowOverflow)
 }
 
+// testRecvConnWindowOverflow is the test, in its synctest bubble.
 func testRecvConnWindowOverflow(t *testing.T) {
 	srv := NewServer(fuzzConfig(&statsChecker{}))
 	testpb.RegisterTestServiceServer(srv, fuzzService{})
