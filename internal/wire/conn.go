@@ -80,7 +80,7 @@ type conn struct {
 
 	inflight atomic.Int32 // unary calls running: more requests are likely
 	parked   atomic.Bool  // the server's poller waits for the next bytes, not a reader
-	pollID   uint32       // the poller's: the connection's id in its events
+	pollID   uint32       // the poller's: the connection's id in its events, from its first park
 	polled   bool         // the poller's: the descriptor is in its epoll set
 
 	qmu    sync.Mutex // guards runq; never held while taking mu
@@ -180,6 +180,7 @@ func (c *conn) end(err error) {
 	c.nc.Close()
 	c.rd.cur = nil
 	c.rd.release()
+	c.srv.poll.drop(c)
 	if c.ctx != nil {
 		for _, h := range c.stats {
 			h.HandleConn(c.ctx, &stats.ConnEnd{})
@@ -367,7 +368,6 @@ func (c *conn) park() bool {
 // a reader of its own reads until close's read deadline, and ends it.
 func (c *conn) unpark() {
 	if c.parked.CompareAndSwap(true, false) {
-		c.srv.poll.forget(c)
 		go c.resume()
 	}
 }

@@ -54,7 +54,13 @@ func readers() int {
 func (p *poller) parked() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.conns)
+	n := 0
+	for _, c := range p.conns {
+		if c.parked.Load() {
+			n++
+		}
+	}
+	return n
 }
 
 func (s *Server) openConns() int {
@@ -141,6 +147,12 @@ func TestParkedConnections(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, "the closed connections to end on the server", func() bool {
 		return srv.openConns() == conns-5
 	})
+	srv.poll.mu.Lock()
+	ids := len(srv.poll.conns)
+	srv.poll.mu.Unlock()
+	if ids != conns-5 {
+		t.Errorf("the poller holds %d connections' ids, want %d: an ended connection's id is given back", ids, conns-5)
+	}
 
 	// Stop ends the connections still parked, and the poller.
 	testenv.Eventually(t, 10*time.Second, "the idle connections to park again", func() bool {

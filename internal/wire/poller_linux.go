@@ -11,19 +11,22 @@ import (
 // poller waits for input on idle connections without a goroutine each:
 // one goroutine per server waits in epoll_wait on every parked connection
 // (see conn.park), and starts a reader for the one that has input. A
-// parked connection is registered one-shot: one wake-up per park, so a
-// connection is never resumed twice. Events carry a connection's poll id,
-// not its descriptor, so that an event for a connection that closed
-// meanwhile (its descriptor perhaps reused) finds nothing.
+// parked connection is registered one-shot: one wake-up per park, and a
+// wake-up resumes a connection only if it takes it (parked, swapped to
+// false), so a connection is never resumed twice. Events carry a
+// connection's poll id, not its descriptor: an id stays the connection's
+// until it ends (drop), so an event finds the connection it was armed for,
+// or one that reused the id after it, which a spurious wake-up only gives
+// a reader that waits.
 //
 // Go's own network poller keeps its registration of the descriptor; a
 // descriptor may be in several epoll sets, and the resumed reader reads it
 // as any other.
 type poller struct {
 	mu     sync.Mutex
-	epfd   int // -1 until the first park
-	wakefd int // an eventfd: stop's signal to the waiting goroutine
-	conns  map[uint32]*conn
+	epfd   int              // -1 until the first park
+	wakefd int              // an eventfd: stop's signal to the waiting goroutine
+	conns  map[uint32]*conn // by poll id: every connection that parked and has not ended
 	next   uint32
 	closed bool
 }
@@ -64,7 +67,6 @@ func (p *poller) park(c *conn) bool {
 		err = cerr
 	}
 	if err != nil {
-		delete(p.conns, c.pollID)
 		// Unless its closing took it meanwhile (and resumes it), the
 		// reader goes on waiting itself.
 		return !c.parked.CompareAndSwap(true, false)
@@ -72,9 +74,12 @@ func (p *poller) park(c *conn) bool {
 	return true
 }
 
-// forget drops c, taken back from the poller by its closing; its
-// registration ends with its descriptor.
-func (p *poller) forget(c *conn) {
+// drop forgets c, which has ended: its id may be given to another
+// connection. Its registration ended with its descriptor.
+func (p *poller) drop(c *conn) {
+	if c.pollID == 0 {
+		return // never parked
+	}
 	p.mu.Lock()
 	if p.conns[c.pollID] == c {
 		delete(p.conns, c.pollID)
@@ -130,7 +135,6 @@ func (p *poller) run(epfd int) {
 			}
 			p.mu.Lock()
 			c := p.conns[uint32(ev.Fd)]
-			delete(p.conns, uint32(ev.Fd))
 			p.mu.Unlock()
 			if c != nil && c.parked.CompareAndSwap(true, false) {
 				go c.resume()

@@ -8,5 +8,5 @@ type poller struct{}
 
 func newPoller() *poller          { return nil }
 func (*poller) park(c *conn) bool { return false }
-func (*poller) forget(c *conn)    {}
+func (*poller) drop(c *conn)      {}
 func (*poller) stop()             {}

@@ -25,6 +25,7 @@ type writers struct {
 	q       []*conn
 	head    int // q[head:] is due
 	running int
+	max     int // workers at most: GOMAXPROCS, read when the last one exits
 
 	spills atomic.Int64 // turns moved to a goroutine of their own
 }
@@ -33,7 +34,10 @@ type writers struct {
 func (w *writers) add(c *conn) {
 	w.mu.Lock()
 	w.q = append(w.q, c)
-	start := w.running < runtime.GOMAXPROCS(0)
+	if w.max == 0 {
+		w.max = runtime.GOMAXPROCS(0)
+	}
+	start := w.running < w.max
 	if start {
 		w.running++
 	}
@@ -49,15 +53,24 @@ func (w *writers) run() {
 	for {
 		w.mu.Lock()
 		if w.head == len(w.q) {
-			clear(w.q)
 			w.q, w.head = w.q[:0], 0
 			w.running--
+			if w.running == 0 {
+				w.max = 0 // GOMAXPROCS may have changed
+			}
 			w.mu.Unlock()
 			return
 		}
 		c := w.q[w.head]
 		w.q[w.head] = nil
 		w.head++
+		if w.head >= 1024 && 2*w.head >= len(w.q) {
+			// A queue that never empties: drop what was taken, so
+			// that appends do not carry it along.
+			n := copy(w.q, w.q[w.head:])
+			clear(w.q[n:])
+			w.q, w.head = w.q[:n], 0
+		}
 		w.mu.Unlock()
 		c.write(true)
 	}
