@@ -7,6 +7,7 @@ import (
 	"net"
 	"reflect"
 	"sync"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -233,8 +234,7 @@ func (s *Server) Serve(l net.Listener) error {
 			if done {
 				return ErrServerStopped
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			if retryAccept(err) {
 				// Out of descriptors and the like: back off and go on.
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 				time.Sleep(delay)
@@ -365,4 +365,21 @@ func (s *Server) worker(st *stream) {
 			return
 		}
 	}
+}
+
+// retryAccept reports whether an Accept error passes: the process or the
+// system is out of descriptors or memory for now, or the listener timed
+// out. Serving ends on any other error; on these, a flood of connections
+// would otherwise stop the server.
+func retryAccept(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
