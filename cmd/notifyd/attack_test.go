@@ -395,21 +395,12 @@ func attackUnreadResponses(t *testing.T, e *attackEnv) {
 		// closed the connection: it is past every call it took.
 		return
 	}
-	// Every call was written: the server is past them, with its memory
-	// sampled meanwhile, once it answers a PING sent after them (it reads
-	// a connection's frames in order). Reading the connection from now on
-	// lets it send only what its socket held back: the responses stay
-	// blocked by the flow-control window, which is never opened.
-	c.ping(false, [8]byte{'u', 'n', 'r', 'e', 'a', 'd'})
-	if err := c.flush(); err != nil && !isTimeout(err) && !isClosedByPeer(err) {
-		t.Errorf("write: %v", err)
-	}
-	r := c.startReader()
-	if !r.wait(reactTimeout, func(s *seen) bool { return s.pingAcks > 0 }) && !r.snapshot((*seen).serverClosed) {
-		t.Errorf("the server neither answered a PING sent after the calls nor closed the connection within %v: %s", reactTimeout, r.describe())
-		return
-	}
-	t.Logf("after the calls, %v: %s", time.Since(start).Round(time.Millisecond), r.describe())
+	// pacing: the attack holds for an observation window with the socket
+	// unread, while the server works through what it took and its memory
+	// is sampled. Reading the socket to see a reply (a PING's ACK) would
+	// let the server write its refusals and headers and take more calls:
+	// another attack than responses nobody reads.
+	time.Sleep(time.Second)
 }
 
 // 6. Rapid reset (CVE-2023-44487): HEADERS then RST_STREAM, over and over.
