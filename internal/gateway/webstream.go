@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/binary"
-	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -27,6 +26,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/maxloyalty/notify/internal/grpchdr"
 	"github.com/maxloyalty/notify/internal/intercept"
 	"github.com/maxloyalty/notify/internal/stack"
 )
@@ -226,7 +226,7 @@ func (ws *webStreams) open(w http.ResponseWriter, r *http.Request, m *streamMeth
 	}
 	var timeout time.Duration
 	if v := r.Header.Get("Grpc-Timeout"); v != "" {
-		d, err := parseTimeout(v)
+		d, err := grpchdr.ParseTimeout(v)
 		if err != nil {
 			return nil
 		}
@@ -332,7 +332,7 @@ func requestMetadata(r *http.Request, ct string) (metadata.MD, bool) {
 		out := make([]string, 0, len(vs))
 		for _, v := range vs {
 			if strings.HasSuffix(k, "-bin") {
-				b, err := decodeBin(v)
+				b, err := grpchdr.DecodeBin(v)
 				if err != nil {
 					return nil, false
 				}
@@ -356,46 +356,6 @@ func reservedHeader(k string) bool {
 		return true
 	}
 	return false
-}
-
-func decodeBin(v string) ([]byte, error) {
-	if len(v)%4 == 0 {
-		return base64.StdEncoding.DecodeString(v)
-	}
-	return base64.RawStdEncoding.DecodeString(v)
-}
-
-// parseTimeout reads a grpc-timeout value as grpc-go does: at most 8
-// digits and a unit.
-func parseTimeout(s string) (time.Duration, error) {
-	if len(s) < 2 || len(s) > 9 {
-		return 0, errors.New("bad length")
-	}
-	n, err := strconv.ParseInt(s[:len(s)-1], 10, 64)
-	if err != nil || n < 0 {
-		return 0, errors.New("bad number")
-	}
-	var unit time.Duration
-	switch s[len(s)-1] {
-	case 'H':
-		unit = time.Hour
-	case 'M':
-		unit = time.Minute
-	case 'S':
-		unit = time.Second
-	case 'm':
-		unit = time.Millisecond
-	case 'u':
-		unit = time.Microsecond
-	case 'n':
-		unit = time.Nanosecond
-	default:
-		return 0, errors.New("bad unit")
-	}
-	if n > (1<<63-1)/int64(unit) {
-		return 1<<63 - 1, nil
-	}
-	return time.Duration(n) * unit, nil
 }
 
 // run runs the call through the interceptors and handler and ends it with
@@ -758,7 +718,7 @@ func trailerFrame(fields http.Header) []byte {
 func statusFields(st *status.Status, trailer metadata.MD) http.Header {
 	h := http.Header{"Grpc-Status": {strconv.Itoa(int(st.Code()))}}
 	if m := st.Message(); m != "" {
-		h["Grpc-Message"] = []string{encodeMessage(m)}
+		h["Grpc-Message"] = []string{grpchdr.EncodeMessage(m)}
 	}
 	if p := st.Proto(); p != nil && len(p.Details) > 0 {
 		if b, err := proto.Marshal(p); err == nil {
@@ -781,22 +741,6 @@ func encodeMetadataValue(k, v string) string {
 		return base64.RawStdEncoding.EncodeToString([]byte(v))
 	}
 	return v
-}
-
-// encodeMessage percent-encodes a grpc-message value: bytes outside
-// printable ASCII and '%' itself.
-func encodeMessage(m string) string {
-	var b strings.Builder
-	for i := 0; i < len(m); i++ {
-		c := m[i]
-		if c < ' ' || c > '~' || c == '%' {
-			b.WriteByte('%')
-			b.WriteString(strings.ToUpper(strconv.FormatUint(uint64(c)|0x100, 16)[1:]))
-			continue
-		}
-		b.WriteByte(c)
-	}
-	return b.String()
 }
 
 // webTransportStream is a webStream as the grpc.ServerTransportStream in

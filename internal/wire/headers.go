@@ -1,10 +1,7 @@
 package wire
 
 import (
-	"encoding/base64"
-	"errors"
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +12,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/maxloyalty/notify/internal/grpchdr"
 )
 
 // request is what a stream's HEADERS say.
@@ -98,7 +97,7 @@ func parseRequest(fields []hpack.HeaderField) request {
 		case "grpc-encoding":
 			r.encoding = f.Value
 		case "grpc-timeout":
-			d, err := parseTimeout(f.Value)
+			d, err := grpchdr.ParseTimeout(f.Value)
 			if err != nil {
 				badTimeout = err
 			}
@@ -113,7 +112,7 @@ func parseRequest(fields []hpack.HeaderField) request {
 			}
 			v := f.Value
 			if strings.HasSuffix(f.Name, "-bin") {
-				b, err := decodeBin(v)
+				b, err := grpchdr.DecodeBin(v)
 				if err != nil {
 					badBin = fmt.Errorf("malformed binary metadata %q: %v", f.Name, err)
 				}
@@ -196,81 +195,15 @@ func (r *request) add(k, v string) {
 	r.md[k] = r.vals[n-1 : n : n]
 }
 
-func decodeBin(v string) ([]byte, error) {
-	if len(v)%4 == 0 {
-		return base64.StdEncoding.DecodeString(v)
-	}
-	return base64.RawStdEncoding.DecodeString(v)
-}
-
-func encodeBin(b []byte) string { return base64.RawStdEncoding.EncodeToString(b) }
-
-// parseTimeout reads a grpc-timeout value: at most 8 digits and a unit.
-func parseTimeout(s string) (time.Duration, error) {
-	if len(s) < 2 || len(s) > 9 {
-		return 0, fmt.Errorf("bad length %d", len(s))
-	}
-	n, err := strconv.ParseInt(s[:len(s)-1], 10, 64)
-	if err != nil || n < 0 {
-		return 0, errors.New("bad number")
-	}
-	var unit time.Duration
-	switch s[len(s)-1] {
-	case 'H':
-		unit = time.Hour
-	case 'M':
-		unit = time.Minute
-	case 'S':
-		unit = time.Second
-	case 'm':
-		unit = time.Millisecond
-	case 'u':
-		unit = time.Microsecond
-	case 'n':
-		unit = time.Nanosecond
-	default:
-		return 0, fmt.Errorf("bad unit %q", s[len(s)-1])
-	}
-	if n > math.MaxInt64/int64(unit) {
-		return math.MaxInt64, nil
-	}
-	return time.Duration(n) * unit, nil
-}
-
-// encodeMessage percent-encodes a grpc-message value: bytes outside
-// printable ASCII and '%' itself.
-func encodeMessage(s string) string {
-	clean := true
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < ' ' || c > '~' || c == '%' {
-			clean = false
-			break
-		}
-	}
-	if clean {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < ' ' || c > '~' || c == '%' {
-			fmt.Fprintf(&b, "%%%02X", c)
-		} else {
-			b.WriteByte(c)
-		}
-	}
-	return b.String()
-}
-
 // statusFields are the trailer fields of st.
 func statusFields(enc *hpack.Encoder, st *status.Status) {
 	enc.WriteField(hpack.HeaderField{Name: "grpc-status", Value: strconv.Itoa(int(st.Code()))})
 	if m := st.Message(); m != "" {
-		enc.WriteField(hpack.HeaderField{Name: "grpc-message", Value: encodeMessage(m)})
+		enc.WriteField(hpack.HeaderField{Name: "grpc-message", Value: grpchdr.EncodeMessage(m)})
 	}
 	if p := st.Proto(); len(p.Details) > 0 {
 		if b, err := proto.Marshal(p); err == nil {
-			enc.WriteField(hpack.HeaderField{Name: "grpc-status-details-bin", Value: encodeBin(b)})
+			enc.WriteField(hpack.HeaderField{Name: "grpc-status-details-bin", Value: grpchdr.EncodeBin(b)})
 		}
 	}
 }
@@ -284,7 +217,7 @@ func metadataFields(enc *hpack.Encoder, md metadata.MD) {
 		bin := strings.HasSuffix(k, "-bin")
 		for _, v := range vs {
 			if bin {
-				v = encodeBin([]byte(v))
+				v = grpchdr.EncodeBin([]byte(v))
 			}
 			enc.WriteField(hpack.HeaderField{Name: k, Value: v})
 		}
