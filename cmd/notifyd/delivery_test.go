@@ -1,21 +1,15 @@
 package main
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/maxloyalty/notify/internal/channel/channeltest"
 	"github.com/maxloyalty/notify/internal/testenv"
@@ -47,43 +41,12 @@ func deliveryArgs(t *testing.T, hook *channeltest.WebhookReceiver, extra ...stri
 	}, extra...)
 }
 
-// postgresSchema returns a DSN for a fresh schema of the test PostgreSQL,
-// dropped when the test ends (skipped without one, except in CI).
+// postgresSchema is testenv.PostgresSchema. It stays as a thin wrapper
+// only because schedule_test.go also calls it by this name; new tests call
+// testenv.PostgresSchema.
 func postgresSchema(t *testing.T) string {
 	t.Helper()
-	dsn := testenv.Service(t, testenv.PostgresDSN)
-	var b [8]byte
-	rand.Read(b[:])
-	schema := "notifyd_delivery_" + hex.EncodeToString(b[:])
-	exec := func(ctx context.Context, sql string) error {
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(ctx)
-		_, err = conn.Exec(ctx, sql)
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
-	defer cancel()
-	if err := exec(ctx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize()); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
-		defer cancel()
-		if err := exec(ctx, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	u, err := url.Parse(dsn)
-	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		return dsn + " search_path=" + schema
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
+	return testenv.PostgresSchema(t)
 }
 
 // TestDeliverySIGKILL: notifyd SIGKILLed while webhook deliveries are in

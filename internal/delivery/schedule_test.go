@@ -2,17 +2,13 @@ package delivery
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/url"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"google.golang.org/protobuf/proto"
 
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
@@ -200,7 +196,7 @@ func TestCancelledNeverFires(t *testing.T) {
 	for _, db := range []string{"sqlite", "postgres"} {
 		t.Run(db, func(t *testing.T) {
 			if db == "postgres" {
-				testCancelledNeverFires(t, openPostgres(t, newPostgresSchema(t)))
+				testCancelledNeverFires(t, openPostgres(t, testenv.PostgresSchema(t)))
 				return
 			}
 			testCancelledNeverFires(t, openSQLite(t))
@@ -263,45 +259,6 @@ func TestScheduledRefusedAtItsTime(t *testing.T) {
 	}
 }
 
-// newPostgresSchema creates a fresh schema dropped when the test ends and
-// returns a DSN whose search_path is that schema.
-func newPostgresSchema(t *testing.T) string {
-	t.Helper()
-	dsn := testenv.Service(t, testenv.PostgresDSN)
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	schema := "notify_delivery_test_" + hex.EncodeToString(b[:])
-	exec := func(ctx context.Context, sql string) error {
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(ctx)
-		_, err = conn.Exec(ctx, sql)
-		return err
-	}
-	if err := exec(t.Context(), "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize()); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := exec(ctx, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v := u.Query()
-	v.Set("search_path", schema)
-	u.RawQuery = v.Encode()
-	return u.String()
-}
-
 func openPostgres(t *testing.T, dsn string) store.Store {
 	t.Helper()
 	s, err := store.OpenPostgres(t.Context(), dsn)
@@ -316,7 +273,7 @@ func openPostgres(t *testing.T, dsn string) store.Store {
 // pool) on one PostgreSQL database; every scheduled publish runs on one of
 // them, once.
 func TestTwoNodesPublishOnce(t *testing.T) {
-	dsn := newPostgresSchema(t)
+	dsn := testenv.PostgresSchema(t)
 	st1, st2 := openPostgres(t, dsn), openPostgres(t, dsn)
 	pub := &recordingPublisher{}
 	q1 := startScheduler(t, st1, pub)

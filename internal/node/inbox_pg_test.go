@@ -5,16 +5,9 @@ package node_test
 // store and, when NOTIFY_TEST_POSTGRES_DSN is set, on PostgreSQL.
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"net/url"
 	"os"
 	"slices"
 	"testing"
-	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/maxloyalty/notify/internal/node"
 	"github.com/maxloyalty/notify/internal/testenv"
@@ -22,47 +15,12 @@ import (
 
 // ---- PostgreSQL ----
 
-// postgresStore returns a DSN for a fresh schema of the server named by
-// NOTIFY_TEST_POSTGRES_DSN, dropped when the test ends. Without the
-// variable the test is skipped, except in CI (CI=true) where it fails.
+// postgresStore is testenv.PostgresSchema. It stays as a thin wrapper
+// only because inbox_states_test.go also calls it by this name; new tests
+// call testenv.PostgresSchema.
 func postgresStore(t *testing.T) string {
 	t.Helper()
-	dsn := testenv.Service(t, testenv.PostgresDSN)
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	schema := "notify_node_test_" + hex.EncodeToString(b[:])
-	exec := func(ctx context.Context, sql string) error {
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(ctx)
-		_, err = conn.Exec(ctx, sql)
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	defer cancel()
-	if err := exec(ctx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize()); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := exec(ctx, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	u, err := url.Parse(dsn)
-	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		// A key=value DSN.
-		return dsn + " search_path=" + schema
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
+	return testenv.PostgresSchema(t)
 }
 
 // TestInboxPostgres runs the inbox scenarios, and a restart, with

@@ -2,76 +2,25 @@ package store
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"io"
 	"net"
-	"net/url"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/maxloyalty/notify/internal/testenv"
 )
 
-// postgresDSN returns the test server's DSN from NOTIFY_TEST_POSTGRES_DSN,
-// skipping the test when it is unset, except in CI where it is required.
-func postgresDSN(t *testing.T) string {
-	t.Helper()
-	return testenv.Service(t, testenv.PostgresDSN)
-}
-
-// withSearchPath returns dsn with its search_path set to schema.
-func withSearchPath(t *testing.T, dsn, schema string) string {
-	t.Helper()
-	if !isPostgresDSN(dsn) {
-		return dsn + " search_path=" + schema
-	}
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatalf("parse DSN: %v", err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
-
-// newPostgresSchema creates a fresh schema, dropped when the test ends, and
-// returns a DSN whose search_path is that schema.
+// newPostgresSchema is testenv.PostgresSchema. It stays as a thin wrapper
+// only because postgres_lock_test.go, upgrade_test.go and index_test.go
+// also call it by this name; new tests call testenv.PostgresSchema.
 func newPostgresSchema(t *testing.T) string {
 	t.Helper()
-	dsn := postgresDSN(t)
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	schema := "notify_store_test_" + hex.EncodeToString(b[:])
-	exec := func(ctx context.Context, sql string) error {
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(ctx)
-		_, err = conn.Exec(ctx, sql)
-		return err
-	}
-	if err := exec(t.Context(), "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize()); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := exec(ctx, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	return withSearchPath(t, dsn, schema)
+	return testenv.PostgresSchema(t)
 }
 
 func openTestPostgres(t *testing.T, dsn string) *Postgres {
@@ -89,7 +38,7 @@ func openTestPostgres(t *testing.T, dsn string) *Postgres {
 }
 
 func TestPostgres(t *testing.T) {
-	postgresDSN(t)
+	testenv.Service(t, testenv.PostgresDSN)
 	runSuite(t, func(t *testing.T) Store { return openTestPostgres(t, newPostgresSchema(t)) })
 
 	t.Run("Reopen", func(t *testing.T) {
@@ -109,13 +58,18 @@ func TestPostgres(t *testing.T) {
 
 	t.Run("TablesInOwnSchema", func(t *testing.T) {
 		dsn := newPostgresSchema(t)
+		cfg, err := pgconn.ParseConfig(dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := cfg.RuntimeParams["search_path"]
 		s := openTestPostgres(t, dsn)
 		var schema string
-		err := s.pool.QueryRow(t.Context(),
+		err = s.pool.QueryRow(t.Context(),
 			"SELECT table_schema FROM information_schema.tables WHERE table_name = 'inbox_items' AND table_schema = current_schema()").
 			Scan(&schema)
-		if err != nil || !strings.HasPrefix(schema, "notify_store_test_") {
-			t.Fatalf("inbox_items schema = %q, %v", schema, err)
+		if err != nil || want == "" || schema != want {
+			t.Fatalf("inbox_items schema = %q, %v; want the DSN's search_path %q", schema, err, want)
 		}
 	})
 

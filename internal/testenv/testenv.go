@@ -5,9 +5,15 @@
 package testenv
 
 import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/url"
 	"os"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // The variables that name the test services.
@@ -29,6 +35,58 @@ func Service(t testing.TB, variable string) string {
 		}
 	}
 	return v
+}
+
+// PostgresSchema creates a fresh schema on the PostgreSQL server named by
+// NOTIFY_TEST_POSTGRES_DSN and returns that DSN with its search_path set to
+// the schema. Tests that share one database, in parallel or in runs that
+// follow one another, each get tables of their own this way, so none sees
+// another's rows or migrations. The schema is dropped, with all it holds,
+// when t ends. Without the variable t is skipped, or fails in CI (see
+// Service); with it, a server that does not answer fails t.
+//
+// A postgres:// or postgresql:// URL gets search_path as a query
+// parameter, any other DSN is taken as key=value pairs and gets
+// " search_path=<schema>" appended.
+func PostgresSchema(t testing.TB) string {
+	t.Helper()
+	const timeout = 30 * time.Second
+	dsn := Service(t, PostgresDSN)
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	schema := "notify_test_" + hex.EncodeToString(b[:])
+	exec := func(ctx context.Context, sql string) error {
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(ctx)
+		_, err = conn.Exec(ctx, sql)
+		return err
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
+	defer cancel()
+	if err := exec(ctx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize()); err != nil {
+		t.Fatalf("create schema %s: %v", schema, err)
+	}
+	t.Cleanup(func() {
+		// t.Context() is done by now: the drop gets a context of its own.
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		if err := exec(ctx, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+		}
+	})
+	u, err := url.Parse(dsn)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return dsn + " search_path=" + schema
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // Eventually waits until cond holds, checking it every tick, and fails t
