@@ -21,6 +21,8 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
+
+	"github.com/maxloyalty/notify/internal/poll"
 )
 
 const (
@@ -79,9 +81,7 @@ type conn struct {
 	raw      *rawWriter   // non-blocking writes, when nc allows them
 
 	inflight atomic.Int32 // unary calls running: more requests are likely
-	parked   atomic.Bool  // the server's poller waits for the next bytes, not a reader
-	pollID   uint32       // the poller's: the connection's id in its events, from its first park
-	polled   bool         // the poller's: the descriptor is in its epoll set
+	pe       poll.Entry   // parked: the server's poller waits for the next bytes, not a reader
 
 	qmu    sync.Mutex // guards runq; never held while taking mu
 	runq   []*stream  // streams whose pump is due
@@ -180,7 +180,7 @@ func (c *conn) end(err error) {
 	c.nc.Close()
 	c.rd.cur = nil
 	c.rd.release()
-	c.srv.poll.drop(c)
+	c.srv.poll.Drop(&c.pe)
 	if c.ctx != nil {
 		for _, h := range c.stats {
 			h.HandleConn(c.ctx, &stats.ConnEnd{})
@@ -350,7 +350,7 @@ func (c *conn) park() bool {
 		return false
 	}
 	c.rd.release()
-	if !c.srv.poll.park(c) {
+	if !c.srv.poll.Park(&c.pe, c.raw.rc, c) {
 		return false
 	}
 	// A close that ran before the connection was parked did not see it
@@ -367,10 +367,14 @@ func (c *conn) park() bool {
 // unpark takes a parked connection back from the poller for its closing:
 // a reader of its own reads until close's read deadline, and ends it.
 func (c *conn) unpark() {
-	if c.parked.CompareAndSwap(true, false) {
+	if c.pe.Unpark() {
 		go c.resume()
 	}
 }
+
+// Wake is the poller's: the parked connection has bytes to read, or the
+// poller stops. A reader of its own resumes it.
+func (c *conn) Wake() { go c.resume() }
 
 // throttle waits while the output holds too many control replies or bytes
 // for the writer to catch up; false if the connection closed meanwhile.

@@ -51,18 +51,6 @@ func readers() int {
 	return n
 }
 
-func (p *poller) parked() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n := 0
-	for _, c := range p.conns {
-		if c.parked.Load() {
-			n++
-		}
-	}
-	return n
-}
-
 func (s *Server) openConns() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -117,7 +105,7 @@ func TestParkedConnections(t *testing.T) {
 	// When a reader parks is the kernel's and the runtimes' business:
 	// there is no event to wait on.
 	testenv.Eventually(t, 10*time.Second, "every idle connection parked", func() bool {
-		return srv.poll.parked() == conns
+		return srv.poll.Parked() == conns
 	})
 	// (Readers of an earlier test's connections may still be ending.)
 	testenv.Eventually(t, 5*time.Second, "no goroutine waiting for the parked connections' bytes", func() bool {
@@ -148,16 +136,14 @@ func TestParkedConnections(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, "the closed connections to end on the server", func() bool {
 		return srv.openConns() == conns-5
 	})
-	srv.poll.mu.Lock()
-	ids := len(srv.poll.conns)
-	srv.poll.mu.Unlock()
+	ids := srv.poll.Len()
 	if ids != conns-5 {
 		t.Errorf("the poller holds %d connections' ids, want %d: an ended connection's id is given back", ids, conns-5)
 	}
 
 	// Stop ends the connections still parked, and the poller.
 	testenv.Eventually(t, 10*time.Second, "the idle connections to park again", func() bool {
-		return srv.poll.parked() >= conns-10
+		return srv.poll.Parked() >= conns-10
 	})
 	srv.Stop()
 	stopped = true

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/stats"
 
 	"github.com/maxloyalty/notify/internal/intercept"
+	"github.com/maxloyalty/notify/internal/poll"
 )
 
 // Config configures a Server. Zero fields take the defaults documented.
@@ -133,7 +134,7 @@ type Server struct {
 	work    chan *stream
 	budget  int // request bytes a connection may buffer for calls not yet started
 	writers writers
-	poll    *poller // idle connections' readers, parked
+	poll    *poll.Poller // idle connections' readers, parked
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -167,7 +168,7 @@ func NewServer(cfg Config) *Server {
 		methods:   make(map[string]*method),
 		info:      make(map[string]grpc.ServiceInfo),
 		work:      make(chan *stream),
-		poll:      newPoller(),
+		poll:      poll.New(),
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),
 		quit:      make(chan struct{}),
@@ -296,7 +297,7 @@ func (s *Server) GracefulStop() {
 	}
 	<-idle
 	s.stopWorkers()
-	s.poll.stop()
+	s.poll.Stop()
 }
 
 // Stop closes every listener and connection at once; handlers see their
@@ -317,7 +318,7 @@ func (s *Server) Stop() {
 		c.close(ErrServerStopped)
 	}
 	s.stopWorkers()
-	s.poll.stop()
+	s.poll.Stop()
 }
 
 func (s *Server) stopWorkers() {
