@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/maxloyalty/notify/internal/grpchdr"
 	"github.com/maxloyalty/notify/internal/intercept"
+	"github.com/maxloyalty/notify/internal/poll"
 	"github.com/maxloyalty/notify/internal/stack"
 )
 
@@ -82,6 +84,10 @@ type webStreams struct {
 	calls   map[*webStream]struct{}
 	idle    chan struct{} // closed when calls empties while stopping
 	closing bool
+
+	// poll waits, with one goroutine, for the client of any connection
+	// taken over to send or close (see beginLocked).
+	poll *poll.Poller
 }
 
 // ServeStreams makes the grpc-web server-streaming calls to the services
@@ -100,6 +106,7 @@ func (c *InProcess) ServeStreams(cfg Streams) {
 		stats:       slices.Clone(cfg.StatsHandlers),
 		codec:       codec,
 		maxRecv:     c.maxRecv,
+		poll:        poll.New(),
 	}
 }
 
@@ -117,6 +124,9 @@ func (c *InProcess) Shutdown(ctx context.Context) error {
 }
 
 func (ws *webStreams) shutdown(ctx context.Context) error {
+	// The connections parked get watchers of their own again: a call's
+	// client closing still ends it while Shutdown waits.
+	ws.poll.Stop()
 	ws.mu.Lock()
 	ws.closing = true
 	if ws.idle == nil {
@@ -424,6 +434,8 @@ type webStream struct {
 	// over, or else the response's controller.
 	taken atomic.Value // net.Conn
 	cut   atomic.Pointer[http.ResponseController]
+
+	pe poll.Entry // the connection taken over, parked until its client sends or closes
 }
 
 var (
@@ -571,18 +583,29 @@ func (s *webStream) beginLocked() {
 	}
 	s.freed = true
 	close(s.released)
-	go s.watch(conn)
+	if sc, ok := conn.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil && s.ws.poll.Park(&s.pe, rc, s) {
+			return
+		}
+	}
+	go s.watch()
 }
 
 // watch ends the call when its client closes the connection it took over
 // (or sends anything: a grpc-web client sends nothing more), or when the
 // call's end closes it. Its goroutine waits in Read a few hundred bytes
-// deep, within its first stack.
-func (s *webStream) watch(conn net.Conn) {
+// deep, within its first stack. A plain socket's connection waits on the
+// poller instead, with no goroutine, until the poller wakes it.
+func (s *webStream) watch() {
 	var b [1]byte
-	_, _ = conn.Read(b[:])
+	_, _ = s.conn.Read(b[:])
 	s.cancel()
 }
+
+// Wake is the poller's: the client sent or closed (or the poller stops).
+// watch reads it, so that a wake-up meant for a connection that ended
+// before this one took its id cancels nothing.
+func (s *webStream) Wake() { go s.watch() }
 
 // chunkBufs are the buffers a chunk is assembled in: one write per
 // message, a TLS record rather than several.
@@ -678,6 +701,7 @@ func (s *webStream) finish(err error) {
 		_ = s.writeChunkLocked(tr[:5], mem.BufferSlice{mem.SliceBuffer(tr[5:])})
 		_, _ = s.conn.Write([]byte("0\r\n\r\n"))
 		_ = s.conn.Close()
+		s.ws.poll.Drop(&s.pe)
 	default:
 		_, _ = s.w.Write(trailerFrame(fields))
 		_ = s.rc.Flush()

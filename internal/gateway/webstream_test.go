@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -28,6 +29,7 @@ import (
 
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
 	"github.com/maxloyalty/notify/internal/gateway"
+	"github.com/maxloyalty/notify/internal/testenv"
 )
 
 // scriptService answers Subscribe by the script its first room names.
@@ -213,9 +215,23 @@ func newWebServer(t *testing.T, lean, h2 bool) *webServer {
 		ts.CloseClientConnections()
 		ts.Close()
 		g.Stop()
+		if lean {
+			shutdownLocal(t, local)
+		}
 	})
 	ws.url, ws.srv = ts.URL, ts
 	return ws
+}
+
+// shutdownLocal shuts local's in-process streams down, as a node does
+// after its HTTP server: their poller ends with them.
+func shutdownLocal(t *testing.T, local *gateway.InProcess) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	if err := local.Shutdown(ctx); err != nil {
+		t.Errorf("shutting the in-process streams down: %v", err)
+	}
 }
 
 // webAnswer is what a grpc-web call got back: status, headers (Date
@@ -450,6 +466,7 @@ func TestWebStreamStuckSendIsCut(t *testing.T) {
 			} else {
 				ts.Start()
 			}
+			defer shutdownLocal(t, local)
 			defer g.Stop()
 			defer ts.Close()
 			defer ts.CloseClientConnections()
@@ -512,6 +529,7 @@ func leanServer(t *testing.T) (*httptest.Server, *gateway.InProcess, *webServer,
 		ts.CloseClientConnections()
 		ts.Close()
 		g.Stop()
+		shutdownLocal(t, local)
 	})
 	ws.url, ws.srv = ts.URL, ts
 	return ts, local, ws, func() []http.ConnState {
@@ -627,5 +645,63 @@ func TestWebStreamShutdown(t *testing.T) {
 	}
 	if err := local.Shutdown(context.Background()); err != nil {
 		t.Errorf("second Shutdown: %v", err)
+	}
+}
+
+// watchers counts the goroutines waiting for a taken-over connection's
+// client.
+func watchers() int {
+	buf := make([]byte, 4<<20)
+	n := 0
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		if strings.Contains(g, "gateway.(*webStream).watch") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestWebStreamsParkTheirConnections: on Linux, the connections taken
+// over wait for their clients on one poller, with no goroutine each; a
+// client's close or bytes still end its call, before Shutdown and while
+// it waits.
+func TestWebStreamsParkTheirConnections(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the poller is Linux's (epoll)")
+	}
+	_, local, ws, _ := leanServer(t)
+	const streams = 8
+	var conns []net.Conn
+	for range streams {
+		conns = append(conns, openWait(t, ws.url, ""))
+	}
+	// (An earlier test's watchers may still be ending.)
+	testenv.Eventually(t, testTimeout, "no goroutine waiting for the streams' clients", func() bool {
+		return watchers() == 0
+	})
+
+	conns[0].Close()
+	_, _ = conns[1].Write([]byte("x"))
+	if got := ws.waitCalls(t, 2); got[0] != "Canceled" || got[1] != "Canceled" {
+		t.Errorf("calls ended %v after their clients closed or sent, want Canceled", got)
+	}
+
+	// Shutdown gives the rest watchers of their own: a client's close
+	// still ends its call, and Shutdown returns once every call has.
+	done := make(chan error, 1)
+	go func() { done <- local.Shutdown(context.Background()) }()
+	for _, c := range conns[2:] {
+		c.Close()
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("Shutdown did not return after every client closed")
+	}
+	if got := ws.waitCalls(t, streams); len(got) != streams {
+		t.Errorf("%d calls ended, want %d", len(got), streams)
 	}
 }
