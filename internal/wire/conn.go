@@ -33,6 +33,10 @@ const (
 	// frameSize is the largest frame the server writes and reads: HTTP/2's
 	// initial maximum, which every peer accepts whatever it advertises.
 	frameSize = 16384
+	// headerTableSize is HPACK's initial dynamic table size, the most the
+	// header encoder uses (the peer's SETTINGS_HEADER_TABLE_SIZE may lower
+	// it).
+	headerTableSize = 4096
 	// maxControl bounds the control replies (SETTINGS and PING
 	// acknowledgements, RST_STREAM) queued and not yet handed to the
 	// writer: past it the reader stops reading until the writer has caught
@@ -114,6 +118,7 @@ type conn struct {
 	recvUnacked int64 // connection bytes received and not yet acknowledged
 	enc         *hpack.Encoder
 	hbuf        bytes.Buffer
+	blocks      int // header blocks begun, counted up to the first that indexes
 	pingPending bool // a keepalive ping awaits any frame
 	pingAt      int64
 	ka          *time.Timer
@@ -134,6 +139,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 	}
 	c.cond = sync.NewCond(&c.mu)
 	c.enc = hpack.NewEncoder(&c.hbuf)
+	c.enc.SetMaxDynamicTableSize(0) // until the second header block: see beginBlockLocked
 	c.rd.nc = nc
 	c.raw = newRawWriter(nc)
 	c.rd.busy = &c.inflight
@@ -375,6 +381,21 @@ func (c *conn) unpark() {
 // Wake is the poller's: the parked connection has bytes to read, or the
 // poller stops. A reader of its own resumes it.
 func (c *conn) Wake() { go c.resume() }
+
+// beginBlockLocked readies the header encoder for a block of response
+// headers or trailers. A connection's first block indexes nothing: a
+// connection that carries one long stream (a phone's or a browser's own)
+// then keeps no encoder table, whose entries and maps would cost it more
+// than half a kilobyte for its whole life. From the second block on, the
+// table is the peer's size and fields are indexed as usual.
+func (c *conn) beginBlockLocked() {
+	c.hbuf.Reset()
+	if c.blocks < 2 {
+		if c.blocks++; c.blocks == 2 {
+			c.enc.SetMaxDynamicTableSize(headerTableSize)
+		}
+	}
+}
 
 // throttle waits while the output holds too many control replies or bytes
 // for the writer to catch up; false if the connection closed meanwhile.

@@ -161,3 +161,60 @@ func TestParkedConnections(t *testing.T) {
 		}
 	}
 }
+
+// TestFirstHeaderBlockIndexesNothing: a connection's first response
+// headers leave the header encoder's table empty (a connection with one
+// long stream keeps none); from the second block on it indexes, and the
+// client decodes every block.
+func TestFirstHeaderBlockIndexesNothing(t *testing.T) {
+	srv := NewServer(Config{Codec: encoding.GetCodecV2(protocodec.Name)})
+	svc := holdService{ended: make(chan struct{}, 10)}
+	testpb.RegisterTestServiceServer(srv, svc)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	defer func() {
+		srv.Stop()
+		<-served
+	}()
+	cc, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tableSize := func() uint32 {
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		for c := range srv.conns {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return c.enc.MaxDynamicTableSize()
+		}
+		t.Fatal("no connection")
+		return 0
+	}
+
+	s, err := testpb.NewTestServiceClient(cc).StreamingOutputCall(ctx, &testpb.StreamingOutputCallRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	if n := tableSize(); n != 0 {
+		t.Errorf("after the first header block the encoder's table is %d bytes, want 0", n)
+	}
+	for i := range 3 {
+		if _, err := testpb.NewTestServiceClient(cc).UnaryCall(ctx, &testpb.SimpleRequest{}); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	if n := tableSize(); n != headerTableSize {
+		t.Errorf("after more header blocks the encoder's table is %d bytes, want %d", n, headerTableSize)
+	}
+}

@@ -505,7 +505,7 @@ func (st *stream) endUnstarted(err error) {
 
 // trailersLocked writes a finished stream's trailers and forgets it.
 func (c *conn) trailersLocked(st *stream) {
-	c.hbuf.Reset()
+	c.beginBlockLocked()
 	if !st.headerSent {
 		// Trailers-Only.
 		code := "200"
@@ -533,7 +533,7 @@ func (c *conn) trailersLocked(st *stream) {
 // stats handlers, nil without any: the caller tells them once it has
 // released c.mu, so that no handler's code runs under the connection's lock.
 func (c *conn) headersLocked(st *stream) *stats.OutHeader {
-	c.hbuf.Reset()
+	c.beginBlockLocked()
 	c.enc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
 	c.enc.WriteField(hpack.HeaderField{Name: "content-type", Value: "application/grpc"})
 	if st.comp != nil {
