@@ -73,7 +73,8 @@ type conn struct {
 	srv   *Server
 	nc    net.Conn
 	rd    lazyReader
-	fr    *http2.Framer
+	fr    *framer        // the reader's; nil while parked (see framer)
+	dec   *hpack.Decoder // the client's header blocks, decoded by fr
 	peer  *peer.Peer
 	ctx   context.Context // parent of the streams' contexts: the peer, the stats tags
 	stop  context.CancelFunc
@@ -231,10 +232,7 @@ func (c *conn) handshake() error {
 	}
 	_ = c.nc.SetDeadline(time.Time{})
 
-	c.fr = http2.NewFramer(nil, &c.rd)
-	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	c.fr.MaxHeaderListSize = cfg.MaxHeaderListSize
-	c.fr.SetMaxReadFrameSize(frameSize)
+	c.dec = hpack.NewDecoder(headerTableSize, nil)
 	c.lastRead.Store(time.Now().UnixNano())
 
 	c.mu.Lock()
@@ -312,7 +310,7 @@ func (c *conn) readLoop() (handed bool, err error) {
 				return true, nil
 			}
 		}
-		f, err := c.fr.ReadFrame()
+		f, err := c.framer().ReadFrame()
 		if err == nil {
 			c.lastRead.Store(time.Now().UnixNano())
 			switch f.(type) {
@@ -356,6 +354,7 @@ func (c *conn) park() bool {
 		return false
 	}
 	c.rd.release()
+	c.putFramer()
 	if !c.srv.poll.Park(&c.pe, c.raw.rc, c) {
 		return false
 	}
@@ -1136,6 +1135,52 @@ func putBuf(b []byte) {
 	}
 	b = b[:0]
 	bufPool.Put(&b)
+}
+
+// framer reads a connection's frames with x/net's http2.Framer. A parked
+// connection holds none: the Framer (its state, and a buffer as large as
+// the largest frame it has read) goes back to a pool the server's
+// connections share, and the next reader takes one. Only a Framer between
+// frames goes back, so none carries a header block's state from one
+// connection to another.
+type framer struct {
+	*http2.Framer
+	src frameSource
+}
+
+// frameSource is what a pooled Framer reads: the connection that has it.
+type frameSource struct{ rd *lazyReader }
+
+func (s *frameSource) Read(p []byte) (int, error) { return s.rd.Read(p) }
+
+var framers = sync.Pool{New: func() any {
+	f := new(framer)
+	f.Framer = http2.NewFramer(nil, &f.src)
+	f.SetMaxReadFrameSize(frameSize)
+	return f
+}}
+
+// framer returns the reader's framer, taking one from the pool if the
+// connection has none.
+func (c *conn) framer() *framer {
+	if c.fr == nil {
+		f := framers.Get().(*framer)
+		f.src.rd = &c.rd
+		f.ReadMetaHeaders = c.dec
+		f.MaxHeaderListSize = c.srv.cfg.MaxHeaderListSize
+		c.fr = f
+	}
+	return c.fr
+}
+
+// putFramer gives the connection's framer back to the pool, between
+// frames (see framer).
+func (c *conn) putFramer() {
+	if f := c.fr; f != nil {
+		c.fr = nil
+		f.src.rd, f.ReadMetaHeaders = nil, nil
+		framers.Put(f)
+	}
 }
 
 // lazyReader reads a connection through a pooled buffer while data flows

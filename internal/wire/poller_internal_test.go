@@ -111,6 +111,14 @@ func TestParkedConnections(t *testing.T) {
 	testenv.Eventually(t, 5*time.Second, "no goroutine waiting for the parked connections' bytes", func() bool {
 		return readers() == 0
 	})
+	// Nor a framer: it went back to the pool.
+	srv.mu.Lock()
+	for c := range srv.conns {
+		if c.pe.Parked() && c.fr != nil {
+			t.Error("a parked connection holds a framer")
+		}
+	}
+	srv.mu.Unlock()
 
 	// A call on a parked connection: its reader is resumed.
 	for i, cc := range clients[:5] {
