@@ -98,6 +98,11 @@ type conn struct {
 	pingStrikes int
 	reset       [recentResets]uint32 // stream ids the server reset, a ring
 	resetNext   int
+	opened      int         // streams the client opened, counted up to 2 (see shrinkTable)
+	settingsOut int         // SETTINGS frames sent, the handshake's included
+	settingsAck int         // their acknowledgements received
+	shrinkAck   int         // the acknowledgement after which the client's header table is empty; 0: not asked
+	noTable     atomic.Bool // the client's header table was emptied (for tests, from other goroutines)
 
 	mu          sync.Mutex // guards what follows; lock order: a hub subscriber's lock, then mu
 	cond        *sync.Cond // on mu: windows, output, streams or handlers changed
@@ -119,7 +124,7 @@ type conn struct {
 	recvUnacked int64 // connection bytes received and not yet acknowledged
 	enc         *hpack.Encoder
 	hbuf        bytes.Buffer
-	blocks      int // header blocks begun, counted up to the first that indexes
+	blocks      int  // header blocks begun, counted up to the first that indexes
 	pingPending bool // a keepalive ping awaits any frame
 	pingAt      int64
 	ka          *time.Timer
@@ -244,6 +249,7 @@ func (c *conn) handshake() error {
 		settings = append(settings, http2.Setting{ID: http2.SettingInitialWindowSize, Val: uint32(cfg.InitialWindowSize)})
 	}
 	c.out = appendSettings(c.outBuf(), settings...)
+	c.settingsOut = 1
 	if d := int64(cfg.InitialConnWindowSize) - defaultWindow; d > 0 {
 		c.out = appendWindowUpdate(c.out, 0, uint32(d))
 		c.recvWindow += d
@@ -298,6 +304,7 @@ func (c *conn) readLoop() (handed bool, err error) {
 			return false, errConnClosed
 		}
 		if len(c.rd.cur) == 0 && c.inflight.Load() == 0 {
+			c.shrinkTable()
 			// Once parked, the connection is the next reader's: nothing
 			// of the reader's state is touched after park.
 			grown := c.grown
@@ -342,6 +349,31 @@ func (c *conn) readLoop() (handed bool, err error) {
 		}
 		return false, err
 	}
+}
+
+// shrinkTable asks the client of a connection that carries one stream,
+// and has carried no other, to empty its HPACK table (a
+// SETTINGS_HEADER_TABLE_SIZE of 0; onSettings drops the server's copy
+// once the client acknowledges it). The table holds the client's first
+// request headers, its token among them, for the connection's whole life:
+// on a phone's or a browser's own connection it is most of what a
+// connection costs beside its stream. Later requests on the connection
+// carry their headers whole, which only a connection that starts more
+// streams pays for, and such a connection is not asked. Called by the
+// reader when it has nothing left to read.
+func (c *conn) shrinkTable() {
+	if c.shrinkAck != 0 || c.opened != 1 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.streams) != 1 || c.closed || c.goaway {
+		return
+	}
+	c.out = appendSettings(c.outBuf(), http2.Setting{ID: http2.SettingHeaderTableSize, Val: 0})
+	c.wakeLocked()
+	c.settingsOut++
+	c.shrinkAck = c.settingsOut
 }
 
 // park hands the wait for an idle connection's next bytes to the server's
@@ -458,6 +490,7 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
 	c.maxID = id
+	c.opened = min(c.opened+1, 2)
 	if f.HasPriority() && f.Priority.StreamDep == id {
 		c.mu.Unlock()
 		return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol}
@@ -578,6 +611,14 @@ func (c *conn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
 
 func (c *conn) onSettings(f *http2.SettingsFrame) error {
 	if f.IsAck() {
+		if c.settingsAck++; c.settingsAck == c.shrinkAck {
+			// The client has emptied its header table and indexes no
+			// more: a decoder without a table reads its next blocks,
+			// and the old table goes.
+			c.dec = hpack.NewDecoder(0, nil)
+			c.fr.ReadMetaHeaders = c.dec
+			c.noTable.Store(true)
+		}
 		return nil
 	}
 	c.mu.Lock()

@@ -226,3 +226,81 @@ func TestFirstHeaderBlockIndexesNothing(t *testing.T) {
 		t.Errorf("after more header blocks the encoder's table is %d bytes, want %d", n, headerTableSize)
 	}
 }
+
+// TestOneStreamEmptiesHeaderTable: a connection that carries one stream
+// asks its client to empty its HPACK table and, once acknowledged, keeps
+// none; calls made on it later still decode. A connection that carries
+// more streams keeps its table.
+func TestOneStreamEmptiesHeaderTable(t *testing.T) {
+	srv := NewServer(Config{Codec: encoding.GetCodecV2(protocodec.Name)})
+	svc := holdService{ended: make(chan struct{}, 10)}
+	testpb.RegisterTestServiceServer(srv, svc)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	defer func() {
+		srv.Stop()
+		<-served
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dial := func() (*grpc.ClientConn, testpb.TestServiceClient) {
+		cc, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cc.Close() })
+		return cc, testpb.NewTestServiceClient(cc)
+	}
+	// shrunk reports, for each connection, whether its table was emptied.
+	shrunk := func() (n, of int) {
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		for c := range srv.conns {
+			of++
+			if c.noTable.Load() {
+				n++
+			}
+		}
+		return n, of
+	}
+	open := func(c testpb.TestServiceClient) {
+		s, err := c.StreamingOutputCall(ctx, &testpb.StreamingOutputCallRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Recv(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	_, one := dial()
+	open(one)
+	testenv.Eventually(t, 10*time.Second, "the one-stream connection's table emptied", func() bool {
+		n, of := shrunk()
+		return n == 1 && of == 1
+	})
+	// Later calls carry their headers whole, and decode.
+	for i := range 3 {
+		if _, err := one.UnaryCall(ctx, &testpb.SimpleRequest{}); err != nil {
+			t.Fatalf("call %d after the table was emptied: %v", i, err)
+		}
+	}
+	open(one)
+
+	_, two := dial()
+	if _, err := two.UnaryCall(ctx, &testpb.SimpleRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	open(two)
+	open(two)
+	testenv.Eventually(t, 10*time.Second, "both connections parked", func() bool {
+		return srv.poll.Parked() == 2
+	})
+	if n, of := shrunk(); n != 1 || of != 2 {
+		t.Errorf("%d of %d connections emptied their table, want only the one-stream connection's", n, of)
+	}
+}
