@@ -1,7 +1,8 @@
 package main
 
 // The HTTP/2 attack suite: TestAttack and its cases. The raw-frame client
-// and the measurements are in attack_client_test.go.
+// is in attack_client_test.go, the checks and measurements in
+// attack_checks_test.go.
 
 import (
 	"context"
