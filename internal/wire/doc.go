@@ -5,8 +5,9 @@
 // another that writes, and wakes a goroutine per stream per message. Here a
 // connection has a reader goroutine only while it has bytes to read, and a
 // writer only while it has bytes to write. On Linux, an idle plain-TCP
-// connection is parked on the server's poller (one epoll set and one
-// goroutine per server), which starts a reader when bytes come; a TLS
+// connection is parked on the server's poller (internal/poll: one epoll
+// set and one goroutine per server), which starts a reader when bytes
+// come, and its frame reader goes back to a pool meanwhile; a TLS
 // connection's reader waits itself, handed to a fresh goroutine once it
 // has done deep work so that it keeps the smallest stack. Plain-TCP
 // connections are written by a few writers the server shares (at most
@@ -18,6 +19,15 @@
 // call, instead of ten thousand goroutines. Handlers still run until their
 // call ends, so interceptors and stats handlers see every call's true end
 // and status.
+//
+// A connection's first response header block indexes nothing (the HPACK
+// encoder's table starts at size 0 and takes the peer's size from the
+// second block on), and a connection that has carried one stream, still
+// open, asks its client to empty its table once it has nothing left to
+// read (SETTINGS_HEADER_TABLE_SIZE 0; the server's decoder drops its copy
+// at the acknowledgement): a phone's or a browser's own connection keeps
+// neither table for its stream's life. Connections that carry more calls
+// index as usual.
 //
 // Services register as on a grpc.Server (the generated RegisterXServer
 // functions take a Server), and calls run through the same grpc-go unary
