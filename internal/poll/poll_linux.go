@@ -175,7 +175,8 @@ func (p *Poller) Stop() {
 	}
 }
 
-// Len returns how many entries hold an id: those parked and not dropped.
+// Len returns how many entries hold an id: every Entry that has parked
+// and was not dropped since.
 func (p *Poller) Len() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()

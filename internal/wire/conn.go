@@ -614,7 +614,8 @@ func (c *conn) onSettings(f *http2.SettingsFrame) error {
 		if c.settingsAck++; c.settingsAck == c.shrinkAck {
 			// The client has emptied its header table and indexes no
 			// more: a decoder without a table reads its next blocks,
-			// and the old table goes.
+			// and the old table goes. (A peer that acknowledges SETTINGS
+			// it was not sent fails only its own connection's decoding.)
 			c.dec = hpack.NewDecoder(0, nil)
 			c.fr.ReadMetaHeaders = c.dec
 			c.noTable.Store(true)
