@@ -100,8 +100,8 @@ type later struct {
 // prepareLater validates a request with a time: nil when it is due now,
 // and it then publishes as any other (without its time and cancel key).
 func (s *Service) prepareLater(c auth.Claims, req *notifyv1.PublishRequest, index int) (*later, error) {
-	if s.cfg.Scheduler == nil || !s.cfg.Scheduler.Scheduling() {
-		return nil, errNoScheduler
+	if _, err := s.scheduler(); err != nil {
+		return nil, err
 	}
 	now := s.now()
 	at, how, err := s.deliverTime(req, now)
@@ -276,12 +276,35 @@ type ScheduleService struct {
 // Schedules returns the ScheduleService of s.
 func (s *Service) Schedules() *ScheduleService { return &ScheduleService{svc: s} }
 
-func (x *ScheduleService) scheduler() (Scheduler, error) {
-	sc := x.svc.cfg.Scheduler
+// scheduler is the configured Scheduler, or errNoScheduler when there is
+// none or it keeps no scheduled publishes.
+func (s *Service) scheduler() (Scheduler, error) {
+	sc := s.cfg.Scheduler
 	if sc == nil || !sc.Scheduling() {
 		return nil, errNoScheduler
 	}
 	return sc, nil
+}
+
+// scheduleCall is every ScheduleService call's preamble and error
+// mapping: it takes the caller's claims (Unauthenticated without them) and
+// the scheduler (FailedPrecondition without one), runs the call's own part
+// f with them, and turns what f returns into a gRPC status.
+func scheduleCall[T any](ctx context.Context, x *ScheduleService, f func(c auth.Claims, sc Scheduler) (T, error)) (T, error) {
+	var zero T
+	c, err := claims(ctx)
+	if err != nil {
+		return zero, toStatusErr(err)
+	}
+	sc, err := x.svc.scheduler()
+	if err != nil {
+		return zero, toStatusErr(err)
+	}
+	out, err := f(c, sc)
+	if err != nil {
+		return zero, toStatusErr(err)
+	}
+	return out, nil
 }
 
 // publisherFor resolves whose scheduled publishes a call is about: the
@@ -303,62 +326,50 @@ func publisherFor(c auth.Claims, publisher string, all bool) (string, error) {
 
 // CancelScheduled implements ScheduleService.CancelScheduled.
 func (x *ScheduleService) CancelScheduled(ctx context.Context, req *notifyv1.CancelScheduledRequest) (*notifyv1.CancelScheduledResponse, error) {
-	c, err := claims(ctx)
-	if err != nil {
-		return nil, toStatusErr(err)
-	}
-	sc, err := x.scheduler()
-	if err != nil {
-		return nil, toStatusErr(err)
-	}
-	switch {
-	case (req.CancelKey == "") == (req.Id == ""):
-		return nil, toStatusErr(invalid("cancel_key, id: give one"))
-	case req.CancelKey != "" && !cancelKeyRE.MatchString(req.CancelKey):
-		return nil, toStatusErr(invalid("cancel_key: 1 to %d characters of [A-Za-z0-9_.:-]", MaxCancelKeyLen))
-	case len(req.Id) > 20:
-		return nil, toStatusErr(invalid("id: not a scheduled publish's id"))
-	}
-	publisher, err := publisherFor(c, req.Publisher, false)
-	if err != nil {
-		return nil, toStatusErr(err)
-	}
-	sp, err := sc.CancelScheduled(ctx, publisher, req.CancelKey, req.Id)
-	if err != nil {
-		return nil, toStatusErr(err)
-	}
-	return &notifyv1.CancelScheduledResponse{Scheduled: sp}, nil
+	return scheduleCall(ctx, x, func(c auth.Claims, sc Scheduler) (*notifyv1.CancelScheduledResponse, error) {
+		switch {
+		case (req.CancelKey == "") == (req.Id == ""):
+			return nil, invalid("cancel_key, id: give one")
+		case req.CancelKey != "" && !cancelKeyRE.MatchString(req.CancelKey):
+			return nil, invalid("cancel_key: 1 to %d characters of [A-Za-z0-9_.:-]", MaxCancelKeyLen)
+		case len(req.Id) > 20:
+			return nil, invalid("id: not a scheduled publish's id")
+		}
+		publisher, err := publisherFor(c, req.Publisher, false)
+		if err != nil {
+			return nil, err
+		}
+		sp, err := sc.CancelScheduled(ctx, publisher, req.CancelKey, req.Id)
+		if err != nil {
+			return nil, err
+		}
+		return &notifyv1.CancelScheduledResponse{Scheduled: sp}, nil
+	})
 }
 
 // ListScheduled implements ScheduleService.ListScheduled.
 func (x *ScheduleService) ListScheduled(ctx context.Context, req *notifyv1.ListScheduledRequest) (*notifyv1.ListScheduledResponse, error) {
-	c, err := claims(ctx)
-	if err != nil {
-		return nil, toStatusErr(err)
-	}
-	sc, err := x.scheduler()
-	if err != nil {
-		return nil, toStatusErr(err)
-	}
-	size := int(req.PageSize)
-	switch {
-	case size == 0:
-		size = DefaultPageSize
-	case size < 0 || size > 500:
-		return nil, toStatusErr(invalid("page_size: 1 to 500"))
-	}
-	if len(req.PageToken) > 1024 {
-		return nil, toStatusErr(invalid("page_token: not one this server wrote"))
-	}
-	publisher, err := publisherFor(c, req.Publisher, true)
-	if err != nil {
-		return nil, toStatusErr(err)
-	}
-	list, next, err := sc.ListScheduled(ctx, publisher, req.IncludeDone, size, req.PageToken)
-	if err != nil {
-		return nil, toStatusErr(err)
-	}
-	return &notifyv1.ListScheduledResponse{Scheduled: list, NextPageToken: next}, nil
+	return scheduleCall(ctx, x, func(c auth.Claims, sc Scheduler) (*notifyv1.ListScheduledResponse, error) {
+		size := int(req.PageSize)
+		switch {
+		case size == 0:
+			size = DefaultPageSize
+		case size < 0 || size > 500:
+			return nil, invalid("page_size: 1 to 500")
+		}
+		if len(req.PageToken) > 1024 {
+			return nil, invalid("page_token: not one this server wrote")
+		}
+		publisher, err := publisherFor(c, req.Publisher, true)
+		if err != nil {
+			return nil, err
+		}
+		list, next, err := sc.ListScheduled(ctx, publisher, req.IncludeDone, size, req.PageToken)
+		if err != nil {
+			return nil, err
+		}
+		return &notifyv1.ListScheduledResponse{Scheduled: list, NextPageToken: next}, nil
+	})
 }
 
 // digestUser resolves whose digests a call is about: the caller's own, or
@@ -381,57 +392,45 @@ func digestUser(c auth.Claims, userID string) (string, error) {
 
 // ListDigests implements ScheduleService.ListDigests.
 func (x *ScheduleService) ListDigests(ctx context.Context, req *notifyv1.ListDigestsRequest) (*notifyv1.ListDigestsResponse, error) {
-	c, err := claims(ctx)
-	if err != nil {
-		return nil, toStatusErr(err)
-	}
-	sc, err := x.scheduler()
-	if err != nil {
-		return nil, toStatusErr(err)
-	}
-	user, err := digestUser(c, req.UserId)
-	if err != nil {
-		return nil, toStatusErr(err)
-	}
-	ds, err := sc.OpenDigests(ctx, user)
-	if err != nil {
-		return nil, toStatusErr(err)
-	}
-	return &notifyv1.ListDigestsResponse{Digests: ds}, nil
+	return scheduleCall(ctx, x, func(c auth.Claims, sc Scheduler) (*notifyv1.ListDigestsResponse, error) {
+		user, err := digestUser(c, req.UserId)
+		if err != nil {
+			return nil, err
+		}
+		ds, err := sc.OpenDigests(ctx, user)
+		if err != nil {
+			return nil, err
+		}
+		return &notifyv1.ListDigestsResponse{Digests: ds}, nil
+	})
 }
 
 // ReleaseDigest implements ScheduleService.ReleaseDigest.
 func (x *ScheduleService) ReleaseDigest(ctx context.Context, req *notifyv1.ReleaseDigestRequest) (*notifyv1.ReleaseDigestResponse, error) {
-	c, err := claims(ctx)
-	if err != nil {
-		return nil, toStatusErr(err)
-	}
-	sc, err := x.scheduler()
-	if err != nil {
-		return nil, toStatusErr(err)
-	}
-	user, err := digestUser(c, req.UserId)
-	if err != nil {
-		return nil, toStatusErr(err)
-	}
-	typ := ""
-	switch {
-	case req.EventType != notifyv1.EventType_EVENT_TYPE_UNSPECIFIED:
-		if !known(notifyv1.EventType_name, int32(req.EventType)) {
-			return nil, toStatusErr(invalid("event_type: %d is not a known event type", req.EventType))
+	return scheduleCall(ctx, x, func(c auth.Claims, sc Scheduler) (*notifyv1.ReleaseDigestResponse, error) {
+		user, err := digestUser(c, req.UserId)
+		if err != nil {
+			return nil, err
 		}
-		typ = typeName(req.EventType)
-	case req.Key != "":
-		return nil, toStatusErr(invalid("key: only with event_type"))
-	}
-	if len(req.Key) > 256 {
-		return nil, toStatusErr(invalid("key: longer than 256 bytes"))
-	}
-	ds, err := sc.ReleaseDigests(ctx, user, typ, req.Key)
-	if err != nil {
-		return nil, toStatusErr(err)
-	}
-	return &notifyv1.ReleaseDigestResponse{Released: ds}, nil
+		typ := ""
+		switch {
+		case req.EventType != notifyv1.EventType_EVENT_TYPE_UNSPECIFIED:
+			if !known(notifyv1.EventType_name, int32(req.EventType)) {
+				return nil, invalid("event_type: %d is not a known event type", req.EventType)
+			}
+			typ = typeName(req.EventType)
+		case req.Key != "":
+			return nil, invalid("key: only with event_type")
+		}
+		if len(req.Key) > 256 {
+			return nil, invalid("key: longer than 256 bytes")
+		}
+		ds, err := sc.ReleaseDigests(ctx, user, typ, req.Key)
+		if err != nil {
+			return nil, err
+		}
+		return &notifyv1.ReleaseDigestResponse{Released: ds}, nil
+	})
 }
 
 // Preferences' time fields, between the contract and the store.

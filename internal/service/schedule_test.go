@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -39,7 +40,17 @@ type scheduleFixture struct {
 	schedule notifyv1.ScheduleServiceClient
 }
 
-func newScheduleFixture(t *testing.T) *scheduleFixture {
+// scheduleSetup is what a test may change of newScheduleFixture's server.
+type scheduleSetup struct {
+	// cfg is the service's configuration: the queue as its Deliveries and
+	// Scheduler.
+	cfg *service.Config
+	// skip names the methods the JWT interceptors let through without a
+	// token.
+	skip func(fullMethod string) bool
+}
+
+func newScheduleFixture(t *testing.T, opts ...func(*scheduleSetup)) *scheduleFixture {
 	t.Helper()
 	st, err := store.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "inbox.db"))
 	if err != nil {
@@ -56,7 +67,12 @@ func newScheduleFixture(t *testing.T) *scheduleFixture {
 	}
 	h := hub.New()
 	mem := broker.NewMemory(broker.MemoryConfig{}, h.Deliver)
-	svc := service.New(service.Config{ServerID: "schedule-test", Deliveries: q, Scheduler: q}, mem, h, st, slog.New(slog.DiscardHandler))
+	cfg := service.Config{ServerID: "schedule-test", Deliveries: q, Scheduler: q}
+	set := scheduleSetup{cfg: &cfg}
+	for _, o := range opts {
+		o(&set)
+	}
+	svc := service.New(cfg, mem, h, st, slog.New(slog.DiscardHandler))
 	q.SetPublisher(svc)
 	v, err := auth.NewVerifier(auth.Config{HMACSecret: rpcSecret, RequireExpiry: true})
 	if err != nil {
@@ -64,8 +80,8 @@ func newScheduleFixture(t *testing.T) *scheduleFixture {
 	}
 	srv := grpc.NewServer(
 		grpc.ForceServerCodecV2(service.NewCodec()),
-		grpc.ChainUnaryInterceptor(v.UnaryInterceptor(nil)),
-		grpc.ChainStreamInterceptor(v.StreamInterceptor(nil)),
+		grpc.ChainUnaryInterceptor(v.UnaryInterceptor(set.skip)),
+		grpc.ChainStreamInterceptor(v.StreamInterceptor(set.skip)),
 	)
 	notifyv1.RegisterNotificationServiceServer(srv, svc)
 	notifyv1.RegisterInboxServiceServer(srv, svc.Inbox())
@@ -330,5 +346,91 @@ func TestTimePreferences(t *testing.T) {
 	wantStatus(t, "key without type", err, codes.InvalidArgument, "only with event_type")
 	if st := status.Convert(err); st.Code() != codes.InvalidArgument {
 		t.Errorf("%v", st)
+	}
+}
+
+// offScheduler is a scheduler that keeps no scheduled publishes, as a
+// queue whose store has no timing engine.
+type offScheduler struct{ service.Scheduler }
+
+func (offScheduler) Scheduling() bool { return false }
+
+// scheduleRPC is a call of method m that sends the empty request, or the
+// one a guest may not make when denied, and returns its error.
+func scheduleRPC[Req, Resp any](m func(notifyv1.ScheduleServiceClient, context.Context, Req, ...grpc.CallOption) (Resp, error), empty, guestDenied Req) func(context.Context, notifyv1.ScheduleServiceClient, bool) error {
+	return func(ctx context.Context, c notifyv1.ScheduleServiceClient, denied bool) error {
+		req := empty
+		if denied {
+			req = guestDenied
+		}
+		_, err := m(c, ctx, req)
+		return err
+	}
+}
+
+// TestScheduleServicePreamble: every ScheduleService call refuses a caller
+// without claims (Unauthenticated) before anything else, then a server
+// without a scheduler (FailedPrecondition) before looking at its request,
+// then a caller whose role does not allow what it asks (PermissionDenied).
+func TestScheduleServicePreamble(t *testing.T) {
+	const (
+		noToken = "missing bearer token"
+		noSched = "keeps no scheduled publishes"
+	)
+	calls := []struct {
+		name string
+		call func(context.Context, notifyv1.ScheduleServiceClient, bool) error
+	}{
+		{"CancelScheduled", scheduleRPC(notifyv1.ScheduleServiceClient.CancelScheduled,
+			&notifyv1.CancelScheduledRequest{}, &notifyv1.CancelScheduledRequest{CancelKey: "k", Publisher: "service:svc1"})},
+		{"ListScheduled", scheduleRPC(notifyv1.ScheduleServiceClient.ListScheduled,
+			&notifyv1.ListScheduledRequest{}, &notifyv1.ListScheduledRequest{Publisher: "*"})},
+		{"ListDigests", scheduleRPC(notifyv1.ScheduleServiceClient.ListDigests,
+			&notifyv1.ListDigestsRequest{}, &notifyv1.ListDigestsRequest{UserId: "g2"})},
+		{"ReleaseDigest", scheduleRPC(notifyv1.ScheduleServiceClient.ReleaseDigest,
+			&notifyv1.ReleaseDigestRequest{}, &notifyv1.ReleaseDigestRequest{UserId: "g2"})},
+	}
+	noScheduler := func(s *scheduleSetup) { s.cfg.Deliveries, s.cfg.Scheduler = nil, nil }
+	// The interceptors let every ScheduleService call through: the call
+	// itself finds no claims.
+	noAuth := func(s *scheduleSetup) {
+		s.skip = func(m string) bool {
+			return strings.HasPrefix(m, "/"+notifyv1.ScheduleService_ServiceDesc.ServiceName+"/")
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		setup []func(*scheduleSetup)
+		// caller is who calls: nil, no one (no token).
+		caller *auth.Claims
+		denied bool
+		code   codes.Code
+		msg    string
+	}{
+		{"no token", nil, nil, false, codes.Unauthenticated, noToken},
+		// Claims come first: before the missing scheduler.
+		{"no claims in the call", []func(*scheduleSetup){noAuth, noScheduler}, nil, false, codes.Unauthenticated, noToken},
+		// The scheduler comes before the request (the empty ones are
+		// invalid for CancelScheduled) and the caller's role.
+		{"no scheduler", []func(*scheduleSetup){noScheduler}, &svcCaller, false, codes.FailedPrecondition, noSched},
+		{"scheduling off", []func(*scheduleSetup){func(s *scheduleSetup) { s.cfg.Scheduler = offScheduler{s.cfg.Scheduler} }},
+			&guestCaller, true, codes.FailedPrecondition, noSched},
+		{"guest's role", nil, &guestCaller, true, codes.PermissionDenied, "guest tokens see their own"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newScheduleFixture(t, tc.setup...)
+			var ctx context.Context
+			if tc.caller != nil {
+				ctx = as(t, *tc.caller)
+			} else {
+				bare, cancel := context.WithTimeout(context.Background(), rpcTimeout)
+				t.Cleanup(cancel)
+				ctx = bare
+			}
+			for _, c := range calls {
+				wantStatus(t, c.name, c.call(ctx, f.schedule, tc.denied), tc.code, tc.msg)
+			}
+		})
 	}
 }
