@@ -107,11 +107,13 @@ func (l *listener) Accept() (net.Conn, error) {
 			}
 			return &conn{Conn: nc, c: l.c}, nil
 		}
-		nc.Close()
+		// Counted before the peer can see the refusal: whoever watches
+		// the counts sees every refusal its client has seen.
 		if l.c.onReject != nil {
 			l.c.onReject(reason)
 		}
 		l.refused.refused(reason)
+		nc.Close()
 	}
 }
 
