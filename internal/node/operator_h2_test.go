@@ -162,6 +162,14 @@ func (p *h2Probe) step(deadline time.Time) error {
 				return nil
 			})
 		}
+		// As any client must before it acknowledges: the server may
+		// shrink the header table its blocks are encoded against.
+		_ = f.ForeachSetting(func(s http2.Setting) error {
+			if s.ID == http2.SettingHeaderTableSize {
+				p.enc.SetMaxDynamicTableSizeLimit(s.Val)
+			}
+			return nil
+		})
 		return p.fr.WriteSettingsAck()
 	case *http2.PingFrame:
 		if f.IsAck() {

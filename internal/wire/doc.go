@@ -27,7 +27,10 @@
 // read (SETTINGS_HEADER_TABLE_SIZE 0; the server's decoder drops its copy
 // at the acknowledgement): a phone's or a browser's own connection keeps
 // neither table for its stream's life. Connections that carry more calls
-// index as usual.
+// index as usual. A client must apply the setting before it acknowledges
+// it (RFC 9113 §6.5.3, RFC 7541 §4.2), as grpc-go's, x/net's, OkHttp's and
+// Netty's encoders do; one that acknowledges and goes on indexing against
+// the old table fails its next request with COMPRESSION_ERROR.
 //
 // Services register as on a grpc.Server (the generated RegisterXServer
 // functions take a Server), and calls run through the same grpc-go unary
