@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -37,6 +38,8 @@ type h2conn struct {
 	enc    *hpack.Encoder
 	hbuf   bytes.Buffer
 	nextID uint32
+
+	tableSize atomic.Int64 // the header table size the server last set; -1: never set
 
 	mu      sync.Mutex // guards streams and err
 	streams map[uint32]*h2stream
@@ -71,6 +74,7 @@ func dialH2(addr string, window, connWindow int32) (*h2conn, error) {
 		streams:   make(map[uint32]*h2stream),
 		authority: addr,
 	}
+	c.tableSize.Store(-1)
 	c.fr = http2.NewFramer(c.bw, bufio.NewReaderSize(nc, 64<<10))
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	c.fr.MaxHeaderListSize = 1 << 20
@@ -164,7 +168,7 @@ func (c *h2conn) read(connWindow uint32) {
 			switch f := f.(type) {
 			case *http2.SettingsFrame:
 				if !f.IsAck() {
-					if err := c.write(c.fr.WriteSettingsAck); err != nil {
+					if err := c.write(func() error { return c.applySettings(f) }); err != nil {
 						return err
 					}
 				}
@@ -206,6 +210,18 @@ func (c *h2conn) read(connWindow uint32) {
 	for _, st := range streams {
 		st.done <- status.Error(codes.Unavailable, err.Error())
 	}
+}
+
+// applySettings applies the server's SETTINGS and acknowledges them; the
+// caller holds wmu. A new header table size binds every header block sent
+// after the ACK (RFC 9113 §6.5.3): the server drops its table as soon as it
+// reads the ACK, so the encoder must shrink before the ACK is written.
+func (c *h2conn) applySettings(f *http2.SettingsFrame) error {
+	if v, ok := f.Value(http2.SettingHeaderTableSize); ok {
+		c.enc.SetMaxDynamicTableSizeLimit(v)
+		c.tableSize.Store(int64(v))
+	}
+	return c.fr.WriteSettingsAck()
 }
 
 func (c *h2conn) stream(id uint32) *h2stream {
