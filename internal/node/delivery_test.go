@@ -173,7 +173,13 @@ func TestDeliveryCriticalAlertEmail(t *testing.T) {
 // or without an inbox) and each status step of each user delivery, signed.
 func TestDeliveryWebhooks(t *testing.T) {
 	t.Parallel()
-	e := startDeliveryNode(t, func(c *node.Config) { c.Delivery.DelayedTypes = []string{"none"} })
+	// Attempts come at most a second apart (deliveryConfig's RetryMax): the
+	// default ten would run out within the outage on a busy machine, where
+	// seeing every delivery fail once can take seconds.
+	e := startDeliveryNode(t, func(c *node.Config) {
+		c.Delivery.DelayedTypes = []string{"none"}
+		c.Delivery.MaxAttempts = 100
+	})
 	ctx := deliveryCtx(t)
 	guest, svc := mint(t, guestID("g7")), mint(t, serviceClaims)
 	e.subscribePush(t, ctx, guest)
@@ -234,7 +240,13 @@ type delivery struct {
 // removed at once, and its delivery fails with the reason.
 func TestDeliveryTokenGone(t *testing.T) {
 	t.Parallel()
-	e := startDeliveryNode(t, func(c *node.Config) { c.Delivery.DelayedTypes = []string{"none"} })
+	// Attempts come at most a second apart (deliveryConfig's RetryMax): the
+	// default ten would run out within the outage on a busy machine, where
+	// seeing every delivery fail once can take seconds.
+	e := startDeliveryNode(t, func(c *node.Config) {
+		c.Delivery.DelayedTypes = []string{"none"}
+		c.Delivery.MaxAttempts = 100
+	})
 	ctx := deliveryCtx(t)
 	guest, svc := mint(t, guestID("g9")), mint(t, serviceClaims)
 	sub, dev := e.subscribePush(t, ctx, guest)
@@ -274,7 +286,13 @@ func providerDown(t *testing.T) time.Duration {
 func TestDeliveryProviderDown(t *testing.T) {
 	t.Parallel()
 	down := providerDown(t)
-	e := startDeliveryNode(t, func(c *node.Config) { c.Delivery.DelayedTypes = []string{"none"} })
+	// Attempts come at most a second apart (deliveryConfig's RetryMax): the
+	// default ten would run out within the outage on a busy machine, where
+	// seeing every delivery fail once can take seconds.
+	e := startDeliveryNode(t, func(c *node.Config) {
+		c.Delivery.DelayedTypes = []string{"none"}
+		c.Delivery.MaxAttempts = 100
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), deliveryTimeout+down)
 	defer cancel()
 	guest, svc := mint(t, guestID("g3")), mint(t, serviceClaims)
