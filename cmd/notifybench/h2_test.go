@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/maxloyalty/notify/internal/node"
+	"github.com/maxloyalty/notify/internal/testenv"
 )
 
 // TestH2FollowsHeaderTableSize opens a second stream on an h2 connection
@@ -62,13 +63,9 @@ func TestH2FollowsHeaderTableSize(t *testing.T) {
 	}
 
 	open(1)
-	deadline := time.Now().Add(10 * time.Second)
-	for c.tableSize.Load() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the server did not empty the header table of a one-stream connection (table size %d)", c.tableSize.Load())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.Eventually(t, 10*time.Second, "the server empties the header table of a one-stream connection", func() bool {
+		return c.tableSize.Load() == 0
+	})
 	open(2)
 	open(3)
 }
