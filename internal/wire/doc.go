@@ -16,9 +16,15 @@
 // handler attaches a pump (Attach) is written by its connection's writer:
 // a delivery to ten thousand streams over a hundred connections wakes a
 // hundred writer turns, each writing its connection's share in one system
-// call, instead of ten thousand goroutines. Handlers still run until their
-// call ends, so interceptors and stats handlers see every call's true end
-// and status.
+// call, instead of ten thousand goroutines. Handlers run until their call
+// ends, so interceptors and stats handlers see every call's true end and
+// status, unless the server allows detaching (Config.Detach) and a
+// server-streaming handler detaches (the transport stream's Detach): its
+// goroutine then exits, it returns stack.ErrDetached, and the call ends
+// when its end function is called. Interceptors that see ErrDetached
+// register their end with the transport stream's OnEnd; it runs before the
+// trailers are written, and the stats handlers see the end as always. An
+// idle detached stream costs no goroutine.
 //
 // A connection's first response header block indexes nothing (the HPACK
 // encoder's table starts at size 0 and takes the peer's size from the

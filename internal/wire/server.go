@@ -51,6 +51,12 @@ type Config struct {
 	// MaxConnectionAgeGrace is how long the calls of an aged connection may
 	// go on after its GOAWAY before it is closed. Default 0: until they end.
 	MaxConnectionAgeGrace time.Duration
+	// Detach lets streaming handlers end their goroutine while their call
+	// goes on (the transport stream's Detach). Only for interceptor chains
+	// that know of stack.ErrDetached (they register their end with OnEnd):
+	// any other interceptor would take the handler's return for the call's
+	// end. Default false.
+	Detach bool
 	// StatsHandlers see every connection and call, as grpc.StatsHandler
 	// options do on grpc-go's server (otelgrpc.NewServerHandler).
 	StatsHandlers []stats.Handler

@@ -68,6 +68,8 @@ type stream struct {
 	cork       bool // output waits for the trailers to wake the writer
 	pumpFn     func()
 
+	det *stack.Detached // set by Detach: the handler's goroutine may go before the call ends
+
 	kicked     atomic.Bool // on the run queue
 	dispatched atomic.Bool // its handler started: the handler's end is the call's
 	statsBegun atomic.Bool // the stats handlers were told the call began (m and ctx are set)
@@ -360,6 +362,10 @@ func (st *stream) runStream() {
 		err = ic(st.m.impl, st, st.info(), sd.Handler)
 	} else {
 		err = sd.Handler(st.m.impl, st)
+	}
+	if st.det != nil {
+		st.det.Returned(err)
+		return
 	}
 	st.streamDone(err)
 }
@@ -832,6 +838,32 @@ func (t *transportStream) Attach(pump func()) (kick func()) {
 	st.direct = true
 	st.c.mu.Unlock()
 	return st.kick
+}
+
+// Detach lets the handler's goroutine go while the call goes on, when the
+// server allows it (Config.Detach) and the call is a server-streaming
+// one: the handler then returns stack.ErrDetached, and the call ends when
+// end is called (from any goroutine, once; later calls do nothing), with
+// end's error as a handler's return. Until then the call counts as
+// running, as its handler would: in the connection's quota and for a
+// graceful stop. A handler that returns anything else after Detach ends
+// the call with it.
+func (t *transportStream) Detach() (end func(error), ok bool) {
+	st := t.s()
+	if !st.c.srv.cfg.Detach || st.m.stream == nil || st.m.stream.ClientStreams || st.det != nil {
+		return nil, false
+	}
+	st.det = stack.NewDetached(st.streamDone)
+	return st.det.End, true
+}
+
+// OnEnd registers fn to run when a detached call ends, with its end, before
+// its trailers are written; the last registered runs first, as deferred
+// calls do. An interceptor that sees its handler return
+// stack.ErrDetached registers here what it does when the call ends. It
+// reports whether the call is detached (fn is not registered otherwise).
+func (t *transportStream) OnEnd(fn func(error)) bool {
+	return t.s().det.OnEnd(fn)
 }
 
 // recvQueue holds the messages of a client-streaming call until its handler

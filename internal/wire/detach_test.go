@@ -1,0 +1,198 @@
+package wire_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/encoding/proto"
+	testpb "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/maxloyalty/notify/internal/stack"
+	"github.com/maxloyalty/notify/internal/wire"
+)
+
+// detachService's streaming handler lets its goroutine go and hands the
+// call to the test: the stream to send on and the end to give.
+type detachService struct {
+	testpb.UnimplementedTestServiceServer
+	calls chan detachedCall
+}
+
+type detachedCall struct {
+	stream grpc.ServerStreamingServer[testpb.StreamingOutputCallResponse]
+	end    func(error)
+}
+
+func (s *detachService) StreamingOutputCall(_ *testpb.StreamingOutputCallRequest, stream grpc.ServerStreamingServer[testpb.StreamingOutputCallResponse]) error {
+	ctx := stream.Context()
+	d, ok := grpc.ServerTransportStreamFromContext(ctx).(interface {
+		Detach() (end func(error), ok bool)
+	})
+	if !ok {
+		return status.Error(codes.Internal, "the transport stream has no Detach")
+	}
+	end, ok := d.Detach()
+	if !ok {
+		return status.Error(codes.FailedPrecondition, "not detached")
+	}
+	context.AfterFunc(ctx, func() { end(ctx.Err()) })
+	md, _ := metadata.FromIncomingContext(ctx)
+	if len(md.Get("x-end-first")) > 0 {
+		// The end comes before the handler returned, and before the
+		// interceptor registered its own end.
+		end(status.Error(codes.Aborted, "ended first"))
+	}
+	s.calls <- detachedCall{stream, end}
+	return stack.ErrDetached
+}
+
+// serveDetach starts a wire server whose one stream interceptor records
+// each call's end as a detached call's OnEnd gives it.
+func serveDetach(t *testing.T, detach bool) (*detachService, testpb.TestServiceClient, chan error) {
+	t.Helper()
+	ends := make(chan error, 10)
+	icept := func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		err := h(srv, ss)
+		if errors.Is(err, stack.ErrDetached) {
+			n := grpc.ServerTransportStreamFromContext(ss.Context()).(interface{ OnEnd(func(error)) bool })
+			if n.OnEnd(func(err error) { ends <- err }) {
+				return err
+			}
+		}
+		ends <- err
+		return err
+	}
+	srv := wire.NewServer(wire.Config{Codec: encoding.GetCodecV2(proto.Name), Detach: detach,
+		StreamInterceptors: []grpc.StreamServerInterceptor{icept}})
+	svc := &detachService{calls: make(chan detachedCall, 10)}
+	testpb.RegisterTestServiceServer(srv, svc)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	t.Cleanup(func() {
+		srv.Stop()
+		<-served
+	})
+	conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return svc, testpb.NewTestServiceClient(conn), ends
+}
+
+func recvCall(t *testing.T, svc *detachService) detachedCall {
+	t.Helper()
+	select {
+	case c := <-svc.calls:
+		return c
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler did not run")
+	}
+	return detachedCall{}
+}
+
+func recvEnd(t *testing.T, ends chan error) error {
+	t.Helper()
+	select {
+	case err := <-ends:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatal("the interceptor was not told the call ended")
+	}
+	return nil
+}
+
+// TestDetachedCall: a call whose handler let its goroutine go stays open,
+// is sent on from another goroutine, and ends with the status its end
+// gives; the interceptor is told then, not when the handler returned.
+func TestDetachedCall(t *testing.T) {
+	svc, c, ends := serveDetach(t, true)
+	s, err := c.StreamingOutputCall(ctx(t), &testpb.StreamingOutputCallRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := recvCall(t, svc)
+	for i := range 3 {
+		if err := call.stream.Send(&testpb.StreamingOutputCallResponse{Payload: &testpb.Payload{Body: []byte{byte(i)}}}); err != nil {
+			t.Fatal(err)
+		}
+		r, err := s.Recv()
+		if err != nil || r.GetPayload().GetBody()[0] != byte(i) {
+			t.Fatalf("message %d: %v, %v", i, r, err)
+		}
+	}
+	select {
+	case err := <-ends:
+		t.Fatalf("the interceptor saw the call end (%v) while it was open", err)
+	default:
+	}
+	call.end(status.Error(codes.Aborted, "bye"))
+	call.end(status.Error(codes.Internal, "a second end is ignored"))
+	if _, err := s.Recv(); status.Code(err) != codes.Aborted {
+		t.Fatalf("the call ended with %v, want Aborted", err)
+	}
+	if err := recvEnd(t, ends); status.Code(err) != codes.Aborted {
+		t.Fatalf("the interceptor saw %v, want Aborted", err)
+	}
+}
+
+// TestDetachedCallEndsFirst: an end given before the handler returned
+// waits for it, and for the interceptor's registration on the way out.
+func TestDetachedCallEndsFirst(t *testing.T) {
+	svc, c, ends := serveDetach(t, true)
+	s, err := c.StreamingOutputCall(metadata.AppendToOutgoingContext(ctx(t), "x-end-first", "1"), &testpb.StreamingOutputCallRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recvCall(t, svc)
+	if _, err := s.Recv(); status.Code(err) != codes.Aborted {
+		t.Fatalf("the call ended with %v, want Aborted", err)
+	}
+	if err := recvEnd(t, ends); status.Code(err) != codes.Aborted {
+		t.Fatalf("the interceptor saw %v, want Aborted", err)
+	}
+}
+
+// TestDetachedCallCancelled: the client's cancel reaches a detached call
+// through its context.
+func TestDetachedCallCancelled(t *testing.T) {
+	svc, c, ends := serveDetach(t, true)
+	cctx, cancel := context.WithCancel(ctx(t))
+	if _, err := c.StreamingOutputCall(cctx, &testpb.StreamingOutputCallRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	recvCall(t, svc)
+	cancel()
+	if err := recvEnd(t, ends); !errors.Is(err, context.Canceled) {
+		t.Fatalf("the interceptor saw %v, want the context's cancel", err)
+	}
+}
+
+// TestDetachOff: a server not configured to detach refuses Detach, and
+// the handler's goroutine is the call's as always.
+func TestDetachOff(t *testing.T) {
+	_, c, ends := serveDetach(t, false)
+	s, err := c.StreamingOutputCall(ctx(t), &testpb.StreamingOutputCallRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Recv(); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("the call ended with %v, want FailedPrecondition", err)
+	}
+	if err := recvEnd(t, ends); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("the interceptor saw %v", err)
+	}
+}
