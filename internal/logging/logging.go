@@ -2,6 +2,7 @@ package logging
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -177,9 +178,29 @@ func StreamInterceptor(log *slog.Logger, rec Recorder, auth grpc.StreamServerInt
 		if authed != nil {
 			err = c.serve(srv, authed)
 		}
+		if errors.Is(err, stack.ErrDetached) && c.detached(ss) {
+			return err
+		}
 		c.end(ss, err)
 		return err
 	}
+}
+
+// endNotifier is a transport stream whose handler may let its goroutine go
+// before the call ends (internal/wire's Detach): OnEnd runs fn at the
+// call's end.
+type endNotifier interface {
+	OnEnd(fn func(error)) bool
+}
+
+// detached registers the call's end with the transport when its handler
+// let its goroutine go: the count and the log line come when the call
+// ends, not when the handler returned.
+//
+//go:noinline
+func (c *call) detached(ss grpc.ServerStream) bool {
+	n, ok := grpc.ServerTransportStreamFromContext(ss.Context()).(endNotifier)
+	return ok && n.OnEnd(func(err error) { c.end(ss, err) })
 }
 
 // call is one stream seen by StreamInterceptor. What it does before and

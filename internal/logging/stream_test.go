@@ -18,6 +18,7 @@ import (
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
 	"github.com/maxloyalty/notify/internal/auth"
 	"github.com/maxloyalty/notify/internal/intercept"
+	"github.com/maxloyalty/notify/internal/stack"
 )
 
 // fakeStream is a server stream with a context and nothing else.
@@ -196,4 +197,42 @@ func TestStreamInterceptorAuthPassesNothing(t *testing.T) {
 func stackOf() string {
 	b := make([]byte, 16<<10)
 	return string(b[:runtime.Stack(b, false)])
+}
+
+// detachingStream is a transport stream whose call is detached: what the
+// interceptor registers with OnEnd runs when the test ends the call.
+type detachingStream struct {
+	grpc.ServerTransportStream
+	d *stack.Detached
+}
+
+func (s *detachingStream) OnEnd(fn func(error)) bool { return s.d.OnEnd(fn) }
+
+// TestStreamInterceptorDetached: a handler that returns stack.ErrDetached
+// is counted and logged when its call ends, with the call's end, not when
+// it returned.
+func TestStreamInterceptorDetached(t *testing.T) {
+	var out syncBuffer
+	rec := &recorder{}
+	authIc := func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error { return h(srv, ss) }
+	ic := StreamInterceptor(slog.New(slog.NewTextHandler(&out, nil)), rec, authIc)
+	var closed error
+	ts := &detachingStream{d: stack.NewDetached(func(err error) { closed = err })}
+	ctx := grpc.NewContextWithServerTransportStream(context.Background(), ts)
+	err := ic(nil, &fakeStream{ctx: ctx}, &grpc.StreamServerInfo{FullMethod: "/s/m"},
+		func(any, grpc.ServerStream) error { return stack.ErrDetached })
+	if !errors.Is(err, stack.ErrDetached) {
+		t.Fatalf("interceptor returned %v, want stack.ErrDetached", err)
+	}
+	ts.d.Returned(err)
+	if rec.open != 1 || len(rec.ended) != 0 || out.String() != "" {
+		t.Fatalf("a detached call was counted or logged as ended: %v (open %d), log %q", rec.ended, rec.open, out.String())
+	}
+	ts.d.End(status.Error(codes.Unavailable, "server shutting down"))
+	if rec.open != 0 || len(rec.ended) != 1 || rec.ended[0] != "/s/m Unavailable" || status.Code(closed) != codes.Unavailable {
+		t.Errorf("at its end: recorded %v (open %d), transport ended with %v", rec.ended, rec.open, closed)
+	}
+	if !strings.Contains(out.String(), "code=Unavailable") {
+		t.Errorf("log: %q, want the call's line with code=Unavailable", out.String())
+	}
 }
