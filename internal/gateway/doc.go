@@ -19,7 +19,9 @@
 // connection over from net/http once net/http has written the response's
 // head, writing its body's chunks itself and closing the connection at its
 // end (InProcess.Shutdown waits for these calls, which the HTTP server's
-// Shutdown no longer sees). Every other grpc-web request over HTTP is
+// Shutdown no longer sees); with Streams.Detach, such a call's handler may
+// let that goroutine go while the call goes on (the transport stream's
+// Detach, as internal/wire's). Every other grpc-web request over HTTP is
 // translated by improbable-eng's wrapper; its websocket transport is served here (websocket.go),
 // streaming request bytes into the gRPC server so that its message size
 // limit is the only one. CORS for grpc-web and REST is this package's own: allowed origins

@@ -45,6 +45,11 @@ type Streams struct {
 	// Codec encodes responses and decodes requests, as the server's forced
 	// codec (grpc.ForceServerCodecV2) does; nil: protobuf.
 	Codec encoding.CodecV2
+	// Detach lets the handlers of calls that took their HTTP/1.1
+	// connection over end their goroutine while the call goes on (the
+	// transport stream's Detach, as internal/wire's). Only for
+	// interceptors that know of stack.ErrDetached.
+	Detach bool
 }
 
 // streamMethod is one server-streaming method of a registered service.
@@ -76,6 +81,7 @@ type webStreams struct {
 	stats       []stats.Handler
 	codec       encoding.CodecV2
 	maxRecv     int
+	detach      bool
 
 	// The calls running on goroutines of their own (HTTP/1.1), which the
 	// HTTP server no longer tracks once it has handed their connections
@@ -106,6 +112,7 @@ func (c *InProcess) ServeStreams(cfg Streams) {
 		stats:       slices.Clone(cfg.StatsHandlers),
 		codec:       codec,
 		maxRecv:     c.maxRecv,
+		detach:      cfg.Detach,
 		poll:        poll.New(),
 	}
 }
@@ -384,12 +391,22 @@ func (ws *webStreams) run(s *webStream) {
 // the handler for the stream's life: its frame is the smallest there is,
 // so that the goroutine's stack keeps its first size.
 func (s *webStream) runOwn() {
+	s.own = true
 	var err error
 	if s.ws.interceptor != nil {
 		err = s.ws.interceptor(s.m.impl, s, s.m.info, s.m.handler)
 	} else {
 		err = s.m.handler(s.m.impl, s)
 	}
+	if s.det != nil {
+		s.det.Returned(err)
+		return
+	}
+	s.end(err)
+}
+
+// end ends a call run on a goroutine of its own.
+func (s *webStream) end(err error) {
 	s.finish(err)
 	s.ws.untrack(s)
 }
@@ -436,6 +453,11 @@ type webStream struct {
 	cut   atomic.Pointer[http.ResponseController]
 
 	pe poll.Entry // the connection taken over, parked until its client sends or closes
+
+	// The handler's goroutine's alone (runOwn): own is set before the
+	// handler runs, det by Detach.
+	own bool
+	det *stack.Detached
 }
 
 var (
@@ -784,4 +806,24 @@ func (t *webTransportStream) SendHeader(md metadata.MD) error {
 func (t *webTransportStream) SetTrailer(md metadata.MD) error {
 	(*webStream)(t).SetTrailer(md)
 	return nil
+}
+
+// Detach lets the handler's goroutine go while the call goes on, as
+// internal/wire's does: allowed (Streams.Detach) for a call that runs on a
+// goroutine of its own (HTTP/1.1), once. The handler then returns
+// stack.ErrDetached and the call ends when end is called; until then
+// Shutdown waits for it, as for any call running.
+func (t *webTransportStream) Detach() (end func(error), ok bool) {
+	s := (*webStream)(t)
+	if !s.ws.detach || !s.own || s.det != nil {
+		return nil, false
+	}
+	s.det = stack.NewDetached(s.end)
+	return s.det.End, true
+}
+
+// OnEnd registers fn to run at a detached call's end, before its trailers
+// (stack.Detached.OnEnd).
+func (t *webTransportStream) OnEnd(fn func(error)) bool {
+	return (*webStream)(t).det.OnEnd(fn)
 }

@@ -29,6 +29,7 @@ import (
 
 	notifyv1 "github.com/maxloyalty/notify/gen/notify/v1"
 	"github.com/maxloyalty/notify/internal/gateway"
+	"github.com/maxloyalty/notify/internal/stack"
 	"github.com/maxloyalty/notify/internal/testenv"
 )
 
@@ -84,6 +85,29 @@ func (scriptService) Subscribe(req *notifyv1.SubscribeRequest, stream grpc.Serve
 		_, deadline := ctx.Deadline()
 		m, _ := grpc.Method(ctx)
 		return stream.Send(msg(fmt.Sprintf("%s deadline=%v method=%s", strings.Join(keys, " "), deadline, m)))
+	case "detach":
+		// As "wait", with the handler's goroutine gone once it returns:
+		// "waiting" is sent after that, and the context's end ends the call.
+		d, ok := grpc.ServerTransportStreamFromContext(ctx).(interface {
+			Detach() (end func(error), ok bool)
+		})
+		if !ok {
+			return status.Error(codes.Internal, "the transport stream has no Detach")
+		}
+		end, ok := d.Detach()
+		if !ok {
+			return status.Error(codes.FailedPrecondition, "not detached")
+		}
+		returned := make(chan struct{})
+		defer close(returned)
+		go func() {
+			<-returned
+			if err := stream.Send(msg("waiting")); err != nil {
+				end(err)
+			}
+		}()
+		context.AfterFunc(ctx, func() { end(status.FromContextError(ctx.Err()).Err()) })
+		return stack.ErrDetached
 	case "wait":
 		// Until the client leaves or the deadline passes.
 		if err := stream.Send(msg("waiting")); err != nil {
@@ -501,9 +525,22 @@ func TestWebStreamStuckSendIsCut(t *testing.T) {
 // streams in process; states records its connections' states.
 func leanServer(t *testing.T) (*httptest.Server, *gateway.InProcess, *webServer, func() []http.ConnState) {
 	t.Helper()
+	return leanServerWith(t, false)
+}
+
+// leanServerWith is leanServer, its calls allowed to detach when detach
+// is set: its interceptor logs a detached call's end when it comes.
+func leanServerWith(t *testing.T, detach bool) (*httptest.Server, *gateway.InProcess, *webServer, func() []http.ConnState) {
+	t.Helper()
 	ws := &webServer{stats: &statsRecorder{}, mu: &sync.Mutex{}, calls: new([]string), logged: make(chan struct{}, 1)}
 	ic := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 		err := h(srv, ss)
+		if errors.Is(err, stack.ErrDetached) {
+			n := grpc.ServerTransportStreamFromContext(ss.Context()).(interface{ OnEnd(func(error)) bool })
+			if n.OnEnd(func(err error) { ws.logCall(status.Code(err).String()) }) {
+				return err
+			}
+		}
 		ws.logCall(status.Code(err).String())
 		return err
 	}
@@ -511,7 +548,7 @@ func leanServer(t *testing.T) (*httptest.Server, *gateway.InProcess, *webServer,
 	notifyv1.RegisterNotificationServiceServer(g, scriptService{})
 	local := gateway.NewInProcess(&fakeConn{}, maxRecvTest)
 	notifyv1.RegisterNotificationServiceServer(local, scriptService{})
-	local.ServeStreams(gateway.Streams{Interceptors: []grpc.StreamServerInterceptor{ic}})
+	local.ServeStreams(gateway.Streams{Interceptors: []grpc.StreamServerInterceptor{ic}, Detach: detach})
 	h, err := gateway.New(context.Background(), gateway.Config{}, g, local, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -562,12 +599,18 @@ func (s *webServer) waitCalls(t *testing.T, n int) []string {
 // first message, and returns the connection.
 func openWait(t *testing.T, url string, extra string) net.Conn {
 	t.Helper()
+	return openScript(t, url, "wait", extra)
+}
+
+// openScript is openWait for a script that sends "waiting" and waits.
+func openScript(t *testing.T, url, script, extra string) net.Conn {
+	t.Helper()
 	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	body := subscribeBody(t, "wait")
+	body := subscribeBody(t, script)
 	fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/grpc-web+proto\r\nContent-Length: %d\r\n\r\n%s%s", subscribePath, len(body), body, extra)
 	_ = c.SetReadDeadline(time.Now().Add(testTimeout))
 	buf := make([]byte, 4096)
@@ -703,5 +746,45 @@ func TestWebStreamsParkTheirConnections(t *testing.T) {
 	}
 	if got := ws.waitCalls(t, streams); len(got) != streams {
 		t.Errorf("%d calls ended, want %d", len(got), streams)
+	}
+}
+
+// handlers counts the goroutines running scriptService.Subscribe.
+func handlers() int {
+	buf := make([]byte, 4<<20)
+	n := 0
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		if strings.Contains(g, "scriptService.Subscribe") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestWebStreamDetached: a call that took its connection over may let its
+// handler's goroutine go (Streams.Detach): it sends after the handler
+// returned, its client's close still ends it, and the interceptor sees the
+// end when it comes. Without Streams.Detach, Detach is refused.
+func TestWebStreamDetached(t *testing.T) {
+	_, _, ws, _ := leanServerWith(t, true)
+	c := openScript(t, ws.url, "detach", "")
+	testenv.Eventually(t, testTimeout, "no goroutine running the detached call's handler", func() bool {
+		return handlers() == 0
+	})
+	ws.mu.Lock()
+	ended := len(*ws.calls)
+	ws.mu.Unlock()
+	if ended != 0 {
+		t.Fatalf("the interceptor saw the call end while it was open")
+	}
+	c.Close()
+	if got := ws.waitCalls(t, 1); got[0] != "Canceled" {
+		t.Errorf("call ended %s after the client closed, want Canceled", got[0])
+	}
+
+	_, _, off, _ := leanServerWith(t, false)
+	off.call(t, subscribePath, webHeader(), subscribeBody(t, "detach"))
+	if got := off.waitCalls(t, 1); got[0] != "FailedPrecondition" {
+		t.Errorf("without Streams.Detach the call ended %s, want FailedPrecondition (refused)", got[0])
 	}
 }
