@@ -122,7 +122,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	n.local = gateway.NewInProcess(n.conn, cfg.MaxMessageBytes, unary...)
 	// grpc-web's server-streaming calls run in process too, with the stream
 	// chain and stats handlers of the server behind grpc-web.
-	n.local.ServeStreams(gateway.Streams{Interceptors: stream, StatsHandlers: n.cfg.StatsHandlers, Codec: service.NewCodec()})
+	n.local.ServeStreams(gateway.Streams{Interceptors: stream, StatsHandlers: n.cfg.StatsHandlers, Codec: service.NewCodec(),
+		Detach: len(n.cfg.StreamInterceptors) == 0})
 	n.register(append(registrars, n.local), registrars)
 	n.observe()
 	if err := n.newHTTP(ctx); err != nil {
@@ -288,7 +289,10 @@ func (n *Node) newServers(unary []grpc.UnaryServerInterceptor, stream []grpc.Str
 		MinPingInterval:       cfg.MinPingInterval,
 		Workers:               grpcStreamWorkers,
 		StatsHandlers:         n.cfg.StatsHandlers,
-		Log:                   n.log,
+		// The node's own stream interceptor knows of detached calls;
+		// interceptors set in code may not.
+		Detach: len(n.cfg.StreamInterceptors) == 0,
+		Log:    n.log,
 	})
 	return []grpc.ServiceRegistrar{n.grpc, n.wire}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -100,10 +101,65 @@ func (s *Service) ended(w *writer, err error) error {
 	return err
 }
 
+// detacher is a transport stream that lets the handler's goroutine go
+// while the call goes on (internal/wire's Detach, and grpc-web's over
+// HTTP/1.1): the call ends when end is called.
+type detacher interface {
+	Detach() (end func(error), ok bool)
+}
+
+// detach lets the live stream's handler goroutine go when its transport
+// allows it (an idle stream then costs no goroutine at all): what run
+// waits for, the stream's context or the writer's end, ends the call from
+// the goroutine that sees it instead, with what run would have returned.
+// It reports whether the handler is to return stack.ErrDetached.
+func (s *Service) detach(w *writer) bool {
+	ctx := w.stream.Context()
+	d, ok := grpc.ServerTransportStreamFromContext(ctx).(detacher)
+	if !ok {
+		return false
+	}
+	end, ok := d.Detach()
+	if !ok {
+		return false
+	}
+	var once atomic.Bool
+	done := func(err error) {
+		if once.CompareAndSwap(false, true) {
+			err = s.ended(w, err)
+			w.undo.run(s)
+			end(err)
+		}
+	}
+	// The context's end runs done on a goroutine of its own; once the call
+	// ended the transport cancels it, and done does nothing.
+	context.AfterFunc(ctx, func() { done(nil) })
+	w.detached.Store(&done)
+	w.handOff() // an end given before
+	return true
+}
+
 // finish gives the stream's end to the loop; the first one given wins.
 func (w *writer) finish(err error) {
 	if w.gave.CompareAndSwap(false, true) {
 		w.result <- err
+		w.handOff()
+	}
+}
+
+// handOff ends a detached stream with the end finish gave, on a goroutine
+// of its own: finish runs on the hub's and the transport writer's
+// goroutines, which must not wait on the stream's undoing. finish and
+// detach both call it, and only one takes the end.
+func (w *writer) handOff() {
+	done := w.detached.Load()
+	if done == nil {
+		return // run takes it
+	}
+	select {
+	case err := <-w.result:
+		go (*done)(err)
+	default:
 	}
 }
 

@@ -102,8 +102,9 @@ func truncate(s string, n int) string {
 // offset filter in the stream's writer drops the second copy. Hence no gap
 // and no duplicate at the seam.
 //
-// Everything up to the live phase runs on a short-lived goroutine. The
-// handler's goroutine lives as long as the stream, and a stack grown by a
+// Everything up to the live phase runs on a short-lived goroutine. Live,
+// the handler's goroutine exits when the transport lets it (detach);
+// otherwise it lives as long as the stream, and a stack grown by a
 // deep call shrinks back only at a garbage collection, which an idle server
 // rarely runs: run here, the setup (store drivers, history reads, the
 // replay's encoding) would leave every idle stream holding a stack twice
@@ -112,6 +113,9 @@ func (s *Service) Subscribe(req *notifyv1.SubscribeRequest, stream grpc.ServerSt
 	w, err := s.setup(req, stream)
 	if err != nil {
 		return err
+	}
+	if s.detach(w) {
+		return stack.ErrDetached
 	}
 	defer w.undo.run(s)
 	return s.run(w)
@@ -373,8 +377,11 @@ type writer struct {
 	// send's error, the status after the last message, or errAbandoned.
 	result chan error
 	gave   atomic.Bool
-	expiry int64 // when the token expires (0: never); tick's alone once live
-	undo   *undo // what the stream gives back when it ends
+	// ends a detached stream (see detach) with the end given; nil while
+	// the handler's goroutine waits for it (run)
+	detached atomic.Pointer[func(error)]
+	expiry   int64 // when the token expires (0: never); tick's alone once live
+	undo     *undo // what the stream gives back when it ends
 	// Attached to the transport (attacher), whose writer runs the pump.
 	kick func() // makes the transport run the pump
 	over bool   // the attached pump gave its result; only the pump uses it
