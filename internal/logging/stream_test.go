@@ -214,7 +214,9 @@ func (s *detachingStream) OnEnd(fn func(error)) bool { return s.d.OnEnd(fn) }
 func TestStreamInterceptorDetached(t *testing.T) {
 	var out syncBuffer
 	rec := &recorder{}
-	authIc := func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error { return h(srv, ss) }
+	authIc := func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		return h(srv, ss)
+	}
 	ic := StreamInterceptor(slog.New(slog.NewTextHandler(&out, nil)), rec, authIc)
 	var closed error
 	ts := &detachingStream{d: stack.NewDetached(func(err error) { closed = err })}
