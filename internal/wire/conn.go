@@ -863,10 +863,14 @@ func (c *conn) close(err error) {
 		}
 	}
 	streams := make([]*stream, 0, len(c.streams))
+	var cancels []context.CancelFunc // read here: the reader sets them under c.mu
 	for _, st := range c.streams {
 		streams = append(streams, st)
 		st.closed = true
 		st.pending = nil
+		if st.cancel != nil {
+			cancels = append(cancels, st.cancel)
+		}
 	}
 	clear(c.streams)
 	c.flowq = nil
@@ -878,8 +882,10 @@ func (c *conn) close(err error) {
 	if c.stop != nil {
 		c.stop()
 	}
+	for _, cancel := range cancels {
+		cancel()
+	}
 	for _, st := range streams {
-		st.stop()
 		st.endUnstarted(errStreamClosed)
 	}
 	// Unblock the reader and bound a write stuck on a client that does not

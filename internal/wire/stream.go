@@ -118,11 +118,16 @@ func (st *stream) begin(f *http2.MetaHeadersFrame) {
 	}
 	st.m = m
 	ctx := c.ctx
+	var cancel context.CancelFunc
 	if req.hasTimeout {
-		ctx, st.cancel = context.WithTimeout(ctx, req.timeout)
+		ctx, cancel = context.WithTimeout(ctx, req.timeout)
 	} else {
-		ctx, st.cancel = context.WithCancel(ctx)
+		ctx, cancel = context.WithCancel(ctx)
 	}
+	// Under c.mu: the connection's close, on another goroutine, reads it.
+	c.mu.Lock()
+	st.cancel = cancel
+	c.mu.Unlock()
 	if req.md != nil {
 		ctx = metadata.NewIncomingContext(ctx, req.md)
 	}
