@@ -43,18 +43,19 @@ func Aside(fn func()) {
 var ErrDetached = errors.New("stack: the call goes on without its handler's goroutine")
 
 // Detached is the end of a call whose handler let its goroutine go: the
-// call ends once both its handler has returned and its end was given. The
+// call ends once both its handler has returned and its end was given,
+// run by whichever of End and Returned comes second (the lock orders
+// them, so exactly one sees both). The
 // end may come first, from another goroutine, while the interceptors are
 // still registering theirs on the handler's way out.
 type Detached struct {
 	close func(error) // the transport's end of the call
 
-	mu     sync.Mutex
-	back   bool          // the handler returned
-	ended  bool          // End was called, or the handler returned anything but ErrDetached
-	err    error         // the call's end
-	onEnd  []func(error) // the interceptors', run last registered first
-	closed bool
+	mu    sync.Mutex
+	back  bool          // the handler returned
+	ended bool          // End was called, or the handler returned anything but ErrDetached
+	err   error         // the call's end
+	onEnd []func(error) // the interceptors', run last registered first
 }
 
 // NewDetached returns the end of a detached call that close ends.
@@ -108,18 +109,11 @@ func (d *Detached) OnEnd(fn func(error)) bool {
 	return true
 }
 
+// run ends the call; End or Returned calls it once, when both have come.
+// onEnd no longer changes: registering stops once the handler returned.
 func (d *Detached) run() {
-	d.mu.Lock()
-	if d.closed {
-		d.mu.Unlock()
-		return
+	for i := len(d.onEnd) - 1; i >= 0; i-- {
+		d.onEnd[i](d.err)
 	}
-	d.closed = true
-	fns, err := d.onEnd, d.err
-	d.onEnd = nil
-	d.mu.Unlock()
-	for i := len(fns) - 1; i >= 0; i-- {
-		fns[i](err)
-	}
-	d.close(err)
+	d.close(d.err)
 }
