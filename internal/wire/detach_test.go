@@ -3,15 +3,11 @@ package wire_test
 import (
 	"context"
 	"errors"
-	"net"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/encoding"
-	"google.golang.org/grpc/encoding/proto"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -71,25 +67,8 @@ func serveDetach(t *testing.T, detach bool) (*detachService, testpb.TestServiceC
 		ends <- err
 		return err
 	}
-	srv := wire.NewServer(wire.Config{Codec: encoding.GetCodecV2(proto.Name), Detach: detach,
-		StreamInterceptors: []grpc.StreamServerInterceptor{icept}})
 	svc := &detachService{calls: make(chan detachedCall, 10)}
-	testpb.RegisterTestServiceServer(srv, svc)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
-	t.Cleanup(func() {
-		srv.Stop()
-		<-served
-	})
-	conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	_, conn := serveService(t, wire.Config{Detach: detach, StreamInterceptors: []grpc.StreamServerInterceptor{icept}}, svc)
 	return svc, testpb.NewTestServiceClient(conn), ends
 }
 

@@ -151,9 +151,17 @@ func (s *testService) FullDuplexCall(stream grpc.BidiStreamingServer[testpb.Stre
 // serve starts a wire server on loopback and returns a client connection.
 func serve(t *testing.T, cfg wire.Config, opts ...grpc.DialOption) (*wire.Server, *testService, *grpc.ClientConn) {
 	t.Helper()
+	svc := &testService{cancelled: make(chan struct{})}
+	srv, conn := serveService(t, cfg, svc, opts...)
+	return srv, svc, conn
+}
+
+// serveService starts a wire server on loopback with svc as its
+// TestService and returns a client connection.
+func serveService(t *testing.T, cfg wire.Config, svc testpb.TestServiceServer, opts ...grpc.DialOption) (*wire.Server, *grpc.ClientConn) {
+	t.Helper()
 	cfg.Codec = encoding.GetCodecV2(proto.Name)
 	srv := wire.NewServer(cfg)
-	svc := &testService{cancelled: make(chan struct{})}
 	testpb.RegisterTestServiceServer(srv, svc)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -175,7 +183,7 @@ func serve(t *testing.T, cfg wire.Config, opts ...grpc.DialOption) (*wire.Server
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return srv, svc, conn
+	return srv, conn
 }
 
 func ctx(t *testing.T) context.Context {
