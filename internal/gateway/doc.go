@@ -10,7 +10,8 @@
 // stream interceptors. Handler is safe for concurrent use.
 //
 // grpc-web's server-streaming calls (binary format, the common case) run
-// in process too once InProcess.ServeStreams is called (webstream.go),
+// in process too once InProcess.ServeStreams is called (webstreams.go
+// accepts and runs them, webstream.go is the call),
 // through the gRPC server's stream interceptors and stats handlers,
 // answering as the improbable wrapper over the gRPC server does, without
 // the three goroutines and the copy of the request that grpc-go's HTTP
