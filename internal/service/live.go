@@ -108,6 +108,13 @@ type detacher interface {
 	Detach() (end func(error), ok bool)
 }
 
+// canceller is a transport stream that tells when its call is
+// interrupted more cheaply than context.AfterFunc on its context, which
+// makes the context keep a map of children (internal/wire's does).
+type canceller interface {
+	OnCancel(f func())
+}
+
 // detach lets the live stream's handler goroutine go when its transport
 // allows it (an idle stream then costs no goroutine at all): what run
 // waits for, the stream's context or the writer's end, ends the call from
@@ -131,9 +138,13 @@ func (s *Service) detach(w *writer) bool {
 			end(err)
 		}
 	}
-	// The context's end runs done on a goroutine of its own; once the call
-	// ended the transport cancels it, and done does nothing.
-	context.AfterFunc(ctx, func() { done(nil) })
+	// The call's interruption (its context's end) runs done on a goroutine
+	// of its own; after the call has ended, done does nothing.
+	if c, ok := d.(canceller); ok {
+		c.OnCancel(func() { done(nil) })
+	} else {
+		context.AfterFunc(ctx, func() { done(nil) })
+	}
 	w.detached.Store(&done)
 	w.handOff() // an end given before
 	return true

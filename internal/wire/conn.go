@@ -76,8 +76,7 @@ type conn struct {
 	fr    *framer        // the reader's; nil while parked (see framer)
 	dec   *hpack.Decoder // the client's header blocks, decoded by fr
 	peer  *peer.Peer
-	ctx   context.Context // parent of the streams' contexts: the peer, the stats tags
-	stop  context.CancelFunc
+	ctx   context.Context // the streams' contexts' parent: the peer, the stats tags; never done
 	stats []stats.Handler
 
 	lastRead atomic.Int64 // Unix nanoseconds of the last frame read
@@ -226,7 +225,7 @@ func (c *conn) handshake() error {
 		ctx = h.TagConn(ctx, &stats.ConnTagInfo{RemoteAddr: p.Addr, LocalAddr: p.LocalAddr})
 		h.HandleConn(ctx, &stats.ConnBegin{})
 	}
-	c.ctx, c.stop = context.WithCancel(ctx)
+	c.ctx = ctx
 
 	var preface [len(http2.ClientPreface)]byte
 	if _, err := io.ReadFull(c.nc, preface[:]); err != nil {
@@ -698,7 +697,7 @@ func (c *conn) onReset(f *http2.RSTStreamFrame) error {
 	}
 	c.removeLocked(st)
 	c.mu.Unlock()
-	st.stop()
+	st.interrupt()
 	st.endUnstarted(errCanceledByClient)
 	return nil
 }
@@ -713,7 +712,7 @@ func (c *conn) resetStream(id uint32, code http2.ErrCode) {
 	c.rstLocked(id, code)
 	c.mu.Unlock()
 	if st != nil {
-		st.stop()
+		st.interrupt()
 		st.endUnstarted(status.Errorf(codes.Internal, "stream reset by the server: %v", code))
 	}
 }
@@ -863,14 +862,10 @@ func (c *conn) close(err error) {
 		}
 	}
 	streams := make([]*stream, 0, len(c.streams))
-	var cancels []context.CancelFunc // read here: the reader sets them under c.mu
 	for _, st := range c.streams {
 		streams = append(streams, st)
 		st.closed = true
 		st.pending = nil
-		if st.cancel != nil {
-			cancels = append(cancels, st.cancel)
-		}
 	}
 	clear(c.streams)
 	c.flowq = nil
@@ -879,13 +874,8 @@ func (c *conn) close(err error) {
 		c.startWriter() // it writes what is queued, then exits
 	}
 	c.mu.Unlock()
-	if c.stop != nil {
-		c.stop()
-	}
-	for _, cancel := range cancels {
-		cancel()
-	}
 	for _, st := range streams {
+		st.interrupt()
 		st.endUnstarted(errStreamClosed)
 	}
 	// Unblock the reader and bound a write stuck on a client that does not

@@ -40,8 +40,15 @@ func (s *detachService) StreamingOutputCall(_ *testpb.StreamingOutputCallRequest
 	if !ok {
 		return status.Error(codes.FailedPrecondition, "not detached")
 	}
-	context.AfterFunc(ctx, func() { end(ctx.Err()) })
 	md, _ := metadata.FromIncomingContext(ctx)
+	onCancel := func(f func()) { context.AfterFunc(ctx, f) }
+	if len(md.Get("x-on-cancel")) > 0 {
+		onCancel = grpc.ServerTransportStreamFromContext(ctx).(interface{ OnCancel(func()) }).OnCancel
+	}
+	if len(md.Get("x-late")) > 0 {
+		<-ctx.Done() // registered once the call was interrupted
+	}
+	onCancel(func() { end(ctx.Err()) })
 	if len(md.Get("x-end-first")) > 0 {
 		// The end comes before the handler returned, and before the
 		// interceptor registered its own end.
@@ -54,6 +61,13 @@ func (s *detachService) StreamingOutputCall(_ *testpb.StreamingOutputCallRequest
 // serveDetach starts a wire server whose one stream interceptor records
 // each call's end as a detached call's OnEnd gives it.
 func serveDetach(t *testing.T, detach bool) (*detachService, testpb.TestServiceClient, chan error) {
+	t.Helper()
+	svc, conn, ends := serveDetachConn(t, detach)
+	return svc, testpb.NewTestServiceClient(conn), ends
+}
+
+// serveDetachConn is serveDetach giving the client's connection.
+func serveDetachConn(t *testing.T, detach bool) (*detachService, *grpc.ClientConn, chan error) {
 	t.Helper()
 	ends := make(chan error, 10)
 	icept := func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
@@ -69,7 +83,7 @@ func serveDetach(t *testing.T, detach bool) (*detachService, testpb.TestServiceC
 	}
 	svc := &detachService{calls: make(chan detachedCall, 10)}
 	_, conn := serveService(t, wire.Config{Detach: detach, StreamInterceptors: []grpc.StreamServerInterceptor{icept}}, svc)
-	return svc, testpb.NewTestServiceClient(conn), ends
+	return svc, conn, ends
 }
 
 func recvCall(t *testing.T, svc *detachService) detachedCall {
@@ -157,6 +171,54 @@ func TestDetachedCallCancelled(t *testing.T) {
 	cancel()
 	if err := recvEnd(t, ends); !errors.Is(err, context.Canceled) {
 		t.Fatalf("the interceptor saw %v, want the context's cancel", err)
+	}
+}
+
+// TestOnCancel: the transport stream's OnCancel runs once the call is
+// interrupted however it is (the client's cancel, its connection's close,
+// the call's deadline), and at once when the call was interrupted before
+// it registered. The call's context is not its connection's child, so
+// the connection's close reaching it is the transport's doing.
+func TestOnCancel(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		md   []string
+		want error
+		// interrupt interrupts the call, given the client's call context's
+		// cancel and its connection.
+		interrupt func(cancel func(), conn *grpc.ClientConn)
+	}{
+		{"client cancel", nil, context.Canceled, func(cancel func(), _ *grpc.ClientConn) { cancel() }},
+		{"connection closed", nil, context.Canceled, func(_ func(), conn *grpc.ClientConn) { conn.Close() }},
+		{"deadline", nil, context.DeadlineExceeded, func(func(), *grpc.ClientConn) {}},
+		{"registered after", []string{"x-late", "1"}, context.Canceled, func(cancel func(), _ *grpc.ClientConn) { cancel() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			svc, conn, ends := serveDetachConn(t, true)
+			// No deadline but the case's: the call's context then has none,
+			// and OnCancel does not fall back to context.AfterFunc.
+			cctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if tc.want == context.DeadlineExceeded {
+				cctx, cancel = context.WithTimeout(cctx, 300*time.Millisecond)
+				defer cancel()
+			}
+			cctx = metadata.AppendToOutgoingContext(cctx, append([]string{"x-on-cancel", "1"}, tc.md...)...)
+			if _, err := testpb.NewTestServiceClient(conn).StreamingOutputCall(cctx, &testpb.StreamingOutputCallRequest{}); err != nil {
+				t.Fatal(err)
+			}
+			late := len(tc.md) > 0 && tc.md[0] == "x-late"
+			if !late {
+				recvCall(t, svc) // the handler registered and let its goroutine go
+			}
+			tc.interrupt(cancel, conn)
+			if err := recvEnd(t, ends); !errors.Is(err, tc.want) {
+				t.Fatalf("the interceptor saw %v, want %v", err, tc.want)
+			}
+			if late {
+				recvCall(t, svc)
+			}
+		})
 	}
 }
 

@@ -36,8 +36,8 @@ type stream struct {
 	c      *conn
 	m      *method
 	ctx    context.Context
-	cancel context.CancelFunc
-	begun  time.Time // for stats: when the call began
+	cancel context.CancelFunc // c.mu: set by begin, read by whoever interrupts
+	begun  time.Time          // for stats: when the call began
 
 	// Request side.
 	req         []byte // unary and server-streaming: the request message
@@ -69,6 +69,11 @@ type stream struct {
 	pumpFn     func()
 
 	det *stack.Detached // set by Detach: the handler's goroutine may go before the call ends
+
+	// c.mu: the call was interrupted (interrupt), and what OnCancel asked
+	// to run then.
+	interrupted bool
+	onCancel    func()
 
 	kicked     atomic.Bool // on the run queue
 	dispatched atomic.Bool // its handler started: the handler's end is the call's
@@ -117,6 +122,9 @@ func (st *stream) begin(f *http2.MetaHeadersFrame) {
 		return
 	}
 	st.m = m
+	// The call's context is not a child of the connection's: the
+	// connection would keep a map of its children for it. The connection's
+	// close interrupts each of its streams instead.
 	ctx := c.ctx
 	var cancel context.CancelFunc
 	if req.hasTimeout {
@@ -124,10 +132,15 @@ func (st *stream) begin(f *http2.MetaHeadersFrame) {
 	} else {
 		ctx, cancel = context.WithCancel(ctx)
 	}
-	// Under c.mu: the connection's close, on another goroutine, reads it.
+	// Under c.mu: the connection's close, on another goroutine, reads it,
+	// and may have run already.
 	c.mu.Lock()
 	st.cancel = cancel
+	gone := st.closed || c.closed
 	c.mu.Unlock()
+	if gone {
+		cancel()
+	}
 	if req.md != nil {
 		ctx = metadata.NewIncomingContext(ctx, req.md)
 	}
@@ -476,9 +489,10 @@ func (st *stream) finish(err error) {
 		}
 	}
 	trailer := st.trailer
+	cancel := st.cancel
 	c.mu.Unlock()
-	if st.cancel != nil {
-		st.cancel()
+	if cancel != nil {
+		cancel()
 	}
 	if st.rq != nil {
 		st.rq.close()
@@ -862,6 +876,31 @@ func (t *transportStream) Detach() (end func(error), ok bool) {
 	return st.det.End, true
 }
 
+// OnCancel runs f on a goroutine of its own once the call is interrupted:
+// reset by the client, its connection closed, or past its deadline. It
+// is context.AfterFunc on the call's context, less the map of children
+// that costs the context, except that f does not run for a call that
+// ended by its handler's or its detached end.
+func (t *transportStream) OnCancel(f func()) {
+	st := t.s()
+	c := st.c
+	c.mu.Lock()
+	switch {
+	case st.interrupted:
+		go f()
+	case hasDeadline(st.ctx):
+		context.AfterFunc(st.ctx, f) // the deadline's timer cancels it
+	default:
+		st.onCancel = f
+	}
+	c.mu.Unlock()
+}
+
+func hasDeadline(ctx context.Context) bool {
+	_, ok := ctx.Deadline()
+	return ok
+}
+
 // OnEnd registers fn to run when a detached call ends, with its end, before
 // its trailers are written; the last registered runs first, as deferred
 // calls do. An interceptor that sees its handler return
@@ -960,9 +999,19 @@ func (q *recvQueue) next(ctx context.Context) ([]byte, bool, error) {
 	}
 }
 
-// stop cancels the call's context, if it has one yet.
-func (st *stream) stop() {
-	if st.cancel != nil {
-		st.cancel()
+// interrupt cancels the call's context from outside its handler (the
+// client's reset, the connection's close) and runs what OnCancel asked for.
+func (st *stream) interrupt() {
+	c := st.c
+	c.mu.Lock()
+	st.interrupted = true
+	cancel, f := st.cancel, st.onCancel
+	st.onCancel = nil
+	c.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	if f != nil {
+		go f()
 	}
 }
