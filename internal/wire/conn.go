@@ -74,7 +74,7 @@ type conn struct {
 	nc    net.Conn
 	rd    lazyReader
 	fr    *framer        // the reader's; nil while parked (see framer)
-	dec   *hpack.Decoder // the client's header blocks, decoded by fr
+	dec   *hpack.Decoder // the client's header blocks, decoded by fr; nil once the client indexes nothing (noTable)
 	peer  *peer.Peer
 	ctx   context.Context // the streams' contexts' parent: the peer, the stats tags; never done
 	stats []stats.Handler
@@ -114,17 +114,17 @@ type conn struct {
 	flushing    int    // bytes the writer is writing now
 	control     int    // control replies in out
 	flowq       []*stream
-	closed      bool  // no more output; streams are closed
-	goaway      bool  // GOAWAY sent: no new streams
-	failed      bool  // a GOAWAY with an error code was sent: linger before closing
-	sendWindow  int64 // connection send window
-	peerWindow  int64 // the client's initial stream window
-	recvWindow  int64 // connection bytes the client may still send
-	recvUnacked int64 // connection bytes received and not yet acknowledged
-	enc         *hpack.Encoder
-	hbuf        bytes.Buffer
-	blocks      int  // header blocks begun, counted up to the first that indexes
-	pingPending bool // a keepalive ping awaits any frame
+	closed      bool          // no more output; streams are closed
+	goaway      bool          // GOAWAY sent: no new streams
+	failed      bool          // a GOAWAY with an error code was sent: linger before closing
+	sendWindow  int64         // connection send window
+	peerWindow  int64         // the client's initial stream window
+	recvWindow  int64         // connection bytes the client may still send
+	recvUnacked int64         // connection bytes received and not yet acknowledged
+	enc         *blockEncoder // nil until the second header block (see beginBlockLocked)
+	blocks      int           // header blocks begun, counted up to the first that indexes
+	tableLimit  uint32        // the client's SETTINGS_HEADER_TABLE_SIZE, for enc
+	pingPending bool          // a keepalive ping awaits any frame
 	pingAt      int64
 	ka          *time.Timer
 	idleSince   time.Time   // the last stream ended; zero while streams run
@@ -140,11 +140,10 @@ func newConn(s *Server, nc net.Conn) *conn {
 		sendWindow: defaultWindow,
 		peerWindow: defaultWindow,
 		recvWindow: defaultWindow,
+		tableLimit: headerTableSize,
 		stats:      s.cfg.StatsHandlers,
 	}
 	c.cond = sync.NewCond(&c.mu)
-	c.enc = hpack.NewEncoder(&c.hbuf)
-	c.enc.SetMaxDynamicTableSize(0) // until the second header block: see beginBlockLocked
 	c.rd.nc = nc
 	c.raw = newRawWriter(nc)
 	c.rd.busy = &c.inflight
@@ -412,18 +411,59 @@ func (c *conn) unpark() {
 // poller stops. A reader of its own resumes it.
 func (c *conn) Wake() { go c.resume() }
 
-// beginBlockLocked readies the header encoder for a block of response
-// headers or trailers. A connection's first block indexes nothing: a
-// connection that carries one long stream (a phone's or a browser's own)
-// then keeps no encoder table, whose entries and maps would cost it more
-// than half a kilobyte for its whole life. From the second block on, the
-// table is the peer's size and fields are indexed as usual.
-func (c *conn) beginBlockLocked() {
-	c.hbuf.Reset()
+// blockEncoder is an HPACK encoder and the block it writes.
+type blockEncoder struct {
+	enc *hpack.Encoder
+	buf bytes.Buffer
+}
+
+func newBlockEncoder() *blockEncoder {
+	b := new(blockEncoder)
+	b.enc = hpack.NewEncoder(&b.buf)
+	return b
+}
+
+// tableless holds encoders that index nothing, for connections' first
+// header blocks. Their table is 0 bytes from the start, unannounced: a
+// decoder's table changes only when the encoder says so, and an encoder
+// that never inserts needs none of it.
+var tableless = sync.Pool{New: func() any {
+	b := newBlockEncoder()
+	b.enc.SetMaxDynamicTableSizeLimit(0)
+	_ = b.enc.WriteField(hpack.HeaderField{}) // takes the size update the limit queued
+	b.buf.Reset()
+	return b
+}}
+
+// beginBlockLocked returns the encoder for a block of response headers or
+// trailers; endBlockLocked takes it back once the block is copied. A
+// connection's first block is encoded by a shared encoder without a
+// table: a connection that carries one long stream (a phone's or a
+// browser's own) then keeps no encoder at all, whose table, maps and
+// buffer would cost it more than half a kilobyte for its whole life. The
+// second block makes the connection's own encoder, with a table of the
+// client's size, and fields are indexed as usual from then on. The client
+// was sent no table size update before it, so its table is the size its
+// SETTINGS gave, as the new encoder's is.
+func (c *conn) beginBlockLocked() *blockEncoder {
 	if c.blocks < 2 {
-		if c.blocks++; c.blocks == 2 {
-			c.enc.SetMaxDynamicTableSize(headerTableSize)
-		}
+		c.blocks++
+	}
+	if c.blocks == 1 {
+		return tableless.Get().(*blockEncoder)
+	}
+	if c.enc == nil {
+		c.enc = newBlockEncoder()
+		c.enc.enc.SetMaxDynamicTableSizeLimit(c.tableLimit)
+	}
+	return c.enc
+}
+
+// endBlockLocked takes back the encoder of a block that was copied.
+func (c *conn) endBlockLocked(b *blockEncoder) {
+	b.buf.Reset()
+	if b != c.enc {
+		tableless.Put(b)
 	}
 }
 
@@ -612,11 +652,12 @@ func (c *conn) onSettings(f *http2.SettingsFrame) error {
 	if f.IsAck() {
 		if c.settingsAck++; c.settingsAck == c.shrinkAck {
 			// The client has emptied its header table and indexes no
-			// more: a decoder without a table reads its next blocks,
-			// and the old table goes. (A peer that acknowledges SETTINGS
-			// it was not sent fails only its own connection's decoding.)
-			c.dec = hpack.NewDecoder(0, nil)
-			c.fr.ReadMetaHeaders = c.dec
+			// more: the decoder and its table go, and a decoder without
+			// a table, made with the framer, reads the next blocks. (A
+			// peer that acknowledges SETTINGS it was not sent fails only
+			// its own connection's decoding.)
+			c.dec = nil
+			c.fr.ReadMetaHeaders = hpack.NewDecoder(0, nil)
 			c.noTable.Store(true)
 		}
 		return nil
@@ -640,7 +681,10 @@ func (c *conn) onSettings(f *http2.SettingsFrame) error {
 				st.sendWindow += delta
 			}
 		case http2.SettingHeaderTableSize:
-			c.enc.SetMaxDynamicTableSizeLimit(s.Val)
+			c.tableLimit = s.Val
+			if c.enc != nil {
+				c.enc.enc.SetMaxDynamicTableSizeLimit(s.Val)
+			}
 		}
 		// MAX_FRAME_SIZE: frames are written at the initial size, which
 		// every peer accepts. The others do not apply to a server.
@@ -1205,6 +1249,12 @@ func (c *conn) framer() *framer {
 		f := framers.Get().(*framer)
 		f.src.rd = &c.rd
 		f.ReadMetaHeaders = c.dec
+		if c.dec == nil {
+			// The client indexes nothing (see onSettings): a decoder
+			// without a table is as good as the one it had, and is gone
+			// with the framer while the connection is parked.
+			f.ReadMetaHeaders = hpack.NewDecoder(0, nil)
+		}
 		f.MaxHeaderListSize = c.srv.cfg.MaxHeaderListSize
 		c.fr = f
 	}

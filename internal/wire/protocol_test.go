@@ -756,6 +756,27 @@ func TestSettingsValidation(t *testing.T) {
 	c.goodCall()
 }
 
+// TestClientHeaderTableSize: the server's header blocks follow the
+// client's SETTINGS_HEADER_TABLE_SIZE, taken before any block and applied
+// when the connection's encoder is made at its second block: a client
+// whose decoder keeps a table of that size decodes every response.
+func TestClientHeaderTableSize(t *testing.T) {
+	s := startWire(t, wire.Config{}, 0)
+	for _, size := range []uint32{0, 64, 100} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			c := dialH2(t, s.addr, 0, http2.Setting{ID: http2.SettingHeaderTableSize, Val: size})
+			c.fr.ReadMetaHeaders = hpack.NewDecoder(size, nil)
+			for range 4 {
+				id := c.unary(&testpb.SimpleRequest{ResponseSize: 3})
+				st := c.expectCode(id, codes.OK)
+				if ct := st.header("content-type"); ct != "application/grpc" {
+					t.Fatalf("stream %d: content-type %q", id, ct)
+				}
+			}
+		})
+	}
+}
+
 // TestServerSettings: the server's first frame is its SETTINGS, with the
 // stream quota, the header list bound and (when it is not HTTP/2's
 // default) the stream window; a WINDOW_UPDATE raises the connection's

@@ -530,21 +530,22 @@ func (st *stream) endUnstarted(err error) {
 
 // trailersLocked writes a finished stream's trailers and forgets it.
 func (c *conn) trailersLocked(st *stream) {
-	c.beginBlockLocked()
+	b := c.beginBlockLocked()
 	if !st.headerSent {
 		// Trailers-Only.
 		code := "200"
 		if st.httpStatus != 0 {
 			code = strconv.Itoa(st.httpStatus)
 		}
-		c.enc.WriteField(hpack.HeaderField{Name: ":status", Value: code})
-		c.enc.WriteField(hpack.HeaderField{Name: "content-type", Value: "application/grpc"})
+		b.enc.WriteField(hpack.HeaderField{Name: ":status", Value: code})
+		b.enc.WriteField(hpack.HeaderField{Name: "content-type", Value: "application/grpc"})
 		st.headerSent = true
 	}
-	statusFields(c.enc, st.finished)
-	metadataFields(c.enc, st.trailer)
+	statusFields(b.enc, st.finished)
+	metadataFields(b.enc, st.trailer)
 	c.sentData.Store(true)
-	c.out = appendHeaders(c.outBuf(), st.id, c.hbuf.Bytes(), true)
+	c.out = appendHeaders(c.outBuf(), st.id, b.buf.Bytes(), true)
+	c.endBlockLocked(b)
 	remoteDone := st.remoteDone
 	c.removeLocked(st)
 	if !remoteDone {
@@ -558,14 +559,15 @@ func (c *conn) trailersLocked(st *stream) {
 // stats handlers, nil without any: the caller tells them once it has
 // released c.mu, so that no handler's code runs under the connection's lock.
 func (c *conn) headersLocked(st *stream) *stats.OutHeader {
-	c.beginBlockLocked()
-	c.enc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
-	c.enc.WriteField(hpack.HeaderField{Name: "content-type", Value: "application/grpc"})
+	b := c.beginBlockLocked()
+	b.enc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
+	b.enc.WriteField(hpack.HeaderField{Name: "content-type", Value: "application/grpc"})
 	if st.comp != nil {
-		c.enc.WriteField(hpack.HeaderField{Name: "grpc-encoding", Value: st.comp.Name()})
+		b.enc.WriteField(hpack.HeaderField{Name: "grpc-encoding", Value: st.comp.Name()})
 	}
-	metadataFields(c.enc, st.header)
-	c.out = appendHeaders(c.outBuf(), st.id, c.hbuf.Bytes(), false)
+	metadataFields(b.enc, st.header)
+	c.out = appendHeaders(c.outBuf(), st.id, b.buf.Bytes(), false)
+	c.endBlockLocked(b)
 	st.headerSent = true
 	var out *stats.OutHeader
 	if len(c.stats) > 0 {
