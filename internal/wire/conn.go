@@ -95,8 +95,6 @@ type conn struct {
 	grown       bool      // the reader did deep work since it started
 	lastPing    time.Time // the client's last ping
 	pingStrikes int
-	reset       [recentResets]uint32 // stream ids the server reset, a ring
-	resetNext   int
 	opened      int         // streams the client opened, counted up to 2 (see shrinkTable)
 	settingsOut int         // SETTINGS frames sent, the handshake's included
 	settingsAck int         // their acknowledgements received
@@ -114,6 +112,8 @@ type conn struct {
 	flushing    int    // bytes the writer is writing now
 	control     int    // control replies in out
 	flowq       []*stream
+	reset       *[recentResets]uint32 // stream ids the server reset, a ring; made at the first reset
+	resetNext   int
 	closed      bool          // no more output; streams are closed
 	goaway      bool          // GOAWAY sent: no new streams
 	failed      bool          // a GOAWAY with an error code was sent: linger before closing
@@ -768,6 +768,9 @@ func (c *conn) rstLocked(id uint32, code http2.ErrCode) {
 	}
 	c.out = appendRST(c.outBuf(), id, code)
 	c.control++
+	if c.reset == nil {
+		c.reset = new([recentResets]uint32)
+	}
 	c.reset[c.resetNext] = id
 	c.resetNext = (c.resetNext + 1) % recentResets
 	c.wakeLocked()
@@ -776,6 +779,9 @@ func (c *conn) rstLocked(id uint32, code http2.ErrCode) {
 // recentlyResetLocked reports whether the server reset stream id lately:
 // the client's frames sent before it saw the reset are ignored.
 func (c *conn) recentlyResetLocked(id uint32) bool {
+	if c.reset == nil {
+		return false
+	}
 	for _, r := range c.reset {
 		if r == id {
 			return true
