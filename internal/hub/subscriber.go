@@ -33,6 +33,7 @@ type Subscriber struct {
 	at          int
 	tick        func(now int64) int64
 	unscheduled bool
+	joined      bool // guarded by mu; here so that the struct fits a smaller size class
 
 	mu      sync.Mutex
 	queue   []*Frame
@@ -41,7 +42,6 @@ type Subscriber struct {
 	err     error
 	rooms   []string
 	keys    []string
-	joined  bool
 }
 
 // Mute sets the event types not delivered to this subscriber; all mutes

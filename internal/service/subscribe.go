@@ -373,10 +373,10 @@ type writer struct {
 
 	lastWrite atomic.Int64 // Unix nanoseconds of the last send
 	beat      atomic.Bool  // a heartbeat is due
+	gave      atomic.Bool  // result was given; here so that the struct fits a smaller size class
 	// result takes the stream's end to the loop (finish), once (gave): a
 	// send's error, the status after the last message, or errAbandoned.
 	result chan error
-	gave   atomic.Bool
 	// ends a detached stream (see detach) with the end given; nil while
 	// the handler's goroutine waits for it (run)
 	detached atomic.Pointer[func(error)]

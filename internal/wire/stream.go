@@ -55,25 +55,25 @@ type stream struct {
 	// c.mu
 	sendWindow int64
 	pending    []byte // output waiting for flow control
-	headerSent bool
 	header     metadata.MD
 	trailer    metadata.MD
 	finished   *status.Status // the handler's status, written after pending
 	httpStatus int            // of a call refused before its handler; 0: 200
-	closed     bool           // reset or written out: takes no more output
-	remoteDone bool           // the client ended its side
-	wantPump   bool           // kicked while output was pending
+	headerSent bool
+	closed     bool // reset or written out: takes no more output
+	remoteDone bool // the client ended its side
+	wantPump   bool // kicked while output was pending
 	inFlowq    bool
 	direct     bool
 	cork       bool // output waits for the trailers to wake the writer
-	pumpFn     func()
-
-	det *stack.Detached // set by Detach: the handler's goroutine may go before the call ends
-
-	// c.mu: the call was interrupted (interrupt), and what OnCancel asked
-	// to run then.
+	// The call was interrupted (interrupt), and what OnCancel asked to
+	// run then. (The bools are together: the struct fits a smaller size
+	// class.)
 	interrupted bool
 	onCancel    func()
+	pumpFn      func()
+
+	det *stack.Detached // set by Detach: the handler's goroutine may go before the call ends
 
 	kicked     atomic.Bool // on the run queue
 	dispatched atomic.Bool // its handler started: the handler's end is the call's
