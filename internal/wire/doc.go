@@ -24,15 +24,20 @@
 // when its end function is called. Interceptors that see ErrDetached
 // register their end with the transport stream's OnEnd; it runs before the
 // trailers are written, and the stats handlers see the end as always. An
-// idle detached stream costs no goroutine.
+// idle detached stream costs no goroutine. A call's context is not a child
+// of its connection's (which is never done): the connection's close and
+// the client's reset cancel each call, and run what the transport
+// stream's OnCancel registered, which costs less than context.AfterFunc.
 //
-// A connection's first response header block indexes nothing (the HPACK
-// encoder's table starts at size 0 and takes the peer's size from the
-// second block on), and a connection that has carried one stream, still
-// open, asks its client to empty its table once it has nothing left to
-// read (SETTINGS_HEADER_TABLE_SIZE 0; the server's decoder drops its copy
-// at the acknowledgement): a phone's or a browser's own connection keeps
-// neither table for its stream's life. Connections that carry more calls
+// A connection's first response header block indexes nothing (a pooled
+// encoder without a table writes it; the connection makes its own, with
+// the peer's table size, at the second block), and a connection that has
+// carried one stream, still open, asks its client to empty its table once
+// it has nothing left to read (SETTINGS_HEADER_TABLE_SIZE 0; the server's
+// decoder is dropped at the acknowledgement, and a decoder without a table
+// comes with the frame reader while there are bytes to read): a phone's
+// or a browser's own connection keeps no HPACK state for its stream's
+// life. Connections that carry more calls
 // index as usual. A client must apply the setting before it acknowledges
 // it (RFC 9113 §6.5.3, RFC 7541 §4.2), as grpc-go's, x/net's, OkHttp's and
 // Netty's encoders do; one that acknowledges and goes on indexing against
