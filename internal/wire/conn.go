@@ -103,7 +103,7 @@ type conn struct {
 
 	mu          sync.Mutex // guards what follows; lock order: a hub subscriber's lock, then mu
 	cond        *sync.Cond // on mu: windows, output, streams or handlers changed
-	streams     map[uint32]*stream
+	streams     streamSet
 	maxID       uint32 // highest stream id seen
 	handlers    int    // handlers running, streams reset or not
 	buffered    int    // request bytes held by streams whose handler has not taken them
@@ -136,7 +136,6 @@ func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{
 		srv:        s,
 		nc:         nc,
-		streams:    make(map[uint32]*stream),
 		sendWindow: defaultWindow,
 		peerWindow: defaultWindow,
 		recvWindow: defaultWindow,
@@ -365,7 +364,7 @@ func (c *conn) shrinkTable() {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.streams) != 1 || c.closed || c.goaway {
+	if c.streams.len() != 1 || c.closed || c.goaway {
 		return
 	}
 	c.out = appendSettings(c.outBuf(), http2.Setting{ID: http2.SettingHeaderTableSize, Val: 0})
@@ -515,7 +514,7 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
 	c.mu.Lock()
-	if st := c.streams[id]; st != nil {
+	if st := c.streams.get(id); st != nil {
 		c.mu.Unlock()
 		return st.onTrailers(f)
 	}
@@ -535,7 +534,7 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 		return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol}
 	}
 	max := c.srv.cfg.MaxConcurrentStreams
-	if c.goaway || c.closed || len(c.streams) >= max {
+	if c.goaway || c.closed || c.streams.len() >= max {
 		c.rstLocked(id, http2.ErrCodeRefusedStream)
 		c.mu.Unlock()
 		return nil
@@ -551,7 +550,7 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 		return errConnClosed
 	}
 	st := &stream{id: id, c: c, sendWindow: c.peerWindow, recvWindow: int64(c.srv.cfg.InitialWindowSize), remoteDone: f.StreamEnded()}
-	c.streams[id] = st
+	c.streams.put(st)
 	c.idleSince = time.Time{}
 	c.mu.Unlock()
 	c.sentData.Store(true) // a new call: the client's pings are legitimate again (as data sent)
@@ -573,7 +572,7 @@ func (c *conn) onData(f *http2.DataFrame) error {
 	}
 	c.recvWindow -= n
 	c.creditConnLocked(n)
-	st := c.streams[id]
+	st := c.streams.get(id)
 	var code http2.ErrCode
 	switch {
 	case st == nil && id > c.maxID:
@@ -632,7 +631,7 @@ func (c *conn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
 		c.cond.Broadcast()
 		return nil
 	}
-	st := c.streams[f.StreamID]
+	st := c.streams.get(f.StreamID)
 	if st == nil {
 		if f.StreamID > c.maxID {
 			return http2.ConnectionError(http2.ErrCodeProtocol) // an idle stream
@@ -671,13 +670,13 @@ func (c *conn) onSettings(f *http2.SettingsFrame) error {
 		switch s.ID {
 		case http2.SettingInitialWindowSize:
 			delta := int64(s.Val) - c.peerWindow
-			for _, st := range c.streams {
+			for st := range c.streams.all() {
 				if st.sendWindow+delta > maxWindow {
 					return http2.ConnectionError(http2.ErrCodeFlowControl)
 				}
 			}
 			c.peerWindow = int64(s.Val)
-			for _, st := range c.streams {
+			for st := range c.streams.all() {
 				st.sendWindow += delta
 			}
 		case http2.SettingHeaderTableSize:
@@ -695,7 +694,7 @@ func (c *conn) onSettings(f *http2.SettingsFrame) error {
 	}
 	c.out = appendSettingsAck(c.outBuf())
 	c.control++
-	for _, st := range c.streams {
+	for st := range c.streams.all() {
 		c.flushLocked(st)
 	}
 	c.cond.Broadcast()
@@ -730,7 +729,7 @@ func (c *conn) onPing(f *http2.PingFrame) error {
 
 func (c *conn) onReset(f *http2.RSTStreamFrame) error {
 	c.mu.Lock()
-	st := c.streams[f.StreamID]
+	st := c.streams.get(f.StreamID)
 	if st == nil {
 		idle := f.StreamID > c.maxID
 		c.mu.Unlock()
@@ -749,7 +748,7 @@ func (c *conn) onReset(f *http2.RSTStreamFrame) error {
 // resetStream resets a stream the reader found at fault.
 func (c *conn) resetStream(id uint32, code http2.ErrCode) {
 	c.mu.Lock()
-	st := c.streams[id]
+	st := c.streams.get(id)
 	if st != nil {
 		c.removeLocked(st)
 	}
@@ -795,9 +794,9 @@ func (c *conn) removeLocked(st *stream) {
 	st.closed = true
 	st.pending = nil
 	c.releaseLocked(st)
-	delete(c.streams, st.id)
+	c.streams.del(st.id)
 	c.cond.Broadcast()
-	if len(c.streams) == 0 {
+	if c.streams.len() == 0 {
 		if c.idle != nil {
 			c.idleSince = time.Now()
 		}
@@ -911,13 +910,13 @@ func (c *conn) close(err error) {
 			t.Stop()
 		}
 	}
-	streams := make([]*stream, 0, len(c.streams))
-	for _, st := range c.streams {
+	streams := make([]*stream, 0, c.streams.len())
+	for st := range c.streams.all() {
 		streams = append(streams, st)
 		st.closed = true
 		st.pending = nil
 	}
-	clear(c.streams)
+	c.streams.clear()
 	c.flowq = nil
 	c.cond.Broadcast()
 	if len(c.out) > 0 {
@@ -1046,7 +1045,7 @@ func (c *conn) write(shared bool) {
 			return
 		}
 		if len(c.out) == 0 {
-			if c.goaway && len(c.streams) == 0 {
+			if c.goaway && c.streams.len() == 0 {
 				c.writerExitLocked()
 				c.mu.Unlock()
 				c.close(nil)

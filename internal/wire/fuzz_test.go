@@ -257,7 +257,8 @@ func connBounds(c *conn) error {
 	streams := cfg.MaxConcurrentStreams
 	outMax := maxOutput + streams*(pendingLimit+cfg.MaxRecvMsgSize+1<<10) + 64<<10
 	sum := 0
-	for id, st := range c.streams {
+	for st := range c.streams.all() {
+		id := st.id
 		sum += st.buffered
 		switch {
 		case st.buffered < 0:
@@ -277,8 +278,8 @@ func connBounds(c *conn) error {
 		return fmt.Errorf("streams buffer %d bytes, the connection counts %d", sum, c.buffered)
 	case c.control > maxControl+streams:
 		return fmt.Errorf("%d control replies queued, bound %d", c.control, maxControl+streams)
-	case len(c.streams) > streams:
-		return fmt.Errorf("%d streams open, quota %d", len(c.streams), streams)
+	case c.streams.len() > streams:
+		return fmt.Errorf("%d streams open, quota %d", c.streams.len(), streams)
 	case c.handlers < 0 || c.handlers > streams:
 		return fmt.Errorf("%d handlers running, quota %d", c.handlers, streams)
 	case c.recvWindow < 0 || c.recvWindow > maxWindow:

@@ -27,6 +27,7 @@ type request struct {
 	length      int64 // content-length; -1: none
 	md          metadata.MD
 	vals        []string // md's values, one array for all
+	mdFields    int      // the fields that go to md: vals' capacity
 
 	// malformed: the request breaks HTTP/2's rules (RFC 9113 §8.2, §8.3)
 	// and is reset with PROTOCOL_ERROR.
@@ -63,6 +64,11 @@ func connectionSpecific(name string) bool {
 // fields first, known and not repeated.
 func parseRequest(fields []hpack.HeaderField) request {
 	r := request{length: -1}
+	for _, f := range fields {
+		if f.Name == ":authority" || !strings.HasPrefix(f.Name, ":") && !reserved(f.Name) && !connectionSpecific(f.Name) {
+			r.mdFields++
+		}
+	}
 	var scheme, authority, host int
 	var badTimeout, badBin error
 	for _, f := range fields {
@@ -182,7 +188,7 @@ func isGRPC(ct string) bool {
 func (r *request) add(k, v string) {
 	if r.md == nil {
 		r.md = make(metadata.MD, 4)
-		r.vals = make([]string, 0, 8)
+		r.vals = make([]string, 0, r.mdFields)
 	}
 	if old, ok := r.md[k]; ok {
 		r.md[k] = append(old, v) // old is full: this copies
