@@ -110,7 +110,8 @@ type detacher interface {
 
 // canceller is a transport stream that tells when its call is
 // interrupted more cheaply than context.AfterFunc on its context, which
-// makes the context keep a map of children (internal/wire's does).
+// makes the context keep a map of children (internal/wire's does). A
+// later OnCancel replaces an earlier one: the setup's, then detach's.
 type canceller interface {
 	OnCancel(f func())
 }

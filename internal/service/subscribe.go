@@ -130,8 +130,9 @@ func (s *Service) Subscribe(req *notifyv1.SubscribeRequest, stream grpc.ServerSt
 // The setup's context ends when the stream's does, but is not derived from
 // it: every context derived from the stream's (the store makes one per
 // query) registers in it, which leaves the stream's context a map of
-// children for the stream's whole life. A watcher goroutine, gone when the
-// setup is, ends it instead.
+// children for the stream's whole life. The transport stream's OnCancel
+// (wire's) ends it instead, or else a watcher goroutine, gone when the
+// setup is.
 //
 //go:noinline
 func (s *Service) setup(req *notifyv1.SubscribeRequest, stream grpc.ServerStreamingServer[notifyv1.SubscribeResponse]) (w *writer, err error) {
@@ -140,15 +141,22 @@ func (s *Service) setup(req *notifyv1.SubscribeRequest, stream grpc.ServerStream
 		streamCtx := stream.Context()
 		ctx, cancel := context.WithCancel(context.WithoutCancel(streamCtx))
 		defer cancel()
-		opened := make(chan struct{})
-		defer close(opened)
-		go func() {
-			select {
-			case <-streamCtx.Done():
-				cancel()
-			case <-opened:
-			}
-		}()
+		if c, ok := grpc.ServerTransportStreamFromContext(streamCtx).(canceller); ok {
+			// The transport ends the setup with the call, with neither a
+			// watcher goroutine nor a done channel kept by the stream's
+			// context; detach replaces it once live.
+			c.OnCancel(cancel)
+		} else {
+			opened := make(chan struct{})
+			defer close(opened)
+			go func() {
+				select {
+				case <-streamCtx.Done():
+					cancel()
+				case <-opened:
+				}
+			}()
+		}
 		w, err = s.open(ctx, req, stream, u)
 	})
 	if err != nil {

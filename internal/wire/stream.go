@@ -882,7 +882,8 @@ func (t *transportStream) Detach() (end func(error), ok bool) {
 // reset by the client, its connection closed, or past its deadline. It
 // is context.AfterFunc on the call's context, less the map of children
 // that costs the context, except that f does not run for a call that
-// ended by its handler's or its detached end.
+// ended by its handler's or its detached end. A later call replaces what
+// an earlier one registered (on a call with a deadline both run).
 func (t *transportStream) OnCancel(f func()) {
 	st := t.s()
 	c := st.c
