@@ -42,7 +42,6 @@ type partsSender interface {
 // one running. It runs on the setup goroutine, as everything the stream's
 // loop needs does, so that the loop's goroutine stays shallow.
 func (w *writer) live(ctx context.Context, s *Service, expiry int64) {
-	w.result = make(chan error, 1)
 	w.expiry = expiry
 	if a, ok := grpc.ServerTransportStreamFromContext(ctx).(attacher); ok {
 		// Sends go straight to the transport's stream, not through the
@@ -80,9 +79,20 @@ func (s *Service) run(w *writer) error {
 	select {
 	case <-w.stream.Context().Done():
 		return s.ended(w, nil)
-	case err := <-w.result:
+	case err := <-w.mailbox(true):
 		return s.ended(w, err)
 	}
+}
+
+// mailbox returns the result channel; with create it is made if there is
+// none yet, and without it is nil until then.
+func (w *writer) mailbox(create bool) chan error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.result == nil && create {
+		w.result = make(chan error, 1)
+	}
+	return w.result
 }
 
 // ended stops the stream's writer and schedule and returns its status:
@@ -154,7 +164,7 @@ func (s *Service) detach(w *writer) bool {
 // finish gives the stream's end to the loop; the first one given wins.
 func (w *writer) finish(err error) {
 	if w.gave.CompareAndSwap(false, true) {
-		w.result <- err
+		w.mailbox(true) <- err
 		w.handOff()
 	}
 }
@@ -169,7 +179,7 @@ func (w *writer) handOff() {
 		return // run takes it
 	}
 	select {
-	case err := <-w.result:
+	case err := <-w.mailbox(false): // nil, never ready, before an end was given
 		go (*done)(err)
 	default:
 	}

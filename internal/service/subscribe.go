@@ -384,6 +384,8 @@ type writer struct {
 	gave      atomic.Bool  // result was given; here so that the struct fits a smaller size class
 	// result takes the stream's end to the loop (finish), once (gave): a
 	// send's error, the status after the last message, or errAbandoned.
+	// Made (mailbox) when finish or run first needs it, under mu: a
+	// detached stream keeps none while it is live.
 	result chan error
 	// ends a detached stream (see detach) with the end given; nil while
 	// the handler's goroutine waits for it (run)
@@ -398,7 +400,7 @@ type writer struct {
 	wakeup  chan struct{} // wakes the running sender
 	quit    chan struct{} // closed when the loop returns
 
-	mu sync.Mutex // guards roomPos.sent: the loop reads it while a send may be stuck
+	mu sync.Mutex // guards roomPos.sent (the loop reads it while a send may be stuck) and result
 }
 
 // roomPos is a stream's position in one of its rooms.
