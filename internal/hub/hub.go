@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/maxloyalty/notify/internal/broker"
+	"github.com/maxloyalty/notify/internal/sched"
 )
 
 const shards = 64
@@ -25,7 +26,7 @@ type Hub struct {
 	closeMu  sync.Mutex
 	closeErr error // set by CloseAll; later joiners are closed at once
 
-	sched schedule
+	sched sched.Schedule
 }
 
 type shard struct {

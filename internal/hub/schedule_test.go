@@ -5,6 +5,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/maxloyalty/notify/internal/sched"
 )
 
 // ticks records the times a subscriber's tick ran, and answers with the
@@ -61,8 +63,8 @@ func TestScheduleRunsWhenDue(t *testing.T) {
 			}
 			for i, at := range c.got {
 				due := c.want[i] * time.Second
-				if at < due || at > due+scheduleSlack {
-					t.Errorf("%s: tick %d ran at %v, want at %v (within %v after)", c.name, i, at, due, scheduleSlack)
+				if at < due || at > due+sched.Slack {
+					t.Errorf("%s: tick %d ran at %v, want at %v (within %v after)", c.name, i, at, due, sched.Slack)
 				}
 			}
 		}
@@ -116,10 +118,7 @@ func TestScheduleUnschedule(t *testing.T) {
 		if got := running.times(); len(got) != 2 {
 			t.Errorf("subscriber unscheduled in its tick ran at %v, want twice", got)
 		}
-		h.sched.mu.Lock()
-		n := len(h.sched.heap)
-		h.sched.mu.Unlock()
-		if n != 0 {
+		if n := h.sched.Len(); n != 0 {
 			t.Errorf("%d subscribers still scheduled, want none", n)
 		}
 	})
@@ -156,7 +155,7 @@ func TestScheduleMany(t *testing.T) {
 				t.Errorf("subscriber %d (unscheduled) ran at %v", i, got)
 			case i%3 != 0 && len(got) != 1:
 				t.Errorf("subscriber %d due at %v ran at %v, want once", i, due, got)
-			case i%3 != 0 && (got[0] < due || got[0] > due+scheduleSlack):
+			case i%3 != 0 && (got[0] < due || got[0] > due+sched.Slack):
 				t.Errorf("subscriber %d due at %v ran at %v", i, due, got[0])
 			}
 		}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
+
+	"github.com/maxloyalty/notify/internal/sched"
 )
 
 // Reasons a subscriber is closed by the server.
@@ -26,14 +28,10 @@ type Subscriber struct {
 	notify atomic.Pointer[func()] // called when frames arrive or the subscriber closes
 	closed atomic.Bool            // set when the subscriber is closed
 
-	// The hub's schedule (schedule.mu): when tick is due, the subscriber's
-	// place in the schedule's heap (-1: none), and whether it was
-	// unscheduled for good.
-	due         int64
-	at          int
-	tick        func(now int64) int64
-	unscheduled bool
-	joined      bool // guarded by mu; here so that the struct fits a smaller size class
+	// The subscriber's place in the hub's schedule (its heartbeats and
+	// token expiry).
+	entry  sched.Entry
+	joined bool // guarded by mu; here so that the struct fits a smaller size class
 
 	mu      sync.Mutex
 	queue   []*Frame
@@ -71,10 +69,7 @@ func (s *Subscriber) Wants(f *Frame) bool {
 // NewSubscriber returns a subscriber whose queue holds at most maxBytes of
 // frames.
 func NewSubscriber(maxBytes int) *Subscriber {
-	return &Subscriber{
-		maxBytes: maxBytes,
-		at:       -1,
-	}
+	return &Subscriber{maxBytes: maxBytes}
 }
 
 // Notify makes fn be called whenever frames are queued or the subscriber is

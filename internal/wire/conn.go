@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/maxloyalty/notify/internal/poll"
+	"github.com/maxloyalty/notify/internal/sched"
 )
 
 const (
@@ -122,11 +123,11 @@ type conn struct {
 	recvWindow  int64         // connection bytes the client may still send
 	recvUnacked int64         // connection bytes received and not yet acknowledged
 	enc         *blockEncoder // nil until the second header block (see beginBlockLocked)
-	blocks      int           // header blocks begun, counted up to the first that indexes
 	tableLimit  uint32        // the client's SETTINGS_HEADER_TABLE_SIZE, for enc
+	blocks      uint8         // header blocks begun, counted up to the first that indexes
 	pingPending bool          // a keepalive ping awaits any frame
 	pingAt      int64
-	ka          *time.Timer
+	ka          sched.Entry // in the server's keepalive schedule
 	idleSince   time.Time   // the last stream ended; zero while streams run
 	idle        *time.Timer // MaxConnectionIdle
 	age         *time.Timer // MaxConnectionAge, then its grace
@@ -252,7 +253,7 @@ func (c *conn) handshake() error {
 		c.recvWindow += d
 	}
 	c.wakeLocked()
-	c.ka = time.AfterFunc(cfg.KeepaliveTime, c.keepalive)
+	c.srv.keepalive.Add(&c.ka, time.Now().Add(cfg.KeepaliveTime).UnixNano(), c.keepalive)
 	if cfg.MaxConnectionIdle > 0 {
 		c.idleSince = time.Now()
 		c.idle = time.AfterFunc(cfg.MaxConnectionIdle, c.checkIdle)
@@ -865,34 +866,35 @@ func (c *conn) aged() {
 	}
 }
 
-// keepalive pings a silent connection and closes one that stays silent.
-func (c *conn) keepalive() {
-	now := time.Now().UnixNano()
+// keepalive pings a silent connection and closes one that stays silent;
+// it returns when it is due next. The server's keepalive schedule runs it,
+// for all its connections on one timer: a connection keeps a few fields
+// there instead of a runtime timer.
+func (c *conn) keepalive(now int64) (next int64) {
+	cfg := &c.srv.cfg
 	last := c.lastRead.Load()
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.closed {
-		c.mu.Unlock()
-		return
+		return now + int64(cfg.KeepaliveTime) // close removed it from the schedule
 	}
 	if c.pingPending {
 		if last < c.pingAt {
-			c.mu.Unlock()
-			c.close(errors.New("wire: keepalive ping unanswered"))
-			return
+			// On a goroutine of its own: the schedule's must not wait.
+			go c.close(errors.New("wire: keepalive ping unanswered"))
+			return now + int64(cfg.KeepaliveTimeout)
 		}
 		c.pingPending = false
 	}
 	idle := time.Duration(now - last)
-	if idle >= c.srv.cfg.KeepaliveTime {
-		c.pingPending = true
-		c.pingAt = now
-		c.out = appendPing(c.outBuf(), false, [8]byte{'k', 'e', 'e', 'p', 'a', 'l', 'v', 'e'})
-		c.wakeLocked()
-		c.ka.Reset(c.srv.cfg.KeepaliveTimeout)
-	} else {
-		c.ka.Reset(c.srv.cfg.KeepaliveTime - idle)
+	if idle < cfg.KeepaliveTime {
+		return now + int64(cfg.KeepaliveTime-idle)
 	}
-	c.mu.Unlock()
+	c.pingPending = true
+	c.pingAt = now
+	c.out = appendPing(c.outBuf(), false, [8]byte{'k', 'e', 'e', 'p', 'a', 'l', 'v', 'e'})
+	c.wakeLocked()
+	return now + int64(cfg.KeepaliveTimeout)
 }
 
 // close ends the connection and every stream on it. Output already queued
@@ -905,7 +907,8 @@ func (c *conn) close(err error) {
 		return
 	}
 	c.closed = true
-	for _, t := range []*time.Timer{c.ka, c.idle, c.age} {
+	c.srv.keepalive.Remove(&c.ka)
+	for _, t := range []*time.Timer{c.idle, c.age} {
 		if t != nil {
 			t.Stop()
 		}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/maxloyalty/notify/internal/intercept"
 	"github.com/maxloyalty/notify/internal/poll"
+	"github.com/maxloyalty/notify/internal/sched"
 )
 
 // Config configures a Server. Zero fields take the defaults documented.
@@ -141,6 +142,9 @@ type Server struct {
 	budget  int // request bytes a connection may buffer for calls not yet started
 	writers writers
 	poll    *poll.Poller // idle connections' readers, parked
+	// keepalive runs the connections' keepalive (conn.keepalive) on one
+	// timer.
+	keepalive sched.Schedule
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
