@@ -111,7 +111,20 @@ func freeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
+// newNotifyd starts a notifyd on ports that were free a moment ago; when
+// another process took one of them meanwhile, it tries again on others,
+// up to three times.
 func newNotifyd(extra ...string) (*notifyd, error) {
+	for attempt := 1; ; attempt++ {
+		n, err := tryNotifyd(extra)
+		if err != nil && attempt < 3 && strings.Contains(err.Error(), "address already in use") {
+			continue
+		}
+		return n, err
+	}
+}
+
+func tryNotifyd(extra []string) (*notifyd, error) {
 	g, err := freeAddr()
 	if err != nil {
 		return nil, err
