@@ -1,9 +1,11 @@
 package wire
 
 import (
+	"bytes"
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -227,5 +229,61 @@ func metadataFields(enc *hpack.Encoder, md metadata.MD) {
 			}
 			enc.WriteField(hpack.HeaderField{Name: k, Value: v})
 		}
+	}
+}
+
+// blockEncoder is an HPACK encoder and the block it writes.
+type blockEncoder struct {
+	enc *hpack.Encoder
+	buf bytes.Buffer
+}
+
+func newBlockEncoder() *blockEncoder {
+	b := new(blockEncoder)
+	b.enc = hpack.NewEncoder(&b.buf)
+	return b
+}
+
+// tableless holds encoders that index nothing, for connections' first
+// header blocks. Their table is 0 bytes from the start, unannounced: a
+// decoder's table changes only when the encoder says so, and an encoder
+// that never inserts needs none of it.
+var tableless = sync.Pool{New: func() any {
+	b := newBlockEncoder()
+	b.enc.SetMaxDynamicTableSizeLimit(0)
+	_ = b.enc.WriteField(hpack.HeaderField{}) // takes the size update the limit queued
+	b.buf.Reset()
+	return b
+}}
+
+// beginBlockLocked returns the encoder for a block of response headers or
+// trailers; endBlockLocked takes it back once the block is copied. A
+// connection's first block is encoded by a shared encoder without a
+// table: a connection that carries one long stream (a phone's or a
+// browser's own) then keeps no encoder at all, whose table, maps and
+// buffer would cost it more than half a kilobyte for its whole life. The
+// second block makes the connection's own encoder, with a table of the
+// client's size, and fields are indexed as usual from then on. The client
+// was sent no table size update before it, so its table is the size its
+// SETTINGS gave, as the new encoder's is.
+func (c *conn) beginBlockLocked() *blockEncoder {
+	if c.blocks < 2 {
+		c.blocks++
+	}
+	if c.blocks == 1 {
+		return tableless.Get().(*blockEncoder)
+	}
+	if c.enc == nil {
+		c.enc = newBlockEncoder()
+		c.enc.enc.SetMaxDynamicTableSizeLimit(c.tableLimit)
+	}
+	return c.enc
+}
+
+// endBlockLocked takes back the encoder of a block that was copied.
+func (c *conn) endBlockLocked(b *blockEncoder) {
+	b.buf.Reset()
+	if b != c.enc {
+		tableless.Put(b)
 	}
 }
