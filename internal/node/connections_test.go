@@ -26,7 +26,15 @@ func TestHTTPConnectionsCountTakenOver(t *testing.T) {
 	open := func() float64 {
 		return opsScrape(t, ctx, client, base).must(t, "notify_connections_open", "transport", "http")
 	}
-	before := open()
+	// The readiness probes' connections close as their responses end: wait
+	// until the count no longer moves.
+	before, prev := 0.0, -1.0
+	testenv.Eventually(t, 10*time.Second, "connections_open{http} to settle", func() bool {
+		before = open()
+		settled := before == prev
+		prev = before
+		return settled
+	})
 
 	const streams = 3
 	var bodies []io.Closer

@@ -122,7 +122,9 @@ func (tn *testNode) stop() error {
 // waitReady polls /readyz until the node serves.
 func waitReady(t *testing.T, tn *testNode) {
 	t.Helper()
-	waitReadyWith(t, tn, http.DefaultClient, "http")
+	// Without keep-alive: a probe leaves no idle connection open on the
+	// node, which tests counting its connections would see.
+	waitReadyWith(t, tn, &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}, "http")
 }
 
 // waitReadyWith polls scheme://HTTPAddr/readyz with client until the node
