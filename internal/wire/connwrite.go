@@ -261,15 +261,29 @@ func (c *conn) outBuf() []byte {
 // maxBufCap is the largest output buffer kept for reuse.
 const maxBufCap = 1 << 20
 
-// Output buffers are pooled: a quiet connection holds none.
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 32<<10); return &b }}
+// Output buffers are pooled: a quiet connection holds none. The pool
+// holds pointers to slices; the pointers go back and forth through a pool
+// of their own, as a connection that goes quiet after every delivery puts
+// its buffers back every time and a new pointer for each would be garbage
+// on every delivery.
+var (
+	bufPool  = sync.Pool{New: func() any { b := make([]byte, 0, 32<<10); return &b }}
+	bufBoxes = sync.Pool{New: func() any { return new([]byte) }}
+)
 
-func getBuf() []byte { return (*bufPool.Get().(*[]byte))[:0] }
+func getBuf() []byte {
+	p := bufPool.Get().(*[]byte)
+	b := (*p)[:0]
+	*p = nil
+	bufBoxes.Put(p)
+	return b
+}
 
 func putBuf(b []byte) {
 	if b == nil || cap(b) > maxBufCap {
 		return
 	}
-	b = b[:0]
-	bufPool.Put(&b)
+	p := bufBoxes.Get().(*[]byte)
+	*p = b[:0]
+	bufPool.Put(p)
 }

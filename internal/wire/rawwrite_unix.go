@@ -5,6 +5,7 @@ package wire
 import (
 	"errors"
 	"net"
+	"sync"
 	"syscall"
 )
 
@@ -36,30 +37,53 @@ var errWouldBlock = errors.New("wire: write would block")
 // write writes b without blocking and returns how much was written:
 // all of it, or less with errWouldBlock, or an error of the socket (its
 // write deadline passed, it was closed, the peer reset it).
-func (w *rawWriter) write(b []byte) (n int, err error) {
-	cerr := w.rc.Write(func(fd uintptr) bool {
-		for n < len(b) {
-			m, e := syscall.Write(int(fd), b[n:])
-			if m > 0 {
-				n += m
-			}
-			switch {
-			case e == syscall.EINTR:
-			case e == syscall.EAGAIN:
-				err = errWouldBlock
-				return true
-			case e != nil:
-				err = &net.OpError{Op: "write", Err: e}
-				return true
-			case m == 0:
-				err = errWouldBlock
-				return true
-			}
-		}
-		return true
-	})
+func (w *rawWriter) write(b []byte) (int, error) {
+	op := rawWrites.Get().(*rawWrite)
+	op.b = b
+	cerr := w.rc.Write(op.fn)
+	n, err := op.n, op.err
+	*op = rawWrite{fn: op.fn}
+	rawWrites.Put(op)
 	if err == nil {
 		err = cerr
 	}
 	return n, err
+}
+
+// rawWrite is one write's state. RawConn.Write takes a function; one that
+// captured the write's buffer and results would be allocated on every
+// write, and a delivery is one write.
+type rawWrite struct {
+	b   []byte
+	n   int
+	err error
+	fn  func(fd uintptr) bool // do, bound once
+}
+
+var rawWrites = sync.Pool{New: func() any {
+	op := new(rawWrite)
+	op.fn = op.do
+	return op
+}}
+
+func (op *rawWrite) do(fd uintptr) bool {
+	for op.n < len(op.b) {
+		m, e := syscall.Write(int(fd), op.b[op.n:])
+		if m > 0 {
+			op.n += m
+		}
+		switch {
+		case e == syscall.EINTR:
+		case e == syscall.EAGAIN:
+			op.err = errWouldBlock
+			return true
+		case e != nil:
+			op.err = &net.OpError{Op: "write", Err: e}
+			return true
+		case m == 0:
+			op.err = errWouldBlock
+			return true
+		}
+	}
+	return true
 }
