@@ -7,13 +7,13 @@
 // megabyte or two and allocates a few kilobytes per call, so it collects
 // many times a second, and collecting and allocating from freshly swept
 // memory take much of its CPU (docs/PERFORMANCE.md has the figures). A
-// floor lets the heap grow by at least that many bytes between cycles:
-// after each cycle the GC
-// percent is raised so that the next goal is the kept bytes plus the
-// floor, and left at its default once the kept bytes exceed the floor, as
-// a node holding many streams does. The cost is at most the floor in
-// memory. GOMEMLIMIT still bounds the heap; a GOGC in the environment
-// turns the floor off.
+// floor is the least heap goal: after each cycle the GC percent is raised
+// so that the next cycle starts when the heap reaches the floor, and left
+// at its default once the kept bytes reach half the floor, where Go's own
+// goal (twice what was kept) is above it, as on a node holding many
+// streams. The cost is at most the floor in memory, in all: a node whose
+// streams keep 40 MB is not let grow to 40 MB plus the floor. GOMEMLIMIT
+// still bounds the heap; a GOGC in the environment turns the floor off.
 package gcfloor
 
 import (
@@ -49,10 +49,9 @@ type tuner struct {
 	samples []metrics.Sample
 }
 
-// Start keeps a floor of floor bytes of heap growth between collections
-// until stop is called. It does nothing when floor <= 0, when GOGC is set
-// in the environment, or while another floor runs (the GC settings belong
-// to the process).
+// Start keeps the heap goal at floor bytes or more until stop is called.
+// It does nothing when floor <= 0, when GOGC is set in the environment, or
+// while another floor runs (the GC settings belong to the process).
 func Start(floor int64) (stop func()) {
 	if floor <= 0 || os.Getenv("GOGC") != "" {
 		return func() {}
@@ -118,17 +117,18 @@ func (t *tuner) adjust() {
 	}
 }
 
-// Percent is the GC percent that lets a heap that kept kept bytes grow by
-// about floor bytes: Go's default once kept exceeds floor. The runtime's
-// 4 MB least goal grows with the percent too (4 MB × percent / 100), so a
-// heap that kept less than 4 MB is counted as 4 MB.
+// Percent is the GC percent whose goal for a heap that kept kept bytes is
+// about floor bytes: Go's default once kept reaches half the floor. The
+// runtime's 4 MB least goal grows with the percent too (4 MB × percent /
+// 100), so a heap that kept less than 4 MB is counted as 4 MB.
 func Percent(floor int64, kept uint64) int {
-	p := uint64(floor) * 100 / max(kept, minHeap)
-	switch {
-	case p < basePercent:
+	k := max(kept, minHeap)
+	if uint64(floor) <= 2*k {
 		return basePercent
-	case p > maxPercent:
+	}
+	p := (uint64(floor) - k) * 100 / k
+	if p > maxPercent {
 		return maxPercent
 	}
-	return int(p)
+	return int(max(p, basePercent))
 }

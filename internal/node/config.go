@@ -86,9 +86,9 @@ type Config struct {
 	// and REST are served by grpc-go's server in either case.
 	GRPCTransport string
 
-	// GCFloor is the least heap growth, in bytes, between two garbage
-	// collections (internal/gcfloor): a busy node with a small live heap
-	// otherwise collects every 4 MB. Only notifyd applies it (it is the
+	// GCFloor is the least heap size, in bytes, at which a garbage
+	// collection starts (internal/gcfloor): a busy node with a small live
+	// heap otherwise collects every 4 MB. Only notifyd applies it (it is the
 	// process's setting). Default 64 MiB; negative: Go's default pacing.
 	// GOGC in the environment turns it off.
 	GCFloor int

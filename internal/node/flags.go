@@ -42,7 +42,7 @@ func (c *Config) BindFlags(fs *flag.FlagSet) error {
 	b.history(&c.History, "history", "resume history per room kind, kind=size/ttl,... (kinds: guest, user, restaurant, restaurant_points, restaurant_transactions, admin; defaults 100/10m personal, 1000/10m shared)")
 	dur(&c.IdempotencyWindow, "idempotency-window", d.IdempotencyWindow, "how long idempotency keys are remembered")
 	str(&c.GRPCTransport, "grpc-transport", d.GRPCTransport, "native gRPC port served by wire (own HTTP/2 transport) or grpc-go (grpc-go's server)")
-	integer(&c.GCFloor, "gc-floor", d.GCFloor, "least heap growth in bytes between garbage collections (negative: Go's default; GOGC set: off)")
+	integer(&c.GCFloor, "gc-floor", d.GCFloor, "least heap size in bytes at which a garbage collection starts (negative: Go's default; GOGC set: off)")
 	str(&c.Broker, "broker", d.Broker, "memory (single node) or redis (several nodes)")
 	str(&c.RedisURL, "redis-url", d.RedisURL, "Redis URL for --broker=redis")
 	str(&c.RedisPrefix, "redis-prefix", d.RedisPrefix, "prefix of every Redis key and channel")
