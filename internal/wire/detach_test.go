@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/maxloyalty/notify/internal/stack"
+	"github.com/maxloyalty/notify/internal/testenv"
 	"github.com/maxloyalty/notify/internal/wire"
 )
 
@@ -26,6 +27,7 @@ type detachService struct {
 type detachedCall struct {
 	stream grpc.ServerStreamingServer[testpb.StreamingOutputCallResponse]
 	end    func(error)
+	md     metadata.MD // the request's, as the handler saw it
 }
 
 func (s *detachService) StreamingOutputCall(_ *testpb.StreamingOutputCallRequest, stream grpc.ServerStreamingServer[testpb.StreamingOutputCallResponse]) error {
@@ -57,7 +59,7 @@ func (s *detachService) StreamingOutputCall(_ *testpb.StreamingOutputCallRequest
 		// interceptor registered its own end.
 		end(status.Error(codes.Aborted, "ended first"))
 	}
-	s.calls <- detachedCall{stream, end}
+	s.calls <- detachedCall{stream, end, md}
 	return stack.ErrDetached
 }
 
@@ -142,6 +144,47 @@ func TestDetachedCall(t *testing.T) {
 	}
 	if err := recvEnd(t, ends); status.Code(err) != codes.Aborted {
 		t.Fatalf("the interceptor saw %v, want Aborted", err)
+	}
+}
+
+// TestDetachedCallLetsMetadataGo: the handler sees the request's
+// metadata; once it has returned stack.ErrDetached, the call's context
+// no longer holds it (an idle stream would keep the map and the token for
+// nothing), and everything else in the context stays: the transport
+// stream, sending, the client's cancel.
+func TestDetachedCallLetsMetadataGo(t *testing.T) {
+	svc, c, ends := serveDetach(t, true)
+	cctx, cancel := context.WithCancel(ctx(t))
+	defer cancel()
+	s, err := c.StreamingOutputCall(metadata.AppendToOutgoingContext(cctx, "x-token", "secret"), &testpb.StreamingOutputCallRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := recvCall(t, svc)
+	if got := call.md.Get("x-token"); len(got) != 1 || got[0] != "secret" {
+		t.Fatalf("the handler saw x-token %q, want the request's", got)
+	}
+	sctx := call.stream.Context()
+	testenv.Eventually(t, 10*time.Second, "the detached call's context without the request's metadata", func() bool {
+		_, ok := metadata.FromIncomingContext(sctx)
+		return !ok
+	})
+	if grpc.ServerTransportStreamFromContext(sctx) == nil {
+		t.Fatal("the detached call's context lost its transport stream")
+	}
+	if err := call.stream.Send(&testpb.StreamingOutputCallResponse{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	if sctx.Err() != nil {
+		t.Fatalf("the call's context ended (%v) while the call is open", sctx.Err())
+	}
+	cancel()
+	<-sctx.Done()
+	if err := recvEnd(t, ends); !errors.Is(err, context.Canceled) {
+		t.Fatalf("the interceptor saw %v, want the context's cancel", err)
 	}
 }
 

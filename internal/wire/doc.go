@@ -24,7 +24,8 @@
 // when its end function is called. Interceptors that see ErrDetached
 // register their end with the transport stream's OnEnd; it runs before the
 // trailers are written, and the stats handlers see the end as always. An
-// idle detached stream costs no goroutine. A call's context is not a child
+// idle detached stream costs no goroutine, and once its handler has
+// returned its context no longer carries the request's metadata. A call's context is not a child
 // of its connection's (which is never done): the connection's close and
 // the client's reset cancel each call, and run what the transport
 // stream's OnCancel registered, which costs less than context.AfterFunc.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"io"
 	"strconv"
 	"sync"
@@ -74,6 +75,7 @@ type stream struct {
 	pumpFn      func()
 
 	det *stack.Detached // set by Detach: the handler's goroutine may go before the call ends
+	md  *incoming       // the request's metadata in ctx; nil: none
 
 	kicked     atomic.Bool // on the run queue
 	dispatched atomic.Bool // its handler started: the handler's end is the call's
@@ -141,14 +143,17 @@ func (st *stream) begin(f *http2.MetaHeadersFrame) {
 	if gone {
 		cancel()
 	}
+	var md *incoming
 	if req.md != nil {
-		ctx = metadata.NewIncomingContext(ctx, req.md)
+		md = newIncoming(ctx, req.md)
+		ctx = md
 	}
 	ctx = grpc.NewContextWithServerTransportStream(ctx, (*transportStream)(st))
 	if len(c.stats) > 0 {
 		ctx = st.beginStats(ctx, req, int(f.Length))
 	}
 	st.ctx = ctx
+	st.md = md
 	st.statsBegun.Store(len(c.stats) > 0)
 
 	if m.stream != nil && m.stream.ClientStreams {
@@ -382,6 +387,9 @@ func (st *stream) runStream() {
 		err = sd.Handler(st.m.impl, st)
 	}
 	if st.det != nil {
+		if errors.Is(err, stack.ErrDetached) {
+			st.md.drop()
+		}
 		st.det.Returned(err)
 		return
 	}
@@ -868,7 +876,8 @@ func (t *transportStream) Attach(pump func()) (kick func()) {
 // end's error as a handler's return. Until then the call counts as
 // running, as its handler would: in the connection's quota and for a
 // graceful stop. A handler that returns anything else after Detach ends
-// the call with it.
+// the call with it. Once the handler has returned stack.ErrDetached, the
+// call's context no longer carries the request's metadata (see incoming).
 func (t *transportStream) Detach() (end func(error), ok bool) {
 	st := t.s()
 	if !st.c.srv.cfg.Detach || st.m.stream == nil || st.m.stream.ClientStreams || st.det != nil {
