@@ -144,9 +144,14 @@ func (st *stream) begin(f *http2.MetaHeadersFrame) {
 		cancel()
 	}
 	var md *incoming
-	if req.md != nil {
+	switch {
+	case req.md == nil:
+	case c.srv.cfg.Detach && m.stream != nil && !m.stream.ClientStreams:
+		// A call that may detach: its context may let the metadata go.
 		md = newIncoming(ctx, req.md)
 		ctx = md
+	default:
+		ctx = metadata.NewIncomingContext(ctx, req.md)
 	}
 	ctx = grpc.NewContextWithServerTransportStream(ctx, (*transportStream)(st))
 	if len(c.stats) > 0 {
