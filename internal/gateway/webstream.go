@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -41,6 +42,9 @@ func (s *webStream) runOwn() {
 		err = s.m.handler(s.m.impl, s)
 	}
 	if s.det != nil {
+		if errors.Is(err, stack.ErrDetached) {
+			s.md.Drop()
+		}
 		s.det.Returned(err)
 		return
 	}
@@ -100,6 +104,13 @@ type webStream struct {
 	// handler runs, det by Detach.
 	own bool
 	det *stack.Detached
+	md  *stack.Incoming // the request's metadata in ctx, for a call that may detach
+
+	// A call on a goroutine of its own is interrupted (interrupt) by its
+	// client's close, its request's end before the connection was taken
+	// over, or Shutdown; what OnCancel asked to run then.
+	interrupted atomic.Bool
+	onCancel    atomic.Pointer[func()]
 }
 
 var (
@@ -243,7 +254,7 @@ func (s *webStream) beginLocked() {
 	s.stopReq, s.w, s.rc = nil, nil, nil
 	s.cut.Store(nil)
 	if brw.Reader.Buffered() > 0 {
-		s.cancel() // bytes after the request: not a grpc-web client
+		s.interrupt() // bytes after the request: not a grpc-web client
 	}
 	s.freed = true
 	close(s.released)
@@ -263,7 +274,7 @@ func (s *webStream) beginLocked() {
 func (s *webStream) watch() {
 	var b [1]byte
 	_, _ = s.conn.Read(b[:])
-	s.cancel()
+	s.interrupt()
 }
 
 // Wake is the poller's: the client sent or closed (or the poller stops).
@@ -350,6 +361,9 @@ func (s *webStream) finish(err error) {
 		s.mu.Lock()
 	}
 	defer s.mu.Unlock()
+	// What OnCancel registered does not run for a call that ended.
+	s.interrupted.Store(true)
+	s.onCancel.Store(nil)
 	if s.cancel != nil {
 		defer s.cancel()
 	}
@@ -462,6 +476,46 @@ func (t *webTransportStream) Detach() (end func(error), ok bool) {
 	}
 	s.det = stack.NewDetached(s.end)
 	return s.det.End, true
+}
+
+// OnCancel runs f on a goroutine of its own once the call is interrupted,
+// as internal/wire's: context.AfterFunc on the call's context, less the
+// map of children it costs the context, for a call on a goroutine of its
+// own without a deadline; f does not run for a call that ended by its
+// handler's or its detached end, and a later call replaces what an
+// earlier one registered. Other calls (over HTTP/2, or with a deadline,
+// which the context's own timer ends) use context.AfterFunc, and both
+// registrations run.
+func (t *webTransportStream) OnCancel(f func()) {
+	s := (*webStream)(t)
+	if !s.own || hasDeadline(s.ctx) {
+		context.AfterFunc(s.ctx, f)
+		return
+	}
+	s.onCancel.Store(&f)
+	if s.interrupted.Load() {
+		s.runOnCancel()
+	}
+}
+
+// interrupt cancels the call's context and runs what OnCancel registered.
+func (s *webStream) interrupt() {
+	s.cancel()
+	if s.interrupted.CompareAndSwap(false, true) {
+		s.runOnCancel()
+	}
+}
+
+// runOnCancel runs what OnCancel registered, once.
+func (s *webStream) runOnCancel() {
+	if f := s.onCancel.Swap(nil); f != nil {
+		go (*f)()
+	}
+}
+
+func hasDeadline(ctx context.Context) bool {
+	_, ok := ctx.Deadline()
+	return ok
 }
 
 // OnEnd registers fn to run at a detached call's end, before its trailers

@@ -102,11 +102,22 @@ func (scriptService) Subscribe(req *notifyv1.SubscribeRequest, stream grpc.Serve
 		defer close(returned)
 		go func() {
 			<-returned
-			if err := stream.Send(msg("waiting")); err != nil {
+			// Once the handler has returned, its context lets the
+			// request's metadata go.
+			word := "metadata kept"
+			for range 500 {
+				if _, ok := metadata.FromIncomingContext(ctx); !ok {
+					word = "waiting"
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if err := stream.Send(msg(word)); err != nil {
 				end(err)
 			}
 		}()
-		context.AfterFunc(ctx, func() { end(status.FromContextError(ctx.Err()).Err()) })
+		// The client's close ends the call through OnCancel.
+		d.(interface{ OnCancel(func()) }).OnCancel(func() { end(status.FromContextError(ctx.Err()).Err()) })
 		return stack.ErrDetached
 	case "wait":
 		// Until the client leaves or the deadline passes.
@@ -763,8 +774,10 @@ func handlers() int {
 
 // TestWebStreamDetached: a call that took its connection over may let its
 // handler's goroutine go (Streams.Detach): it sends after the handler
-// returned, its client's close still ends it, and the interceptor sees the
-// end when it comes. Without Streams.Detach, Detach is refused.
+// returned, its context no longer holds the request's metadata, its
+// client's close still ends it (through the transport stream's OnCancel),
+// and the interceptor sees the end when it comes. Without Streams.Detach,
+// Detach is refused.
 func TestWebStreamDetached(t *testing.T) {
 	_, _, ws, _ := leanServerWith(t, true)
 	c := openScript(t, ws.url, "detach", "")

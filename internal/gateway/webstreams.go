@@ -142,7 +142,7 @@ func (ws *webStreams) shutdown(ctx context.Context) error {
 	}
 	ws.mu.Lock()
 	for s := range ws.calls {
-		s.cancel()
+		s.interrupt()
 	}
 	ws.mu.Unlock()
 	<-idle
@@ -272,7 +272,7 @@ func (ws *webStreams) open(w http.ResponseWriter, r *http.Request, m *streamMeth
 		ctx, s.cancel = context.WithCancel(ctx)
 	}
 	if s.hj != nil {
-		s.stopReq = context.AfterFunc(r.Context(), s.cancel)
+		s.stopReq = context.AfterFunc(r.Context(), s.interrupt)
 	}
 	if r.TLS != nil {
 		// As grpc-go's HTTP handler transport: the peer's TLS state.
@@ -283,7 +283,13 @@ func (ws *webStreams) open(w http.ResponseWriter, r *http.Request, m *streamMeth
 		}
 		ctx = peer.NewContext(ctx, np)
 	}
-	ctx = metadata.NewIncomingContext(ctx, md)
+	if ws.detach && s.hj != nil {
+		// A call that may detach: its context may let the metadata go.
+		s.md = stack.NewIncoming(ctx, md)
+		ctx = s.md
+	} else {
+		ctx = metadata.NewIncomingContext(ctx, md)
+	}
 	if len(ws.stats) > 0 {
 		s.begun = time.Now()
 		p, _ := peer.FromContext(ctx)

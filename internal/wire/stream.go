@@ -75,7 +75,7 @@ type stream struct {
 	pumpFn      func()
 
 	det *stack.Detached // set by Detach: the handler's goroutine may go before the call ends
-	md  *incoming       // the request's metadata in ctx; nil: none
+	md  *stack.Incoming // the request's metadata in ctx; nil: none
 
 	kicked     atomic.Bool // on the run queue
 	dispatched atomic.Bool // its handler started: the handler's end is the call's
@@ -143,12 +143,12 @@ func (st *stream) begin(f *http2.MetaHeadersFrame) {
 	if gone {
 		cancel()
 	}
-	var md *incoming
+	var md *stack.Incoming
 	switch {
 	case req.md == nil:
 	case c.srv.cfg.Detach && m.stream != nil && !m.stream.ClientStreams:
 		// A call that may detach: its context may let the metadata go.
-		md = newIncoming(ctx, req.md)
+		md = stack.NewIncoming(ctx, req.md)
 		ctx = md
 	default:
 		ctx = metadata.NewIncomingContext(ctx, req.md)
@@ -393,7 +393,7 @@ func (st *stream) runStream() {
 	}
 	if st.det != nil {
 		if errors.Is(err, stack.ErrDetached) {
-			st.md.drop()
+			st.md.Drop()
 		}
 		st.det.Returned(err)
 		return
@@ -882,7 +882,7 @@ func (t *transportStream) Attach(pump func()) (kick func()) {
 // running, as its handler would: in the connection's quota and for a
 // graceful stop. A handler that returns anything else after Detach ends
 // the call with it. Once the handler has returned stack.ErrDetached, the
-// call's context no longer carries the request's metadata (see incoming).
+// call's context no longer carries the request's metadata (stack.Incoming).
 func (t *transportStream) Detach() (end func(error), ok bool) {
 	st := t.s()
 	if !st.c.srv.cfg.Detach || st.m.stream == nil || st.m.stream.ClientStreams || st.det != nil {
