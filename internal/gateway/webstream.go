@@ -78,11 +78,9 @@ type webStream struct {
 
 	// HTTP/1.1 (see serve): hj takes the connection over when the
 	// response begins; released lets the HTTP handler return (closed once
-	// the connection is taken over, or at the call's end); stopReq stops
-	// the request's end from cancelling the call.
+	// the connection is taken over, or at the call's end).
 	hj       http.Hijacker
 	released chan struct{}
-	stopReq  func() bool
 
 	mu         sync.Mutex
 	header     metadata.MD
@@ -248,10 +246,9 @@ func (s *webStream) beginLocked() {
 	}
 	s.conn = conn
 	s.taken.Store(conn)
-	s.stopReq()
 	// Nothing of the HTTP server's stays referenced: its response holds
 	// the connection's buffers and the request.
-	s.stopReq, s.w, s.rc = nil, nil, nil
+	s.w, s.rc = nil, nil
 	s.cut.Store(nil)
 	if brw.Reader.Buffered() > 0 {
 		s.interrupt() // bytes after the request: not a grpc-web client

@@ -119,6 +119,11 @@ func (scriptService) Subscribe(req *notifyv1.SubscribeRequest, stream grpc.Serve
 		// The client's close ends the call through OnCancel.
 		d.(interface{ OnCancel(func()) }).OnCancel(func() { end(status.FromContextError(ctx.Err()).Err()) })
 		return stack.ErrDetached
+	case "silent":
+		// Until the client leaves, sending nothing: the connection is
+		// never taken over.
+		<-ctx.Done()
+		return status.FromContextError(ctx.Err()).Err()
 	case "wait":
 		// Until the client leaves or the deadline passes.
 		if err := stream.Send(msg("waiting")); err != nil {
@@ -664,6 +669,23 @@ func TestWebStreamTakesConnectionOver(t *testing.T) {
 	_ = c.SetReadDeadline(time.Now().Add(testTimeout))
 	if _, err := io.Copy(io.Discard, c); err != nil && !errors.Is(err, syscall.ECONNRESET) {
 		t.Errorf("reading to the connection's end: %v", err)
+	}
+}
+
+// TestWebStreamClientGoneFirst: a client that leaves before its call's
+// response began (the connection not yet taken over) ends the call.
+func TestWebStreamClientGoneFirst(t *testing.T) {
+	_, _, ws, _ := leanServer(t)
+	c, err := net.Dial("tcp", strings.TrimPrefix(ws.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := subscribeBody(t, "silent")
+	fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/grpc-web+proto\r\nContent-Length: %d\r\n\r\n%s", subscribePath, len(body), body)
+	testenv.Eventually(t, testTimeout, "the call running", func() bool { return handlers() == 1 })
+	c.Close()
+	if got := ws.waitCalls(t, 1); got[0] != "Canceled" {
+		t.Errorf("call ended %s after the client left, want Canceled", got[0])
 	}
 }
 

@@ -208,17 +208,24 @@ func (ws *webStreams) serve(w http.ResponseWriter, r *http.Request) bool {
 	if s.hj != nil && ws.track(s) {
 		s.released = make(chan struct{})
 		go s.runOwn()
-		<-s.released
+		// The request's end (its client gone) interrupts the call until
+		// the connection is taken over. Waiting here rather than through
+		// context.AfterFunc leaves the request's context, which the call's
+		// keeps for its values, no map of children.
+		select {
+		case <-s.released:
+		case <-r.Context().Done():
+			s.interrupt()
+			<-s.released
+		}
 		return true
 	}
 	if s.hj != nil {
 		// Stopping: run here, through the ResponseWriter.
 		s.hj = nil
+		defer context.AfterFunc(r.Context(), s.interrupt)()
 	}
 	ws.run(s)
-	if s.stopReq != nil {
-		s.stopReq() // unless the connection was taken over
-	}
 	return true
 }
 
@@ -270,9 +277,6 @@ func (ws *webStreams) open(w http.ResponseWriter, r *http.Request, m *streamMeth
 		ctx, s.cancel = context.WithTimeout(ctx, timeout)
 	case s.hj != nil:
 		ctx, s.cancel = context.WithCancel(ctx)
-	}
-	if s.hj != nil {
-		s.stopReq = context.AfterFunc(r.Context(), s.interrupt)
 	}
 	if r.TLS != nil {
 		// As grpc-go's HTTP handler transport: the peer's TLS state.
