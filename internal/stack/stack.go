@@ -8,7 +8,8 @@
 // four times the size it needs to wait. Aside runs such calls on a
 // short-lived goroutine instead. A transport that lets a handler's
 // goroutine go while its call goes on (internal/wire's Detach) saves the
-// stack altogether; ErrDetached is the handler's return then.
+// stack altogether; ErrDetached is the handler's return then, and
+// Incoming lets the call's request metadata go once it is.
 package stack
 
 import (
