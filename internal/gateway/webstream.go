@@ -114,6 +114,7 @@ type webStream struct {
 var (
 	_ grpc.ServerStream          = (*webStream)(nil)
 	_ grpc.ServerTransportStream = (*webTransportStream)(nil)
+	_ grpc.ServerTransportStream = ownTransportStream{}
 )
 
 func (s *webStream) Context() context.Context { return s.ctx }
@@ -475,16 +476,22 @@ func (t *webTransportStream) Detach() (end func(error), ok bool) {
 	return s.det.End, true
 }
 
+// ownTransportStream is the transport stream of a call that runs on a
+// goroutine of its own (HTTP/1.1, see serve), which offers OnCancel too.
+// (A struct of one pointer: an interface holds it without allocating.)
+type ownTransportStream struct{ *webTransportStream }
+
 // OnCancel runs f on a goroutine of its own once the call is interrupted,
 // as internal/wire's: context.AfterFunc on the call's context, less the
-// map of children it costs the context, for a call on a goroutine of its
-// own without a deadline; f does not run for a call that ended by its
-// handler's or its detached end, and a later call replaces what an
-// earlier one registered. Other calls (over HTTP/2, or with a deadline,
-// which the context's own timer ends) use context.AfterFunc, and both
-// registrations run.
-func (t *webTransportStream) OnCancel(f func()) {
-	s := (*webStream)(t)
+// map of children it costs the context. f does not run for a call that
+// ended by its handler's or its detached end, and a later call replaces
+// what an earlier one registered. A call with a deadline, which the
+// context's own timer ends, or run on the HTTP handler's goroutine after
+// all (while stopping), uses context.AfterFunc, and both registrations
+// run. Over HTTP/2 the transport stream offers no OnCancel: the service
+// then watches the context only while a stream opens.
+func (t ownTransportStream) OnCancel(f func()) {
+	s := (*webStream)(t.webTransportStream)
 	if !s.own || hasDeadline(s.ctx) {
 		context.AfterFunc(s.ctx, f)
 		return

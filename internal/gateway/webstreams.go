@@ -310,7 +310,11 @@ func (ws *webStreams) open(w http.ResponseWriter, r *http.Request, m *streamMeth
 			h.HandleRPC(ctx, begin)
 		}
 	}
-	s.ctx = grpc.NewContextWithServerTransportStream(ctx, (*webTransportStream)(s))
+	var ts grpc.ServerTransportStream = (*webTransportStream)(s)
+	if s.hj != nil {
+		ts = ownTransportStream{(*webTransportStream)(s)}
+	}
+	s.ctx = grpc.NewContextWithServerTransportStream(ctx, ts)
 	return s
 }
 

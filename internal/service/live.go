@@ -120,8 +120,9 @@ type detacher interface {
 
 // canceller is a transport stream that tells when its call is
 // interrupted more cheaply than context.AfterFunc on its context, which
-// makes the context keep a map of children (internal/wire's does). A
-// later OnCancel replaces an earlier one: the setup's, then detach's.
+// makes the context keep a map of children (internal/wire's does, and
+// grpc-web's over HTTP/1.1). A later OnCancel replaces an earlier one: the
+// setup's, then detach's.
 type canceller interface {
 	OnCancel(f func())
 }
