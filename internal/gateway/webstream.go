@@ -43,7 +43,7 @@ func (s *webStream) runOwn() {
 	}
 	if s.det != nil {
 		if errors.Is(err, stack.ErrDetached) {
-			s.md.Drop()
+			stack.DropIncoming(s.ctx)
 		}
 		s.det.Returned(err)
 		return
@@ -102,7 +102,6 @@ type webStream struct {
 	// handler runs, det by Detach.
 	own bool
 	det *stack.Detached
-	md  *stack.Incoming // the request's metadata in ctx, for a call that may detach
 
 	// A call on a goroutine of its own is interrupted (interrupt) by its
 	// client's close, its request's end before the connection was taken

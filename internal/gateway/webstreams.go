@@ -289,8 +289,7 @@ func (ws *webStreams) open(w http.ResponseWriter, r *http.Request, m *streamMeth
 	}
 	if ws.detach && s.hj != nil {
 		// A call that may detach: its context may let the metadata go.
-		s.md = stack.NewIncoming(ctx, md)
-		ctx = s.md
+		ctx = stack.NewIncoming(ctx, md)
 	} else {
 		ctx = metadata.NewIncomingContext(ctx, md)
 	}

@@ -12,8 +12,8 @@ import (
 // among them: most of what an idle stream's request would keep. A
 // detached call's handler has returned and its interceptors have read what
 // they needed (the token, at the call's start), so once the handler
-// returns ErrDetached the transport calls Drop and the context answers as
-// if it had no metadata.
+// returns ErrDetached the transport calls DropIncoming and the context
+// answers as if it had no metadata.
 //
 // The metadata is held in a context made by metadata.NewIncomingContext,
 // whose key is grpc's own, and asked first.
@@ -25,6 +25,10 @@ type Incoming struct {
 // mdContext holds the context made by metadata.NewIncomingContext.
 type mdContext struct{ ctx context.Context }
 
+// incomingKey finds the Incoming in a context: a transport keeps no field
+// for it (a stream's struct would move to a larger size class).
+type incomingKey struct{}
+
 // NewIncoming returns parent with md as its incoming metadata.
 func NewIncoming(parent context.Context, md metadata.MD) *Incoming {
 	in := &Incoming{Context: parent}
@@ -32,9 +36,12 @@ func NewIncoming(parent context.Context, md metadata.MD) *Incoming {
 	return in
 }
 
-// Value is the metadata's value for grpc's key, until Drop, and parent's
-// value for any other.
+// Value is the metadata's value for grpc's key, until DropIncoming, and
+// parent's value for any other.
 func (in *Incoming) Value(key any) any {
+	if key == (incomingKey{}) {
+		return in
+	}
 	if m := in.md.Load(); m != nil {
 		if v := m.ctx.Value(key); v != nil {
 			return v
@@ -43,9 +50,10 @@ func (in *Incoming) Value(key any) any {
 	return in.Context.Value(key)
 }
 
-// Drop lets the metadata go; on nil it does nothing.
-func (in *Incoming) Drop() {
-	if in != nil {
+// DropIncoming lets the metadata of the Incoming in ctx go; it does
+// nothing when ctx has none.
+func DropIncoming(ctx context.Context) {
+	if in, ok := ctx.Value(incomingKey{}).(*Incoming); ok {
 		in.md.Store(nil)
 	}
 }

@@ -21,7 +21,7 @@ func TestIncoming(t *testing.T) {
 	if md, ok := metadata.FromIncomingContext(child); !ok || md.Get("authorization")[0] != "Bearer t" {
 		t.Fatalf("metadata before Drop: %v, %v", md, ok)
 	}
-	in.Drop()
+	DropIncoming(child)
 	if md, ok := metadata.FromIncomingContext(child); ok {
 		t.Fatalf("metadata after Drop: %v", md)
 	}
@@ -33,5 +33,5 @@ func TestIncoming(t *testing.T) {
 	if child.Err() != context.Canceled {
 		t.Fatalf("child's Err %v", child.Err())
 	}
-	(*Incoming)(nil).Drop()
+	DropIncoming(context.Background())
 }

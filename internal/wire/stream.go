@@ -75,7 +75,6 @@ type stream struct {
 	pumpFn      func()
 
 	det *stack.Detached // set by Detach: the handler's goroutine may go before the call ends
-	md  *stack.Incoming // the request's metadata in ctx; nil: none
 
 	kicked     atomic.Bool // on the run queue
 	dispatched atomic.Bool // its handler started: the handler's end is the call's
@@ -143,13 +142,11 @@ func (st *stream) begin(f *http2.MetaHeadersFrame) {
 	if gone {
 		cancel()
 	}
-	var md *stack.Incoming
 	switch {
 	case req.md == nil:
 	case c.srv.cfg.Detach && m.stream != nil && !m.stream.ClientStreams:
 		// A call that may detach: its context may let the metadata go.
-		md = stack.NewIncoming(ctx, req.md)
-		ctx = md
+		ctx = stack.NewIncoming(ctx, req.md)
 	default:
 		ctx = metadata.NewIncomingContext(ctx, req.md)
 	}
@@ -158,7 +155,6 @@ func (st *stream) begin(f *http2.MetaHeadersFrame) {
 		ctx = st.beginStats(ctx, req, int(f.Length))
 	}
 	st.ctx = ctx
-	st.md = md
 	st.statsBegun.Store(len(c.stats) > 0)
 
 	if m.stream != nil && m.stream.ClientStreams {
@@ -393,7 +389,7 @@ func (st *stream) runStream() {
 	}
 	if st.det != nil {
 		if errors.Is(err, stack.ErrDetached) {
-			st.md.Drop()
+			stack.DropIncoming(st.ctx)
 		}
 		st.det.Returned(err)
 		return
