@@ -102,20 +102,14 @@ func (scriptService) Subscribe(req *notifyv1.SubscribeRequest, stream grpc.Serve
 		defer close(returned)
 		go func() {
 			<-returned
-			// Once the handler has returned, its context lets the
-			// request's metadata go.
-			word := "metadata kept"
-			for range 500 {
-				if _, ok := metadata.FromIncomingContext(ctx); !ok {
-					word = "waiting"
-					break
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
-			if err := stream.Send(msg(word)); err != nil {
+			if err := stream.Send(msg("waiting")); err != nil {
 				end(err)
 			}
 		}()
+		select {
+		case detachedContexts <- ctx:
+		default:
+		}
 		// The client's close ends the call through OnCancel.
 		d.(interface{ OnCancel(func()) }).OnCancel(func() { end(status.FromContextError(ctx.Err()).Err()) })
 		return stack.ErrDetached
@@ -134,6 +128,10 @@ func (scriptService) Subscribe(req *notifyv1.SubscribeRequest, stream grpc.Serve
 	}
 	return status.Error(codes.InvalidArgument, "no script")
 }
+
+// detachedContexts receives the contexts of "detach" calls, for the tests
+// to look into once the handler has returned.
+var detachedContexts = make(chan context.Context, 16)
 
 // statsRecorder records the stats events of Subscribe calls by type.
 type statsRecorder struct {
@@ -802,9 +800,17 @@ func handlers() int {
 // Detach is refused.
 func TestWebStreamDetached(t *testing.T) {
 	_, _, ws, _ := leanServerWith(t, true)
+	for len(detachedContexts) > 0 {
+		<-detachedContexts // an earlier test's
+	}
 	c := openScript(t, ws.url, "detach", "")
 	testenv.Eventually(t, testTimeout, "no goroutine running the detached call's handler", func() bool {
 		return handlers() == 0
+	})
+	ctx := <-detachedContexts
+	testenv.Eventually(t, testTimeout, "the detached call's context without the request's metadata", func() bool {
+		_, ok := metadata.FromIncomingContext(ctx)
+		return !ok
 	})
 	ws.mu.Lock()
 	ended := len(*ws.calls)
