@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"strconv"
@@ -9,6 +11,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
@@ -54,12 +57,17 @@ func withToken(ctx context.Context, token string) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
 }
 
-// dialGRPC opens a connection to addr and starts connecting it. window and
-// connWindow are the client's HTTP/2 receive windows: large, so that flow
-// control never makes the server wait for this process.
-func dialGRPC(addr string, window, connWindow int32) (*grpc.ClientConn, error) {
+// dialGRPC opens a connection to addr and starts connecting it, over TLS
+// trusting roots when roots is not nil. window and connWindow are the
+// client's HTTP/2 receive windows: large, so that flow control never makes
+// the server wait for this process.
+func dialGRPC(addr string, window, connWindow int32, roots *x509.CertPool) (*grpc.ClientConn, error) {
+	creds := insecure.NewCredentials()
+	if roots != nil {
+		creds = credentials.NewTLS(&tls.Config{RootCAs: roots})
+	}
 	conn, err := grpc.NewClient("passthrough:///"+addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithInitialWindowSize(window),
 		grpc.WithInitialConnWindowSize(connWindow),
 		grpc.WithReadBufferSize(64<<10),

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -31,8 +30,8 @@ const stopTimeout = 20 * time.Second
 // waits for the subscribers to catch up, and accounts for every event.
 func (b *bench) runDelivery(ctx context.Context, d deliveryRun) (*Result, error) {
 	o := b.opts
-	if o.Transport == "grpcweb-h2" {
-		return nil, errors.New("--transport grpcweb-h2 is for idle runs only")
+	if o.Transport == "grpcweb-h2" || o.Transport == "grpc-tls" {
+		return nil, fmt.Errorf("--transport %s is for idle runs only", o.Transport)
 	}
 	n := len(d.subRooms)
 	conns := o.Conns
@@ -68,7 +67,7 @@ func (b *bench) runDelivery(ctx context.Context, d deliveryRun) (*Result, error)
 
 	pubConns := make([]*grpc.ClientConn, o.PubConns)
 	for i := range pubConns {
-		if pubConns[i], err = dialGRPC(o.GRPCAddr, 1<<20, 8<<20); err != nil {
+		if pubConns[i], err = dialGRPC(o.GRPCAddr, 1<<20, 8<<20, nil); err != nil {
 			return nil, err
 		}
 		defer pubConns[i].Close()

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -44,9 +43,9 @@ func (b *bench) withTLSServer(ctx context.Context, fn func(*bench, context.Conte
 // the first stream opens, so it should be a freshly started notifyd.
 func (b *bench) runIdle(ctx context.Context) (*Result, error) {
 	o := b.opts
-	if o.Transport == "grpcweb-h2" && b.tlsRoots == nil {
+	if (o.Transport == "grpcweb-h2" || o.Transport == "grpc-tls") && b.tlsRoots == nil {
 		if o.Spawn == "" {
-			return nil, errors.New("idle --transport grpcweb-h2 needs a notifyd with TLS on its HTTP port: use --spawn")
+			return nil, fmt.Errorf("idle --transport %s needs a notifyd with TLS on its ports: use --spawn", o.Transport)
 		}
 		return b.withTLSServer(ctx, (*bench).runIdle)
 	}

@@ -58,7 +58,7 @@ func (b *bench) runBatchVariant(ctx context.Context) (*Result, error) {
 	}
 	conns := make([]*grpc.ClientConn, o.PubConns)
 	for i := range conns {
-		if conns[i], err = dialGRPC(o.GRPCAddr, 1<<20, 8<<20); err != nil {
+		if conns[i], err = dialGRPC(o.GRPCAddr, 1<<20, 8<<20, nil); err != nil {
 			return nil, err
 		}
 		defer conns[i].Close()

@@ -269,7 +269,7 @@ func (b *bench) runSoak(ctx context.Context) (*SoakResult, error) {
 	// writes the stream's goroutine holds (64 KiB each) are in flight.
 	env.cutBytes = int64(float64(queue)*1.1) + int64(o.Window) + 3*(64<<10)
 	for i := range env.pool {
-		c, err := dialGRPC(o.GRPCAddr, int32(o.Window), int32(o.ConnWindow))
+		c, err := dialGRPC(o.GRPCAddr, int32(o.Window), int32(o.ConnWindow), nil)
 		if err != nil {
 			return nil, err
 		}
@@ -366,7 +366,7 @@ func (b *bench) runSoak(ctx context.Context) (*SoakResult, error) {
 	}
 	pubConns := make([]*grpc.ClientConn, o.PubConns)
 	for i := range pubConns {
-		if pubConns[i], err = dialGRPC(o.GRPCAddr, 1<<20, 8<<20); err != nil {
+		if pubConns[i], err = dialGRPC(o.GRPCAddr, 1<<20, 8<<20, nil); err != nil {
 			return nil, err
 		}
 		defer pubConns[i].Close()
@@ -430,7 +430,7 @@ loop:
 			break loop
 		case <-rotate:
 			k := int(rotations % int64(len(env.pool)))
-			c, err := dialGRPC(o.GRPCAddr, int32(o.Window), int32(o.ConnWindow))
+			c, err := dialGRPC(o.GRPCAddr, int32(o.Window), int32(o.ConnWindow), nil)
 			if err != nil {
 				b.progress("soak: replacing a connection: %v", err)
 				continue

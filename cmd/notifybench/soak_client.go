@@ -383,7 +383,7 @@ func (c *soakClient) cycle(ctx context.Context, env *soakEnv) (again, failed boo
 	default:
 		conn := (*grpc.ClientConn)(nil)
 		if c.rng.Float64() < so.ConnDrop {
-			private, err = dialGRPC(env.o.GRPCAddr, int32(env.o.Window), int32(env.o.ConnWindow))
+			private, err = dialGRPC(env.o.GRPCAddr, int32(env.o.Window), int32(env.o.ConnWindow), nil)
 			conn = private
 		} else {
 			slotIdx = c.id % len(env.pool)

@@ -105,10 +105,10 @@ func (s *subscriber) finish(err error) {
 
 // fleetConfig describes the streams to open.
 type fleetConfig struct {
-	transport  string // grpc, grpcweb, grpcweb-h2 or h2
+	transport  string // grpc, grpc-tls, grpcweb, grpcweb-h2 or h2
 	grpcAddr   string
 	httpAddr   string
-	tlsRoots   *x509.CertPool // grpcweb-h2: the HTTP port's certificate
+	tlsRoots   *x509.CertPool // grpcweb-h2, grpc-tls: the server's certificate
 	conns      int            // gRPC connections the streams are spread over
 	parallel   int            // streams being opened at once
 	window     int32
@@ -137,9 +137,12 @@ func openFleet(ctx context.Context, cfg fleetConfig, rooms, tokens []string, pro
 	f := &fleet{cfg: cfg, hist: NewShardedHistogram(cfg.shards)}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	switch cfg.transport {
-	case "grpc":
+	case "grpc", "grpc-tls":
+		if cfg.transport == "grpc-tls" && cfg.tlsRoots == nil {
+			return nil, errors.New("--transport grpc-tls: the server's gRPC port must serve TLS (use --spawn)")
+		}
 		for range max(1, cfg.conns) {
-			c, err := dialGRPC(cfg.grpcAddr, cfg.window, cfg.connWindow)
+			c, err := dialGRPC(cfg.grpcAddr, cfg.window, cfg.connWindow, cfg.tlsRoots)
 			if err != nil {
 				f.close()
 				return nil, err
@@ -168,7 +171,7 @@ func openFleet(ctx context.Context, cfg fleetConfig, rooms, tokens []string, pro
 			return nil, errors.New("--transport grpcweb-h2: the server's HTTP port must serve TLS (use --spawn)")
 		}
 	default:
-		return nil, fmt.Errorf("--transport: %q is not grpc, grpcweb, grpcweb-h2 or h2", cfg.transport)
+		return nil, fmt.Errorf("--transport: %q is not grpc, grpc-tls, grpcweb, grpcweb-h2 or h2", cfg.transport)
 	}
 
 	sem := make(chan struct{}, max(1, cfg.parallel))
