@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -80,7 +81,7 @@ type conn struct {
 	lastRead atomic.Int64 // Unix nanoseconds of the last frame read
 	sentData atomic.Bool  // data or headers written since the last client ping
 	writing  atomic.Bool  // a writer runs or is queued
-	raw      *rawWriter   // non-blocking writes, when nc allows them
+	raw      *rawWriter   // nc's socket: parked on; written without blocking unless TLS
 
 	inflight atomic.Int32 // unary calls running: more requests are likely
 	pe       poll.Entry   // parked: the server's poller waits for the next bytes, not a reader
@@ -162,9 +163,13 @@ func (c *conn) serve() {
 }
 
 // resume is the reader on a fresh goroutine (see readLoop): it waits for
-// the connection's next bytes a few hundred bytes deep, then reads on.
+// the connection's next bytes a few hundred bytes deep, then reads on. The
+// bytes may be there already (a TLS connection's, see tlsQuiet).
 func (c *conn) resume() {
-	err := c.rd.fill()
+	var err error
+	if len(c.rd.cur) == 0 {
+		err = c.rd.fill()
+	}
 	if err == nil {
 		var handed bool
 		if handed, err = c.readLoop(); handed {
@@ -268,14 +273,15 @@ func (c *conn) handshake() error {
 // error resets that stream only.
 //
 // Once the reader has nothing left to read (no bytes buffered, no unary
-// call in flight whose client is likely to send more), it parks a plain
-// socket's connection on the server's poller and exits: an idle
-// connection holds no goroutine, and the poller starts a reader (resume)
-// for its next bytes. A goroutine start per burst of requests, none per
-// frame of a busy connection.
+// call in flight whose client is likely to send more), it parks the
+// connection on the server's poller and exits: an idle connection holds no
+// goroutine, and the poller starts a reader (resume) for its next bytes. A
+// goroutine start per burst of requests, none per frame of a busy
+// connection. A TLS connection is parked once crypto/tls holds nothing
+// unread (tlsQuiet).
 //
-// A connection the poller cannot take (TLS, whose records the reader may
-// hold part of) keeps a waiting reader. A goroutine's stack grows to its
+// A connection the poller cannot take (an in-memory pipe, or any on a
+// system without the poller) keeps a waiting reader. A goroutine's stack grows to its
 // deepest call and hardly ever shrinks back: the TLS handshake, a header
 // block's decoding and a call's dispatch leave the reader with a stack of
 // 8 KiB, which a connection carrying one idle stream would keep for the
@@ -363,11 +369,11 @@ func (c *conn) shrinkTable() {
 
 // park hands the wait for an idle connection's next bytes to the server's
 // poller, and reports whether the reader may exit: the connection is a
-// plain socket and the poller took it. A connection that waits so holds no
-// goroutine; the poller starts a reader (resume) when bytes come, and close
-// starts one to end it.
+// socket, TLS holds nothing unread (tlsQuiet), and the poller took it. A
+// connection that waits so holds no goroutine; the poller starts a reader
+// (resume) when bytes come, and close starts one to end it.
 func (c *conn) park() bool {
-	if c.raw == nil {
+	if c.raw == nil || c.raw.tls && !c.tlsQuiet() {
 		return false
 	}
 	c.rd.release()
@@ -384,6 +390,32 @@ func (c *conn) park() bool {
 		c.unpark()
 	}
 	return true
+}
+
+// tlsQuiet reports whether a TLS connection holds no record it has read
+// from its socket and not yet returned: the poller, which waits for the
+// socket's next bytes, would not wake for those. It tries a read that
+// may not wait (a read deadline in the past): crypto/tls returns what it
+// holds without reading the socket, or else fails the read with the
+// deadline, keeping any part of a record it read, a failure it does not
+// keep once the deadline is lifted (net/http's background reads rely on
+// the same). What the read returns is left for the reader (c.rd.cur).
+func (c *conn) tlsQuiet() bool {
+	_ = c.nc.SetReadDeadline(time.Unix(1, 0))
+	err := c.rd.fill()
+	_ = c.nc.SetReadDeadline(time.Time{})
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		// close's read deadline may have been lifted above: set it
+		// again, so that the reader's next read ends.
+		_ = c.nc.SetReadDeadline(time.Now())
+		return false
+	}
+	// Bytes to handle, or the connection failed (its next read fails the
+	// same way): the reader goes on.
+	return err != nil && errors.Is(err, os.ErrDeadlineExceeded)
 }
 
 // unpark takes a parked connection back from the poller for its closing:

@@ -21,7 +21,7 @@ func (c *conn) wakeLocked() {
 // blocking, a goroutine of its own otherwise.
 func (c *conn) startWriter() {
 	if c.writing.CompareAndSwap(false, true) {
-		if c.raw != nil {
+		if c.raw != nil && !c.raw.tls {
 			c.srv.writers.add(c)
 		} else {
 			go c.writeLoop()

@@ -4,6 +4,7 @@ package wire
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"runtime"
 	"strings"
@@ -11,11 +12,13 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding"
 	protocodec "google.golang.org/grpc/encoding/proto"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 
+	"github.com/maxloyalty/notify/internal/certs"
 	"github.com/maxloyalty/notify/internal/testenv"
 )
 
@@ -58,16 +61,34 @@ func (s *Server) openConns() int {
 }
 
 // TestParkedConnections: connections whose streams wait hold no reader
-// goroutine; the poller resumes each when its client sends (a call, a
-// stream's cancel, the connection's close), and Stop ends those still
-// parked.
+// goroutine, over plain TCP and over TLS; the poller resumes each when its
+// client sends (a call, a stream's cancel, the connection's close), and
+// Stop ends those still parked.
 func TestParkedConnections(t *testing.T) {
+	t.Run("plain", func(t *testing.T) { testParkedConnections(t, false) })
+	t.Run("tls", func(t *testing.T) { testParkedConnections(t, true) })
+}
+
+func testParkedConnections(t *testing.T, useTLS bool) {
 	srv := NewServer(Config{Codec: encoding.GetCodecV2(protocodec.Name)})
 	svc := holdService{ended: make(chan struct{}, 100)}
 	testpb.RegisterTestServiceServer(srv, svc)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	creds := insecure.NewCredentials()
+	if useTLS {
+		certFile, keyFile, pool, err := certs.SelfSigned(t.TempDir(), "127.0.0.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l = tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2"}})
+		creds = credentials.NewClientTLSFromCert(pool, "127.0.0.1")
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
@@ -87,7 +108,7 @@ func TestParkedConnections(t *testing.T) {
 		cancels []context.CancelFunc
 	)
 	for range conns {
-		cc, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		cc, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(creds))
 		if err != nil {
 			t.Fatal(err)
 		}

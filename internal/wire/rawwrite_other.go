@@ -5,11 +5,15 @@ package wire
 import (
 	"errors"
 	"net"
+	"syscall"
 )
 
 // rawWriter is not available here: every connection's writer is a
-// goroutine of its own.
-type rawWriter struct{}
+// goroutine of its own, and none is parked.
+type rawWriter struct {
+	rc  syscall.RawConn
+	tls bool
+}
 
 func newRawWriter(net.Conn) *rawWriter { return nil }
 

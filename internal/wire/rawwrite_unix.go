@@ -3,6 +3,7 @@
 package wire
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"sync"
@@ -11,15 +12,27 @@ import (
 
 // rawWriter writes to a socket without blocking: what the kernel takes
 // now, and no wait for the rest. It is how a shared writer (see writers)
-// writes a connection without ever waiting on its peer.
+// writes a connection without ever waiting on its peer. The poller waits
+// on its socket for a parked connection's next bytes.
 type rawWriter struct {
 	rc syscall.RawConn
+	// tls: the socket under a TLS connection, which only the poller
+	// uses: its records are written through crypto/tls, by a goroutine
+	// of its own.
+	tls bool
 }
 
-// newRawWriter returns a rawWriter for nc, or nil when nc is not a socket
-// of its own (TLS, in-memory pipes): those are written by a goroutine of
-// their own, which may block.
+// newRawWriter returns a rawWriter for nc's socket, or nil when nc has
+// none (in-memory pipes): those are written by a goroutine of their own,
+// which may block, and never parked.
 func newRawWriter(nc net.Conn) *rawWriter {
+	if tc, ok := nc.(*tls.Conn); ok {
+		w := newRawWriter(tc.NetConn())
+		if w != nil {
+			w.tls = true
+		}
+		return w
+	}
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
 		return nil

@@ -83,11 +83,12 @@ func TestStreamRequestDecodedAside(t *testing.T) {
 	}
 }
 
-// TestIdleReaderStartsAfresh: once a TLS connection's calls are set up and
-// it has nothing more to read, its reader is a fresh goroutine (resume),
-// not the one whose stack the handshake and the request grew; a unary call
-// after that is served as before. (An idle plain-TCP connection holds no
-// reader at all: see TestParkedConnections.)
+// TestIdleReaderStartsAfresh: once the calls of a TLS connection the
+// poller cannot take (its socket hidden) are set up and it has nothing
+// more to read, its reader is a fresh goroutine (resume), not the one whose
+// stack the handshake and the request grew; a unary call after that is
+// served as before. (An idle connection on a socket holds no reader at
+// all: see TestParkedConnections.)
 func TestIdleReaderStartsAfresh(t *testing.T) {
 	certFile, keyFile, pool, err := certs.SelfSigned(t.TempDir(), "127.0.0.1")
 	if err != nil {
@@ -104,7 +105,7 @@ func TestIdleReaderStartsAfresh(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l = tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2"}})
+	l = tls.NewListener(hiddenSockets{l}, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2"}})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
 	defer func() { srv.Stop(); <-served }()
@@ -139,4 +140,16 @@ func TestIdleReaderStartsAfresh(t *testing.T) {
 	if _, err := c.UnaryCall(ctx(t), &testpb.SimpleRequest{ResponseSize: 1}); err != nil {
 		t.Fatalf("a call after the handoff: %v", err)
 	}
+}
+
+// hiddenSockets accepts connections that do not give their socket away
+// (no syscall.Conn): neither parked nor written without blocking.
+type hiddenSockets struct{ net.Listener }
+
+func (l hiddenSockets) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return struct{ net.Conn }{c}, nil
 }
