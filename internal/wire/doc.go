@@ -4,12 +4,14 @@
 // grpc-go's server gives every stream a goroutine for its handler and
 // another that writes, and wakes a goroutine per stream per message. Here a
 // connection has a reader goroutine only while it has bytes to read, and a
-// writer only while it has bytes to write. On Linux, an idle plain-TCP
-// connection is parked on the server's poller (internal/poll: one epoll
-// set and one goroutine per server), which starts a reader when bytes
-// come, and its frame reader goes back to a pool meanwhile; a TLS
-// connection's reader waits itself, handed to a fresh goroutine once it
-// has done deep work so that it keeps the smallest stack. Plain-TCP
+// writer only while it has bytes to write. On Linux, an idle connection is
+// parked on the server's poller (internal/poll: one epoll set and one
+// goroutine per server), which starts a reader when bytes come, and its
+// frame reader goes back to a pool meanwhile; a TLS connection once
+// crypto/tls holds no record unread (a read with a past deadline tells). A
+// connection the poller cannot take waits with a reader of its own, handed
+// to a fresh goroutine once it has done deep work so that it keeps the
+// smallest stack. Plain-TCP
 // connections are written by a few writers the server shares (at most
 // GOMAXPROCS), with non-blocking writes; a connection whose peer does not
 // take its bytes, and a TLS one, gets a writer of its own. A stream whose
