@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -366,69 +365,6 @@ func (c *conn) shrinkTable() {
 	c.settingsOut++
 	c.shrinkAck = c.settingsOut
 }
-
-// park hands the wait for an idle connection's next bytes to the server's
-// poller, and reports whether the reader may exit: the connection is a
-// socket, TLS holds nothing unread (tlsQuiet), and the poller took it. A
-// connection that waits so holds no goroutine; the poller starts a reader
-// (resume) when bytes come, and close starts one to end it.
-func (c *conn) park() bool {
-	if c.raw == nil || c.raw.tls && !c.tlsQuiet() {
-		return false
-	}
-	c.rd.release()
-	c.putFramer()
-	if !c.srv.poll.Park(&c.pe, c.raw.rc, c) {
-		return false
-	}
-	// A close that ran before the connection was parked did not see it
-	// parked: take it back and end it.
-	c.mu.Lock()
-	closed := c.closed
-	c.mu.Unlock()
-	if closed {
-		c.unpark()
-	}
-	return true
-}
-
-// tlsQuiet reports whether a TLS connection holds no record it has read
-// from its socket and not yet returned: the poller, which waits for the
-// socket's next bytes, would not wake for those. It tries a read that
-// may not wait (a read deadline in the past): crypto/tls returns what it
-// holds without reading the socket, or else fails the read with the
-// deadline, keeping any part of a record it read, a failure it does not
-// keep once the deadline is lifted (net/http's background reads rely on
-// the same). What the read returns is left for the reader (c.rd.cur).
-func (c *conn) tlsQuiet() bool {
-	_ = c.nc.SetReadDeadline(time.Unix(1, 0))
-	err := c.rd.fill()
-	_ = c.nc.SetReadDeadline(time.Time{})
-	c.mu.Lock()
-	closed := c.closed
-	c.mu.Unlock()
-	if closed {
-		// close's read deadline may have been lifted above: set it
-		// again, so that the reader's next read ends.
-		_ = c.nc.SetReadDeadline(time.Now())
-		return false
-	}
-	// Bytes to handle, or the connection failed (its next read fails the
-	// same way): the reader goes on.
-	return err != nil && errors.Is(err, os.ErrDeadlineExceeded)
-}
-
-// unpark takes a parked connection back from the poller for its closing:
-// a reader of its own reads until close's read deadline, and ends it.
-func (c *conn) unpark() {
-	if c.pe.Unpark() {
-		go c.resume()
-	}
-}
-
-// Wake is the poller's: the parked connection has bytes to read, or the
-// poller stops. A reader of its own resumes it.
-func (c *conn) Wake() { go c.resume() }
 
 // throttle waits while the output holds too many control replies or bytes
 // for the writer to catch up; false if the connection closed meanwhile.
