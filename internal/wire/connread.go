@@ -177,7 +177,7 @@ func (c *conn) tlsQuiet() bool {
 	}
 	// Bytes to handle, or the connection failed (its next read fails the
 	// same way): the reader goes on.
-	return err != nil && errors.Is(err, os.ErrDeadlineExceeded)
+	return errors.Is(err, os.ErrDeadlineExceeded)
 }
 
 // unpark takes a parked connection back from the poller for its closing:
