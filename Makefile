@@ -45,8 +45,8 @@ build:
 ## bench: the hub's Go benchmarks, then a short load run of every mode (a few
 ## seconds each, small sizes) against a dev notifyd that notifybench starts on
 ## free ports and stops, browsers' and phones' streams on connections of their
-## own included (native with grpc-go's client, grpc-web over HTTP/1.1 and over
-## HTTP/2 with TLS); each row gives the server's CPU per delivery and, for idle
+## own included (native with grpc-go's client, plain and over TLS, grpc-web over
+## HTTP/1.1 and over HTTP/2 with TLS); each row gives the server's CPU per delivery and, for idle
 ## runs, its live heap and stacks per stream. The full-size runs are in
 ## docs/PERFORMANCE.md. The
 ## publish mode drives unary gRPC with h2load and REST with wrk: their Debian

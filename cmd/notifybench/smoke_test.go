@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/maxloyalty/notify/internal/certs"
 	"github.com/maxloyalty/notify/internal/node"
 )
 
@@ -24,6 +26,24 @@ func startTestNode(t *testing.T) *node.Node {
 
 // startTestNodeWith is startTestNode with mutate applied to the config.
 func startTestNodeWith(t *testing.T, mutate func(*node.Config)) *node.Node {
+	t.Helper()
+	return startNode(t, mutate, nil)
+}
+
+// startTLSTestNode starts a node serving TLS on both ports with a
+// self-signed certificate, and returns it with the certificate's pool.
+func startTLSTestNode(t *testing.T) (*node.Node, *x509.CertPool) {
+	t.Helper()
+	certFile, keyFile, pool, err := certs.SelfSigned(t.TempDir(), "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startNode(t, func(c *node.Config) { c.TLSCertFile, c.TLSKeyFile = certFile, keyFile }, pool), pool
+}
+
+// startNode starts a node with mutate applied to its config, and waits
+// for it to be ready (over TLS trusting roots, when roots is not nil).
+func startNode(t *testing.T, mutate func(*node.Config), roots *x509.CertPool) *node.Node {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -47,7 +67,7 @@ func startTestNodeWith(t *testing.T, mutate func(*node.Config)) *node.Node {
 			t.Error("node did not stop")
 		}
 	})
-	if err := waitReady(ctx, n.HTTPAddr(), nil, nil); err != nil {
+	if err := waitReady(ctx, n.HTTPAddr(), roots, nil); err != nil {
 		t.Fatal(err)
 	}
 	return n
@@ -122,6 +142,34 @@ func TestModesEndToEnd(t *testing.T) {
 						t.Errorf("idle: %+v", r)
 					}
 				}
+			}
+		})
+	}
+}
+
+// TestIdleOverTLS: idle runs whose streams each have a TLS connection of
+// their own, native (grpc-tls) and grpc-web over HTTP/2 (grpcweb-h2),
+// against a node serving TLS on both ports.
+func TestIdleOverTLS(t *testing.T) {
+	n, pool := startTLSTestNode(t)
+	for _, transport := range []string{"grpc-tls", "grpcweb-h2"} {
+		t.Run(transport, func(t *testing.T) {
+			o := defaultOptions()
+			o.GRPCAddr, o.HTTPAddr = n.GRPCAddr(), n.HTTPAddr()
+			o.Subscribers, o.Conns, o.Hold, o.Transport = 10, 10, 200*time.Millisecond, transport
+			o.ConnectTimeout, o.Quiet = 30*time.Second, true
+			if err := o.validate(); err != nil {
+				t.Fatal(err)
+			}
+			b := &bench{opts: o, minter: newMinter(node.DevSecret), server: &serverMeter{pid: os.Getpid()}, tlsRoots: pool}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			rs, err := b.runMode(ctx, "idle")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rs) != 1 || rs[0].Subscribers != 10 || rs[0].StreamErrors != 0 || !rs[0].Clean() {
+				t.Fatalf("%+v", rs)
 			}
 		})
 	}
