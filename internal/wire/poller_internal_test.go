@@ -4,7 +4,7 @@ package wire
 
 import (
 	"context"
-	"crypto/tls"
+	"crypto/x509"
 	"net"
 	"runtime"
 	"strings"
@@ -18,7 +18,6 @@ import (
 	protocodec "google.golang.org/grpc/encoding/proto"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 
-	"github.com/maxloyalty/notify/internal/certs"
 	"github.com/maxloyalty/notify/internal/testenv"
 )
 
@@ -79,15 +78,8 @@ func testParkedConnections(t *testing.T, useTLS bool) {
 	}
 	creds := insecure.NewCredentials()
 	if useTLS {
-		certFile, keyFile, pool, err := certs.SelfSigned(t.TempDir(), "127.0.0.1")
-		if err != nil {
-			t.Fatal(err)
-		}
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		l = tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2"}})
+		var pool *x509.CertPool
+		l, pool = TLSListener(t, l)
 		creds = credentials.NewClientTLSFromCert(pool, "127.0.0.1")
 	}
 	served := make(chan error, 1)

@@ -1,7 +1,6 @@
 package wire_test
 
 import (
-	"crypto/tls"
 	"net"
 	"runtime"
 	"strings"
@@ -18,7 +17,6 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 
-	"github.com/maxloyalty/notify/internal/certs"
 	"github.com/maxloyalty/notify/internal/testenv"
 	"github.com/maxloyalty/notify/internal/wire"
 )
@@ -90,14 +88,6 @@ func TestStreamRequestDecodedAside(t *testing.T) {
 // served as before. (An idle connection on a socket holds no reader at
 // all: see TestParkedConnections.)
 func TestIdleReaderStartsAfresh(t *testing.T) {
-	certFile, keyFile, pool, err := certs.SelfSigned(t.TempDir(), "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
 	srv := wire.NewServer(wire.Config{Codec: encoding.GetCodecV2(proto.Name)})
 	svc := &testService{cancelled: make(chan struct{})}
 	testpb.RegisterTestServiceServer(srv, svc)
@@ -105,7 +95,7 @@ func TestIdleReaderStartsAfresh(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l = tls.NewListener(hiddenSockets{l}, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2"}})
+	l, pool := wire.TLSListener(t, hiddenSockets{l})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
 	defer func() { srv.Stop(); <-served }()

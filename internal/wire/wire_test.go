@@ -28,7 +28,6 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
-	"github.com/maxloyalty/notify/internal/certs"
 	"github.com/maxloyalty/notify/internal/wire"
 )
 
@@ -454,21 +453,13 @@ func TestCancelAndGracefulStop(t *testing.T) {
 }
 
 func TestTLS(t *testing.T) {
-	certFile, keyFile, pool, err := certs.SelfSigned(t.TempDir(), "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
 	srv := wire.NewServer(wire.Config{Codec: encoding.GetCodecV2(proto.Name)})
 	testpb.RegisterTestServiceServer(srv, &testService{})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	tl := tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2"}})
+	tl, pool := wire.TLSListener(t, l)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(tl) }()
 	defer func() { srv.Stop(); <-served }()
