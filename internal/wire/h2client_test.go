@@ -400,8 +400,17 @@ func (c *h2Client) expectCode(id uint32, code codes.Code) *h2Stream {
 // a TCP reset.
 func (c *h2Client) expectGoAway(codes ...http2.ErrCode) rframe {
 	c.t.Helper()
+	g := c.nextGoAway(1_000_000, codes...)
+	c.expectEnd()
+	return g
+}
+
+// nextGoAway reads up to within frames until a GOAWAY, and requires its
+// code to be one of codes.
+func (c *h2Client) nextGoAway(within int, codes ...http2.ErrCode) rframe {
+	c.t.Helper()
 	var g *rframe
-	for i := 0; i < 1_000_000 && g == nil; i++ {
+	for i := 0; i < within && g == nil; i++ {
 		f, err := c.next()
 		if err != nil {
 			c.t.Fatalf("connection ended without GOAWAY: %v", err)
@@ -416,7 +425,6 @@ func (c *h2Client) expectGoAway(codes ...http2.ErrCode) rframe {
 	if !slices.Contains(codes, g.code) {
 		c.t.Fatalf("%v, want GOAWAY %v", g, codes)
 	}
-	c.expectEnd()
 	return *g
 }
 

@@ -434,17 +434,7 @@ func TestMaxConnectionAge(t *testing.T) {
 		s := startWire(t, wire.Config{MaxConnectionAge: 200 * time.Millisecond, MaxConnectionAgeGrace: 300 * time.Millisecond}, 0)
 		c := dialH2(t, s.addr, 0)
 		id := hold(c)
-		var g *rframe
-		for i := 0; i < 1000 && g == nil; i++ {
-			f, err := c.next()
-			if err != nil {
-				t.Fatalf("no GOAWAY: %v", err)
-			}
-			if f.typ == http2.FrameGoAway {
-				g = &f
-			}
-		}
-		if g == nil || g.code != http2.ErrCodeNo || g.last != id {
+		if g := c.nextGoAway(1000, http2.ErrCodeNo); g.last != id {
 			t.Fatalf("%v, want GOAWAY NO_ERROR last=%d", g, id)
 		}
 		for i := 0; ; i++ {
@@ -463,17 +453,7 @@ func TestMaxConnectionAge(t *testing.T) {
 		s := startWire(t, wire.Config{MaxConnectionAge: 200 * time.Millisecond}, 0)
 		c := dialH2(t, s.addr, 0)
 		id := hold(c)
-		var g *rframe
-		for i := 0; i < 1000 && g == nil; i++ {
-			f, err := c.next()
-			if err != nil {
-				t.Fatalf("no GOAWAY: %v", err)
-			}
-			if f.typ == http2.FrameGoAway {
-				g = &f
-			}
-		}
-		if g == nil || g.code != http2.ErrCodeNo || g.last != id {
+		if g := c.nextGoAway(1000, http2.ErrCodeNo); g.last != id {
 			t.Fatalf("%v, want GOAWAY NO_ERROR last=%d", g, id)
 		}
 		late := c.unary(&testpb.SimpleRequest{ResponseSize: 1})
