@@ -7,12 +7,14 @@ import (
 	"strings"
 
 	"google.golang.org/grpc"
+
+	"github.com/maxloyalty/notify/internal/grpchdr"
 )
 
 // grpcWebHeaders are the request headers a browser may send on a grpc-web
 // call (what a grpc-web preflight grants), and the headers of a websocket
 // upgrade request that are passed on to the call.
-var grpcWebHeaders = []string{"authorization", "x-grpc-web", "content-type", "x-user-agent", "grpc-timeout", "u-a"}
+var grpcWebHeaders = grpchdr.WebRequestHeaders
 
 // grpcEndpoints returns whether a path is one of srv's methods
 // ("/package.Service/Method"), as registered when New runs.

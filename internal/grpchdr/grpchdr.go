@@ -84,3 +84,7 @@ func EncodeMessage(s string) string {
 	}
 	return b.String()
 }
+
+// WebRequestHeaders are the request headers a browser may send on a
+// grpc-web call: what a grpc-web CORS preflight grants, on either port.
+var WebRequestHeaders = []string{"authorization", "x-grpc-web", "content-type", "x-user-agent", "grpc-timeout", "u-a"}
