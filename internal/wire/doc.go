@@ -77,6 +77,13 @@
 //     for another method, 400 for bad headers); message compression with
 //     any registered compressor (gzip when imported), a request's
 //     compressor also compressing the response; decompressed size bounded.
+//   - grpc-web (the gRPC PROTOCOL-WEB document) over HTTP/2, when
+//     Config.WebOrigin is set: binary requests (application/grpc-web,
+//     +proto) run as gRPC calls do, their trailers sent as the body's last
+//     frame (flow-controlled as messages are); CORS preflights are
+//     answered, and a response is readable by the pages WebOrigin grants.
+//     Over TLS this is how a browser's stream reaches a transport that
+//     parks its connection. The base64 format (grpc-web-text) gets 415.
 //   - Operation: keepalive pings and their enforcement (too_many_pings),
 //     connection idle and age limits with jitter and a grace period,
 //     graceful stop (GOAWAY, then the calls in flight end), stats.Handler.
@@ -84,7 +91,8 @@
 // # What it does not
 //
 //   - HTTP/1.1, the h2c upgrade, server push, extended CONNECT, and HTTP/2
-//     priorities (PRIORITY frames are checked and ignored).
+//     priorities (PRIORITY frames are checked and ignored); requests other
+//     than gRPC and grpc-web calls and their preflights.
 //   - grpc-go server options beyond Config: tap handles, channelz, the
 //     BDP-estimated dynamic window, custom codecs per call (one
 //     encoding.CodecV2 serves every call), SetSendCompressor, and

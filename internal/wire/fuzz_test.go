@@ -240,6 +240,7 @@ func fuzzConfig(sh stats.Handler) Config {
 		MaxHeaderListSize:     16 << 10,
 		Workers:               2,
 		StatsHandlers:         []stats.Handler{sh},
+		WebOrigin:             func(origin, _ string) bool { return origin == "https://app.example" },
 		Log:                   slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 }
@@ -700,6 +701,16 @@ func fuzzSeeds() [][]byte {
 		_ = s.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 5, BlockFragment: s.block(":method", "POST", ":scheme", "http", ":path", "/no.Such/M", ":authority", "x", "content-type", "application/grpc"), EndStream: true, EndHeaders: true})
 		s.call(7, "UnaryCall", false)
 		s.msg(7, true, &testpb.SimpleRequest{ResponseStatus: &testpb.EchoStatus{Code: 5}})
+	})
+	// grpc-web: a server-streaming call from a granted origin, a unary one
+	// from another, a preflight, and the base64 format (refused).
+	add(func(s *seed) {
+		s.call(1, "StreamingOutputCall", false, "content-type", "application/grpc-web+proto", "origin", "https://app.example")
+		s.msg(1, true, outs)
+		s.call(3, "UnaryCall", false, "content-type", "application/grpc-web", "origin", "https://other.example")
+		s.msg(3, true, unary)
+		_ = s.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 5, BlockFragment: s.block(":method", "OPTIONS", ":scheme", "https", ":path", "/grpc.testing.TestService/UnaryCall", ":authority", "x", "origin", "https://app.example", "access-control-request-method", "POST"), EndStream: true, EndHeaders: true})
+		s.call(7, "UnaryCall", true, "content-type", "application/grpc-web-text")
 	})
 	// Invalid: DATA on an idle stream.
 	add(func(s *seed) { _ = s.fr.WriteData(1, false, []byte("x")) })

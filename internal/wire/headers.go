@@ -30,6 +30,8 @@ type request struct {
 	md          metadata.MD
 	vals        []string // md's values, one array for all
 	mdFields    int      // the fields that go to md: vals' capacity
+	web         bool     // a grpc-web call (binary)
+	preflight   bool     // a CORS preflight (OPTIONS) of a grpc-web call
 
 	// malformed: the request breaks HTTP/2's rules (RFC 9113 §8.2, §8.3)
 	// and is reset with PROTOCOL_ERROR.
@@ -63,8 +65,9 @@ func connectionSpecific(name string) bool {
 
 // parseRequest reads a request's header fields, which the framer has
 // checked already: valid names and values, lower case, pseudo-header
-// fields first, known and not repeated.
-func parseRequest(fields []hpack.HeaderField) request {
+// fields first, known and not repeated. web: grpc-web calls and their
+// preflights are served too.
+func parseRequest(fields []hpack.HeaderField, web bool) request {
 	r := request{length: -1}
 	for _, f := range fields {
 		if f.Name == ":authority" || !strings.HasPrefix(f.Name, ":") && !reserved(f.Name) && !connectionSpecific(f.Name) {
@@ -132,11 +135,17 @@ func parseRequest(fields []hpack.HeaderField) request {
 	if r.method == "" || r.path == "" || scheme == 0 {
 		r.malformed = true // a request's pseudo-header fields (§8.3.1)
 	}
+	isWeb, text := webKind(r.contentType)
+	r.web = web && isWeb && !text
 	switch {
 	case r.malformed:
 	case authority > 1 || host > 1:
 		r.fail(400, codes.Internal, "num values of :authority: %d, num values of host: %d, both must only have 1 value as per HTTP/2 spec", authority, host)
-	case !isGRPC(r.contentType):
+	case web && r.method == "OPTIONS":
+		r.preflight = true
+	case web && text:
+		r.fail(415, codes.InvalidArgument, "grpc-web-text is not served on this port: send application/grpc-web+proto")
+	case !isGRPC(r.contentType) && !r.web:
 		r.fail(415, codes.InvalidArgument, "invalid gRPC request content-type %q", clip(r.contentType))
 	case badTimeout != nil:
 		r.fail(400, codes.Internal, "malformed grpc-timeout: %v", badTimeout)

@@ -58,6 +58,12 @@ type Config struct {
 	// any other interceptor would take the handler's return for the call's
 	// end. Default false.
 	Detach bool
+	// WebOrigin, when set, serves grpc-web calls (binary,
+	// application/grpc-web+proto) beside gRPC ones, and answers their CORS
+	// preflights: a browser's response is readable by a page whose origin
+	// WebOrigin grants, given the request's :authority. Default nil:
+	// grpc-web is refused as another content-type is (415).
+	WebOrigin func(origin, authority string) bool
 	// StatsHandlers see every connection and call, as grpc.StatsHandler
 	// options do on grpc-go's server (otelgrpc.NewServerHandler).
 	StatsHandlers []stats.Handler

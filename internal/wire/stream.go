@@ -49,6 +49,7 @@ type stream struct {
 	buffered    int    // c.mu: request bytes counted in the connection's buffer
 	started     bool
 	recvd       bool                // RecvMsg returned the request
+	web         bool                // c.mu: a grpc-web call (trailers go in the body)
 	rq          *recvQueue          // client-streaming calls
 	comp        encoding.Compressor // of the request's messages, and so of the response's; nil: none
 
@@ -97,12 +98,24 @@ func (st *stream) begin(f *http2.MetaHeadersFrame) {
 		st.fail(status.Errorf(codes.ResourceExhausted, "header list larger than %d bytes", c.srv.cfg.MaxHeaderListSize))
 		return
 	}
-	req := parseRequest(f.Fields)
+	req := parseRequest(f.Fields, c.srv.cfg.WebOrigin != nil)
 	switch {
 	case req.malformed:
 		c.resetStream(st.id, http2.ErrCodeProtocol)
 		return
-	case req.abort != nil:
+	case req.preflight:
+		st.preflight(req)
+		return
+	case req.web:
+		// Before anything is written: a refused call's status must be
+		// readable by the page too.
+		cors := c.srv.corsFields(req.md)
+		c.mu.Lock()
+		st.web = true
+		st.header = cors
+		c.mu.Unlock()
+	}
+	if req.abort != nil {
 		c.mu.Lock()
 		st.httpStatus = req.httpStatus
 		c.mu.Unlock()
@@ -492,7 +505,13 @@ func (st *stream) finish(err error) {
 	c.mu.Lock()
 	if !st.closed && st.finished == nil {
 		st.finished = s
-		if len(st.pending) == 0 {
+		switch {
+		case st.web && st.headerSent:
+			// grpc-web's trailers are the body's last frame: flow
+			// control holds them as it holds messages.
+			st.pending = appendWebTrailers(st.pending, s, st.trailer)
+			c.flushLocked(st)
+		case len(st.pending) == 0:
 			c.trailersLocked(st)
 		}
 	}
@@ -538,22 +557,30 @@ func (st *stream) endUnstarted(err error) {
 
 // trailersLocked writes a finished stream's trailers and forgets it.
 func (c *conn) trailersLocked(st *stream) {
-	b := c.beginBlockLocked()
-	if !st.headerSent {
-		// Trailers-Only.
-		code := "200"
-		if st.httpStatus != 0 {
-			code = strconv.Itoa(st.httpStatus)
-		}
-		b.enc.WriteField(hpack.HeaderField{Name: ":status", Value: code})
-		b.enc.WriteField(hpack.HeaderField{Name: "content-type", Value: "application/grpc"})
-		st.headerSent = true
-	}
-	statusFields(b.enc, st.finished)
-	metadataFields(b.enc, st.trailer)
 	c.sentData.Store(true)
-	c.out = appendHeaders(c.outBuf(), st.id, b.buf.Bytes(), true)
-	c.endBlockLocked(b)
+	if st.web && st.headerSent {
+		// The trailers went out as the body's last frame.
+		c.out = appendFrameHeader(c.outBuf(), 0, http2.FrameData, http2.FlagDataEndStream, st.id)
+	} else {
+		b := c.beginBlockLocked()
+		if !st.headerSent {
+			// Trailers-Only.
+			code := "200"
+			if st.httpStatus != 0 {
+				code = strconv.Itoa(st.httpStatus)
+			}
+			b.enc.WriteField(hpack.HeaderField{Name: ":status", Value: code})
+			b.enc.WriteField(hpack.HeaderField{Name: "content-type", Value: contentType(st.web)})
+			if st.web {
+				metadataFields(b.enc, st.header)
+			}
+			st.headerSent = true
+		}
+		statusFields(b.enc, st.finished)
+		metadataFields(b.enc, st.trailer)
+		c.out = appendHeaders(c.outBuf(), st.id, b.buf.Bytes(), true)
+		c.endBlockLocked(b)
+	}
 	remoteDone := st.remoteDone
 	c.removeLocked(st)
 	if !remoteDone {
@@ -569,7 +596,7 @@ func (c *conn) trailersLocked(st *stream) {
 func (c *conn) headersLocked(st *stream) *stats.OutHeader {
 	b := c.beginBlockLocked()
 	b.enc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
-	b.enc.WriteField(hpack.HeaderField{Name: "content-type", Value: "application/grpc"})
+	b.enc.WriteField(hpack.HeaderField{Name: "content-type", Value: contentType(st.web)})
 	if st.comp != nil {
 		b.enc.WriteField(hpack.HeaderField{Name: "grpc-encoding", Value: st.comp.Name()})
 	}
