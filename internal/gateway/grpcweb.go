@@ -64,6 +64,26 @@ func grantOrigin(w http.ResponseWriter, r *http.Request, allowed func(string) bo
 	}
 }
 
+// NativeWebOrigin returns the origin check of grpc-web calls on the
+// native port (wire.Config.WebOrigin): an allowed origin (origins as
+// Config.AllowedOrigins), or an https page of the host the call was made
+// to, on any port: the HTTP port that served the page is another origin
+// than the native port it calls.
+func NativeWebOrigin(origins []string) func(origin, authority string) bool {
+	allowed := originChecker(origins)
+	return func(origin, authority string) bool {
+		if allowed(origin) {
+			return true
+		}
+		oh, _, ok := originHost(origin, "https")
+		if !ok {
+			return false
+		}
+		ah, _, ok := hostPort(authority, "https")
+		return ok && strings.EqualFold(oh, ah)
+	}
+}
+
 // wsOriginAllowed is the origin check of a websocket upgrade: no Origin
 // (not a browser), a configured origin, or exactly the origin the request
 // was made to.
@@ -77,23 +97,27 @@ func wsOriginAllowed(r *http.Request, allowed func(string) bool) bool {
 // a missing port taken as the scheme's default. An origin without a scheme
 // or with anything but scheme, host and port is never the same.
 func sameOrigin(r *http.Request, origin string) bool {
-	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" || u.User != nil || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
-		return false
-	}
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	if !strings.EqualFold(u.Scheme, scheme) {
-		return false
-	}
-	oh, op, ok := hostPort(u.Host, scheme)
+	oh, op, ok := originHost(origin, scheme)
 	if !ok {
 		return false
 	}
 	rh, rp, ok := hostPort(r.Host, scheme)
 	return ok && strings.EqualFold(oh, rh) && op == rp
+}
+
+// originHost reads the host and port of an origin of the given scheme; an
+// origin of another scheme, without one, or with anything but scheme,
+// host and port has none.
+func originHost(origin, scheme string) (host, port string, ok bool) {
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" || u.User != nil || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" || !strings.EqualFold(u.Scheme, scheme) {
+		return "", "", false
+	}
+	return hostPort(u.Host, scheme)
 }
 
 // hostPort splits an authority into host and port, the port defaulting to

@@ -289,6 +289,8 @@ func (n *Node) newServers(unary []grpc.UnaryServerInterceptor, stream []grpc.Str
 		MinPingInterval:       cfg.MinPingInterval,
 		Workers:               grpcStreamWorkers,
 		StatsHandlers:         n.cfg.StatsHandlers,
+		// Browsers reach this port over TLS with grpc-web too.
+		WebOrigin: gateway.NativeWebOrigin(cfg.AllowedOrigins),
 		// The node's own stream interceptor knows of detached calls;
 		// interceptors set in code may not.
 		Detach: len(n.cfg.StreamInterceptors) == 0,

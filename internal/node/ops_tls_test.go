@@ -144,6 +144,79 @@ func TestTLS(t *testing.T) {
 	wantCode(t, err, codes.Unavailable, "gRPC TLS client without the CA")
 }
 
+// TestGRPCWebOnNativePort: over TLS, a browser's grpc-web stream may use
+// the native port (HTTP/2): a page of the node's own host is granted by
+// default, its stream gets the events published meanwhile, and its end
+// comes as grpc-web trailers.
+func TestGRPCWebOnNativePort(t *testing.T) {
+	t.Parallel()
+	certFile, keyFile, pool, err := certs.SelfSigned(t.TempDir(), "127.0.0.1")
+	if err != nil {
+		t.Fatalf("SelfSigned: %v", err)
+	}
+	hc := opsTLSClient(t, pool)
+	n := opsStartNode(t, hc, "https", func(c *node.Config) {
+		c.TLSCertFile, c.TLSKeyFile = certFile, keyFile
+	})
+	ctx, cancel := context.WithCancel(testCtx(t))
+	defer cancel()
+	page := "https://" + n.HTTPAddr() // the app's origin: the HTTP port
+
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+n.GRPCAddr()+"/notify.v1.NotificationService/Subscribe",
+		bytes.NewReader(webFrame(t, &notifyv1.SubscribeRequest{Rooms: []string{"guest:g1"}})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/grpc-web+proto")
+	req.Header.Set("X-Grpc-Web", "1")
+	req.Header.Set("Origin", page)
+	req.Header.Set("Authorization", "Bearer "+mint(t, guestClaims))
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatalf("grpc-web Subscribe to the native port: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 || resp.Header.Get("Content-Type") != "application/grpc-web+proto" {
+		t.Fatalf("grpc-web Subscribe: %s %d %q", resp.Proto, resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	if got := resp.Header.Get("Access-Control-Allow-Origin"); got != page {
+		t.Errorf("Access-Control-Allow-Origin %q, want the page's own host %q", got, page)
+	}
+	ws := &webStream{body: resp.Body}
+	if m := ws.next(t); m.GetConnected() == nil {
+		t.Fatalf("first message %v, want Connected", m)
+	}
+	r, _ := opsDo(t, ctx, hc, http.MethodPost, page+"/v1/rooms/guest:g1/events", mint(t, serviceClaims), nil, []byte(opsRESTEvent("g1", 7)))
+	if r.status != http.StatusOK {
+		t.Fatalf("REST publish: HTTP %d %s", r.status, r.body)
+	}
+	var pub notifyv1.PublishResponse
+	unmarshalJSON(t, r.body, &pub)
+	if m := ws.next(t); len(m.GetEvents()) != 1 || m.GetEvents()[0].GetId() != pub.EventId {
+		t.Fatalf("the grpc-web stream got %v, want event %s", m, pub.EventId)
+	}
+
+	// A call refused by the node ends as Trailers-Only, its status
+	// readable by the page.
+	req, err = http.NewRequestWithContext(ctx, http.MethodPost, "https://"+n.GRPCAddr()+"/notify.v1.NotificationService/Subscribe",
+		bytes.NewReader(webFrame(t, &notifyv1.SubscribeRequest{Rooms: []string{"guest:g1"}})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/grpc-web+proto")
+	req.Header.Set("Origin", page)
+	refused, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, refused.Body)
+	refused.Body.Close()
+	if refused.Header.Get("Grpc-Status") != "16" || refused.Header.Get("Access-Control-Allow-Origin") != page ||
+		!strings.Contains(refused.Header.Get("Access-Control-Expose-Headers"), "grpc-status") {
+		t.Errorf("a Subscribe without a token: %d %v, want grpc-status 16 readable by the page", refused.StatusCode, refused.Header)
+	}
+}
+
 // ---- CORS ----
 
 // TestCORS: with AllowedOrigins ["https://app.example"], preflights from
