@@ -30,12 +30,12 @@ const stopTimeout = 20 * time.Second
 // waits for the subscribers to catch up, and accounts for every event.
 func (b *bench) runDelivery(ctx context.Context, d deliveryRun) (*Result, error) {
 	o := b.opts
-	if o.Transport == "grpcweb-h2" || o.Transport == "grpc-tls" {
+	if tlsTransport(o.Transport) {
 		return nil, fmt.Errorf("--transport %s is for idle runs only", o.Transport)
 	}
 	n := len(d.subRooms)
 	conns := o.Conns
-	if o.Transport == "grpcweb" || o.Transport == "grpcweb-h2" {
+	if webTransport(o.Transport) {
 		conns = n
 	}
 	if err := b.checkFiles(conns + o.PubConns); err != nil {

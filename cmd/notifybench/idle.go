@@ -43,7 +43,7 @@ func (b *bench) withTLSServer(ctx context.Context, fn func(*bench, context.Conte
 // the first stream opens, so it should be a freshly started notifyd.
 func (b *bench) runIdle(ctx context.Context) (*Result, error) {
 	o := b.opts
-	if (o.Transport == "grpcweb-h2" || o.Transport == "grpc-tls") && b.tlsRoots == nil {
+	if tlsTransport(o.Transport) && b.tlsRoots == nil {
 		if o.Spawn == "" {
 			return nil, fmt.Errorf("idle --transport %s needs a notifyd with TLS on its ports: use --spawn", o.Transport)
 		}
@@ -54,7 +54,7 @@ func (b *bench) runIdle(ctx context.Context) (*Result, error) {
 		return nil, fmt.Errorf("idle: --subscribers must be at least 1")
 	}
 	conns := min(o.Conns, n)
-	if o.Transport == "grpcweb" || o.Transport == "grpcweb-h2" {
+	if webTransport(o.Transport) {
 		conns = n
 	}
 	if err := b.checkFiles(conns); err != nil {

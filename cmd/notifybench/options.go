@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/maxloyalty/notify/internal/node"
@@ -111,7 +113,7 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.IntVar(&o.Batch, "batch", o.Batch, "events per publish call (>1: PublishBatch); publish: the batch variant's")
 	fs.IntVar(&o.Publishers, "publishers", o.Publishers, "concurrent publish calls in fanout and personal")
 	fs.IntVar(&o.PubConns, "pub-conns", o.PubConns, "gRPC connections of the publishers (publish: of grpc-go's client and h2load's -c)")
-	fs.StringVar(&o.Transport, "transport", o.Transport, "subscriber transport: grpc (grpc-go client streams), h2 (gRPC over HTTP/2 frames read by one goroutine per connection: a lighter load generator), grpcweb (HTTP/1.1, a connection per stream), grpcweb-h2 (HTTP/2 over TLS, a connection per stream) or grpc-tls (grpc-go client streams over TLS); the last two in idle mode only, against a notifyd with TLS on its ports, which --spawn starts")
+	fs.StringVar(&o.Transport, "transport", o.Transport, "subscriber transport: grpc (grpc-go client streams), h2 (gRPC over HTTP/2 frames read by one goroutine per connection: a lighter load generator), grpcweb (HTTP/1.1, a connection per stream), grpcweb-h2 (HTTP/2 over TLS, a connection per stream), grpcweb-native (the same to the native gRPC port) or grpc-tls (grpc-go client streams over TLS); the last three in idle mode only, against a notifyd with TLS on its ports, which --spawn starts")
 	fs.StringVar(&o.Decode, "decode", o.Decode, "subscriber decoding: full (generated types) or wire (scan only the needed fields)")
 	fs.StringVar(&o.Room, "room", o.Room, "fanout and publish room")
 	fs.StringVar(&o.RoomPrefix, "room-prefix", o.RoomPrefix, "personal and idle rooms are <prefix><i> (default guest:nb<random>-)")
@@ -152,8 +154,8 @@ func (o *options) validate() error {
 		return fmt.Errorf("--publishers, --concurrency, --pub-conns and --driver-threads must be at least 1")
 	case o.Window < 64<<10 || o.ConnWindow < 64<<10:
 		return fmt.Errorf("--window and --conn-window must be at least 65536")
-	case o.Transport != "grpc" && o.Transport != "grpc-tls" && o.Transport != "grpcweb" && o.Transport != "grpcweb-h2" && o.Transport != "h2":
-		return fmt.Errorf("--transport: %q is not grpc, grpc-tls, grpcweb, grpcweb-h2 or h2", o.Transport)
+	case !slices.Contains(transports, o.Transport):
+		return fmt.Errorf("--transport: %q is not %s", o.Transport, strings.Join(transports, ", "))
 	}
 	if _, err := newDecoder(o.Decode); err != nil {
 		return err
@@ -174,7 +176,7 @@ type bench struct {
 	server *serverMeter
 	log    io.Writer // progress lines; nil: none
 	// tlsRoots verifies the server's HTTP port when it serves TLS
-	// (grpcweb-h2); nil: plaintext.
+	// (grpcweb-h2, grpcweb-native, grpc-tls); nil: plaintext.
 	tlsRoots *x509.CertPool
 }
 
@@ -197,4 +199,18 @@ func (b *bench) fleetConfig() fleetConfig {
 		decode:     b.opts.Decode,
 		shards:     64,
 	}
+}
+
+// transports are the --transport values.
+var transports = []string{"grpc", "grpc-tls", "grpcweb", "grpcweb-h2", "grpcweb-native", "h2"}
+
+// tlsTransport reports a transport that needs a notifyd with TLS on its
+// ports (idle runs only).
+func tlsTransport(t string) bool {
+	return t == "grpc-tls" || t == "grpcweb-h2" || t == "grpcweb-native"
+}
+
+// webTransport reports a grpc-web transport: a connection per stream.
+func webTransport(t string) bool {
+	return t == "grpcweb" || t == "grpcweb-h2" || t == "grpcweb-native"
 }

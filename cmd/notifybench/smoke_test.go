@@ -152,7 +152,7 @@ func TestModesEndToEnd(t *testing.T) {
 // against a node serving TLS on both ports.
 func TestIdleOverTLS(t *testing.T) {
 	n, pool := startTLSTestNode(t)
-	for _, transport := range []string{"grpc-tls", "grpcweb-h2"} {
+	for _, transport := range []string{"grpc-tls", "grpcweb-h2", "grpcweb-native"} {
 		t.Run(transport, func(t *testing.T) {
 			o := defaultOptions()
 			o.GRPCAddr, o.HTTPAddr = n.GRPCAddr(), n.HTTPAddr()

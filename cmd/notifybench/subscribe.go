@@ -105,10 +105,10 @@ func (s *subscriber) finish(err error) {
 
 // fleetConfig describes the streams to open.
 type fleetConfig struct {
-	transport  string // grpc, grpc-tls, grpcweb, grpcweb-h2 or h2
+	transport  string // one of transports
 	grpcAddr   string
 	httpAddr   string
-	tlsRoots   *x509.CertPool // grpcweb-h2, grpc-tls: the server's certificate
+	tlsRoots   *x509.CertPool // the TLS transports: the server's certificate
 	conns      int            // gRPC connections the streams are spread over
 	parallel   int            // streams being opened at once
 	window     int32
@@ -166,12 +166,12 @@ func openFleet(ctx context.Context, cfg fleetConfig, rooms, tokens []string, pro
 			ReadBufferSize:      64 << 10,
 			WriteBufferSize:     4 << 10,
 		}}
-	case "grpcweb-h2":
+	case "grpcweb-h2", "grpcweb-native":
 		if cfg.tlsRoots == nil {
-			return nil, errors.New("--transport grpcweb-h2: the server's HTTP port must serve TLS (use --spawn)")
+			return nil, fmt.Errorf("--transport %s: the server's ports must serve TLS (use --spawn)", cfg.transport)
 		}
 	default:
-		return nil, fmt.Errorf("--transport: %q is not grpc, grpc-tls, grpcweb, grpcweb-h2 or h2", cfg.transport)
+		return nil, fmt.Errorf("--transport: %q is not %s", cfg.transport, strings.Join(transports, ", "))
 	}
 
 	sem := make(chan struct{}, max(1, cfg.parallel))
@@ -255,7 +255,7 @@ func (f *fleet) run(s *subscriber, sem chan struct{}, opened *sync.WaitGroup, fa
 	}
 	var err error
 	switch f.cfg.transport {
-	case "grpcweb", "grpcweb-h2":
+	case "grpcweb", "grpcweb-h2", "grpcweb-native":
 		err = f.readWeb(s, markOpen)
 	case "h2":
 		err = f.readH2(s, markOpen)
@@ -326,19 +326,23 @@ func webFrame(msg proto.Message) ([]byte, error) {
 }
 
 // readWeb runs s over grpc-web: HTTP/1.1 through the fleet's client, or
-// HTTP/2 over TLS through a client of its own, so that it has a
-// connection of its own.
+// HTTP/2 over TLS (to the HTTP port, or to the native one) through a
+// client of its own, so that it has a connection of its own.
 func (f *fleet) readWeb(s *subscriber, markOpen func(error)) error {
 	req := &notifyv1.SubscribeRequest{Rooms: []string{s.room}}
 	client, base := f.web, "http://"+f.cfg.httpAddr
-	if f.cfg.transport == "grpcweb-h2" {
+	if f.cfg.transport != "grpcweb" {
+		addr := f.cfg.httpAddr
+		if f.cfg.transport == "grpcweb-native" {
+			addr = f.cfg.grpcAddr
+		}
 		tr := &http.Transport{
 			TLSClientConfig:    &tls.Config{RootCAs: f.cfg.tlsRoots},
 			ForceAttemptHTTP2:  true,
 			DisableCompression: true,
 		}
 		defer tr.CloseIdleConnections()
-		client, base = &http.Client{Transport: tr}, "https://"+f.cfg.httpAddr
+		client, base = &http.Client{Transport: tr}, "https://"+addr
 	}
 	return webSubscribe(f.ctx, client, base, s.token, req, func(msg []byte) error {
 		if err := s.decode(msg); err != nil {
