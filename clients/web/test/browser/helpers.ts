@@ -1,8 +1,9 @@
 // Browser tests run the built app (clients/web/dist) in Debian's Chromium,
 // through playwright-core, against a real notifyd built from this checkout.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
+import { request as httpsRequest } from "node:https";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -76,6 +77,20 @@ export function launchChromium(): Promise<Browser> {
   return chromium.launch({ executablePath: chromiumPath, args: chromiumArgs, headless: true, timeout: 60_000 });
 }
 
+/** A self-signed certificate for 127.0.0.1 (openssl), its files in dir. */
+export function selfSigned(dir: string): { cert: string; key: string; pem: string } {
+  const cert = join(dir, "cert.pem");
+  const key = join(dir, "key.pem");
+  const res = spawnSync(
+    "openssl",
+    ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
+      "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert],
+    { stdio: ["ignore", "ignore", "pipe"], timeout: 30_000 },
+  );
+  if (res.status !== 0) throw new Error(`openssl req failed: ${res.stderr?.toString() ?? res.error}`);
+  return { cert, key, pem: readFileSync(cert, "utf8") };
+}
+
 /** A notifyd process with fixed ports and data directory, so that it can be restarted. */
 export class Notifyd {
   private proc?: ChildProcess;
@@ -90,16 +105,45 @@ export class Notifyd {
     readonly dataDir: string,
     private readonly name: string,
     private readonly extraArgs: string[] = [],
+    /** With a certificate, both ports serve TLS and this process trusts it. */
+    private readonly tls?: { cert: string; key: string; pem: string },
   ) {
-    this.base = `http://127.0.0.1:${httpPort}`;
+    this.base = `${tls ? "https" : "http"}://127.0.0.1:${httpPort}`;
   }
 
   /** extraArgs are more notifyd flags (--allowed-origins, ...). */
-  static async create(bin: string, tmp: string, name: string, extraArgs: string[] = []): Promise<Notifyd> {
+  static async create(
+    bin: string,
+    tmp: string,
+    name: string,
+    extraArgs: string[] = [],
+    tls?: { cert: string; key: string; pem: string },
+  ): Promise<Notifyd> {
     const dataDir = join(tmp, `data-${name}`);
     rmSync(dataDir, { recursive: true, force: true });
     mkdirSync(dataDir, { recursive: true });
-    return new Notifyd(bin, await freePort(), await freePort(), dataDir, name, extraArgs);
+    return new Notifyd(bin, await freePort(), await freePort(), dataDir, name, extraArgs, tls);
+  }
+
+  /** An HTTP request to this notifyd: fetch, or over TLS node:https trusting its certificate. */
+  private async request(path: string, init: { method?: string; headers?: Record<string, string>; body?: string; timeoutMs: number }): Promise<{ ok: boolean; status: number; text: string }> {
+    if (!this.tls) {
+      const res = await fetch(this.base + path, { method: init.method, headers: init.headers, body: init.body, signal: AbortSignal.timeout(init.timeoutMs) });
+      return { ok: res.ok, status: res.status, text: await res.text() };
+    }
+    const ca = this.tls.pem;
+    return new Promise((resolveReq, reject) => {
+      const req = httpsRequest(this.base + path, { method: init.method ?? "GET", headers: init.headers, ca, timeout: init.timeoutMs }, (res) => {
+        let text = "";
+        res.setEncoding("utf8");
+        res.on("data", (c: string) => (text += c));
+        res.on("end", () => resolveReq({ ok: (res.statusCode ?? 0) >= 200 && (res.statusCode ?? 0) < 300, status: res.statusCode ?? 0, text }));
+        res.on("error", reject);
+      });
+      req.on("timeout", () => req.destroy(new Error(`${path}: timed out`)));
+      req.on("error", reject);
+      req.end(init.body);
+    });
   }
 
   async start(): Promise<void> {
@@ -123,6 +167,7 @@ export class Notifyd {
       "5s",
       "--log-level",
       "debug",
+      ...(this.tls ? ["--tls-cert-file", this.tls.cert, "--tls-key-file", this.tls.key] : []),
       ...this.extraArgs,
     ];
     const p = spawn(this.bin, args, { stdio: ["ignore", "pipe", "pipe"] });
@@ -134,8 +179,7 @@ export class Notifyd {
       `notifyd ${this.name} ready on ${this.base}`,
       async () => {
         if (p.exitCode !== null) throw new Error(`notifyd exited with ${p.exitCode}: see test-artifacts/notifyd-${this.name}.log`);
-        const res = await fetch(`${this.base}/readyz`, { signal: AbortSignal.timeout(1000) });
-        return res.ok;
+        return (await this.request("/readyz", { timeoutMs: 1000 })).ok;
       },
       20_000,
     );
@@ -160,28 +204,27 @@ export class Notifyd {
   }
 
   async token(body: { role: string; sub: string; restaurantId?: string }): Promise<string> {
-    const res = await fetch(`${this.base}/dev/token`, {
+    const res = await this.request("/dev/token", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify(body),
-      signal: AbortSignal.timeout(5000),
+      timeoutMs: 5000,
     });
-    if (!res.ok) throw new Error(`POST /dev/token: ${res.status} ${await res.text()}`);
-    return ((await res.json()) as { token: string }).token;
+    if (!res.ok) throw new Error(`POST /dev/token: ${res.status} ${res.text}`);
+    return (JSON.parse(res.text) as { token: string }).token;
   }
 
   /** Publishes an event over REST (POST /v1/events) with a service token; returns the event id. */
   async publish(event: Record<string, unknown>): Promise<string> {
     const svc = await this.token({ role: "service", sub: "loyalty-backend" });
-    const res = await fetch(`${this.base}/v1/events`, {
+    const res = await this.request("/v1/events", {
       method: "POST",
       headers: { Authorization: `Bearer ${svc}`, "Content-Type": "application/json" },
       body: JSON.stringify(event),
-      signal: AbortSignal.timeout(5000),
+      timeoutMs: 5000,
     });
-    const text = await res.text();
-    if (!res.ok) throw new Error(`POST /v1/events: ${res.status} ${text}`);
-    return (JSON.parse(text) as { eventId: string }).eventId;
+    if (!res.ok) throw new Error(`POST /v1/events: ${res.status} ${res.text}`);
+    return (JSON.parse(res.text) as { eventId: string }).eventId;
   }
 }
 

@@ -1,0 +1,205 @@
+// Over TLS, a page calls grpc-web on the native gRPC port: Chromium speaks
+// HTTP/2 to it, passes its CORS preflight (the page is of the node's own
+// host, on the HTTP port), gets a stream's messages and trailers, and goes
+// on sending calls on the connection after the server asked it to empty
+// its HPACK table (a one-stream connection does, once it is idle); and the
+// web client itself (NotifyClient, Connect's grpc-web transport) streams
+// and calls there.
+import { rmSync } from "node:fs";
+import { join } from "node:path";
+import type { Browser } from "playwright-core";
+import { build } from "vite";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { Notifyd, buildNotifyd, launchChromium, pointsAdded, screenshot, selfSigned, until, webDir } from "./helpers";
+
+let bin: string;
+let tmp: string;
+let browser: Browser;
+let server: Notifyd | undefined;
+
+beforeAll(async () => {
+  ({ bin, tmp } = buildNotifyd());
+  browser = await launchChromium();
+  server = await Notifyd.create(bin, tmp, "native", [], selfSigned(tmp));
+  await server.start();
+});
+
+afterAll(async () => {
+  await server?.stop().catch(() => server?.kill());
+  await browser?.close();
+  if (tmp) rmSync(tmp, { recursive: true, force: true });
+});
+
+// The page's side: grpc-web calls by hand (frames of 1 flag byte, a 4-byte
+// length and the message), their messages and trailers kept on window.
+declare global {
+  interface Window {
+    NotifyLib: typeof import("../../src/lib");
+    seen: string[];
+    states: string[];
+    grpcWeb: {
+      frames: { flag: number; text: string }[];
+      ended?: string;
+      start(api: string, token: string, room: string): Promise<void>;
+      unary(api: string, token: string, method: string): Promise<{ status: number; frames: { flag: number; text: string }[] }>;
+    };
+  }
+}
+
+function installClient(): void {
+  const frame = (msg: Uint8Array) => {
+    const b = new Uint8Array(5 + msg.length);
+    new DataView(b.buffer).setUint32(1, msg.length);
+    b.set(msg, 5);
+    return b;
+  };
+  const headers = (token: string) => ({
+    "Content-Type": "application/grpc-web+proto",
+    "X-Grpc-Web": "1",
+    Authorization: `Bearer ${token}`,
+  });
+  // Reads frames as they come, calling onFrame with each.
+  const readFrames = async (body: ReadableStream<Uint8Array>, onFrame: (f: { flag: number; text: string }) => void) => {
+    const reader = body.getReader();
+    let buf = new Uint8Array(0);
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      const next = new Uint8Array(buf.length + value.length);
+      next.set(buf);
+      next.set(value, buf.length);
+      buf = next;
+      while (buf.length >= 5) {
+        const n = new DataView(buf.buffer, buf.byteOffset).getUint32(1);
+        if (buf.length < 5 + n) break;
+        onFrame({ flag: buf[0], text: new TextDecoder("latin1").decode(buf.subarray(5, 5 + n)) });
+        buf = buf.slice(5 + n);
+      }
+    }
+  };
+  window.grpcWeb = {
+    frames: [],
+    async start(api, token, room) {
+      // SubscribeRequest{rooms: [room]}: field 1, length-delimited.
+      const r = new TextEncoder().encode(room);
+      const msg = new Uint8Array([0x0a, r.length, ...r]);
+      const res = await fetch(`${api}/notify.v1.NotificationService/Subscribe`, { method: "POST", headers: headers(token), body: frame(msg) });
+      if (!res.ok || !res.body) throw new Error(`Subscribe: HTTP ${res.status}`);
+      readFrames(res.body, (f) => window.grpcWeb.frames.push(f)).then(
+        () => (window.grpcWeb.ended = "end"),
+        (err) => (window.grpcWeb.ended = String(err)),
+      );
+    },
+    async unary(api, token, method) {
+      const res = await fetch(`${api}/${method}`, { method: "POST", headers: headers(token), body: frame(new Uint8Array(0)) });
+      const frames: { flag: number; text: string }[] = [];
+      if (res.body) await readFrames(res.body, (f) => frames.push(f));
+      return { status: res.status, frames };
+    },
+  };
+}
+
+describe("grpc-web on the native port", () => {
+  test("Chromium streams over HTTP/2 with TLS, and its connection keeps working", async () => {
+    const s = server!;
+    const api = `https://127.0.0.1:${s.grpcPort}`;
+    const guest = await s.token({ role: "guest", sub: "g1" });
+    const context = await browser.newContext({ ignoreHTTPSErrors: true });
+    const page = await context.newPage();
+    const consoleErrors: string[] = [];
+    page.on("console", (m) => {
+      if (m.type() === "error") consoleErrors.push(m.text());
+    });
+    try {
+      // A page of the node's host, on its HTTP port: another origin than
+      // the native port's, granted by default.
+      await page.goto(`${s.base}/`);
+      await page.evaluate(installClient);
+      // The native port speaks HTTP/2 alone: an answer is an HTTP/2 one
+      // (Resource Timing hides the protocol of another origin).
+      await page.evaluate(({ api, guest }) => window.grpcWeb.start(api, guest, "guest:g1"), { api, guest });
+      // The first message is Connected (field 2 of SubscribeResponse).
+      await until("Connected", () => page.evaluate(() => window.grpcWeb.frames.length >= 1));
+      const first = await page.evaluate(() => window.grpcWeb.frames[0]);
+      expect(first.flag).toBe(0);
+      expect(first.text.charCodeAt(0)).toBe(0x12);
+
+      const id = await s.publish(pointsAdded("g1", 10, 510));
+      await until("the published event", () => page.evaluate((id) => window.grpcWeb.frames.some((f) => f.text.includes(id)), id));
+
+      // More calls on the same connection, whose table the server has
+      // asked to be emptied by now (the SETTINGS came before the event).
+      for (let i = 0; i < 3; i++) {
+        const r = await page.evaluate(({ api, guest }) => window.grpcWeb.unary(api, guest, "notify.v1.InboxService/GetUnreadCount"), { api, guest });
+        expect(r.status).toBe(200);
+        const trailer = r.frames.find((f) => f.flag === 0x80);
+        expect(trailer?.text).toContain("grpc-status: 0");
+      }
+      // The stream lived through them.
+      const id2 = await s.publish(pointsAdded("g1", 5, 515));
+      await until("the second event", () => page.evaluate((id) => window.grpcWeb.frames.some((f) => f.text.includes(id)), id2));
+      expect(await page.evaluate(() => window.grpcWeb.ended)).toBeUndefined();
+
+      expect(consoleErrors).toEqual([]);
+    } catch (err) {
+      await screenshot(page, "native-grpc-web");
+      throw err;
+    } finally {
+      await context.close();
+    }
+  });
+
+  test("the web client (NotifyClient) streams and calls over the native port", async () => {
+    const s = server!;
+    const api = `https://127.0.0.1:${s.grpcPort}`;
+    const guest = await s.token({ role: "guest", sub: "g2" });
+    // The client library as an application bundles it, for the page.
+    const out = await build({
+      configFile: false,
+      logLevel: "silent",
+      build: { write: false, minify: false, lib: { entry: join(webDir, "src/lib/index.ts"), formats: ["iife"], name: "NotifyLib" } },
+    });
+    const chunk = (Array.isArray(out) ? out[0] : out) as { output: { type: string; code?: string }[] };
+    const code = chunk.output.find((o) => o.type === "chunk")?.code;
+    expect(code).toBeTruthy();
+
+    const context = await browser.newContext({ ignoreHTTPSErrors: true });
+    const page = await context.newPage();
+    const consoleErrors: string[] = [];
+    page.on("console", (m) => {
+      if (m.type() === "error") consoleErrors.push(m.text());
+    });
+    try {
+      await page.goto(`${s.base}/`);
+      await page.addScriptTag({ content: code! });
+      await page.evaluate(
+        ({ api, guest }) => {
+          window.seen = [];
+          window.states = [];
+          const c = new window.NotifyLib.NotifyClient({ baseUrl: api });
+          c.onState((st) => window.states.push(st));
+          c.onEvent((ev) => window.seen.push(ev.id));
+          c.connect({ token: guest, rooms: ["guest:g2"] });
+          (window as unknown as { client: unknown }).client = c;
+        },
+        { api, guest },
+      );
+      await until("connected", () => page.evaluate(() => window.states.includes("connected")));
+      const id = await s.publish(pointsAdded("g2", 10, 10));
+      await until("the event through NotifyClient", () => page.evaluate((id) => window.seen.includes(id), id));
+      // A unary call on the client's transport: the inbox has the event.
+      const unread = await page.evaluate(async () => {
+        const c = (window as unknown as { client: InstanceType<typeof window.NotifyLib.NotifyClient> }).client;
+        const r = await c.inbox.getUnreadCount({}, { headers: await c.authHeaders() });
+        return Number(r.unreadCount);
+      });
+      expect(unread).toBe(1);
+      expect(consoleErrors).toEqual([]);
+    } catch (err) {
+      await screenshot(page, "native-notify-client");
+      throw err;
+    } finally {
+      await context.close();
+    }
+  });
+});
