@@ -183,7 +183,9 @@ type Config struct {
 	HTTPReadHeaderTimeout time.Duration
 
 	// AllowedOrigins lists browser origins allowed for grpc-web and REST,
-	// comma-separated in flags ("*": any). Default: none (same origin only).
+	// comma-separated in flags ("*": any). Default: none (same origin only;
+	// grpc-web on the native port also grants https pages of the host the
+	// call was made to, on any port).
 	AllowedOrigins []string
 	// WebDir is the built web app (clients/web/dist) served at "/" of the
 	// HTTP port; when it has no index.html, "/" says how to build it.

@@ -72,7 +72,7 @@ func (c *Config) BindFlags(fs *flag.FlagSet) error {
 	str(&c.TLSCertFile, "tls-cert-file", "", "TLS certificate (PEM) for both ports, reloaded on change")
 	str(&c.TLSKeyFile, "tls-key-file", "", "TLS private key (PEM) for both ports")
 	dur(&c.HTTPReadHeaderTimeout, "http-read-header-timeout", d.HTTPReadHeaderTimeout, "longest an HTTP client may take to send its headers")
-	list(&c.AllowedOrigins, "allowed-origins", "comma-separated browser origins allowed for grpc-web and REST (* for any)")
+	list(&c.AllowedOrigins, "allowed-origins", "comma-separated browser origins allowed for grpc-web and REST (* for any); the native port's grpc-web also grants https pages of its own host")
 	str(&c.WebDir, "web-dir", d.WebDir, "directory of the built web app served at / on the HTTP port")
 	str(&c.DebugAddr, "debug-addr", d.DebugAddr, "serve Go's profiles (/debug/pprof/) on this address, a bare port on 127.0.0.1; off when empty")
 	str(&c.LogFormat, "log-format", d.LogFormat, "text or json")
