@@ -30,7 +30,7 @@ type request struct {
 	md          metadata.MD
 	vals        []string // md's values, one array for all
 	mdFields    int      // the fields that go to md: vals' capacity
-	web         bool     // a grpc-web call (binary)
+	web         bool     // a grpc-web call (grpc-web-text is refused)
 	preflight   bool     // a CORS preflight (OPTIONS) of a grpc-web call
 
 	// malformed: the request breaks HTTP/2's rules (RFC 9113 §8.2, §8.3)
@@ -136,14 +136,14 @@ func parseRequest(fields []hpack.HeaderField, web bool) request {
 		r.malformed = true // a request's pseudo-header fields (§8.3.1)
 	}
 	isWeb, text := webKind(r.contentType)
-	r.web = web && isWeb && !text
+	r.web = web && isWeb
 	switch {
 	case r.malformed:
 	case authority > 1 || host > 1:
 		r.fail(400, codes.Internal, "num values of :authority: %d, num values of host: %d, both must only have 1 value as per HTTP/2 spec", authority, host)
 	case web && r.method == "OPTIONS":
 		r.preflight = true
-	case web && text:
+	case r.web && text:
 		r.fail(415, codes.InvalidArgument, "grpc-web-text is not served on this port: send application/grpc-web+proto")
 	case !isGRPC(r.contentType) && !r.web:
 		r.fail(415, codes.InvalidArgument, "invalid gRPC request content-type %q", clip(r.contentType))

@@ -107,8 +107,8 @@ func (st *stream) begin(f *http2.MetaHeadersFrame) {
 		st.preflight(req)
 		return
 	case req.web:
-		// Before anything is written: a refused call's status must be
-		// readable by the page too.
+		// Before anything is written: a refused call's status (415 for
+		// grpc-web-text among them) must be readable by the page too.
 		cors := c.srv.corsFields(req.md)
 		c.mu.Lock()
 		st.web = true

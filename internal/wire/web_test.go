@@ -193,15 +193,16 @@ func TestWeb(t *testing.T) {
 }
 
 // TestWebRefused: the base64 format, and grpc-web on a server that does
-// not serve it, get 415 and a status saying why.
+// not serve it, get 415 and a status saying why (the first readable by a
+// granted page).
 func TestWebRefused(t *testing.T) {
 	base, hc, _ := webServer(t, true)
 	r := webCall(t, hc, base, "UnaryCall", "application/grpc-web-text", webOrigin, &testpb.SimpleRequest{})
 	if r.status != 415 || r.header.Get("Grpc-Status") != "3" || !strings.Contains(r.header.Get("Grpc-Message"), "grpc-web-text") {
 		t.Errorf("grpc-web-text: %d %v", r.status, r.header)
 	}
-	if r.header.Get("Access-Control-Allow-Origin") != "" {
-		t.Errorf("grpc-web-text is not a grpc-web call here, yet granted: %v", r.header)
+	if r.header.Get("Access-Control-Allow-Origin") != webOrigin || r.header.Get("Content-Type") != "application/grpc-web+proto" {
+		t.Errorf("grpc-web-text's refusal is not readable by the page: %v", r.header)
 	}
 
 	base, hc, _ = webServer(t, false)
