@@ -157,6 +157,7 @@ func TestGRPCWebOnNativePort(t *testing.T) {
 	hc := opsTLSClient(t, pool)
 	n := opsStartNode(t, hc, "https", func(c *node.Config) {
 		c.TLSCertFile, c.TLSKeyFile = certFile, keyFile
+		c.GRPCTransport = "wire" // grpc-go's server serves no grpc-web
 	})
 	ctx, cancel := context.WithCancel(testCtx(t))
 	defer cancel()
