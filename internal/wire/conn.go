@@ -306,6 +306,11 @@ func (c *conn) readLoop() (handed bool, err error) {
 				go c.resume()
 				return true, nil
 			}
+		} else if len(c.rd.cur) == 0 && c.raw != nil {
+			if err := c.waitBusy(); err != nil {
+				return false, err
+			}
+			continue
 		}
 		f, err := c.framer().ReadFrame()
 		if err == nil {

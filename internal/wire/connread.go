@@ -180,6 +180,34 @@ func (c *conn) tlsQuiet() bool {
 	return errors.Is(err, os.ErrDeadlineExceeded)
 }
 
+// busyWait bounds waitBusy's wait.
+const busyWait = time.Second
+
+// waitBusy waits, between frames, for the next bytes of a connection that
+// could park but runs unary calls, whose clients are likely to send more
+// soon: at most busyWait, so that a connection whose last call ends with
+// nothing more to read is parked then rather than at its next bytes,
+// which may be hours away. What it reads is left for the reader
+// (c.rd.cur); the wait's end is not an error, close's is.
+func (c *conn) waitBusy() error {
+	_ = c.nc.SetReadDeadline(time.Now().Add(busyWait))
+	err := c.rd.fill()
+	_ = c.nc.SetReadDeadline(time.Time{})
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	switch {
+	case closed:
+		// close's read deadline may have been lifted above: set it
+		// again, so that the connection's reads end.
+		_ = c.nc.SetReadDeadline(time.Now())
+		return errConnClosed
+	case err == nil, errors.Is(err, os.ErrDeadlineExceeded):
+		return nil
+	}
+	return err
+}
+
 // unpark takes a parked connection back from the poller for its closing:
 // a reader of its own reads until close's read deadline, and ends it.
 func (c *conn) unpark() {

@@ -3,6 +3,7 @@
 package wire
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"net"
@@ -11,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -321,4 +324,101 @@ func TestOneStreamEmptiesHeaderTable(t *testing.T) {
 	if n, of := shrunk(); n != 1 || of != 2 {
 		t.Errorf("%d of %d connections emptied their table, want only the one-stream connection's", n, of)
 	}
+}
+
+// gateService's unary calls wait until released.
+type gateService struct {
+	testpb.UnimplementedTestServiceServer
+	started, release chan struct{}
+}
+
+func (s gateService) UnaryCall(ctx context.Context, _ *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
+	s.started <- struct{}{}
+	select {
+	case <-s.release:
+	case <-ctx.Done():
+	}
+	return &testpb.SimpleResponse{}, nil
+}
+
+// TestParkedAfterUnary: a connection whose reader found nothing more to
+// read while a unary call ran is parked once the call has ended, though
+// its client sends nothing after the response (as a browser's or a
+// phone's connection may not, for hours).
+func TestParkedAfterUnary(t *testing.T) {
+	srv := NewServer(Config{Codec: encoding.GetCodecV2(protocodec.Name)})
+	svc := gateService{started: make(chan struct{}, 1), release: make(chan struct{})}
+	testpb.RegisterTestServiceServer(srv, svc)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	defer func() {
+		srv.Stop()
+		<-served
+	}()
+
+	// A client of its own, which sends nothing it is not asked to: no
+	// pings, no window updates.
+	nc, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := nc.Write([]byte(http2.ClientPreface)); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(nc, nc)
+	if err := fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	// next reads the server's frames up to one that match accepts.
+	next := func(what string, match func(http2.Frame) bool) {
+		t.Helper()
+		for range 100 {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				t.Fatalf("waiting for %s: %v", what, err)
+			}
+			if match(f) {
+				return
+			}
+		}
+		t.Fatalf("no %s in 100 frames", what)
+	}
+	next("the server's SETTINGS", func(f http2.Frame) bool {
+		s, ok := f.(*http2.SettingsFrame)
+		return ok && !s.IsAck()
+	})
+	if err := fr.WriteSettingsAck(); err != nil {
+		t.Fatal(err)
+	}
+	var block bytes.Buffer
+	enc := hpack.NewEncoder(&block)
+	for _, kv := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":path", "/grpc.testing.TestService/UnaryCall"},
+		{":authority", "x"}, {"content-type", "application/grpc"}, {"te", "trailers"}} {
+		_ = enc.WriteField(hpack.HeaderField{Name: kv[0], Value: kv[1]})
+	}
+	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block.Bytes(), EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := fr.WriteData(1, true, []byte{0, 0, 0, 0, 0}); err != nil {
+		t.Fatal(err)
+	}
+	<-svc.started
+	// The reader has read the request and waits, the call running.
+	testenv.Eventually(t, 10*time.Second, "the reader waiting while the call runs", func() bool {
+		return readers() == 1 && srv.poll.Parked() == 0
+	})
+	close(svc.release)
+	next("the response's trailers", func(f http2.Frame) bool {
+		h, ok := f.(*http2.HeadersFrame)
+		return ok && h.StreamID == 1 && h.StreamEnded()
+	})
+	testenv.Eventually(t, 10*time.Second, "the connection parked after the call", func() bool {
+		return srv.poll.Parked() == 1 && readers() == 0
+	})
 }
