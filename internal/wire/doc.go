@@ -8,7 +8,9 @@
 // parked on the server's poller (internal/poll: one epoll set and one
 // goroutine per server), which starts a reader when bytes come, and its
 // frame reader goes back to a pool meanwhile; a TLS connection once
-// crypto/tls holds no record unread (a read with a past deadline tells). A
+// crypto/tls holds no record unread (a read with a past deadline tells);
+// while unary calls run, whose clients likely send more soon, the reader
+// waits for the next bytes itself, checking again every busyWait. A
 // connection the poller cannot take waits with a reader of its own, handed
 // to a fresh goroutine once it has done deep work so that it keeps the
 // smallest stack. Plain-TCP
