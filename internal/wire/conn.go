@@ -93,7 +93,7 @@ type conn struct {
 	grown       bool      // the reader did deep work since it started
 	lastPing    time.Time // the client's last ping
 	pingStrikes int
-	opened      int         // streams the client opened, counted up to 2 (see shrinkTable)
+	opened      int         // streams the client opened, counted up to 3, preflights not (see shrinkTable)
 	settingsOut int         // SETTINGS frames sent, the handshake's included
 	settingsAck int         // their acknowledgements received
 	shrinkAck   int         // the acknowledgement after which the client's header table is empty; 0: not asked
@@ -433,7 +433,7 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
 	c.maxID = id
-	c.opened = min(c.opened+1, 2)
+	c.opened = min(c.opened+1, 3) // 3: one more than shrinkTable asks, so that a preflight's can be taken back
 	if f.HasPriority() && f.Priority.StreamDep == id {
 		c.mu.Unlock()
 		return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol}

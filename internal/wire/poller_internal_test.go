@@ -422,3 +422,92 @@ func TestParkedAfterUnary(t *testing.T) {
 		return srv.poll.Parked() == 1 && readers() == 0
 	})
 }
+
+// TestPreflightDoesNotCount: a browser's connection carries a CORS
+// preflight before its grpc-web stream; the preflight counts neither as a
+// stream nor as a header block, so that the connection is still asked to
+// empty its HPACK table once its one stream is idle.
+func TestPreflightDoesNotCount(t *testing.T) {
+	srv := NewServer(Config{Codec: encoding.GetCodecV2(protocodec.Name), WebOrigin: func(string, string) bool { return true }})
+	svc := holdService{ended: make(chan struct{}, 10)}
+	testpb.RegisterTestServiceServer(srv, svc)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	defer func() {
+		srv.Stop()
+		<-served
+	}()
+	nc, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := nc.Write([]byte(http2.ClientPreface)); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(nc, nc)
+	// The client's encoder applies the server's table size at once: it
+	// indexes nothing.
+	var block bytes.Buffer
+	enc := hpack.NewEncoder(&block)
+	enc.SetMaxDynamicTableSizeLimit(0)
+	headers := func(id uint32, end bool, kv ...string) {
+		block.Reset()
+		for i := 0; i+1 < len(kv); i += 2 {
+			_ = enc.WriteField(hpack.HeaderField{Name: kv[i], Value: kv[i+1]})
+		}
+		if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block.Bytes(), EndHeaders: true, EndStream: end}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	const path = "/grpc.testing.TestService/StreamingOutputCall"
+	headers(1, true, ":method", "OPTIONS", ":scheme", "https", ":path", path, ":authority", "x",
+		"origin", "https://app.example", "access-control-request-method", "POST")
+	headers(3, false, ":method", "POST", ":scheme", "https", ":path", path, ":authority", "x",
+		"content-type", "application/grpc-web+proto", "origin", "https://app.example")
+	if err := fr.WriteData(3, true, []byte{0, 0, 0, 0, 0}); err != nil {
+		t.Fatal(err)
+	}
+	// The client's side: settings acknowledged, the preflight's answer and
+	// the stream's first message read, and the server's ask to empty the
+	// table (a SETTINGS_HEADER_TABLE_SIZE of 0) seen.
+	var preflight, message, shrink bool
+	for !preflight || !message || !shrink {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("preflight answered %v, message %v, table size 0 asked %v: %v", preflight, message, shrink, err)
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if f.IsAck() {
+				continue
+			}
+			if v, ok := f.Value(http2.SettingHeaderTableSize); ok && v == 0 {
+				shrink = true
+			}
+			if err := fr.WriteSettingsAck(); err != nil {
+				t.Fatal(err)
+			}
+		case *http2.HeadersFrame:
+			preflight = preflight || f.StreamID == 1 && f.StreamEnded()
+		case *http2.DataFrame:
+			message = message || f.StreamID == 3
+		}
+	}
+	testenv.Eventually(t, 10*time.Second, "the connection's table emptied", func() bool {
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		for c := range srv.conns {
+			return c.noTable.Load()
+		}
+		return false
+	})
+}

@@ -81,10 +81,15 @@ func (st *stream) preflight(req request) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st.started = true
+	// A browser's stream comes after its preflight on the same connection:
+	// the preflight counts for neither the streams the connection carried
+	// nor its header blocks, so that the stream's connection still sheds
+	// its HPACK state (shrinkTable, beginBlockLocked).
+	c.opened--
 	if st.closed || c.closed {
 		return
 	}
-	b := c.beginBlockLocked()
+	b := tableless.Get().(*blockEncoder)
 	b.enc.WriteField(hpack.HeaderField{Name: ":status", Value: "204"})
 	b.enc.WriteField(hpack.HeaderField{Name: "vary", Value: "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"})
 	if granted {
@@ -95,7 +100,8 @@ func (st *stream) preflight(req request) {
 	}
 	c.sentData.Store(true)
 	c.out = appendHeaders(c.outBuf(), st.id, b.buf.Bytes(), true)
-	c.endBlockLocked(b)
+	b.buf.Reset()
+	tableless.Put(b)
 	st.headerSent = true
 	remoteDone := st.remoteDone
 	c.removeLocked(st)
