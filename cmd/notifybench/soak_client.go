@@ -295,7 +295,7 @@ func (st *soakStream) readGRPC(ctx context.Context, conn *grpc.ClientConn, req *
 
 // readWeb runs one stream over grpc-web; a trailer with OK is errNoStatus.
 func (st *soakStream) readWeb(ctx context.Context, req *notifyv1.SubscribeRequest) error {
-	err := webSubscribe(ctx, st.env.web, "http://"+st.env.o.HTTPAddr, st.c.token, req, st.handle)
+	err := webSubscribe(ctx, st.env.web, "http://"+st.env.o.HTTPAddr, st.c.token, "", req, st.handle)
 	if err == nil {
 		return errNoStatus
 	}

@@ -344,7 +344,16 @@ func (f *fleet) readWeb(s *subscriber, markOpen func(error)) error {
 		defer tr.CloseIdleConnections()
 		client, base = &http.Client{Transport: tr}, "https://"+addr
 	}
-	return webSubscribe(f.ctx, client, base, s.token, req, func(msg []byte) error {
+	origin := ""
+	if f.cfg.transport == "grpcweb-native" {
+		// As a browser's page from the HTTP port: another origin, so its
+		// connection carries a preflight before the stream.
+		origin = "https://" + f.cfg.httpAddr
+		if err := webPreflight(f.ctx, client, base, origin); err != nil {
+			return err
+		}
+	}
+	return webSubscribe(f.ctx, client, base, s.token, origin, req, func(msg []byte) error {
 		if err := s.decode(msg); err != nil {
 			return err
 		}
@@ -359,8 +368,9 @@ func (f *fleet) readWeb(s *subscriber, markOpen func(error)) error {
 // response body is a sequence of frames (1 flag byte, 4 bytes big-endian
 // length, message), the last one a trailer frame (flag 0x80) holding the
 // status as headers. It calls onMsg with each message (valid until it
-// returns) and returns the trailer's status, nil for OK.
-func webSubscribe(ctx context.Context, client *http.Client, base, token string, req *notifyv1.SubscribeRequest, onMsg func([]byte) error) error {
+// returns) and returns the trailer's status, nil for OK. origin, when
+// set, is sent as a browser's page on it would.
+func webSubscribe(ctx context.Context, client *http.Client, base, token, origin string, req *notifyv1.SubscribeRequest, onMsg func([]byte) error) error {
 	body, err := webFrame(req)
 	if err != nil {
 		return err
@@ -373,6 +383,9 @@ func webSubscribe(ctx context.Context, client *http.Client, base, token string, 
 	hreq.Header.Set("Accept", "application/grpc-web+proto")
 	hreq.Header.Set("X-Grpc-Web", "1")
 	hreq.Header.Set("Authorization", "Bearer "+token)
+	if origin != "" {
+		hreq.Header.Set("Origin", origin)
+	}
 	resp, err := client.Do(hreq)
 	if err != nil {
 		return err
@@ -515,4 +528,26 @@ func (f *fleet) totals(top func(room string) uint64) fleetTotals {
 		}
 	}
 	return t
+}
+
+// webPreflight sends the CORS preflight a browser's page on origin sends
+// before its first grpc-web call to base, and checks that it is granted.
+func webPreflight(ctx context.Context, client *http.Client, base, origin string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodOptions, base+subscribeMethod, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Origin", origin)
+	req.Header.Set("Access-Control-Request-Method", http.MethodPost)
+	req.Header.Set("Access-Control-Request-Headers", "authorization,content-type,x-grpc-web")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent || resp.Header.Get("Access-Control-Allow-Origin") != origin {
+		return fmt.Errorf("grpc-web preflight from %s: HTTP %s, Access-Control-Allow-Origin %q", origin, resp.Status, resp.Header.Get("Access-Control-Allow-Origin"))
+	}
+	return nil
 }
