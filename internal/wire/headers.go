@@ -212,21 +212,22 @@ func (r *request) add(k, v string) {
 	r.md[k] = r.vals[n-1 : n : n]
 }
 
-// statusFields are the trailer fields of st.
-func statusFields(enc *hpack.Encoder, st *status.Status) {
-	enc.WriteField(hpack.HeaderField{Name: "grpc-status", Value: strconv.Itoa(int(st.Code()))})
+// statusFields gives field the trailer fields of st.
+func statusFields(st *status.Status, field func(k, v string)) {
+	field("grpc-status", strconv.Itoa(int(st.Code())))
 	if m := st.Message(); m != "" {
-		enc.WriteField(hpack.HeaderField{Name: "grpc-message", Value: grpchdr.EncodeMessage(m)})
+		field("grpc-message", grpchdr.EncodeMessage(m))
 	}
 	if p := st.Proto(); len(p.Details) > 0 {
 		if b, err := proto.Marshal(p); err == nil {
-			enc.WriteField(hpack.HeaderField{Name: "grpc-status-details-bin", Value: grpchdr.EncodeBin(b)})
+			field("grpc-status-details-bin", grpchdr.EncodeBin(b))
 		}
 	}
 }
 
-// metadataFields writes md, binary values base64-encoded.
-func metadataFields(enc *hpack.Encoder, md metadata.MD) {
+// metadataFields gives field md's fields that are not the transport's,
+// binary values base64-encoded.
+func metadataFields(md metadata.MD, field func(k, v string)) {
 	for k, vs := range md {
 		if strings.HasPrefix(k, ":") || reserved(k) || connectionSpecific(k) || k == "content-type" {
 			continue
@@ -236,7 +237,7 @@ func metadataFields(enc *hpack.Encoder, md metadata.MD) {
 			if bin {
 				v = grpchdr.EncodeBin([]byte(v))
 			}
-			enc.WriteField(hpack.HeaderField{Name: k, Value: v})
+			field(k, v)
 		}
 	}
 }
@@ -245,6 +246,11 @@ func metadataFields(enc *hpack.Encoder, md metadata.MD) {
 type blockEncoder struct {
 	enc *hpack.Encoder
 	buf bytes.Buffer
+}
+
+// field writes one field to the block.
+func (b *blockEncoder) field(k, v string) {
+	_ = b.enc.WriteField(hpack.HeaderField{Name: k, Value: v})
 }
 
 func newBlockEncoder() *blockEncoder {

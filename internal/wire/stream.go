@@ -572,12 +572,12 @@ func (c *conn) trailersLocked(st *stream) {
 			b.enc.WriteField(hpack.HeaderField{Name: ":status", Value: code})
 			b.enc.WriteField(hpack.HeaderField{Name: "content-type", Value: contentType(st.web)})
 			if st.web {
-				metadataFields(b.enc, st.header)
+				metadataFields(st.header, b.field)
 			}
 			st.headerSent = true
 		}
-		statusFields(b.enc, st.finished)
-		metadataFields(b.enc, st.trailer)
+		statusFields(st.finished, b.field)
+		metadataFields(st.trailer, b.field)
 		c.out = appendHeaders(c.outBuf(), st.id, b.buf.Bytes(), true)
 		c.endBlockLocked(b)
 	}
@@ -600,7 +600,7 @@ func (c *conn) headersLocked(st *stream) *stats.OutHeader {
 	if st.comp != nil {
 		b.enc.WriteField(hpack.HeaderField{Name: "grpc-encoding", Value: st.comp.Name()})
 	}
-	metadataFields(b.enc, st.header)
+	metadataFields(st.header, b.field)
 	c.out = appendHeaders(c.outBuf(), st.id, b.buf.Bytes(), false)
 	c.endBlockLocked(b)
 	st.headerSent = true

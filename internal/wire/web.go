@@ -7,14 +7,12 @@ package wire
 // base64 one (application/grpc-web-text) is refused with 415.
 
 import (
-	"strconv"
 	"strings"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/maxloyalty/notify/internal/grpchdr"
 )
@@ -116,29 +114,13 @@ func (st *stream) preflight(req request) {
 func appendWebTrailers(b []byte, st *status.Status, md metadata.MD) []byte {
 	at := len(b)
 	b = append(b, webTrailerFlag, 0, 0, 0, 0)
-	b = appendLine(b, "grpc-status", strconv.Itoa(int(st.Code())))
-	if m := st.Message(); m != "" {
-		b = appendLine(b, "grpc-message", grpchdr.EncodeMessage(m))
-	}
-	if p := st.Proto(); len(p.Details) > 0 {
-		if d, err := proto.Marshal(p); err == nil {
-			b = appendLine(b, "grpc-status-details-bin", grpchdr.EncodeBin(d))
-		}
-	}
-	for k, vs := range md {
-		if strings.HasPrefix(k, ":") || reserved(k) || connectionSpecific(k) || k == "content-type" {
-			continue
-		}
-		bin := strings.HasSuffix(k, "-bin")
-		for _, v := range vs {
-			if bin {
-				v = grpchdr.EncodeBin([]byte(v))
-			} else if strings.ContainsAny(v, "\r\n") {
-				continue // would end the line early
-			}
+	line := func(k, v string) {
+		if !strings.ContainsAny(v, "\r\n") { // would end the line early
 			b = appendLine(b, k, v)
 		}
 	}
+	statusFields(st, line)
+	metadataFields(md, line)
 	n := len(b) - at - 5
 	b[at+1], b[at+2], b[at+3], b[at+4] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
 	return b
