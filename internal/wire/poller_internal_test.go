@@ -56,6 +56,46 @@ func readers() int {
 	return n
 }
 
+// startServer serves svc on a loopback port with cfg (and the proto
+// codec) until the test ends, and returns the server and its address.
+func startServer(t *testing.T, cfg Config, svc testpb.TestServiceServer) (*Server, string) {
+	t.Helper()
+	cfg.Codec = encoding.GetCodecV2(protocodec.Name)
+	srv := NewServer(cfg)
+	testpb.RegisterTestServiceServer(srv, svc)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	t.Cleanup(func() {
+		srv.Stop()
+		<-served
+	})
+	return srv, l.Addr().String()
+}
+
+// rawClient opens an HTTP/2 connection to addr by hand (preface and
+// empty SETTINGS), closed when the test ends.
+func rawClient(t *testing.T, addr string) *http2.Framer {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	_ = nc.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := nc.Write([]byte(http2.ClientPreface)); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(nc, nc)
+	if err := fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	return fr
+}
+
 func (s *Server) openConns() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -191,20 +231,9 @@ func testParkedConnections(t *testing.T, useTLS bool) {
 // long stream keeps none); from the second block on it indexes, and the
 // client decodes every block.
 func TestFirstHeaderBlockIndexesNothing(t *testing.T) {
-	srv := NewServer(Config{Codec: encoding.GetCodecV2(protocodec.Name)})
 	svc := holdService{ended: make(chan struct{}, 10)}
-	testpb.RegisterTestServiceServer(srv, svc)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
-	defer func() {
-		srv.Stop()
-		<-served
-	}()
-	cc, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	srv, addr := startServer(t, Config{}, svc)
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,23 +282,12 @@ func TestFirstHeaderBlockIndexesNothing(t *testing.T) {
 // none; calls made on it later still decode. A connection that carries
 // more streams keeps its table.
 func TestOneStreamEmptiesHeaderTable(t *testing.T) {
-	srv := NewServer(Config{Codec: encoding.GetCodecV2(protocodec.Name)})
 	svc := holdService{ended: make(chan struct{}, 10)}
-	testpb.RegisterTestServiceServer(srv, svc)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
-	defer func() {
-		srv.Stop()
-		<-served
-	}()
+	srv, addr := startServer(t, Config{}, svc)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	dial := func() (*grpc.ClientConn, testpb.TestServiceClient) {
-		cc, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -346,35 +364,12 @@ func (s gateService) UnaryCall(ctx context.Context, _ *testpb.SimpleRequest) (*t
 // its client sends nothing after the response (as a browser's or a
 // phone's connection may not, for hours).
 func TestParkedAfterUnary(t *testing.T) {
-	srv := NewServer(Config{Codec: encoding.GetCodecV2(protocodec.Name)})
 	svc := gateService{started: make(chan struct{}, 1), release: make(chan struct{})}
-	testpb.RegisterTestServiceServer(srv, svc)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
-	defer func() {
-		srv.Stop()
-		<-served
-	}()
+	srv, addr := startServer(t, Config{}, svc)
 
 	// A client of its own, which sends nothing it is not asked to: no
 	// pings, no window updates.
-	nc, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	_ = nc.SetDeadline(time.Now().Add(20 * time.Second))
-	if _, err := nc.Write([]byte(http2.ClientPreface)); err != nil {
-		t.Fatal(err)
-	}
-	fr := http2.NewFramer(nc, nc)
-	if err := fr.WriteSettings(); err != nil {
-		t.Fatal(err)
-	}
+	fr := rawClient(t, addr)
 	// next reads the server's frames up to one that match accepts.
 	next := func(what string, match func(http2.Frame) bool) {
 		t.Helper()
@@ -428,29 +423,9 @@ func TestParkedAfterUnary(t *testing.T) {
 // stream nor as a header block, so that the connection is still asked to
 // empty its HPACK table once its one stream is idle.
 func TestPreflightDoesNotCount(t *testing.T) {
-	srv := NewServer(Config{Codec: encoding.GetCodecV2(protocodec.Name), WebOrigin: func(string, string) bool { return true }})
 	svc := holdService{ended: make(chan struct{}, 10)}
-	testpb.RegisterTestServiceServer(srv, svc)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
-	defer func() {
-		srv.Stop()
-		<-served
-	}()
-	nc, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	_ = nc.SetDeadline(time.Now().Add(20 * time.Second))
-	if _, err := nc.Write([]byte(http2.ClientPreface)); err != nil {
-		t.Fatal(err)
-	}
-	fr := http2.NewFramer(nc, nc)
+	srv, addr := startServer(t, Config{WebOrigin: func(string, string) bool { return true }}, svc)
+	fr := rawClient(t, addr)
 	// The client's encoder applies the server's table size at once: it
 	// indexes nothing.
 	var block bytes.Buffer
@@ -464,9 +439,6 @@ func TestPreflightDoesNotCount(t *testing.T) {
 		if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block.Bytes(), EndHeaders: true, EndStream: end}); err != nil {
 			t.Fatal(err)
 		}
-	}
-	if err := fr.WriteSettings(); err != nil {
-		t.Fatal(err)
 	}
 	const path = "/grpc.testing.TestService/StreamingOutputCall"
 	headers(1, true, ":method", "OPTIONS", ":scheme", "https", ":path", path, ":authority", "x",
