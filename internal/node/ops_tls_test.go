@@ -47,9 +47,11 @@ func opsTLSClient(t *testing.T, pool *x509.CertPool) *http.Client {
 	return &http.Client{Transport: tr}
 }
 
-// TestTLS: with a certificate configured both ports speak TLS only.
-func TestTLS(t *testing.T) {
-	t.Parallel()
+// opsStartTLSNode starts a node with a self-signed certificate on both
+// ports (and mutate, if any), and returns it with an HTTPS client and the
+// pool that trust it.
+func opsStartTLSNode(t *testing.T, mutate func(*node.Config)) (*testNode, *http.Client, *x509.CertPool) {
+	t.Helper()
 	certFile, keyFile, pool, err := certs.SelfSigned(t.TempDir(), "127.0.0.1")
 	if err != nil {
 		t.Fatalf("SelfSigned: %v", err)
@@ -57,7 +59,17 @@ func TestTLS(t *testing.T) {
 	hc := opsTLSClient(t, pool)
 	n := opsStartNode(t, hc, "https", func(c *node.Config) {
 		c.TLSCertFile, c.TLSKeyFile = certFile, keyFile
+		if mutate != nil {
+			mutate(c)
+		}
 	})
+	return n, hc, pool
+}
+
+// TestTLS: with a certificate configured both ports speak TLS only.
+func TestTLS(t *testing.T) {
+	t.Parallel()
+	n, hc, pool := opsStartTLSNode(t, nil)
 	ctx := testCtx(t)
 	base := "https://" + n.HTTPAddr()
 	svc := mint(t, serviceClaims)
@@ -150,13 +162,7 @@ func TestTLS(t *testing.T) {
 // comes as grpc-web trailers.
 func TestGRPCWebOnNativePort(t *testing.T) {
 	t.Parallel()
-	certFile, keyFile, pool, err := certs.SelfSigned(t.TempDir(), "127.0.0.1")
-	if err != nil {
-		t.Fatalf("SelfSigned: %v", err)
-	}
-	hc := opsTLSClient(t, pool)
-	n := opsStartNode(t, hc, "https", func(c *node.Config) {
-		c.TLSCertFile, c.TLSKeyFile = certFile, keyFile
+	n, hc, _ := opsStartTLSNode(t, func(c *node.Config) {
 		c.GRPCTransport = "wire" // grpc-go's server serves no grpc-web
 	})
 	ctx, cancel := context.WithCancel(testCtx(t))
