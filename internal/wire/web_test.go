@@ -4,17 +4,12 @@ import (
 	"bytes"
 	"crypto/tls"
 	"encoding/binary"
-	"errors"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/encoding"
-	"google.golang.org/grpc/encoding/proto"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 	gproto "google.golang.org/protobuf/proto"
 
@@ -28,33 +23,14 @@ const webOrigin = "https://app.example"
 // HTTP/2 client and a gRPC client of its own.
 func webServer(t *testing.T, web bool) (base string, hc *http.Client, conn *grpc.ClientConn) {
 	t.Helper()
-	cfg := wire.Config{Codec: encoding.GetCodecV2(proto.Name)}
+	var cfg wire.Config
 	if web {
 		cfg.WebOrigin = func(origin, authority string) bool { return origin == webOrigin && authority != "" }
 	}
-	srv := wire.NewServer(cfg)
-	testpb.RegisterTestServiceServer(srv, &testService{})
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tl, pool := wire.TLSListener(t, l)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(tl) }()
-	t.Cleanup(func() {
-		srv.Stop()
-		if err := <-served; !errors.Is(err, wire.ErrServerStopped) {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	addr, pool, conn := serveTLS(t, cfg, &testService{})
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true, DisableCompression: true}
 	t.Cleanup(tr.CloseIdleConnections)
-	conn, err = grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return "https://" + l.Addr().String(), &http.Client{Transport: tr}, conn
+	return "https://" + addr, &http.Client{Transport: tr}, conn
 }
 
 // webResponse is a grpc-web response, read whole.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
@@ -159,21 +160,11 @@ func serve(t *testing.T, cfg wire.Config, opts ...grpc.DialOption) (*wire.Server
 // TestService and returns a client connection.
 func serveService(t *testing.T, cfg wire.Config, svc testpb.TestServiceServer, opts ...grpc.DialOption) (*wire.Server, *grpc.ClientConn) {
 	t.Helper()
-	cfg.Codec = encoding.GetCodecV2(proto.Name)
-	srv := wire.NewServer(cfg)
-	testpb.RegisterTestServiceServer(srv, svc)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
-	t.Cleanup(func() {
-		srv.Stop()
-		if err := <-served; !errors.Is(err, wire.ErrServerStopped) {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	srv := serveOn(t, cfg, svc, l)
 	if len(opts) == 0 {
 		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 	}
@@ -183,6 +174,43 @@ func serveService(t *testing.T, cfg wire.Config, svc testpb.TestServiceServer, o
 	}
 	t.Cleanup(func() { conn.Close() })
 	return srv, conn
+}
+
+// serveOn serves svc on l with cfg (and the proto codec) until the test
+// ends.
+func serveOn(t *testing.T, cfg wire.Config, svc testpb.TestServiceServer, l net.Listener) *wire.Server {
+	t.Helper()
+	cfg.Codec = encoding.GetCodecV2(proto.Name)
+	srv := wire.NewServer(cfg)
+	testpb.RegisterTestServiceServer(srv, svc)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	t.Cleanup(func() {
+		srv.Stop()
+		if err := <-served; !errors.Is(err, wire.ErrServerStopped) {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return srv
+}
+
+// serveTLS serves svc with cfg over TLS (ALPN h2, a self-signed
+// certificate) until the test ends, and returns its address, the pool
+// that trusts it and a gRPC client over TLS.
+func serveTLS(t *testing.T, cfg wire.Config, svc testpb.TestServiceServer) (string, *x509.CertPool, *grpc.ClientConn) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl, pool := wire.TLSListener(t, l)
+	serveOn(t, cfg, svc, tl)
+	conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return l.Addr().String(), pool, conn
 }
 
 func ctx(t *testing.T) context.Context {
@@ -453,21 +481,7 @@ func TestCancelAndGracefulStop(t *testing.T) {
 }
 
 func TestTLS(t *testing.T) {
-	srv := wire.NewServer(wire.Config{Codec: encoding.GetCodecV2(proto.Name)})
-	testpb.RegisterTestServiceServer(srv, &testService{})
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tl, pool := wire.TLSListener(t, l)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(tl) }()
-	defer func() { srv.Stop(); <-served }()
-	conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	_, _, conn := serveTLS(t, wire.Config{}, &testService{})
 	resp, err := testpb.NewTestServiceClient(conn).UnaryCall(ctx(t), &testpb.SimpleRequest{ResponseSize: 5})
 	if err != nil || len(resp.GetPayload().GetBody()) != 5 {
 		t.Fatalf("over TLS: %v", err)
