@@ -7,7 +7,7 @@
 // and calls there.
 import { rmSync } from "node:fs";
 import { join } from "node:path";
-import type { Browser } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { build } from "vite";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { Notifyd, buildNotifyd, launchChromium, pointsAdded, screenshot, selfSigned, until, webDir } from "./helpers";
@@ -99,21 +99,37 @@ function installClient(): void {
   };
 }
 
+/**
+ * Runs fn on a page of the node's host, on its HTTP port (the app's
+ * origin: another origin than the native port's, granted by default), in
+ * a context of its own that trusts the test's certificate; fails on any
+ * console error, and keeps a screenshot named name when fn fails.
+ */
+async function onAppPage(name: string, fn: (page: Page) => Promise<void>): Promise<void> {
+  const context = await browser.newContext({ ignoreHTTPSErrors: true });
+  const page = await context.newPage();
+  const consoleErrors: string[] = [];
+  page.on("console", (m) => {
+    if (m.type() === "error") consoleErrors.push(m.text());
+  });
+  try {
+    await page.goto(`${server!.base}/`);
+    await fn(page);
+    expect(consoleErrors).toEqual([]);
+  } catch (err) {
+    await screenshot(page, name);
+    throw err;
+  } finally {
+    await context.close();
+  }
+}
+
 describe("grpc-web on the native port", () => {
   test("Chromium streams over HTTP/2 with TLS, and its connection keeps working", async () => {
     const s = server!;
     const api = `https://127.0.0.1:${s.grpcPort}`;
     const guest = await s.token({ role: "guest", sub: "g1" });
-    const context = await browser.newContext({ ignoreHTTPSErrors: true });
-    const page = await context.newPage();
-    const consoleErrors: string[] = [];
-    page.on("console", (m) => {
-      if (m.type() === "error") consoleErrors.push(m.text());
-    });
-    try {
-      // A page of the node's host, on its HTTP port: another origin than
-      // the native port's, granted by default.
-      await page.goto(`${s.base}/`);
+    await onAppPage("native-grpc-web", async (page) => {
       await page.evaluate(installClient);
       // The native port speaks HTTP/2 alone: an answer is an HTTP/2 one
       // (Resource Timing hides the protocol of another origin).
@@ -139,14 +155,7 @@ describe("grpc-web on the native port", () => {
       const id2 = await s.publish(pointsAdded("g1", 5, 515));
       await until("the second event", () => page.evaluate((id) => window.grpcWeb.frames.some((f) => f.text.includes(id)), id2));
       expect(await page.evaluate(() => window.grpcWeb.ended)).toBeUndefined();
-
-      expect(consoleErrors).toEqual([]);
-    } catch (err) {
-      await screenshot(page, "native-grpc-web");
-      throw err;
-    } finally {
-      await context.close();
-    }
+    });
   });
 
   test("the web client (NotifyClient) streams and calls over the native port", async () => {
@@ -163,14 +172,7 @@ describe("grpc-web on the native port", () => {
     const code = chunk.output.find((o) => o.type === "chunk")?.code;
     expect(code).toBeTruthy();
 
-    const context = await browser.newContext({ ignoreHTTPSErrors: true });
-    const page = await context.newPage();
-    const consoleErrors: string[] = [];
-    page.on("console", (m) => {
-      if (m.type() === "error") consoleErrors.push(m.text());
-    });
-    try {
-      await page.goto(`${s.base}/`);
+    await onAppPage("native-notify-client", async (page) => {
       await page.addScriptTag({ content: code! });
       await page.evaluate(
         ({ api, guest }) => {
@@ -194,12 +196,6 @@ describe("grpc-web on the native port", () => {
         return Number(r.unreadCount);
       });
       expect(unread).toBe(1);
-      expect(consoleErrors).toEqual([]);
-    } catch (err) {
-      await screenshot(page, "native-notify-client");
-      throw err;
-    } finally {
-      await context.close();
-    }
+    });
   });
 });
