@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -255,12 +256,61 @@ func (s *webStream) beginLocked() {
 	}
 	s.freed = true
 	close(s.released)
-	if sc, ok := conn.(syscall.Conn); ok {
-		if rc, err := sc.SyscallConn(); err == nil && s.ws.poll.Park(&s.pe, rc, s) {
-			return
-		}
+	if !s.park(conn) {
+		go s.watch()
 	}
-	go s.watch()
+}
+
+// park hands the wait for the client of the connection taken over to the
+// poller, which watches the socket: a plain one, or the one under a TLS
+// connection that holds no record it read and has not returned (tlsQuiet;
+// the poller would not wake for those). It reports false when the
+// connection must be watched by a goroutine instead.
+func (s *webStream) park(conn net.Conn) bool {
+	if tc, ok := conn.(*tls.Conn); ok {
+		quiet, err := tlsQuiet(tc)
+		if !quiet {
+			if err != nil {
+				// The client sent or closed: what watch would see.
+				s.interrupt()
+				return true
+			}
+			return false
+		}
+		conn = tc.NetConn()
+	}
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	return err == nil && s.ws.poll.Park(&s.pe, rc, s)
+}
+
+// tlsQuiet tries a read that may not wait (a read deadline in the past):
+// crypto/tls returns a record it holds without reading the socket, or
+// fails the read with the deadline, a failure it does not keep once the
+// deadline is lifted. quiet is false with a nil error when the deadline
+// could not be set; a grpc-web client sends nothing more, so a byte read
+// is returned as an error, as the client's close is.
+func tlsQuiet(tc *tls.Conn) (quiet bool, err error) {
+	if tc.SetReadDeadline(time.Unix(1, 0)) != nil {
+		return false, nil
+	}
+	var b [1]byte
+	n, err := tc.Read(b[:])
+	if tc.SetReadDeadline(time.Time{}) != nil {
+		return false, errors.New("lifting the read deadline failed")
+	}
+	var ne net.Error
+	switch {
+	case n > 0:
+		return false, errors.New("the client sent bytes after its request")
+	case errors.As(err, &ne) && ne.Timeout():
+		return true, nil
+	default:
+		return false, err
+	}
 }
 
 // watch ends the call when its client closes the connection it took over

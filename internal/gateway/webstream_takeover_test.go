@@ -20,15 +20,25 @@ import (
 
 	"google.golang.org/grpc/metadata"
 
+	"github.com/maxloyalty/notify/internal/gateway"
 	"github.com/maxloyalty/notify/internal/testenv"
 )
 
-// TestWebStreamTakesConnectionOver: over HTTP/1.1 a live call owns its
-// connection (the HTTP server sees it hijacked), and ends when its client
-// closes the connection or sends anything more.
+// TestWebStreamTakesConnectionOver: over HTTP/1.1, plain or TLS, a live
+// call owns its connection (the HTTP server sees it hijacked), and ends
+// when its client closes the connection or sends anything more.
 func TestWebStreamTakesConnectionOver(t *testing.T) {
-	_, _, ws, states := leanServer(t)
+	t.Run("plain", func(t *testing.T) {
+		_, _, ws, states := leanServer(t)
+		takenOver(t, ws, states)
+	})
+	t.Run("TLS", func(t *testing.T) {
+		_, _, ws, states := leanTLSServer(t)
+		takenOver(t, ws, states)
+	})
+}
 
+func takenOver(t *testing.T, ws *webServer, states func() []http.ConnState) {
 	c := openWait(t, ws.url, "")
 	if got := states(); !slices.Contains(got, http.StateHijacked) {
 		t.Errorf("connection states %v, want hijacked", got)
@@ -117,14 +127,24 @@ func watchers() int {
 }
 
 // TestWebStreamsParkTheirConnections: on Linux, the connections taken
-// over wait for their clients on one poller, with no goroutine each; a
-// client's close or bytes still end its call, before Shutdown and while
-// it waits.
+// over wait for their clients on one poller, with no goroutine each, over
+// TLS too; a client's close or bytes still end its call, before Shutdown
+// and while it waits.
 func TestWebStreamsParkTheirConnections(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the poller is Linux's (epoll)")
 	}
-	_, local, ws, _ := leanServer(t)
+	t.Run("plain", func(t *testing.T) {
+		_, local, ws, _ := leanServer(t)
+		parkedStreams(t, local, ws)
+	})
+	t.Run("TLS", func(t *testing.T) {
+		_, local, ws, _ := leanTLSServer(t)
+		parkedStreams(t, local, ws)
+	})
+}
+
+func parkedStreams(t *testing.T, local *gateway.InProcess, ws *webServer) {
 	const streams = 8
 	var conns []net.Conn
 	for range streams {

@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -543,6 +544,18 @@ func leanServer(t *testing.T) (*httptest.Server, *gateway.InProcess, *webServer,
 // is set: its interceptor logs a detached call's end when it comes.
 func leanServerWith(t *testing.T, detach bool) (*httptest.Server, *gateway.InProcess, *webServer, func() []http.ConnState) {
 	t.Helper()
+	return startLean(t, detach, false)
+}
+
+// leanTLSServer is leanServer serving HTTP/1.1 over TLS: its URL is
+// https, which openScript dials with TLS.
+func leanTLSServer(t *testing.T) (*httptest.Server, *gateway.InProcess, *webServer, func() []http.ConnState) {
+	t.Helper()
+	return startLean(t, false, true)
+}
+
+func startLean(t *testing.T, detach, withTLS bool) (*httptest.Server, *gateway.InProcess, *webServer, func() []http.ConnState) {
+	t.Helper()
 	ws := &webServer{stats: &statsRecorder{}, mu: &sync.Mutex{}, calls: new([]string), logged: make(chan struct{}, 1)}
 	ic := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 		err := h(srv, ss)
@@ -572,7 +585,11 @@ func leanServerWith(t *testing.T, detach bool) (*httptest.Server, *gateway.InPro
 		states = append(states, s)
 		mu.Unlock()
 	}
-	ts.Start()
+	if withTLS {
+		ts.StartTLS()
+	} else {
+		ts.Start()
+	}
 	t.Cleanup(func() {
 		ts.CloseClientConnections()
 		ts.Close()
@@ -616,7 +633,14 @@ func openWait(t *testing.T, url string, extra string) net.Conn {
 // openScript is openWait for a script that sends "waiting" and waits.
 func openScript(t *testing.T, url, script, extra string) net.Conn {
 	t.Helper()
-	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	var c net.Conn
+	var err error
+	if addr, ok := strings.CutPrefix(url, "https://"); ok {
+		// The test's own server: HTTP/1.1 over TLS.
+		c, err = tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+	} else {
+		c, err = net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
