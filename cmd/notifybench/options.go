@@ -113,7 +113,7 @@ func (o *options) bind(fs *flag.FlagSet) {
 	fs.IntVar(&o.Batch, "batch", o.Batch, "events per publish call (>1: PublishBatch); publish: the batch variant's")
 	fs.IntVar(&o.Publishers, "publishers", o.Publishers, "concurrent publish calls in fanout and personal")
 	fs.IntVar(&o.PubConns, "pub-conns", o.PubConns, "gRPC connections of the publishers (publish: of grpc-go's client and h2load's -c)")
-	fs.StringVar(&o.Transport, "transport", o.Transport, "subscriber transport: grpc (grpc-go client streams), h2 (gRPC over HTTP/2 frames read by one goroutine per connection: a lighter load generator), grpcweb (HTTP/1.1, a connection per stream), grpcweb-h2 (HTTP/2 over TLS, a connection per stream), grpcweb-native (the same to the native gRPC port) or grpc-tls (grpc-go client streams over TLS); the last three in idle mode only, against a notifyd with TLS on its ports, which --spawn starts")
+	fs.StringVar(&o.Transport, "transport", o.Transport, "subscriber transport: grpc (grpc-go client streams), h2 (gRPC over HTTP/2 frames read by one goroutine per connection: a lighter load generator), grpcweb (HTTP/1.1, a connection per stream), grpcweb-h2c (HTTP/2 without TLS to the native gRPC port, as from a proxy that ends the browser's TLS), grpcweb-tls (HTTP/1.1 over TLS), grpcweb-h2 (HTTP/2 over TLS), grpcweb-native (the same to the native gRPC port) or grpc-tls (grpc-go client streams over TLS); the last four in idle mode only, against a notifyd with TLS on its ports, which --spawn starts")
 	fs.StringVar(&o.Decode, "decode", o.Decode, "subscriber decoding: full (generated types) or wire (scan only the needed fields)")
 	fs.StringVar(&o.Room, "room", o.Room, "fanout and publish room")
 	fs.StringVar(&o.RoomPrefix, "room-prefix", o.RoomPrefix, "personal and idle rooms are <prefix><i> (default guest:nb<random>-)")
@@ -176,7 +176,7 @@ type bench struct {
 	server *serverMeter
 	log    io.Writer // progress lines; nil: none
 	// tlsRoots verifies the server's HTTP port when it serves TLS
-	// (grpcweb-h2, grpcweb-native, grpc-tls); nil: plaintext.
+	// (tlsTransport); nil: plaintext.
 	tlsRoots *x509.CertPool
 }
 
@@ -202,15 +202,15 @@ func (b *bench) fleetConfig() fleetConfig {
 }
 
 // transports are the --transport values.
-var transports = []string{"grpc", "grpc-tls", "grpcweb", "grpcweb-h2", "grpcweb-native", "h2"}
+var transports = []string{"grpc", "grpc-tls", "grpcweb", "grpcweb-tls", "grpcweb-h2", "grpcweb-native", "grpcweb-h2c", "h2"}
 
 // tlsTransport reports a transport that needs a notifyd with TLS on its
 // ports (idle runs only).
 func tlsTransport(t string) bool {
-	return t == "grpc-tls" || t == "grpcweb-h2" || t == "grpcweb-native"
+	return t == "grpc-tls" || t == "grpcweb-tls" || t == "grpcweb-h2" || t == "grpcweb-native"
 }
 
 // webTransport reports a grpc-web transport: a connection per stream.
 func webTransport(t string) bool {
-	return t == "grpcweb" || t == "grpcweb-h2" || t == "grpcweb-native"
+	return t == "grpcweb" || t == "grpcweb-tls" || t == "grpcweb-h2" || t == "grpcweb-native" || t == "grpcweb-h2c"
 }

@@ -103,6 +103,7 @@ func TestModesEndToEnd(t *testing.T) {
 		{"personal grpcweb", "personal", func(o *options) { o.Subscribers, o.Rate, o.Transport = 10, 50, "grpcweb" }, 1},
 		{"personal h2", "personal", func(o *options) { o.Subscribers, o.Conns, o.Rate, o.Transport = 30, 3, 150, "h2" }, 1},
 		{"idle", "idle", func(o *options) { o.Subscribers, o.Conns = 50, 5 }, 1},
+		{"idle grpcweb-h2c", "idle", func(o *options) { o.Subscribers, o.Transport = 10, "grpcweb-h2c" }, 1},
 		{"publish", "publish", func(o *options) { o.Rate, o.Batch, o.Concurrency = 0, 20, 4 }, 3},
 	}
 	for _, c := range cases {
@@ -148,11 +149,12 @@ func TestModesEndToEnd(t *testing.T) {
 }
 
 // TestIdleOverTLS: idle runs whose streams each have a TLS connection of
-// their own, native (grpc-tls) and grpc-web over HTTP/2 (grpcweb-h2),
-// against a node serving TLS on both ports.
+// their own, native (grpc-tls) and grpc-web over HTTP/1.1 (grpcweb-tls)
+// and HTTP/2 (grpcweb-h2, grpcweb-native), against a node serving TLS on
+// both ports.
 func TestIdleOverTLS(t *testing.T) {
 	n, pool := startTLSTestNode(t)
-	for _, transport := range []string{"grpc-tls", "grpcweb-h2", "grpcweb-native"} {
+	for _, transport := range []string{"grpc-tls", "grpcweb-tls", "grpcweb-h2", "grpcweb-native"} {
 		t.Run(transport, func(t *testing.T) {
 			o := defaultOptions()
 			o.GRPCAddr, o.HTTPAddr = n.GRPCAddr(), n.HTTPAddr()

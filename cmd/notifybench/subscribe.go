@@ -166,7 +166,8 @@ func openFleet(ctx context.Context, cfg fleetConfig, rooms, tokens []string, pro
 			ReadBufferSize:      64 << 10,
 			WriteBufferSize:     4 << 10,
 		}}
-	case "grpcweb-h2", "grpcweb-native":
+	case "grpcweb-h2c":
+	case "grpcweb-h2", "grpcweb-native", "grpcweb-tls":
 		if cfg.tlsRoots == nil {
 			return nil, fmt.Errorf("--transport %s: the server's ports must serve TLS (use --spawn)", cfg.transport)
 		}
@@ -255,7 +256,7 @@ func (f *fleet) run(s *subscriber, sem chan struct{}, opened *sync.WaitGroup, fa
 	}
 	var err error
 	switch f.cfg.transport {
-	case "grpcweb", "grpcweb-h2", "grpcweb-native":
+	case "grpcweb", "grpcweb-tls", "grpcweb-h2", "grpcweb-native", "grpcweb-h2c":
 		err = f.readWeb(s, markOpen)
 	case "h2":
 		err = f.readH2(s, markOpen)
@@ -331,7 +332,8 @@ func webFrame(msg proto.Message) ([]byte, error) {
 func (f *fleet) readWeb(s *subscriber, markOpen func(error)) error {
 	req := &notifyv1.SubscribeRequest{Rooms: []string{s.room}}
 	client, base := f.web, "http://"+f.cfg.httpAddr
-	if f.cfg.transport != "grpcweb" {
+	switch f.cfg.transport {
+	case "grpcweb-h2", "grpcweb-native":
 		addr := f.cfg.httpAddr
 		if f.cfg.transport == "grpcweb-native" {
 			addr = f.cfg.grpcAddr
@@ -343,9 +345,25 @@ func (f *fleet) readWeb(s *subscriber, markOpen func(error)) error {
 		}
 		defer tr.CloseIdleConnections()
 		client, base = &http.Client{Transport: tr}, "https://"+addr
+	case "grpcweb-tls":
+		// HTTP/1.1 only, as a browser whose server offers no HTTP/2.
+		tr := &http.Transport{
+			TLSClientConfig:    &tls.Config{RootCAs: f.cfg.tlsRoots, NextProtos: []string{"http/1.1"}},
+			TLSNextProto:       map[string]func(string, *tls.Conn) http.RoundTripper{},
+			DisableCompression: true,
+		}
+		defer tr.CloseIdleConnections()
+		client, base = &http.Client{Transport: tr}, "https://"+f.cfg.httpAddr
+	case "grpcweb-h2c":
+		// As a proxy that ends the browser's TLS and passes its HTTP/2
+		// on: prior knowledge, no TLS.
+		tr := &http.Transport{Protocols: new(http.Protocols), DisableCompression: true}
+		tr.Protocols.SetUnencryptedHTTP2(true)
+		defer tr.CloseIdleConnections()
+		client, base = &http.Client{Transport: tr}, "http://"+f.cfg.grpcAddr
 	}
 	origin := ""
-	if f.cfg.transport == "grpcweb-native" {
+	if f.cfg.transport == "grpcweb-native" || f.cfg.transport == "grpcweb-h2c" {
 		// As a browser's page from the HTTP port: another origin, so its
 		// connection carries a preflight before the stream.
 		origin = "https://" + f.cfg.httpAddr

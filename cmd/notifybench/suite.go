@@ -20,11 +20,14 @@ var suiteSteps = []suiteStep{
 	{"idle", func(o *options) { o.Subscribers, o.Conns, o.Hold = 1000, 10, 2*time.Second }},
 	// Browsers and phones: each stream on a connection of its own, native
 	// (grpc-go's own client), plain and over TLS, and grpc-web over
-	// HTTP/1.1 and over HTTP/2, to the HTTP port and to the native one (the
-	// TLS runs on a notifyd with TLS of its own).
+	// HTTP/1.1 and over HTTP/2, plain (as behind a proxy that ends TLS) and
+	// over TLS, to the HTTP port and to the native one (the TLS runs on a
+	// notifyd with TLS of its own).
 	{"idle", func(o *options) { o.Subscribers, o.Conns, o.Hold = 500, 500, 2*time.Second }},
 	{"idle", func(o *options) { o.Subscribers, o.Conns, o.Hold, o.Transport = 200, 200, 2*time.Second, "grpc-tls" }},
 	{"idle", func(o *options) { o.Subscribers, o.Hold, o.Transport = 500, 2*time.Second, "grpcweb" }},
+	{"idle", func(o *options) { o.Subscribers, o.Hold, o.Transport = 500, 2*time.Second, "grpcweb-h2c" }},
+	{"idle", func(o *options) { o.Subscribers, o.Hold, o.Transport = 200, 2*time.Second, "grpcweb-tls" }},
 	{"idle", func(o *options) { o.Subscribers, o.Hold, o.Transport = 200, 2*time.Second, "grpcweb-h2" }},
 	{"idle", func(o *options) { o.Subscribers, o.Hold, o.Transport = 200, 2*time.Second, "grpcweb-native" }},
 	{"fanout", func(o *options) { o.Subscribers, o.Conns, o.Rate = 500, 5, 200 }},
