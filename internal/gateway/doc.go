@@ -19,8 +19,9 @@
 // handler's goroutine; over HTTP/1.1 on a goroutine of its own, taking its
 // connection over from net/http once net/http has written the response's
 // head, writing its body's chunks itself and closing the connection at its
-// end (InProcess.Shutdown waits for these calls, which the HTTP server's
-// Shutdown no longer sees); with Streams.Detach, such a call's handler may
+// end, the connection meanwhile waiting for its client on a poller
+// (internal/poll), over TLS too. InProcess.Shutdown waits for these
+// calls, which the HTTP server's Shutdown no longer sees. With Streams.Detach, such a call's handler may
 // let that goroutine go while the call goes on (the transport stream's
 // Detach, as internal/wire's). Every other grpc-web request over HTTP is
 // translated by improbable-eng's wrapper; its websocket transport is served here (websocket.go),

@@ -6,9 +6,10 @@
 // its stack per connection, blocked in Read. A Poller keeps one goroutine
 // per server instead: a connection parks its Entry with the poller and
 // its goroutine exits; when the connection's descriptor has input, or its
-// peer hangs up, the poller calls the Entry's Waker once. Only a plain
-// socket (syscall.RawConn) can park: a TLS connection may hold part of a
-// record that the descriptor no longer shows.
+// peer hangs up, the poller calls the Entry's Waker once. What parks is
+// a socket (syscall.RawConn): a TLS connection parks the socket under it,
+// and only once crypto/tls holds no record it read and has not returned,
+// which the descriptor would no longer show (the callers check).
 //
 // A wake-up is a hint, not a promise of input: a Waker must cope with
 // one that finds nothing to read (an event armed for a connection that
