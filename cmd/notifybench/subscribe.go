@@ -346,7 +346,8 @@ func (f *fleet) readWeb(s *subscriber, markOpen func(error)) error {
 		defer tr.CloseIdleConnections()
 		client, base = &http.Client{Transport: tr}, "https://"+addr
 	case "grpcweb-tls":
-		// HTTP/1.1 only, as a browser whose server offers no HTTP/2.
+		// HTTP/1.1 only (ALPN offers nothing else), as to a server
+		// that serves grpc-web over HTTP/1.1 alone.
 		tr := &http.Transport{
 			TLSClientConfig:    &tls.Config{RootCAs: f.cfg.tlsRoots, NextProtos: []string{"http/1.1"}},
 			TLSNextProto:       map[string]func(string, *tls.Conn) http.RoundTripper{},

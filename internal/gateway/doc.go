@@ -21,9 +21,9 @@
 // head, writing its body's chunks itself and closing the connection at its
 // end, the connection meanwhile waiting for its client on a poller
 // (internal/poll), over TLS too. InProcess.Shutdown waits for these
-// calls, which the HTTP server's Shutdown no longer sees. With Streams.Detach, such a call's handler may
-// let that goroutine go while the call goes on (the transport stream's
-// Detach, as internal/wire's). Every other grpc-web request over HTTP is
+// calls, which the HTTP server's Shutdown no longer sees. With
+// Streams.Detach, such a call's handler may let that goroutine go while
+// the call goes on (the transport stream's Detach, as internal/wire's). Every other grpc-web request over HTTP is
 // translated by improbable-eng's wrapper; its websocket transport is served here (websocket.go),
 // streaming request bytes into the gRPC server so that its message size
 // limit is the only one. CORS for grpc-web and REST is this package's own: allowed origins
