@@ -36,6 +36,9 @@ type Config struct {
 	// served at "/" with index.html for unknown paths. Empty, or without an
 	// index.html: "/" says the app is not built and how to build it.
 	WebDir string
+	// AppGRPCWebURL is where the app sends its grpc-web calls, served to it
+	// as GET /app.json ({"grpcWebUrl": ...}); empty: the page's origin.
+	AppGRPCWebURL string
 	// DevToken, when set, serves POST /dev/token, which mints tokens for the
 	// demo app's sign-in. Only dev-mode nodes set it; otherwise the path is
 	// 404.
@@ -131,6 +134,7 @@ func New(ctx context.Context, cfg Config, srv *grpc.Server, conn grpc.ClientConn
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	root.Handle("/dev/token", devToken(cfg.DevToken))
+	root.Handle("GET /app.json", appConfig(cfg.AppGRPCWebURL))
 	root.Handle("/", webApp(cfg.WebDir))
 
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -452,3 +452,23 @@ func toJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// TestAppConfig: GET /app.json tells the web app where its grpc-web calls
+// go: the configured base URL without a trailing slash, or "" (its page's
+// origin).
+func TestAppConfig(t *testing.T) {
+	for url, want := range map[string]string{
+		"":                                 `{"grpcWebUrl":""}`,
+		"https://notify.example.com:9090/": `{"grpcWebUrl":"https://notify.example.com:9090"}`,
+	} {
+		base := newGateway(t, gateway.Config{AppGRPCWebURL: url})
+		a := get(t, base+"/app.json")
+		if a.code != http.StatusOK || a.body != want || a.hdr.Get("Content-Type") != "application/json" || a.hdr.Get("Cache-Control") != "no-cache" {
+			t.Errorf("AppGRPCWebURL %q: GET /app.json: %d %q %v, want 200 %s, JSON, no-cache", url, a.code, a.body, a.hdr, want)
+		}
+	}
+	base := newGateway(t, gateway.Config{})
+	if a := do(t, http.MethodPost, base+"/app.json", strings.NewReader("{}"), nil); a.code != http.StatusMethodNotAllowed {
+		t.Errorf("POST /app.json: %d, want 405", a.code)
+	}
+}

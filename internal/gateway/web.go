@@ -94,6 +94,19 @@ var extraTypes = map[string]string{
 	".woff2":       "font/woff2",
 }
 
+// appConfig serves the app's runtime settings (GET /app.json): where its
+// grpc-web calls go ("": the page's origin).
+func appConfig(grpcWebURL string) http.Handler {
+	body, _ := json.Marshal(struct {
+		GRPCWebURL string `json:"grpcWebUrl"`
+	}{strings.TrimSuffix(grpcWebURL, "/")})
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-cache")
+		_, _ = w.Write(body)
+	})
+}
+
 // webApp serves the single-page app built into dir: its files as they are,
 // and index.html for any other path without a file extension (the app's
 // client-side routes). Missing files with an extension are 404.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -191,6 +192,13 @@ type Config struct {
 	// HTTP port; when it has no index.html, "/" says how to build it.
 	// Default "clients/web/dist".
 	WebDir string
+	// AppGRPCWebURL is where the web app served on the HTTP port sends its
+	// grpc-web calls (GET /app.json tells it): a base URL such as the
+	// native port's, https://notify.example.com:9090, where a browser's
+	// stream costs the server a third of what it costs on the HTTP port's
+	// HTTP/2 (docs/PERFORMANCE.md). Empty (the default): the page's own
+	// origin.
+	AppGRPCWebURL string
 
 	// UnaryInterceptors and StreamInterceptors wrap every call to the
 	// node's services outside its own chain (metrics, logging, auth,
@@ -331,6 +339,9 @@ func (c Config) Validate() error {
 	}
 	if c.MinPingInterval > c.KeepaliveTime {
 		errs = append(errs, errors.New("min-ping-interval: must not exceed keepalive-time"))
+	}
+	if err := checkBaseURL(c.AppGRPCWebURL); err != nil {
+		errs = append(errs, fmt.Errorf("app-grpc-web-url: %w", err))
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		errs = append(errs, errors.New("tls-cert-file, tls-key-file: give both or neither"))
@@ -489,4 +500,22 @@ func setDur(p *time.Duration, v time.Duration) {
 	if *p <= 0 {
 		*p = v
 	}
+}
+
+// checkBaseURL accepts "" or an absolute http or https URL with a host and
+// nothing after it but "/": the base a client appends method paths to.
+func checkBaseURL(raw string) error {
+	if raw == "" {
+		return nil
+	}
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return err
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("%q: want an http or https URL", raw)
+	case u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || (u.Path != "" && u.Path != "/"):
+		return fmt.Errorf("%q: want scheme, host and port only, as https://notify.example.com:9090", raw)
+	}
+	return nil
 }

@@ -74,6 +74,7 @@ func (c *Config) BindFlags(fs *flag.FlagSet) error {
 	dur(&c.HTTPReadHeaderTimeout, "http-read-header-timeout", d.HTTPReadHeaderTimeout, "longest an HTTP client may take to send its headers")
 	list(&c.AllowedOrigins, "allowed-origins", "comma-separated browser origins allowed for grpc-web and REST (* for any); the native port's grpc-web also grants https pages of its own host")
 	str(&c.WebDir, "web-dir", d.WebDir, "directory of the built web app served at / on the HTTP port")
+	str(&c.AppGRPCWebURL, "app-grpc-web-url", d.AppGRPCWebURL, "base URL the web app sends its grpc-web calls to, such as the native port's (https://host:9090); empty: the page's own origin")
 	str(&c.DebugAddr, "debug-addr", d.DebugAddr, "serve Go's profiles (/debug/pprof/) on this address, a bare port on 127.0.0.1; off when empty")
 	str(&c.LogFormat, "log-format", d.LogFormat, "text or json")
 	str(&c.LogLevel, "log-level", d.LogLevel, "debug, info, warn or error")

@@ -372,6 +372,7 @@ func (n *Node) newHTTP(ctx context.Context) error {
 	gwcfg := gateway.Config{
 		AllowedOrigins: cfg.AllowedOrigins,
 		WebDir:         cfg.WebDir,
+		AppGRPCWebURL:  cfg.AppGRPCWebURL,
 		Metrics:        n.metrics.Handler(),
 		// REST JSON is wordier than protobuf: allow it twice the bytes.
 		MaxBodyBytes: 2 * int64(cfg.MaxMessageBytes),

@@ -144,3 +144,31 @@ func TestConfigNativePrint(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigAppGRPCWebURL: the web app's grpc-web base URL is empty or an
+// http(s) URL with nothing after its host and port.
+func TestConfigAppGRPCWebURL(t *testing.T) {
+	t.Parallel()
+	for url, valid := range map[string]bool{
+		"":                                  true,
+		"https://notify.example.com:9090":   true,
+		"https://notify.example.com:9090/":  true,
+		"http://127.0.0.1:9090":             true,
+		"notify.example.com:9090":           false,
+		"wss://notify.example.com":          false,
+		"https://":                          false,
+		"https://notify.example.com/grpc":   false,
+		"https://notify.example.com/?x=1":   false,
+		"https://user@notify.example.com":   false,
+		"https://notify.example.com#top":    false,
+		"https://notify.example.com:port%1": false,
+	} {
+		err := node.Config{Dev: true, AppGRPCWebURL: url}.Defaults().Validate()
+		switch {
+		case valid && err != nil:
+			t.Errorf("%q: %v, want valid", url, err)
+		case !valid && (err == nil || !strings.HasPrefix(err.Error(), "app-grpc-web-url: ")):
+			t.Errorf("%q: %v, want an app-grpc-web-url error", url, err)
+		}
+	}
+}
