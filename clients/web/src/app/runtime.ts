@@ -3,6 +3,7 @@ import { NotifyClient, type Position } from "../lib/client";
 import { WebPushControl } from "../lib/push";
 import { deliveryPushBackend } from "../lib/pushBackend";
 import { NotificationStore } from "../lib/store";
+import { grpcWebBaseUrl } from "./config";
 import { navigate } from "./router";
 import { sessionTokenSource, type Session } from "./session";
 
@@ -21,7 +22,7 @@ const debug = typeof location !== "undefined" && new URLSearchParams(location.se
 export function createRuntime(session: Session): Runtime {
   const getToken = sessionTokenSource(session);
   const client = new NotifyClient({
-    baseUrl: location.origin,
+    baseUrl: grpcWebBaseUrl(),
     getToken,
     backoff: { baseMs: 250, maxMs: 10_000 },
     logger: debug ? console : undefined,

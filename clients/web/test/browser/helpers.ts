@@ -111,18 +111,21 @@ export class Notifyd {
     this.base = `${tls ? "https" : "http"}://127.0.0.1:${httpPort}`;
   }
 
-  /** extraArgs are more notifyd flags (--allowed-origins, ...). */
+  /** extraArgs are more notifyd flags (--allowed-origins, ...), or make them from the ports. */
   static async create(
     bin: string,
     tmp: string,
     name: string,
-    extraArgs: string[] = [],
+    extraArgs: string[] | ((ports: { httpPort: number; grpcPort: number }) => string[]) = [],
     tls?: { cert: string; key: string; pem: string },
   ): Promise<Notifyd> {
     const dataDir = join(tmp, `data-${name}`);
     rmSync(dataDir, { recursive: true, force: true });
     mkdirSync(dataDir, { recursive: true });
-    return new Notifyd(bin, await freePort(), await freePort(), dataDir, name, extraArgs, tls);
+    const httpPort = await freePort();
+    const grpcPort = await freePort();
+    const args = typeof extraArgs === "function" ? extraArgs({ httpPort, grpcPort }) : extraArgs;
+    return new Notifyd(bin, httpPort, grpcPort, dataDir, name, args, tls);
   }
 
   /** An HTTP request to this notifyd: fetch, or over TLS node:https trusting its certificate. */

@@ -1,0 +1,35 @@
+import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
+import { grpcWebBaseUrl, loadAppConfig } from "../../src/app/config";
+
+// The app asks the node where its grpc-web calls go (GET /app.json), and
+// falls back to its page's origin on an empty answer or none.
+describe("loadAppConfig", () => {
+  beforeEach(() => vi.stubGlobal("location", { origin: "https://app.example.com" }));
+  afterEach(() => vi.unstubAllGlobals());
+
+  const answer = (status: number, body: string) =>
+    vi.fn(async (..._args: Parameters<typeof fetch>) => new Response(body, { status, headers: { "Content-Type": "application/json" } }));
+
+  test("the node's URL", async () => {
+    const f = answer(200, `{"grpcWebUrl":"https://notify.example.com:9090"}`);
+    await loadAppConfig(f);
+    expect(f).toHaveBeenCalledWith("/app.json", expect.objectContaining({ cache: "no-cache" }));
+    expect(grpcWebBaseUrl()).toBe("https://notify.example.com:9090");
+  });
+
+  test("the page's origin when the node says none, answers badly or not at all", async () => {
+    for (const f of [
+      answer(200, `{"grpcWebUrl":""}`),
+      answer(404, "404 page not found"),
+      answer(200, "<!doctype html>"),
+      answer(200, `{"grpcWebUrl":42}`),
+      vi.fn(async () => {
+        throw new TypeError("Failed to fetch");
+      }),
+    ]) {
+      await loadAppConfig(answer(200, `{"grpcWebUrl":"https://notify.example.com:9090"}`));
+      await loadAppConfig(f as unknown as typeof fetch);
+      expect(grpcWebBaseUrl()).toBe("https://app.example.com");
+    }
+  });
+});
