@@ -204,6 +204,7 @@ describe("grpc-web on the native port", () => {
       expect(unread).toBe(1);
     });
   });
+
   test("the demo app, told by its node (--app-grpc-web-url), makes its calls on the native port", async () => {
     const s = await Notifyd.create(bin, tmp, "native-app", (p) => ["--app-grpc-web-url", `https://127.0.0.1:${p.grpcPort}`], tls);
     await s.start();
