@@ -5,13 +5,13 @@
 // its HPACK table (a one-stream connection does, once it is idle); and the
 // web client itself (NotifyClient, Connect's grpc-web transport) streams
 // and calls there, as does the demo app when its node says so
-// (--app-grpc-web-url).
+// (--app-grpc-web-url), and reaches it (else it stays on its origin).
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { build } from "vite";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { Notifyd, buildNotifyd, launchChromium, pointsAdded, screenshot, selfSigned, until, waitConnection, webDir } from "./helpers";
+import { Notifyd, buildNotifyd, freePort, launchChromium, pointsAdded, screenshot, selfSigned, until, waitConnection, webDir } from "./helpers";
 
 let bin: string;
 let tmp: string;
@@ -108,7 +108,12 @@ function installClient(): void {
  * a context of its own that trusts the test's certificate; fails on any
  * console error, and keeps a screenshot named name when fn fails.
  */
-async function onAppPage(name: string, fn: (page: Page) => Promise<void>, s: Notifyd = server!): Promise<void> {
+async function onAppPage(
+  name: string,
+  fn: (page: Page) => Promise<void>,
+  opts: { server?: Notifyd; allowConsole?: RegExp } = {},
+): Promise<void> {
+  const s = opts.server ?? server!;
   const context = await browser.newContext({ ignoreHTTPSErrors: true });
   const page = await context.newPage();
   const consoleErrors: string[] = [];
@@ -116,7 +121,8 @@ async function onAppPage(name: string, fn: (page: Page) => Promise<void>, s: Not
     // Chromium fetches no service worker's script over a certificate it
     // does not trust, whatever the context ignores: the signed-in app's
     // web push needs a trusted certificate, which the test's is not.
-    if (m.type() === "error" && !m.text().startsWith("An SSL certificate error occurred when fetching the script")) consoleErrors.push(m.text());
+    if (m.type() !== "error" || m.text().startsWith("An SSL certificate error occurred when fetching the script")) return;
+    if (!opts.allowConsole?.test(m.text())) consoleErrors.push(m.text());
   });
   try {
     await page.goto(`${s.base}/`);
@@ -224,7 +230,35 @@ describe("grpc-web on the native port", () => {
           expect(calls.length).toBeGreaterThan(0);
           expect(calls.filter((u) => !u.startsWith(`https://127.0.0.1:${s.grpcPort}/notify.v1.`))).toEqual([]);
         },
-        s,
+        { server: s },
+      );
+    } finally {
+      await s.stop().catch(() => s.kill());
+    }
+  });
+
+  test("the demo app stays on its page's origin when it cannot reach the URL its node names", async () => {
+    const closed = await freePort(); // nothing listens there
+    const s = await Notifyd.create(bin, tmp, "native-app-unreachable", ["--app-grpc-web-url", `https://127.0.0.1:${closed}`], tls);
+    await s.start();
+    try {
+      await onAppPage(
+        "native-app-unreachable",
+        async (page) => {
+          const calls: string[] = [];
+          page.on("request", (r) => {
+            if (r.url().includes("/notify.v1.")) calls.push(r.url());
+          });
+          await page.getByTestId("signin-guest").click();
+          await page.waitForURL(`${s.base}/guest`);
+          await waitConnection(page, "connected");
+          const id = await s.publish(pointsAdded("g1", 100, 600));
+          await page.locator(`[data-testid="toast"][data-event-id="${id}"]`).waitFor({ timeout: 10_000 });
+          expect(calls.length).toBeGreaterThan(0);
+          expect(calls.filter((u) => !u.startsWith(`${s.base}/notify.v1.`))).toEqual([]);
+        },
+        // The page's probe of the closed port.
+        { server: s, allowConsole: /ERR_CONNECTION_REFUSED/ },
       );
     } finally {
       await s.stop().catch(() => s.kill());
