@@ -136,6 +136,38 @@ async function onAppPage(
   }
 }
 
+/**
+ * Starts a node whose --app-grpc-web-url is url(its native port), signs
+ * in to its demo app as the guest, and checks that an event published over
+ * REST reaches the page and that every grpc-web call the page made went
+ * to want(the node).
+ */
+async function demoAppCalls(name: string, url: (grpcPort: number) => string, want: (s: Notifyd) => string, allowConsole?: RegExp): Promise<void> {
+  const s = await Notifyd.create(bin, tmp, name, (p) => ["--app-grpc-web-url", url(p.grpcPort)], tls);
+  await s.start();
+  try {
+    await onAppPage(
+      name,
+      async (page) => {
+        const calls: string[] = [];
+        page.on("request", (r) => {
+          if (r.url().includes("/notify.v1.")) calls.push(r.url());
+        });
+        await page.getByTestId("signin-guest").click();
+        await page.waitForURL(`${s.base}/guest`);
+        await waitConnection(page, "connected");
+        const id = await s.publish(pointsAdded("g1", 100, 600));
+        await page.locator(`[data-testid="toast"][data-event-id="${id}"]`).waitFor({ timeout: 10_000 });
+        expect(calls.length).toBeGreaterThan(0);
+        expect(calls.filter((u) => !u.startsWith(`${want(s)}/notify.v1.`))).toEqual([]);
+      },
+      { server: s, allowConsole },
+    );
+  } finally {
+    await s.stop().catch(() => s.kill());
+  }
+}
+
 describe("grpc-web on the native port", () => {
   test("Chromium streams over HTTP/2 with TLS, and its connection keeps working", async () => {
     const s = server!;
@@ -212,56 +244,12 @@ describe("grpc-web on the native port", () => {
   });
 
   test("the demo app, told by its node (--app-grpc-web-url), makes its calls on the native port", async () => {
-    const s = await Notifyd.create(bin, tmp, "native-app", (p) => ["--app-grpc-web-url", `https://127.0.0.1:${p.grpcPort}`], tls);
-    await s.start();
-    try {
-      await onAppPage(
-        "native-app",
-        async (page) => {
-          const calls: string[] = [];
-          page.on("request", (r) => {
-            if (r.url().includes("/notify.v1.")) calls.push(r.url());
-          });
-          await page.getByTestId("signin-guest").click();
-          await page.waitForURL(`${s.base}/guest`);
-          await waitConnection(page, "connected");
-          const id = await s.publish(pointsAdded("g1", 100, 600));
-          await page.locator(`[data-testid="toast"][data-event-id="${id}"]`).waitFor({ timeout: 10_000 });
-          expect(calls.length).toBeGreaterThan(0);
-          expect(calls.filter((u) => !u.startsWith(`https://127.0.0.1:${s.grpcPort}/notify.v1.`))).toEqual([]);
-        },
-        { server: s },
-      );
-    } finally {
-      await s.stop().catch(() => s.kill());
-    }
+    await demoAppCalls("native-app", (grpcPort) => `https://127.0.0.1:${grpcPort}`, (s) => `https://127.0.0.1:${s.grpcPort}`);
   });
 
   test("the demo app stays on its page's origin when it cannot reach the URL its node names", async () => {
     const closed = await freePort(); // nothing listens there
-    const s = await Notifyd.create(bin, tmp, "native-app-unreachable", ["--app-grpc-web-url", `https://127.0.0.1:${closed}`], tls);
-    await s.start();
-    try {
-      await onAppPage(
-        "native-app-unreachable",
-        async (page) => {
-          const calls: string[] = [];
-          page.on("request", (r) => {
-            if (r.url().includes("/notify.v1.")) calls.push(r.url());
-          });
-          await page.getByTestId("signin-guest").click();
-          await page.waitForURL(`${s.base}/guest`);
-          await waitConnection(page, "connected");
-          const id = await s.publish(pointsAdded("g1", 100, 600));
-          await page.locator(`[data-testid="toast"][data-event-id="${id}"]`).waitFor({ timeout: 10_000 });
-          expect(calls.length).toBeGreaterThan(0);
-          expect(calls.filter((u) => !u.startsWith(`${s.base}/notify.v1.`))).toEqual([]);
-        },
-        // The page's probe of the closed port.
-        { server: s, allowConsole: /ERR_CONNECTION_REFUSED/ },
-      );
-    } finally {
-      await s.stop().catch(() => s.kill());
-    }
+    // The console's error is the page's probe of the closed port.
+    await demoAppCalls("native-app-unreachable", () => `https://127.0.0.1:${closed}`, (s) => s.base, /ERR_CONNECTION_REFUSED/);
   });
 });
