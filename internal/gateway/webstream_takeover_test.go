@@ -28,17 +28,25 @@ import (
 // call owns its connection (the HTTP server sees it hijacked), and ends
 // when its client closes the connection or sends anything more.
 func TestWebStreamTakesConnectionOver(t *testing.T) {
-	t.Run("plain", func(t *testing.T) {
-		_, _, ws, states := leanServer(t)
-		takenOver(t, ws, states)
-	})
-	t.Run("TLS", func(t *testing.T) {
-		_, _, ws, states := leanTLSServer(t)
-		takenOver(t, ws, states)
-	})
+	plainAndTLS(t, takenOver)
 }
 
-func takenOver(t *testing.T, ws *webServer, states func() []http.ConnState) {
+// plainAndTLS runs fn against a lean server over plain HTTP/1.1, then
+// against one over TLS.
+func plainAndTLS(t *testing.T, fn func(t *testing.T, local *gateway.InProcess, ws *webServer, states func() []http.ConnState)) {
+	for _, withTLS := range []bool{false, true} {
+		name := "plain"
+		if withTLS {
+			name = "TLS"
+		}
+		t.Run(name, func(t *testing.T) {
+			_, local, ws, states := startLean(t, false, withTLS)
+			fn(t, local, ws, states)
+		})
+	}
+}
+
+func takenOver(t *testing.T, _ *gateway.InProcess, ws *webServer, states func() []http.ConnState) {
 	c := openWait(t, ws.url, "")
 	if got := states(); !slices.Contains(got, http.StateHijacked) {
 		t.Errorf("connection states %v, want hijacked", got)
@@ -134,17 +142,10 @@ func TestWebStreamsParkTheirConnections(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the poller is Linux's (epoll)")
 	}
-	t.Run("plain", func(t *testing.T) {
-		_, local, ws, _ := leanServer(t)
-		parkedStreams(t, local, ws)
-	})
-	t.Run("TLS", func(t *testing.T) {
-		_, local, ws, _ := leanTLSServer(t)
-		parkedStreams(t, local, ws)
-	})
+	plainAndTLS(t, parkedStreams)
 }
 
-func parkedStreams(t *testing.T, local *gateway.InProcess, ws *webServer) {
+func parkedStreams(t *testing.T, local *gateway.InProcess, ws *webServer, _ func() []http.ConnState) {
 	const streams = 8
 	var conns []net.Conn
 	for range streams {

@@ -547,13 +547,8 @@ func leanServerWith(t *testing.T, detach bool) (*httptest.Server, *gateway.InPro
 	return startLean(t, detach, false)
 }
 
-// leanTLSServer is leanServer serving HTTP/1.1 over TLS: its URL is
-// https, which openScript dials with TLS.
-func leanTLSServer(t *testing.T) (*httptest.Server, *gateway.InProcess, *webServer, func() []http.ConnState) {
-	t.Helper()
-	return startLean(t, false, true)
-}
-
+// startLean is leanServerWith, serving HTTP/1.1 over TLS when withTLS is
+// set: its URL is then https, which openScript dials with TLS.
 func startLean(t *testing.T, detach, withTLS bool) (*httptest.Server, *gateway.InProcess, *webServer, func() []http.ConnState) {
 	t.Helper()
 	ws := &webServer{stats: &statsRecorder{}, mu: &sync.Mutex{}, calls: new([]string), logged: make(chan struct{}, 1)}
