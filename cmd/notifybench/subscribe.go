@@ -167,6 +167,7 @@ func openFleet(ctx context.Context, cfg fleetConfig, rooms, tokens []string, pro
 			WriteBufferSize:     4 << 10,
 		}}
 	case "grpcweb-h2c":
+		// Each stream's client is made by readWeb, as for the next three.
 	case "grpcweb-h2", "grpcweb-native", "grpcweb-tls":
 		if cfg.tlsRoots == nil {
 			return nil, fmt.Errorf("--transport %s: the server's ports must serve TLS (use --spawn)", cfg.transport)
